@@ -1,0 +1,369 @@
+"""The canonical binary module format (docs/bytecode.md, "Modules").
+
+    module   = magic "\\0hsm", version 0x01, sections
+    section  = id (1 byte), size (uLEB128), payload
+    1 types      count, entries: 0x00 Unit | 0x01 Int | 0x02 a b (x) | 0x03 a b (+)
+    2 functions  count, entries: dom, cod, instruction count, instructions
+    3 machine    input, state, output (type indices), init, step (function indices)
+    4 migration  function index (old state -> new state)
+    0 custom     name (uLEB128 length + UTF-8), data; after all others, names ascending
+
+Semantic sections appear in ascending id order, at most once each; types and functions are
+required, and at least one of machine and migration. The identity of a module is the SHA-256 of
+its bytes up to the end of the last semantic section: custom sections (names, source) never
+change it. Decoding rejects anything non-canonical, so ``encode(decode(b)) == b``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import assert_never
+
+from hotswap.cam import limits
+from hotswap.cam.encoding import Reader, sleb, uleb
+from hotswap.cam.instructions import JUMPS, Code, Instr, Opcode
+from hotswap.errors import DecodeError
+from hotswap.lang.terms import Op
+from hotswap.lang.types import INT, UNIT, IntT, Prod, Sum, Type, UnitT
+
+MAGIC = b"\x00hsm"
+VERSION = 1
+
+SECTION_CUSTOM = 0
+SECTION_TYPES = 1
+SECTION_FUNCTIONS = 2
+SECTION_MACHINE = 3
+SECTION_MIGRATION = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    """``code : dom -> cod``."""
+
+    dom: Type
+    cod: Type
+    code: Code
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSig:
+    """A machine: ``init : Unit -> state`` and ``step : input x state -> state x output``,
+    given as indices into the module's functions."""
+
+    input: Type
+    state: Type
+    output: Type
+    init: int
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    """A decoded module. ``custom`` holds (name, data) pairs sorted by name."""
+
+    functions: tuple[Function, ...]
+    machine: MachineSig | None = None
+    migration: int | None = None
+    custom: tuple[tuple[str, bytes], ...] = ()
+
+    def custom_section(self, name: str) -> bytes | None:
+        for key, data in self.custom:
+            if key == name:
+                return data
+        return None
+
+
+# --- encoding -------------------------------------------------------------------------------
+
+
+def _function_roots(m: Module) -> list[int]:
+    roots = [m.machine.init, m.machine.step] if m.machine else []
+    return roots + ([m.migration] if m.migration is not None else [])
+
+
+def _type_roots(m: Module) -> Iterator[Type]:
+    """Every type the module mentions, in canonical order (children come first, see below)."""
+    for f in m.functions:
+        yield f.dom
+        yield f.cod
+        for instr in f.code:
+            if instr.op in (Opcode.INL, Opcode.INR):
+                assert isinstance(instr.arg, UnitT | IntT | Prod | Sum)
+                yield instr.arg
+    if m.machine:
+        yield from (m.machine.input, m.machine.state, m.machine.output)
+
+
+def type_table(m: Module) -> dict[Type, int]:
+    """Canonical type indices: types in order of first mention, each after its components."""
+    table: dict[Type, int] = {}
+    for root in _type_roots(m):
+        stack: list[tuple[Type, bool]] = [(root, False)]
+        while stack:
+            t, expanded = stack.pop()
+            if t in table:
+                continue
+            if expanded or not isinstance(t, Prod | Sum):
+                table[t] = len(table)
+            else:
+                stack.extend(((t, True), (t.right, False), (t.left, False)))
+    return table
+
+
+def _section(out: bytearray, section_id: int, payload: bytes) -> None:
+    out.append(section_id)
+    out += uleb(len(payload))
+    out += payload
+
+
+def encode_module(m: Module) -> bytes:
+    """The canonical bytes of ``m``."""
+    types = type_table(m)
+    out = bytearray(MAGIC)
+    out.append(VERSION)
+    payload = bytearray(uleb(len(types)))
+    for t in types:
+        match t:
+            case UnitT():
+                payload.append(0)
+            case IntT():
+                payload.append(1)
+            case Prod(left, right) | Sum(left, right):
+                payload.append(2 if isinstance(t, Prod) else 3)
+                payload += uleb(types[left]) + uleb(types[right])
+            case _:
+                assert_never(t)
+    _section(out, SECTION_TYPES, bytes(payload))
+    payload = bytearray(uleb(len(m.functions)))
+    for f in m.functions:
+        payload += uleb(types[f.dom]) + uleb(types[f.cod]) + uleb(len(f.code))
+        for instr in f.code:
+            payload.append(instr.op)
+            payload += _immediate(instr, types)
+    _section(out, SECTION_FUNCTIONS, bytes(payload))
+    if m.machine:
+        sig = m.machine
+        fields = (types[sig.input], types[sig.state], types[sig.output], sig.init, sig.step)
+        _section(out, SECTION_MACHINE, b"".join(uleb(n) for n in fields))
+    if m.migration is not None:
+        _section(out, SECTION_MIGRATION, uleb(m.migration))
+    for name, data in sorted(m.custom):
+        raw = name.encode()
+        _section(out, SECTION_CUSTOM, uleb(len(raw)) + raw + data)
+    return bytes(out)
+
+
+def _immediate(instr: Instr, types: dict[Type, int]) -> bytes:
+    match instr.arg:
+        case None:
+            return b""
+        case Op() as p:
+            return bytes([p.value])
+        case int() as n:
+            return sleb(n) if instr.op is Opcode.LIT else uleb(n)
+        case t:
+            return uleb(types[t])
+
+
+def semantic_length(data: bytes) -> int:
+    """Length of the identity-bearing prefix of valid module bytes."""
+    r = Reader(data, len(MAGIC) + 1)
+    while not r.at_end():
+        start = r.pos
+        if r.byte() == SECTION_CUSTOM:
+            return start
+        r.section("section")
+    return len(data)
+
+
+def module_identity(data: bytes) -> str:
+    """Hex SHA-256 of the semantic part of valid module bytes."""
+    return hashlib.sha256(data[: semantic_length(data)]).hexdigest()
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+
+def decode_module(data: bytes) -> Module:
+    """Decode canonical module bytes, or raise :class:`DecodeError` saying what is wrong.
+
+    Decoding checks the format only; :func:`hotswap.cam.verify_module.verify_module` checks that
+    the code is well typed."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"a module is bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > limits.MAX_MODULE_BYTES:
+        raise DecodeError(f"module of {len(data)} bytes exceeds {limits.MAX_MODULE_BYTES}")
+    if data[: len(MAGIC)] != MAGIC:
+        raise DecodeError(f"not a hotswap module: bad magic {data[:4]!r}")
+    if len(data) < len(MAGIC) + 1:
+        raise DecodeError("module ends before its format version")
+    if data[len(MAGIC)] != VERSION:
+        raise DecodeError(f"unsupported module format version {data[len(MAGIC)]}")
+    sections = _split_sections(data)
+    if SECTION_TYPES not in sections or SECTION_FUNCTIONS not in sections:
+        raise DecodeError("module needs a types and a functions section")
+    types = _decode_types(sections[SECTION_TYPES])
+    functions = _decode_functions(sections[SECTION_FUNCTIONS], types)
+    machine = (
+        _decode_machine(sections[SECTION_MACHINE], types, len(functions))
+        if (SECTION_MACHINE in sections)
+        else None
+    )
+    migration = None
+    if SECTION_MIGRATION in sections:
+        r = sections[SECTION_MIGRATION]
+        if not functions:
+            raise r.fail("a migration needs a function")
+        migration = r.uleb(len(functions) - 1)
+        if not r.at_end():
+            raise r.fail("trailing bytes in the migration section")
+    if machine is None and migration is None:
+        raise DecodeError("module has neither a machine nor a migration section")
+    customs = tuple((name, r.take(r.end - r.pos)) for name, r in _custom_sections(data))
+    module = Module(functions, machine, migration, customs)
+    _check_canonical(module, data, types)
+    return module
+
+
+def _split_sections(data: bytes) -> dict[int, Reader]:
+    sections: dict[int, Reader] = {}
+    r = Reader(data, len(MAGIC) + 1, what="module")
+    last = 0
+    while not r.at_end():
+        section_id = r.byte()
+        if section_id == SECTION_CUSTOM:
+            break
+        if section_id > SECTION_MIGRATION:
+            r.pos -= 1
+            raise r.fail(f"unknown section id {section_id}")
+        if section_id <= last:
+            r.pos -= 1
+            raise r.fail(f"section {section_id} out of order or repeated")
+        last = section_id
+        sections[section_id] = r.section(f"section {section_id}")
+    return sections
+
+
+def _custom_sections(data: bytes) -> Iterator[tuple[str, Reader]]:
+    r = Reader(data, semantic_length(data), what="module")
+    previous: str | None = None
+    count = 0
+    while not r.at_end():
+        section_id = r.byte()
+        if section_id != SECTION_CUSTOM:
+            r.pos -= 1
+            raise r.fail(f"section {section_id} after a custom section")
+        body = r.section("custom section")
+        raw = body.take(body.uleb())
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise body.fail("custom section name is not UTF-8") from None
+        if not name or (previous is not None and name <= previous):
+            raise body.fail(f"custom section {name!r} empty, repeated or out of order")
+        count += 1
+        if count > limits.MAX_CUSTOM_SECTIONS:
+            raise body.fail(f"more than {limits.MAX_CUSTOM_SECTIONS} custom sections")
+        previous = name
+        yield name, body
+
+
+def _decode_types(r: Reader) -> list[Type]:
+    count = r.uleb(limits.MAX_TYPES)
+    types: list[Type] = []
+    seen: set[int] = set()
+    for i in range(count):
+        tag = r.byte()
+        t: Type
+        if tag == 0:
+            t = UNIT
+        elif tag == 1:
+            t = INT
+        elif tag in (2, 3):
+            if i == 0:
+                raise r.fail("a compound type cannot be the first type")
+            a, b = types[r.uleb(i - 1)], types[r.uleb(i - 1)]
+            t = Prod(a, b) if tag == 2 else Sum(a, b)
+            if t.depth > limits.MAX_TYPE_DEPTH or t.size > limits.MAX_TYPE_SIZE:
+                raise r.fail(f"type {i} exceeds the limits on type depth or size")
+        else:
+            r.pos -= 1
+            raise r.fail(f"unknown type tag {tag}")
+        if id(t) in seen:
+            raise r.fail(f"type {i} repeats an earlier type ({t})")
+        seen.add(id(t))
+        types.append(t)
+    if not r.at_end():
+        raise r.fail("trailing bytes in the types section")
+    return types
+
+
+def _decode_functions(r: Reader, types: list[Type]) -> tuple[Function, ...]:
+    count = r.uleb(limits.MAX_FUNCTIONS)
+    if not types:
+        raise r.fail("functions need types, but the types section is empty")
+    last_type = len(types) - 1
+    functions = []
+    for _ in range(count):
+        dom, cod = types[r.uleb(last_type)], types[r.uleb(last_type)]
+        length = r.uleb(limits.MAX_CODE)
+        code = tuple(_decode_instr(r, types) for _ in range(length))
+        functions.append(Function(dom, cod, code))
+    if not r.at_end():
+        raise r.fail("trailing bytes in the functions section")
+    return tuple(functions)
+
+
+def _decode_instr(r: Reader, types: list[Type]) -> Instr:
+    byte = r.byte()
+    try:
+        op = Opcode(byte)
+    except ValueError:
+        r.pos -= 1
+        raise r.fail(f"unknown opcode 0x{byte:02x}") from None
+    if op is Opcode.LIT:
+        return Instr(op, r.sleb())
+    if op is Opcode.PRIM:
+        p = r.byte()
+        try:
+            return Instr(op, Op(p))
+        except ValueError:
+            r.pos -= 1
+            raise r.fail(f"unknown primitive {p}") from None
+    if op in (Opcode.INL, Opcode.INR):
+        return Instr(op, types[r.uleb(len(types) - 1)])
+    if op in JUMPS:
+        return Instr(op, r.uleb(limits.MAX_CODE))
+    return Instr(op)
+
+
+def _decode_machine(r: Reader, types: list[Type], n_functions: int) -> MachineSig:
+    last_type = len(types) - 1
+    input_t, state_t, output_t = (types[r.uleb(last_type)] for _ in range(3))
+    if n_functions == 0:
+        raise r.fail("a machine needs functions")
+    sig = MachineSig(input_t, state_t, output_t, r.uleb(n_functions - 1), r.uleb(n_functions - 1))
+    if not r.at_end():
+        raise r.fail("trailing bytes in the machine section")
+    return sig
+
+
+def _check_canonical(m: Module, data: bytes, types: list[Type]) -> None:
+    roots = _function_roots(m)
+    expected_order = list(dict.fromkeys(roots))
+    if expected_order != list(range(len(m.functions))):
+        raise DecodeError(
+            f"functions must be listed once each in order of use {expected_order}, "
+            f"found {len(m.functions)} functions"
+        )
+    canonical = type_table(m)
+    if len(canonical) != len(types):
+        unused = [str(t) for t in types if t not in canonical]
+        raise DecodeError(f"unused types in the types section: {', '.join(unused[:3])}")
+    if list(canonical) != types:
+        raise DecodeError("types are not in canonical order (first mention, components first)")
+    if encode_module(m) != data:
+        raise DecodeError("module bytes are not canonical")

@@ -1,0 +1,141 @@
+"""The error tree: one root, a branch per layer.
+
+Every error hotswap raises on purpose derives from :class:`HotswapError`. Anything else escaping
+the library is a bug.
+"""
+
+from __future__ import annotations
+
+
+class HotswapError(Exception):
+    """Root of every error hotswap raises on purpose."""
+
+
+class InternalError(HotswapError):
+    """A broken invariant inside hotswap: this is a bug, please report it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"internal error (this is a bug, please report it): {message}")
+
+
+# --- lang -----------------------------------------------------------------------------------
+
+
+class LanguageError(HotswapError):
+    """A problem with a term of the core language."""
+
+
+class TermTypeError(LanguageError):
+    """A term does not have the type its context requires.
+
+    ``term`` is the offending subterm, ``expected`` and ``actual`` the types (either may be a
+    description such as ``"a product"`` when no single type is expected).
+    """
+
+    def __init__(self, term: object, expected: object, actual: object, detail: str = "") -> None:
+        self.term = term
+        self.expected = expected
+        self.actual = actual
+        msg = f"{detail or 'type mismatch'} in {term}: expected {expected}, got {actual}"
+        super().__init__(msg)
+
+
+class ValueTypeError(LanguageError):
+    """A value does not belong to the type it is claimed to have."""
+
+
+class Trap(HotswapError):
+    """A run of a machine failed: integer overflow or division by zero.
+
+    A trap fails one step: the state is unchanged and the caller receives this error. ``kind``
+    is a stable machine-readable word (``"overflow"`` or ``"division_by_zero"``).
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Trap) and (self.kind, str(self)) == (other.kind, str(other))
+
+    def __hash__(self) -> int:
+        return hash((self.kind, str(self)))
+
+
+# --- cam ------------------------------------------------------------------------------------
+
+
+class BytecodeError(HotswapError):
+    """Bytes that are not a valid module, function or value: the reason names what is wrong."""
+
+
+class DecodeError(BytecodeError):
+    """Malformed or non-canonical bytes."""
+
+
+class VerifyError(BytecodeError):
+    """Well-formed code that the verifier rejects (ill-typed, unbalanced, too large)."""
+
+
+# --- dsl ------------------------------------------------------------------------------------
+
+
+class SourceError(HotswapError):
+    """A machine's Python source uses something outside the supported subset, or is mistyped.
+
+    Carries the position and renders the offending line with a caret.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        filename: str = "<source>",
+        line: int = 0,
+        column: int = 0,
+        source_line: str = "",
+    ) -> None:
+        self.message = message
+        self.filename = filename
+        self.line = line
+        self.column = column
+        self.source_line = source_line
+        text = f"{filename}:{line}:{column + 1}: {message}"
+        if source_line:
+            text += f"\n    {source_line}\n    {' ' * column}^"
+        super().__init__(text)
+
+
+# --- protocol, node, client -----------------------------------------------------------------
+
+
+class ProtocolError(HotswapError):
+    """A violation of the wire protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to do something the protocol does not allow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow."""
+
+
+class NodeError(HotswapError):
+    """A request to a node failed; ``code`` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class UpgradeRejected(NodeError):
+    """The node refused an upgrade; nothing changed. ``reason`` says why."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(code, reason)
+
+
+class StoreError(HotswapError):
+    """The node's persistent store is unusable or inconsistent."""

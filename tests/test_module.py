@@ -1,0 +1,243 @@
+"""The module format and the value encoding: canonical round trips, and total decoding."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hotswap import HotswapError, load_module
+from hotswap.cam.build import machine_module, migration_module
+from hotswap.cam.encoding import Reader, sleb, uleb
+from hotswap.cam.loaded import LoadedModule
+from hotswap.cam.module import Module, decode_module, encode_module, module_identity
+from hotswap.cam.values import decode_value, encode_value
+from hotswap.errors import DecodeError, Trap
+from hotswap.examples import handbuilt
+from hotswap.lang.check import infer
+from hotswap.lang.evaluate import Value
+from hotswap.lang.terms import SND, Fanout, Lit
+from hotswap.lang.types import INT, UNIT, IntT, Prod, Sum, Type, UnitT
+from hotswap.lang.values import constant
+from strategies import terms, types, values
+
+
+@st.composite
+def machine_modules(draw: st.DrawFn) -> Module:
+    """Machines with random types whose step keeps the state and outputs a random term."""
+    input_t, state_t = draw(types(4)), draw(types(4))
+    body = draw(terms(Prod(input_t, state_t), 3))
+    output_t = infer(body, Prod(input_t, state_t))
+    init = constant(draw(values(state_t)), state_t)
+    custom = draw(st.dictionaries(st.text(min_size=1, max_size=5), st.binary(max_size=8)))
+    return machine_module(input_t, state_t, output_t, init, Fanout(SND, body), custom=custom)
+
+
+@settings(max_examples=150, deadline=None)
+@given(machine_modules())
+def test_module_round_trips_on_objects_and_bytes(m: Module) -> None:
+    """decode(encode(m)) == m, and encode(decode(b)) == b."""
+    data = encode_module(m)
+    assert decode_module(data) == m
+    assert encode_module(decode_module(data)) == data
+
+
+@settings(max_examples=50, deadline=None)
+@given(machine_modules(), st.binary(min_size=1, max_size=4))
+def test_custom_sections_do_not_change_identity(m: Module, extra: bytes) -> None:
+    """Names and source live in custom sections, outside the identity."""
+    other = Module(m.functions, m.machine, m.migration, (*m.custom, ("\uffff", extra)))
+    assert module_identity(encode_module(m)) == module_identity(encode_module(other))
+    assert encode_module(m) != encode_module(other)
+
+
+@given(st.integers(0, 2**64 - 1))
+def test_uleb_round_trip(n: int) -> None:
+    assert Reader(uleb(n)).uleb() == n
+
+
+@given(st.integers(-(2**63), 2**63 - 1))
+def test_sleb_round_trip(n: int) -> None:
+    assert Reader(sleb(n)).sleb() == n
+
+
+@pytest.mark.parametrize(
+    ("raw", "signed", "message"),
+    [
+        (b"\x80\x00", False, "non-minimal unsigned"),
+        (b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", False, "longer than 10 bytes"),
+        (b"\xff\x7f", True, "non-minimal signed"),
+        (b"\x80\x00", True, "non-minimal signed"),
+        (b"\x80", False, "unexpected end"),
+    ],
+)
+def test_leb_rejects_non_minimal_and_truncated(raw: bytes, signed: bool, message: str) -> None:
+    """Only the minimal encoding of each integer decodes."""
+    r = Reader(raw)
+    with pytest.raises(DecodeError, match=message):
+        r.sleb() if signed else r.uleb()
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_values_round_trip_canonically(data: st.DataObject) -> None:
+    """decode(encode(v)) == v, and trailing or missing bytes are rejected."""
+    t = data.draw(types())
+    v = data.draw(values(t))
+    raw = encode_value(v, t)
+    assert decode_value(raw, t) == v
+    with pytest.raises(DecodeError, match="trailing"):
+        decode_value(raw + b"\x00", t)
+
+
+@pytest.mark.parametrize(
+    ("raw", "t", "message"),
+    [
+        (b"\x02", Sum(UNIT, UNIT), "sum tag must be 0 or 1"),
+        (b"", INT, "unexpected end"),
+        (b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", INT, "outside the signed 64-bit range"),
+    ],
+)
+def test_value_decoding_names_the_problem(raw: bytes, t: Type, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode_value(raw, t)
+
+
+def _counter_bytes() -> bytes:
+    return encode_module(handbuilt.counter_module())
+
+
+def _with_section(data: bytes, section: bytes) -> bytes:
+    return data + section
+
+
+MALFORMED = [
+    (lambda b: b"\x00abc" + b[4:], "bad magic"),
+    (lambda b: b[:4] + b"\x02" + b[5:], "unsupported module format version 2"),
+    (lambda b: b[:5], "needs a types and a functions section"),
+    (lambda b: b + b"\x07\x00", "unknown section id 7"),
+    (lambda b: b + b"\x01\x00", "out of order or repeated"),
+    (lambda b: b + b"\x00\x01\x00", "empty, repeated or out of order"),
+    (lambda b: b + b"\x00\x02\x01b\x00\x02\x01a", "empty, repeated or out of order"),
+    (lambda b: b + b"\x00\x02\x01\xff", "not UTF-8"),
+    (lambda b: b[:-1], "section 3 of 5 bytes overruns the data"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "message"), MALFORMED)
+def test_malformed_modules_are_rejected_with_a_reason(mutate: object, message: str) -> None:
+    """Each kind of damage is named in the error."""
+    assert callable(mutate)
+    with pytest.raises(DecodeError, match=re.escape(message)):
+        decode_module(mutate(_counter_bytes()))
+
+
+def test_non_canonical_type_table_is_rejected() -> None:
+    """A duplicated or unused type, or types out of order, are rejected."""
+    m = handbuilt.counter_module()
+    data = encode_module(m)
+    # types section: id 1, size, count, entries; append an unused Unit-x-Unit type at the end
+    size = data[6]
+    count = data[7]
+    body = data[8 : 7 + size]
+    extra = bytes([count + 1]) + body + b"\x02\x00\x00"
+    patched = data[:5] + b"\x01" + uleb(len(extra)) + extra + data[7 + size :]
+    with pytest.raises(DecodeError, match=r"unused types|repeats"):
+        decode_module(patched)
+    duplicate = bytes([count + 1]) + body + b"\x00"
+    patched = data[:5] + b"\x01" + uleb(len(duplicate)) + duplicate + data[7 + size :]
+    with pytest.raises(DecodeError, match="repeats an earlier type"):
+        decode_module(patched)
+
+
+def test_migration_module_round_trip() -> None:
+    """A migration module carries one function old -> new."""
+    m = migration_module(INT, Prod(INT, INT), Fanout(Lit(0), Lit(0)))
+    data = encode_module(m)
+    loaded = load_module(data)
+    assert loaded.migration is not None and loaded.migration.new == Prod(INT, INT)
+    assert loaded.migrate(5) == (0, 0)
+    assert loaded.machine is None
+
+
+def _seeds() -> list[bytes]:
+    return [
+        encode_module(handbuilt.counter_module()),
+        encode_module(handbuilt.bank_module()),
+        encode_module(migration_module(INT, Prod(INT, INT), Fanout(Lit(1), Lit(2)))),
+    ]
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 2)):
+        kind = rng.choices((0, 1, 2), weights=(8, 1, 1))[0]  # flips keep section sizes valid
+        pos = rng.randrange(len(b) + (kind == 1))
+        if kind == 0 and b:
+            b[pos % len(b)] ^= 1 << rng.randrange(8)
+        elif kind == 1:
+            b.insert(pos, rng.randrange(256))
+        elif b:
+            del b[pos % len(b)]
+    return bytes(b)
+
+
+def _outcome(run: Callable[[], Value]) -> tuple[str, object]:
+    try:
+        return ("ok", run())
+    except Trap as t:
+        return ("trap", t)
+
+
+def _exercise(loaded: LoadedModule, rng: random.Random) -> None:
+    """Run what an accepted mutant offers on a few values of its types, on both executors."""
+    if loaded.machine is not None:
+        sig = loaded.machine
+        state = loaded.init()
+        assert loaded.init("vm") == state
+        for _ in range(3):
+            inp = _some_value(sig.input, rng)
+            fast = _outcome(lambda: loaded.step(inp, state))  # noqa: B023 - called at once
+            assert _outcome(lambda: loaded.step(inp, state, "vm")) == fast  # noqa: B023
+            if fast[0] == "ok":
+                state = fast[1][0]  # type: ignore[index]
+    if loaded.migration is not None:
+        old = _some_value(loaded.migration.old, rng)
+        assert _outcome(lambda: loaded.migrate(old)) == _outcome(lambda: loaded.migrate(old, "vm"))
+
+
+def _some_value(t: Type, rng: random.Random) -> Value:
+    match t:
+        case UnitT():
+            return ()
+        case IntT():
+            return rng.choice([0, 1, -1, 2**63 - 1, -(2**63), rng.randint(-100, 100)])
+        case Prod(left, right):
+            return (_some_value(left, rng), _some_value(right, rng))
+        case Sum(left, right):
+            tag = rng.randrange(2)
+            return (tag, _some_value(right if tag else left, rng))
+    raise AssertionError(t)
+
+
+def test_ten_thousand_mutants_raise_only_our_errors() -> None:
+    """Flipped, inserted and deleted bytes never raise anything but our rejection errors,
+    and every mutant that is accepted runs without an unexpected exception."""
+    rng = random.Random(20261128)
+    seeds = _seeds()
+    accepted = rejected = 0
+    for i in range(10_000):
+        mutant = _mutate(rng, seeds[i % len(seeds)])
+        try:
+            loaded = load_module(mutant)
+        except HotswapError:
+            rejected += 1
+            continue
+        accepted += 1
+        _exercise(loaded, rng)
+    assert rejected > 9_000  # almost every mutation breaks canonical form or typing
+    assert accepted > 0  # ...but some survive, and ran above
