@@ -15,7 +15,7 @@ from hotswap.cam.build import machine_module, migration_module
 from hotswap.cam.encoding import Reader, sleb, uleb
 from hotswap.cam.loaded import LoadedModule
 from hotswap.cam.module import Module, decode_module, encode_module, module_identity
-from hotswap.cam.values import decode_value, encode_value
+from hotswap.cam.values import decode_value, encode_value, value_decoder, value_encoder
 from hotswap.errors import DecodeError, Trap
 from hotswap.examples import handbuilt
 from hotswap.lang.check import infer
@@ -92,6 +92,27 @@ def test_values_round_trip_canonically(data: st.DataObject) -> None:
     assert decode_value(raw, t) == v
     with pytest.raises(DecodeError, match="trailing"):
         decode_value(raw + b"\x00", t)
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_compiled_codecs_agree_with_the_reference(data: st.DataObject) -> None:
+    """value_encoder/value_decoder give the same bytes, values and rejections."""
+    t = data.draw(types())
+    v = data.draw(values(t))
+    raw = encode_value(v, t)
+    assert value_encoder(t)(v) == raw
+    assert value_decoder(t)(raw) == v
+    damaged = data.draw(st.binary(max_size=len(raw) + 2))
+    try:
+        expected = ("ok", decode_value(damaged, t))
+    except DecodeError:
+        expected = ("rejected", None)
+    try:
+        actual = ("ok", value_decoder(t)(damaged))
+    except DecodeError:
+        actual = ("rejected", None)
+    assert actual == expected
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ so each value has exactly one encoding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from typing import assert_never
 
 from hotswap.cam import limits
@@ -18,7 +20,7 @@ from hotswap.cam.encoding import Reader, sleb
 from hotswap.errors import DecodeError, ValueTypeError
 from hotswap.lang.evaluate import Value
 from hotswap.lang.ints import in_range
-from hotswap.lang.types import IntT, Prod, Sum, Type, UnitT
+from hotswap.lang.types import INT, UNIT, IntT, Prod, Sum, Type, UnitT
 from hotswap.lang.values import check_value
 
 
@@ -77,3 +79,186 @@ def _decode(r: Reader, t: Type) -> Value:
             return (tag, _decode(r, right if tag else left))
         case _:
             assert_never(t)
+
+
+def encode_type(t: Type) -> bytes:
+    """A standalone type, as its tree in pre-order: 0x00 Unit, 0x01 Int, 0x02 a b, 0x03 a b.
+
+    Used where a type travels on its own (a node's status reply); inside modules types live in
+    the hash-consed type table instead."""
+    if t.size > limits.MAX_TYPE_SIZE:
+        raise ValueTypeError(f"type {t} has more than {limits.MAX_TYPE_SIZE} nodes")
+    out = bytearray()
+    stack = [t]
+    while stack:
+        node = stack.pop()
+        match node:
+            case UnitT():
+                out.append(0)
+            case IntT():
+                out.append(1)
+            case Prod(left, right) | Sum(left, right):
+                out.append(2 if isinstance(node, Prod) else 3)
+                stack.extend((right, left))
+            case _:
+                assert_never(node)
+    return bytes(out)
+
+
+def decode_type(data: bytes) -> Type:
+    """Inverse of :func:`encode_type`; :class:`DecodeError` on anything else."""
+    r = Reader(data, what="type")
+    t = _decode_type(r, 0)
+    if not r.at_end():
+        raise r.fail("trailing bytes after a type")
+    return t
+
+
+def _decode_type(r: Reader, depth: int) -> Type:
+    if depth > limits.MAX_TYPE_DEPTH:
+        raise r.fail(f"type nested deeper than {limits.MAX_TYPE_DEPTH}")
+    tag = r.byte()
+    if tag == 0:
+        return UNIT
+    if tag == 1:
+        return INT
+    if tag in (2, 3):
+        left = _decode_type(r, depth + 1)
+        right = _decode_type(r, depth + 1)
+        return Prod(left, right) if tag == 2 else Sum(left, right)
+    r.pos -= 1
+    raise r.fail(f"unknown type tag {tag}")
+
+
+# --- compiled codecs ------------------------------------------------------------------------
+# The node encodes an output and a state, and decodes an input, for every step: these closures,
+# built once per (interned) type, skip the generic walk. Values produced by verified code are
+# well typed, so encoding them needs no check; decoding checks everything, as above.
+
+_Enc = Callable[[Value, bytearray], None]
+_Dec = Callable[[bytes, int], tuple[Value, int]]
+
+
+def _encode_int(v: int, out: bytearray) -> None:
+    if -64 <= v < 64:
+        out.append(v & 0x7F)
+    else:
+        out += sleb(v)
+
+
+def _encode_unit(v: Value, out: bytearray) -> None:
+    return None
+
+
+def _build_encoder(t: Type) -> _Enc:
+    match t:
+        case UnitT():
+            return _encode_unit
+        case IntT():
+            return _encode_int
+        case Prod(left, right):
+            first, second = _build_encoder(left), _build_encoder(right)
+
+            def pair(v: Value, out: bytearray) -> None:
+                first(v[0], out)
+                second(v[1], out)
+
+            return pair
+        case Sum(left, right):
+            on_left, on_right = _build_encoder(left), _build_encoder(right)
+
+            def tagged(v: Value, out: bytearray) -> None:
+                if v[0]:
+                    out.append(1)
+                    on_right(v[1], out)
+                else:
+                    out.append(0)
+                    on_left(v[1], out)
+
+            return tagged
+        case _:
+            assert_never(t)
+
+
+@lru_cache(maxsize=1024)
+def value_encoder(t: Type) -> Callable[[Value], bytes]:
+    """A fast encoder for values of ``t`` known to be well typed (results of verified code)."""
+    if t is INT:
+        return lambda v: bytes((v & 0x7F,)) if -64 <= v < 64 else sleb(v)
+    if t is UNIT:
+        return lambda v: b""
+    walk = _build_encoder(t)
+
+    def encode(v: Value) -> bytes:
+        out = bytearray()
+        walk(v, out)
+        return bytes(out)
+
+    return encode
+
+
+def _decode_int(data: bytes, pos: int) -> tuple[Value, int]:
+    b = data[pos]
+    if b < 0x80:  # one byte: always minimal
+        return (b - 128 if b & 0x40 else b), pos + 1
+    r = Reader(data, pos, what="value")
+    n = r.sleb()
+    if not in_range(n):
+        raise DecodeError(f"value: {n} is outside the signed 64-bit range")
+    return n, r.pos
+
+
+def _decode_unit(data: bytes, pos: int) -> tuple[Value, int]:
+    return (), pos
+
+
+def _build_decoder(t: Type) -> _Dec:
+    match t:
+        case UnitT():
+            return _decode_unit
+        case IntT():
+            return _decode_int
+        case Prod(left, right):
+            first, second = _build_decoder(left), _build_decoder(right)
+
+            def pair(data: bytes, pos: int) -> tuple[Value, int]:
+                a, pos = first(data, pos)
+                b, pos = second(data, pos)
+                return (a, b), pos
+
+            return pair
+        case Sum(left, right):
+            on_left, on_right = _build_decoder(left), _build_decoder(right)
+
+            def tagged(data: bytes, pos: int) -> tuple[Value, int]:
+                tag = data[pos]
+                if tag == 0:
+                    v, pos = on_left(data, pos + 1)
+                    return (0, v), pos
+                if tag == 1:
+                    v, pos = on_right(data, pos + 1)
+                    return (1, v), pos
+                raise DecodeError(f"value at byte {pos}: sum tag must be 0 or 1, got {tag}")
+
+            return tagged
+        case _:
+            assert_never(t)
+
+
+@lru_cache(maxsize=1024)
+def value_decoder(t: Type) -> Callable[[bytes], Value]:
+    """A fast decoder for canonical bytes of ``t``; the same checks as :func:`decode_value`."""
+    if t.depth > limits.MAX_TYPE_DEPTH or t.size > limits.MAX_TYPE_SIZE:
+        raise ValueTypeError(f"type {t} exceeds the limits on type depth or size")
+    walk = _build_decoder(t)
+
+    def decode(data: bytes) -> Value:
+        try:
+            v, pos = walk(data, 0)
+        except IndexError:
+            raise DecodeError(f"value: unexpected end of data for a value of type {t}") from None
+        if pos != len(data):
+            raise DecodeError(f"value: {len(data) - pos} trailing bytes after a value of type {t}")
+        return v
+
+    return decode

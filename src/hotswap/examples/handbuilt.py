@@ -7,7 +7,7 @@ measured against.
 
 from __future__ import annotations
 
-from hotswap.cam.build import machine_module
+from hotswap.cam.build import machine_module, migration_module
 from hotswap.cam.module import Module
 from hotswap.lang.evaluate import Value
 from hotswap.lang.terms import (
@@ -27,7 +27,7 @@ from hotswap.lang.terms import (
     compose,
     match_on,
 )
-from hotswap.lang.types import BOOL, INT, UNIT, Sum, Type
+from hotswap.lang.types import BOOL, INT, UNIT, Prod, Sum, Type
 
 # --- the seed's counter: Incr | Count, state Int, output Unit + Int ---------------------------
 
@@ -42,6 +42,35 @@ COUNTER_STEP: Term = compose(Fanout(SND, FST), DISTL, Case(_incr, _count))
 
 def counter_module() -> Module:
     return machine_module(COUNTER_INPUT, INT, COUNTER_OUTPUT, Lit(0), COUNTER_STEP)
+
+
+def counter_commuted_module() -> Module:
+    """The counter with ``1 + n`` for ``n + 1``: the same types, another identity."""
+    incr = Fanout(compose(FST, Fanout(Lit(1), ID), Prim(Op.ADD)), compose(TERMINAL, Inl(INT)))
+    step = compose(Fanout(SND, FST), DISTL, Case(incr, _count))
+    return machine_module(COUNTER_INPUT, INT, COUNTER_OUTPUT, Lit(0), step)
+
+
+# --- the seed's counter, version 2: state (old, n); Incr and Count act on n --------------------
+
+_incr2 = Fanout(
+    compose(FST, Fanout(FST, compose(SND, Fanout(ID, Lit(1)), Prim(Op.ADD)))),
+    compose(TERMINAL, Inl(INT)),
+)
+_count2 = Fanout(FST, compose(FST, SND, Inr(UNIT)))
+COUNTER2_STEP: Term = compose(Fanout(SND, FST), DISTL, Case(_incr2, _count2))
+#: ``n -> (n, 0)``: the seed's upgradeState.
+UPGRADE_STATE: Term = Fanout(ID, Lit(0))
+
+
+def counter2_module() -> Module:
+    return machine_module(
+        COUNTER_INPUT, Prod(INT, INT), COUNTER_OUTPUT, Fanout(Lit(0), Lit(0)), COUNTER2_STEP
+    )
+
+
+def upgrade_state_module() -> Module:
+    return migration_module(INT, Prod(INT, INT), UPGRADE_STATE)
 
 
 def counter_py(x: Value) -> Value:

@@ -142,7 +142,8 @@ def _parse(tokens: list[str], pos: int, t: Type, text: str) -> tuple[int, Value]
             if tok == "L":
                 pos, a = _parse(tokens, pos + 1, left, text)
                 return pos, (0, a)
-            _expect(tok, "R", t, text)
+            if tok != "R":
+                raise ValueTypeError(f"expected 'L' or 'R' for a value of type {t}, got {tok!r}")
             pos, b = _parse(tokens, pos + 1, right, text)
             return pos, (1, b)
         case _:
