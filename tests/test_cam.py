@@ -190,3 +190,10 @@ def test_generated_code_has_no_builtins() -> None:
     assert fn.__globals__["__builtins__"] == {}
     with pytest.raises(Trap, match="division by zero in floordiv"):
         fn(1)
+
+
+def test_long_chains_of_not_stay_within_pythons_parser_limits() -> None:
+    """300 NOTs verify, so they must compile: long conditions are bound to variables."""
+    code = tuple([_i(Opcode.PRIM, Op.NOT)] * 301)
+    verify_code(code, BOOL, BOOL)
+    assert compile_code(code)((0, ())) == VM(code).run((0, ())) == (1, ())

@@ -162,7 +162,9 @@ class _Generator:
             return self.checked(f"-{self.text(reg)}", op, out, indent)
         if op is Op.NOT:
             t = self.truth(reg)
-            return _Inj(1 - t, _UNIT, 2) if isinstance(t, int) else _Cond(f"(not {t})")
+            if isinstance(t, int):
+                return _Inj(1 - t, _UNIT, 2)
+            return self.bind(_Cond(f"(not {t})"), out, indent)
         a, b = self.project(reg, 0), self.project(reg, 1)
         if op in (Op.AND, Op.OR):
             word = "and" if op is Op.AND else "or"

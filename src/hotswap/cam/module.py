@@ -25,6 +25,7 @@ from hotswap.cam import limits
 from hotswap.cam.encoding import Reader, sleb, uleb
 from hotswap.cam.instructions import JUMPS, Code, Instr, Opcode
 from hotswap.errors import DecodeError
+from hotswap.lang.ints import in_range
 from hotswap.lang.terms import Op
 from hotswap.lang.types import INT, UNIT, IntT, Prod, Sum, Type, UnitT
 
@@ -325,7 +326,12 @@ def _decode_instr(r: Reader, types: list[Type]) -> Instr:
         r.pos -= 1
         raise r.fail(f"unknown opcode 0x{byte:02x}") from None
     if op is Opcode.LIT:
-        return Instr(op, r.sleb())
+        start = r.pos
+        n = r.sleb()
+        if not in_range(n):
+            r.pos = start
+            raise r.fail(f"literal {n} is outside the signed 64-bit range")
+        return Instr(op, n)
     if op is Opcode.PRIM:
         p = r.byte()
         try:

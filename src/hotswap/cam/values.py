@@ -49,7 +49,8 @@ def _encode(v: Value, t: Type, out: bytearray) -> None:
 
 
 def decode_value(data: bytes, t: Type) -> Value:
-    """Decode the canonical bytes of a value of type ``t``, or raise :class:`DecodeError`."""
+    """Decode the canonical bytes of a value of type ``t``, or raise :class:`DecodeError`
+    (:class:`ValueTypeError` if ``t`` itself exceeds the limits on types)."""
     if t.depth > limits.MAX_TYPE_DEPTH or t.size > limits.MAX_TYPE_SIZE:
         raise ValueTypeError(f"type {t} exceeds the limits on type depth or size")
     reader = Reader(data, what="value")
@@ -86,8 +87,8 @@ def encode_type(t: Type) -> bytes:
 
     Used where a type travels on its own (a node's status reply); inside modules types live in
     the hash-consed type table instead."""
-    if t.size > limits.MAX_TYPE_SIZE:
-        raise ValueTypeError(f"type {t} has more than {limits.MAX_TYPE_SIZE} nodes")
+    if t.size > limits.MAX_TYPE_SIZE or t.depth > limits.MAX_TYPE_DEPTH:
+        raise ValueTypeError(f"type {t} exceeds the limits on type depth or size")
     out = bytearray()
     stack = [t]
     while stack:

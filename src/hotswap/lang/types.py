@@ -7,8 +7,9 @@ structural equality is identity and costs O(1), whatever the type's size. This m
 types arriving in modules are DAGs: ``t1 = t0 x t0, t2 = t1 x t1, ...`` is tiny as a DAG but
 exponential as a tree, and a naive recursive ``==``, ``hash`` or ``str`` on it would never end.
 Every type records its ``depth`` and tree ``size`` (saturating) so that the verifier can cap both
-before anything walks a value of that type, and a Merkle ``identity``: the hex SHA-256 of its
-canonical encoding (docs/bytecode.md, "Type identity"), stable across processes and languages.
+before anything walks a value of that type, and a Merkle ``identity``: SHA-256 of ``00`` (Unit),
+``01`` (Int), or a tag byte (``02`` product, ``03`` sum) followed by the digests of the two
+components (docs/bytecode.md, "Type identity"), stable across processes and languages.
 """
 
 from __future__ import annotations
