@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import random
 import re
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotswap import HotswapError, load_module
+from hotswap import load_module
 from hotswap.cam.build import machine_module, migration_module
 from hotswap.cam.encoding import Reader, sleb, uleb
-from hotswap.cam.loaded import LoadedModule
+from hotswap.cam.fuzz import fuzz
 from hotswap.cam.module import Module, decode_module, encode_module, module_identity
 from hotswap.cam.values import decode_value, encode_value, value_decoder, value_encoder
-from hotswap.errors import DecodeError, Trap
+from hotswap.errors import DecodeError
 from hotswap.examples import handbuilt
 from hotswap.lang.check import infer
-from hotswap.lang.evaluate import Value
 from hotswap.lang.terms import SND, Fanout, Lit
-from hotswap.lang.types import INT, UNIT, IntT, Prod, Sum, Type, UnitT
+from hotswap.lang.types import INT, UNIT, Prod, Sum, Type
 from hotswap.lang.values import constant
 from strategies import terms, types, values
 
@@ -193,72 +190,10 @@ def _seeds() -> list[bytes]:
     ]
 
 
-def _mutate(rng: random.Random, data: bytes) -> bytes:
-    b = bytearray(data)
-    for _ in range(rng.randint(1, 2)):
-        kind = rng.choices((0, 1, 2), weights=(8, 1, 1))[0]  # flips keep section sizes valid
-        pos = rng.randrange(len(b) + (kind == 1))
-        if kind == 0 and b:
-            b[pos % len(b)] ^= 1 << rng.randrange(8)
-        elif kind == 1:
-            b.insert(pos, rng.randrange(256))
-        elif b:
-            del b[pos % len(b)]
-    return bytes(b)
-
-
-def _outcome(run: Callable[[], Value]) -> tuple[str, object]:
-    try:
-        return ("ok", run())
-    except Trap as t:
-        return ("trap", t)
-
-
-def _exercise(loaded: LoadedModule, rng: random.Random) -> None:
-    """Run what an accepted mutant offers on a few values of its types, on both executors."""
-    if loaded.machine is not None:
-        sig = loaded.machine
-        state = loaded.init()
-        assert loaded.init("vm") == state
-        for _ in range(3):
-            inp = _some_value(sig.input, rng)
-            fast = _outcome(lambda: loaded.step(inp, state))  # noqa: B023 - called at once
-            assert _outcome(lambda: loaded.step(inp, state, "vm")) == fast  # noqa: B023
-            if fast[0] == "ok":
-                state = fast[1][0]  # type: ignore[index]
-    if loaded.migration is not None:
-        old = _some_value(loaded.migration.old, rng)
-        assert _outcome(lambda: loaded.migrate(old)) == _outcome(lambda: loaded.migrate(old, "vm"))
-
-
-def _some_value(t: Type, rng: random.Random) -> Value:
-    match t:
-        case UnitT():
-            return ()
-        case IntT():
-            return rng.choice([0, 1, -1, 2**63 - 1, -(2**63), rng.randint(-100, 100)])
-        case Prod(left, right):
-            return (_some_value(left, rng), _some_value(right, rng))
-        case Sum(left, right):
-            tag = rng.randrange(2)
-            return (tag, _some_value(right if tag else left, rng))
-    raise AssertionError(t)
-
-
 def test_ten_thousand_mutants_raise_only_our_errors() -> None:
     """Flipped, inserted and deleted bytes never raise anything but our rejection errors,
-    and every mutant that is accepted runs without an unexpected exception."""
-    rng = random.Random(20261128)
-    seeds = _seeds()
-    accepted = rejected = 0
-    for i in range(10_000):
-        mutant = _mutate(rng, seeds[i % len(seeds)])
-        try:
-            loaded = load_module(mutant)
-        except HotswapError:
-            rejected += 1
-            continue
-        accepted += 1
-        _exercise(loaded, rng)
-    assert rejected > 9_000  # almost every mutation breaks canonical form or typing
-    assert accepted > 0  # ...but some survive, and ran above
+    and every mutant that is accepted runs, with the VM and the fast path agreeing."""
+    report = fuzz(_seeds(), 10_000, seed=20261128)
+    assert report.mutants == 10_000
+    assert sum(report.reasons.values()) > 9_000  # most mutations break form or typing
+    assert report.accepted > 0  # ...but some survive, and ran inside fuzz()
