@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m bench.bench_core
+	$(BIN)/hotswap node --machine counter=hotswap.examples.handbuilt:counter_module
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

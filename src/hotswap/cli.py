@@ -1,15 +1,91 @@
-"""The `hotswap` command line."""
+"""The `hotswap` command line: run a node, talk to one, inspect modules.
+
+Every failure is one line on stderr, ``hotswap: <what went wrong>``, and exit status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from hotswap.cam.disasm import disassemble
 from hotswap.cam.loaded import load_module
+from hotswap.cam.values import decode_value, encode_value
+from hotswap.client import Upgrade, connect, default_address
 from hotswap.errors import HotswapError
+from hotswap.lang.values import parse, render
+from hotswap.node.main import NodeOptions, import_object, module_bytes, parse_address, run
+from hotswap.node.server import NodeConfig
+from hotswap.node.store import SNAPSHOT_EVERY
+from hotswap.node.trace import Trace
+
+
+def _node(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.listen)
+    machines = []
+    for spec in args.machine:
+        name, sep, ref = spec.partition("=")
+        if not sep or not name or not ref:
+            raise HotswapError(f"bad --machine {spec!r}: expected NAME=module:attribute")
+        machines.append((name, ref))
+    options = NodeOptions(
+        host=host,
+        port=port,
+        data=Path(args.data),
+        machines=tuple(machines),
+        fsync=args.fsync,
+        snapshot_every=args.snapshot_every,
+        config=NodeConfig(name=args.name, idle_timeout=args.idle_timeout),
+    )
+    run(options, Trace(args.trace), args.loop)
+    return 0
+
+
+def _send(args: argparse.Namespace) -> int:
+    with connect(args.node) as client:
+        status = client.status_raw(args.machine)
+        code = load_module(client.module(status.identity))
+        sig = code.machine
+        assert sig is not None
+        value = parse(args.value, sig.input)
+        reply = client.send_raw(args.machine, encode_value(value, sig.input))
+        print(f"Output:    {render(decode_value(reply.output, sig.output), sig.output)}")
+        print(f"New state: {render(decode_value(reply.state, sig.state), sig.state)}")
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    new = module_bytes(import_object(args.to), args.to)
+    migration = module_bytes(import_object(args.migration), args.migration)
+    with connect(args.node) as client:
+        expected = args.expect or client.status_raw(args.machine).identity
+        reply = client.upgrade(args.machine, Upgrade(expected, new, migration))
+    print(f"Upgrade successful! {args.machine}: {reply.old[:12]} -> {reply.new[:12]}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    with connect(args.node) as client:
+        names = [args.machine] if args.machine else [name for name, _ in client.machines()]
+        for name in names:
+            s = client.status(name)
+            print(f"{name}: {s.identity}")
+            print(f"  types   input {s.input_type}, state {s.state_type}, output {s.output_type}")
+            print(f"  inputs  {s.inputs}")
+            raw = client.status_raw(name)
+            print(f"  state   {render(decode_value(raw.state, s.state_type), s.state_type)}")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    with connect(args.node) as client:
+        for entry in client.status_raw(args.machine).history:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.time))
+            print(f"{when}  {entry.kind:<8} {entry.identity}  after {entry.seq} inputs")
+    return 0
 
 
 def _dis(args: argparse.Namespace) -> int:
@@ -24,6 +100,50 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hotswap", description="Hot code upgrades of running state machines."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    node = sub.add_parser("node", help="run a node that hosts machines")
+    node.add_argument("--listen", default=default_address(), help="HOST:PORT (%(default)s)")
+    node.add_argument("--data", default="hotswap-data", help="store directory (%(default)s)")
+    node.add_argument(
+        "--machine",
+        action="append",
+        default=[],
+        metavar="NAME=module:attribute",
+        help="a machine to start when the store does not have it yet (repeatable)",
+    )
+    node.add_argument("--trace", choices=["seed", "names", "off"], default="seed")
+    node.add_argument("--fsync", action="store_true", help="fsync every commit (power-loss safe)")
+    node.add_argument("--snapshot-every", type=int, default=SNAPSHOT_EVERY, metavar="N")
+    node.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS")
+    node.add_argument("--name", default="hotswap-node", help="name announced to clients")
+    node.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
+    node.set_defaults(func=_node)
+
+    def client_command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--node", default=None, help="HOST:PORT (default: $HOTSWAP_NODE)")
+        return p
+
+    send = client_command("send", "send one input, in the seed's syntax (e.g. 'L Unit')")
+    send.add_argument("machine")
+    send.add_argument("value")
+    send.set_defaults(func=_send)
+
+    upgrade = client_command("upgrade", "upgrade a running machine")
+    upgrade.add_argument("machine")
+    upgrade.add_argument("--to", required=True, metavar="module:attribute")
+    upgrade.add_argument("--migration", required=True, metavar="module:attribute")
+    upgrade.add_argument("--expect", default=None, help="identity expected (default: running)")
+    upgrade.set_defaults(func=_upgrade)
+
+    status = client_command("status", "show machines, their code, types and state")
+    status.add_argument("machine", nargs="?")
+    status.set_defaults(func=_status)
+
+    history = client_command("history", "show the code versions a machine has run")
+    history.add_argument("machine")
+    history.set_defaults(func=_history)
+
     dis = sub.add_parser("dis", help="verify a module file and print its disassembly")
     dis.add_argument("file", help="a module file (canonical bytes)")
     dis.set_defaults(func=_dis)
@@ -38,8 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hotswap: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"hotswap: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        print(f"hotswap: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return code
 
 

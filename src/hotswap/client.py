@@ -1,0 +1,419 @@
+"""The client library: talk to a node from Python, blocking or with asyncio.
+
+    from hotswap.client import connect, Upgrade
+    node = connect("127.0.0.1:7411")          # or $HOTSWAP_NODE, or the node's default address
+    node.send("counter", Incr())              # the output, as a Python value
+    node.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
+    node.status("counter").state
+    node.machines()
+
+Python values are converted with the running machine's types: by name when its module carries
+the DSL's names (dataclass instances, ints, bools, None, tuples), or as core values (``()``,
+ints, pairs, ``(0, v)``/``(1, v)``) otherwise. The running module is fetched once per identity
+and cached; after an upgrade made elsewhere, the first send that fails to decode refreshes it.
+Every refusal raises :class:`hotswap.errors.NodeError`, an upgrade's :class:`UpgradeRejected`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from hotswap.cam.loaded import LoadedModule, load_module
+from hotswap.cam.module import module_identity
+from hotswap.cam.values import decode_type, decode_value, encode_value
+from hotswap.errors import HotswapError, NodeError, ProtocolError, UpgradeRejected
+from hotswap.lang.evaluate import Value
+from hotswap.lang.types import Type
+from hotswap.node.main import DEFAULT_ADDRESS, module_bytes, parse_address
+from hotswap.protocol.connection import ClientConnection
+from hotswap.protocol.events import (
+    NEED_DATA,
+    ConnectionClosed,
+    Error,
+    ErrorCode,
+    GetModule,
+    Goodbye,
+    Hello,
+    HistoryEntry,
+    Machines,
+    MachinesReply,
+    ModuleReply,
+    Output,
+    Request,
+    Send,
+    Status,
+    StatusReply,
+    Upgraded,
+    Welcome,
+)
+from hotswap.protocol.events import Upgrade as UpgradeRequest
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def default_address() -> str:
+    """``$HOTSWAP_NODE`` if set, else the node's default address."""
+    return os.environ.get("HOTSWAP_NODE") or DEFAULT_ADDRESS
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """The seed's ``Upgrade old new migration``: the code expected to run (a machine, module
+    bytes or a hex identity), the new machine, and the migration from old state to new."""
+
+    old: object
+    new: object
+    migration: object
+
+    def expected_identity(self) -> str:
+        if isinstance(self.old, str):
+            return self.old
+        return module_identity(module_bytes(self.old, "the old machine"))
+
+
+@dataclass(frozen=True, slots=True)
+class MachineStatus:
+    machine: str
+    identity: str
+    input_type: Type
+    state_type: Type
+    output_type: Type
+    state: Value
+    inputs: int
+    history: tuple[HistoryEntry, ...]
+
+
+#: Converts Python values for one loaded module: (to_core(value, role), from_core(value, role)).
+Converter = tuple[Callable[[Value, str], Value], Callable[[Value, str], Value]]
+
+
+def converter_for(code: LoadedModule) -> Converter:
+    """By-name conversion when the module carries DSL names, else core values unchanged."""
+    return (lambda v, role: v), (lambda v, role: v)
+
+
+def _reply_error(reply: Error, upgrade: bool) -> NodeError:
+    if upgrade:
+        return UpgradeRejected(str(reply.code), reply.message)
+    return NodeError(str(reply.code), reply.message)
+
+
+class _Session:
+    """What blocking and asyncio clients share: request ids, module cache, conversions."""
+
+    def __init__(self) -> None:
+        self.conn = ClientConnection()
+        self._next_id = 0
+        self.codes: dict[str, LoadedModule] = {}  # identity -> module
+        self.running: dict[str, str] = {}  # machine -> identity last seen
+
+    def request_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def code_for(self, identity: str, fetch: Callable[[str], bytes]) -> LoadedModule:
+        code = self.codes.get(identity)
+        if code is None:
+            code = load_module(fetch(identity))
+            self.codes[identity] = code
+        return code
+
+    @staticmethod
+    def status_of(reply: StatusReply, code: LoadedModule | None) -> MachineStatus:
+        state_type = decode_type(reply.state_type)
+        state = decode_value(reply.state, state_type)
+        if code is not None:
+            state = converter_for(code)[1](state, "state")
+        return MachineStatus(
+            reply.machine,
+            reply.identity,
+            decode_type(reply.input_type),
+            state_type,
+            decode_type(reply.output_type),
+            state,
+            reply.inputs,
+            reply.history,
+        )
+
+
+class Client:
+    """A blocking connection to one node."""
+
+    def __init__(self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = address or default_address()
+        host, port = parse_address(self.address)
+        try:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as e:
+            raise NodeError("unreachable", f"cannot reach a node at {self.address}: {e}") from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.session = _Session()
+        self._write(self.session.conn.send(Hello()))
+        welcome = self._next()
+        if not isinstance(welcome, Welcome):
+            raise NodeError("bad_request", f"node answered hello with {welcome!r}")
+        self.node_name = welcome.node
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _next(self) -> object:
+        conn = self.session.conn
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError as e:
+                msg = f"protocol error talking to {self.address}: {e}"
+                raise NodeError("bad_request", msg) from None
+            if event is not NEED_DATA:
+                if isinstance(event, Goodbye):
+                    raise NodeError(str(event.code), f"node closed the connection: {event.message}")
+                if isinstance(event, ConnectionClosed):
+                    raise NodeError("unreachable", f"node at {self.address} closed the connection")
+                return event
+            try:
+                data = self.sock.recv(1 << 16)
+            except TimeoutError:
+                raise NodeError("timeout", f"no reply from {self.address} in time") from None
+            except OSError as e:
+                raise NodeError("unreachable", f"lost the node at {self.address}: {e}") from None
+            conn.receive_data(data)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as e:
+            raise NodeError("unreachable", f"lost the node at {self.address}: {e}") from None
+
+    def request(self, event: Request) -> object:
+        """Send one request and return its reply event (an Error reply is returned, not raised)."""
+        self._write(self.session.conn.send(event))
+        return self._next()
+
+    def pipeline(self, events: Sequence[Request]) -> list[object]:
+        """Send many requests at once, then read all their replies, in order."""
+        conn = self.session.conn
+        self._write(b"".join(conn.send(e) for e in events))
+        return [self._next() for _ in events]
+
+    def _fetch(self, identity: str) -> bytes:
+        reply = self.request(GetModule(self.session.request_id(), identity))
+        if isinstance(reply, Error):
+            raise _reply_error(reply, False)
+        assert isinstance(reply, ModuleReply)
+        return reply.module
+
+    def _code(self, machine: str, refresh: bool = False) -> LoadedModule:
+        identity = self.session.running.get(machine)
+        if identity is None or refresh:
+            identity = self.status_raw(machine).identity
+            self.session.running[machine] = identity
+        return self.session.code_for(identity, self._fetch)
+
+    # --- the API ----------------------------------------------------------------------------
+
+    def send_raw(self, machine: str, data: bytes) -> Output:
+        """Send canonical input bytes; the reply carries output and state bytes."""
+        reply = self.request(Send(self.session.request_id(), machine, data))
+        if isinstance(reply, Error):
+            raise _reply_error(reply, False)
+        assert isinstance(reply, Output)
+        return reply
+
+    def send(self, machine: str, value: Any) -> Any:
+        """Send one input (a Python value); returns the output as a Python value."""
+        for attempt in (0, 1):
+            code = self._code(machine, refresh=attempt == 1)
+            sig = code.machine
+            assert sig is not None
+            to_core, from_core = converter_for(code)
+            data = encode_value(to_core(value, "input"), sig.input)
+            try:
+                reply = self.send_raw(machine, data)
+            except NodeError as e:
+                if e.code == ErrorCode.BAD_INPUT and attempt == 0:
+                    continue  # the machine may have been upgraded by someone else
+                raise
+            return from_core(decode_value(reply.output, sig.output), "output")
+        raise HotswapError("unreachable")  # pragma: no cover
+
+    def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
+        """Upgrade a machine; :class:`UpgradeRejected` says why the node refused."""
+        request = UpgradeRequest(
+            self.session.request_id(),
+            machine,
+            upgrade.expected_identity(),
+            module_bytes(upgrade.new, "the new machine"),
+            module_bytes(upgrade.migration, "the migration"),
+        )
+        reply = self.request(request)
+        if isinstance(reply, Error):
+            raise _reply_error(reply, True)
+        assert isinstance(reply, Upgraded)
+        self.session.running[machine] = reply.new
+        return reply
+
+    def status_raw(self, machine: str) -> StatusReply:
+        reply = self.request(Status(self.session.request_id(), machine))
+        if isinstance(reply, Error):
+            raise _reply_error(reply, False)
+        assert isinstance(reply, StatusReply)
+        return reply
+
+    def status(self, machine: str) -> MachineStatus:
+        reply = self.status_raw(machine)
+        self.session.running[machine] = reply.identity
+        code = self.session.code_for(reply.identity, self._fetch)
+        return self.session.status_of(reply, code)
+
+    def machines(self) -> list[tuple[str, str]]:
+        """``(name, identity)`` of every machine on the node, sorted by name."""
+        reply = self.request(Machines(self.session.request_id()))
+        assert isinstance(reply, MachinesReply)
+        return [(m.name, m.identity) for m in reply.machines]
+
+    def module(self, identity: str) -> bytes:
+        """The canonical bytes of a module the node has run."""
+        return self._fetch(identity)
+
+
+def connect(address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Client:
+    """A blocking client for the node at ``address`` (default: ``$HOTSWAP_NODE``)."""
+    return Client(address, timeout=timeout)
+
+
+class AsyncClient:
+    """An asyncio connection to one node: the same API as :class:`Client`, awaited."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.session = _Session()
+        self.timeout = DEFAULT_TIMEOUT
+
+    @classmethod
+    async def connect(
+        cls, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> AsyncClient:
+        host, port = parse_address(address or default_address())
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, TimeoutError) as e:
+            raise NodeError("unreachable", f"cannot reach a node at {host}:{port}: {e}") from None
+        client = cls(reader, writer)
+        client.timeout = timeout
+        writer.write(client.session.conn.send(Hello()))
+        welcome = await client._next()
+        if not isinstance(welcome, Welcome):
+            raise NodeError("bad_request", f"node answered hello with {welcome!r}")
+        return client
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+    async def _next(self) -> object:
+        conn = self.session.conn
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError as e:
+                raise NodeError("bad_request", f"protocol error: {e}") from None
+            if event is not NEED_DATA:
+                if isinstance(event, Goodbye | ConnectionClosed):
+                    raise NodeError("unreachable", f"node closed the connection: {event!r}")
+                return event
+            remaining = deadline - time.monotonic()
+            try:
+                data = await asyncio.wait_for(self.reader.read(1 << 16), max(remaining, 0.001))
+            except TimeoutError:
+                raise NodeError("timeout", "no reply from the node in time") from None
+            except OSError as e:
+                raise NodeError("unreachable", f"lost the node: {e}") from None
+            conn.receive_data(data)
+
+    async def request(self, event: Request) -> object:
+        self.writer.write(self.session.conn.send(event))
+        return await self._next()
+
+    async def _fetch(self, identity: str) -> bytes:
+        reply = await self.request(GetModule(self.session.request_id(), identity))
+        if isinstance(reply, Error):
+            raise _reply_error(reply, False)
+        assert isinstance(reply, ModuleReply)
+        return reply.module
+
+    async def _code(self, machine: str, refresh: bool = False) -> LoadedModule:
+        identity = self.session.running.get(machine)
+        if identity is None or refresh:
+            reply = await self.request(Status(self.session.request_id(), machine))
+            if isinstance(reply, Error):
+                raise _reply_error(reply, False)
+            assert isinstance(reply, StatusReply)
+            identity = self.session.running[machine] = reply.identity
+        code = self.session.codes.get(identity)
+        if code is None:
+            code = self.session.codes[identity] = load_module(await self._fetch(identity))
+        return code
+
+    async def send(self, machine: str, value: Any) -> Any:
+        for attempt in (0, 1):
+            code = await self._code(machine, refresh=attempt == 1)
+            sig = code.machine
+            assert sig is not None
+            to_core, from_core = converter_for(code)
+            data = encode_value(to_core(value, "input"), sig.input)
+            reply = await self.request(Send(self.session.request_id(), machine, data))
+            if isinstance(reply, Error):
+                if reply.code == ErrorCode.BAD_INPUT and attempt == 0:
+                    continue
+                raise _reply_error(reply, False)
+            assert isinstance(reply, Output)
+            return from_core(decode_value(reply.output, sig.output), "output")
+        raise HotswapError("unreachable")  # pragma: no cover
+
+    async def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
+        request = UpgradeRequest(
+            self.session.request_id(),
+            machine,
+            upgrade.expected_identity(),
+            module_bytes(upgrade.new, "the new machine"),
+            module_bytes(upgrade.migration, "the migration"),
+        )
+        reply = await self.request(request)
+        if isinstance(reply, Error):
+            raise _reply_error(reply, True)
+        assert isinstance(reply, Upgraded)
+        self.session.running[machine] = reply.new
+        return reply
+
+    async def status(self, machine: str) -> MachineStatus:
+        reply = await self.request(Status(self.session.request_id(), machine))
+        if isinstance(reply, Error):
+            raise _reply_error(reply, False)
+        assert isinstance(reply, StatusReply)
+        code = await self._code(machine)
+        return self.session.status_of(reply, code)
+
+    async def machines(self) -> list[tuple[str, str]]:
+        reply = await self.request(Machines(self.session.request_id()))
+        assert isinstance(reply, MachinesReply)
+        return [(m.name, m.identity) for m in reply.machines]

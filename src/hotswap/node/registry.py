@@ -1,0 +1,198 @@
+"""The registry: the machines a node runs, and the pure logic of inputs and upgrades.
+
+No I/O happens here, so every rule can be tested without a network or a disk. Each operation
+either changes everything it should or nothing: a step that traps leaves the state as it was;
+an upgrade is checked completely (DESIGN.md section 6) before the swap, which cannot fail.
+
+Upgrade checks, in order: both modules decode canonically and verify; the new module is a
+machine and the migration a migration; the running identity equals the expected one; the
+migration maps the running state type to the new state type; the code is compiled (by
+loading); the migration runs on the current state without trapping. Then the swap.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from hotswap.cam.loaded import LoadedModule, load_module
+from hotswap.cam.values import encode_value, value_decoder
+from hotswap.errors import BytecodeError, NodeError, Trap, UpgradeRejected
+from hotswap.lang.evaluate import Value
+from hotswap.protocol.events import ErrorCode, HistoryKind
+
+VERSION_MISMATCH = "The version running isn't the one the upgrade expects. Aborting upgrade."
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of code on a machine; ``seq`` counts the inputs processed before it."""
+
+    identity: str
+    kind: HistoryKind
+    seq: int
+    time: float
+    migration: str | None = None
+
+
+@dataclass(slots=True)
+class Machine:
+    """A running machine: its code, its state, how many inputs it has processed."""
+
+    name: str
+    code: LoadedModule
+    state: Value
+    inputs: int = 0
+    history: list[Change] = field(default_factory=list)
+
+    @property
+    def identity(self) -> str:
+        return self.code.identity
+
+
+@dataclass(frozen=True, slots=True)
+class Stepped:
+    """The result of one input: the output and new state, and the code that produced them."""
+
+    output: Value
+    state: Value
+    identity: str
+
+
+@dataclass(frozen=True, slots=True)
+class Upgraded:
+    """A completed upgrade, with what the store needs to log it."""
+
+    machine: str
+    old: str
+    new: LoadedModule
+    migration: LoadedModule
+    state: Value
+    change: Change
+
+
+def load_machine_code(data: bytes) -> LoadedModule:
+    """Load module bytes that must define a machine; :class:`NodeError` ``bad_module`` if not."""
+    try:
+        loaded = load_module(data)
+    except BytecodeError as e:
+        raise NodeError(ErrorCode.BAD_MODULE, f"module rejected: {e}") from None
+    if loaded.machine is None:
+        raise NodeError(ErrorCode.BAD_MODULE, f"module {loaded.identity[:12]} is not a machine")
+    return loaded
+
+
+class Registry:
+    """The machines of one node, by name."""
+
+    def __init__(self) -> None:
+        self.machines: dict[str, Machine] = {}
+
+    def get(self, name: str) -> Machine:
+        machine = self.machines.get(name)
+        if machine is None:
+            known = ", ".join(sorted(self.machines)) or "none"
+            raise NodeError(ErrorCode.UNKNOWN_MACHINE, f"no machine {name!r} (known: {known})")
+        return machine
+
+    def start(self, name: str, code: LoadedModule, now: float | None = None) -> Machine:
+        """Add a machine in its initial state."""
+        if name in self.machines:
+            raise NodeError(ErrorCode.BAD_REQUEST, f"machine {name!r} already exists")
+        if code.machine is None:
+            raise NodeError(ErrorCode.BAD_MODULE, f"module {code.identity[:12]} is not a machine")
+        try:
+            state = code.init()
+        except Trap as e:
+            raise NodeError(ErrorCode.TRAP, f"init of {name!r} trapped: {e}") from None
+        change = Change(code.identity, HistoryKind.START, 0, time.time() if now is None else now)
+        machine = Machine(name, code, state, 0, [change])
+        self.machines[name] = machine
+        return machine
+
+    def restore(self, machine: Machine) -> None:
+        """Put back a machine recovered from the store."""
+        self.machines[machine.name] = machine
+
+    def decode_input(self, machine: Machine, data: bytes) -> Value:
+        sig = machine.code.machine
+        assert sig is not None
+        try:
+            return value_decoder(sig.input)(data)
+        except BytecodeError as e:
+            raise NodeError(
+                ErrorCode.BAD_INPUT, f"input is not a value of {machine.name}'s input type: {e}"
+            ) from None
+
+    def step(self, name: str, data: bytes) -> Stepped:
+        """Run one input (canonical bytes); on a trap the state is unchanged."""
+        machine = self.get(name)
+        return self.step_value(machine, self.decode_input(machine, data))
+
+    def step_value(self, machine: Machine, value: Value) -> Stepped:
+        try:
+            state, output = machine.code.step(value, machine.state)
+        except Trap as e:
+            raise NodeError(ErrorCode.TRAP, f"{machine.name}: {e}; state unchanged") from None
+        machine.state = state
+        machine.inputs += 1
+        return Stepped(output, state, machine.code.identity)
+
+    def upgrade(
+        self,
+        name: str,
+        expected: str,
+        module: bytes,
+        migration: bytes,
+        now: float | None = None,
+    ) -> Upgraded:
+        """Check everything, migrate the state, swap; :class:`UpgradeRejected` changes nothing."""
+        machine = self.get(name)
+        try:
+            new = load_module(module)
+        except BytecodeError as e:
+            raise UpgradeRejected(ErrorCode.BAD_MODULE, f"new module rejected: {e}") from None
+        try:
+            migrate = load_module(migration)
+        except BytecodeError as e:
+            raise UpgradeRejected(ErrorCode.BAD_MODULE, f"migration rejected: {e}") from None
+        if new.machine is None:
+            raise UpgradeRejected(ErrorCode.BAD_MODULE, "the new module is not a machine")
+        if migrate.migration is None:
+            raise UpgradeRejected(ErrorCode.BAD_MODULE, "the migration module is not a migration")
+        if machine.identity != expected:
+            raise UpgradeRejected(
+                ErrorCode.WRONG_VERSION,
+                f"{VERSION_MISMATCH} (running {machine.identity[:12]}, expected {expected[:12]})",
+            )
+        running = machine.code.machine
+        assert running is not None
+        if (
+            migrate.migration.old is not running.state
+            or migrate.migration.new is not new.machine.state
+        ):
+            raise UpgradeRejected(
+                ErrorCode.ILL_TYPED_UPGRADE,
+                f"migration is {migrate.migration.old} -> {migrate.migration.new}, "
+                f"expected {running.state} -> {new.machine.state}",
+            )
+        try:
+            state = migrate.migrate(machine.state)
+        except Trap as e:
+            raise UpgradeRejected(ErrorCode.MIGRATION_TRAP, f"migration trapped: {e}") from None
+        change = Change(
+            new.identity,
+            HistoryKind.UPGRADE,
+            machine.inputs,
+            time.time() if now is None else now,
+            migrate.identity,
+        )
+        old = machine.identity
+        machine.code, machine.state = new, state  # the swap: nothing below can fail
+        machine.history.append(change)
+        return Upgraded(name, old, new, migrate, state, change)
+
+    def encode_state(self, machine: Machine) -> bytes:
+        sig = machine.code.machine
+        assert sig is not None
+        return encode_value(machine.state, sig.state)

@@ -1,0 +1,83 @@
+"""The node's trace: what it prints after each input and upgrade, as the seed's node did.
+
+    Output:    L Unit
+    New state: Int 1
+
+Modes: ``seed`` (the seed's value syntax), ``names`` (Python names, when the module carries
+them; the seed syntax otherwise), ``off``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Literal, TextIO
+
+from hotswap.cam.loaded import LoadedModule
+from hotswap.errors import HotswapError
+from hotswap.lang.evaluate import Value
+from hotswap.lang.types import Type
+from hotswap.lang.values import render
+from hotswap.node.registry import VERSION_MISMATCH
+
+TraceMode = Literal["seed", "names", "off"]
+
+#: Renders (value, type, role, module) by Python names; set by the DSL integration if present.
+NameRenderer = Callable[[Value, Type, str, LoadedModule], str]
+
+
+class Trace:
+    """Prints inputs' outputs and states, upgrades and rejections."""
+
+    def __init__(
+        self,
+        mode: TraceMode = "seed",
+        out: TextIO | None = None,
+        names: NameRenderer | None = None,
+    ) -> None:
+        self.mode = mode
+        self.out = out if out is not None else sys.stdout
+        self.names = names
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+    def _render(self, value: Value, t: Type, role: str, code: LoadedModule) -> str:
+        if self.mode == "names" and self.names is not None:
+            try:
+                return self.names(value, t, role, code)
+            except HotswapError:  # no usable names in this module: fall back to the seed syntax
+                return render(value, t)
+        return render(value, t)
+
+    def step(self, code: LoadedModule, output: Value, state: Value) -> None:
+        if not self.enabled:
+            return
+        sig = code.machine
+        assert sig is not None
+        self.out.write(
+            f"Output:    {self._render(output, sig.output, 'output', code)}\n"
+            f"New state: {self._render(state, sig.state, 'state', code)}\n\n"
+        )
+
+    def upgraded(self) -> None:
+        if self.enabled:
+            self.out.write("Upgrade successful!\n\n")
+
+    def rejected(self, code: str, reason: str) -> None:
+        if not self.enabled:
+            return
+        if code == "wrong_version":
+            self.out.write(f"{VERSION_MISMATCH}\n\n")
+        else:
+            self.out.write(f"Upgrade rejected ({code}): {reason}\n\n")
+
+    def note(self, line: str) -> None:
+        """A line of the node's own (start, recovery, listening): printed in every mode."""
+        self.out.write(f"{line}\n")
+        self.out.flush()
+
+    def flush(self) -> None:
+        if self.enabled:
+            self.out.flush()

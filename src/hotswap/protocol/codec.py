@@ -1,0 +1,269 @@
+"""Payloads: one deterministic CBOR map per message (docs/protocol.md, "Payload encoding").
+
+Each message type has a :class:`Schema`: its wire name, its event class, its fields and their
+kinds, and the direction it travels in. ``encode_message`` checks an event field by field and
+emits the map with keys already in canonical order; ``decode_message`` decodes with cbor2 in its
+strictest mode, checks the map against the schema, and finally re-encodes the map to confirm the
+sender used the one deterministic encoding (RFC 8949 section 4.2.1: shortest integers, lengths
+and floats, sorted keys, definite lengths, no tags, no trailing bytes). So a message has exactly
+one byte string, as modules do, and a peer that deviates is told exactly where.
+
+Errors: a bad outgoing event raises LocalProtocolError, a bad incoming payload
+RemoteProtocolError, both naming the message, the field and what was wrong.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn, cast
+
+import cbor2
+
+from hotswap.errors import LocalProtocolError, RemoteProtocolError
+from hotswap.protocol.events import (
+    SUPPORTED_VERSIONS,
+    Error,
+    GetModule,
+    Goodbye,
+    Hello,
+    Machines,
+    MachinesReply,
+    Message,
+    ModuleReply,
+    Output,
+    Send,
+    Status,
+    StatusReply,
+    Upgrade,
+    Upgraded,
+    Welcome,
+)
+from hotswap.protocol.fastpath import decode_output, decode_send, encode_output, encode_send
+from hotswap.protocol.fields import (
+    BYTES,
+    ERROR_CODE,
+    FRAME_LIMIT,
+    HISTORY,
+    IDENTITY,
+    MACHINE_LIST,
+    MESSAGE_TEXT,
+    NAME,
+    SHORT_TEXT,
+    UINT,
+    InvalidField,
+    Kind,
+    canonical_order,
+    check_keys,
+    describe,
+)
+
+
+class UnsupportedVersion(RemoteProtocolError):
+    """The client's hello asks for a protocol version this side does not speak."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        spoken = ", ".join(map(str, sorted(SUPPORTED_VERSIONS)))
+        super().__init__(f"unsupported protocol version {version}; this side speaks {spoken}")
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """One message type: wire name, event class, fields in dataclass order, direction."""
+
+    name: str
+    event: type
+    fields: tuple[tuple[str, Kind], ...]
+    from_client: bool
+    #: every key of the map, "type" included, in canonical order
+    keys: tuple[str, ...]
+    #: floats need cbor2's canonical mode to get the shortest encoding
+    has_float: bool
+
+
+def _schema(name: str, event: type, from_client: bool, **fields: Kind) -> Schema:
+    has_float = any(kind.has_float() for kind in fields.values())
+    keys = canonical_order(["type", *fields])
+    return Schema(name, event, tuple(fields.items()), from_client, keys, has_float)
+
+
+# docs/protocol.md, "Messages": one line per message, fields in dataclass order.
+SCHEMAS: tuple[Schema, ...] = (
+    _schema("hello", Hello, True, version=UINT, max_frame=FRAME_LIMIT, agent=SHORT_TEXT),
+    _schema("send", Send, True, id=UINT, machine=NAME, input=BYTES),
+    _schema(
+        "upgrade",
+        Upgrade,
+        True,
+        id=UINT,
+        machine=NAME,
+        expected=IDENTITY,
+        module=BYTES,
+        migration=BYTES,
+    ),
+    _schema("status", Status, True, id=UINT, machine=NAME),
+    _schema("machines", Machines, True, id=UINT),
+    _schema("get_module", GetModule, True, id=UINT, identity=IDENTITY),
+    _schema(
+        "welcome",
+        Welcome,
+        False,
+        version=UINT,
+        max_frame=FRAME_LIMIT,
+        agent=SHORT_TEXT,
+        node=SHORT_TEXT,
+    ),
+    _schema("output", Output, False, id=UINT, output=BYTES, state=BYTES),
+    _schema("upgraded", Upgraded, False, id=UINT, old=IDENTITY, new=IDENTITY),
+    _schema(
+        "status_reply",
+        StatusReply,
+        False,
+        id=UINT,
+        machine=NAME,
+        identity=IDENTITY,
+        input_type=BYTES,
+        state_type=BYTES,
+        output_type=BYTES,
+        state=BYTES,
+        inputs=UINT,
+        history=HISTORY,
+    ),
+    _schema("machines_reply", MachinesReply, False, id=UINT, machines=MACHINE_LIST),
+    _schema("module_reply", ModuleReply, False, id=UINT, module=BYTES),
+    _schema("error", Error, False, id=UINT, code=ERROR_CODE, message=MESSAGE_TEXT),
+    _schema("goodbye", Goodbye, False, code=ERROR_CODE, message=MESSAGE_TEXT),
+)
+
+SCHEMA_OF: Mapping[type, Schema] = {schema.event: schema for schema in SCHEMAS}
+FROM_CLIENT: Mapping[str, Schema] = {s.name: s for s in SCHEMAS if s.from_client}
+FROM_SERVER: Mapping[str, Schema] = {s.name: s for s in SCHEMAS if not s.from_client}
+
+
+# --- encoding -------------------------------------------------------------------------------
+
+
+def encode_message(message: Message) -> bytes:
+    """The payload of ``message``; LocalProtocolError if a field is not of its kind."""
+    fast = _FAST_ENCODERS.get(type(message))
+    if fast is not None:
+        payload = fast(message)
+        if payload is not None:
+            return payload
+    return encode_schema(message)
+
+
+def encode_schema(message: Message) -> bytes:
+    """``encode_message`` without the fast paths: the reference encoder."""
+    schema = SCHEMA_OF.get(type(message))
+    if schema is None:
+        msg = f"{type(message).__name__} is not a message and cannot be sent"
+        raise LocalProtocolError(msg)
+    item: dict[str, object] = {}
+    try:
+        for key, kind in schema.fields:
+            item[key] = kind.encode(getattr(message, key))
+    except InvalidField as exc:
+        msg = f"cannot send {schema.name!r}: field {key!r}: {exc}"
+        raise LocalProtocolError(msg) from None
+    item["type"] = schema.name
+    ordered = {key: item[key] for key in schema.keys}
+    # Keys are already in canonical order and cbor2 always writes minimal integers and
+    # lengths, so only floats need the (slower) canonical mode.
+    return cbor2.dumps(ordered, canonical=schema.has_float)
+
+
+_FAST_ENCODERS: Mapping[type, Callable[[Any], bytes | None]] = {
+    Send: encode_send,
+    Output: encode_output,
+}
+
+# --- decoding -------------------------------------------------------------------------------
+
+
+def _reject_tag(*_args: object) -> NoReturn:
+    msg = "tags are not allowed"
+    raise ValueError(msg)
+
+
+# Tags cbor2 would otherwise turn into datetimes, regexes, fractions, shared references...:
+# none has a place in a message, and some are costly to build from hostile input.
+_NO_TAGS: dict[int, Callable[..., Any]] = dict.fromkeys(
+    (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 55799),
+    _reject_tag,
+)
+#: status_reply -> history -> entry is the deepest message: three nested containers.
+MAX_NESTING = 3
+
+
+def _remote(what: str, detail: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"{what}: {detail}")
+
+
+def decode_message(payload: bytes, *, from_client: bool) -> Message:
+    """The message in ``payload``, sent by a client or by a server, checked strictly.
+
+    Raises UnsupportedVersion for a hello of another version (whatever its other fields) and
+    RemoteProtocolError for anything else that is wrong.
+    """
+    fast = decode_send(payload) if from_client else decode_output(payload)
+    if fast is not None:
+        return fast
+    return decode_schema(payload, from_client=from_client)
+
+
+def decode_schema(payload: bytes, *, from_client: bool) -> Message:
+    """``decode_message`` without the fast paths: the reference decoder."""
+    schemas, sender = (FROM_CLIENT, "client") if from_client else (FROM_SERVER, "server")
+    try:
+        item = cbor2.loads(
+            payload,
+            semantic_decoders=_NO_TAGS,
+            tag_hook=_reject_tag,
+            max_depth=MAX_NESTING,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            strict_hashable_types=True,
+        )
+    except (cbor2.CBORError, ValueError, TypeError, OverflowError) as exc:
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        raise _remote("payload is not a valid CBOR item", f"{exc}{cause}") from None
+    if type(item) is not dict:
+        raise _remote("payload is not a map", f"got {describe(item)}")
+    name = item.get("type")
+    if type(name) is not str:
+        detail = "no 'type' field" if name is None else f"'type' is {describe(name)}"
+        raise _remote("message has no type", detail)
+    schema = schemas.get(name)
+    if schema is None:
+        known = name in FROM_CLIENT or name in FROM_SERVER
+        detail = f"{sender}s do not send {name!r}" if known else f"{name[:40]!r}"
+        raise _remote("unknown message type" if not known else "wrong direction", detail)
+    if schema.event is Hello:
+        version = item.get("version")
+        if type(version) is int and version >= 0 and version not in SUPPORTED_VERSIONS:
+            raise UnsupportedVersion(version)
+    values = []
+    key = "type"
+    try:
+        check_keys(item, schema.keys)
+        for key, kind in schema.fields:
+            values.append(kind.decode(item[key]))
+    except InvalidField as exc:
+        where = "" if key == "type" else f"field {key!r}: "
+        raise _remote(f"invalid {name!r} message", f"{where}{exc}") from None
+    if cbor2.dumps(item, canonical=schema.has_float) != payload:
+        raise _remote(f"invalid {name!r} message", _non_canonical(payload))
+    return cast(Message, schema.event(*values))
+
+
+def _non_canonical(payload: bytes) -> str:
+    """Why a well-formed payload differs from its deterministic re-encoding."""
+    stream = io.BytesIO(payload)
+    cbor2.CBORDecoder(stream, semantic_decoders=_NO_TAGS, read_size=1).decode()
+    trailing = len(payload) - stream.tell()
+    if trailing:
+        return f"{trailing} trailing byte(s) after the map"
+    return "not in deterministic CBOR encoding (RFC 8949 section 4.2.1: shortest forms)"

@@ -1,0 +1,311 @@
+"""Sans-IO connections: bytes in, events out; events in, bytes out (the h11 model).
+
+A node wraps each accepted socket in a :class:`ServerConnection`, a client its socket in a
+:class:`ClientConnection`. Neither does any I/O: the caller passes received bytes to
+``receive_data`` (``b""`` at end of input), pulls events with ``next_event`` until it returns
+``NEED_DATA``, and writes whatever ``send`` returns. Timeouts are the caller's job too
+(docs/protocol.md, "Recommended timeouts").
+
+Both ends walk the same table (states.py). On top of it a connection tracks the requests
+awaiting a reply, in order, so that every reply answers the oldest one with the right kind of
+message, and the frame limits each side announced in the handshake.
+
+Errors. Our own misuse raises LocalProtocolError, the peer's RemoteProtocolError; either moves
+the connection to the sticky ERROR state, except :class:`FrameTooLarge`, which rejects one
+event before anything changes so that the caller can send something smaller instead. After the
+*client's* violation a server may still answer the requests it received and send one
+``Goodbye`` (``ServerConnection.failure`` is the one to send).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import ClassVar, NoReturn, assert_never
+
+from hotswap.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from hotswap.protocol.codec import UnsupportedVersion, decode_message, encode_message
+from hotswap.protocol.events import (
+    HANDSHAKE_MAX_FRAME,
+    NEED_DATA,
+    SUPPORTED_VERSIONS,
+    ConnectionClosed,
+    Error,
+    ErrorCode,
+    Event,
+    GetModule,
+    Goodbye,
+    Hello,
+    Machines,
+    MachinesReply,
+    Message,
+    ModuleReply,
+    NeedData,
+    Output,
+    Reply,
+    Request,
+    Send,
+    Status,
+    StatusReply,
+    Upgrade,
+    Upgraded,
+    Welcome,
+)
+from hotswap.protocol.framing import FrameReader, frame
+from hotswap.protocol.states import (
+    CLIENT,
+    ERROR,
+    ERROR_CODES,
+    GOODBYE_CODES,
+    HELLO,
+    KIND_OF,
+    REPLY_TO,
+    SERVER,
+    TRANSITIONS,
+    Role,
+    State,
+    expected_kinds,
+)
+
+
+class FrameTooLarge(LocalProtocolError):
+    """An event does not fit in the peer's ``max_frame``; it was not sent, nothing changed."""
+
+
+class Connection:
+    """One end of a hotswap connection; use ClientConnection or ServerConnection."""
+
+    our_role: ClassVar[Role]
+    their_role: ClassVar[Role]
+
+    def __init__(self) -> None:
+        self._state = HELLO
+        self._reader = FrameReader(HANDSHAKE_MAX_FRAME)
+        self._their_max_frame = HANDSHAKE_MAX_FRAME
+        self._hello: Hello | None = None
+        self._pending: deque[tuple[int, type]] = deque()
+        self._pending_ids: set[int] = set()
+        self._blame: Role | None = None
+        self._error: ProtocolError | None = None
+        self._goodbye_sent = False
+        self._eof_reported = False
+
+    # --- observers --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """Where the conversation is (states.py)."""
+        return self._state
+
+    @property
+    def version(self) -> int | None:
+        """The protocol version agreed on, once the client's hello is sent or received."""
+        return None if self._hello is None else self._hello.version
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """Ids of the requests awaiting a reply, oldest first."""
+        return tuple(request_id for request_id, _ in self._pending)
+
+    @property
+    def their_max_frame(self) -> int:
+        """Largest payload the peer accepts: the limit ``send`` enforces."""
+        return self._their_max_frame
+
+    @property
+    def our_max_frame(self) -> int:
+        """Largest payload we accept now: the limit ``next_event`` enforces."""
+        return self._reader.max_frame
+
+    @property
+    def buffered(self) -> int:
+        """Received bytes not yet returned as events (for the caller's back-pressure)."""
+        return self._reader.buffered
+
+    # --- bytes in, events out ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes received from the peer; ``b""`` means the peer closed its side."""
+        if self._reader.closed and data:
+            self._fail(self.our_role, LocalProtocolError("receive_data() after end of input"))
+        if data:
+            self._reader.feed(data)
+        else:
+            self._reader.close()
+
+    def next_event(self) -> Event | NeedData:
+        """The next event from the peer, or NEED_DATA until more bytes arrive."""
+        if self._state is ERROR:
+            self._raise_again()
+        event: Event
+        try:
+            payload = self._reader.next_frame()
+            if payload is not None:
+                event = decode_message(payload, from_client=self.our_role is SERVER)
+            elif not self._reader.closed:
+                return NEED_DATA
+            elif self._reader.truncated:
+                msg = (
+                    f"connection closed inside a frame "
+                    f"({self._reader.buffered} byte(s) of it received)"
+                )
+                raise RemoteProtocolError(msg)
+            elif self._eof_reported:
+                return ConnectionClosed()
+            else:
+                self._eof_reported = True
+                event = ConnectionClosed()
+            self._advance(event, self.their_role)
+        except UnsupportedVersion as exc:
+            if self._state is not HELLO:  # a second hello is out of place, whatever its version
+                msg = f"client sent Hello in state {self._state.value}"
+                self._fail(self.their_role, RemoteProtocolError(msg))
+            self._fail(self.their_role, exc)
+        except RemoteProtocolError as exc:
+            self._fail(self.their_role, exc)
+        return event
+
+    # --- events in, bytes out ---------------------------------------------------------------
+
+    def send(self, event: Message) -> bytes:
+        """The bytes to write for ``event``; raises if we may not send it now."""
+        try:
+            payload = encode_message(event)
+            if len(payload) > self._their_max_frame:
+                msg = (
+                    f"{type(event).__name__} needs a frame of {len(payload)} bytes; "
+                    f"the peer accepts at most {self._their_max_frame}"
+                )
+                raise FrameTooLarge(msg)
+            self._advance(event, self.our_role)
+        except FrameTooLarge:
+            raise
+        except LocalProtocolError as exc:
+            self._fail(self.our_role, exc)
+        return frame(payload)
+
+    # --- the rules --------------------------------------------------------------------------
+
+    def _violation(self, sender: Role, message: str) -> ProtocolError:
+        if sender is self.our_role:
+            return LocalProtocolError(message)
+        return RemoteProtocolError(message)
+
+    def _advance(self, event: Event, sender: Role) -> None:
+        """Apply ``sender`` sending ``event``, or raise if that breaks a rule (nothing changes)."""
+        state = self._state
+        if state is ERROR and not (
+            sender is SERVER and self._blame is CLIENT and not self._goodbye_sent
+        ):
+            msg = f"cannot send {type(event).__name__} after: {self._error}"
+            raise self._violation(sender, msg)
+        new_state = TRANSITIONS.get((state, sender, KIND_OF[type(event)]))
+        if new_state is None:
+            allowed = " or ".join(expected_kinds(state, sender)) or "nothing"
+            msg = f"{sender.value} sent {type(event).__name__} in state {state.value}; "
+            raise self._violation(sender, f"{msg}allowed: {allowed}")
+        match event:  # the two hot cases first: each class pattern is an isinstance test
+            case Send():
+                self._request(event, sender)
+            case Output():
+                self._reply(event, sender)
+            case Upgrade() | Status() | Machines() | GetModule():
+                self._request(event, sender)
+            case Upgraded() | StatusReply() | MachinesReply() | ModuleReply() | Error():
+                self._reply(event, sender)
+            case Hello():
+                if event.version not in SUPPORTED_VERSIONS:
+                    if sender is self.their_role:
+                        raise UnsupportedVersion(event.version)
+                    raise LocalProtocolError(f"version {event.version} is not supported")
+                self._hello = event
+                if sender is CLIENT and self.our_role is SERVER:
+                    self._their_max_frame = event.max_frame
+            case Welcome():
+                assert self._hello is not None  # the table puts welcome after hello
+                if event.version != self._hello.version:
+                    asked = self._hello.version
+                    msg = f"welcome for version {event.version} answers hello for {asked}"
+                    raise self._violation(sender, msg)
+                if self.our_role is SERVER:
+                    self._reader.max_frame = event.max_frame
+                else:
+                    self._reader.max_frame = self._hello.max_frame
+                    self._their_max_frame = event.max_frame
+            case Goodbye():
+                if event.code not in GOODBYE_CODES:
+                    msg = f"goodbye cannot carry code {str(event.code)!r}"
+                    raise self._violation(sender, msg)
+                if self.our_role is SERVER:
+                    self._goodbye_sent = True
+            case ConnectionClosed():
+                pass
+            case _:
+                assert_never(event)
+        if state is not ERROR:
+            self._state = new_state
+
+    def _request(self, request: Request, sender: Role) -> None:
+        """Record an outstanding request; its id must not be outstanding already."""
+        if request.id in self._pending_ids:
+            msg = f"duplicate request id {request.id}: still awaiting its reply"
+            raise self._violation(sender, msg)
+        self._pending.append((request.id, type(request)))
+        self._pending_ids.add(request.id)
+
+    def _reply(self, reply: Reply, sender: Role) -> None:
+        """Retire the oldest request, which ``reply`` must answer with a message fit for it."""
+        pending = self._pending
+        if not pending or pending[0][0] != reply.id:
+            if reply.id in self._pending_ids:
+                first = pending[0][0]
+                msg = f"reply to request {reply.id} out of order: request {first} came first"
+            else:
+                msg = f"reply to unknown request id {reply.id}"
+            raise self._violation(sender, msg)
+        request = pending[0][1]
+        if type(reply) is Error:
+            if reply.code not in ERROR_CODES[request]:
+                msg = f"error code {str(reply.code)!r} cannot answer {request.__name__} {reply.id}"
+                raise self._violation(sender, msg)
+        elif type(reply) is not REPLY_TO[request]:
+            msg = f"{type(reply).__name__} cannot answer {request.__name__} {reply.id}"
+            raise self._violation(sender, msg)
+        pending.popleft()
+        self._pending_ids.discard(reply.id)
+
+    def _fail(self, blame: Role, exc: ProtocolError) -> NoReturn:
+        """Enter ERROR for good, remembering the first violation, and raise ``exc``."""
+        if self._error is None:
+            self._blame = blame
+            self._error = exc
+        self._state = ERROR
+        raise exc
+
+    def _raise_again(self) -> NoReturn:
+        msg = f"connection is in the ERROR state after: {self._error}"
+        if self._blame is self.our_role:
+            raise LocalProtocolError(msg)
+        raise RemoteProtocolError(msg)
+
+
+class ClientConnection(Connection):
+    """The client's end: sends Hello and requests, receives Welcome, replies and Goodbye."""
+
+    our_role = CLIENT
+    their_role = SERVER
+
+
+class ServerConnection(Connection):
+    """The node's end: receives Hello and requests, sends Welcome, replies and Goodbye."""
+
+    our_role = SERVER
+    their_role = CLIENT
+
+    @property
+    def failure(self) -> Goodbye | None:
+        """After the client's violation, the goodbye to send before closing; else None."""
+        if self._blame is not CLIENT or self._goodbye_sent:
+            return None
+        if isinstance(self._error, UnsupportedVersion):
+            return Goodbye(ErrorCode.UNSUPPORTED_VERSION, str(self._error))
+        return Goodbye(ErrorCode.BAD_REQUEST, str(self._error))

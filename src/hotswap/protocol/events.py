@@ -1,0 +1,243 @@
+"""The events of the hotswap wire protocol: what a connection turns bytes into, and back.
+
+Every message of docs/protocol.md is one frozen, slotted dataclass here, with the same field
+names as the CBOR map keys on the wire. Values, types and modules are opaque ``bytes`` owned by
+the CAM layer (docs/bytecode.md); identities are 64 lowercase hex digits (a SHA-256).
+
+Three groups, by direction:
+
+- handshake: ``Hello`` (client) and ``Welcome`` (server), section "Hello and versioning";
+- requests (client to server), each with a client-chosen ``id``: ``Send``, ``Upgrade``,
+  ``Status``, ``Machines``, ``GetModule``;
+- replies (server to client), carrying the ``id`` of their request: ``Output``, ``Upgraded``,
+  ``StatusReply``, ``MachinesReply``, ``ModuleReply``, and ``Error`` for any of them;
+
+plus ``Goodbye`` (server, connection-level error, the server closes after it) and
+``ConnectionClosed``, which is not a message: it reports that the peer closed its side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import TypeAlias
+
+#: The protocol version this implementation speaks (docs/protocol.md, "Hello and versioning").
+PROTOCOL_VERSION = 1
+#: Versions a server built from this module accepts in a client's hello.
+SUPPORTED_VERSIONS = frozenset({PROTOCOL_VERSION})
+#: Largest payload a connection accepts unless its hello/welcome says otherwise: upgrades carry
+#: whole modules, so this is generous; the node may announce less.
+DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+#: Largest payload either side accepts before the handshake completes, and the smallest
+#: ``max_frame`` a peer may announce: hello and welcome are small, and a stranger (an HTTP client,
+#: a port scanner) is turned away after four bytes instead of being buffered.
+HANDSHAKE_MAX_FRAME = 4096
+#: The length prefix is an unsigned 32-bit integer.
+MAX_FRAME_LIMIT = 2**32 - 1
+#: Request ids and counters are CBOR unsigned integers of at most 64 bits.
+MAX_UINT = 2**64 - 1
+#: Software name announced in hello and welcome unless the caller picks another.
+DEFAULT_AGENT = "hotswap-python/0.1"
+
+
+class ErrorCode(StrEnum):
+    """The closed set of error codes (docs/protocol.md, "Error codes")."""
+
+    UNKNOWN_MACHINE = "unknown_machine"
+    UNKNOWN_MODULE = "unknown_module"
+    BAD_INPUT = "bad_input"
+    TRAP = "trap"
+    WRONG_VERSION = "wrong_version"
+    BAD_MODULE = "bad_module"
+    ILL_TYPED_UPGRADE = "ill_typed_upgrade"
+    MIGRATION_TRAP = "migration_trap"
+    TOO_LARGE = "too_large"
+    BAD_REQUEST = "bad_request"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    INTERNAL = "internal"
+    OVERLOADED = "overloaded"
+
+
+class HistoryKind(StrEnum):
+    """How a piece of code came to run a machine."""
+
+    START = "start"
+    UPGRADE = "upgrade"
+
+
+# --- handshake ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Client to server, first message: the version spoken and the largest frame accepted."""
+
+    version: int = PROTOCOL_VERSION
+    max_frame: int = DEFAULT_MAX_FRAME
+    agent: str = DEFAULT_AGENT
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Server to client, answer to ``Hello``: same version, the node's limit and name."""
+
+    version: int = PROTOCOL_VERSION
+    max_frame: int = DEFAULT_MAX_FRAME
+    agent: str = DEFAULT_AGENT
+    node: str = ""
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Feed one input (encoded at the machine's input type) to a machine."""
+
+    id: int
+    machine: str
+    input: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """Swap a machine's code if ``expected`` is the identity running, migrating its state."""
+
+    id: int
+    machine: str
+    expected: str
+    module: bytes
+    migration: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Ask for a machine's code, types, state, input count and history."""
+
+    id: int
+    machine: str
+
+
+@dataclass(frozen=True, slots=True)
+class Machines:
+    """Ask for the machines a node hosts."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetModule:
+    """Ask for the bytes of a module the node stores, by identity."""
+
+    id: int
+    identity: str
+
+
+# --- replies --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Answer to ``Send``: the step's output and the machine's new state."""
+
+    id: int
+    output: bytes
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Upgraded:
+    """Answer to ``Upgrade``: the swap happened, from ``old`` to ``new``."""
+
+    id: int
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One change of code: ``seq`` is the number of inputs processed before it took over."""
+
+    identity: str
+    kind: HistoryKind
+    seq: int
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    """Answer to ``Status``."""
+
+    id: int
+    machine: str
+    identity: str
+    input_type: bytes
+    state_type: bytes
+    output_type: bytes
+    state: bytes
+    inputs: int
+    history: tuple[HistoryEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MachineEntry:
+    """A hosted machine and the identity of the code it runs."""
+
+    name: str
+    identity: str
+
+
+@dataclass(frozen=True, slots=True)
+class MachinesReply:
+    """Answer to ``Machines``: entries sorted by name."""
+
+    id: int
+    machines: tuple[MachineEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleReply:
+    """Answer to ``GetModule``: the module's canonical bytes."""
+
+    id: int
+    module: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A request failed; ``code`` says how (docs/protocol.md lists what each code guarantees)."""
+
+    id: int
+    code: ErrorCode
+    message: str
+
+
+# --- end of conversation --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Goodbye:
+    """Server to client, last message: the connection failed or the node is going away."""
+
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """Not a message: the peer closed its side of the transport."""
+
+
+class NeedData(Enum):
+    """``next_event`` needs more bytes before it can return an event."""
+
+    NEED_DATA = "NEED_DATA"
+
+
+NEED_DATA = NeedData.NEED_DATA
+
+Request: TypeAlias = Send | Upgrade | Status | Machines | GetModule
+Reply: TypeAlias = Output | Upgraded | StatusReply | MachinesReply | ModuleReply | Error
+Message: TypeAlias = Hello | Welcome | Request | Reply | Goodbye
+Event: TypeAlias = Message | ConnectionClosed

@@ -1,0 +1,159 @@
+"""Hand-written codecs for the two messages on the hot path: ``send`` and ``output``.
+
+A node must turn 50,000 inputs a second into outputs (docs/protocol.md, section 13), and
+the generic codec (codec.py: cbor2 decode, schema checks, re-encode to confirm determinism) costs
+a few microseconds per message. A deterministic encoding makes both messages a fixed sequence of
+bytes with three holes, so here they are written by concatenation and read by comparing the
+fixed parts and parsing the three heads in place, which checks minimality as it goes.
+
+These functions accept a subset of what the generic codec accepts and agree with it there:
+``encode_*`` return None when a field is not of its kind, ``decode_*`` return None on any
+deviation from the one canonical layout, and the caller then runs the generic codec, which
+produces the error message (tests/test_protocol_properties.py checks the agreement on random and
+mutated payloads). Heads follow RFC 8949 section 3: major type in the top three bits, then the
+argument in the low five bits or in the next 1, 2, 4 or 8 bytes, always the shortest.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hotswap.protocol.events import MAX_UINT, Output, Send
+
+_UINT, _BYTES, _TEXT = 0x00, 0x40, 0x60
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}").fullmatch
+
+# The fixed parts, in canonical key order: id, type, then the others shortest key first.
+_SEND_OPEN = b"\xa4\x62id"  # map(4), "id"
+_SEND_MIDDLE = b"\x64type\x64send\x65input"  # "type": "send", "input"
+_SEND_MACHINE = b"\x67machine"
+_OUTPUT_OPEN = _SEND_OPEN
+_OUTPUT_MIDDLE = b"\x64type\x66output\x65state"  # "type": "output", "state"
+_OUTPUT_OUTPUT = b"\x66output"
+
+
+def head(major: int, argument: int) -> bytes:
+    """The shortest head for ``major`` (already shifted) and a non-negative argument."""
+    if argument < 24:
+        return bytes((major | argument,))
+    if argument < 0x100:
+        return bytes((major | 24, argument))
+    if argument < 0x10000:
+        return bytes((major | 25,)) + argument.to_bytes(2)
+    if argument < 0x100000000:
+        return bytes((major | 26,)) + argument.to_bytes(4)
+    return bytes((major | 27,)) + argument.to_bytes(8)
+
+
+def _read_head(payload: bytes, position: int, major: int) -> tuple[int, int]:
+    """(argument, next position) of a shortest head of ``major``, or (-1, 0)."""
+    if position >= len(payload):
+        return -1, 0
+    initial = payload[position]
+    if initial & 0xE0 != major:
+        return -1, 0
+    info = initial & 0x1F
+    if info < 24:
+        return info, position + 1
+    if info > 27:
+        return -1, 0
+    size = 1 << (info - 24)  # 1, 2, 4 or 8 bytes
+    end = position + 1 + size
+    if end > len(payload):
+        return -1, 0
+    argument = int.from_bytes(payload[position + 1 : end])
+    # shortest form: the argument needs this many bytes (24..255 for one byte)
+    if argument < (24 if size == 1 else 1 << (4 * size)):
+        return -1, 0
+    return argument, end
+
+
+def encode_send(event: Send) -> bytes | None:
+    """The canonical payload of ``event``, or None if a field is not of its kind."""
+    request_id, machine, data = event.id, event.machine, event.input
+    if (
+        type(request_id) is not int
+        or not 0 <= request_id <= MAX_UINT
+        or type(data) is not bytes
+        or type(machine) is not str
+        or _NAME(machine) is None
+    ):
+        return None
+    return b"".join(
+        (
+            _SEND_OPEN,
+            head(_UINT, request_id),
+            _SEND_MIDDLE,
+            head(_BYTES, len(data)),
+            data,
+            _SEND_MACHINE,
+            head(_TEXT, len(machine)),  # names are ASCII: characters are bytes
+            machine.encode("ascii"),
+        )
+    )
+
+
+def encode_output(event: Output) -> bytes | None:
+    """The canonical payload of ``event``, or None if a field is not of its kind."""
+    request_id, output, state = event.id, event.output, event.state
+    if (
+        type(request_id) is not int
+        or not 0 <= request_id <= MAX_UINT
+        or type(output) is not bytes
+        or type(state) is not bytes
+    ):
+        return None
+    return b"".join(
+        (
+            _OUTPUT_OPEN,
+            head(_UINT, request_id),
+            _OUTPUT_MIDDLE,
+            head(_BYTES, len(state)),
+            state,
+            _OUTPUT_OUTPUT,
+            head(_BYTES, len(output)),
+            output,
+        )
+    )
+
+
+def decode_send(payload: bytes) -> Send | None:
+    """The Send in ``payload`` if it is one in canonical form with valid fields, else None."""
+    if not payload.startswith(_SEND_OPEN):
+        return None
+    request_id, position = _read_head(payload, 4, _UINT)
+    if request_id < 0 or not payload.startswith(_SEND_MIDDLE, position):
+        return None
+    size, position = _read_head(payload, position + len(_SEND_MIDDLE), _BYTES)
+    end = position + size
+    if size < 0 or not payload.startswith(_SEND_MACHINE, end):
+        return None
+    data = payload[position:end]
+    size, position = _read_head(payload, end + len(_SEND_MACHINE), _TEXT)
+    if size < 0 or position + size != len(payload):
+        return None
+    raw = payload[position:]
+    if not raw.isascii():  # a valid name is ASCII; anything else takes the slow path
+        return None
+    machine = raw.decode("ascii")
+    if _NAME(machine) is None:
+        return None
+    return Send(request_id, machine, data)
+
+
+def decode_output(payload: bytes) -> Output | None:
+    """The Output in ``payload`` if it is one in canonical form, else None."""
+    if not payload.startswith(_OUTPUT_OPEN):
+        return None
+    request_id, position = _read_head(payload, 4, _UINT)
+    if request_id < 0 or not payload.startswith(_OUTPUT_MIDDLE, position):
+        return None
+    size, position = _read_head(payload, position + len(_OUTPUT_MIDDLE), _BYTES)
+    end = position + size
+    if size < 0 or not payload.startswith(_OUTPUT_OUTPUT, end):
+        return None
+    state = payload[position:end]
+    size, position = _read_head(payload, end + len(_OUTPUT_OUTPUT), _BYTES)
+    if size < 0 or position + size != len(payload):
+        return None
+    return Output(request_id, payload[position:], state)

@@ -1,0 +1,292 @@
+"""Field kinds: the strict CBOR type of every field, checked in both directions.
+
+A kind turns a decoded CBOR item into the event's Python value (``decode``) and an event's value
+into the item to encode (``encode``), raising :class:`InvalidField` with a reason that names
+what was wrong. The checks are exact: a text string where a byte string is expected is an
+error, booleans are not integers, integers are bounded, floats are finite, records have exactly
+their keys in canonical order (docs/protocol.md, "Payload encoding"). The codec adds the
+message and field names to the reason and raises Local- or RemoteProtocolError by direction.
+
+The kinds are small objects rather than a class hierarchy over values because the codec calls
+them once per field per message on the hot path: one method call, one ``type(...) is`` test.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from enum import StrEnum
+from typing import Any
+
+from hotswap.protocol.events import (
+    HANDSHAKE_MAX_FRAME,
+    MAX_FRAME_LIMIT,
+    MAX_UINT,
+    ErrorCode,
+    HistoryEntry,
+    HistoryKind,
+    MachineEntry,
+)
+
+
+class InvalidField(ValueError):
+    """A field's value is not of its kind; the message says why."""
+
+
+_CBOR_NAMES: dict[type, str] = {
+    bytes: "byte string",
+    str: "text string",
+    int: "integer",
+    bool: "boolean",
+    float: "float",
+    list: "array",
+    dict: "map",
+    type(None): "null",
+}
+
+
+def describe(value: object) -> str:
+    """Name the CBOR item a decoded value came from, for error messages."""
+    name = _CBOR_NAMES.get(type(value))
+    if name is None:
+        return f"a tagged or special item ({type(value).__name__})"
+    if value is None:
+        return name
+    if isinstance(value, (bytes, str, list, dict)):
+        return f"{name} of length {len(value)}"
+    return f"{name} {value!r}"
+
+
+def canonical_order(keys: Iterable[str]) -> tuple[str, ...]:
+    """Keys in the order of RFC 8949 section 4.2.1: shorter first, then bytewise."""
+    return tuple(sorted(keys, key=lambda k: (len(k.encode()), k.encode())))
+
+
+class Kind:
+    """A field kind; subclasses check one CBOR type."""
+
+    __slots__ = ("description",)
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def decode(self, value: object) -> object:
+        """Check a received item and return the event's value."""
+        raise NotImplementedError
+
+    def encode(self, value: object) -> object:
+        """Check an event's value and return the item to send."""
+        return self.decode(value)
+
+    def has_float(self) -> bool:
+        """Whether items of this kind may contain floats (which need canonical mode)."""
+        return False
+
+    def _wrong(self, value: object) -> InvalidField:
+        return InvalidField(f"expected {self.description}, got {describe(value)}")
+
+
+class UInt(Kind):
+    """An unsigned integer in ``[low, high]``; booleans are not integers."""
+
+    __slots__ = ("high", "low")
+
+    def __init__(self, low: int = 0, high: int = MAX_UINT) -> None:
+        super().__init__(f"an unsigned integer in [{low}, {high}]")
+        self.low = low
+        self.high = high
+
+    def decode(self, value: object) -> object:
+        if type(value) is not int or not self.low <= value <= self.high:
+            raise self._wrong(value)
+        return value
+
+
+class Bytes(Kind):
+    """A byte string (values, types and modules are opaque here)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("a byte string")
+
+    def decode(self, value: object) -> object:
+        if type(value) is not bytes:
+            raise self._wrong(value)
+        return value
+
+
+class Text(Kind):
+    """A text string of at most ``max_chars`` characters, optionally matching ``pattern``."""
+
+    __slots__ = ("matches", "max_chars")
+
+    def __init__(self, description: str, max_chars: int, pattern: str | None = None) -> None:
+        super().__init__(description)
+        self.max_chars = max_chars
+        self.matches: Callable[[str], object] | None = (
+            None if pattern is None else re.compile(pattern).fullmatch
+        )
+
+    def decode(self, value: object) -> object:
+        if type(value) is not str or len(value) > self.max_chars:
+            raise self._wrong(value)
+        if self.matches is not None and self.matches(value) is None:
+            raise InvalidField(f"expected {self.description}, got {value[:80]!r}")
+        return value
+
+
+class Finite(Kind):
+    """A finite float (CBOR major type 7, shortest of half, single or double precision)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("a finite float")
+
+    def decode(self, value: object) -> object:
+        if type(value) is not float or not math.isfinite(value):
+            raise self._wrong(value)
+        return value
+
+    def has_float(self) -> bool:
+        return True
+
+
+class Choice(Kind):
+    """A text string from a closed set, decoded to a member of ``enum``."""
+
+    __slots__ = ("enum",)
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        names = ", ".join(repr(member.value) for member in enum)
+        super().__init__(f"one of {names}")
+        self.enum = enum
+
+    def decode(self, value: object) -> object:
+        if type(value) is not str or value not in self.enum._value2member_map_:
+            raise self._wrong(value)
+        return self.enum(value)
+
+    def encode(self, value: object) -> object:
+        if not isinstance(value, str) or value not in self.enum._value2member_map_:
+            raise self._wrong(value)
+        return str(self.enum(value).value)
+
+
+class Record(Kind):
+    """A map with exactly ``fields`` (in canonical order), decoded to an instance of ``cls``."""
+
+    __slots__ = ("cls", "fields", "keys")
+
+    def __init__(self, cls: type, fields: dict[str, Kind]) -> None:
+        super().__init__(f"a {cls.__name__} map")
+        self.cls = cls
+        self.fields = fields  # in the dataclass's field order
+        self.keys = canonical_order(fields)
+
+    def decode(self, value: object) -> object:
+        if type(value) is not dict:
+            raise self._wrong(value)
+        check_keys(value, self.keys)
+        return self.cls(
+            *[_field(kind.decode, value[key], key) for key, kind in self.fields.items()]
+        )
+
+    def encode(self, value: object) -> object:
+        if type(value) is not self.cls:
+            msg = f"expected a {self.cls.__name__}, got {type(value).__name__}"
+            raise InvalidField(msg)
+        return {key: _field(self.fields[key].encode, getattr(value, key), key) for key in self.keys}
+
+    def has_float(self) -> bool:
+        return any(kind.has_float() for kind in self.fields.values())
+
+
+class ArrayOf(Kind):
+    """An array of ``item``, optionally required to be strictly increasing by ``sort_key``."""
+
+    __slots__ = ("item", "sort_key")
+
+    def __init__(self, item: Record, sort_key: str | None = None) -> None:
+        order = "" if sort_key is None else f", strictly increasing by {sort_key!r}"
+        super().__init__(f"an array of {item.description}s{order}")
+        self.item = item
+        self.sort_key = sort_key
+
+    def decode(self, value: object) -> object:
+        if type(value) is not list:
+            raise self._wrong(value)
+        items = tuple(_item(self.item.decode, element, i) for i, element in enumerate(value))
+        self._check_order(items)
+        return items
+
+    def encode(self, value: object) -> object:
+        if type(value) is not tuple:
+            msg = f"expected a tuple of {self.item.cls.__name__}, got {type(value).__name__}"
+            raise InvalidField(msg)
+        items = [_item(self.item.encode, element, i) for i, element in enumerate(value)]
+        self._check_order(value)
+        return items
+
+    def has_float(self) -> bool:
+        return self.item.has_float()
+
+    def _check_order(self, items: tuple[Any, ...]) -> None:
+        if self.sort_key is None:
+            return
+        keys = [getattr(item, self.sort_key) for item in items]
+        for i in range(1, len(keys)):
+            if not keys[i - 1] < keys[i]:
+                msg = f"{self.sort_key} {keys[i]!r} at index {i} does not follow {keys[i - 1]!r}"
+                raise InvalidField(msg)
+
+
+def check_keys(value: dict[Any, Any], keys: tuple[str, ...]) -> None:
+    """Raise unless ``value`` has exactly ``keys``, in that (canonical) order."""
+    got = tuple(value)
+    if got == keys:
+        return
+    missing = [key for key in keys if key not in value]
+    if missing:
+        raise InvalidField(f"missing field(s) {', '.join(map(repr, missing))}")
+    extra = [key for key in got if key not in keys]
+    if extra:
+        raise InvalidField(f"unknown field(s) {', '.join(map(repr, extra))}")
+    msg = f"fields out of canonical order: got {list(got)}, expected {list(keys)}"
+    raise InvalidField(msg)
+
+
+def _field(convert: Callable[[object], object], value: object, key: str) -> object:
+    try:
+        return convert(value)
+    except InvalidField as exc:
+        raise InvalidField(f"field {key!r}: {exc}") from None
+
+
+def _item(convert: Callable[[object], object], value: object, index: int) -> object:
+    try:
+        return convert(value)
+    except InvalidField as exc:
+        raise InvalidField(f"item {index}: {exc}") from None
+
+
+# --- the kinds of docs/protocol.md, "Field types" -------------------------------------------
+
+UINT = UInt()
+FRAME_LIMIT = UInt(HANDSHAKE_MAX_FRAME, MAX_FRAME_LIMIT)
+BYTES = Bytes()
+NAME = Text("a machine name ([A-Za-z0-9_.-]{1,64})", 64, r"[A-Za-z0-9_.\-]{1,64}")
+IDENTITY = Text("an identity (64 lowercase hex digits)", 64, r"[0-9a-f]{64}")
+SHORT_TEXT = Text("a text string of at most 256 characters", 256)
+MESSAGE_TEXT = Text("a text string of at most 65536 characters", 65536)
+FLOAT = Finite()
+ERROR_CODE = Choice(ErrorCode)
+HISTORY = ArrayOf(
+    Record(
+        HistoryEntry,
+        {"identity": IDENTITY, "kind": Choice(HistoryKind), "seq": UINT, "time": FLOAT},
+    )
+)
+MACHINE_LIST = ArrayOf(Record(MachineEntry, {"name": NAME, "identity": IDENTITY}), "name")

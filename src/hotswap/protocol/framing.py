@@ -1,0 +1,90 @@
+"""Frames: a 4-byte big-endian unsigned length, then that many bytes of payload.
+
+docs/protocol.md, "Framing". The length counts the payload only. A reader enforces its limit
+as soon as the four length bytes have arrived, before buffering any of the body, so a peer
+cannot make it hold more than one limit's worth of bytes (plus whatever arrived in the same
+read). An empty payload is never valid (it is not a CBOR map), so it is rejected here too.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from hotswap.errors import RemoteProtocolError
+
+LENGTH = struct.Struct(">I")
+#: Bytes in the length prefix.
+PREFIX_SIZE = LENGTH.size
+#: Payloads up to this size are copied out of the buffer the way that is fastest for them.
+_SMALL = 1 << 16
+
+
+def frame(payload: bytes) -> bytes:
+    """One frame carrying ``payload`` (whose length the caller has checked)."""
+    return LENGTH.pack(len(payload)) + payload
+
+
+class FrameReader:
+    """Reassembles frames from arbitrarily split bytes.
+
+    ``max_frame`` may be raised after construction (the handshake raises it); ``feed`` appends
+    bytes, ``close`` records end of input, ``next_frame`` returns the next complete payload or
+    None. After ``close``, ``truncated`` tells whether bytes of an incomplete frame remain.
+    """
+
+    __slots__ = ("_buffer", "closed", "max_frame")
+
+    def __init__(self, max_frame: int) -> None:
+        self._buffer = bytearray()
+        self.max_frame = max_frame
+        self.closed = False
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes."""
+        self._buffer += data
+
+    def close(self) -> None:
+        """Record that no more bytes will arrive."""
+        self.closed = True
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as part of a frame."""
+        return len(self._buffer)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether input ended inside a frame."""
+        return self.closed and bool(self._buffer)
+
+    def next_frame(self) -> bytes | None:
+        """The next complete payload, or None if more bytes are needed.
+
+        Raises RemoteProtocolError for an empty or oversized frame.
+        """
+        buffer = self._buffer
+        if len(buffer) < PREFIX_SIZE:
+            return None
+        (length,) = LENGTH.unpack_from(buffer)
+        if length > self.max_frame or length == 0:
+            raise RemoteProtocolError(self._bad_length(length))
+        end = PREFIX_SIZE + length
+        if len(buffer) < end:
+            return None
+        if length <= _SMALL:
+            payload = bytes(buffer[PREFIX_SIZE:end])
+        else:  # one copy instead of two: a bytearray slice is itself a copy
+            with memoryview(buffer) as view:
+                payload = bytes(view[PREFIX_SIZE:end])
+        # Deleting from the front of a bytearray is amortised O(1) in CPython.
+        del buffer[:end]
+        return payload
+
+    def _bad_length(self, length: int) -> str:
+        if length == 0:
+            return "frame length is 0: a payload is one CBOR map and cannot be empty"
+        head = bytes(self._buffer[:PREFIX_SIZE])
+        hint = ""
+        if head.isascii() and all(32 <= byte < 127 for byte in head):
+            hint = f" (the prefix reads {head!r}: is the peer speaking the hotswap protocol?)"
+        return f"frame length {length} exceeds the limit of {self.max_frame} bytes{hint}"
