@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/hotswap node --machine counter=hotswap.examples.handbuilt:counter_module
+	$(BIN)/hotswap node --machine counter=hotswap.examples.counter:counter_sm
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -111,3 +111,14 @@ def test_cli_dis_prints_a_listing(tmp_path: Path) -> None:
     path.write_bytes(b"\x00hsm\x01garbage")
     result = _cli("dis", str(path))
     assert result.returncode == 1 and "hotswap:" in result.stderr
+
+
+def test_cli_send_by_python_name(tmp_path: Path) -> None:
+    """A DSL machine's inputs can be written by name; the seed syntax works too."""
+    with NodeProcess(tmp_path, {"counter": "hotswap.examples.counter:counter_sm"}) as node:
+        by_name = _cli("send", "--node", node.address, "counter", "Incr()")
+        seed = _cli("send", "--node", node.address, "counter", "R Unit")
+        wrong = _cli("send", "--node", node.address, "counter", "Decr()")
+    assert by_name.stdout.splitlines() == ["Output:    L Unit", "New state: Int 1"]
+    assert seed.stdout.splitlines() == ["Output:    R (Int 1)", "New state: Int 1"]
+    assert wrong.returncode == 1 and "neither a seed-syntax value" in wrong.stderr

@@ -16,6 +16,7 @@ Layers import only downward::
 """
 
 from hotswap.cam.loaded import LoadedModule, load_module
+from hotswap.dsl import compile_source, machine, migration
 from hotswap.errors import (
     BytecodeError,
     DecodeError,
@@ -45,5 +46,8 @@ __all__ = [
     "UpgradeRejected",
     "ValueTypeError",
     "VerifyError",
+    "compile_source",
     "load_module",
+    "machine",
+    "migration",
 ]

@@ -12,12 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hotswap.cam.disasm import disassemble
-from hotswap.cam.loaded import load_module
+from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_value, encode_value
-from hotswap.client import Upgrade, connect, default_address
-from hotswap.errors import HotswapError
+from hotswap.client import Upgrade, connect, default_address, schemas_of
+from hotswap.dsl.display import parse as parse_named
+from hotswap.errors import HotswapError, ValueTypeError
+from hotswap.lang.evaluate import Value
 from hotswap.lang.values import parse, render
 from hotswap.node.main import NodeOptions, import_object, module_bytes, parse_address, run
+from hotswap.node.registry import nominal_notes
 from hotswap.node.server import NodeConfig
 from hotswap.node.store import SNAPSHOT_EVERY
 from hotswap.node.trace import Trace
@@ -50,11 +53,29 @@ def _send(args: argparse.Namespace) -> int:
         code = load_module(client.module(status.identity))
         sig = code.machine
         assert sig is not None
-        value = parse(args.value, sig.input)
+        value = _parse_input(args.value, code)
         reply = client.send_raw(args.machine, encode_value(value, sig.input))
         print(f"Output:    {render(decode_value(reply.output, sig.output), sig.output)}")
         print(f"New state: {render(decode_value(reply.state, sig.state), sig.state)}")
     return 0
+
+
+def _parse_input(text: str, code: LoadedModule) -> Value:
+    """An input in the seed's syntax (``L Unit``) or, if the module has names, by Python name
+    (``Incr()``)."""
+    sig = code.machine
+    assert sig is not None
+    try:
+        return parse(text, sig.input)
+    except ValueTypeError as seed_error:
+        schemas = schemas_of(code)
+        if schemas is None:
+            raise
+        try:
+            return parse_named(text, schemas["input"])
+        except ValueTypeError as name_error:
+            msg = f"{text!r} is neither a seed-syntax value ({seed_error}) nor {name_error}"
+            raise ValueTypeError(msg) from None
 
 
 def _upgrade(args: argparse.Namespace) -> int:
@@ -63,7 +84,10 @@ def _upgrade(args: argparse.Namespace) -> int:
     with connect(args.node) as client:
         expected = args.expect or client.status_raw(args.machine).identity
         reply = client.upgrade(args.machine, Upgrade(expected, new, migration))
+        notes = nominal_notes(load_module(client.module(reply.old)), load_module(new))
     print(f"Upgrade successful! {args.machine}: {reply.old[:12]} -> {reply.new[:12]}")
+    for note in notes:
+        print(f"Note: {note}")
     return 0
 
 
@@ -124,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--node", default=None, help="HOST:PORT (default: $HOTSWAP_NODE)")
         return p
 
-    send = client_command("send", "send one input, in the seed's syntax (e.g. 'L Unit')")
+    send = client_command("send", "send one input: 'L Unit' (the seed's syntax) or 'Incr()'")
     send.add_argument("machine")
     send.add_argument("value")
     send.set_defaults(func=_send)

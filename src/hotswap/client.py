@@ -28,6 +28,9 @@ from typing import Any
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.module import module_identity
 from hotswap.cam.values import decode_type, decode_value, encode_value
+from hotswap.dsl.names import SECTION as NAMES_SECTION
+from hotswap.dsl.names import names_for
+from hotswap.dsl.schema import Schema, from_core, to_core
 from hotswap.errors import HotswapError, NodeError, ProtocolError, UpgradeRejected
 from hotswap.lang.evaluate import Value
 from hotswap.lang.types import Type
@@ -94,9 +97,31 @@ class MachineStatus:
 Converter = tuple[Callable[[Value, str], Value], Callable[[Value, str], Value]]
 
 
-def converter_for(code: LoadedModule) -> Converter:
-    """By-name conversion when the module carries DSL names, else core values unchanged."""
-    return (lambda v, role: v), (lambda v, role: v)
+def schemas_of(code: LoadedModule, local: object | None = None) -> dict[str, Schema] | None:
+    """The schemas (Python names) of a machine's input, state and output: a local DSL machine's
+    own when it has this identity (its classes), else the module's names section, else None."""
+    own = getattr(local, "schemas", None)
+    if isinstance(own, dict) and getattr(local, "identity", None) == code.identity:
+        return own
+    sig = code.machine
+    data = code.custom.get(NAMES_SECTION)
+    if sig is None or data is None:
+        return None
+    roles = {"input": sig.input, "state": sig.state, "output": sig.output}
+    return names_for(data, roles)
+
+
+def converter_for(code: LoadedModule, local: object | None = None) -> Converter:
+    """By-name conversion when names are known, else core values unchanged (checked when
+    encoded)."""
+    schemas = schemas_of(code, local)
+    if schemas is None:
+        return (lambda v, role: v), (lambda v, role: v)
+    known = schemas
+    return (
+        lambda v, role: to_core(known[role], v, role),
+        lambda v, role: from_core(known[role], v),
+    )
 
 
 def _reply_error(reply: Error, upgrade: bool) -> NodeError:
@@ -113,6 +138,17 @@ class _Session:
         self._next_id = 0
         self.codes: dict[str, LoadedModule] = {}  # identity -> module
         self.running: dict[str, str] = {}  # machine -> identity last seen
+        self.local: dict[str, object] = {}  # identity -> a local DSL machine with that code
+
+    def remember(self, *machines: object) -> None:
+        """Use these local DSL machines' classes to convert values of their code."""
+        for m in machines:
+            identity = getattr(m, "identity", None)
+            if isinstance(identity, str) and hasattr(m, "schemas"):
+                self.local[identity] = m
+
+    def converter(self, code: LoadedModule) -> Converter:
+        return converter_for(code, self.local.get(code.identity))
 
     def request_id(self) -> int:
         self._next_id += 1
@@ -125,12 +161,11 @@ class _Session:
             self.codes[identity] = code
         return code
 
-    @staticmethod
-    def status_of(reply: StatusReply, code: LoadedModule | None) -> MachineStatus:
+    def status_of(self, reply: StatusReply, code: LoadedModule | None) -> MachineStatus:
         state_type = decode_type(reply.state_type)
         state = decode_value(reply.state, state_type)
         if code is not None:
-            state = converter_for(code)[1](state, "state")
+            state = self.converter(code)[1](state, "state")
         return MachineStatus(
             reply.machine,
             reply.identity,
@@ -243,19 +278,20 @@ class Client:
             code = self._code(machine, refresh=attempt == 1)
             sig = code.machine
             assert sig is not None
-            to_core, from_core = converter_for(code)
-            data = encode_value(to_core(value, "input"), sig.input)
+            to_core_value, to_python_value = self.session.converter(code)
+            data = encode_value(to_core_value(value, "input"), sig.input)
             try:
                 reply = self.send_raw(machine, data)
             except NodeError as e:
                 if e.code == ErrorCode.BAD_INPUT and attempt == 0:
                     continue  # the machine may have been upgraded by someone else
                 raise
-            return from_core(decode_value(reply.output, sig.output), "output")
+            return to_python_value(decode_value(reply.output, sig.output), "output")
         raise HotswapError("unreachable")  # pragma: no cover
 
     def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
         """Upgrade a machine; :class:`UpgradeRejected` says why the node refused."""
+        self.session.remember(upgrade.old, upgrade.new)
         request = UpgradeRequest(
             self.session.request_id(),
             machine,
@@ -379,18 +415,19 @@ class AsyncClient:
             code = await self._code(machine, refresh=attempt == 1)
             sig = code.machine
             assert sig is not None
-            to_core, from_core = converter_for(code)
-            data = encode_value(to_core(value, "input"), sig.input)
+            to_core_value, to_python_value = self.session.converter(code)
+            data = encode_value(to_core_value(value, "input"), sig.input)
             reply = await self.request(Send(self.session.request_id(), machine, data))
             if isinstance(reply, Error):
                 if reply.code == ErrorCode.BAD_INPUT and attempt == 0:
                     continue
                 raise _reply_error(reply, False)
             assert isinstance(reply, Output)
-            return from_core(decode_value(reply.output, sig.output), "output")
+            return to_python_value(decode_value(reply.output, sig.output), "output")
         raise HotswapError("unreachable")  # pragma: no cover
 
     async def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
+        self.session.remember(upgrade.old, upgrade.new)
         request = UpgradeRequest(
             self.session.request_id(),
             machine,

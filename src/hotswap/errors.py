@@ -77,6 +77,11 @@ class VerifyError(BytecodeError):
     """Well-formed code that the verifier rejects (ill-typed, unbalanced, too large)."""
 
 
+class LimitError(VerifyError):
+    """Code or types beyond a static limit of the bytecode (size, nesting, depth): valid in
+    principle, but too big to run safely."""
+
+
 # --- dsl ------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from hotswap.cam.compiler import compile_term
 from hotswap.cam.module import Function, MachineSig, Module
 from hotswap.cam.verify import verify_code
-from hotswap.errors import InternalError, VerifyError
+from hotswap.errors import InternalError, LimitError, VerifyError
 from hotswap.lang.check import check
 from hotswap.lang.optimise import optimise
 from hotswap.lang.terms import Term
@@ -20,7 +20,9 @@ def build_function(term: Term, dom: Type, cod: Type) -> Function:
     code = compile_term(optimise(term))
     try:
         verify_code(code, dom, cod)
-    except VerifyError as e:  # the compiler's output for a well-typed term must verify
+    except LimitError:  # a well-typed term too big for the bytecode: the author's to shrink
+        raise
+    except VerifyError as e:  # otherwise the compiler's output for a well-typed term verifies
         raise InternalError(f"compiled code fails verification: {e}") from e
     return Function(dom, cod, code)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from hotswap.cam import limits
 from hotswap.cam.instructions import Code, Instr, Opcode
-from hotswap.errors import VerifyError
+from hotswap.errors import LimitError, VerifyError
 from hotswap.lang.check import prim_signature
 from hotswap.lang.ints import in_range
 from hotswap.lang.terms import Op
@@ -55,7 +55,7 @@ class _Region:
 def verify_code(code: Code, dom: Type, cod: Type) -> CodeInfo:
     """Check ``code : dom -> cod`` or raise :class:`VerifyError` naming the instruction."""
     if len(code) > limits.MAX_CODE:
-        raise VerifyError(f"code has {len(code)} instructions, more than {limits.MAX_CODE}")
+        raise LimitError(f"code has {len(code)} instructions, more than {limits.MAX_CODE}")
     _check_type(dom, "domain")
     _check_type(cod, "codomain")
     state = _State(dom, len(code))
@@ -64,7 +64,7 @@ def verify_code(code: Code, dom: Type, cod: Type) -> CodeInfo:
         try:
             state.step(pc, instr)
         except VerifyError as e:
-            raise VerifyError(f"at {pc} ({instr}): {e}") from None
+            raise type(e)(f"at {pc} ({instr}): {e}") from None
     state.join(len(code))
     if state.regions:
         raise VerifyError(f"the CASE/BRANCH at {state.regions[-1].at} is not closed")
@@ -81,7 +81,7 @@ def _check_type(t: Type, what: str) -> Type:
             f"{what} type is nested {t.depth} deep, more than {limits.MAX_TYPE_DEPTH}"
         )
     if t.size > limits.MAX_TYPE_SIZE:
-        raise VerifyError(f"{what} type has {t.size} nodes, more than {limits.MAX_TYPE_SIZE}")
+        raise LimitError(f"{what} type has {t.size} nodes, more than {limits.MAX_TYPE_SIZE}")
     return t
 
 
@@ -116,7 +116,7 @@ class _State:
         if len(self.stack) > self.max_stack:
             self.max_stack = len(self.stack)
             if self.max_stack > limits.MAX_STACK:
-                raise VerifyError(f"stack deeper than {limits.MAX_STACK}")
+                raise LimitError(f"stack deeper than {limits.MAX_STACK}")
 
     def join(self, pc: int) -> None:
         while self.regions:
@@ -139,7 +139,7 @@ class _State:
         if off < 1 or else_pc > self.limit():
             raise VerifyError(f"branch offset {off} leaves its enclosing region")
         if len(self.regions) >= limits.MAX_NESTING:
-            raise VerifyError(f"branches nested deeper than {limits.MAX_NESTING}")
+            raise LimitError(f"branches nested deeper than {limits.MAX_NESTING}")
         region = _Region(pc, else_pc, self.limit(), len(self.stack), right, self.steps)
         self.regions.append(region)
         self.register = left

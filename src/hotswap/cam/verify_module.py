@@ -28,7 +28,7 @@ def verify_module(m: Module) -> ModuleInfo:
         try:
             infos.append(verify_code(f.code, f.dom, f.cod))
         except VerifyError as e:
-            raise VerifyError(f"function {i}: {e}") from None
+            raise type(e)(f"function {i}: {e}") from None
     if m.machine:
         sig = m.machine
         init, step = m.functions[sig.init], m.functions[sig.step]

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import encode_value, value_decoder
-from hotswap.errors import BytecodeError, NodeError, Trap, UpgradeRejected
+from hotswap.dsl.names import SECTION as NAMES_SECTION
+from hotswap.dsl.names import nominal_differences
+from hotswap.errors import BytecodeError, HotswapError, NodeError, Trap, UpgradeRejected
 from hotswap.lang.evaluate import Value
 from hotswap.protocol.events import ErrorCode, HistoryKind
 
@@ -69,6 +71,7 @@ class Upgraded:
     migration: LoadedModule
     state: Value
     change: Change
+    notes: tuple[str, ...] = ()
 
 
 def load_machine_code(data: bytes) -> LoadedModule:
@@ -80,6 +83,18 @@ def load_machine_code(data: bytes) -> LoadedModule:
     if loaded.machine is None:
         raise NodeError(ErrorCode.BAD_MODULE, f"module {loaded.identity[:12]} is not a machine")
     return loaded
+
+
+def nominal_notes(old: LoadedModule, new: LoadedModule) -> tuple[str, ...]:
+    """Types equal in structure but named differently between two machines (the lint of
+    docs/dsl.md): ``Incr | Count`` to ``Count | Incr`` swaps what clients mean by each name."""
+    old_names, new_names = old.custom.get(NAMES_SECTION), new.custom.get(NAMES_SECTION)
+    if old_names is None or new_names is None:
+        return ()
+    try:
+        return tuple(nominal_differences(old_names, new_names))
+    except HotswapError as e:  # names are advisory: unreadable ones cannot block an upgrade
+        return (f"names not compared: {e}",)
 
 
 class Registry:
@@ -188,9 +203,10 @@ class Registry:
             migrate.identity,
         )
         old = machine.identity
+        notes = nominal_notes(machine.code, new)
         machine.code, machine.state = new, state  # the swap: nothing below can fail
         machine.history.append(change)
-        return Upgraded(name, old, new, migrate, state, change)
+        return Upgraded(name, old, new, migrate, state, change, notes)
 
     def encode_state(self, machine: Machine) -> bytes:
         sig = machine.code.machine

@@ -101,7 +101,7 @@ class Node:
                 except NodeError as e:
                     return Error(rid, ErrorCode(e.code), str(e))
                 self.store.log_upgrade(self.registry.get(name), upgraded)
-                self.trace.upgraded()
+                self.trace.upgraded(upgraded.notes)
                 return Upgraded(rid, upgraded.old, upgraded.new.identity)
             case Status(id=rid, machine=name):
                 try:

@@ -4,16 +4,19 @@
     New state: Int 1
 
 Modes: ``seed`` (the seed's value syntax), ``names`` (Python names, when the module carries
-them; the seed syntax otherwise), ``off``.
+them; the seed syntax otherwise), ``off``. An upgrade whose types are structurally equal but
+named differently (``Incr | Count`` to ``Count | Incr``) adds ``Note:`` lines.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Literal, TextIO
 
 from hotswap.cam.loaded import LoadedModule
+from hotswap.dsl.display import render as render_named
+from hotswap.dsl.names import SECTION as NAMES_SECTION
+from hotswap.dsl.names import names_for
 from hotswap.errors import HotswapError
 from hotswap.lang.evaluate import Value
 from hotswap.lang.types import Type
@@ -22,31 +25,33 @@ from hotswap.node.registry import VERSION_MISMATCH
 
 TraceMode = Literal["seed", "names", "off"]
 
-#: Renders (value, type, role, module) by Python names; set by the DSL integration if present.
-NameRenderer = Callable[[Value, Type, str, LoadedModule], str]
+
+def render_by_name(value: Value, role: str, code: LoadedModule) -> str:
+    """``Incr()``, ``Deposit(amount=5)``: the value by the Python names in the module's names
+    section; :class:`HotswapError` if the module has none (or unreadable ones)."""
+    sig = code.machine
+    data = code.custom.get(NAMES_SECTION)
+    if sig is None or data is None:
+        raise HotswapError(f"module {code.identity[:12]} carries no names")
+    roles = names_for(data, {"input": sig.input, "state": sig.state, "output": sig.output})
+    return render_named(value, roles[role])
 
 
 class Trace:
     """Prints inputs' outputs and states, upgrades and rejections."""
 
-    def __init__(
-        self,
-        mode: TraceMode = "seed",
-        out: TextIO | None = None,
-        names: NameRenderer | None = None,
-    ) -> None:
+    def __init__(self, mode: TraceMode = "seed", out: TextIO | None = None) -> None:
         self.mode = mode
         self.out = out if out is not None else sys.stdout
-        self.names = names
 
     @property
     def enabled(self) -> bool:
         return self.mode != "off"
 
     def _render(self, value: Value, t: Type, role: str, code: LoadedModule) -> str:
-        if self.mode == "names" and self.names is not None:
+        if self.mode == "names":
             try:
-                return self.names(value, t, role, code)
+                return render_by_name(value, role, code)
             except HotswapError:  # no usable names in this module: fall back to the seed syntax
                 return render(value, t)
         return render(value, t)
@@ -61,9 +66,12 @@ class Trace:
             f"New state: {self._render(state, sig.state, 'state', code)}\n\n"
         )
 
-    def upgraded(self) -> None:
+    def upgraded(self, notes: tuple[str, ...] = ()) -> None:
         if self.enabled:
-            self.out.write("Upgrade successful!\n\n")
+            self.out.write("Upgrade successful!\n")
+            for note in notes:
+                self.out.write(f"Note: {note}\n")
+            self.out.write("\n")
 
     def rejected(self, code: str, reason: str) -> None:
         if not self.enabled:

@@ -1,0 +1,212 @@
+"""The ``names`` custom section: the Python names of a module's types, outside its identity.
+
+The section is canonical JSON (UTF-8, keys sorted, no spaces) of an object mapping each role to
+a named type tree; a machine has ``input``, ``state`` and ``output``, a migration ``old`` and
+``new``, and both carry ``"version": 1``::
+
+    "int" | "bool" | "none"
+    {"tuple": [T, T, ...]}
+    {"record": "Deposit", "fields": [["amount", T], ...]}
+    {"union": [T, T, ...]}
+
+Decoding is strict (sizes, nesting, identifiers, union rules) and raises
+:class:`hotswap.errors.DecodeError`; it never evaluates anything. :func:`nominal_differences` is
+the upgrade lint: it reports where two structurally equal types disagree on names, such as
+``Incr | Count`` becoming ``Count | Incr`` (the same bytes would then mean the other command).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, assert_never
+
+from hotswap.dsl.schema import (
+    BOOL_SCHEMA,
+    INT_SCHEMA,
+    NONE_SCHEMA,
+    BoolSchema,
+    Field,
+    IntSchema,
+    NoneSchema,
+    RecordSchema,
+    Schema,
+    SchemaProblem,
+    TupleSchema,
+    UnionSchema,
+    core_type,
+    describe,
+    union_of,
+)
+from hotswap.errors import DecodeError
+from hotswap.lang.types import Type
+
+SECTION = "names"
+VERSION = 1
+MAX_SECTION_BYTES = 1 << 20
+MAX_DEPTH = 64
+MACHINE_ROLES = ("input", "state", "output")
+MIGRATION_ROLES = ("old", "new")
+
+
+def schema_json(s: Schema) -> Any:
+    """The JSON tree of a schema."""
+    match s:
+        case IntSchema():
+            return "int"
+        case BoolSchema():
+            return "bool"
+        case NoneSchema():
+            return "none"
+        case TupleSchema(items):
+            return {"tuple": [schema_json(i) for i in items]}
+        case RecordSchema(name=name, fields=fields):
+            return {"record": name, "fields": [[f.name, schema_json(f.schema)] for f in fields]}
+        case UnionSchema(alternatives):
+            return {"union": [schema_json(a) for a in alternatives]}
+        case _:
+            assert_never(s)
+
+
+def encode_names(roles: Mapping[str, Schema]) -> bytes:
+    """The section's canonical bytes for ``roles`` (e.g. input, state and output)."""
+    tree = {"version": VERSION, **{role: schema_json(s) for role, s in roles.items()}}
+    text = json.dumps(tree, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return text.encode("ascii")
+
+
+def decode_names(data: bytes) -> dict[str, Schema]:
+    """The roles of a names section, as schemas without Python classes."""
+    if len(data) > MAX_SECTION_BYTES:
+        raise DecodeError(f"names section of {len(data)} bytes exceeds {MAX_SECTION_BYTES}")
+    try:
+        tree = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise DecodeError(f"names section is not valid JSON: {e}") from None
+    if not isinstance(tree, dict) or tree.get("version") != VERSION:
+        raise DecodeError(f"names section must be an object with version {VERSION}")
+    roles = {}
+    for role, value in tree.items():
+        if role == "version":
+            continue
+        if role not in MACHINE_ROLES + MIGRATION_ROLES:
+            raise DecodeError(f"names section has an unknown role {role!r}")
+        roles[role] = _schema(value, 0, role)
+    return roles
+
+
+def _schema(value: object, depth: int, path: str) -> Schema:
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"names section: {path} is nested more than {MAX_DEPTH} deep")
+    simple = {"int": INT_SCHEMA, "bool": BOOL_SCHEMA, "none": NONE_SCHEMA}
+    if isinstance(value, str) and value in simple:
+        return simple[value]
+    if isinstance(value, dict) and value.keys() == {"tuple"} and isinstance(value["tuple"], list):
+        items = value["tuple"]
+        if len(items) < 2:
+            raise DecodeError(f"names section: {path} is a tuple of fewer than two items")
+        return TupleSchema(
+            tuple(_schema(v, depth + 1, f"{path}[{i}]") for i, v in enumerate(items))
+        )
+    if isinstance(value, dict) and value.keys() == {"record", "fields"}:
+        return _record(value["record"], value["fields"], depth, path)
+    if isinstance(value, dict) and value.keys() == {"union"} and isinstance(value["union"], list):
+        alts = [_schema(v, depth + 1, f"{path}|{i}") for i, v in enumerate(value["union"])]
+        if any(isinstance(a, UnionSchema) for a in alts):
+            raise DecodeError(f"names section: {path} nests a union directly in a union")
+        try:
+            return union_of(alts)
+        except SchemaProblem as e:
+            raise DecodeError(f"names section: {path}: {e}") from None
+    raise DecodeError(f"names section: {path} is not a type tree")
+
+
+def _record(name: object, fields: object, depth: int, path: str) -> Schema:
+    if not (isinstance(name, str) and name.isidentifier()):
+        raise DecodeError(f"names section: {path} has a record name that is not an identifier")
+    if not isinstance(fields, list):
+        raise DecodeError(f"names section: record {name} needs a list of fields")
+    out: list[Field] = []
+    for entry in fields:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise DecodeError(f"names section: record {name} has a malformed field")
+        fname = entry[0]
+        if not fname.isidentifier() or fname in (f.name for f in out):
+            raise DecodeError(f"names section: record {name} has a bad field name {fname!r}")
+        out.append(Field(fname, _schema(entry[1], depth + 1, f"{path}.{fname}")))
+    return RecordSchema(name, tuple(out))
+
+
+# --- the lint -------------------------------------------------------------------------------
+
+
+def nominal_differences(
+    old: Mapping[str, Schema] | bytes, new: Mapping[str, Schema] | bytes
+) -> list[str]:
+    """Where two modules' types are structurally equal but named differently.
+
+    Takes decoded roles or names-section bytes. Roles whose core types differ are a structural
+    change, not a nominal one, and are skipped; so are roles only one side has.
+    """
+    old_roles = decode_names(old) if isinstance(old, bytes) else old
+    new_roles = decode_names(new) if isinstance(new, bytes) else new
+    out: list[str] = []
+    for role, a in old_roles.items():
+        b = new_roles.get(role)
+        if b is not None and core_type(a) == core_type(b):
+            _compare(a, b, role, out)
+    return out
+
+
+def _compare(a: Schema, b: Schema, path: str, out: list[str]) -> None:
+    match a, b:
+        case RecordSchema(), RecordSchema() if len(a.fields) == len(b.fields):
+            _compare_records(a, b, path, out)
+        case UnionSchema(alts_a), UnionSchema(alts_b) if len(alts_a) == len(alts_b):
+            names_a = [describe(x) for x in alts_a]
+            names_b = [describe(x) for x in alts_b]
+            if names_a != names_b and sorted(names_a) == sorted(names_b):
+                moved = next(x for x, y in zip(names_a, names_b, strict=True) if x != y)
+                now = names_b[names_a.index(moved)]
+                out.append(
+                    f"{path}: the cases {describe(a)} were reordered to {describe(b)}: "
+                    f"a value sent as {moved} would now mean {now}"
+                )
+                return
+            for i, (old, new) in enumerate(zip(alts_a, alts_b, strict=True)):
+                _compare(old, new, f"{path}|{i}", out)
+        case TupleSchema(items_a), TupleSchema(items_b) if len(items_a) == len(items_b):
+            for i, (old, new) in enumerate(zip(items_a, items_b, strict=True)):
+                _compare(old, new, f"{path}[{i}]", out)
+        case _:
+            if describe(a) != describe(b):
+                out.append(f"{path}: {describe(a)} is now {describe(b)} (same layout, other names)")
+
+
+def _compare_records(a: RecordSchema, b: RecordSchema, path: str, out: list[str]) -> None:
+    if a.name != b.name:
+        out.append(f"{path}: record {a.name} is now named {b.name}")
+    old_names, new_names = a.field_names(), b.field_names()
+    if old_names != new_names and sorted(old_names) == sorted(new_names):
+        out.append(
+            f"{path}: the fields of {b.name} were reordered from ({', '.join(old_names)}) to "
+            f"({', '.join(new_names)}): old values would land in other fields"
+        )
+    elif old_names != new_names:
+        for old, new in zip(old_names, new_names, strict=True):
+            if old != new:
+                out.append(f"{path}: field {a.name}.{old} is now named {new}")
+    for fa, fb in zip(a.fields, b.fields, strict=True):
+        _compare(fa.schema, fb.schema, f"{path}.{fb.name}", out)
+
+
+def names_for(data: bytes, types: Mapping[str, Type]) -> dict[str, Schema]:
+    """Decode a names section and check it describes ``types`` (role -> core type), so names
+    shown for a module's values cannot lie about their layout."""
+    roles = decode_names(data)
+    for role, t in types.items():
+        if role not in roles:
+            raise DecodeError(f"names section has no {role!r}")
+        if core_type(roles[role]) != t:
+            raise DecodeError(f"names section: {role} {describe(roles[role])} does not fit {t}")
+    return roles

@@ -1,0 +1,357 @@
+"""Schemas: the DSL's named types, their core types, and Python <-> core value conversion.
+
+A schema is a core type that still knows its Python names::
+
+    int                 Int
+    bool                Bool = Unit + Unit           False is (0, ()), True is (1, ())
+    None                Unit
+    tuple[A, B, C]      A x (B x C)                  two or more items, right-nested
+    record R            no fields: Unit; one field: that field's type; more: right-nested product
+    A | B | C           A + (B + C)                  in the written order
+
+A record is a frozen dataclass. The alternatives of a union must be told apart at run time by
+their Python class alone, so a union holds at most one ``int``, ``bool``, ``None`` and ``tuple``,
+never both ``int`` and ``bool`` (``bool`` is a subclass of ``int``), and no two records with the
+same name. Records decoded from a module's names section have no Python class (``cls is None``):
+such a record accepts any dataclass instance of the same class name with the same fields (a
+client's own ``Incr()`` for a node's ``Incr``), and comes back as an instance of a frozen
+dataclass of that name made on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, assert_never
+
+from hotswap.errors import ValueTypeError
+from hotswap.lang.evaluate import Value
+from hotswap.lang.ints import in_range
+from hotswap.lang.types import BOOL, INT, UNIT, Prod, Sum, Type
+from hotswap.lang.values import check_value
+
+
+@dataclass(frozen=True, slots=True)
+class IntSchema:
+    """``int``: a signed 64-bit integer."""
+
+
+@dataclass(frozen=True, slots=True)
+class BoolSchema:
+    """``bool``: the core Bool, ``Unit + Unit``."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoneSchema:
+    """``None``: Unit."""
+
+
+@dataclass(frozen=True, slots=True)
+class TupleSchema:
+    """``tuple[A, B, ...]`` with two or more items."""
+
+    items: tuple[Schema, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    schema: Schema
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSchema:
+    """A frozen dataclass ``name`` with its fields in declaration order."""
+
+    name: str
+    fields: tuple[Field, ...]
+    cls: type | None = field(default=None, compare=False)
+
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class UnionSchema:
+    """``A | B | ...``: two or more alternatives, none of them a union."""
+
+    alternatives: tuple[Schema, ...]
+
+
+Schema = IntSchema | BoolSchema | NoneSchema | TupleSchema | RecordSchema | UnionSchema
+
+INT_SCHEMA: Schema = IntSchema()
+BOOL_SCHEMA: Schema = BoolSchema()
+NONE_SCHEMA: Schema = NoneSchema()
+
+
+class SchemaProblem(Exception):
+    """A type outside the subset; the DSL turns it into a :class:`SourceError` at a position.
+
+    ``node`` is the innermost annotation syntax the problem was found in, when there is one.
+    """
+
+    node: object = None
+
+
+# --- structure ------------------------------------------------------------------------------
+
+
+def union_of(alternatives: list[Schema]) -> UnionSchema:
+    """The union of ``alternatives`` (nested unions are flattened); :class:`SchemaProblem` if
+    two alternatives cannot be told apart at run time."""
+    flat: list[Schema] = []
+    for alt in alternatives:
+        flat.extend(alt.alternatives if isinstance(alt, UnionSchema) else [alt])
+    seen: dict[str, Schema] = {}
+    for alt in flat:
+        key = _kind(alt)
+        if key in seen:
+            shown = " | ".join(describe(a) for a in flat)
+            raise SchemaProblem(
+                f"ambiguous union {shown}: {describe(seen[key])} and {describe(alt)} cannot be "
+                "told apart at run time"
+            )
+        seen[key] = alt
+    if "int" in seen and "bool" in seen:
+        raise SchemaProblem(
+            "ambiguous union: bool is a subclass of int, so int | bool is not allowed"
+        )
+    if len(flat) < 2:
+        raise SchemaProblem("a union needs two or more alternatives")
+    return UnionSchema(tuple(flat))
+
+
+def _kind(s: Schema) -> str:
+    match s:
+        case IntSchema():
+            return "int"
+        case BoolSchema():
+            return "bool"
+        case NoneSchema():
+            return "None"
+        case TupleSchema():
+            return "tuple"
+        case RecordSchema(name=name):
+            return f"record {name}"
+        case UnionSchema():
+            return "union"
+        case _:
+            assert_never(s)
+
+
+def describe(s: Schema) -> str:
+    """The schema in Python's annotation syntax: ``None | int``, ``tuple[int, int]``, ``Incr``."""
+    match s:
+        case IntSchema():
+            return "int"
+        case BoolSchema():
+            return "bool"
+        case NoneSchema():
+            return "None"
+        case TupleSchema(items):
+            return f"tuple[{', '.join(describe(i) for i in items)}]"
+        case RecordSchema(name=name):
+            return name
+        case UnionSchema(alternatives):
+            return " | ".join(describe(a) for a in alternatives)
+        case _:
+            assert_never(s)
+
+
+@cache
+def core_type(s: Schema) -> Type:
+    """The core type a schema stands for."""
+    match s:
+        case IntSchema():
+            return INT
+        case BoolSchema():
+            return BOOL
+        case NoneSchema():
+            return UNIT
+        case TupleSchema(items):
+            return product_type([core_type(i) for i in items])
+        case RecordSchema(fields=fields):
+            return product_type([core_type(f.schema) for f in fields])
+        case UnionSchema(alternatives):
+            types = [core_type(a) for a in alternatives]
+            result = types[-1]
+            for t in reversed(types[:-1]):
+                result = Sum(t, result)
+            return result
+        case _:
+            assert_never(s)
+
+
+def product_type(types: list[Type]) -> Type:
+    """Unit, the one type, or the right-nested product of ``types``."""
+    if not types:
+        return UNIT
+    result = types[-1]
+    for t in reversed(types[:-1]):
+        result = Prod(t, result)
+    return result
+
+
+def components(s: TupleSchema | RecordSchema) -> tuple[Schema, ...]:
+    if isinstance(s, TupleSchema):
+        return s.items
+    return tuple(f.schema for f in s.fields)
+
+
+def is_unit(s: Schema) -> bool:
+    """True when the schema's core type is Unit (its one value carries no information)."""
+    return core_type(s) == UNIT
+
+
+# --- Python values -> core values -----------------------------------------------------------
+
+
+def to_core(s: Schema, v: object, path: str = "value") -> Value:
+    """The core value of the Python value ``v``; :class:`ValueTypeError` names where it fails."""
+    match s:
+        case IntSchema():
+            if type(v) is not int:
+                raise ValueTypeError(f"{path}: expected int, got {v!r}")
+            if not in_range(v):
+                raise ValueTypeError(f"{path}: {v} is outside the signed 64-bit range")
+            return v
+        case BoolSchema():
+            if type(v) is not bool:
+                raise ValueTypeError(f"{path}: expected bool, got {v!r}")
+            return (1, ()) if v else (0, ())
+        case NoneSchema():
+            if v is not None:
+                raise ValueTypeError(f"{path}: expected None, got {v!r}")
+            return ()
+        case TupleSchema(items):
+            if not (isinstance(v, tuple) and len(v) == len(items)):
+                raise ValueTypeError(f"{path}: expected {describe(s)}, got {v!r}")
+            return nest_values(
+                [
+                    to_core(t, x, f"{path}[{i}]")
+                    for i, (t, x) in enumerate(zip(items, v, strict=True))
+                ]
+            )
+        case RecordSchema(name=name, fields=fields):
+            if not _belongs(s, v):
+                raise ValueTypeError(f"{path}: expected {name}, got {v!r}")
+            return nest_values(
+                [to_core(f.schema, getattr(v, f.name), f"{path}.{f.name}") for f in fields]
+            )
+        case UnionSchema(alternatives):
+            for index, alt in enumerate(alternatives):
+                if _belongs(alt, v):
+                    return inject_value(index, len(alternatives), to_core(alt, v, path))
+            raise ValueTypeError(f"{path}: expected {describe(s)}, got {v!r}")
+        case _:
+            assert_never(s)
+
+
+def _belongs(alt: Schema, v: object) -> bool:
+    """Whether ``v`` is of the alternative's run-time kind (the union's discriminator)."""
+    match alt:
+        case IntSchema():
+            return type(v) is int
+        case BoolSchema():
+            return type(v) is bool
+        case NoneSchema():
+            return v is None
+        case TupleSchema():
+            return isinstance(v, tuple)
+        case RecordSchema(cls=cls) if cls is not None:
+            return type(v) is cls
+        case RecordSchema(name=name, fields=fields):  # known by name only: match by name
+            return (
+                dataclasses.is_dataclass(v)
+                and not isinstance(v, type)
+                and type(v).__name__ == name
+                and tuple(f.name for f in dataclasses.fields(v)) == tuple(f.name for f in fields)
+            )
+        case UnionSchema():
+            return False
+        case _:
+            assert_never(alt)
+
+
+def nest_values(values: list[Value]) -> Value:
+    """Unit, the one value, or right-nested pairs."""
+    if not values:
+        return ()
+    result = values[-1]
+    for v in reversed(values[:-1]):
+        result = (v, result)
+    return result
+
+
+def unnest_values(v: Value, n: int) -> list[Value]:
+    """The inverse of :func:`nest_values` for ``n`` items."""
+    if n == 0:
+        return []
+    out = []
+    for _ in range(n - 1):
+        out.append(v[0])
+        v = v[1]
+    out.append(v)
+    return out
+
+
+def inject_value(index: int, count: int, v: Value) -> Value:
+    """Alternative ``index`` of ``count`` as a core value: ``inl``, ``inr inl``, ..., ``inr^k``."""
+    result = v if index == count - 1 else (0, v)
+    for _ in range(min(index, count - 1)):
+        result = (1, result)
+    return result
+
+
+def project_value(v: Value, count: int) -> tuple[int, Value]:
+    """The inverse of :func:`inject_value`: ``(index, payload)``."""
+    index = 0
+    while index < count - 1:
+        tag, payload = v
+        if tag == 0:
+            return index, payload
+        index, v = index + 1, payload
+    return index, v
+
+
+# --- core values -> Python values -----------------------------------------------------------
+
+
+@cache
+def anonymous_record(name: str, fields: tuple[str, ...]) -> type:
+    """A frozen dataclass standing in for a record known only by its names."""
+    return dataclasses.make_dataclass(name, fields, frozen=True)
+
+
+def from_core(s: Schema, v: Value) -> Any:
+    """The Python value of a core value of type ``core_type(s)`` (checked first)."""
+    check_value(v, core_type(s))
+    return _from_core(s, v)
+
+
+def _from_core(s: Schema, v: Value) -> Any:
+    match s:
+        case IntSchema():
+            return v
+        case BoolSchema():
+            return v[0] == 1
+        case NoneSchema():
+            return None
+        case TupleSchema(items):
+            return tuple(
+                _from_core(t, x) for t, x in zip(items, unnest_values(v, len(items)), strict=True)
+            )
+        case RecordSchema(name=name, fields=fields, cls=cls):
+            if cls is None:
+                cls = anonymous_record(name, tuple(f.name for f in fields))
+            values = unnest_values(v, len(fields))
+            return cls(
+                **{f.name: _from_core(f.schema, x) for f, x in zip(fields, values, strict=True)}
+            )
+        case UnionSchema(alternatives):
+            index, payload = project_value(v, len(alternatives))
+            return _from_core(alternatives[index], payload)
+        case _:
+            assert_never(s)

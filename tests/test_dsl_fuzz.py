@@ -1,0 +1,77 @@
+"""Mutated machine sources: the compiler answers with a machine or with a SourceError, never
+with a Python exception, and whatever compiles still means what its Python means."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import re
+import tokenize
+from types import ModuleType
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hotswap.dsl import Machine, compile_source
+from hotswap.errors import HotswapError
+from hotswap.examples import bank, breaker, counter
+from strategies_dsl import outcome, python_outcome, python_values
+
+EXAMPLES: list[ModuleType] = [counter, bank, breaker]
+SOURCES = {m.__name__.rsplit(".", 1)[-1]: inspect.getsource(m) for m in EXAMPLES}
+
+
+def _tokens(text: str) -> list[str]:
+    kinds = (tokenize.NAME, tokenize.OP, tokenize.NUMBER)
+    return [
+        t.string for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type in kinds
+    ]
+
+
+@st.composite
+def mutants(draw: st.DrawFn) -> str:
+    """An example's source with one to three small edits: a line dropped or duplicated, or one
+    word or operator replaced by another from the same file."""
+    text = SOURCES[draw(st.sampled_from(sorted(SOURCES)))]
+    words = sorted(set(_tokens(text)))
+    for _ in range(draw(st.integers(1, 3))):
+        lines = text.splitlines(keepends=True)
+        kind = draw(st.sampled_from(["drop", "duplicate", "replace"]))
+        i = draw(st.integers(0, len(lines) - 1))
+        if kind == "drop":
+            del lines[i]
+        elif kind == "duplicate":
+            lines.insert(i, lines[i])
+        else:
+            found = list(re.finditer(r"\w+|[^\w\s]+", lines[i]))
+            if found:
+                m = draw(st.sampled_from(found))
+                word = draw(st.sampled_from(words))
+                lines[i] = lines[i][: m.start()] + word + lines[i][m.end() :]
+        text = "".join(lines)
+    return text
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=mutants(), data=st.data())
+def test_mutated_sources_compile_or_raise_source_errors(source: str, data: st.DataObject) -> None:
+    """Only our own errors escape; a mutant that compiles agrees with its Python function."""
+    try:
+        found = compile_source(source)
+    except HotswapError:
+        return
+    for m in found.values():
+        if isinstance(m, Machine):
+            inp = data.draw(python_values(m.input_schema, small=True))
+            state = data.draw(python_values(m.state_schema, small=True))
+            assert outcome(m.run, inp, state) == python_outcome(m.__wrapped__, inp, state)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_example_sources_compile_from_text(name: str) -> None:
+    """Each example compiles from its source text alone, to the same modules."""
+    found = compile_source(SOURCES[name])
+    module = next(m for m in EXAMPLES if m.__name__.endswith(name))
+    for key, value in found.items():
+        assert value.identity == getattr(module, key).identity
