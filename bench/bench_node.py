@@ -1,7 +1,7 @@
 """Node benchmark: a real node process on loopback, driven from this process.
 
 Prints, in one run: round trips per second for one client sending one input at a time (against
-a bare asyncio echo server with the same framing, measured here too); pipelined inputs per
+a bare echo server server with the same framing, measured here too); pipelined inputs per
 second over one connection with durable group commit; the pause of an upgrade under load, as
 the largest gap between two answered inputs around it; inputs lost or duplicated across 100
 upgrades under load; restart time after 1,000,000 logged inputs.
@@ -14,6 +14,7 @@ suspend-to-resume 291 us.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import socket
@@ -22,7 +23,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from hotswap.lang.terms import ID
 from hotswap.lang.types import INT
 from hotswap.node.registry import Registry
 from hotswap.node.store import Store
-from hotswap.protocol.events import Output, Send
+from hotswap.protocol.events import Send
 
 INCR = b"\x00"
 COUNTER = "hotswap.examples.handbuilt:counter_module"
@@ -160,30 +160,40 @@ def _pipelined(address: str, total: int = 200_000, window: int = 4000) -> float:
         return total / elapsed
 
 
-def _upgrades_under_load(address: str, upgrades: int = 100) -> tuple[list[float], int, int]:
-    """Stream inputs on one connection while another upgrades ``upgrades`` times.
+_STREAMER = """
+import json, sys, time
+from hotswap.client import Client
+from hotswap.cam.values import value_decoder
+from hotswap.lang.types import INT
+client = Client(sys.argv[1])
+decode = value_decoder(INT)
+stamps, states = [], []
+deadline = time.perf_counter() + float(sys.argv[2])
+while time.perf_counter() < deadline:
+    reply = client.send_raw("counter", b"\\x00")
+    stamps.append(time.perf_counter())
+    states.append(decode(reply.state))
+json.dump({"stamps": stamps, "states": states}, sys.stdout)
+"""
 
-    Returns the largest reply gap around each upgrade (seconds), inputs acknowledged, and the
-    node's count of inputs processed during the run."""
+
+def _upgrades_under_load(address: str, upgrades: int = 100) -> tuple[list[float], float, int, int]:
+    """One process streams inputs one at a time while this one upgrades ``upgrades`` times
+    (alternating two counters with an identity migration).
+
+    Returns the largest reply gap around each upgrade, the median gap elsewhere (seconds), the
+    inputs acknowledged, and how many of them broke the chain of states (each Incr must add
+    exactly one: a lost or doubled input breaks it)."""
     a = encode_module(handbuilt.counter_module())
     b = encode_module(handbuilt.counter_commuted_module())
     same = encode_module(migration_module(INT, INT, ID))
-    stamps: list[float] = []
-    done = threading.Event()
     with Client(address) as probe:
-        before = probe.status_raw("counter").inputs
         running = probe.status_raw("counter").identity
-
-    def stream() -> None:
-        with Client(address) as client:
-            while not done.is_set():
-                requests = [Send(client.session.request_id(), "counter", INCR) for _ in range(50)]
-                for reply in client.pipeline(requests):
-                    assert isinstance(reply, Output)
-                    stamps.append(time.perf_counter())
-
-    streamer = threading.Thread(target=stream)
-    streamer.start()
+    seconds = upgrades * 0.02 + 1.0
+    streamer = subprocess.Popen(
+        [sys.executable, "-c", _STREAMER, address, str(seconds)], stdout=subprocess.PIPE
+    )
+    time.sleep(0.5)
     windows: list[tuple[float, float]] = []
     with Client(address) as upgrader:
         expected = running
@@ -194,16 +204,46 @@ def _upgrades_under_load(address: str, upgrades: int = 100) -> tuple[list[float]
             reply = upgrader.upgrade("counter", Upgrade(expected, new, same))
             windows.append((sent, time.perf_counter()))
             expected = reply.new
-    time.sleep(0.05)
-    done.set()
-    streamer.join()
-    with Client(address) as probe:
-        after = probe.status_raw("counter").inputs
-    gaps = []
+    out, _ = streamer.communicate(timeout=seconds + 30)
+    result = json.loads(out)
+    stamps, states = result["stamps"], result["states"]
+    broken = sum(1 for x, y in itertools.pairwise(states) if y != x + 1)
+    gaps: list[float] = []
+    inside_any: set[int] = set()
     for start, end in windows:
-        inside = [t for t in stamps if start - 0.002 <= t <= end + 0.002]
-        gaps.append(max((y - x for x, y in itertools.pairwise(inside)), default=0.0))
-    return gaps, len(stamps), after - before
+        inside = [i for i, t in enumerate(stamps) if start <= t <= end + 0.001]
+        if inside:
+            lo, hi = max(inside[0] - 1, 0), inside[-1]
+            inside_any.update(range(lo, hi + 1))
+            gaps.append(max(stamps[j + 1] - stamps[j] for j in range(lo, hi)) if hi > lo else 0.0)
+    normal = [stamps[j + 1] - stamps[j] for j in range(len(stamps) - 1) if j not in inside_any]
+    return gaps, statistics.median(normal), len(stamps), broken
+
+
+def _upgrade_cost_in_process(upgrades: int = 100) -> tuple[float, float]:
+    """Node-side cost of one upgrade, in this process: checks, migration, swap, durable log.
+    Returns medians (seconds) with fresh modules (decode, verify, code generation included)
+    and with modules the node has loaded before."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "node.sqlite3")
+        registry = Registry()
+        machine = registry.start("counter", load(handbuilt.counter_module()))
+        store.log_start(machine)
+        store.commit(registry.machines)
+        same = encode_module(migration_module(INT, INT, ID))
+        fresh: list[float] = []
+        cached: list[float] = []
+        for i in range(upgrades):
+            # a new literal each time: a module no cache has seen
+            module = encode_module(handbuilt.counter_module(start=i + 1))
+            for data, times in ((module, fresh), (module, cached)):
+                started = time.perf_counter()
+                done = registry.upgrade("counter", machine.identity, data, same)
+                store.log_upgrade(machine, done)
+                store.commit(registry.machines)
+                times.append(time.perf_counter() - started)
+        store.close()
+    return statistics.median(fresh), statistics.median(cached)
 
 
 def _fill_store(data: Path, inputs: int) -> None:
@@ -231,7 +271,7 @@ def main() -> None:
             echo = _echo_baseline()
             rt = _round_trips(address)
             print(
-                f"  round trips, 1 client, 1 input at a time: {rt:8.0f}/s   bare asyncio echo "
+                f"  round trips, 1 client, 1 input at a time: {rt:8.0f}/s   bare echo server "
                 f"{echo:8.0f}/s (node/echo {rt / echo:4.2f})   goal >= 15000, Erlang 14700"
             )
             pipe = _pipelined(address)
@@ -239,17 +279,22 @@ def main() -> None:
                 f"  pipelined inputs, 1 connection, group commit: {pipe:8.0f}/s   goal >= 50000, "
                 "Erlang 16 clients 45200, Haskell one-way 57000-93000"
             )
-            gaps, acked, processed = _upgrades_under_load(address)
+            gaps, normal, acked, broken = _upgrades_under_load(address)
             ms = sorted(g * 1000 for g in gaps)
             print(
-                f"  upgrade pause under load (largest reply gap around each of {len(gaps)}): "
-                f"median {statistics.median(ms):.2f} ms, max {ms[-1]:.2f} ms   goal median < 1 ms,"
-                " Erlang 0.29 ms"
+                f"  upgrade pause under load, client-observed (largest gap between answered "
+                f"inputs around each of {len(gaps)} upgrades): median {statistics.median(ms):.2f}"
+                f" ms, max {ms[-1]:.2f} ms; the usual gap is {normal * 1000:.2f} ms"
+            )
+            fresh, cached = _upgrade_cost_in_process()
+            print(
+                f"  upgrade pause, node-side (checks + migration + swap + durable log): "
+                f"{fresh * 1000:.2f} ms with new modules, {cached * 1000:.2f} ms with known ones"
+                "   goal median < 1 ms, Erlang 0.29 ms"
             )
             print(
-                f"  across {len(gaps)} upgrades under load: {acked} inputs acknowledged, "
-                f"{processed} processed: lost {max(acked - processed, 0)}, "
-                f"duplicated {max(processed - acked, 0)}   goal 0"
+                f"  across {len(gaps)} upgrades under load: {acked} inputs answered, "
+                f"{broken} breaks in the chain of states (lost or duplicated)   goal 0"
             )
         finally:
             _stop(proc)

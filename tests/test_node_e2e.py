@@ -18,7 +18,8 @@ from hotswap.errors import NodeError, UpgradeRejected
 from hotswap.examples import handbuilt
 from hotswap.lang.terms import Fanout, Lit, Op, Prim, compose
 from hotswap.lang.types import INT, Prod
-from hotswap.protocol.events import Output, Send
+from hotswap.protocol.events import Output, Request, Send
+from hotswap.protocol.events import Upgrade as UpgradeRequest
 from nodeproc import NodeProcess
 
 COUNTER = "hotswap.examples.handbuilt:counter_module"
@@ -198,3 +199,40 @@ def test_sigkill_loses_no_acknowledged_input_or_upgrade(tmp_path: Path) -> None:
     for _ in range(status.inputs - 1000):
         state, _ = fresh_v2.step(INCR, state)
     assert status.state == state == (1000, status.inputs - 1000)
+
+
+def test_silent_and_idle_clients_are_disconnected(tmp_path: Path) -> None:
+    """No hello within the handshake timeout, or nothing within the idle timeout: closed."""
+    extra = ("--handshake-timeout", "0.3", "--idle-timeout", "0.6")
+    with NodeProcess(tmp_path, {"counter": COUNTER}, *extra) as node:
+        silent = _raw(node.address)
+        started = time.monotonic()
+        assert silent.recv(100) == b""  # closed by the node, not by the 5 s socket timeout
+        assert time.monotonic() - started < 3
+        silent.close()
+        with connect(node.address) as client:
+            client.send("counter", INCR)
+            time.sleep(1.2)
+            with pytest.raises(NodeError):
+                client.send("counter", INCR)
+
+
+def test_inputs_pipelined_around_an_upgrade_are_served_in_order(tmp_path: Path) -> None:
+    """Inputs sent before and after an upgrade in one burst: each answered once, in order,
+    the later ones by the new code."""
+    v1 = encode_module(handbuilt.counter_module())
+    v2 = encode_module(handbuilt.counter2_module())
+    migrate = encode_module(handbuilt.upgrade_state_module())
+    with NodeProcess(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
+        rid = client.session.request_id
+        burst: list[Request] = [
+            Send(rid(), "counter", b"\x00"),
+            Send(rid(), "counter", b"\x00"),
+            UpgradeRequest(rid(), "counter", load_module(v1).identity, v2, migrate),
+            Send(rid(), "counter", b"\x00"),
+            Send(rid(), "counter", b"\x01"),
+        ]
+        replies = client.pipeline(burst)
+    assert [type(r).__name__ for r in replies] == ["Output"] * 2 + ["Upgraded"] + ["Output"] * 2
+    states = [r.state for r in replies if isinstance(r, Output)]
+    assert states == [b"\x01", b"\x02", b"\x02\x01", b"\x02\x01"]

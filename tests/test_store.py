@@ -96,3 +96,12 @@ def test_schema_version_is_checked(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="schema 99"):
         Store(tmp_path / "s.db")
+
+
+def test_a_second_node_cannot_open_a_store_in_use(tmp_path: Path) -> None:
+    """The store is locked for its node: another opener gets a clear error."""
+    first = Store(tmp_path / "s.db")
+    with pytest.raises(StoreError, match="in use by another node"):
+        Store(tmp_path / "s.db")
+    first.close()
+    Store(tmp_path / "s.db").close()  # free again once the first node is gone

@@ -41,7 +41,11 @@ def _node(args: argparse.Namespace) -> int:
         machines=tuple(machines),
         fsync=args.fsync,
         snapshot_every=args.snapshot_every,
-        config=NodeConfig(name=args.name, idle_timeout=args.idle_timeout),
+        config=NodeConfig(
+            name=args.name,
+            idle_timeout=args.idle_timeout,
+            handshake_timeout=args.handshake_timeout,
+        ),
     )
     run(options, Trace(args.trace), args.loop)
     return 0
@@ -139,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--fsync", action="store_true", help="fsync every commit (power-loss safe)")
     node.add_argument("--snapshot-every", type=int, default=SNAPSHOT_EVERY, metavar="N")
     node.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS")
+    node.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="disconnect clients that say no hello in time (%(default)s)",
+    )
     node.add_argument("--name", default="hotswap-node", help="name announced to clients")
     node.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
     node.set_defaults(func=_node)

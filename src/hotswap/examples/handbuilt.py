@@ -40,8 +40,9 @@ _count = Fanout(FST, compose(FST, Inr(UNIT)))
 COUNTER_STEP: Term = compose(Fanout(SND, FST), DISTL, Case(_incr, _count))
 
 
-def counter_module() -> Module:
-    return machine_module(COUNTER_INPUT, INT, COUNTER_OUTPUT, Lit(0), COUNTER_STEP)
+def counter_module(start: int = 0) -> Module:
+    """The counter, counting from ``start`` (each start is a module of its own identity)."""
+    return machine_module(COUNTER_INPUT, INT, COUNTER_OUTPUT, Lit(start), COUNTER_STEP)
 
 
 def counter_commuted_module() -> Module:

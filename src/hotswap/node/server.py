@@ -44,8 +44,6 @@ from hotswap.protocol.events import (
     Welcome,
 )
 
-#: A client that has not said hello within this many seconds is disconnected.
-HANDSHAKE_TIMEOUT = 10.0
 #: Pause reading from a client whose unread replies exceed this many bytes.
 HIGH_WATER = 4 * 1024 * 1024
 
@@ -55,6 +53,8 @@ class NodeConfig:
     name: str = "hotswap-node"
     max_frame: int = 64 * 1024 * 1024
     idle_timeout: float | None = None
+    #: A client that has not said hello within this many seconds is disconnected.
+    handshake_timeout: float = 10.0
 
 
 class Node:
@@ -188,7 +188,8 @@ class _Peer(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # TCP: a stream transport
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(HANDSHAKE_TIMEOUT, self._timeout, "no hello")
+        timeout = self.node.config.handshake_timeout
+        self._timer = loop.call_later(timeout, self._timeout, "no hello")
 
     def _timeout(self, why: str) -> None:
         if self.transport is not None and not self.closing:

@@ -76,12 +76,24 @@ class Store:
         self.path = Path(path)
         self.snapshot_every = snapshot_every
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0.1
+            )
+            # One node owns its store: an exclusive lock keeps a second node off it, and spares
+            # every commit SQLite's file-lock system calls.
+            self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            self.db.execute("BEGIN IMMEDIATE")  # take the lock now, not at the first input
+            self.db.execute("COMMIT")
             self.db.executescript(_SCHEMA)
             self._check_version()
             row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM log").fetchone()
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e):
+                msg = f"the store {self.path} is in use by another node"
+                raise StoreError(msg) from None
+            raise StoreError(f"cannot open the store {self.path}: {e}") from None
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the store {self.path}: {e}") from None
         self.last_seq: int = row[0]
