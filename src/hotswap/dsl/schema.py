@@ -106,7 +106,7 @@ def union_of(alternatives: list[Schema]) -> UnionSchema:
         flat.extend(alt.alternatives if isinstance(alt, UnionSchema) else [alt])
     seen: dict[str, Schema] = {}
     for alt in flat:
-        key = _kind(alt)
+        key = kind_of(alt)
         if key in seen:
             shown = " | ".join(describe(a) for a in flat)
             raise SchemaProblem(
@@ -123,7 +123,9 @@ def union_of(alternatives: list[Schema]) -> UnionSchema:
     return UnionSchema(tuple(flat))
 
 
-def _kind(s: Schema) -> str:
+def kind_of(s: Schema) -> str:
+    """What tells an alternative apart at run time, and across versions: a record's name, or
+    the kind (``int``, ``bool``, ``None``, ``tuple``)."""
     match s:
         case IntSchema():
             return "int"
