@@ -597,3 +597,13 @@ def test_documented_conversation_table_is_the_implemented_one() -> None:
             documented[before, role, kind] = State[after]
     implemented = {key: value for key, value in TRANSITIONS.items() if key[0] is not State.ERROR}
     assert documented == implemented
+
+
+def test_an_event_that_cannot_be_encoded_changes_nothing() -> None:
+    """A bad field is refused before anything is sent; the connection stays usable."""
+    client, server = connected()
+    with pytest.raises(LocalProtocolError, match="machine"):
+        client.send(Status(1, "bad name"))
+    assert client.state is not State.ERROR and client.pending == ()
+    server.receive_data(client.send(Status(1, "counter")))
+    assert server.next_event() == Status(1, "counter")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hotswap.cam.disasm import disassemble
 from hotswap.cam.loaded import LoadedModule, load_module
-from hotswap.cam.values import decode_value, encode_value
+from hotswap.cam.values import decode_type, decode_value, encode_value
 from hotswap.client import Upgrade, connect, default_address, schemas_of
 from hotswap.dsl.display import parse as parse_named
 from hotswap.errors import HotswapError, ValueTypeError
@@ -99,12 +99,13 @@ def _status(args: argparse.Namespace) -> int:
     with connect(args.node) as client:
         names = [args.machine] if args.machine else [name for name, _ in client.machines()]
         for name in names:
-            s = client.status(name)
+            s = client.status_raw(name)  # one reply: inputs and state from the same moment
+            input_type, state_type = decode_type(s.input_type), decode_type(s.state_type)
+            output_type = decode_type(s.output_type)
             print(f"{name}: {s.identity}")
-            print(f"  types   input {s.input_type}, state {s.state_type}, output {s.output_type}")
+            print(f"  types   input {input_type}, state {state_type}, output {output_type}")
             print(f"  inputs  {s.inputs}")
-            raw = client.status_raw(name)
-            print(f"  state   {render(decode_value(raw.state, s.state_type), s.state_type)}")
+            print(f"  state   {render(decode_value(s.state, state_type), state_type)}")
     return 0
 
 

@@ -12,6 +12,11 @@ the DSL's names (dataclass instances, ints, bools, None, tuples), or as core val
 ints, pairs, ``(0, v)``/``(1, v)``) otherwise. The running module is fetched once per identity
 and cached; after an upgrade made elsewhere, the first send that fails to decode refreshes it.
 Every refusal raises :class:`hotswap.errors.NodeError`, an upgrade's :class:`UpgradeRejected`.
+
+A request that fails without a reply (timeout, lost connection, protocol error, an interrupt or
+a cancellation while waiting) leaves its outcome unknown and the connection unusable: a late
+reply would otherwise be taken for the answer to the next request (docs/protocol.md, section
+11). Later calls raise ``NodeError`` ``unreachable``; open a new connection.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from hotswap.dsl.schema import Schema, from_core, to_core
 from hotswap.errors import HotswapError, NodeError, ProtocolError, UpgradeRejected
 from hotswap.lang.evaluate import Value
 from hotswap.lang.types import Type
-from hotswap.node.main import DEFAULT_ADDRESS, module_bytes, parse_address
+from hotswap.node.main import DEFAULT_ADDRESS, check_machine_name, module_bytes, parse_address
 from hotswap.protocol.connection import ClientConnection
 from hotswap.protocol.events import (
     NEED_DATA,
@@ -57,6 +62,7 @@ from hotswap.protocol.events import (
     Welcome,
 )
 from hotswap.protocol.events import Upgrade as UpgradeRequest
+from hotswap.protocol.fields import IDENTITY, InvalidField
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -122,6 +128,34 @@ def converter_for(code: LoadedModule, local: object | None = None) -> Converter:
         lambda v, role: to_core(known[role], v, role),
         lambda v, role: from_core(known[role], v),
     )
+
+
+def _check_identity(identity: str) -> None:
+    try:
+        IDENTITY.encode(identity)
+    except InvalidField:
+        msg = f"bad identity {identity!r}: expected 64 lowercase hex digits"
+        raise HotswapError(msg) from None
+
+
+def check_request(event: Request) -> None:
+    """Refuse, before the connection sees it, a request whose fields the protocol cannot carry:
+    the sans-IO connection treats an unsendable event as our fatal error and would end the
+    session for one mistyped machine name."""
+    match event:
+        case Send(machine=name) | Status(machine=name):
+            check_machine_name(name)
+        case UpgradeRequest(machine=name, expected=expected):
+            check_machine_name(name)
+            _check_identity(expected)
+        case GetModule(identity=identity):
+            _check_identity(identity)
+        case _:
+            pass
+
+
+def _unusable(address: str, why: str) -> NodeError:
+    return NodeError("unreachable", f"the connection to {address} is unusable after: {why}")
 
 
 def _reply_error(reply: Error, upgrade: bool) -> NodeError:
@@ -190,10 +224,15 @@ class Client:
             raise NodeError("unreachable", f"cannot reach a node at {self.address}: {e}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.session = _Session()
-        self._write(self.session.conn.send(Hello()))
-        welcome = self._next()
-        if not isinstance(welcome, Welcome):
-            raise NodeError("bad_request", f"node answered hello with {welcome!r}")
+        self._broken: str | None = None
+        try:
+            self._write(self.session.conn.send(Hello()))
+            welcome = self._next()
+            if not isinstance(welcome, Welcome):
+                raise NodeError("bad_request", f"node answered hello with {welcome!r}")
+        except BaseException:
+            self.sock.close()
+            raise
         self.node_name = welcome.node
 
     def __enter__(self) -> Client:
@@ -237,16 +276,34 @@ class Client:
         except OSError as e:
             raise NodeError("unreachable", f"lost the node at {self.address}: {e}") from None
 
+    def _exchange(self, events: Sequence[Request]) -> list[object]:
+        if self._broken is not None:
+            raise _unusable(self.address, self._broken)
+        for event in events:
+            check_request(event)
+        conn = self.session.conn
+        try:
+            data = b"".join(conn.send(e) for e in events)
+        except HotswapError as e:  # too large for the node: nothing was sent
+            if len(events) > 1:  # but the requests before this one now await replies
+                self._broken = str(e)
+                self.sock.close()
+            raise
+        try:
+            self._write(data)
+            return [self._next() for _ in events]
+        except BaseException as e:  # no reply: a late one must never answer a later request
+            self._broken = str(e) or type(e).__name__
+            self.sock.close()
+            raise
+
     def request(self, event: Request) -> object:
         """Send one request and return its reply event (an Error reply is returned, not raised)."""
-        self._write(self.session.conn.send(event))
-        return self._next()
+        return self._exchange((event,))[0]
 
     def pipeline(self, events: Sequence[Request]) -> list[object]:
         """Send many requests at once, then read all their replies, in order."""
-        conn = self.session.conn
-        self._write(b"".join(conn.send(e) for e in events))
-        return [self._next() for _ in events]
+        return self._exchange(events)
 
     def _fetch(self, identity: str) -> bytes:
         reply = self.request(GetModule(self.session.request_id(), identity))
@@ -322,6 +379,8 @@ class Client:
     def machines(self) -> list[tuple[str, str]]:
         """``(name, identity)`` of every machine on the node, sorted by name."""
         reply = self.request(Machines(self.session.request_id()))
+        if isinstance(reply, Error):
+            raise _reply_error(reply, False)
         assert isinstance(reply, MachinesReply)
         return [(m.name, m.identity) for m in reply.machines]
 
@@ -343,6 +402,8 @@ class AsyncClient:
         self.writer = writer
         self.session = _Session()
         self.timeout = DEFAULT_TIMEOUT
+        self.address = "the node"
+        self._broken: str | None = None
 
     @classmethod
     async def connect(
@@ -355,10 +416,15 @@ class AsyncClient:
             raise NodeError("unreachable", f"cannot reach a node at {host}:{port}: {e}") from None
         client = cls(reader, writer)
         client.timeout = timeout
-        writer.write(client.session.conn.send(Hello()))
-        welcome = await client._next()
-        if not isinstance(welcome, Welcome):
-            raise NodeError("bad_request", f"node answered hello with {welcome!r}")
+        client.address = f"{host}:{port}"
+        try:
+            writer.write(client.session.conn.send(Hello()))
+            welcome = await client._next()
+            if not isinstance(welcome, Welcome):
+                raise NodeError("bad_request", f"node answered hello with {welcome!r}")
+        except BaseException:
+            writer.close()
+            raise
         return client
 
     async def close(self) -> None:
@@ -374,8 +440,10 @@ class AsyncClient:
             except ProtocolError as e:
                 raise NodeError("bad_request", f"protocol error: {e}") from None
             if event is not NEED_DATA:
-                if isinstance(event, Goodbye | ConnectionClosed):
-                    raise NodeError("unreachable", f"node closed the connection: {event!r}")
+                if isinstance(event, Goodbye):
+                    raise NodeError(str(event.code), f"node closed the connection: {event.message}")
+                if isinstance(event, ConnectionClosed):
+                    raise NodeError("unreachable", f"node at {self.address} closed the connection")
                 return event
             remaining = deadline - time.monotonic()
             try:
@@ -387,8 +455,18 @@ class AsyncClient:
             conn.receive_data(data)
 
     async def request(self, event: Request) -> object:
-        self.writer.write(self.session.conn.send(event))
-        return await self._next()
+        """Send one request and return its reply event (an Error reply is returned, not raised)."""
+        if self._broken is not None:
+            raise _unusable(self.address, self._broken)
+        check_request(event)
+        data = self.session.conn.send(event)
+        try:
+            self.writer.write(data)
+            return await self._next()
+        except BaseException as e:  # includes cancellation: the reply may still come, late
+            self._broken = str(e) or type(e).__name__
+            self.writer.close()
+            raise
 
     async def _fetch(self, identity: str) -> bytes:
         reply = await self.request(GetModule(self.session.request_id(), identity))
@@ -447,10 +525,13 @@ class AsyncClient:
         if isinstance(reply, Error):
             raise _reply_error(reply, False)
         assert isinstance(reply, StatusReply)
+        self.session.running[machine] = reply.identity  # it may have been upgraded elsewhere
         code = await self._code(machine)
         return self.session.status_of(reply, code)
 
     async def machines(self) -> list[tuple[str, str]]:
         reply = await self.request(Machines(self.session.request_id()))
+        if isinstance(reply, Error):
+            raise _reply_error(reply, False)
         assert isinstance(reply, MachinesReply)
         return [(m.name, m.identity) for m in reply.machines]

@@ -15,6 +15,7 @@ from hotswap.node.registry import Registry, load_machine_code
 from hotswap.node.server import Node, NodeConfig
 from hotswap.node.store import SNAPSHOT_EVERY, Store
 from hotswap.node.trace import Trace
+from hotswap.protocol.fields import NAME, SHORT_TEXT, InvalidField
 
 DEFAULT_PORT = 7411
 DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
@@ -45,6 +46,15 @@ def parse_address(text: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), number
 
 
+def check_machine_name(name: str) -> None:
+    """:class:`HotswapError` unless ``name`` is a machine name the protocol can carry."""
+    try:
+        NAME.encode(name)
+    except InvalidField:
+        msg = f"bad machine name {name!r}: expected 1 to 64 characters from A-Z a-z 0-9 _ . -"
+        raise HotswapError(msg) from None
+
+
 def module_bytes(obj: object, where: str) -> bytes:
     """Module bytes from a DSL machine (``.module``), a :class:`Module`, a loaded module, bytes,
     or a function of no arguments returning one of these."""
@@ -60,6 +70,12 @@ def module_bytes(obj: object, where: str) -> bytes:
     if isinstance(data, Module):
         return encode_module(data)
     if inspect.isfunction(obj):
+        try:
+            inspect.signature(obj).bind()
+        except TypeError:
+            raise HotswapError(
+                f"{where} is a function that takes arguments, not a machine"
+            ) from None
         return module_bytes(obj(), where)
     raise HotswapError(f"{where} is not a machine (no module bytes): {obj!r}")
 
@@ -82,6 +98,14 @@ def import_object(spec: str) -> object:
 
 def prepare(options: NodeOptions, trace: Trace) -> Node:
     """Open the store, recover, start configured machines the store does not have yet."""
+    for name, _ in options.machines:
+        check_machine_name(name)
+    try:
+        SHORT_TEXT.encode(options.config.name)
+    except InvalidField:
+        raise HotswapError(
+            f"bad node name: at most 256 characters, got {len(options.config.name)}"
+        ) from None
     options.data.mkdir(parents=True, exist_ok=True)
     store = Store(
         options.data / "node.sqlite3", fsync=options.fsync, snapshot_every=options.snapshot_every
@@ -99,9 +123,16 @@ def prepare(options: NodeOptions, trace: Trace) -> Node:
             f"Recovery replayed {recovery.replayed} log entries in {recovery.seconds * 1000:.0f} ms"
         )
     for name, spec in options.machines:
-        if name in registry.machines:
-            continue
         code = load_machine_code(module_bytes(import_object(spec), spec))
+        running = registry.machines.get(name)
+        if running is not None:
+            if running.identity != code.identity:
+                trace.note(
+                    f"Note: {name!r} keeps running {running.identity[:12]}; --machine "
+                    f"{name}={spec} ({code.identity[:12]}) only starts a machine the store lacks: "
+                    "use `hotswap upgrade` to change its code"
+                )
+            continue
         machine = registry.start(name, code)
         store.log_start(machine)
         trace.note(f"Started machine {name!r} on {code.identity[:12]}")

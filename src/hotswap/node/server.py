@@ -5,6 +5,13 @@ upgrade happens between two inputs by construction, and inputs that arrive while
 wait in their sockets' buffers. Replies are held until the store has committed what they
 acknowledge (group commit): the loop applies every request it has read, commits once, then
 writes all the replies, in request order per connection.
+
+Back-pressure: a connection whose unsent replies exceed ``HIGH_WATER`` bytes is not read from
+until they drain, so a client that never reads its replies costs a bounded amount of memory.
+
+If the store refuses a commit, what was applied since the last commit is not durable: the node
+sends none of those replies, closes every connection and stops with the error (fail-stop); the
+next start recovers the durable state.
 """
 
 from __future__ import annotations
@@ -12,11 +19,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
+import traceback
 from dataclasses import dataclass
 from typing import cast
 
 from hotswap.cam.values import encode_type, encode_value, value_encoder
-from hotswap.errors import NodeError, ProtocolError, UpgradeRejected
+from hotswap.errors import (
+    HotswapError,
+    InternalError,
+    NodeError,
+    ProtocolError,
+    StoreError,
+    UpgradeRejected,
+)
 from hotswap.node.registry import Registry
 from hotswap.node.store import Store
 from hotswap.node.trace import Trace
@@ -46,6 +62,8 @@ from hotswap.protocol.events import (
 
 #: Pause reading from a client whose unread replies exceed this many bytes.
 HIGH_WATER = 4 * 1024 * 1024
+#: On shutdown, how long to wait for clients to take the replies already written.
+SHUTDOWN_GRACE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +86,10 @@ class Node:
         self.trace = trace
         self.config = config or NodeConfig()
         self._waiting: dict[_Peer, list[bytes]] = {}
+        self.peers: set[_Peer] = set()
         self.stopped = asyncio.Event()
+        #: The store error that stopped the node, if one did.
+        self.failure: HotswapError | None = None
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -148,13 +169,30 @@ class Node:
 
         Called after each chunk a connection delivers: a chunk holds every request the client
         pipelined into it, so under load one commit covers many inputs."""
-        if not self._waiting:
+        if not self._waiting or self.failure is not None:
             return
-        self.store.commit(self.registry.machines)
+        try:
+            self.store.commit(self.registry.machines)
+        except StoreError as e:
+            self.fail(e)
+            return
         self.trace.flush()
         waiting, self._waiting = self._waiting, {}
         for peer, chunks in waiting.items():
             peer.write(b"".join(chunks))
+
+    def fail(self, error: HotswapError) -> None:
+        """The store refused a write, or handling a request failed unexpectedly: the machines
+        in memory may be ahead of the store, so nothing they did since the last commit may be
+        acknowledged. Drop the replies not yet sent, stop reading from every client and stop;
+        the next start recovers the durable state."""
+        if self.failure is None:
+            self.failure = error
+            self.trace.note(f"Store failure, stopping: {error}")
+        self._waiting.clear()
+        for peer in list(self.peers):
+            peer.finish()
+        self.stopped.set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -170,8 +208,24 @@ class Node:
         async with server:
             await self.stopped.wait()
         self.commit()
+        await self._finish_peers()
+        if self.failure is not None:
+            raise self.failure
         self.store.checkpoint(self.registry.machines)
         self.trace.note("Stopped; every machine snapshotted")
+
+    async def _finish_peers(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop reading requests, then let every client take the replies already written
+        (they acknowledge committed work) before the connections close."""
+        loop = asyncio.get_running_loop()
+        for peer in list(self.peers):
+            peer.finish()
+        deadline = loop.time() + grace
+        while any(p.unsent() for p in self.peers) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        for peer in list(self.peers):
+            peer.close_now()
+        await asyncio.sleep(0)  # let the transports call connection_lost
 
 
 class _Peer(asyncio.Protocol):
@@ -182,11 +236,17 @@ class _Peer(asyncio.Protocol):
         self.conn = ServerConnection()
         self.transport: asyncio.Transport | None = None
         self.closing = False
+        self._paused = False
+        self._finished = False  # our side is ended: nothing more may be written
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # TCP: a stream transport
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.node.peers.add(self)
+        if self.node.stopped.is_set():
+            self.finish()
+            return
         loop = asyncio.get_running_loop()
         timeout = self.node.config.handshake_timeout
         self._timer = loop.call_later(timeout, self._timeout, "no hello")
@@ -205,17 +265,65 @@ class _Peer(asyncio.Protocol):
             self._timer = asyncio.get_running_loop().call_later(idle, self._timeout, "idle")
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and not self._finished and not self.transport.is_closing():
             self.transport.write(data)
 
+    # Back-pressure: the transport calls these as its buffer of unsent replies crosses the
+    # high and low water marks. Reading stops, so requests wait in the kernel's buffers and,
+    # once those fill, in the client's.
+
+    def pause_writing(self) -> None:
+        if self.transport is not None and not self.closing and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def unsent(self) -> bool:
+        """Whether replies written to this connection still wait in its buffer."""
+        transport = self.transport
+        return transport is not None and transport.get_write_buffer_size() > 0
+
+    def finish(self) -> None:
+        """Read no more requests; send what is written, then end our side (half-close). Input
+        that still arrives is read and dropped, so that closing does not reset the connection
+        and destroy replies in flight."""
+        self.closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._finished:
+            return
+        self._finished = True
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+
+    def close_now(self) -> None:
+        if self.transport is not None:
+            if self.unsent():
+                self.transport.abort()  # the client took nothing for the whole grace period
+            else:
+                self.transport.close()
+
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        if self.closing or self.node.failure is not None:
             return
         self.conn.receive_data(data)
         self._drain()
         self.node.commit()
 
     def eof_received(self) -> bool | None:
+        if self.closing:
+            return None
         self.conn.receive_data(b"")
         self._drain()
         self.node.commit()
@@ -242,7 +350,15 @@ class _Peer(asyncio.Protocol):
                 case Send() | Upgrade() | Status() | Machines() | GetModule():
                     if self._timer is not None and node.config.idle_timeout:
                         self._rearm()
-                    reply = node.handle(event)
+                    try:
+                        reply = node.handle(event)
+                    except StoreError as e:  # logging an upgrade failed: stop, reply nothing
+                        node.fail(e)
+                        return
+                    except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
+                        traceback.print_exc(file=sys.stderr)
+                        node.fail(InternalError(f"handling {type(event).__name__}: {e!r}"))
+                        return
                     try:
                         data = self.conn.send(reply)
                     except FrameTooLarge as e:
@@ -266,3 +382,4 @@ class _Peer(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self.transport = None
+        self.node.peers.discard(self)

@@ -16,12 +16,19 @@ fsync per commit.
 
 Recovery loads each machine's snapshot, then replays its later log entries on the code each
 entry names, so the state is the one every acknowledged input produced.
+
+A write that fails (disk full, read-only or vanished file) rolls the open transaction back,
+drops the queued inputs and raises :class:`StoreError`. The machines in memory are then ahead
+of the store: nothing they did since the last commit may be acknowledged, so the caller must
+stop and recover (the node does).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +107,6 @@ class Store:
         self._pending_inputs: list[tuple[int, str, str, bytes, int, float]] = []
         self._last_snapshot: dict[str, int] = {}  # machine -> inputs at its last snapshot
         self._machine_seq: dict[str, int] = {}  # machine -> seq of its last log entry
-        self._in_transaction = False
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
@@ -114,10 +120,24 @@ class Store:
 
     # --- writing ----------------------------------------------------------------------------
 
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write into :class:`StoreError`, rolling back everything uncommitted.
+
+        SQLite may already have rolled the transaction back by itself (it does on a full disk),
+        so the connection's own ``in_transaction`` is asked, never a flag of ours."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            self._pending_inputs.clear()
+            if self.db.in_transaction:
+                with suppress(sqlite3.Error):  # the original error is the one to report
+                    self.db.execute("ROLLBACK")
+            raise StoreError(f"{what} {self.path} failed: {e}") from None
+
     def _begin(self) -> None:
-        if not self._in_transaction:
+        if not self.db.in_transaction:
             self.db.execute("BEGIN")
-            self._in_transaction = True
 
     def _next_seq(self, machine: str) -> int:
         self.last_seq += 1
@@ -129,15 +149,16 @@ class Store:
 
     def log_start(self, machine: Machine) -> None:
         """Log a new machine and snapshot its initial state (commit follows)."""
-        self._begin()
-        self._add_module(machine.code)
-        change = machine.history[-1]
-        seq = self._next_seq(machine.name)
-        self.db.execute(
-            "INSERT INTO log VALUES (?, ?, 'start', ?, NULL, NULL, 0, ?)",
-            (seq, machine.name, machine.identity, change.time),
-        )
-        self._snapshot(machine)
+        with self._writing("logging a start to"):
+            self._begin()
+            self._add_module(machine.code)
+            change = machine.history[-1]
+            seq = self._next_seq(machine.name)
+            self.db.execute(
+                "INSERT INTO log VALUES (?, ?, 'start', ?, NULL, NULL, 0, ?)",
+                (seq, machine.name, machine.identity, change.time),
+            )
+            self._snapshot(machine)
 
     def log_input(self, machine: Machine, payload: bytes, identity: str) -> None:
         """Queue an applied input; it is durable after the next :meth:`commit`."""
@@ -148,17 +169,18 @@ class Store:
 
     def log_upgrade(self, machine: Machine, upgraded: Upgraded) -> None:
         """Log an applied upgrade with both modules, and snapshot the migrated state."""
-        self._flush_inputs()
-        self._begin()
-        self._add_module(upgraded.new)
-        self._add_module(upgraded.migration)
-        seq = self._next_seq(machine.name)
-        change = upgraded.change
-        self.db.execute(
-            "INSERT INTO log VALUES (?, ?, 'upgrade', ?, NULL, ?, ?, ?)",
-            (seq, machine.name, change.identity, change.migration, change.seq, change.time),
-        )
-        self._snapshot(machine)
+        with self._writing("logging an upgrade to"):
+            self._flush_inputs()
+            self._begin()
+            self._add_module(upgraded.new)
+            self._add_module(upgraded.migration)
+            seq = self._next_seq(machine.name)
+            change = upgraded.change
+            self.db.execute(
+                "INSERT INTO log VALUES (?, ?, 'upgrade', ?, NULL, ?, ?, ?)",
+                (seq, machine.name, change.identity, change.migration, change.seq, change.time),
+            )
+            self._snapshot(machine)
 
     def _flush_inputs(self) -> None:
         if self._pending_inputs:
@@ -186,26 +208,23 @@ class Store:
 
     def commit(self, machines: dict[str, Machine]) -> None:
         """Make everything logged so far durable; snapshot machines that ran far enough."""
-        self._flush_inputs()
-        if not self._in_transaction:
-            return
-        for name, machine in machines.items():
-            if machine.inputs - self._last_snapshot.get(name, 0) >= self.snapshot_every:
-                self._snapshot(machine)
-        try:
+        with self._writing("commit to"):
+            self._flush_inputs()
+            if not self.db.in_transaction:
+                return
+            for name, machine in machines.items():
+                if machine.inputs - self._last_snapshot.get(name, 0) >= self.snapshot_every:
+                    self._snapshot(machine)
             self.db.execute("COMMIT")
-        except sqlite3.Error as e:
-            raise StoreError(f"commit to {self.path} failed: {e}") from None
-        finally:
-            self._in_transaction = False
 
     def checkpoint(self, machines: dict[str, Machine]) -> None:
         """Snapshot every machine now (on clean shutdown), so the next start replays nothing."""
-        self._flush_inputs()
-        self._begin()
-        for machine in machines.values():
-            if machine.name in self._machine_seq:
-                self._snapshot(machine)
+        with self._writing("checkpoint of"):
+            self._flush_inputs()
+            self._begin()
+            for machine in machines.values():
+                if machine.name in self._machine_seq:
+                    self._snapshot(machine)
         self.commit(machines)
 
     # --- reading ----------------------------------------------------------------------------

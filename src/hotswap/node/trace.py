@@ -10,6 +10,7 @@ named differently (``Incr | Count`` to ``Count | Incr``) adds ``Note:`` lines.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Literal, TextIO
 
@@ -43,10 +44,26 @@ class Trace:
     def __init__(self, mode: TraceMode = "seed", out: TextIO | None = None) -> None:
         self.mode = mode
         self.out = out if out is not None else sys.stdout
+        #: Why the trace stopped, if writing it failed (a closed pipe, a full disk).
+        self.broken: str | None = None
 
     @property
     def enabled(self) -> bool:
-        return self.mode != "off"
+        return self.mode != "off" and self.broken is None
+
+    def _write(self, text: str, flush: bool = False) -> None:
+        """Write, or give the trace up: it is diagnostics, and a node whose output pipe has
+        closed must keep serving (an exception here would drop replies of committed work)."""
+        if self.broken is not None:
+            return
+        try:
+            self.out.write(text)
+            if flush:
+                self.out.flush()
+        except (OSError, ValueError) as e:  # ValueError: the stream was closed
+            self.broken = str(e) or type(e).__name__
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"hotswap node: trace stopped: {self.broken}\n")
 
     def _render(self, value: Value, t: Type, role: str, code: LoadedModule) -> str:
         if self.mode == "names":
@@ -61,31 +78,28 @@ class Trace:
             return
         sig = code.machine
         assert sig is not None
-        self.out.write(
+        self._write(
             f"Output:    {self._render(output, sig.output, 'output', code)}\n"
             f"New state: {self._render(state, sig.state, 'state', code)}\n\n"
         )
 
     def upgraded(self, notes: tuple[str, ...] = ()) -> None:
         if self.enabled:
-            self.out.write("Upgrade successful!\n")
-            for note in notes:
-                self.out.write(f"Note: {note}\n")
-            self.out.write("\n")
+            lines = ["Upgrade successful!\n", *(f"Note: {note}\n" for note in notes), "\n"]
+            self._write("".join(lines))
 
     def rejected(self, code: str, reason: str) -> None:
         if not self.enabled:
             return
         if code == "wrong_version":
-            self.out.write(f"{VERSION_MISMATCH}\n\n")
+            self._write(f"{VERSION_MISMATCH}\n\n")
         else:
-            self.out.write(f"Upgrade rejected ({code}): {reason}\n\n")
+            self._write(f"Upgrade rejected ({code}): {reason}\n\n")
 
     def note(self, line: str) -> None:
         """A line of the node's own (start, recovery, listening): printed in every mode."""
-        self.out.write(f"{line}\n")
-        self.out.flush()
+        self._write(f"{line}\n", flush=True)
 
     def flush(self) -> None:
         if self.enabled:
-            self.out.flush()
+            self._write("", flush=True)

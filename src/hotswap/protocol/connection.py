@@ -167,18 +167,20 @@ class Connection:
     # --- events in, bytes out ---------------------------------------------------------------
 
     def send(self, event: Message) -> bytes:
-        """The bytes to write for ``event``; raises if we may not send it now."""
+        """The bytes to write for ``event``; raises if we may not send it now.
+
+        An event that cannot be encoded (an ill-formed field) or is too large for the peer is
+        refused with nothing sent and nothing changed; sending an event the conversation does
+        not allow moves the connection to ERROR."""
+        payload = encode_message(event)
+        if len(payload) > self._their_max_frame:
+            msg = (
+                f"{type(event).__name__} needs a frame of {len(payload)} bytes; "
+                f"the peer accepts at most {self._their_max_frame}"
+            )
+            raise FrameTooLarge(msg)
         try:
-            payload = encode_message(event)
-            if len(payload) > self._their_max_frame:
-                msg = (
-                    f"{type(event).__name__} needs a frame of {len(payload)} bytes; "
-                    f"the peer accepts at most {self._their_max_frame}"
-                )
-                raise FrameTooLarge(msg)
             self._advance(event, self.our_role)
-        except FrameTooLarge:
-            raise
         except LocalProtocolError as exc:
             self._fail(self.our_role, exc)
         return frame(payload)
