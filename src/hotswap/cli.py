@@ -24,6 +24,7 @@ from hotswap.node.registry import nominal_notes
 from hotswap.node.server import NodeConfig
 from hotswap.node.store import SNAPSHOT_EVERY
 from hotswap.node.trace import Trace
+from hotswap.protocol.events import Upgraded
 
 
 def _node(args: argparse.Namespace) -> int:
@@ -83,16 +84,34 @@ def _parse_input(text: str, code: LoadedModule) -> Value:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    new = module_bytes(import_object(args.to), args.to)
-    migration = module_bytes(import_object(args.migration), args.migration)
+    target = import_object(args.to)
+    new = module_bytes(target, args.to)
+    migration = None
+    if args.migration:
+        migration = module_bytes(import_object(args.migration), args.migration)
     with connect(args.node) as client:
         expected = args.expect or client.status_raw(args.machine).identity
-        reply = client.upgrade(args.machine, Upgrade(expected, new, migration))
+        reply = client.upgrade(args.machine, Upgrade(expected, target, migration))
         notes = nominal_notes(load_module(client.module(reply.old)), load_module(new))
-    print(f"Upgrade successful! {args.machine}: {reply.old[:12]} -> {reply.new[:12]}")
+    _report(args.machine, reply, notes, derived=migration is None)
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    migration = None
+    if args.migration:
+        migration = module_bytes(import_object(args.migration), args.migration)
+    with connect(args.node) as client:
+        reply = client.rollback(args.machine, migration)
+    _report(args.machine, reply, (), derived=migration is None)
+    return 0
+
+
+def _report(machine: str, reply: Upgraded, notes: tuple[str, ...], derived: bool) -> None:
+    how = " (migration derived from the state types)" if derived else ""
+    print(f"Upgrade successful! {machine}: {reply.old[:12]} -> {reply.new[:12]}{how}")
     for note in notes:
         print(f"Note: {note}")
-    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -168,9 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = client_command("upgrade", "upgrade a running machine")
     upgrade.add_argument("machine")
     upgrade.add_argument("--to", required=True, metavar="module:attribute")
-    upgrade.add_argument("--migration", required=True, metavar="module:attribute")
+    upgrade.add_argument(
+        "--migration",
+        default=None,
+        metavar="module:attribute",
+        help="the state migration (default: derived from the state types' names)",
+    )
     upgrade.add_argument("--expect", default=None, help="identity expected (default: running)")
     upgrade.set_defaults(func=_upgrade)
+
+    rollback = client_command("rollback", "go back to the code that ran before the current one")
+    rollback.add_argument("machine")
+    rollback.add_argument(
+        "--migration",
+        default=None,
+        metavar="module:attribute",
+        help="the state migration back (default: derived from the state types' names)",
+    )
+    rollback.set_defaults(func=_rollback)
 
     status = client_command("status", "show machines, their code, types and state")
     status.add_argument("machine", nargs="?")

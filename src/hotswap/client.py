@@ -30,14 +30,17 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from hotswap.cam.build import migration_module
 from hotswap.cam.loaded import LoadedModule, load_module
-from hotswap.cam.module import module_identity
+from hotswap.cam.module import encode_module, module_identity
 from hotswap.cam.values import decode_type, decode_value, encode_value
+from hotswap.dsl.derive import MigrationError, derive_migration
 from hotswap.dsl.names import SECTION as NAMES_SECTION
 from hotswap.dsl.names import names_for
 from hotswap.dsl.schema import Schema, from_core, to_core
 from hotswap.errors import HotswapError, NodeError, ProtocolError, UpgradeRejected
 from hotswap.lang.evaluate import Value
+from hotswap.lang.terms import ID
 from hotswap.lang.types import Type
 from hotswap.node.main import DEFAULT_ADDRESS, check_machine_name, module_bytes, parse_address
 from hotswap.protocol.connection import ClientConnection
@@ -75,11 +78,15 @@ def default_address() -> str:
 @dataclass(frozen=True, slots=True)
 class Upgrade:
     """The seed's ``Upgrade old new migration``: the code expected to run (a machine, module
-    bytes or a hex identity), the new machine, and the migration from old state to new."""
+    bytes or a hex identity), the new machine, and the migration from old state to new.
+
+    Without a migration, one is derived from the state types' names (``hotswap.dsl.derive``):
+    identity for an unchanged state, fields and variants matched by name, defaults for what is
+    new; :class:`hotswap.dsl.derive.MigrationError` says when that is not possible."""
 
     old: object
     new: object
-    migration: object
+    migration: object | None = None
 
     def expected_identity(self) -> str:
         if isinstance(self.old, str):
@@ -128,6 +135,33 @@ def converter_for(code: LoadedModule, local: object | None = None) -> Converter:
         lambda v, role: to_core(known[role], v, role),
         lambda v, role: from_core(known[role], v),
     )
+
+
+def _local_code(obj: object) -> LoadedModule | None:
+    """The code of a machine given locally (a DSL machine or module bytes), if it is."""
+    loaded = getattr(obj, "loaded", None)
+    if isinstance(loaded, LoadedModule):
+        return loaded
+    if isinstance(obj, str):  # an identity: the node has the code
+        return None
+    return load_module(module_bytes(obj, "the old machine"))
+
+
+def derived_migration(
+    old: LoadedModule, new: LoadedModule, old_local: object = None, new_local: object = None
+) -> bytes:
+    """A migration module from ``old``'s state to ``new``'s: derived by names when both carry
+    them, the identity when the state types are equal, else :class:`MigrationError`."""
+    old_sig, new_sig = old.machine, new.machine
+    if old_sig is None or new_sig is None:
+        raise MigrationError("both modules must be machines to derive a migration")
+    old_schemas, new_schemas = schemas_of(old, old_local), schemas_of(new, new_local)
+    if old_schemas is not None and new_schemas is not None:
+        return derive_migration(old_schemas["state"], new_schemas["state"]).module
+    if old_sig.state is new_sig.state:
+        return encode_module(migration_module(old_sig.state, new_sig.state, ID))
+    msg = f"no migration given, and none derives from {old_sig.state} to {new_sig.state}"
+    raise MigrationError(f"{msg} without names: give one")
 
 
 def _check_identity(identity: str) -> None:
@@ -180,6 +214,43 @@ class _Session:
             identity = getattr(m, "identity", None)
             if isinstance(identity, str) and hasattr(m, "schemas"):
                 self.local[identity] = m
+
+    def upgrade_request(
+        self, machine: str, upgrade: Upgrade, old: LoadedModule | None
+    ) -> UpgradeRequest:
+        """The request for ``upgrade``; ``old`` (the expected code) is needed only to derive a
+        migration, when the upgrade has none and its old machine brings no schemas."""
+        self.remember(upgrade.old, upgrade.new)
+        new = module_bytes(upgrade.new, "the new machine")
+        if upgrade.migration is not None:
+            migration = module_bytes(upgrade.migration, "the migration")
+        else:
+            old = old or _local_code(upgrade.old)
+            if old is None:
+                raise MigrationError("no migration given and the running code is unknown")
+            migration = derived_migration(old, load_module(new), upgrade.old, upgrade.new)
+        return UpgradeRequest(
+            self.request_id(), machine, upgrade.expected_identity(), new, migration
+        )
+
+    @staticmethod
+    def needs_old_code(upgrade: Upgrade) -> bool:
+        """Whether the expected code must be fetched from the node to derive a migration."""
+        return upgrade.migration is None and _local_code(upgrade.old) is None
+
+    def upgraded(self, machine: str, reply: object) -> Upgraded:
+        if isinstance(reply, Error):
+            raise _reply_error(reply, True)
+        assert isinstance(reply, Upgraded)
+        self.running[machine] = reply.new
+        return reply
+
+    @staticmethod
+    def rollback_target(status: StatusReply) -> str:
+        """The code that ran before the current one."""
+        if len(status.history) < 2:
+            raise NodeError("bad_request", f"{status.machine} has no earlier code to go back to")
+        return status.history[-2].identity
 
     def converter(self, code: LoadedModule) -> Converter:
         return converter_for(code, self.local.get(code.identity))
@@ -348,20 +419,18 @@ class Client:
 
     def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
         """Upgrade a machine; :class:`UpgradeRejected` says why the node refused."""
-        self.session.remember(upgrade.old, upgrade.new)
-        request = UpgradeRequest(
-            self.session.request_id(),
-            machine,
-            upgrade.expected_identity(),
-            module_bytes(upgrade.new, "the new machine"),
-            module_bytes(upgrade.migration, "the migration"),
-        )
-        reply = self.request(request)
-        if isinstance(reply, Error):
-            raise _reply_error(reply, True)
-        assert isinstance(reply, Upgraded)
-        self.session.running[machine] = reply.new
-        return reply
+        old = None
+        if self.session.needs_old_code(upgrade):
+            old = self.session.code_for(upgrade.expected_identity(), self._fetch)
+        request = self.session.upgrade_request(machine, upgrade, old)
+        return self.session.upgraded(machine, self.request(request))
+
+    def rollback(self, machine: str, migration: object | None = None) -> Upgraded:
+        """Go back to the code that ran before the current one: an upgrade to older code, with
+        ``migration`` from the current state (derived when not given)."""
+        status = self.status_raw(machine)
+        target = self.module(self.session.rollback_target(status))
+        return self.upgrade(machine, Upgrade(status.identity, target, migration))
 
     def status_raw(self, machine: str) -> StatusReply:
         reply = self.request(Status(self.session.request_id(), machine))
@@ -505,20 +574,20 @@ class AsyncClient:
         raise HotswapError("unreachable")  # pragma: no cover
 
     async def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
-        self.session.remember(upgrade.old, upgrade.new)
-        request = UpgradeRequest(
-            self.session.request_id(),
-            machine,
-            upgrade.expected_identity(),
-            module_bytes(upgrade.new, "the new machine"),
-            module_bytes(upgrade.migration, "the migration"),
-        )
-        reply = await self.request(request)
+        old = None
+        if self.session.needs_old_code(upgrade):
+            identity = upgrade.expected_identity()
+            old = self.session.codes.get(identity) or load_module(await self._fetch(identity))
+        request = self.session.upgrade_request(machine, upgrade, old)
+        return self.session.upgraded(machine, await self.request(request))
+
+    async def rollback(self, machine: str, migration: object | None = None) -> Upgraded:
+        reply = await self.request(Status(self.session.request_id(), machine))
         if isinstance(reply, Error):
-            raise _reply_error(reply, True)
-        assert isinstance(reply, Upgraded)
-        self.session.running[machine] = reply.new
-        return reply
+            raise _reply_error(reply, False)
+        assert isinstance(reply, StatusReply)
+        target = await self._fetch(self.session.rollback_target(reply))
+        return await self.upgrade(machine, Upgrade(reply.identity, target, migration))
 
     async def status(self, machine: str) -> MachineStatus:
         reply = await self.request(Status(self.session.request_id(), machine))
