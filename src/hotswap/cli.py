@@ -107,6 +107,34 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release(args: argparse.Namespace) -> int:
+    targets = dict(_pair(spec, "machine") for spec in args.machines)
+    migrations = dict(_pair(spec, "--migration") for spec in args.migration)
+    unknown = sorted(set(migrations) - set(targets))
+    if unknown:
+        raise HotswapError(f"--migration for {', '.join(unknown)}, which the release lacks")
+    with connect(args.node) as client:
+        upgrades = {}
+        for name, ref in targets.items():
+            migration = None
+            if name in migrations:
+                migration = module_bytes(import_object(migrations[name]), migrations[name])
+            running = client.status_raw(name).identity
+            upgrades[name] = Upgrade(running, import_object(ref), migration)
+        reply = client.release(upgrades)
+    print(f"Release successful! {len(reply.machines)} machines swapped together:")
+    for entry in reply.machines:
+        print(f"  {entry.machine}: {entry.old[:12]} -> {entry.new[:12]}")
+    return 0
+
+
+def _pair(spec: str, what: str) -> tuple[str, str]:
+    name, sep, ref = spec.partition("=")
+    if not sep or not name or not ref:
+        raise HotswapError(f"bad {what} {spec!r}: expected NAME=module:attribute")
+    return name, ref
+
+
 def _report(machine: str, reply: Upgraded, notes: tuple[str, ...], derived: bool) -> None:
     how = " (migration derived from the state types)" if derived else ""
     print(f"Upgrade successful! {machine}: {reply.old[:12]} -> {reply.new[:12]}{how}")
@@ -195,6 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upgrade.add_argument("--expect", default=None, help="identity expected (default: running)")
     upgrade.set_defaults(func=_upgrade)
+
+    release = client_command("release", "upgrade several machines together, all or none")
+    release.add_argument("machines", nargs="+", metavar="NAME=module:attribute")
+    release.add_argument(
+        "--migration",
+        action="append",
+        default=[],
+        metavar="NAME=module:attribute",
+        help="the state migration of one machine (default: derived from names)",
+    )
+    release.set_defaults(func=_release)
 
     rollback = client_command("rollback", "go back to the code that ran before the current one")
     rollback.add_argument("machine")

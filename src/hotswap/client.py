@@ -25,7 +25,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -57,6 +57,9 @@ from hotswap.protocol.events import (
     MachinesReply,
     ModuleReply,
     Output,
+    Release,
+    Released,
+    ReleaseItem,
     Request,
     Send,
     Status,
@@ -215,11 +218,10 @@ class _Session:
             if isinstance(identity, str) and hasattr(m, "schemas"):
                 self.local[identity] = m
 
-    def upgrade_request(
-        self, machine: str, upgrade: Upgrade, old: LoadedModule | None
-    ) -> UpgradeRequest:
-        """The request for ``upgrade``; ``old`` (the expected code) is needed only to derive a
-        migration, when the upgrade has none and its old machine brings no schemas."""
+    def upgrade_parts(self, upgrade: Upgrade, old: LoadedModule | None) -> tuple[str, bytes, bytes]:
+        """``(expected, module, migration)`` for ``upgrade``; ``old`` (the expected code) is
+        needed only to derive a migration, when the upgrade has none and its old machine
+        brings no code of its own."""
         self.remember(upgrade.old, upgrade.new)
         new = module_bytes(upgrade.new, "the new machine")
         if upgrade.migration is not None:
@@ -229,9 +231,29 @@ class _Session:
             if old is None:
                 raise MigrationError("no migration given and the running code is unknown")
             migration = derived_migration(old, load_module(new), upgrade.old, upgrade.new)
-        return UpgradeRequest(
-            self.request_id(), machine, upgrade.expected_identity(), new, migration
+        return upgrade.expected_identity(), new, migration
+
+    def upgrade_request(
+        self, machine: str, upgrade: Upgrade, old: LoadedModule | None
+    ) -> UpgradeRequest:
+        return UpgradeRequest(self.request_id(), machine, *self.upgrade_parts(upgrade, old))
+
+    def release_request(
+        self, upgrades: Mapping[str, Upgrade], old: Mapping[str, LoadedModule]
+    ) -> Release:
+        items = tuple(
+            ReleaseItem(name, *self.upgrade_parts(upgrades[name], old.get(name)))
+            for name in sorted(upgrades)
         )
+        return Release(self.request_id(), items)
+
+    def released(self, reply: object) -> Released:
+        if isinstance(reply, Error):
+            raise _reply_error(reply, True)
+        assert isinstance(reply, Released)
+        for entry in reply.machines:
+            self.running[entry.machine] = entry.new
+        return reply
 
     @staticmethod
     def needs_old_code(upgrade: Upgrade) -> bool:
@@ -425,6 +447,16 @@ class Client:
         request = self.session.upgrade_request(machine, upgrade, old)
         return self.session.upgraded(machine, self.request(request))
 
+    def release(self, upgrades: Mapping[str, Upgrade]) -> Released:
+        """Upgrade several machines at once, by name: all swap between the same two inputs, or
+        none does (:class:`UpgradeRejected` names the machine that failed a check)."""
+        old = {
+            name: self.session.code_for(u.expected_identity(), self._fetch)
+            for name, u in upgrades.items()
+            if self.session.needs_old_code(u)
+        }
+        return self.session.released(self.request(self.session.release_request(upgrades, old)))
+
     def rollback(self, machine: str, migration: object | None = None) -> Upgraded:
         """Go back to the code that ran before the current one: an upgrade to older code, with
         ``migration`` from the current state (derived when not given)."""
@@ -580,6 +612,17 @@ class AsyncClient:
             old = self.session.codes.get(identity) or load_module(await self._fetch(identity))
         request = self.session.upgrade_request(machine, upgrade, old)
         return self.session.upgraded(machine, await self.request(request))
+
+    async def release(self, upgrades: Mapping[str, Upgrade]) -> Released:
+        old = {}
+        for name, u in upgrades.items():
+            if self.session.needs_old_code(u):
+                identity = u.expected_identity()
+                old[name] = self.session.codes.get(identity) or load_module(
+                    await self._fetch(identity)
+                )
+        request = self.session.release_request(upgrades, old)
+        return self.session.released(await self.request(request))
 
     async def rollback(self, machine: str, migration: object | None = None) -> Upgraded:
         reply = await self.request(Status(self.session.request_id(), machine))

@@ -162,6 +162,35 @@ class Registry:
         now: float | None = None,
     ) -> Upgraded:
         """Check everything, migrate the state, swap; :class:`UpgradeRejected` changes nothing."""
+        return self.swap(self.prepare(name, expected, module, migration, now))
+
+    def release(
+        self, items: list[tuple[str, str, bytes, bytes]], now: float | None = None
+    ) -> list[Upgraded]:
+        """Upgrade several machines, ``(name, expected, module, migration)`` each: all are
+        checked and migrated first, then all swap, so a failure in any changes nothing."""
+        names = [name for name, *_ in items]
+        if not items or len(set(names)) != len(names):
+            raise UpgradeRejected(
+                ErrorCode.BAD_REQUEST, "a release names one or more machines, each once"
+            )
+        prepared = []
+        for name, expected, module, migration in items:
+            try:
+                prepared.append(self.prepare(name, expected, module, migration, now))
+            except NodeError as e:  # name the machine: a release spans several
+                raise UpgradeRejected(e.code, f"{name}: {e}") from None
+        return [self.swap(p) for p in prepared]
+
+    def prepare(
+        self,
+        name: str,
+        expected: str,
+        module: bytes,
+        migration: bytes,
+        now: float | None = None,
+    ) -> Upgraded:
+        """Every check of an upgrade and the migrated state, without touching the machine."""
         machine = self.get(name)
         try:
             new = load_module(module)
@@ -202,11 +231,15 @@ class Registry:
             time.time() if now is None else now,
             migrate.identity,
         )
-        old = machine.identity
         notes = nominal_notes(machine.code, new)
-        machine.code, machine.state = new, state  # the swap: nothing below can fail
-        machine.history.append(change)
-        return Upgraded(name, old, new, migrate, state, change, notes)
+        return Upgraded(name, machine.identity, new, migrate, state, change, notes)
+
+    def swap(self, prepared: Upgraded) -> Upgraded:
+        """Install a prepared upgrade: nothing here can fail."""
+        machine = self.machines[prepared.machine]
+        machine.code, machine.state = prepared.new, prepared.state
+        machine.history.append(prepared.change)
+        return prepared
 
     def encode_state(self, machine: Machine) -> bytes:
         sig = machine.code.machine

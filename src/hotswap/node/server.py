@@ -52,6 +52,9 @@ from hotswap.protocol.events import (
     Message,
     ModuleReply,
     Output,
+    Release,
+    Released,
+    ReleasedEntry,
     Send,
     Status,
     StatusReply,
@@ -124,6 +127,18 @@ class Node:
                 self.store.log_upgrade(self.registry.get(name), upgraded)
                 self.trace.upgraded(upgraded.notes)
                 return Upgraded(rid, upgraded.old, upgraded.new.identity)
+            case Release(id=rid, items=items):
+                wanted = [(i.machine, i.expected, i.module, i.migration) for i in items]
+                try:
+                    done = self.registry.release(wanted)
+                except UpgradeRejected as e:
+                    self.trace.rejected(e.code, e.reason)
+                    return Error(rid, ErrorCode(e.code), str(e))
+                for upgraded in done:
+                    self.store.log_upgrade(self.registry.get(upgraded.machine), upgraded)
+                self.trace.released([(u.machine, u.notes) for u in done])
+                swapped = tuple(ReleasedEntry(u.machine, u.old, u.new.identity) for u in done)
+                return Released(rid, swapped)
             case Status(id=rid, machine=name):
                 try:
                     machine = self.registry.get(name)
@@ -347,7 +362,7 @@ class _Peer(asyncio.Protocol):
                 case ConnectionClosed():
                     self._goodbye(None)
                     return
-                case Send() | Upgrade() | Status() | Machines() | GetModule():
+                case Send() | Upgrade() | Release() | Status() | Machines() | GetModule():
                     if self._timer is not None and node.config.idle_timeout:
                         self._rearm()
                     try:

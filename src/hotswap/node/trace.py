@@ -88,6 +88,13 @@ class Trace:
             lines = ["Upgrade successful!\n", *(f"Note: {note}\n" for note in notes), "\n"]
             self._write("".join(lines))
 
+    def released(self, machines: list[tuple[str, tuple[str, ...]]]) -> None:
+        """A release: which machines swapped together, and the notes on each."""
+        if self.enabled:
+            names = ", ".join(name for name, _ in machines)
+            notes = [f"Note: {name}: {note}\n" for name, ns in machines for note in ns]
+            self._write("".join([f"Release successful! {names}\n", *notes, "\n"]))
+
     def rejected(self, code: str, reason: str) -> None:
         if not self.enabled:
             return

@@ -41,6 +41,8 @@ from hotswap.protocol.events import (
     ModuleReply,
     NeedData,
     Output,
+    Release,
+    Released,
     Reply,
     Request,
     Send,
@@ -210,9 +212,11 @@ class Connection:
                 self._request(event, sender)
             case Output():
                 self._reply(event, sender)
-            case Upgrade() | Status() | Machines() | GetModule():
+            case Upgrade() | Release() | Status() | Machines() | GetModule():
                 self._request(event, sender)
-            case Upgraded() | StatusReply() | MachinesReply() | ModuleReply() | Error():
+            case (
+                Upgraded() | Released() | StatusReply() | MachinesReply() | ModuleReply() | Error()
+            ):
                 self._reply(event, sender)
             case Hello():
                 if event.version not in SUPPORTED_VERSIONS:

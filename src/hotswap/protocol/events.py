@@ -8,8 +8,9 @@ Three groups, by direction:
 
 - handshake: ``Hello`` (client) and ``Welcome`` (server), section "Hello and versioning";
 - requests (client to server), each with a client-chosen ``id``: ``Send``, ``Upgrade``,
-  ``Status``, ``Machines``, ``GetModule``;
+  ``Release``, ``Status``, ``Machines``, ``GetModule``;
 - replies (server to client), carrying the ``id`` of their request: ``Output``, ``Upgraded``,
+  ``Released``,
   ``StatusReply``, ``MachinesReply``, ``ModuleReply``, and ``Error`` for any of them;
 
 plus ``Goodbye`` (server, connection-level error, the server closes after it) and
@@ -112,6 +113,25 @@ class Upgrade:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseItem:
+    """One machine's part of a release: the same four fields as ``Upgrade``."""
+
+    machine: str
+    expected: str
+    module: bytes
+    migration: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Upgrade several machines at once: every item is checked before any swap, and either
+    all swap between the same two inputs or none does. Items are sorted by machine name."""
+
+    id: int
+    items: tuple[ReleaseItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     """Ask for a machine's code, types, state, input count and history."""
 
@@ -153,6 +173,23 @@ class Upgraded:
     id: int
     old: str
     new: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedEntry:
+    """One machine of a completed release: from ``old`` to ``new``."""
+
+    machine: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """Answer to ``Release``: every machine swapped; entries sorted by machine name."""
+
+    id: int
+    machines: tuple[ReleasedEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +274,7 @@ class NeedData(Enum):
 
 NEED_DATA = NeedData.NEED_DATA
 
-Request: TypeAlias = Send | Upgrade | Status | Machines | GetModule
-Reply: TypeAlias = Output | Upgraded | StatusReply | MachinesReply | ModuleReply | Error
+Request: TypeAlias = Send | Upgrade | Release | Status | Machines | GetModule
+Reply: TypeAlias = Output | Upgraded | Released | StatusReply | MachinesReply | ModuleReply | Error
 Message: TypeAlias = Hello | Welcome | Request | Reply | Goodbye
 Event: TypeAlias = Message | ConnectionClosed

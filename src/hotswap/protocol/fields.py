@@ -27,6 +27,8 @@ from hotswap.protocol.events import (
     HistoryEntry,
     HistoryKind,
     MachineEntry,
+    ReleasedEntry,
+    ReleaseItem,
 )
 
 
@@ -290,3 +292,13 @@ HISTORY = ArrayOf(
     )
 )
 MACHINE_LIST = ArrayOf(Record(MachineEntry, {"name": NAME, "identity": IDENTITY}), "name")
+RELEASE_ITEMS = ArrayOf(
+    Record(
+        ReleaseItem,
+        {"machine": NAME, "expected": IDENTITY, "module": BYTES, "migration": BYTES},
+    ),
+    "machine",
+)
+RELEASED_LIST = ArrayOf(
+    Record(ReleasedEntry, {"machine": NAME, "old": IDENTITY, "new": IDENTITY}), "machine"
+)

@@ -31,6 +31,8 @@ from hotswap.protocol.events import (
     MachinesReply,
     ModuleReply,
     Output,
+    Release,
+    Released,
     Send,
     Status,
     StatusReply,
@@ -72,11 +74,13 @@ KIND_OF: Mapping[type, str] = {
     Welcome: "welcome",
     Send: "request",
     Upgrade: "request",
+    Release: "request",
     Status: "request",
     Machines: "request",
     GetModule: "request",
     Output: "reply",
     Upgraded: "reply",
+    Released: "reply",
     StatusReply: "reply",
     MachinesReply: "reply",
     ModuleReply: "reply",
@@ -113,6 +117,7 @@ TRANSITIONS: Mapping[tuple[State, Role, str], State] = {
 REPLY_TO: Mapping[type, type] = {
     Send: Output,
     Upgrade: Upgraded,
+    Release: Released,
     Status: StatusReply,
     Machines: MachinesReply,
     GetModule: ModuleReply,
@@ -133,6 +138,17 @@ ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
             ErrorCode.BAD_MODULE,
             ErrorCode.ILL_TYPED_UPGRADE,
             ErrorCode.MIGRATION_TRAP,
+        }
+        | _ANY_REQUEST
+    ),
+    Release: frozenset(
+        {
+            ErrorCode.UNKNOWN_MACHINE,
+            ErrorCode.WRONG_VERSION,
+            ErrorCode.BAD_MODULE,
+            ErrorCode.ILL_TYPED_UPGRADE,
+            ErrorCode.MIGRATION_TRAP,
+            ErrorCode.BAD_REQUEST,
         }
         | _ANY_REQUEST
     ),
