@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import sys
 import types
 import typing
@@ -76,6 +77,11 @@ def record_schema(cls: type, _seen: tuple[type, ...] = ()) -> RecordSchema:
     params = getattr(cls, "__dataclass_params__", None)
     if not getattr(params, "frozen", False):
         raise SchemaProblem(f"{name} must be a frozen dataclass: @dataclass(frozen=True)")
+    if hasattr(cls, "__post_init__") or not _plain_init(cls):
+        raise SchemaProblem(
+            f"{name} has its own __init__ or __post_init__, which compiled code would not run: "
+            "records must be plain frozen dataclasses"
+        )
     try:
         hints = typing.get_type_hints(cls, globalns=_module_globals(cls))
     except Exception as e:
@@ -90,6 +96,21 @@ def record_schema(cls: type, _seen: tuple[type, ...] = ()) -> RecordSchema:
             raise SchemaProblem(f"in field {name}.{f.name}: {e}") from e
         fields.append(Field(f.name, schema))
     return RecordSchema(name, tuple(fields), cls)
+
+
+def _plain_init(cls: type) -> bool:
+    """Whether ``cls.__init__`` takes the fields in order, like the one dataclass generates."""
+    params = getattr(cls, "__dataclass_params__", None)
+    if not getattr(params, "init", False):
+        return False
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return False
+    names = list(signature.parameters)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    positional = [f.name for f in fields if not f.kw_only]
+    return names == positional + [f.name for f in fields if f.kw_only]
 
 
 def _module_globals(cls: type) -> dict[str, Any] | None:

@@ -117,8 +117,8 @@ class Machine(_Compiled[P, R]):
         return compile_machine(self.__wrapped__, self.init, self._enclosing)
 
     def compile(self) -> Machine[P, R]:
-        """Compile now (errors surface here rather than on first use)."""
-        _ = self.compiled
+        """Compile now, module included (errors surface here rather than on first use)."""
+        _ = self.cam_module
         return self
 
     def _build(self) -> Module:
@@ -215,7 +215,8 @@ class Migration(_Compiled[P, R]):
         return _compile_migration(fn, old.state, new.state, *names, self._enclosing)
 
     def compile(self) -> Migration[P, R]:
-        _ = self.compiled
+        """Compile now, module included (errors surface here rather than on first use)."""
+        _ = self.cam_module
         return self
 
     def _build(self) -> Module:
@@ -308,6 +309,13 @@ def compile_source(text: str, filename: str | None = None) -> dict[str, Compiled
     try:
         try:
             exec(code, namespace)
+        except SourceError as e:
+            if e.line:
+                raise
+            line = _failing_line(e, file.filename)  # a decorator misused: say where
+            raise SourceError(
+                e.message, filename=file.filename, line=line, source_line=file.line(line)
+            ) from None
         except HotswapError:
             raise
         except Exception as e:  # noqa: BLE001 - the user's module failed to run: report where

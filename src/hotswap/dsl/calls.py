@@ -67,16 +67,20 @@ class CallCompiler(ExpressionCompiler):
         except SchemaProblem as e:
             raise self.error(node, str(e)) from None
 
-    def arguments(self, node: ast.Call, names: list[str], what: str) -> list[ast.expr | None]:
-        """Positional and keyword arguments matched to ``names`` (None where missing)."""
+    def arguments(
+        self, node: ast.Call, names: list[str], what: str, positional: list[str] | None = None
+    ) -> list[ast.expr | None]:
+        """Positional and keyword arguments matched to ``names`` (None where missing); only the
+        ``positional`` names (all by default) can be given by position, in that order."""
         if any(isinstance(a, ast.Starred) for a in node.args) or any(
             k.arg is None for k in node.keywords
         ):
             raise self.error(node, "*args and **kwargs are not supported")
-        if len(node.args) > len(names):
-            msg = f"{what} takes {len(names)} positional arguments, got {len(node.args)}"
+        positional = names if positional is None else positional
+        if len(node.args) > len(positional):
+            msg = f"{what} takes {len(positional)} positional arguments, got {len(node.args)}"
             raise self.error(node, msg)
-        given: dict[str, ast.expr] = dict(zip(names, node.args, strict=False))
+        given: dict[str, ast.expr] = dict(zip(positional, node.args, strict=False))
         for kw in node.keywords:
             assert kw.arg is not None
             if kw.arg not in names:
@@ -108,13 +112,8 @@ class CallCompiler(ExpressionCompiler):
 
     def _construct(self, cls: type, node: ast.Call, env: Env) -> Typed:
         schema = self.record(cls, node.func)
-        positional = [f for f in dataclasses.fields(cls) if not f.kw_only]
-        if len(node.args) > len(positional):
-            msg = (
-                f"{schema.name} takes {len(positional)} positional arguments, got {len(node.args)}"
-            )
-            raise self.error(node, msg)
-        given = self.arguments(node, list(schema.field_names()), schema.name)
+        positional = [f.name for f in dataclasses.fields(cls) if not f.kw_only]
+        given = self.arguments(node, list(schema.field_names()), schema.name, positional)
         args: list[tuple[ast.expr, Schema, str]] = []
         defaults: dict[int, Term] = {}
         for index, (f, arg) in enumerate(zip(schema.fields, given, strict=True)):

@@ -70,6 +70,7 @@ def compile_function(fn: FunctionType, session: Session | None = None) -> Compil
     codomain = core_type(signature.returns)
     try:
         term = FunctionCompiler(session, function).compile()
+        session.check_reachable()
         check(term, domain, codomain)
     except RecursionError:
         msg = f"{function.name} is nested too deeply to compile: split it into helpers"

@@ -19,6 +19,7 @@ from hotswap.dsl.schema import (
     RecordSchema,
     Schema,
     TupleSchema,
+    UnionSchema,
     components,
     core_type,
     is_unit,
@@ -30,12 +31,24 @@ from hotswap.lang.types import Type, type_depth
 
 
 @dataclass(frozen=True, slots=True)
+class Narrowed:
+    """The place holds the payload of alternative ``index`` of ``union``: a ``match`` chose it.
+
+    Patterns on a narrowed place are still read against the whole union, as Python allows a case
+    to name any alternative (those of other alternatives just never match there)."""
+
+    union: UnionSchema
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
 class SlotRef:
     """Slot ``slot`` of the context, then the projections ``path``."""
 
     slot: int
     path: tuple[Term, ...]
     schema: Schema
+    narrowed: Narrowed | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +56,7 @@ class UnitRef:
     """A value whose core type is Unit: read with ``!`` from anywhere."""
 
     schema: Schema
+    narrowed: Narrowed | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +117,13 @@ def component(ref: Ref, index: int) -> Ref:
             return SlotRef(slot, path + component_path(index, len(items)), item)
         case _:
             assert_never(ref)
+
+
+def narrowed_to(ref: Ref, union: UnionSchema, index: int) -> Ref:
+    """``ref``, known to hold the payload of alternative ``index`` of ``union``."""
+    if isinstance(ref, SlotRef | UnitRef):
+        return replace(ref, narrowed=Narrowed(union, index))
+    return ref
 
 
 def retype(ref: Ref, schema: Schema) -> Ref:
@@ -200,8 +221,8 @@ class Env:
 
         def remap(ref: Ref) -> Ref:
             match ref:
-                case SlotRef(slot, path, schema):
-                    return SlotRef(0, moved[(slot, path)], schema)
+                case SlotRef(slot, path):
+                    return replace(ref, slot=0, path=moved[(slot, path)])
                 case TupleRef(items, schema):
                     return TupleRef(tuple(remap(i) for i in items), schema)
                 case UnitRef():

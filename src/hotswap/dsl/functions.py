@@ -191,6 +191,8 @@ class Session:
     compiled: dict[FunctionType, Term] = field(default_factory=dict)
     stack: list[FunctionType] = field(default_factory=list)
     copies: int = 0
+    #: Each match compiled (once per copy), with its function and the cases some copy reaches.
+    reached: dict[ast.Match, tuple[DslFunction, set[int]]] = field(default_factory=dict)
 
     def copy(self, function: DslFunction, node: ast.AST) -> None:
         """Count one copy of a block of code; :class:`SourceError` past :data:`MAX_COPIES`."""
@@ -198,6 +200,21 @@ class Session:
         if self.copies > MAX_COPIES:
             msg = "this code is copied into too many branches to compile: split it into helpers"
             raise function.error(node, msg)
+
+    def reach(self, function: DslFunction, node: ast.Match, cases: set[int]) -> None:
+        """Record the cases of ``node`` one copy of it reaches."""
+        self.reached.setdefault(node, (function, set()))[1].update(cases)
+
+    def check_reachable(self) -> None:
+        """A :class:`SourceError` at the first case that no copy of its match reaches."""
+        for node, (function, used) in self.reached.items():
+            for index, case in enumerate(node.cases):
+                if index not in used:
+                    msg = (
+                        "this case is unreachable: the cases above it (or an enclosing match) "
+                        "leave nothing for it to match"
+                    )
+                    raise function.error(case.pattern, msg)
 
     def function(self, fn: FunctionType) -> DslFunction:
         if fn not in self.functions:

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar, assert_never
 
-from hotswap.dsl.combinators import if_then_else, switch
-from hotswap.dsl.env import Env, Ref, component, seq
+from hotswap.dsl.combinators import coercion, if_then_else, switch
+from hotswap.dsl.env import Env, Ref, component, narrowed_to, seq
 from hotswap.dsl.functions import DslFunction, Session
 from hotswap.dsl.patterns import Con, IntLit, Pat, Prod, Wild, alternatives
 from hotswap.dsl.schema import (
@@ -90,10 +90,10 @@ class MatchCompiler:
 
     def compile(self, env: Env, rows: list[Row]) -> Term:
         term = self._tree(env, (self.root,), rows, {}, guarded=False)
-        for index, case in enumerate(self.node.cases):
-            if index not in self.used:
-                msg = "this case is unreachable: the cases above it match everything it would"
-                raise self.function.error(case.pattern, msg)
+        # A match copied into several branches is compiled once per copy, and a subject narrowed
+        # by an enclosing match leaves other cases to each copy: a case is unreachable when no
+        # copy reaches it, which the session checks once the whole function is compiled.
+        self.session.reach(self.function, self.node, self.used)
         return term
 
     def _tree(
@@ -123,6 +123,8 @@ class MatchCompiler:
         assert alts is not None
 
         def arm(index: int, inner: Env, payload: Ref) -> Term:
+            if isinstance(col.schema, UnionSchema):
+                payload = narrowed_to(payload, col.schema, index)
             kept = []
             for row in rows:
                 p = row.pats[column]
@@ -148,15 +150,28 @@ class MatchCompiler:
         self.used.add(first.case)
         inner = env
         for name, ref in first.bindings:
+            declared = env.declared.get(name)
+            if declared is not None and coercion(ref.schema, declared) is None:
+                msg = (
+                    f"{name} is declared {describe(declared)}, "
+                    f"but this pattern captures {describe(ref.schema)} in it"
+                )
+                pattern = self.node.cases[first.case].pattern
+                where = next(
+                    (n for n in ast.walk(pattern) if getattr(n, "name", None) == name), pattern
+                )
+                raise self.function.error(where, msg)
             inner = inner.bind(name, ref)
         guard = self.guard(first.case, inner)
         body = self.leaf(first.case, inner)
         if guard is None:
             return body
         # A failed guard fails the whole case, as in Python: the case's other |-alternatives
-        # are not tried, even if they would match with other captures.
+        # are not tried, even if they would match with other captures. Python binds the
+        # captures as soon as the pattern matches, before the guard, so they keep their new
+        # values in the cases below (and after the match).
         others = [row for row in rows[1:] if row.case != first.case]
-        rest = self._tree(env, cols, others, facts, guarded=True)
+        rest = self._tree(inner, cols, others, facts, guarded=True)
         return if_then_else(guard, body, rest)
 
     def _int_test(

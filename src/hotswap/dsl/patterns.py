@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from hotswap.dsl.annotations import MISSING
+from hotswap.dsl.env import Narrowed, Ref, SlotRef, TupleRef, UnitRef
 from hotswap.dsl.functions import DslFunction
 from hotswap.dsl.schema import (
     NONE_SCHEMA,
@@ -32,6 +33,7 @@ from hotswap.dsl.schema import (
     UnionSchema,
     describe,
 )
+from hotswap.lang.ints import in_range
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,8 @@ class PatternReader:
         literal = _literal(value)
         if literal is None:
             raise self._error(node, "only integer literals can be value patterns")
+        if not in_range(literal):
+            raise self._error(node, f"integer {literal} is outside the signed 64-bit range")
         index = self._in(schema, _kind(IntSchema), node, f"the literal {literal}")
         return _wrap(index, IntLit(literal))
 
@@ -184,6 +188,36 @@ class PatternReader:
             raise self._error(node, msg)
         columns = [self.read(p, s) for p, s in zip(patterns, target.items, strict=True)]
         return [_wrap(index, Prod(tuple(items))) for items in itertools.product(*columns)]
+
+
+def pattern_schema(ref: Ref) -> Schema:
+    """The schema the patterns of a ``match`` on ``ref`` are read against: a variable narrowed by
+    an enclosing match (or by a case copied into several arms) still has its whole union."""
+    match ref:
+        case TupleRef(items):
+            return TupleSchema(tuple(pattern_schema(item) for item in items))
+        case SlotRef(narrowed=Narrowed(union=union)) | UnitRef(narrowed=Narrowed(union=union)):
+            return union
+        case _:
+            return ref.schema
+
+
+def specialize(pat: Pat, ref: Ref) -> Pat | None:
+    """A pattern read against :func:`pattern_schema` as a pattern on ``ref`` itself; None when it
+    names another alternative than the one ``ref`` was narrowed to (it can never match here)."""
+    match ref:
+        case TupleRef(items) if isinstance(pat, Prod):
+            parts = [specialize(p, r) for p, r in zip(pat.items, items, strict=True)]
+            kept = [p for p in parts if p is not None]
+            return replace(pat, items=tuple(kept)) if len(kept) == len(parts) else None
+        case SlotRef(narrowed=Narrowed(index=index)) | UnitRef(narrowed=Narrowed(index=index)):
+            if not isinstance(pat, Con):
+                return pat
+            if pat.index != index:
+                return None
+            return replace(pat.payload, names=pat.payload.names + pat.names)
+        case _:
+            return pat
 
 
 def _kind(kind: type) -> Fits:
@@ -233,7 +267,7 @@ def _literal(node: ast.expr) -> int | None:
 
 def _static(function: DslFunction, node: ast.expr) -> object:
     match node:
-        case ast.Name(id=name):
+        case ast.Name(id=name) if name not in function.local_names:  # a local is no class here
             return function.lookup(name)
         case ast.Attribute(value=base, attr=attr):
             owner = _static(function, base)

@@ -118,6 +118,14 @@ def union_of(alternatives: list[Schema]) -> UnionSchema:
         raise SchemaProblem(
             "ambiguous union: bool is a subclass of int, so int | bool is not allowed"
         )
+    classes = [a.cls for a in flat if isinstance(a, RecordSchema) and a.cls is not None]
+    for sub in classes:
+        for base in classes:
+            if sub is not base and issubclass(sub, base):
+                raise SchemaProblem(
+                    f"ambiguous union: {sub.__name__} is a subclass of {base.__name__}, so "
+                    f"case {base.__name__}() would match both"
+                )
     if len(flat) < 2:
         raise SchemaProblem("a union needs two or more alternatives")
     return UnionSchema(tuple(flat))

@@ -30,7 +30,7 @@ from hotswap.dsl.combinators import coercion, if_then_else, may_trap
 from hotswap.dsl.env import Env, Ref, TupleRef, UnitRef, build_product, component, seq
 from hotswap.dsl.expressions import Typed
 from hotswap.dsl.matching import MatchCompiler, Row
-from hotswap.dsl.patterns import PatternReader
+from hotswap.dsl.patterns import PatternReader, pattern_schema, specialize
 from hotswap.dsl.schema import NONE_SCHEMA, Schema, TupleSchema, describe, is_unit
 from hotswap.errors import InternalError
 from hotswap.lang.terms import FST, ID, TERMINAL, Fanout, Term
@@ -258,14 +258,19 @@ class FunctionCompiler(CallCompiler):
     def _match(self, stmt: ast.Match, rest: Sequence[ast.stmt], env: Env, k: Continuation) -> Term:
         prelude, env, root = self._subject(stmt.subject, env)
         reader = PatternReader(self.function)
+        schema = pattern_schema(root)
         rows = [
-            Row((pat,), (), index)
+            Row((narrowed,), (), index)
             for index, case in enumerate(stmt.cases)
-            for pat in reader.read(case.pattern, root.schema)
+            for pat in reader.read(case.pattern, schema)
+            if (narrowed := specialize(pat, root)) is not None
         ]
         cases = stmt.cases
         early = _returns(stmt) or not rest
-        join = None if early else self._join([c.body for c in cases], env)
+        # A capture read after the match joins like an assignment (the case that ran bound it).
+        live = _read_before_assigned(rest) | set(k.names if isinstance(k, Join) else ())
+        captures = [[n for n in _assigned_in_pattern(c.pattern) if n in live] for c in cases]
+        join = None if early else self._join([c.body for c in cases], env, captures)
 
         def leaf(index: int, inner: Env) -> Term:
             if join is None:
@@ -302,11 +307,18 @@ class FunctionCompiler(CallCompiler):
         schema = TupleSchema(tuple(r.schema for r in refs))
         return seq(*prelude), current, TupleRef(tuple(refs), schema)
 
-    def _join(self, branches: list[list[ast.stmt]], env: Env) -> Join:
+    def _join(
+        self, branches: list[list[ast.stmt]], env: Env, captures: list[list[str]] | None = None
+    ) -> Join:
+        """The variables the branches assign (and ``captures``, names each branch's pattern
+        binds) that are bound on every path: each one's own or the value from before."""
+        bound = captures if captures is not None else [[] for _ in branches]
         assigned: list[str] = []
-        for branch in branches:
-            assigned.extend(n for n in _assigned(branch) if n not in assigned)
-        definite = set.intersection(*(_definitely_assigned(b) for b in branches))
+        for names_, branch in zip(bound, branches, strict=True):
+            assigned.extend(n for n in [*names_, *_assigned(branch)] if n not in assigned)
+        definite = set.intersection(
+            *(set(n) | _definitely_assigned(b) for n, b in zip(bound, branches, strict=True))
+        )
         names = tuple(n for n in assigned if n in env.vars or n in definite)
         return Join(names)
 
@@ -383,12 +395,25 @@ def _loaded(stmts: Sequence[ast.stmt]) -> set[str]:
     return names
 
 
+def _read_before_assigned(stmts: Sequence[ast.stmt]) -> set[str]:
+    """Names ``stmts`` may read before assigning them (a compound statement reads all it reads)."""
+    live: set[str] = set()
+    assigned: set[str] = set()
+    for stmt in stmts:
+        live |= _loaded([stmt]) - assigned
+        assigned |= _definitely_assigned([stmt])
+    return live
+
+
 def _captures(stmt: ast.Match) -> list[str]:
     """Names bound by the case patterns of a match."""
+    return [name for case in stmt.cases for name in _assigned_in_pattern(case.pattern)]
+
+
+def _assigned_in_pattern(pattern: ast.pattern) -> list[str]:
     return [
         node.name
-        for case in stmt.cases
-        for node in ast.walk(case.pattern)
+        for node in ast.walk(pattern)
         if isinstance(node, ast.MatchAs | ast.MatchStar) and node.name is not None
     ]
 
@@ -402,8 +427,13 @@ def _definitely_assigned(stmts: list[ast.stmt]) -> set[str]:
                 names.update(_assigned([stmt]))
             case ast.If(body=body, orelse=orelse):
                 names |= _definitely_assigned(body) & _definitely_assigned(orelse)
-            case ast.Match(cases=cases):
-                names |= set.intersection(*(_definitely_assigned(c.body) for c in cases))
+            case ast.Match(cases=cases):  # a case that runs has bound all its captures
+                names |= set.intersection(
+                    *(
+                        set(_assigned_in_pattern(c.pattern)) | _definitely_assigned(c.body)
+                        for c in cases
+                    )
+                )
             case _:
                 pass
     return names
