@@ -18,10 +18,11 @@ RANK = {
     "protocol": 3,
     "node": 4,
     "client": 5,
-    "cli": 6,
+    "fleet": 6,
+    "cli": 7,
     "examples": 6,
-    "__init__": 7,
-    "__main__": 7,
+    "__init__": 8,
+    "__main__": 8,
 }
 PURE = {"lang", "cam", "protocol", "dsl"}
 FORBIDDEN_IN_PURE = {"socket", "asyncio", "selectors", "ssl", "subprocess"}

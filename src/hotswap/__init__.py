@@ -10,7 +10,7 @@ Layers import only downward::
       -> cam  (compiler, verifier, VM, fast path, module format)
         -> protocol  (sans-IO wire protocol)
           -> node  (registry, store, server)
-            -> client, cli
+            -> client -> fleet -> cli
 
 ``lang`` and ``cam`` never do I/O.
 """

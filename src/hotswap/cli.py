@@ -17,6 +17,7 @@ from hotswap.cam.values import decode_type, decode_value, encode_value
 from hotswap.client import Upgrade, connect, default_address, schemas_of
 from hotswap.dsl.display import parse as parse_named
 from hotswap.errors import HotswapError, ValueTypeError
+from hotswap.fleet import Fleet
 from hotswap.lang.evaluate import Value
 from hotswap.lang.values import parse, render
 from hotswap.node.main import NodeOptions, import_object, module_bytes, parse_address, run
@@ -128,6 +129,23 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fleet_upgrade(args: argparse.Namespace) -> int:
+    nodes = [n.strip() for n in args.nodes.split(",") if n.strip()]
+    target = import_object(args.to)
+    migration = back = None
+    if args.migration:
+        migration = module_bytes(import_object(args.migration), args.migration)
+    if args.back:
+        back = module_bytes(import_object(args.back), args.back)
+    with Fleet(nodes) as fleet:
+        expected = (
+            args.expect or next(iter(fleet.clients.values())).status_raw(args.machine).identity
+        )
+        done = fleet.upgrade(args.machine, Upgrade(expected, target, migration), back)
+    print(f"Upgrade successful on {len(done.nodes)} nodes: {done.old[:12]} -> {done.new[:12]}")
+    return 0
+
+
 def _pair(spec: str, what: str) -> tuple[str, str]:
     name, sep, ref = spec.partition("=")
     if not sep or not name or not ref:
@@ -234,6 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the state migration of one machine (default: derived from names)",
     )
     release.set_defaults(func=_release)
+
+    fleet = sub.add_parser("fleet-upgrade", help="upgrade a machine on several nodes, rolling")
+    fleet.add_argument("machine")
+    fleet.add_argument("--nodes", required=True, help="HOST:PORT,HOST:PORT,... in upgrade order")
+    fleet.add_argument("--to", required=True, metavar="module:attribute")
+    fleet.add_argument("--migration", default=None, metavar="module:attribute")
+    fleet.add_argument(
+        "--back",
+        default=None,
+        metavar="module:attribute",
+        help="the migration for rolling back if a node refuses (default: derived)",
+    )
+    fleet.add_argument("--expect", default=None, help="identity expected (default: first node's)")
+    fleet.set_defaults(func=_fleet_upgrade)
 
     rollback = client_command("rollback", "go back to the code that ran before the current one")
     rollback.add_argument("machine")

@@ -1,0 +1,118 @@
+"""Fleets: one machine on several nodes, upgraded as a rolling upgrade that undoes itself.
+
+    fleet = Fleet(["10.0.0.1:7411", "10.0.0.2:7411"])
+    fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2), back=downgrade)
+
+An upgrade across nodes cannot be atomic the way one node's is, so a fleet upgrade does the next
+best thing: it first checks that every node runs the expected code (and touches none if one
+does not), then upgrades the nodes one by one; if a node refuses, the nodes already upgraded are
+rolled back to the code they ran, with ``back`` as the state migration (derived when not given),
+and :class:`FleetUpgradeFailed` says which node refused, why, and where each node ended up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from hotswap.client import Client, MachineStatus, Upgrade, connect
+from hotswap.errors import HotswapError, UpgradeRejected
+
+
+class FleetUpgradeFailed(HotswapError):
+    """A node refused its part of a fleet upgrade. ``rolled_back`` lists the nodes returned to
+    the old code, ``stranded`` those left on the new code because their rollback failed too."""
+
+    def __init__(
+        self, node: str, reason: str, rolled_back: list[str], stranded: dict[str, str]
+    ) -> None:
+        self.node = node
+        self.reason = reason
+        self.rolled_back = rolled_back
+        self.stranded = stranded
+        msg = f"{node} refused the upgrade: {reason}"
+        if rolled_back:
+            msg += f"; rolled back {', '.join(rolled_back)}"
+        if stranded:
+            left = "; ".join(f"{n}: {why}" for n, why in stranded.items())
+            msg += f"; LEFT ON THE NEW CODE (rollback failed): {left}"
+        super().__init__(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetUpgraded:
+    """Every node now runs ``new``."""
+
+    machine: str
+    old: str
+    new: str
+    nodes: tuple[str, ...]
+
+
+class Fleet:
+    """Blocking connections to several nodes that run the same machines."""
+
+    def __init__(self, addresses: Sequence[str], *, timeout: float = 30.0) -> None:
+        if not addresses:
+            raise HotswapError("a fleet needs at least one node")
+        self.clients: dict[str, Client] = {}
+        try:
+            for address in addresses:
+                self.clients[address] = connect(address, timeout=timeout)
+        except HotswapError:
+            self.close()
+            raise
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+    def status(self, machine: str) -> dict[str, MachineStatus]:
+        """The machine's status on every node."""
+        return {address: client.status(machine) for address, client in self.clients.items()}
+
+    def upgrade(self, machine: str, upgrade: Upgrade, back: object | None = None) -> FleetUpgraded:
+        """Check every node, then upgrade them in order, undoing on the first refusal."""
+        expected = upgrade.expected_identity()
+        for address, client in self.clients.items():
+            running = client.status_raw(machine).identity
+            if running != expected:
+                raise FleetUpgradeFailed(
+                    address,
+                    f"it runs {running[:12]}, the upgrade expects {expected[:12]}; no node "
+                    "was touched",
+                    [],
+                    {},
+                )
+        done: list[str] = []
+        new = ""
+        for address, client in self.clients.items():
+            try:
+                new = client.upgrade(machine, upgrade).new
+            except UpgradeRejected as e:
+                raise self._undo(machine, address, e.reason, done, back) from e
+            done.append(address)
+        return FleetUpgraded(machine, expected, new, tuple(done))
+
+    def _undo(
+        self, machine: str, failed: str, reason: str, done: list[str], back: object | None
+    ) -> FleetUpgradeFailed:
+        rolled_back: list[str] = []
+        stranded: dict[str, str] = {}
+        for address in reversed(done):
+            try:
+                self.clients[address].rollback(machine, back)
+            except HotswapError as e:  # keep undoing the others; report this one
+                stranded[address] = str(e)
+            else:
+                rolled_back.append(address)
+        return FleetUpgradeFailed(failed, reason, rolled_back, stranded)

@@ -1,0 +1,118 @@
+"""Fleets: a rolling upgrade across real nodes that undoes itself when a node refuses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hotswap.cam.build import migration_module
+from hotswap.cam.module import encode_module
+from hotswap.client import Upgrade
+from hotswap.examples.counter import Incr, counter_sm, counter_sm2
+from hotswap.fleet import Fleet, FleetUpgradeFailed
+from hotswap.lang.terms import ID, SND, Fanout, Lit, Op, Prim, compose
+from hotswap.lang.types import INT, Prod
+from nodeproc import NodeProcess
+
+COUNTER = {"counter": "hotswap.examples.counter:counter_sm"}
+#: (old, n) -> n: the way back from counter_sm2, which loses the old count by design.
+DOWN = encode_module(migration_module(Prod(INT, INT), INT, SND))
+#: n -> (n // (n - 3), 0): traps on a node whose count is 3.
+FRAGILE = encode_module(
+    migration_module(
+        INT,
+        Prod(INT, INT),
+        Fanout(
+            compose(Fanout(ID, compose(Fanout(ID, Lit(3)), Prim(Op.SUB))), Prim(Op.FLOORDIV)),
+            Lit(0),
+        ),
+    )
+)
+
+
+def test_a_fleet_upgrades_every_node(tmp_path: Path) -> None:
+    with (
+        NodeProcess(tmp_path / "a", COUNTER) as a,
+        NodeProcess(tmp_path / "b", COUNTER) as b,
+        Fleet([a.address, b.address]) as fleet,
+    ):
+        done = fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2))
+        assert done.nodes == (a.address, b.address) and done.new == counter_sm2.identity
+        assert {s.identity for s in fleet.status("counter").values()} == {counter_sm2.identity}
+
+
+def test_a_refusal_rolls_the_upgraded_nodes_back(tmp_path: Path) -> None:
+    """Node b's state makes the migration trap: a, already upgraded, goes back to v1."""
+    with (
+        NodeProcess(tmp_path / "a", COUNTER) as a,
+        NodeProcess(tmp_path / "b", COUNTER) as b,
+        Fleet([a.address, b.address]) as fleet,
+    ):
+        fleet.clients[a.address].session.remember(counter_sm)
+        fleet.clients[b.address].session.remember(counter_sm)
+        fleet.clients[a.address].send("counter", Incr())
+        for _ in range(3):
+            fleet.clients[b.address].send("counter", Incr())
+        with pytest.raises(FleetUpgradeFailed, match="division by zero") as info:
+            fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2, FRAGILE), back=DOWN)
+        assert info.value.node == b.address
+        assert info.value.rolled_back == [a.address] and info.value.stranded == {}
+        states = {addr: (s.identity, s.state) for addr, s in fleet.status("counter").items()}
+        # a went 1 -> (1 // -2, 0) = (-1, 0) -> back to 0 through DOWN; b never changed
+        assert states == {
+            a.address: (counter_sm.identity, 0),
+            b.address: (counter_sm.identity, 3),
+        }
+
+
+def test_a_node_on_other_code_stops_the_fleet_before_anything_changes(tmp_path: Path) -> None:
+    with (
+        NodeProcess(tmp_path / "a", COUNTER) as a,
+        NodeProcess(tmp_path / "b", {"counter": "hotswap.examples.counter:counter_sm2"}) as b,
+        Fleet([a.address, b.address]) as fleet,
+    ):
+        with pytest.raises(FleetUpgradeFailed, match="no node was touched"):
+            fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2))
+        assert fleet.status("counter")[a.address].identity == counter_sm.identity
+
+
+def test_a_rollback_that_fails_is_reported_as_stranded(tmp_path: Path) -> None:
+    """Without a way back (none derives from (old, n) to n), node a stays on v2: said loudly."""
+    with (
+        NodeProcess(tmp_path / "a", COUNTER) as a,
+        NodeProcess(tmp_path / "b", COUNTER) as b,
+        Fleet([a.address, b.address]) as fleet,
+    ):
+        fleet.clients[b.address].session.remember(counter_sm)
+        for _ in range(3):
+            fleet.clients[b.address].send("counter", Incr())
+        with pytest.raises(FleetUpgradeFailed, match="LEFT ON THE NEW CODE") as info:
+            fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2, FRAGILE))
+        assert list(info.value.stranded) == [a.address]
+        assert fleet.status("counter")[a.address].identity == counter_sm2.identity
+
+
+def test_cli_fleet_upgrade(tmp_path: Path) -> None:
+    with NodeProcess(tmp_path / "a", COUNTER) as a, NodeProcess(tmp_path / "b", COUNTER) as b:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hotswap",
+                "fleet-upgrade",
+                "counter",
+                "--nodes",
+                f"{a.address},{b.address}",
+                "--to",
+                "hotswap.examples.counter:counter_sm2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Upgrade successful on 2 nodes")
