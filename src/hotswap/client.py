@@ -62,6 +62,7 @@ from hotswap.protocol.events import (
     ReleaseItem,
     Request,
     Send,
+    SendChecked,
     Status,
     StatusReply,
     Upgraded,
@@ -176,11 +177,11 @@ def _check_identity(identity: str) -> None:
 
 
 def check_request(event: Request) -> None:
-    """Refuse, before the connection sees it, a request whose fields the protocol cannot carry:
-    the sans-IO connection treats an unsendable event as our fatal error and would end the
-    session for one mistyped machine name."""
+    """Refuse, before the connection sees any of a batch, a request whose fields the protocol
+    cannot carry, with a message that names the field: one mistyped machine name must not leave
+    half a pipeline sent."""
     match event:
-        case Send(machine=name) | Status(machine=name):
+        case Send(machine=name) | SendChecked(machine=name) | Status(machine=name):
             check_machine_name(name)
         case UpgradeRequest(machine=name, expected=expected):
             check_machine_name(name)
@@ -273,6 +274,29 @@ class _Session:
         if len(status.history) < 2:
             raise NodeError("bad_request", f"{status.machine} has no earlier code to go back to")
         return status.history[-2].identity
+
+    def checked_send(self, machine: str, code: LoadedModule, value: Any) -> SendChecked:
+        """``value`` encoded for ``code``, in a request the node refuses if ``code`` is not
+        what runs."""
+        sig = code.machine
+        assert sig is not None
+        to_core_value = self.converter(code)[0]
+        data = encode_value(to_core_value(value, "input"), sig.input)
+        return SendChecked(self.request_id(), machine, code.identity, data)
+
+    @staticmethod
+    def stale(reply: object, attempt: int) -> bool:
+        """Whether ``reply`` refuses an input encoded for code that no longer runs (worth one
+        retry with the running code)."""
+        return isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION and not attempt
+
+    def output_of(self, code: LoadedModule, reply: object) -> Any:
+        if isinstance(reply, Error):
+            raise _reply_error(reply, False)
+        assert isinstance(reply, Output)
+        sig = code.machine
+        assert sig is not None
+        return self.converter(code)[1](decode_value(reply.output, sig.output), "output")
 
     def converter(self, code: LoadedModule) -> Converter:
         return converter_for(code, self.local.get(code.identity))
@@ -423,20 +447,18 @@ class Client:
         return reply
 
     def send(self, machine: str, value: Any) -> Any:
-        """Send one input (a Python value); returns the output as a Python value."""
+        """Send one input (a Python value); returns the output as a Python value.
+
+        The input is encoded for the code this client last saw running; if the machine has
+        been upgraded since, the node refuses it and it is re-encoded, by names, for the new
+        code: inputs stay compatible across versions as long as their names do."""
         for attempt in (0, 1):
             code = self._code(machine, refresh=attempt == 1)
-            sig = code.machine
-            assert sig is not None
-            to_core_value, to_python_value = self.session.converter(code)
-            data = encode_value(to_core_value(value, "input"), sig.input)
-            try:
-                reply = self.send_raw(machine, data)
-            except NodeError as e:
-                if e.code == ErrorCode.BAD_INPUT and attempt == 0:
-                    continue  # the machine may have been upgraded by someone else
-                raise
-            return to_python_value(decode_value(reply.output, sig.output), "output")
+            request = self.session.checked_send(machine, code, value)
+            reply = self.request(request)
+            if self.session.stale(reply, attempt):
+                continue
+            return self.session.output_of(code, reply)
         raise HotswapError("unreachable")  # pragma: no cover
 
     def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
@@ -592,17 +614,10 @@ class AsyncClient:
     async def send(self, machine: str, value: Any) -> Any:
         for attempt in (0, 1):
             code = await self._code(machine, refresh=attempt == 1)
-            sig = code.machine
-            assert sig is not None
-            to_core_value, to_python_value = self.session.converter(code)
-            data = encode_value(to_core_value(value, "input"), sig.input)
-            reply = await self.request(Send(self.session.request_id(), machine, data))
-            if isinstance(reply, Error):
-                if reply.code == ErrorCode.BAD_INPUT and attempt == 0:
-                    continue
-                raise _reply_error(reply, False)
-            assert isinstance(reply, Output)
-            return to_python_value(decode_value(reply.output, sig.output), "output")
+            reply = await self.request(self.session.checked_send(machine, code, value))
+            if self.session.stale(reply, attempt):
+                continue
+            return self.session.output_of(code, reply)
         raise HotswapError("unreachable")  # pragma: no cover
 
     async def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:

@@ -56,6 +56,7 @@ from hotswap.protocol.events import (
     Released,
     ReleasedEntry,
     Send,
+    SendChecked,
     Status,
     StatusReply,
     Upgrade,
@@ -100,22 +101,9 @@ class Node:
         """Apply one request; the reply (possibly an Error) is what the client will receive."""
         match event:
             case Send(id=rid, machine=name, input=data):
-                try:
-                    machine = self.registry.get(name)
-                    stepped = self.registry.step_value(
-                        machine, self.registry.decode_input(machine, data)
-                    )
-                except NodeError as e:
-                    return Error(rid, ErrorCode(e.code), str(e))
-                self.store.log_input(machine, data, stepped.identity)
-                sig = machine.code.machine
-                assert sig is not None
-                self.trace.step(machine.code, stepped.output, stepped.state)
-                return Output(
-                    rid,
-                    value_encoder(sig.output)(stepped.output),
-                    value_encoder(sig.state)(stepped.state),
-                )
+                return self._step(rid, name, data, None)
+            case SendChecked(id=rid, machine=name, code=code, input=data):
+                return self._step(rid, name, data, code)
             case Upgrade(id=rid, machine=name, expected=expected, module=new, migration=mig):
                 try:
                     upgraded = self.registry.upgrade(name, expected, new, mig)
@@ -172,6 +160,27 @@ class Node:
                     return Error(rid, ErrorCode.UNKNOWN_MODULE, f"no module {identity}")
                 return ModuleReply(rid, module)
         raise NodeError(ErrorCode.BAD_REQUEST, f"unexpected {type(event).__name__}")
+
+    def _step(self, rid: int, name: str, data: bytes, code: str | None) -> Message:
+        """One input; with ``code``, only if that is the code the machine runs."""
+        try:
+            machine = self.registry.get(name)
+            if code is not None and code != machine.identity:
+                msg = (
+                    f"{name} runs {machine.identity[:12]}, the input was encoded for "
+                    f"{code[:12]}: re-encode it for the running code"
+                )
+                return Error(rid, ErrorCode.WRONG_VERSION, msg)
+            stepped = self.registry.step_value(machine, self.registry.decode_input(machine, data))
+        except NodeError as e:
+            return Error(rid, ErrorCode(e.code), str(e))
+        self.store.log_input(machine, data, stepped.identity)
+        sig = machine.code.machine
+        assert sig is not None
+        self.trace.step(machine.code, stepped.output, stepped.state)
+        return Output(
+            rid, value_encoder(sig.output)(stepped.output), value_encoder(sig.state)(stepped.state)
+        )
 
     # --- group commit -----------------------------------------------------------------------
 
@@ -362,7 +371,15 @@ class _Peer(asyncio.Protocol):
                 case ConnectionClosed():
                     self._goodbye(None)
                     return
-                case Send() | Upgrade() | Release() | Status() | Machines() | GetModule():
+                case (
+                    Send()
+                    | SendChecked()
+                    | Upgrade()
+                    | Release()
+                    | Status()
+                    | Machines()
+                    | GetModule()
+                ):
                     if self._timer is not None and node.config.idle_timeout:
                         self._rearm()
                     try:

@@ -36,6 +36,7 @@ from hotswap.protocol.events import (
     Release,
     Released,
     Send,
+    SendChecked,
     Status,
     StatusReply,
     Upgrade,
@@ -97,6 +98,7 @@ def _schema(name: str, event: type, from_client: bool, **fields: Kind) -> Schema
 SCHEMAS: tuple[Schema, ...] = (
     _schema("hello", Hello, True, version=UINT, max_frame=FRAME_LIMIT, agent=SHORT_TEXT),
     _schema("send", Send, True, id=UINT, machine=NAME, input=BYTES),
+    _schema("send_checked", SendChecked, True, id=UINT, machine=NAME, code=IDENTITY, input=BYTES),
     _schema(
         "upgrade",
         Upgrade,

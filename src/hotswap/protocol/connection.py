@@ -46,6 +46,7 @@ from hotswap.protocol.events import (
     Reply,
     Request,
     Send,
+    SendChecked,
     Status,
     StatusReply,
     Upgrade,
@@ -212,7 +213,7 @@ class Connection:
                 self._request(event, sender)
             case Output():
                 self._reply(event, sender)
-            case Upgrade() | Release() | Status() | Machines() | GetModule():
+            case SendChecked() | Upgrade() | Release() | Status() | Machines() | GetModule():
                 self._request(event, sender)
             case (
                 Upgraded() | Released() | StatusReply() | MachinesReply() | ModuleReply() | Error()

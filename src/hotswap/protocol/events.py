@@ -7,7 +7,8 @@ the CAM layer (docs/bytecode.md); identities are 64 lowercase hex digits (a SHA-
 Three groups, by direction:
 
 - handshake: ``Hello`` (client) and ``Welcome`` (server), section "Hello and versioning";
-- requests (client to server), each with a client-chosen ``id``: ``Send``, ``Upgrade``,
+- requests (client to server), each with a client-chosen ``id``: ``Send``, ``SendChecked``,
+  ``Upgrade``,
   ``Release``, ``Status``, ``Machines``, ``GetModule``;
 - replies (server to client), carrying the ``id`` of their request: ``Output``, ``Upgraded``,
   ``Released``,
@@ -98,6 +99,18 @@ class Send:
 
     id: int
     machine: str
+    input: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendChecked:
+    """``Send`` for an input encoded against the code ``code``: if the machine runs other code
+    the node refuses it (``wrong_version``) rather than read it at a type it was not written
+    for, and the client re-encodes it for the running code (by names) and sends it again."""
+
+    id: int
+    machine: str
+    code: str
     input: bytes
 
 
@@ -274,7 +287,7 @@ class NeedData(Enum):
 
 NEED_DATA = NeedData.NEED_DATA
 
-Request: TypeAlias = Send | Upgrade | Release | Status | Machines | GetModule
+Request: TypeAlias = Send | SendChecked | Upgrade | Release | Status | Machines | GetModule
 Reply: TypeAlias = Output | Upgraded | Released | StatusReply | MachinesReply | ModuleReply | Error
 Message: TypeAlias = Hello | Welcome | Request | Reply | Goodbye
 Event: TypeAlias = Message | ConnectionClosed

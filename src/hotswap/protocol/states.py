@@ -34,6 +34,7 @@ from hotswap.protocol.events import (
     Release,
     Released,
     Send,
+    SendChecked,
     Status,
     StatusReply,
     Upgrade,
@@ -75,6 +76,7 @@ KIND_OF: Mapping[type, str] = {
     Send: "request",
     Upgrade: "request",
     Release: "request",
+    SendChecked: "request",
     Status: "request",
     Machines: "request",
     GetModule: "request",
@@ -116,6 +118,7 @@ TRANSITIONS: Mapping[tuple[State, Role, str], State] = {
 #: The successful reply to each request; ``Error`` may answer any of them.
 REPLY_TO: Mapping[type, type] = {
     Send: Output,
+    SendChecked: Output,
     Upgrade: Upgraded,
     Release: Released,
     Status: StatusReply,
@@ -129,6 +132,16 @@ _ANY_REQUEST = {ErrorCode.INTERNAL, ErrorCode.OVERLOADED}
 ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
     Send: frozenset(
         {ErrorCode.UNKNOWN_MACHINE, ErrorCode.BAD_INPUT, ErrorCode.TRAP, ErrorCode.TOO_LARGE}
+        | _ANY_REQUEST
+    ),
+    SendChecked: frozenset(
+        {
+            ErrorCode.UNKNOWN_MACHINE,
+            ErrorCode.WRONG_VERSION,
+            ErrorCode.BAD_INPUT,
+            ErrorCode.TRAP,
+            ErrorCode.TOO_LARGE,
+        }
         | _ANY_REQUEST
     ),
     Upgrade: frozenset(
