@@ -13,7 +13,7 @@ from hotswap.cam.build import machine_module, migration_module
 from hotswap.cam.encoding import Reader, sleb, uleb
 from hotswap.cam.fuzz import fuzz
 from hotswap.cam.module import Module, decode_module, encode_module, module_identity
-from hotswap.cam.values import decode_value, encode_value, value_decoder, value_encoder
+from hotswap.cam.values import decode_value, encode_value, value_encoder
 from hotswap.errors import DecodeError
 from hotswap.examples import handbuilt
 from hotswap.lang.check import infer
@@ -93,23 +93,19 @@ def test_values_round_trip_canonically(data: st.DataObject) -> None:
 
 @settings(max_examples=300)
 @given(st.data())
-def test_compiled_codecs_agree_with_the_reference(data: st.DataObject) -> None:
-    """value_encoder/value_decoder give the same bytes, values and rejections."""
+def test_value_decoding_is_total_and_canonical(data: st.DataObject) -> None:
+    """Arbitrary bytes either decode to a value whose encoding is exactly those bytes, or are
+    rejected with DecodeError: one value, one byte string."""
     t = data.draw(types())
     v = data.draw(values(t))
     raw = encode_value(v, t)
     assert value_encoder(t)(v) == raw
-    assert value_decoder(t)(raw) == v
-    damaged = data.draw(st.binary(max_size=len(raw) + 2))
+    damaged = data.draw(st.binary(max_size=len(raw) + 2) | st.just(raw[:-1] + b"\x80"))
     try:
-        expected = ("ok", decode_value(damaged, t))
+        decoded = decode_value(damaged, t)
     except DecodeError:
-        expected = ("rejected", None)
-    try:
-        actual = ("ok", value_decoder(t)(damaged))
-    except DecodeError:
-        actual = ("rejected", None)
-    assert actual == expected
+        return
+    assert encode_value(decoded, t) == damaged
 
 
 @pytest.mark.parametrize(

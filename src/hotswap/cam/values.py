@@ -27,59 +27,13 @@ from hotswap.lang.values import check_value
 def encode_value(v: Value, t: Type) -> bytes:
     """The canonical bytes of ``v : t``; :class:`ValueTypeError` if ``v`` is not of type ``t``."""
     check_value(v, t)
-    out = bytearray()
-    _encode(v, t, out)
-    return bytes(out)
-
-
-def _encode(v: Value, t: Type, out: bytearray) -> None:
-    match t:
-        case UnitT():
-            pass
-        case IntT():
-            out += sleb(v)
-        case Prod(left, right):
-            _encode(v[0], left, out)
-            _encode(v[1], right, out)
-        case Sum(left, right):
-            out.append(v[0])
-            _encode(v[1], right if v[0] else left, out)
-        case _:
-            assert_never(t)
+    return value_encoder(t)(v)
 
 
 def decode_value(data: bytes, t: Type) -> Value:
     """Decode the canonical bytes of a value of type ``t``, or raise :class:`DecodeError`
     (:class:`ValueTypeError` if ``t`` itself exceeds the limits on types)."""
-    if t.depth > limits.MAX_TYPE_DEPTH or t.size > limits.MAX_TYPE_SIZE:
-        raise ValueTypeError(f"type {t} exceeds the limits on type depth or size")
-    reader = Reader(data, what="value")
-    v = _decode(reader, t)
-    if not reader.at_end():
-        raise reader.fail(f"{len(data) - reader.pos} trailing bytes after a value of type {t}")
-    return v
-
-
-def _decode(r: Reader, t: Type) -> Value:
-    match t:
-        case UnitT():
-            return ()
-        case IntT():
-            n = r.sleb()
-            if not in_range(n):
-                raise DecodeError(f"value: {n} is outside the signed 64-bit range")
-            return n
-        case Prod(left, right):
-            a = _decode(r, left)
-            return (a, _decode(r, right))
-        case Sum(left, right):
-            tag = r.byte()
-            if tag > 1:
-                r.pos -= 1
-                raise r.fail(f"sum tag must be 0 or 1, got {tag}")
-            return (tag, _decode(r, right if tag else left))
-        case _:
-            assert_never(t)
+    return value_decoder(t)(bytes(data))
 
 
 def encode_type(t: Type) -> bytes:
