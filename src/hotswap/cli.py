@@ -16,6 +16,8 @@ from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_type, decode_value, encode_value
 from hotswap.client import Upgrade, connect, default_address, schemas_of
 from hotswap.dsl.display import parse as parse_named
+from hotswap.dsl.display import render as render_named
+from hotswap.dsl.schema import describe
 from hotswap.errors import HotswapError, ValueTypeError
 from hotswap.fleet import Fleet
 from hotswap.lang.evaluate import Value
@@ -167,11 +169,21 @@ def _status(args: argparse.Namespace) -> int:
             s = client.status_raw(name)  # one reply: inputs and state from the same moment
             input_type, state_type = decode_type(s.input_type), decode_type(s.state_type)
             output_type = decode_type(s.output_type)
+            state = decode_value(s.state, state_type)
             print(f"{name}: {s.identity}")
             print(f"  types   input {input_type}, state {state_type}, output {output_type}")
+            schemas = schemas_of(load_module(client.module(s.identity)))
+            if schemas is not None:
+                named = ", ".join(f"{role} {describe(schemas[role])}" for role in ROLES)
+                print(f"  names   {named}")
             print(f"  inputs  {s.inputs}")
-            print(f"  state   {render(decode_value(s.state, state_type), state_type)}")
+            print(f"  state   {render(state, state_type)}")
+            if schemas is not None:
+                print(f"          {render_named(state, schemas['state'])}")
     return 0
+
+
+ROLES = ("input", "state", "output")
 
 
 def _history(args: argparse.Namespace) -> int:
