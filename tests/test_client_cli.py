@@ -119,6 +119,8 @@ def test_cli_send_by_python_name(tmp_path: Path) -> None:
         by_name = _cli("send", "--node", node.address, "counter", "Incr()")
         seed = _cli("send", "--node", node.address, "counter", "R Unit")
         wrong = _cli("send", "--node", node.address, "counter", "Decr()")
+        status = _cli("status", "--node", node.address, "counter")
     assert by_name.stdout.splitlines() == ["Output:    L Unit", "New state: Int 1"]
     assert seed.stdout.splitlines() == ["Output:    R (Int 1)", "New state: Int 1"]
     assert wrong.returncode == 1 and "neither a seed-syntax value" in wrong.stderr
+    assert "names   input Incr | Count, state int, output None | int" in status.stdout
