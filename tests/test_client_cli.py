@@ -120,7 +120,9 @@ def test_cli_send_by_python_name(tmp_path: Path) -> None:
         seed = _cli("send", "--node", node.address, "counter", "R Unit")
         wrong = _cli("send", "--node", node.address, "counter", "Decr()")
         status = _cli("status", "--node", node.address, "counter")
+        named = _cli("send", "--node", node.address, "--names", "counter", "Count()")
     assert by_name.stdout.splitlines() == ["Output:    L Unit", "New state: Int 1"]
     assert seed.stdout.splitlines() == ["Output:    R (Int 1)", "New state: Int 1"]
     assert wrong.returncode == 1 and "neither a seed-syntax value" in wrong.stderr
     assert "names   input Incr | Count, state int, output None | int" in status.stdout
+    assert named.stdout.splitlines() == ["Output:    1", "New state: 1"]

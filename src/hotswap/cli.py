@@ -62,9 +62,16 @@ def _send(args: argparse.Namespace) -> int:
         sig = code.machine
         assert sig is not None
         value = _parse_input(args.value, code)
-        reply = client.send_raw(args.machine, encode_value(value, sig.input))
-        print(f"Output:    {render(decode_value(reply.output, sig.output), sig.output)}")
-        print(f"New state: {render(decode_value(reply.state, sig.state), sig.state)}")
+        reply = client.send_raw(args.machine, encode_value(value, sig.input), code.identity)
+        output = decode_value(reply.output, sig.output)
+        state = decode_value(reply.state, sig.state)
+        schemas = schemas_of(code) if args.names else None
+        if schemas is not None:
+            print(f"Output:    {render_named(output, schemas['output'])}")
+            print(f"New state: {render_named(state, schemas['state'])}")
+        else:
+            print(f"Output:    {render(output, sig.output)}")
+            print(f"New state: {render(state, sig.state)}")
     return 0
 
 
@@ -240,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     send = client_command("send", "send one input: 'L Unit' (the seed's syntax) or 'Incr()'")
     send.add_argument("machine")
     send.add_argument("value")
+    send.add_argument(
+        "--names", action="store_true", help="show output and state by their Python names"
+    )
     send.set_defaults(func=_send)
 
     upgrade = client_command("upgrade", "upgrade a running machine")

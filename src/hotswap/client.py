@@ -438,9 +438,13 @@ class Client:
 
     # --- the API ----------------------------------------------------------------------------
 
-    def send_raw(self, machine: str, data: bytes) -> Output:
-        """Send canonical input bytes; the reply carries output and state bytes."""
-        reply = self.request(Send(self.session.request_id(), machine, data))
+    def send_raw(self, machine: str, data: bytes, code: str | None = None) -> Output:
+        """Send canonical input bytes; the reply carries output and state bytes. With ``code``
+        (the identity the bytes were encoded for) the node refuses them if other code runs
+        (``wrong_version``), rather than read them at a type they were not written for."""
+        rid = self.session.request_id()
+        event = Send(rid, machine, data) if code is None else SendChecked(rid, machine, code, data)
+        reply = self.request(event)
         if isinstance(reply, Error):
             raise _reply_error(reply, False)
         assert isinstance(reply, Output)
