@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from hotswap.cam.build import machine_module
+from hotswap.cam.module import encode_module
 from hotswap.client import Upgrade, connect
 from hotswap.dsl import Machine, RecordSchema, UnionSchema, compile_source
-from hotswap.errors import ValueTypeError
+from hotswap.errors import NodeError, ValueTypeError
+from hotswap.examples import handbuilt
 from hotswap.examples.counter import Count, Incr, counter_sm
+from hotswap.lang.terms import DISTL, FST, SND, Case, Fanout, Lit, compose
+from hotswap.lang.types import INT
 from hotswap.protocol import Error, Output, SendChecked
 from hotswap.protocol.codec import decode_message, encode_message
 from nodeproc import NodeProcess
@@ -82,3 +87,43 @@ def test_a_name_the_new_code_lacks_is_refused_clearly(tmp_path: Path) -> None:
         client.upgrade("counter", Upgrade(REORDERED, counter_sm))
         with pytest.raises(ValueTypeError, match=re.escape("expected Incr | Count")):
             client.send("counter", reset.cls())
+
+
+def test_a_new_variant_is_found_after_an_upgrade_made_elsewhere(tmp_path: Path) -> None:
+    """A value that does not convert for the cached code makes the client look again."""
+    spec = {"counter": "hotswap.examples.counter:counter_sm"}
+    with NodeProcess(tmp_path, spec) as node, connect(node.address) as a:
+        a.session.remember(counter_sm)
+        a.send("counter", Incr())
+        with connect(node.address) as b:
+            b.upgrade("counter", Upgrade(counter_sm, REORDERED))
+        inputs = REORDERED.input_schema
+        assert isinstance(inputs, UnionSchema)
+        reset = inputs.alternatives[1]
+        assert isinstance(reset, RecordSchema) and reset.cls is not None
+        assert a.send("counter", reset.cls()) is None
+        assert a.send("counter", Count()) == 0
+
+
+def test_without_names_a_stale_input_is_refused_not_reinterpreted(tmp_path: Path) -> None:
+    """Machines built from terms carry no names: after another client swaps what the input
+    bytes mean, the stale input is refused (wrong_version) rather than resent unchanged."""
+    swapped = encode_module(
+        machine_module(
+            handbuilt.COUNTER_INPUT,
+            INT,
+            handbuilt.COUNTER_OUTPUT,
+            Lit(0),
+            compose(Fanout(SND, FST), DISTL, Case(handbuilt._count, handbuilt._incr)),
+        )
+    )
+    spec = {"counter": "hotswap.examples.handbuilt:counter_module"}
+    with NodeProcess(tmp_path, spec) as node, connect(node.address) as a:
+        a.send("counter", (0, ()))  # Incr, for the running code
+        with connect(node.address) as b:
+            running = b.status_raw("counter").identity
+            b.upgrade("counter", Upgrade(running, swapped))
+        with pytest.raises(NodeError) as info:
+            a.send("counter", (0, ()))
+        assert info.value.code == "wrong_version"
+        assert a.status("counter").state == 1  # nothing ran

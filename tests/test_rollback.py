@@ -15,7 +15,7 @@ from hotswap.dsl.derive import MigrationError
 from hotswap.errors import NodeError
 from hotswap.examples import handbuilt
 from hotswap.examples.counter import Count, Incr, counter_sm, counter_sm2
-from hotswap.lang.terms import SND
+from hotswap.lang.terms import FST, SND, Fanout
 from hotswap.lang.types import INT, Prod
 from nodeproc import NodeProcess
 
@@ -90,3 +90,14 @@ def test_cli_upgrade_and_rollback_derive_migrations(tmp_path: Path) -> None:
         assert "migration derived" in up.stdout
         down = cli("rollback", *at, "counter")
         assert down.returncode == 1 and "cannot derive" in down.stderr
+
+
+def test_rollback_skips_upgrades_that_kept_the_code(tmp_path: Path) -> None:
+    """After v1 -> v2 -> v2 (a state fix on the same code), rollback goes to v1, not to v2."""
+    fix = encode_module(migration_module(Prod(INT, INT), Prod(INT, INT), Fanout(SND, FST)))
+    down = encode_module(migration_module(Prod(INT, INT), INT, SND))
+    with NodeProcess(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
+        client.upgrade("counter", Upgrade(counter_sm, counter_sm2))
+        client.upgrade("counter", Upgrade(counter_sm2, counter_sm2, fix))
+        back = client.rollback("counter", down)
+        assert back.new == counter_sm.identity

@@ -10,7 +10,8 @@
 Python values are converted with the running machine's types: by name when its module carries
 the DSL's names (dataclass instances, ints, bools, None, tuples), or as core values (``()``,
 ints, pairs, ``(0, v)``/``(1, v)``) otherwise. The running module is fetched once per identity
-and cached; after an upgrade made elsewhere, the first send that fails to decode refreshes it.
+and cached; after an upgrade made elsewhere the node refuses an input encoded for the old code
+(``send_checked``), and the client re-encodes it by names for the new code.
 Every refusal raises :class:`hotswap.errors.NodeError`, an upgrade's :class:`UpgradeRejected`.
 
 A request that fails without a reply (timeout, lost connection, protocol error, an interrupt or
@@ -25,10 +26,10 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from hotswap.cam.build import migration_module
 from hotswap.cam.loaded import LoadedModule, load_module
@@ -38,7 +39,13 @@ from hotswap.dsl.derive import MigrationError, derive_migration
 from hotswap.dsl.names import SECTION as NAMES_SECTION
 from hotswap.dsl.names import names_for
 from hotswap.dsl.schema import Schema, from_core, to_core
-from hotswap.errors import HotswapError, NodeError, ProtocolError, UpgradeRejected
+from hotswap.errors import (
+    HotswapError,
+    NodeError,
+    ProtocolError,
+    UpgradeRejected,
+    ValueTypeError,
+)
 from hotswap.lang.evaluate import Value
 from hotswap.lang.terms import ID
 from hotswap.lang.types import Type
@@ -202,8 +209,16 @@ def _reply_error(reply: Error, upgrade: bool) -> NodeError:
     return NodeError(str(reply.code), reply.message)
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+#: An operation as a generator: it yields requests, receives their replies, returns its result.
+Flow = Generator[Request, object, T]
+
+
 class _Session:
-    """What blocking and asyncio clients share: request ids, module cache, conversions."""
+    """What blocking and asyncio clients share: request ids, the module cache, conversions,
+    and every operation as a *flow*: a generator that yields the requests it needs and gets
+    their replies back, so the same logic runs over a socket or under asyncio (``_run``)."""
 
     def __init__(self) -> None:
         self.conn = ClientConnection()
@@ -211,6 +226,11 @@ class _Session:
         self.codes: dict[str, LoadedModule] = {}  # identity -> module
         self.running: dict[str, str] = {}  # machine -> identity last seen
         self.local: dict[str, object] = {}  # identity -> a local DSL machine with that code
+        self._converters: dict[str, Converter] = {}  # identity -> conversions (names parsed)
+
+    def request_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
 
     def remember(self, *machines: object) -> None:
         """Use these local DSL machines' classes to convert values of their code."""
@@ -218,105 +238,92 @@ class _Session:
             identity = getattr(m, "identity", None)
             if isinstance(identity, str) and hasattr(m, "schemas"):
                 self.local[identity] = m
+                self._converters.pop(identity, None)
 
-    def upgrade_parts(self, upgrade: Upgrade, old: LoadedModule | None) -> tuple[str, bytes, bytes]:
-        """``(expected, module, migration)`` for ``upgrade``; ``old`` (the expected code) is
-        needed only to derive a migration, when the upgrade has none and its old machine
-        brings no code of its own."""
-        self.remember(upgrade.old, upgrade.new)
-        new = module_bytes(upgrade.new, "the new machine")
-        if upgrade.migration is not None:
-            migration = module_bytes(upgrade.migration, "the migration")
-        else:
-            old = old or _local_code(upgrade.old)
-            if old is None:
-                raise MigrationError("no migration given and the running code is unknown")
-            migration = derived_migration(old, load_module(new), upgrade.old, upgrade.new)
-        return upgrade.expected_identity(), new, migration
+    def converter(self, code: LoadedModule) -> Converter:
+        converter = self._converters.get(code.identity)
+        if converter is None:
+            converter = converter_for(code, self.local.get(code.identity))
+            self._converters[code.identity] = converter
+        return converter
 
-    def upgrade_request(
-        self, machine: str, upgrade: Upgrade, old: LoadedModule | None
-    ) -> UpgradeRequest:
-        return UpgradeRequest(self.request_id(), machine, *self.upgrade_parts(upgrade, old))
+    # --- flows: the building blocks -----------------------------------------------------------
 
-    def release_request(
-        self, upgrades: Mapping[str, Upgrade], old: Mapping[str, LoadedModule]
-    ) -> Release:
-        items = tuple(
-            ReleaseItem(name, *self.upgrade_parts(upgrades[name], old.get(name)))
-            for name in sorted(upgrades)
-        )
-        return Release(self.request_id(), items)
+    def fetch(self, identity: str) -> Flow[bytes]:
+        reply = yield GetModule(self.request_id(), identity)
+        return expect(reply, ModuleReply).module
 
-    def released(self, reply: object) -> Released:
-        if isinstance(reply, Error):
-            raise _reply_error(reply, True)
-        assert isinstance(reply, Released)
+    def code_of(self, identity: str) -> Flow[LoadedModule]:
+        code = self.codes.get(identity)
+        if code is None:
+            code = self.codes[identity] = load_module((yield from self.fetch(identity)))
+        return code
+
+    def status_raw(self, machine: str) -> Flow[StatusReply]:
+        reply = expect((yield Status(self.request_id(), machine)), StatusReply)
+        self.running[machine] = reply.identity
+        return reply
+
+    def running_code(self, machine: str, refresh: bool) -> Flow[LoadedModule]:
+        identity = self.running.get(machine)
+        if identity is None or refresh:
+            identity = (yield from self.status_raw(machine)).identity
+        return (yield from self.code_of(identity))
+
+    # --- flows: the API -----------------------------------------------------------------------
+
+    def send(self, machine: str, value: Any) -> Flow[Any]:
+        """Encode for the code last seen running; if that has changed (the node refuses a stale
+        encoding, or the value does not convert), refresh and encode by names again, once."""
+        stale: Error | None = None
+        for attempt in (0, 1):
+            code = yield from self.running_code(machine, refresh=attempt == 1)
+            to_core_value, to_python_value = self.converter(code)
+            if stale is not None and not _has_names(code):
+                raise _reply_error(stale, False)  # no names: no safe way to re-encode
+            sig = code.machine
+            assert sig is not None
+            try:
+                data = encode_value(to_core_value(value, "input"), sig.input)
+            except ValueTypeError:
+                if attempt == 0 and _has_names(code):
+                    continue  # perhaps encoded for old code: look again
+                raise
+            reply = yield SendChecked(self.request_id(), machine, code.identity, data)
+            stale_code = isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION
+            if stale_code and attempt == 0 and _has_names(code):
+                stale = cast(Error, reply)
+                continue
+            output = expect(reply, Output).output
+            return to_python_value(decode_value(output, sig.output), "output")
+        raise HotswapError("unreachable")  # pragma: no cover
+
+    def upgrade(self, machine: str, upgrade: Upgrade) -> Flow[Upgraded]:
+        parts = yield from self.upgrade_parts(upgrade)
+        reply = expect((yield UpgradeRequest(self.request_id(), machine, *parts)), Upgraded)
+        self.running[machine] = reply.new
+        return reply
+
+    def release(self, upgrades: Mapping[str, Upgrade]) -> Flow[Released]:
+        items = []
+        for name in sorted(upgrades):
+            items.append(ReleaseItem(name, *(yield from self.upgrade_parts(upgrades[name]))))
+        reply = expect((yield Release(self.request_id(), tuple(items))), Released)
         for entry in reply.machines:
             self.running[entry.machine] = entry.new
         return reply
 
-    @staticmethod
-    def needs_old_code(upgrade: Upgrade) -> bool:
-        """Whether the expected code must be fetched from the node to derive a migration."""
-        return upgrade.migration is None and _local_code(upgrade.old) is None
+    def rollback(self, machine: str, migration: object | None) -> Flow[Upgraded]:
+        status = yield from self.status_raw(machine)
+        target = rollback_target(status)
+        module = yield from self.fetch(target)
+        return (yield from self.upgrade(machine, Upgrade(status.identity, module, migration)))
 
-    def upgraded(self, machine: str, reply: object) -> Upgraded:
-        if isinstance(reply, Error):
-            raise _reply_error(reply, True)
-        assert isinstance(reply, Upgraded)
-        self.running[machine] = reply.new
-        return reply
-
-    @staticmethod
-    def rollback_target(status: StatusReply) -> str:
-        """The code that ran before the current one."""
-        if len(status.history) < 2:
-            raise NodeError("bad_request", f"{status.machine} has no earlier code to go back to")
-        return status.history[-2].identity
-
-    def checked_send(self, machine: str, code: LoadedModule, value: Any) -> SendChecked:
-        """``value`` encoded for ``code``, in a request the node refuses if ``code`` is not
-        what runs."""
-        sig = code.machine
-        assert sig is not None
-        to_core_value = self.converter(code)[0]
-        data = encode_value(to_core_value(value, "input"), sig.input)
-        return SendChecked(self.request_id(), machine, code.identity, data)
-
-    @staticmethod
-    def stale(reply: object, attempt: int) -> bool:
-        """Whether ``reply`` refuses an input encoded for code that no longer runs (worth one
-        retry with the running code)."""
-        return isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION and not attempt
-
-    def output_of(self, code: LoadedModule, reply: object) -> Any:
-        if isinstance(reply, Error):
-            raise _reply_error(reply, False)
-        assert isinstance(reply, Output)
-        sig = code.machine
-        assert sig is not None
-        return self.converter(code)[1](decode_value(reply.output, sig.output), "output")
-
-    def converter(self, code: LoadedModule) -> Converter:
-        return converter_for(code, self.local.get(code.identity))
-
-    def request_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
-
-    def code_for(self, identity: str, fetch: Callable[[str], bytes]) -> LoadedModule:
-        code = self.codes.get(identity)
-        if code is None:
-            code = load_module(fetch(identity))
-            self.codes[identity] = code
-        return code
-
-    def status_of(self, reply: StatusReply, code: LoadedModule | None) -> MachineStatus:
+    def status(self, machine: str) -> Flow[MachineStatus]:
+        reply = yield from self.status_raw(machine)
+        code = yield from self.code_of(reply.identity)
         state_type = decode_type(reply.state_type)
-        state = decode_value(reply.state, state_type)
-        if code is not None:
-            state = self.converter(code)[1](state, "state")
+        state = self.converter(code)[1](decode_value(reply.state, state_type), "state")
         return MachineStatus(
             reply.machine,
             reply.identity,
@@ -327,6 +334,45 @@ class _Session:
             reply.inputs,
             reply.history,
         )
+
+    def machines(self) -> Flow[list[tuple[str, str]]]:
+        reply = expect((yield Machines(self.request_id())), MachinesReply)
+        return [(m.name, m.identity) for m in reply.machines]
+
+    def upgrade_parts(self, upgrade: Upgrade) -> Flow[tuple[str, bytes, bytes]]:
+        """``(expected, module, migration)`` for ``upgrade``, deriving the migration when there
+        is none (fetching the expected code if the upgrade does not bring it)."""
+        self.remember(upgrade.old, upgrade.new)
+        expected = upgrade.expected_identity()
+        new = module_bytes(upgrade.new, "the new machine")
+        if upgrade.migration is not None:
+            return expected, new, module_bytes(upgrade.migration, "the migration")
+        old = _local_code(upgrade.old)
+        if old is None:
+            old = yield from self.code_of(expected)
+        return expected, new, derived_migration(old, load_module(new), upgrade.old, upgrade.new)
+
+
+def expect(reply: object, kind: type[R]) -> R:
+    """``reply`` as the success ``kind``, or the error it carries raised."""
+    if isinstance(reply, Error):
+        upgrade = kind is Upgraded or kind is Released
+        raise _reply_error(reply, upgrade)
+    if not isinstance(reply, kind):
+        raise NodeError("bad_request", f"expected {kind.__name__}, the node sent {reply!r}")
+    return reply
+
+
+def rollback_target(status: StatusReply) -> str:
+    """The latest code in the history other than the one running."""
+    for entry in reversed(status.history):
+        if entry.identity != status.identity:
+            return entry.identity
+    raise NodeError("bad_request", f"{status.machine} has no earlier code to go back to")
+
+
+def _has_names(code: LoadedModule) -> bool:
+    return NAMES_SECTION in code.custom
 
 
 class Client:
@@ -422,19 +468,14 @@ class Client:
         """Send many requests at once, then read all their replies, in order."""
         return self._exchange(events)
 
-    def _fetch(self, identity: str) -> bytes:
-        reply = self.request(GetModule(self.session.request_id(), identity))
-        if isinstance(reply, Error):
-            raise _reply_error(reply, False)
-        assert isinstance(reply, ModuleReply)
-        return reply.module
-
-    def _code(self, machine: str, refresh: bool = False) -> LoadedModule:
-        identity = self.session.running.get(machine)
-        if identity is None or refresh:
-            identity = self.status_raw(machine).identity
-            self.session.running[machine] = identity
-        return self.session.code_for(identity, self._fetch)
+    def _run(self, flow: Flow[T]) -> T:
+        """Drive a flow: send each request it yields, hand it the reply."""
+        try:
+            event = next(flow)
+            while True:
+                event = flow.send(self.request(event))
+        except StopIteration as done:
+            return cast(T, done.value)
 
     # --- the API ----------------------------------------------------------------------------
 
@@ -444,11 +485,7 @@ class Client:
         (``wrong_version``), rather than read them at a type they were not written for."""
         rid = self.session.request_id()
         event = Send(rid, machine, data) if code is None else SendChecked(rid, machine, code, data)
-        reply = self.request(event)
-        if isinstance(reply, Error):
-            raise _reply_error(reply, False)
-        assert isinstance(reply, Output)
-        return reply
+        return expect(self.request(event), Output)
 
     def send(self, machine: str, value: Any) -> Any:
         """Send one input (a Python value); returns the output as a Python value.
@@ -456,64 +493,35 @@ class Client:
         The input is encoded for the code this client last saw running; if the machine has
         been upgraded since, the node refuses it and it is re-encoded, by names, for the new
         code: inputs stay compatible across versions as long as their names do."""
-        for attempt in (0, 1):
-            code = self._code(machine, refresh=attempt == 1)
-            request = self.session.checked_send(machine, code, value)
-            reply = self.request(request)
-            if self.session.stale(reply, attempt):
-                continue
-            return self.session.output_of(code, reply)
-        raise HotswapError("unreachable")  # pragma: no cover
+        return self._run(self.session.send(machine, value))
 
     def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
         """Upgrade a machine; :class:`UpgradeRejected` says why the node refused."""
-        old = None
-        if self.session.needs_old_code(upgrade):
-            old = self.session.code_for(upgrade.expected_identity(), self._fetch)
-        request = self.session.upgrade_request(machine, upgrade, old)
-        return self.session.upgraded(machine, self.request(request))
+        return self._run(self.session.upgrade(machine, upgrade))
 
     def release(self, upgrades: Mapping[str, Upgrade]) -> Released:
         """Upgrade several machines at once, by name: all swap between the same two inputs, or
         none does (:class:`UpgradeRejected` names the machine that failed a check)."""
-        old = {
-            name: self.session.code_for(u.expected_identity(), self._fetch)
-            for name, u in upgrades.items()
-            if self.session.needs_old_code(u)
-        }
-        return self.session.released(self.request(self.session.release_request(upgrades, old)))
+        return self._run(self.session.release(upgrades))
 
     def rollback(self, machine: str, migration: object | None = None) -> Upgraded:
-        """Go back to the code that ran before the current one: an upgrade to older code, with
+        """Go back to the latest code before the current one: an upgrade to older code, with
         ``migration`` from the current state (derived when not given)."""
-        status = self.status_raw(machine)
-        target = self.module(self.session.rollback_target(status))
-        return self.upgrade(machine, Upgrade(status.identity, target, migration))
+        return self._run(self.session.rollback(machine, migration))
 
     def status_raw(self, machine: str) -> StatusReply:
-        reply = self.request(Status(self.session.request_id(), machine))
-        if isinstance(reply, Error):
-            raise _reply_error(reply, False)
-        assert isinstance(reply, StatusReply)
-        return reply
+        return self._run(self.session.status_raw(machine))
 
     def status(self, machine: str) -> MachineStatus:
-        reply = self.status_raw(machine)
-        self.session.running[machine] = reply.identity
-        code = self.session.code_for(reply.identity, self._fetch)
-        return self.session.status_of(reply, code)
+        return self._run(self.session.status(machine))
 
     def machines(self) -> list[tuple[str, str]]:
         """``(name, identity)`` of every machine on the node, sorted by name."""
-        reply = self.request(Machines(self.session.request_id()))
-        if isinstance(reply, Error):
-            raise _reply_error(reply, False)
-        assert isinstance(reply, MachinesReply)
-        return [(m.name, m.identity) for m in reply.machines]
+        return self._run(self.session.machines())
 
     def module(self, identity: str) -> bytes:
         """The canonical bytes of a module the node has run."""
-        return self._fetch(identity)
+        return self._run(self.session.fetch(identity))
 
 
 def connect(address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Client:
@@ -595,74 +603,31 @@ class AsyncClient:
             self.writer.close()
             raise
 
-    async def _fetch(self, identity: str) -> bytes:
-        reply = await self.request(GetModule(self.session.request_id(), identity))
-        if isinstance(reply, Error):
-            raise _reply_error(reply, False)
-        assert isinstance(reply, ModuleReply)
-        return reply.module
-
-    async def _code(self, machine: str, refresh: bool = False) -> LoadedModule:
-        identity = self.session.running.get(machine)
-        if identity is None or refresh:
-            reply = await self.request(Status(self.session.request_id(), machine))
-            if isinstance(reply, Error):
-                raise _reply_error(reply, False)
-            assert isinstance(reply, StatusReply)
-            identity = self.session.running[machine] = reply.identity
-        code = self.session.codes.get(identity)
-        if code is None:
-            code = self.session.codes[identity] = load_module(await self._fetch(identity))
-        return code
+    async def _run(self, flow: Flow[T]) -> T:
+        try:
+            event = next(flow)
+            while True:
+                event = flow.send(await self.request(event))
+        except StopIteration as done:
+            return cast(T, done.value)
 
     async def send(self, machine: str, value: Any) -> Any:
-        for attempt in (0, 1):
-            code = await self._code(machine, refresh=attempt == 1)
-            reply = await self.request(self.session.checked_send(machine, code, value))
-            if self.session.stale(reply, attempt):
-                continue
-            return self.session.output_of(code, reply)
-        raise HotswapError("unreachable")  # pragma: no cover
+        return await self._run(self.session.send(machine, value))
 
     async def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
-        old = None
-        if self.session.needs_old_code(upgrade):
-            identity = upgrade.expected_identity()
-            old = self.session.codes.get(identity) or load_module(await self._fetch(identity))
-        request = self.session.upgrade_request(machine, upgrade, old)
-        return self.session.upgraded(machine, await self.request(request))
+        return await self._run(self.session.upgrade(machine, upgrade))
 
     async def release(self, upgrades: Mapping[str, Upgrade]) -> Released:
-        old = {}
-        for name, u in upgrades.items():
-            if self.session.needs_old_code(u):
-                identity = u.expected_identity()
-                old[name] = self.session.codes.get(identity) or load_module(
-                    await self._fetch(identity)
-                )
-        request = self.session.release_request(upgrades, old)
-        return self.session.released(await self.request(request))
+        return await self._run(self.session.release(upgrades))
 
     async def rollback(self, machine: str, migration: object | None = None) -> Upgraded:
-        reply = await self.request(Status(self.session.request_id(), machine))
-        if isinstance(reply, Error):
-            raise _reply_error(reply, False)
-        assert isinstance(reply, StatusReply)
-        target = await self._fetch(self.session.rollback_target(reply))
-        return await self.upgrade(machine, Upgrade(reply.identity, target, migration))
+        return await self._run(self.session.rollback(machine, migration))
 
     async def status(self, machine: str) -> MachineStatus:
-        reply = await self.request(Status(self.session.request_id(), machine))
-        if isinstance(reply, Error):
-            raise _reply_error(reply, False)
-        assert isinstance(reply, StatusReply)
-        self.session.running[machine] = reply.identity  # it may have been upgraded elsewhere
-        code = await self._code(machine)
-        return self.session.status_of(reply, code)
+        return await self._run(self.session.status(machine))
 
     async def machines(self) -> list[tuple[str, str]]:
-        reply = await self.request(Machines(self.session.request_id()))
-        if isinstance(reply, Error):
-            raise _reply_error(reply, False)
-        assert isinstance(reply, MachinesReply)
-        return [(m.name, m.identity) for m in reply.machines]
+        return await self._run(self.session.machines())
+
+    async def module(self, identity: str) -> bytes:
+        return await self._run(self.session.fetch(identity))
