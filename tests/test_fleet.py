@@ -11,13 +11,16 @@ import pytest
 from hotswap.cam.build import migration_module
 from hotswap.cam.module import encode_module
 from hotswap.client import Upgrade
-from hotswap.examples.counter import Incr, counter_sm, counter_sm2
+from hotswap.errors import HotswapError
+from hotswap.examples.counter import Incr, counter_sm, counter_sm2, downgrade_state
 from hotswap.fleet import Fleet, FleetUpgradeFailed
 from hotswap.lang.terms import ID, SND, Fanout, Lit, Op, Prim, compose
 from hotswap.lang.types import INT, Prod
 from nodeproc import NodeProcess
 
 COUNTER = {"counter": "hotswap.examples.counter:counter_sm"}
+#: (a, n) -> a // n: a way back that traps when n is 0.
+TRAPPING_BACK = encode_module(migration_module(Prod(INT, INT), INT, Prim(Op.FLOORDIV)))
 #: (old, n) -> n: the way back from counter_sm2, which loses the old count by design.
 DOWN = encode_module(migration_module(Prod(INT, INT), INT, SND))
 #: n -> (n // (n - 3), 0): traps on a node whose count is 3.
@@ -39,7 +42,7 @@ def test_a_fleet_upgrades_every_node(tmp_path: Path) -> None:
         NodeProcess(tmp_path / "b", COUNTER) as b,
         Fleet([a.address, b.address]) as fleet,
     ):
-        done = fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2))
+        done = fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2), back=downgrade_state)
         assert done.nodes == (a.address, b.address) and done.new == counter_sm2.identity
         assert {s.identity for s in fleet.status("counter").values()} == {counter_sm2.identity}
 
@@ -79,8 +82,21 @@ def test_a_node_on_other_code_stops_the_fleet_before_anything_changes(tmp_path: 
         assert fleet.status("counter")[a.address].identity == counter_sm.identity
 
 
-def test_a_rollback_that_fails_is_reported_as_stranded(tmp_path: Path) -> None:
-    """Without a way back (none derives from (old, n) to n), node a stays on v2: said loudly."""
+def test_without_a_way_back_nothing_is_touched(tmp_path: Path) -> None:
+    """No back migration derives from (old, n) to n: refused before any node changes."""
+    with (
+        NodeProcess(tmp_path / "a", COUNTER) as a,
+        NodeProcess(tmp_path / "b", COUNTER) as b,
+        Fleet([a.address, b.address]) as fleet,
+    ):
+        with pytest.raises(FleetUpgradeFailed, match="no way back") as info:
+            fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2, FRAGILE))
+        assert info.value.rolled_back == [] and info.value.stranded == {}
+        assert {s.identity for s in fleet.status("counter").values()} == {counter_sm.identity}
+
+
+def test_a_way_back_that_fails_is_reported_as_stranded(tmp_path: Path) -> None:
+    """If undoing a node fails too (the back migration traps), the node is named, loudly."""
     with (
         NodeProcess(tmp_path / "a", COUNTER) as a,
         NodeProcess(tmp_path / "b", COUNTER) as b,
@@ -90,9 +106,14 @@ def test_a_rollback_that_fails_is_reported_as_stranded(tmp_path: Path) -> None:
         for _ in range(3):
             fleet.clients[b.address].send("counter", Incr())
         with pytest.raises(FleetUpgradeFailed, match="LEFT ON THE NEW CODE") as info:
-            fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2, FRAGILE))
+            fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2, FRAGILE), back=TRAPPING_BACK)
         assert list(info.value.stranded) == [a.address]
         assert fleet.status("counter")[a.address].identity == counter_sm2.identity
+
+
+def test_a_node_named_twice_is_refused() -> None:
+    with pytest.raises(HotswapError, match="named twice"):
+        Fleet(["127.0.0.1:9", "127.0.0.1:9"])
 
 
 def test_cli_fleet_upgrade(tmp_path: Path) -> None:
@@ -108,6 +129,8 @@ def test_cli_fleet_upgrade(tmp_path: Path) -> None:
                 f"{a.address},{b.address}",
                 "--to",
                 "hotswap.examples.counter:counter_sm2",
+                "--back",
+                "hotswap.examples.counter:downgrade_state",
             ],
             capture_output=True,
             text=True,

@@ -4,10 +4,11 @@
     fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2), back=downgrade)
 
 An upgrade across nodes cannot be atomic the way one node's is, so a fleet upgrade does the next
-best thing: it first checks that every node runs the expected code (and touches none if one
-does not), then upgrades the nodes one by one; if a node refuses, the nodes already upgraded are
-rolled back to the code they ran, with ``back`` as the state migration (derived when not given),
-and :class:`FleetUpgradeFailed` says which node refused, why, and where each node ended up.
+best thing: it first checks that every node runs the expected code and that a way back exists
+(``back``, or a migration derived from the state types' names), touching no node otherwise;
+then it upgrades the nodes one by one; if a node refuses or is lost, the nodes already upgraded
+go back to the code they ran, through ``back``, and :class:`FleetUpgradeFailed` says which
+node failed, why, and where each node ended up.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from hotswap.client import Client, MachineStatus, Upgrade, connect
-from hotswap.errors import HotswapError, UpgradeRejected
+from hotswap.cam.loaded import load_module
+from hotswap.client import Client, MachineStatus, Upgrade, connect, derived_migration
+from hotswap.dsl.derive import MigrationError
+from hotswap.errors import HotswapError
+from hotswap.node.main import module_bytes
 
 
 class FleetUpgradeFailed(HotswapError):
@@ -56,6 +60,8 @@ class Fleet:
     def __init__(self, addresses: Sequence[str], *, timeout: float = 30.0) -> None:
         if not addresses:
             raise HotswapError("a fleet needs at least one node")
+        if len(set(addresses)) != len(addresses):
+            raise HotswapError(f"a node is named twice in the fleet: {', '.join(addresses)}")
         self.clients: dict[str, Client] = {}
         try:
             for address in addresses:
@@ -81,36 +87,50 @@ class Fleet:
         return {address: client.status(machine) for address, client in self.clients.items()}
 
     def upgrade(self, machine: str, upgrade: Upgrade, back: object | None = None) -> FleetUpgraded:
-        """Check every node, then upgrade them in order, undoing on the first refusal."""
+        """Check every node and the way back, then upgrade the nodes in order, undoing on the
+        first node that fails. Nothing is touched unless every node runs the expected code and
+        a migration back exists (``back``, or one derived from the state types' names)."""
         expected = upgrade.expected_identity()
         for address, client in self.clients.items():
             running = client.status_raw(machine).identity
             if running != expected:
+                msg = f"it runs {running[:12]}, the upgrade expects {expected[:12]}"
+                raise FleetUpgradeFailed(address, f"{msg}; no node was touched", [], {})
+        first = next(iter(self.clients.values()))
+        old_code = load_module(first.module(expected))
+        new = module_bytes(upgrade.new, "the new machine")
+        forward = upgrade.migration
+        if forward is None:  # derive once, for every node
+            forward = derived_migration(old_code, load_module(new), upgrade.old, upgrade.new)
+        if back is None:
+            try:
+                back = derived_migration(load_module(new), old_code, upgrade.new, upgrade.old)
+            except MigrationError as e:
+                msg = f"no way back if a node refuses ({e}): give back="
                 raise FleetUpgradeFailed(
-                    address,
-                    f"it runs {running[:12]}, the upgrade expects {expected[:12]}; no node "
-                    "was touched",
-                    [],
-                    {},
-                )
+                    first.address, f"{msg}; no node was touched", [], {}
+                ) from e
+        step = Upgrade(expected, new, forward)
+        undo = Upgrade(load_module(new).identity, old_code.data, back)
         done: list[str] = []
-        new = ""
+        result = None
         for address, client in self.clients.items():
             try:
-                new = client.upgrade(machine, upgrade).new
-            except UpgradeRejected as e:
-                raise self._undo(machine, address, e.reason, done, back) from e
+                result = client.upgrade(machine, step)
+            except HotswapError as e:  # refused, or lost: either way, undo what is done
+                raise self._undo(machine, address, str(e), done, undo) from e
             done.append(address)
-        return FleetUpgraded(machine, expected, new, tuple(done))
+        assert result is not None
+        return FleetUpgraded(machine, expected, result.new, tuple(done))
 
     def _undo(
-        self, machine: str, failed: str, reason: str, done: list[str], back: object | None
+        self, machine: str, failed: str, reason: str, done: list[str], undo: Upgrade
     ) -> FleetUpgradeFailed:
         rolled_back: list[str] = []
         stranded: dict[str, str] = {}
         for address in reversed(done):
             try:
-                self.clients[address].rollback(machine, back)
+                self.clients[address].upgrade(machine, undo)
             except HotswapError as e:  # keep undoing the others; report this one
                 stranded[address] = str(e)
             else:

@@ -52,6 +52,13 @@ def upgrade_state(old: int) -> tuple[int, int]:
     return old, 0
 
 
+@migration(counter_sm2, counter_sm)
+def downgrade_state(state: tuple[int, int]) -> int:
+    """The way back, for rollback: keep the count version 2 has been keeping."""
+    _, count = state
+    return count
+
+
 # --- the seed's REPL flow ---------------------------------------------------------------------
 # With a node running the counter (`make run`), in a Python REPL:
 #
@@ -97,6 +104,7 @@ __all__ = [
     "count",
     "counter_sm",
     "counter_sm2",
+    "downgrade_state",
     "incr",
     "upgrade",
     "upgrade_state",
