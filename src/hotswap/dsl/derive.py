@@ -5,7 +5,7 @@ rebuilt as a value of the new one by matching names, and whatever is new gets a 
 
     same schema                       identity
     record -> record                  fields matched by name; new fields get their default;
-                                      removed fields are dropped
+                                      a removed field is refused
     tuple -> tuple (same length)      item by item
     union -> union                    each old alternative to the new one of the same name
                                       (records) or kind (int, bool, None, tuple); an old
@@ -15,8 +15,9 @@ rebuilt as a value of the new one by matching names, and whatever is new gets a 
                                       the seed's ``n -> (n, 0)``
 
 Defaults: ``0``, ``False``, ``None``, and for records, tuples and unions the defaults of their
-parts (a union's first alternative). Anything else is refused with :class:`MigrationError`
-naming the place: write that migration by hand with ``@migration``.
+parts (a union's first alternative). Anything else, a removed record field included (a
+derived migration never loses data), is refused with :class:`MigrationError` naming the place:
+write that migration by hand with ``@migration``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ from hotswap.lang.values import constant
 
 class MigrationError(HotswapError):
     """No migration can be derived between two state types; the message says where."""
+
+
+HINT = "; write this migration with @migration (or pass --migration)"
 
 
 def default_value(s: Schema) -> Value:
@@ -96,13 +100,14 @@ def derive_term(old: Schema, new: Schema, where: str = "state") -> Term:
             for index, alt in enumerate(alternatives):
                 if kind_of(alt) == kind_of(old):
                     return seq(derive_term(old, alt, where), inject(new, index))
-        case _, TupleSchema() | RecordSchema():
+        case _, TupleSchema() | RecordSchema() if components(new):
             first, *rest = components(new)
             head = _widened(old, first, f"{where}[0]")
             if head is not None:
                 return build_product([head, *(_default(r) for r in rest)])
-    msg = f"cannot derive a migration for {where}: {describe(old)} -> {describe(new)}"
-    raise MigrationError(msg)
+    raise MigrationError(
+        f"cannot derive a migration for {where}: {describe(old)} -> {describe(new)}{HINT}"
+    )
 
 
 def _widened(old: Schema, first: Schema, where: str) -> Term | None:
@@ -115,6 +120,10 @@ def _widened(old: Schema, first: Schema, where: str) -> Term | None:
 
 def _fields(old: RecordSchema, new: RecordSchema, where: str) -> Term:
     by_name = {f.name: (i, f.schema) for i, f in enumerate(old.fields)}
+    dropped = sorted(set(by_name) - {f.name for f in new.fields})
+    if dropped:  # a derived migration never loses data
+        fields = ", ".join(f"{where}.{name}" for name in dropped)
+        raise MigrationError(f"cannot derive a migration: {fields} would be dropped{HINT}")
     parts = []
     for f in new.fields:
         if f.name in by_name:
@@ -133,7 +142,7 @@ def _alternatives(old: UnionSchema, new: UnionSchema, where: str) -> Term:
         found = targets.get(kind_of(alt))
         if found is None:
             msg = f"cannot derive a migration for {where}: {describe(alt)} has no counterpart"
-            raise MigrationError(f"{msg} in {describe(new)}")
+            raise MigrationError(f"{msg} in {describe(new)}{HINT}")
         index, target = found
         arms.append(seq(derive_term(alt, target, f"{where}:{describe(alt)}"), inject(new, index)))
     chain = arms[-1]
@@ -160,10 +169,6 @@ class DerivedMigration:
     @cached_property
     def module(self) -> bytes:
         return encode_module(self.cam_module)
-
-    @property
-    def identity(self) -> str:
-        return self.loaded.identity
 
     @cached_property
     def loaded(self) -> LoadedModule:
