@@ -29,9 +29,14 @@ from hotswap.protocol import (
     Message,
     ModuleReply,
     Output,
+    Release,
+    Released,
+    ReleasedEntry,
+    ReleaseItem,
     Reply,
     Request,
     Send,
+    SendChecked,
     ServerConnection,
     State,
     Status,
@@ -65,13 +70,21 @@ history_entries = st.builds(HistoryEntry, identities, st.sampled_from(HistoryKin
 machine_lists = st.lists(st.tuples(names, identities), unique_by=lambda t: t[0], max_size=5).map(
     lambda entries: tuple(MachineEntry(n, i) for n, i in sorted(entries))
 )
+release_items = st.lists(
+    st.tuples(names, identities, blobs, blobs), unique_by=lambda t: t[0], max_size=3
+).map(lambda items: tuple(ReleaseItem(*item) for item in sorted(items)))
+released_entries = st.lists(
+    st.tuples(names, identities, identities), unique_by=lambda t: t[0], max_size=3
+).map(lambda entries: tuple(ReleasedEntry(*entry) for entry in sorted(entries)))
 
 
 def requests(request_id: int) -> st.SearchStrategy[Request]:
     """Any request with the given id."""
     return st.one_of(
         st.builds(Send, st.just(request_id), names, blobs),
+        st.builds(SendChecked, st.just(request_id), names, identities, blobs),
         st.builds(Upgrade, st.just(request_id), names, identities, blobs, blobs),
+        st.builds(Release, st.just(request_id), release_items),
         st.builds(Status, st.just(request_id), names),
         st.builds(Machines, st.just(request_id)),
         st.builds(GetModule, st.just(request_id), identities),
@@ -84,10 +97,12 @@ def replies(request: Request) -> st.SearchStrategy[Reply]:
     error = st.builds(Error, rid, st.sampled_from(sorted(ERROR_CODES[type(request)])), texts)
     success: st.SearchStrategy[Reply]
     match request:
-        case Send():
+        case Send() | SendChecked():
             success = st.builds(Output, rid, blobs, blobs)
         case Upgrade():
             success = st.builds(Upgraded, rid, identities, identities)
+        case Release():
+            success = st.builds(Released, rid, released_entries)
         case Status():
             success = st.builds(
                 StatusReply,
@@ -217,6 +232,9 @@ def mutations(draw: st.DrawFn, payload: bytes) -> bytes:
 
 
 sends = uints.flatmap(lambda i: st.builds(Send, st.just(i), names, blobs))
+checked_sends = uints.flatmap(
+    lambda i: st.builds(SendChecked, st.just(i), names, identities, blobs)
+)
 outputs = uints.flatmap(lambda i: st.builds(Output, st.just(i), blobs, blobs))
 
 
@@ -224,6 +242,17 @@ outputs = uints.flatmap(lambda i: st.builds(Output, st.just(i), blobs, blobs))
 def test_fast_send_decoder_agrees_with_the_reference(payload: bytes) -> None:
     """On mutated send payloads both decoders accept or reject alike."""
     agree(payload, from_client=True)
+
+
+@given(checked_sends.map(encode_message).flatmap(mutations))
+def test_fast_send_checked_decoder_agrees_with_the_reference(payload: bytes) -> None:
+    """On mutated send_checked payloads both decoders accept or reject alike."""
+    agree(payload, from_client=True)
+
+
+@given(checked_sends)
+def test_fast_send_checked_encoder_agrees_with_the_reference(event: SendChecked) -> None:
+    assert encode_message(event) == encode_schema(event)
 
 
 @given(outputs.map(encode_message).flatmap(mutations))

@@ -43,7 +43,14 @@ from hotswap.protocol.events import (
     Upgraded,
     Welcome,
 )
-from hotswap.protocol.fastpath import decode_output, decode_send, encode_output, encode_send
+from hotswap.protocol.fastpath import (
+    decode_output,
+    decode_send,
+    decode_send_checked,
+    encode_output,
+    encode_send,
+    encode_send_checked,
+)
 from hotswap.protocol.fields import (
     BYTES,
     ERROR_CODE,
@@ -185,6 +192,7 @@ def encode_schema(message: Message) -> bytes:
 
 _FAST_ENCODERS: Mapping[type, Callable[[Any], bytes | None]] = {
     Send: encode_send,
+    SendChecked: encode_send_checked,
     Output: encode_output,
 }
 
@@ -216,7 +224,11 @@ def decode_message(payload: bytes, *, from_client: bool) -> Message:
     Raises UnsupportedVersion for a hello of another version (whatever its other fields) and
     RemoteProtocolError for anything else that is wrong.
     """
-    fast = decode_send(payload) if from_client else decode_output(payload)
+    fast: Message | None
+    if from_client:
+        fast = decode_send(payload) or decode_send_checked(payload)
+    else:
+        fast = decode_output(payload)
     if fast is not None:
         return fast
     return decode_schema(payload, from_client=from_client)

@@ -1,4 +1,4 @@
-"""Hand-written codecs for the two messages on the hot path: ``send`` and ``output``.
+"""Hand-written codecs for the messages on the hot path: ``send``, ``send_checked``, ``output``.
 
 A node must turn 50,000 inputs a second into outputs (docs/protocol.md, section 13), and
 the generic codec (codec.py: cbor2 decode, schema checks, re-encode to confirm determinism) costs
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from hotswap.protocol.events import MAX_UINT, Output, Send
+from hotswap.protocol.events import MAX_UINT, Output, Send, SendChecked
 
 _UINT, _BYTES, _TEXT = 0x00, 0x40, 0x60
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}").fullmatch
@@ -27,6 +27,10 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}").fullmatch
 _SEND_OPEN = b"\xa4\x62id"  # map(4), "id"
 _SEND_MIDDLE = b"\x64type\x64send\x65input"  # "type": "send", "input"
 _SEND_MACHINE = b"\x67machine"
+_CHECKED_OPEN = b"\xa5\x62id"  # map(5), "id"
+_CHECKED_CODE = b"\x64code\x78\x40"  # "code": text(64)
+_CHECKED_MIDDLE = b"\x64type\x6csend_checked\x65input"  # "type": "send_checked", "input"
+_IDENTITY = re.compile(rb"[0-9a-f]{64}").fullmatch
 _OUTPUT_OPEN = _SEND_OPEN
 _OUTPUT_MIDDLE = b"\x64type\x66output\x65state"  # "type": "output", "state"
 _OUTPUT_OUTPUT = b"\x66output"
@@ -93,6 +97,36 @@ def encode_send(event: Send) -> bytes | None:
     )
 
 
+def encode_send_checked(event: SendChecked) -> bytes | None:
+    """The canonical payload of ``event``, or None if a field is not of its kind."""
+    request_id, machine, code, data = event.id, event.machine, event.code, event.input
+    if (
+        type(request_id) is not int
+        or not 0 <= request_id <= MAX_UINT
+        or type(data) is not bytes
+        or type(machine) is not str
+        or _NAME(machine) is None
+        or type(code) is not str
+        or not code.isascii()
+        or _IDENTITY(code.encode("ascii")) is None
+    ):
+        return None
+    return b"".join(
+        (
+            _CHECKED_OPEN,
+            head(_UINT, request_id),
+            _CHECKED_CODE,
+            code.encode("ascii"),
+            _CHECKED_MIDDLE,
+            head(_BYTES, len(data)),
+            data,
+            _SEND_MACHINE,
+            head(_TEXT, len(machine)),
+            machine.encode("ascii"),
+        )
+    )
+
+
 def encode_output(event: Output) -> bytes | None:
     """The canonical payload of ``event``, or None if a field is not of its kind."""
     request_id, output, state = event.id, event.output, event.state
@@ -139,6 +173,34 @@ def decode_send(payload: bytes) -> Send | None:
     if _NAME(machine) is None:
         return None
     return Send(request_id, machine, data)
+
+
+def decode_send_checked(payload: bytes) -> SendChecked | None:
+    """The SendChecked in ``payload`` if it is one in canonical form with valid fields."""
+    if not payload.startswith(_CHECKED_OPEN):
+        return None
+    request_id, position = _read_head(payload, 4, _UINT)
+    if request_id < 0 or not payload.startswith(_CHECKED_CODE, position):
+        return None
+    position += len(_CHECKED_CODE)
+    code = payload[position : position + 64]
+    if _IDENTITY(code) is None or not payload.startswith(_CHECKED_MIDDLE, position + 64):
+        return None
+    size, position = _read_head(payload, position + 64 + len(_CHECKED_MIDDLE), _BYTES)
+    end = position + size
+    if size < 0 or not payload.startswith(_SEND_MACHINE, end):
+        return None
+    data = payload[position:end]
+    size, position = _read_head(payload, end + len(_SEND_MACHINE), _TEXT)
+    if size < 0 or position + size != len(payload):
+        return None
+    raw = payload[position:]
+    if not raw.isascii():
+        return None
+    machine = raw.decode("ascii")
+    if _NAME(machine) is None:
+        return None
+    return SendChecked(request_id, machine, code.decode("ascii"), data)
 
 
 def decode_output(payload: bytes) -> Output | None:
