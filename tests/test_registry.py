@@ -7,7 +7,6 @@ import pytest
 from hotswap.cam.build import machine_module, migration_module
 from hotswap.cam.loaded import load
 from hotswap.cam.module import encode_module
-from hotswap.cam.values import encode_value
 from hotswap.errors import NodeError, UpgradeRejected
 from hotswap.examples import handbuilt
 from hotswap.lang.terms import FST, ID, SND, Fanout, Lit, Op, Prim, compose
@@ -116,9 +115,3 @@ def test_wrong_version_message_is_the_seeds() -> None:
     registry = _registry()
     with pytest.raises(UpgradeRejected, match="The version running isn't the one the upgrade"):
         registry.upgrade("counter", "0" * 64, V2, MIGRATE)
-
-
-def test_encode_state_round_trips() -> None:
-    registry = _registry()
-    registry.step("counter", INCR)
-    assert registry.encode_state(registry.get("counter")) == encode_value(1, INT)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cbor2
 import pytest
 
 from hotswap.cam.loaded import load
@@ -38,9 +39,10 @@ def test_release_items_must_be_sorted_and_distinct() -> None:
     twice = Release(1, (ReleaseItem("a", A, b"", b""), ReleaseItem("a", A, b"", b"")))
     with pytest.raises(LocalProtocolError, match="does not follow"):
         encode_message(twice)
-    raw = bytearray(encode_message(Release(1, (ReleaseItem("a", A, b"", b""),))))
-    with pytest.raises(RemoteProtocolError):
-        decode_message(bytes(raw[:-1]), from_client=True)
+    item = {"machine": "a", "expected": A, "module": b"", "migration": b""}
+    raw = cbor2.dumps({"id": 1, "type": "release", "items": [item, item]}, canonical=True)
+    with pytest.raises(RemoteProtocolError, match="machine 'a' at index 1 does not follow 'a'"):
+        decode_message(raw, from_client=True)
 
 
 def _registry() -> Registry:

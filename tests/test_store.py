@@ -105,3 +105,21 @@ def test_a_second_node_cannot_open_a_store_in_use(tmp_path: Path) -> None:
         Store(tmp_path / "s.db")
     first.close()
     Store(tmp_path / "s.db").close()  # free again once the first node is gone
+
+
+def test_a_release_is_logged_all_or_nothing(tmp_path: Path) -> None:
+    """The upgrades of a release share one transaction: a crash before its commit (a failed
+    write stops the node there) leaves every machine on its old code after recovery."""
+    store = Store(tmp_path / "s.db")
+    registry = Registry()
+    for name in ("left", "right"):
+        store.log_start(registry.start(name, load(handbuilt.counter_module())))
+    store.commit(registry.machines)
+    running = registry.get("left").identity
+    v2 = encode_module(handbuilt.counter2_module())
+    migrate = encode_module(handbuilt.upgrade_state_module())
+    done = registry.release([(n, running, v2, migrate) for n in ("left", "right")])
+    store.log_upgrade(registry.get("left"), done[0])  # the second write never happens
+    store.db.close()
+    recovered = {m.name: m.identity for m in Store(tmp_path / "s.db").recover().machines}
+    assert recovered == {"left": running, "right": running}

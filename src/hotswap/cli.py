@@ -118,8 +118,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    targets = dict(_pair(spec, "machine") for spec in args.machines)
-    migrations = dict(_pair(spec, "--migration") for spec in args.migration)
+    targets = _pairs(args.machines, "machine")
+    migrations = _pairs(args.migration, "--migration")
     unknown = sorted(set(migrations) - set(targets))
     if unknown:
         raise HotswapError(f"--migration for {', '.join(unknown)}, which the release lacks")
@@ -153,6 +153,16 @@ def _fleet_upgrade(args: argparse.Namespace) -> int:
         done = fleet.upgrade(args.machine, Upgrade(expected, target, migration), back)
     print(f"Upgrade successful on {len(done.nodes)} nodes: {done.old[:12]} -> {done.new[:12]}")
     return 0
+
+
+def _pairs(specs: list[str], what: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for spec in specs:
+        name, ref = _pair(spec, what)
+        if name in pairs:
+            raise HotswapError(f"{what} {name!r} is given twice")
+        pairs[name] = ref
+    return pairs
 
 
 def _pair(spec: str, what: str) -> tuple[str, str]:

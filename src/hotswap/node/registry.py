@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from hotswap.cam.loaded import LoadedModule, load_module
-from hotswap.cam.values import encode_value, value_decoder
+from hotswap.cam.values import value_decoder
 from hotswap.dsl.names import SECTION as NAMES_SECTION
 from hotswap.dsl.names import nominal_differences
 from hotswap.errors import BytecodeError, HotswapError, NodeError, Trap, UpgradeRejected
@@ -240,8 +240,3 @@ class Registry:
         machine.code, machine.state = prepared.new, prepared.state
         machine.history.append(prepared.change)
         return prepared
-
-    def encode_state(self, machine: Machine) -> bytes:
-        sig = machine.code.machine
-        assert sig is not None
-        return encode_value(machine.state, sig.state)
