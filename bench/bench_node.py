@@ -123,11 +123,16 @@ def _echo_baseline(seconds: float = 2.0) -> float:
     return count / seconds
 
 
-def _round_trips(address: str, seconds: float = 2.0) -> float:
+def _round_trips(address: str, seconds: float = 2.0, values: bool = False) -> float:
+    """One input at a time: encoded bytes (``send_raw``), or a value through ``Client.send``
+    (conversion, ``send_checked``, decoding the output)."""
     with Client(address) as client:
         count, deadline = 0, time.perf_counter() + seconds
         while time.perf_counter() < deadline:
-            client.send_raw("counter", INCR)
+            if values:
+                client.send("counter", (0, ()))
+            else:
+                client.send_raw("counter", INCR)
             count += 1
     return count / seconds
 
@@ -274,6 +279,8 @@ def main() -> None:
                 f"  round trips, 1 client, 1 input at a time: {rt:8.0f}/s   bare echo server "
                 f"{echo:8.0f}/s (node/echo {rt / echo:4.2f})   goal >= 15000, Erlang 14700"
             )
+            typed = _round_trips(address, values=True)
+            print(f"  the same through Client.send (values, send_checked): {typed:8.0f}/s")
             pipe = _pipelined(address)
             print(
                 f"  pipelined inputs, 1 connection, group commit: {pipe:8.0f}/s   goal >= 50000, "
