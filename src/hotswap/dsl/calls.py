@@ -19,7 +19,7 @@ from abc import abstractmethod
 from types import FunctionType
 
 from hotswap.dsl.annotations import MISSING, record_schema
-from hotswap.dsl.combinators import if_then_else, may_trap
+from hotswap.dsl.combinators import if_then_else
 from hotswap.dsl.env import Env, Ref, build_product, component, seq
 from hotswap.dsl.expressions import ExpressionCompiler, Typed
 from hotswap.dsl.functions import dsl_function
@@ -33,6 +33,7 @@ from hotswap.dsl.schema import (
     to_core,
 )
 from hotswap.errors import ValueTypeError
+from hotswap.lang.optimise import may_trap
 from hotswap.lang.terms import FST, ID, SND, Fanout, Lit, Op, Prim, Term
 from hotswap.lang.values import constant
 

@@ -16,13 +16,11 @@ from hotswap.lang.terms import (
     FST,
     ID,
     TERMINAL,
-    TRAPPING,
     Case,
     Compose,
     Fanout,
     Inl,
     Inr,
-    Prim,
     Term,
 )
 from hotswap.lang.types import UNIT, Sum, Type
@@ -90,21 +88,6 @@ def case_nesting(term: Term) -> int:
             case _:
                 pass
     return deepest
-
-
-def may_trap(term: Term) -> bool:
-    """Whether evaluating ``term`` can trap (it contains an arithmetic primitive)."""
-    stack = [term]
-    while stack:
-        t = stack.pop()
-        match t:
-            case Compose(a, b) | Fanout(a, b) | Case(a, b):
-                stack.extend((a, b))
-            case Prim(op) if op in TRAPPING:
-                return True
-            case _:
-                pass
-    return False
 
 
 def coercion(actual: Schema, expected: Schema) -> Term | None:

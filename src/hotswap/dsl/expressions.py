@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from hotswap.dsl.annotations import MISSING
-from hotswap.dsl.combinators import FALSE, TRUE, coercion, if_then_else, may_trap
+from hotswap.dsl.combinators import FALSE, TRUE, coercion, if_then_else
 from hotswap.dsl.env import Env, Ref, build_product, component, component_path, seq
 from hotswap.dsl.functions import DslFunction, Session
 from hotswap.dsl.schema import (
@@ -43,6 +43,7 @@ from hotswap.dsl.schema import (
 )
 from hotswap.errors import SourceError
 from hotswap.lang.ints import in_range
+from hotswap.lang.optimise import may_trap
 from hotswap.lang.terms import TERMINAL, Fanout, Lit, Op, Prim, Term
 
 _ARITH = {ast.Add: Op.ADD, ast.Sub: Op.SUB, ast.Mult: Op.MUL, ast.FloorDiv: Op.FLOORDIV}

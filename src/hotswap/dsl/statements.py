@@ -26,13 +26,14 @@ from types import FunctionType
 
 from hotswap.cam.limits import MAX_TYPE_DEPTH
 from hotswap.dsl.calls import CallCompiler
-from hotswap.dsl.combinators import coercion, if_then_else, may_trap
+from hotswap.dsl.combinators import coercion, if_then_else
 from hotswap.dsl.env import Env, Ref, TupleRef, UnitRef, build_product, component, seq
 from hotswap.dsl.expressions import Typed
 from hotswap.dsl.matching import MatchCompiler, Row
 from hotswap.dsl.patterns import PatternReader, pattern_schema, specialize
 from hotswap.dsl.schema import NONE_SCHEMA, Schema, TupleSchema, describe, is_unit
 from hotswap.errors import InternalError
+from hotswap.lang.optimise import may_trap
 from hotswap.lang.terms import FST, ID, TERMINAL, Fanout, Term
 
 

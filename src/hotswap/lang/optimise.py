@@ -15,8 +15,6 @@ included: a rule that drops a subterm applies only when that subterm cannot trap
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from hotswap.lang.terms import (
     ID,
     TRAPPING,
@@ -36,16 +34,16 @@ from hotswap.lang.terms import (
 )
 
 
-@lru_cache(maxsize=4096)
 def may_trap(term: Term) -> bool:
     """Whether running ``term`` can trap (it contains an arithmetic primitive)."""
-    match term:
-        case Prim(op):
-            return op in TRAPPING
-        case Compose(a, b) | Fanout(a, b) | Case(a, b):
-            return may_trap(a) or may_trap(b)
-        case _:
-            return False
+    stack = [term]
+    while stack:  # iterative: DSL terms nest deeper than Python's recursion allows
+        match stack.pop():
+            case Compose(a, b) | Fanout(a, b) | Case(a, b):
+                stack.extend((a, b))
+            case Prim(op) if op in TRAPPING:
+                return True
+    return False
 
 
 def flatten(term: Term) -> list[Term]:
