@@ -29,6 +29,7 @@ from hotswap.dsl.schema import (
     to_core,
     unnest_values,
 )
+from hotswap.dsl.source import int_literal
 from hotswap.errors import ValueTypeError
 from hotswap.lang.evaluate import Value
 from hotswap.lang.ints import in_range
@@ -91,7 +92,7 @@ def parse_python(text: str, s: Schema) -> Any:
 def _parse(node: ast.expr, s: Schema, text: str) -> Value:
     match s:
         case IntSchema():
-            n = _int(node)
+            n = int_literal(node)
             if n is None:
                 raise _mismatch(node, s, text)
             if not in_range(n):
@@ -147,7 +148,7 @@ def _looks_like(node: ast.expr, s: Schema) -> bool:
     """Whether ``node`` is written in the syntax of alternative ``s`` (the union's tag)."""
     match s:
         case IntSchema():
-            return _int(node) is not None
+            return int_literal(node) is not None
         case BoolSchema():
             return isinstance(node, ast.Constant) and isinstance(node.value, bool)
         case NoneSchema():
@@ -161,16 +162,6 @@ def _looks_like(node: ast.expr, s: Schema) -> bool:
             return False
         case _:
             assert_never(s)
-
-
-def _int(node: ast.expr) -> int | None:
-    match node:
-        case ast.Constant(value=int(v)) if not isinstance(v, bool):
-            return v
-        case ast.UnaryOp(ast.USub(), ast.Constant(value=int(v))) if not isinstance(v, bool):
-            return -v
-        case _:
-            return None
 
 
 def _mismatch(node: ast.expr, s: Schema, text: str) -> ValueTypeError:

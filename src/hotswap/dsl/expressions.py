@@ -41,6 +41,7 @@ from hotswap.dsl.schema import (
     components,
     describe,
 )
+from hotswap.dsl.source import int_literal
 from hotswap.errors import SourceError
 from hotswap.lang.ints import in_range
 from hotswap.lang.optimise import may_trap
@@ -208,7 +209,7 @@ class ExpressionCompiler(ABC):
     def _item(self, schema: Schema, index: ast.expr, node: ast.AST) -> int:
         if not isinstance(schema, TupleSchema):
             raise self.error(node, f"only tuples can be indexed, not {describe(schema)}")
-        value = _int_literal(index)
+        value = int_literal(index)
         if value is None:
             raise self.error(index, "a tuple index must be an integer literal")
         n = len(schema.items)
@@ -237,7 +238,7 @@ class ExpressionCompiler(ABC):
     def _unary(self, op: ast.unaryop, operand: ast.expr, node: ast.expr, env: Env) -> Typed:
         match op:
             case ast.USub():
-                literal = _int_literal(node)
+                literal = int_literal(node)
                 if literal is not None:
                     return self._constant(literal, node)
                 a = self.expr(operand, env, INT_SCHEMA, "operand of unary -")
@@ -339,16 +340,6 @@ class ExpressionCompiler(ABC):
 
 def path_of(typed: Typed, path: tuple[Term, Schema]) -> Typed:
     return Typed(seq(typed.term, path[0]), path[1])
-
-
-def _int_literal(node: ast.expr) -> int | None:
-    match node:
-        case ast.Constant(value=int(v)) if not isinstance(v, bool):
-            return v
-        case ast.UnaryOp(ast.USub(), ast.Constant(value=int(v))) if not isinstance(v, bool):
-            return -v
-        case _:
-            return None
 
 
 def _operator(op: ast.operator) -> str:

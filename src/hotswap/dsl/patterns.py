@@ -33,6 +33,7 @@ from hotswap.dsl.schema import (
     UnionSchema,
     describe,
 )
+from hotswap.dsl.source import int_literal
 from hotswap.lang.ints import in_range
 
 
@@ -159,7 +160,7 @@ class PatternReader:
         return [_wrap(index, p) for p in rows]
 
     def _value(self, value: ast.expr, schema: Schema, node: ast.pattern) -> Pat:
-        literal = _literal(value)
+        literal = int_literal(value)
         if literal is None:
             raise self._error(node, "only integer literals can be value patterns")
         if not in_range(literal):
@@ -253,16 +254,6 @@ def _capture(pat: Pat, names: tuple[str, ...], narrow: bool) -> Pat:
     if narrow and isinstance(pat, Con):
         return replace(pat, payload=_capture(pat.payload, names, narrow=False))
     return replace(pat, names=pat.names + names)
-
-
-def _literal(node: ast.expr) -> int | None:
-    match node:
-        case ast.Constant(value=int(v)) if not isinstance(v, bool):
-            return v
-        case ast.UnaryOp(ast.USub(), ast.Constant(value=int(v))) if not isinstance(v, bool):
-            return -v
-        case _:
-            return None
 
 
 def _static(function: DslFunction, node: ast.expr) -> object:

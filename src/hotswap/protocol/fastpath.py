@@ -158,21 +158,8 @@ def decode_send(payload: bytes) -> Send | None:
     request_id, position = _read_head(payload, 4, _UINT)
     if request_id < 0 or not payload.startswith(_SEND_MIDDLE, position):
         return None
-    size, position = _read_head(payload, position + len(_SEND_MIDDLE), _BYTES)
-    end = position + size
-    if size < 0 or not payload.startswith(_SEND_MACHINE, end):
-        return None
-    data = payload[position:end]
-    size, position = _read_head(payload, end + len(_SEND_MACHINE), _TEXT)
-    if size < 0 or position + size != len(payload):
-        return None
-    raw = payload[position:]
-    if not raw.isascii():  # a valid name is ASCII; anything else takes the slow path
-        return None
-    machine = raw.decode("ascii")
-    if _NAME(machine) is None:
-        return None
-    return Send(request_id, machine, data)
+    rest = _input_and_machine(payload, position + len(_SEND_MIDDLE))
+    return None if rest is None else Send(request_id, rest[1], rest[0])
 
 
 def decode_send_checked(payload: bytes) -> SendChecked | None:
@@ -186,7 +173,15 @@ def decode_send_checked(payload: bytes) -> SendChecked | None:
     code = payload[position : position + 64]
     if _IDENTITY(code) is None or not payload.startswith(_CHECKED_MIDDLE, position + 64):
         return None
-    size, position = _read_head(payload, position + 64 + len(_CHECKED_MIDDLE), _BYTES)
+    rest = _input_and_machine(payload, position + 64 + len(_CHECKED_MIDDLE))
+    if rest is None:
+        return None
+    return SendChecked(request_id, rest[1], code.decode("ascii"), rest[0])
+
+
+def _input_and_machine(payload: bytes, position: int) -> tuple[bytes, str] | None:
+    """The input's bytes then ``"machine": name`` to the end of ``payload``, or None."""
+    size, position = _read_head(payload, position, _BYTES)
     end = position + size
     if size < 0 or not payload.startswith(_SEND_MACHINE, end):
         return None
@@ -195,12 +190,12 @@ def decode_send_checked(payload: bytes) -> SendChecked | None:
     if size < 0 or position + size != len(payload):
         return None
     raw = payload[position:]
-    if not raw.isascii():
+    if not raw.isascii():  # a valid name is ASCII; anything else takes the slow path
         return None
     machine = raw.decode("ascii")
     if _NAME(machine) is None:
         return None
-    return SendChecked(request_id, machine, code.decode("ascii"), data)
+    return data, machine
 
 
 def decode_output(payload: bytes) -> Output | None:
