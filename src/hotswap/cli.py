@@ -9,6 +9,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from hotswap.cam.disasm import disassemble
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hotswap", description="Hot code upgrades of running state machines."
     )
+    parser.add_argument("--version", action="version", version=f"hotswap {version('hotswap')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     node = sub.add_parser("node", help="run a node that hosts machines")
