@@ -6,9 +6,9 @@ upgrades live.
 
 Layers import only downward::
 
-    lang  (types, terms, checker, optimiser, reference evaluator)     dsl (typed Python -> terms)
+    lang  (types, terms, checker, optimiser, reference evaluator)
       -> cam  (compiler, verifier, VM, fast path, module format)
-        -> protocol  (sans-IO wire protocol)
+        -> dsl (typed Python -> terms, names)      protocol  (sans-IO wire protocol)
           -> node  (registry, store, server)
             -> client -> fleet -> cli
 
