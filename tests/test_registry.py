@@ -115,3 +115,14 @@ def test_wrong_version_message_is_the_seeds() -> None:
     registry = _registry()
     with pytest.raises(UpgradeRejected, match="The version running isn't the one the upgrade"):
         registry.upgrade("counter", "0" * 64, V2, MIGRATE)
+
+
+def test_an_input_encoded_for_other_code_is_refused() -> None:
+    """With the identity it was encoded for, a stale input is refused, not misread."""
+    registry = _registry()
+    running = registry.get("counter").identity
+    assert registry.step("counter", INCR, running).state == 1
+    with pytest.raises(NodeError, match="re-encode it for the running code") as info:
+        registry.step("counter", INCR, "0" * 64)
+    assert info.value.code == "wrong_version"
+    assert registry.get("counter").inputs == 1

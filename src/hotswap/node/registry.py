@@ -139,9 +139,17 @@ class Registry:
                 ErrorCode.BAD_INPUT, f"input is not a value of {machine.name}'s input type: {e}"
             ) from None
 
-    def step(self, name: str, data: bytes) -> Stepped:
-        """Run one input (canonical bytes); on a trap the state is unchanged."""
+    def step(self, name: str, data: bytes, code: str | None = None) -> Stepped:
+        """Run one input (canonical bytes); on a trap the state is unchanged. With ``code``, the
+        identity the input was encoded for, only if that is the code running (else
+        ``wrong_version``: its bytes would be read at a type they were not written for)."""
         machine = self.get(name)
+        if code is not None and code != machine.identity:
+            raise NodeError(
+                ErrorCode.WRONG_VERSION,
+                f"{name} runs {machine.identity[:12]}, the input was encoded for {code[:12]}: "
+                "re-encode it for the running code",
+            )
         return self.step_value(machine, self.decode_input(machine, data))
 
     def step_value(self, machine: Machine, value: Value) -> Stepped:

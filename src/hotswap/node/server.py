@@ -164,16 +164,10 @@ class Node:
     def _step(self, rid: int, name: str, data: bytes, code: str | None) -> Message:
         """One input; with ``code``, only if that is the code the machine runs."""
         try:
-            machine = self.registry.get(name)
-            if code is not None and code != machine.identity:
-                msg = (
-                    f"{name} runs {machine.identity[:12]}, the input was encoded for "
-                    f"{code[:12]}: re-encode it for the running code"
-                )
-                return Error(rid, ErrorCode.WRONG_VERSION, msg)
-            stepped = self.registry.step_value(machine, self.registry.decode_input(machine, data))
+            stepped = self.registry.step(name, data, code)
         except NodeError as e:
             return Error(rid, ErrorCode(e.code), str(e))
+        machine = self.registry.machines[name]
         self.store.log_input(machine, data, stepped.identity)
         sig = machine.code.machine
         assert sig is not None
