@@ -59,7 +59,7 @@ def _node(args: argparse.Namespace) -> int:
 def _send(args: argparse.Namespace) -> int:
     with connect(args.node) as client:
         status = client.status_raw(args.machine)
-        code = load_module(client.module(status.identity))
+        code = client.code(status.identity)
         sig = code.machine
         assert sig is not None
         value = _parse_input(args.value, code)
@@ -103,7 +103,7 @@ def _upgrade(args: argparse.Namespace) -> int:
     with connect(args.node) as client:
         expected = args.expect or client.status_raw(args.machine).identity
         reply = client.upgrade(args.machine, Upgrade(expected, target, migration))
-        notes = nominal_notes(load_module(client.module(reply.old)), load_module(new))
+        notes = nominal_notes(client.code(reply.old), load_module(new))
     _report(args.machine, reply, notes, derived=migration is None)
     return 0
 
@@ -190,7 +190,7 @@ def _status(args: argparse.Namespace) -> int:
             state = decode_value(s.state, state_type)
             print(f"{name}: {s.identity}")
             print(f"  types   input {input_type}, state {state_type}, output {output_type}")
-            schemas = schemas_of(load_module(client.module(s.identity)))
+            schemas = schemas_of(client.code(s.identity))
             if schemas is not None:
                 named = ", ".join(f"{role} {describe(schemas[role])}" for role in ROLES)
                 print(f"  names   {named}")

@@ -523,6 +523,10 @@ class Client:
         """The canonical bytes of a module the node has run."""
         return self._run(self.session.fetch(identity))
 
+    def code(self, identity: str) -> LoadedModule:
+        """A module the node has run, loaded (fetched once per connection)."""
+        return self._run(self.session.code_of(identity))
+
 
 def connect(address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Client:
     """A blocking client for the node at ``address`` (default: ``$HOTSWAP_NODE``)."""
