@@ -206,7 +206,7 @@ class Node:
         the next start recovers the durable state."""
         if self.failure is None:
             self.failure = error
-            self.trace.note(f"Store failure, stopping: {error}")
+            self.trace.note(f"Stopping, acknowledging nothing more: {error}")
         self._waiting.clear()
         for peer in list(self.peers):
             peer.finish()
