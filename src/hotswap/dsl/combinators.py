@@ -121,3 +121,33 @@ def coercion(actual: Schema, expected: Schema) -> Term | None:
             [seq(*component_path(i, n), p) for i, p in enumerate(parts) if p is not None]
         )
     return None
+
+
+def substitute(term: Term, replacements: dict[int, Term]) -> Term:
+    """``term`` with each subterm whose ``id`` is a key of ``replacements`` (a placeholder
+    object, found by identity) replaced; shared subterms stay shared."""
+    if not replacements:
+        return term
+    done: dict[int, Term] = {}
+    stack: list[tuple[Term, bool]] = [(term, False)]
+    while stack:
+        t, expanded = stack.pop()
+        if id(t) in done:
+            continue
+        if id(t) in replacements:
+            done[id(t)] = replacements[id(t)]
+            continue
+        match t:
+            case Compose(a, b) | Fanout(a, b) | Case(a, b):
+                if not expanded:
+                    stack.append((t, True))
+                    stack.extend(((b, False), (a, False)))
+                    continue
+                left, right = done[id(a)], done[id(b)]
+                if left is a and right is b:
+                    done[id(t)] = t
+                else:
+                    done[id(t)] = type(t)(left, right)
+            case _:
+                done[id(t)] = t
+    return done[id(term)]

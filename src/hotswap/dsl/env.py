@@ -234,6 +234,16 @@ class Env:
         return term, Env(0, height, vars, self.declared, self.unbound)
 
 
+def overlaps(a: Ref, b: Ref) -> bool:
+    """Whether the places of ``a`` and ``b`` share a value (one path extends the other)."""
+    for x in _slot_refs(a):
+        for y in _slot_refs(b):
+            n = min(len(x.path), len(y.path))
+            if x.slot == y.slot and x.path[:n] == y.path[:n]:
+                return True
+    return False
+
+
 def _slot_refs(ref: Ref) -> list[SlotRef]:
     match ref:
         case SlotRef():

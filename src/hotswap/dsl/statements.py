@@ -7,14 +7,20 @@ A block is compiled front to back with a *continuation* saying what falling off 
     x = e; rest             <id, e> ; rest      (an alias such as x = y.f pushes nothing)
     a, b = e; rest          <id, e> ; rest      with a, b the items of the new slot
     return e                e                   (what follows is dead)
-    if c: A else: B; rest   a branch returns:   <id, c> ; distl ; [fst ; B rest | fst ; A rest]
-                            otherwise:          <id, <id, c> ; distl ; [fst ; B | fst ; A]> ; rest
+    if c: A else: B; rest   no returns:         <id, <id, c> ; distl ; [fst ; B | fst ; A]> ; rest
                                                 where A and B end in the tuple of the variables
                                                 they assign (a join point)
-    match e: ...            the same two ways, over the decision tree of hotswap.dsl.matching
+                            returns, at most one branch falls through:
+                                                <id, c> ; distl ; [fst ; B rest | fst ; A rest]
+                            returns, both may fall through (a join taking returns):
+                                                <id, <id, c> ; distl ; [fst ; B | fst ; A]> ;
+                                                distl ; [snd | rest]
+                                                where A and B yield result + vars: a return is
+                                                e ; inl[vars], falling off vars ; inr[result]
+    match e: ...            the same three ways, over the decision tree of hotswap.dsl.matching
 
-So the rest of a block is copied into the branches only when a branch returns early; otherwise
-the branches meet again at a join point and the rest is compiled once.
+So the rest of a block is compiled once, except when a single branch falls through (it gets the
+rest, uncopied) and when it reads a variable a match narrowed (copies keep it narrowed).
 """
 
 from __future__ import annotations
@@ -26,15 +32,25 @@ from types import FunctionType
 
 from hotswap.cam.limits import MAX_TYPE_DEPTH
 from hotswap.dsl.calls import CallCompiler
-from hotswap.dsl.combinators import coercion, if_then_else
-from hotswap.dsl.env import Env, Ref, TupleRef, UnitRef, build_product, component, seq
+from hotswap.dsl.combinators import coercion, if_then_else, substitute
+from hotswap.dsl.env import (
+    Env,
+    Ref,
+    TupleRef,
+    UnitRef,
+    build_product,
+    component,
+    overlaps,
+    seq,
+)
 from hotswap.dsl.expressions import Typed
 from hotswap.dsl.matching import MatchCompiler, Row
 from hotswap.dsl.patterns import PatternReader, pattern_schema, specialize
-from hotswap.dsl.schema import NONE_SCHEMA, Schema, TupleSchema, describe, is_unit
+from hotswap.dsl.schema import NONE_SCHEMA, Schema, TupleSchema, core_type, describe, is_unit
 from hotswap.errors import InternalError
 from hotswap.lang.optimise import may_trap
-from hotswap.lang.terms import FST, ID, TERMINAL, Fanout, Term
+from hotswap.lang.terms import DISTL, FST, ID, SND, TERMINAL, Case, Fanout, Inl, Inr, Term
+from hotswap.lang.types import UNIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +63,25 @@ class Return:
 @dataclass(frozen=True, slots=True)
 class Join:
     """Falling off the end yields the tuple of ``names``; ``ends`` records their schemas at each
-    end, which must agree."""
+    end, which must agree.
+
+    With ``result`` (the function's return schema) the join also takes returns: the branches
+    then yield a sum ``result + vars``, a ``return e`` giving ``e ; inl[vars]`` and falling off
+    ``vars ; inr[result]``. The type ``vars`` is known only once every end is compiled, so each
+    ``inl`` is first a placeholder recorded in ``marks`` and substituted afterwards."""
 
     names: tuple[str, ...]
     ends: list[dict[str, Schema]] = field(default_factory=list)
+    result: Schema | None = None
+    marks: list[Term] = field(default_factory=list)
+
+    def mark(self) -> Term:
+        """A placeholder for ``inl[vars]``, the injection of a returned value."""
+        if self.result is None:
+            raise InternalError("return inside a join point")
+        placeholder = Inl(UNIT)
+        self.marks.append(placeholder)
+        return placeholder
 
 
 Continuation = Return | Join
@@ -131,11 +162,13 @@ class FunctionCompiler(CallCompiler):
             case ast.Expr():
                 raise self.error(stmt, "this expression statement has no effect")
             case ast.Return(value=value):
-                if not isinstance(k, Return):
-                    raise InternalError("return inside a join point")
                 if value is None:
                     value = ast.copy_location(ast.Constant(None), stmt)
-                return self.expr(value, env, k.schema, "return type").term
+                if isinstance(k, Return):
+                    return self.expr(value, env, k.schema, "return type").term
+                returned = k.mark()  # InternalError when the join takes no returns
+                schema = self.function.signature.returns
+                return seq(self.expr(value, env, schema, "return type").term, returned)
             case ast.Assign(targets=[target], value=value):
                 return self._assign(target, value, rest, env, k, stmt)
             case ast.Assign():
@@ -184,6 +217,8 @@ class FunctionCompiler(CallCompiler):
             schemas[name] = declared
             terms.append(seq(env.read(ref), widen))
         k.ends.append(schemas)
+        if k.result is not None:  # the branch fell through: the right of ``result + vars``
+            return seq(build_product(terms), Inr(core_type(k.result)))
         return build_product(terms)
 
     def _assign(
@@ -246,6 +281,13 @@ class FunctionCompiler(CallCompiler):
 
     def _if(self, stmt: ast.If, rest: Sequence[ast.stmt], env: Env, k: Continuation) -> Term:
         cond = self.bool_test(stmt.test, env)
+        if rest and _returns(stmt) and _falling_through([stmt.body, stmt.orelse]) >= 2:
+            join = self._join([stmt.body, stmt.orelse], env, result=self.function.signature.returns)
+            then = self.block(stmt.body, env, join, stmt)
+            orelse = self.block(stmt.orelse, env, join, stmt)
+            if join.ends:
+                return self._after(if_then_else(cond, then, orelse), join, rest, env, k, stmt)
+            # no path reached the join after all (nested returns): copy, as below
         if _returns(stmt) or not rest:
             self.session.copy(self.function, stmt)
             then = self.block([*stmt.body, *rest], env, k, stmt)
@@ -266,12 +308,38 @@ class FunctionCompiler(CallCompiler):
             for pat in reader.read(case.pattern, schema)
             if (narrowed := specialize(pat, root)) is not None
         ]
+        return self._match_cases(stmt, rest, env, k, prelude, root, rows, summable=True)
+
+    def _match_cases(
+        self,
+        stmt: ast.Match,
+        rest: Sequence[ast.stmt],
+        env: Env,
+        k: Continuation,
+        prelude: Term,
+        root: Ref,
+        rows: list[Row],
+        summable: bool,
+    ) -> Term:
         cases = stmt.cases
-        early = _returns(stmt) or not rest
+        bodies = [c.body for c in cases]
+        # Returns with code after them and two cases or more falling through: a join taking
+        # returns (``result + vars``), so that the code after is compiled once.
+        # Copying keeps the subject narrowed in the code after (see MatchCompiler): a join
+        # cannot, so code after that reads the subject's variables is still copied.
+        summed = (
+            summable
+            and bool(rest)
+            and _returns(stmt)
+            and _falling_through(bodies) >= 2
+            and not any(overlaps(env.vars[n], root) for n in _loaded(rest) if n in env.vars)
+        )
+        early = not summed and (_returns(stmt) or not rest)
         # A capture read after the match joins like an assignment (the case that ran bound it).
         live = _read_before_assigned(rest) | set(k.names if isinstance(k, Join) else ())
         captures = [[n for n in _assigned_in_pattern(c.pattern) if n in live] for c in cases]
-        join = None if early else self._join([c.body for c in cases], env, captures)
+        result = self.function.signature.returns if summed else None
+        join = None if early else self._join(bodies, env, captures, result)
 
         def leaf(index: int, inner: Env) -> Term:
             if join is None:
@@ -286,6 +354,8 @@ class FunctionCompiler(CallCompiler):
         tree = matcher.compile(env, rows)
         if join is None:
             return seq(prelude, tree)
+        if summed and not join.ends:  # no case reached the join after all: copy instead
+            return self._match_cases(stmt, rest, env, k, prelude, root, rows, summable=False)
         return seq(prelude, self._after(tree, join, rest, env, k, stmt))
 
     def _subject(self, node: ast.expr, env: Env) -> tuple[Term, Env, Ref]:
@@ -309,19 +379,28 @@ class FunctionCompiler(CallCompiler):
         return seq(*prelude), current, TupleRef(tuple(refs), schema)
 
     def _join(
-        self, branches: list[list[ast.stmt]], env: Env, captures: list[list[str]] | None = None
+        self,
+        branches: list[list[ast.stmt]],
+        env: Env,
+        captures: list[list[str]] | None = None,
+        result: Schema | None = None,
     ) -> Join:
         """The variables the branches assign (and ``captures``, names each branch's pattern
-        binds) that are bound on every path: each one's own or the value from before."""
+        binds) that are bound on every path that falls through: each one's own or the value
+        from before. With ``result``, the join also takes returns (see :class:`Join`)."""
         bound = captures if captures is not None else [[] for _ in branches]
         assigned: list[str] = []
         for names_, branch in zip(bound, branches, strict=True):
             assigned.extend(n for n in [*names_, *_assigned(branch)] if n not in assigned)
-        definite = set.intersection(
-            *(set(n) | _definitely_assigned(b) for n, b in zip(bound, branches, strict=True))
+        definite = _intersection(
+            [
+                set(n) | _definitely_assigned(b)
+                for n, b in zip(bound, branches, strict=True)
+                if not _always_returns(b)
+            ]
         )
         names = tuple(n for n in assigned if n in env.vars or n in definite)
-        return Join(names)
+        return Join(names, result=result)
 
     def _after(
         self,
@@ -358,20 +437,57 @@ class FunctionCompiler(CallCompiler):
                 if name not in join.names:
                     where = f"the match on line {stmt.lineno}"
                     dropped[name] = f"{name} is a capture of {where}: use it inside its case"
-        if not join.names and not may_trap(term):
+        if join.result is None and not join.names and not may_trap(term):
             return self.block(rest, env.forget(dropped), k, stmt)
+        joined = schemas[0] if len(schemas) == 1 else TupleSchema(tuple(schemas))
+        if not schemas:
+            joined = NONE_SCHEMA
+        inner, ref = env.push(joined)
         if len(schemas) == 1:
-            inner, ref = env.push(schemas[0])
             inner = inner.bind(join.names[0], ref)
         else:
-            inner, ref = env.push(TupleSchema(tuple(schemas)) if schemas else NONE_SCHEMA)
             for i, name in enumerate(join.names):
                 inner = inner.bind(name, component(ref, i))
-        return seq(Fanout(ID, term), self.block(rest, inner.forget(dropped), k, stmt))
+        after = self.block(rest, inner.forget(dropped), k, stmt)
+        if join.result is None:
+            return seq(Fanout(ID, term), after)
+        # ``result + vars``: a returned value goes on as the enclosing code's result (returned,
+        # or injected into an enclosing join's sum); otherwise the rest runs on the variables.
+        injection = Inl(core_type(joined))
+        term = substitute(term, {id(m): injection for m in join.marks})
+        returned = SND if isinstance(k, Return) else seq(SND, k.mark())
+        return seq(Fanout(ID, term), DISTL, Case(returned, after))
 
 
 def _returns(stmt: ast.stmt) -> bool:
     return any(isinstance(n, ast.Return) for n in ast.walk(stmt))
+
+
+def _always_returns(stmts: list[ast.stmt]) -> bool:
+    """Whether every path through ``stmts`` ends in a return (a match is exhaustive, or it is
+    rejected)."""
+    for stmt in stmts:
+        match stmt:
+            case ast.Return():
+                return True
+            case ast.If(body=body, orelse=orelse) if _always_returns(body) and _always_returns(
+                orelse
+            ):
+                return True
+            case ast.Match(cases=cases) if all(_always_returns(c.body) for c in cases):
+                return True
+            case _:
+                pass
+    return False
+
+
+def _falling_through(branches: list[list[ast.stmt]]) -> int:
+    """How many of ``branches`` may fall off their end."""
+    return sum(1 for b in branches if not _always_returns(b))
+
+
+def _intersection(sets: list[set[str]]) -> set[str]:
+    return set.intersection(*sets) if sets else set()
 
 
 def _assigned(stmts: list[ast.stmt]) -> list[str]:
@@ -426,14 +542,17 @@ def _definitely_assigned(stmts: list[ast.stmt]) -> set[str]:
         match stmt:
             case ast.Assign() | ast.AugAssign() | ast.AnnAssign(value=ast.expr()):
                 names.update(_assigned([stmt]))
-            case ast.If(body=body, orelse=orelse):
-                names |= _definitely_assigned(body) & _definitely_assigned(orelse)
+            case ast.If(body=body, orelse=orelse):  # a branch that returns does not count
+                names |= _intersection(
+                    [_definitely_assigned(b) for b in (body, orelse) if not _always_returns(b)]
+                )
             case ast.Match(cases=cases):  # a case that runs has bound all its captures
-                names |= set.intersection(
-                    *(
+                names |= _intersection(
+                    [
                         set(_assigned_in_pattern(c.pattern)) | _definitely_assigned(c.body)
                         for c in cases
-                    )
+                        if not _always_returns(c.body)
+                    ]
                 )
             case _:
                 pass
