@@ -74,57 +74,46 @@ def _read_head(payload: bytes, position: int, major: int) -> tuple[int, int]:
 
 def encode_send(event: Send) -> bytes | None:
     """The canonical payload of ``event``, or None if a field is not of its kind."""
-    request_id, machine, data = event.id, event.machine, event.input
-    if (
-        type(request_id) is not int
-        or not 0 <= request_id <= MAX_UINT
-        or type(data) is not bytes
-        or type(machine) is not str
-        or _NAME(machine) is None
-    ):
+    tail = _input_and_machine_bytes(event.id, event.input, event.machine)
+    if tail is None:
         return None
-    return b"".join(
-        (
-            _SEND_OPEN,
-            head(_UINT, request_id),
-            _SEND_MIDDLE,
-            head(_BYTES, len(data)),
-            data,
-            _SEND_MACHINE,
-            head(_TEXT, len(machine)),  # names are ASCII: characters are bytes
-            machine.encode("ascii"),
-        )
-    )
+    return b"".join((_SEND_OPEN, head(_UINT, event.id), _SEND_MIDDLE, *tail))
 
 
 def encode_send_checked(event: SendChecked) -> bytes | None:
     """The canonical payload of ``event``, or None if a field is not of its kind."""
-    request_id, machine, code, data = event.id, event.machine, event.code, event.input
+    code = event.code
+    tail = _input_and_machine_bytes(event.id, event.input, event.machine)
+    if tail is None or type(code) is not str or not code.isascii():
+        return None
+    raw = code.encode("ascii")
+    if _IDENTITY(raw) is None:
+        return None
+    return b"".join(
+        (_CHECKED_OPEN, head(_UINT, event.id), _CHECKED_CODE, raw, _CHECKED_MIDDLE, *tail)
+    )
+
+
+def _input_and_machine_bytes(
+    request_id: object, data: object, machine: object
+) -> list[bytes] | None:
+    """The input then ``"machine": name``, as the two send messages end, if the fields (and the
+    request id) are of their kinds; else None."""
     if (
         type(request_id) is not int
         or not 0 <= request_id <= MAX_UINT
         or type(data) is not bytes
         or type(machine) is not str
         or _NAME(machine) is None
-        or type(code) is not str
-        or not code.isascii()
-        or _IDENTITY(code.encode("ascii")) is None
     ):
         return None
-    return b"".join(
-        (
-            _CHECKED_OPEN,
-            head(_UINT, request_id),
-            _CHECKED_CODE,
-            code.encode("ascii"),
-            _CHECKED_MIDDLE,
-            head(_BYTES, len(data)),
-            data,
-            _SEND_MACHINE,
-            head(_TEXT, len(machine)),
-            machine.encode("ascii"),
-        )
-    )
+    return [
+        head(_BYTES, len(data)),
+        data,
+        _SEND_MACHINE,
+        head(_TEXT, len(machine)),
+        machine.encode("ascii"),
+    ]  # names are ASCII: characters are bytes
 
 
 def encode_output(event: Output) -> bytes | None:
