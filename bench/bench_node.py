@@ -30,6 +30,7 @@ from hotswap.cam.build import migration_module
 from hotswap.cam.loaded import load
 from hotswap.cam.module import encode_module
 from hotswap.client import Client, Upgrade
+from hotswap.client.blocking import SocketTransport
 from hotswap.examples import handbuilt
 from hotswap.lang.terms import ID
 from hotswap.lang.types import INT
@@ -142,12 +143,13 @@ def _pipelined(address: str, total: int = 200_000, window: int = 4000) -> float:
     before the clock starts and replies are counted by their frames (the last one of each
     window is decoded and checked), so the figure is the node's, not this client's."""
     with Client(address) as client:
-        conn = client.session.conn
+        conn = client.wire.conn
         batches = []
         for _ in range(total // window):
             requests = [Send(client.session.request_id(), "counter", INCR) for _ in range(window)]
             batches.append((b"".join(conn.send(r) for r in requests), len(requests)))
-        sock = client.sock
+        assert isinstance(client.transport, SocketTransport)
+        sock = client.transport.sock
         started = time.perf_counter()
         for data, count in batches:
             sock.sendall(data)

@@ -16,7 +16,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from hotswap.dsl.schema import (
+from hotswap.errors import Trap
+from hotswap.lang import ints
+from hotswap.names.schema import (
     BoolSchema,
     IntSchema,
     NoneSchema,
@@ -25,8 +27,6 @@ from hotswap.dsl.schema import (
     TupleSchema,
     UnionSchema,
 )
-from hotswap.errors import Trap
-from hotswap.lang import ints
 
 # --- the oracle -----------------------------------------------------------------------------
 

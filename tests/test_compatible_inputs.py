@@ -9,16 +9,16 @@ import pytest
 
 from hotswap.cam.build import machine_module
 from hotswap.cam.module import encode_module
-from hotswap.client import Upgrade, connect
+from hotswap.client import Client, Upgrade
 from hotswap.dsl import Machine, RecordSchema, UnionSchema, compile_source
 from hotswap.errors import NodeError, ValueTypeError
 from hotswap.examples import handbuilt
 from hotswap.examples.counter import Count, Incr, counter_sm
 from hotswap.lang.terms import DISTL, FST, SND, Case, Fanout, Lit, compose
 from hotswap.lang.types import INT
+from hotswap.node.memory import MemoryNode
 from hotswap.protocol import Error, Output, SendChecked
 from hotswap.protocol.codec import decode_message, encode_message
-from nodeproc import NodeProcess
 
 #: The counter with its inputs declared the other way round: Count | Incr, plus a Reset.
 _COMPILED = compile_source(
@@ -60,10 +60,10 @@ def test_an_old_client_keeps_working_after_another_reorders_the_inputs(tmp_path:
     where the same bytes would mean Count. The node refuses A's stale encoding, A re-encodes
     Incr by name, and the counter counts."""
     spec = {"counter": "hotswap.examples.counter:counter_sm"}
-    with NodeProcess(tmp_path, spec) as node, connect(node.address) as a:
+    with MemoryNode(spec) as node, Client(transport=node.connection()) as a:
         a.session.remember(counter_sm)
         assert a.send("counter", Incr()) is None
-        with connect(node.address) as b:
+        with Client(transport=node.connection()) as b:
             b.upgrade("counter", Upgrade(counter_sm, REORDERED))
         assert a.send("counter", Incr()) is None  # refused once as stale, then re-encoded
         assert a.send("counter", Count()) == 2
@@ -77,7 +77,7 @@ def test_an_old_client_keeps_working_after_another_reorders_the_inputs(tmp_path:
 def test_a_name_the_new_code_lacks_is_refused_clearly(tmp_path: Path) -> None:
     """A variant the running code lacks is a clear conversion error, never a wrong input."""
     spec = {"counter": "hotswap.examples.counter:counter_sm"}
-    with NodeProcess(tmp_path, spec) as node, connect(node.address) as client:
+    with MemoryNode(spec) as node, Client(transport=node.connection()) as client:
         client.upgrade("counter", Upgrade(counter_sm, REORDERED))
         inputs = REORDERED.input_schema
         assert isinstance(inputs, UnionSchema)
@@ -92,10 +92,10 @@ def test_a_name_the_new_code_lacks_is_refused_clearly(tmp_path: Path) -> None:
 def test_a_new_variant_is_found_after_an_upgrade_made_elsewhere(tmp_path: Path) -> None:
     """A value that does not convert for the cached code makes the client look again."""
     spec = {"counter": "hotswap.examples.counter:counter_sm"}
-    with NodeProcess(tmp_path, spec) as node, connect(node.address) as a:
+    with MemoryNode(spec) as node, Client(transport=node.connection()) as a:
         a.session.remember(counter_sm)
         a.send("counter", Incr())
-        with connect(node.address) as b:
+        with Client(transport=node.connection()) as b:
             b.upgrade("counter", Upgrade(counter_sm, REORDERED))
         inputs = REORDERED.input_schema
         assert isinstance(inputs, UnionSchema)
@@ -118,9 +118,9 @@ def test_without_names_a_stale_input_is_refused_not_reinterpreted(tmp_path: Path
         )
     )
     spec = {"counter": "hotswap.examples.handbuilt:counter_module"}
-    with NodeProcess(tmp_path, spec) as node, connect(node.address) as a:
+    with MemoryNode(spec) as node, Client(transport=node.connection()) as a:
         a.send("counter", (0, ()))  # Incr, for the running code
-        with connect(node.address) as b:
+        with Client(transport=node.connection()) as b:
             running = b.status_raw("counter").identity
             b.upgrade("counter", Upgrade(running, swapped))
         with pytest.raises(NodeError) as info:

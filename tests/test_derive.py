@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from hotswap.dsl.annotations import schema_of_type
 from hotswap.dsl.derive import MigrationError, default_value, derive_migration
-from hotswap.dsl.schema import core_type, from_core, to_core
 from hotswap.examples.counter import counter_sm, counter_sm2, upgrade_state
 from hotswap.lang.check import infer
 from hotswap.lang.evaluate import evaluate
 from hotswap.lang.ints import INT_MAX
 from hotswap.lang.values import check_value
+from hotswap.names.schema import core_type, from_core, to_core
 from strategies_dsl import python_types, python_values
 
 

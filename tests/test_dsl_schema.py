@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hotswap.dsl.annotations import MISSING, schema_of_annotation, schema_of_type
-from hotswap.dsl.display import parse, parse_python, render, render_python
-from hotswap.dsl.names import decode_names, encode_names
-from hotswap.dsl.schema import (
+from hotswap.errors import ValueTypeError
+from hotswap.lang.types import BOOL, INT, UNIT, Prod, Sum
+from hotswap.lang.values import check_value
+from hotswap.names.display import parse, parse_python, render, render_python
+from hotswap.names.schema import (
     NONE_SCHEMA,
     SchemaProblem,
     UnionSchema,
@@ -22,9 +24,7 @@ from hotswap.dsl.schema import (
     from_core,
     to_core,
 )
-from hotswap.errors import ValueTypeError
-from hotswap.lang.types import BOOL, INT, UNIT, Prod, Sum
-from hotswap.lang.values import check_value
+from hotswap.names.section import decode_names, encode_names
 from strategies_dsl import python_types, python_values
 
 

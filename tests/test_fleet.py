@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from hotswap.examples.counter import Incr, counter_sm, counter_sm2, downgrade_st
 from hotswap.fleet import Fleet, FleetUpgradeFailed
 from hotswap.lang.terms import ID, SND, Fanout, Lit, Op, Prim, compose
 from hotswap.lang.types import INT, Prod
-from nodeproc import NodeProcess
+from served import Served, run_cli
 
 COUNTER = {"counter": "hotswap.examples.counter:counter_sm"}
 #: (a, n) -> a // n: a way back that traps when n is 0.
@@ -38,8 +36,8 @@ FRAGILE = encode_module(
 
 def test_a_fleet_upgrades_every_node(tmp_path: Path) -> None:
     with (
-        NodeProcess(tmp_path / "a", COUNTER) as a,
-        NodeProcess(tmp_path / "b", COUNTER) as b,
+        Served(tmp_path / "a", COUNTER) as a,
+        Served(tmp_path / "b", COUNTER) as b,
         Fleet([a.address, b.address]) as fleet,
     ):
         done = fleet.upgrade("counter", Upgrade(counter_sm, counter_sm2), back=downgrade_state)
@@ -50,8 +48,8 @@ def test_a_fleet_upgrades_every_node(tmp_path: Path) -> None:
 def test_a_refusal_rolls_the_upgraded_nodes_back(tmp_path: Path) -> None:
     """Node b's state makes the migration trap: a, already upgraded, goes back to v1."""
     with (
-        NodeProcess(tmp_path / "a", COUNTER) as a,
-        NodeProcess(tmp_path / "b", COUNTER) as b,
+        Served(tmp_path / "a", COUNTER) as a,
+        Served(tmp_path / "b", COUNTER) as b,
         Fleet([a.address, b.address]) as fleet,
     ):
         fleet.clients[a.address].session.remember(counter_sm)
@@ -73,8 +71,8 @@ def test_a_refusal_rolls_the_upgraded_nodes_back(tmp_path: Path) -> None:
 
 def test_a_node_on_other_code_stops_the_fleet_before_anything_changes(tmp_path: Path) -> None:
     with (
-        NodeProcess(tmp_path / "a", COUNTER) as a,
-        NodeProcess(tmp_path / "b", {"counter": "hotswap.examples.counter:counter_sm2"}) as b,
+        Served(tmp_path / "a", COUNTER) as a,
+        Served(tmp_path / "b", {"counter": "hotswap.examples.counter:counter_sm2"}) as b,
         Fleet([a.address, b.address]) as fleet,
     ):
         with pytest.raises(FleetUpgradeFailed, match="no node was touched"):
@@ -85,8 +83,8 @@ def test_a_node_on_other_code_stops_the_fleet_before_anything_changes(tmp_path: 
 def test_without_a_way_back_nothing_is_touched(tmp_path: Path) -> None:
     """No back migration derives from (old, n) to n: refused before any node changes."""
     with (
-        NodeProcess(tmp_path / "a", COUNTER) as a,
-        NodeProcess(tmp_path / "b", COUNTER) as b,
+        Served(tmp_path / "a", COUNTER) as a,
+        Served(tmp_path / "b", COUNTER) as b,
         Fleet([a.address, b.address]) as fleet,
     ):
         with pytest.raises(FleetUpgradeFailed, match="no way back") as info:
@@ -98,8 +96,8 @@ def test_without_a_way_back_nothing_is_touched(tmp_path: Path) -> None:
 def test_a_way_back_that_fails_is_reported_as_stranded(tmp_path: Path) -> None:
     """If undoing a node fails too (the back migration traps), the node is named, loudly."""
     with (
-        NodeProcess(tmp_path / "a", COUNTER) as a,
-        NodeProcess(tmp_path / "b", COUNTER) as b,
+        Served(tmp_path / "a", COUNTER) as a,
+        Served(tmp_path / "b", COUNTER) as b,
         Fleet([a.address, b.address]) as fleet,
     ):
         fleet.clients[b.address].session.remember(counter_sm)
@@ -117,25 +115,16 @@ def test_a_node_named_twice_is_refused() -> None:
 
 
 def test_cli_fleet_upgrade(tmp_path: Path) -> None:
-    with NodeProcess(tmp_path / "a", COUNTER) as a, NodeProcess(tmp_path / "b", COUNTER) as b:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "hotswap",
-                "fleet-upgrade",
-                "counter",
-                "--nodes",
-                f"{a.address},{b.address}",
-                "--to",
-                "hotswap.examples.counter:counter_sm2",
-                "--back",
-                "hotswap.examples.counter:downgrade_state",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+    with Served(tmp_path / "a", COUNTER) as a, Served(tmp_path / "b", COUNTER) as b:
+        result = run_cli(
+            "fleet-upgrade",
+            "counter",
+            "--nodes",
+            f"{a.address},{b.address}",
+            "--to",
+            "hotswap.examples.counter:counter_sm2",
+            "--back",
+            "hotswap.examples.counter:downgrade_state",
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Upgrade successful on 2 nodes")

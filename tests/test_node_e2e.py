@@ -1,10 +1,11 @@
-"""End to end: a real node process on loopback, driven by the client library."""
+"""End to end through the client library: over loopback sockets to the real server where the
+socket matters (the transcript, garbage, timeouts), else to an in-memory node. Tests that need
+a real process (signals, SIGKILL) are in test_node_process.py."""
 
 from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
 from pathlib import Path
 
@@ -13,14 +14,15 @@ import pytest
 from hotswap import load_module
 from hotswap.cam.build import migration_module
 from hotswap.cam.module import encode_module
-from hotswap.client import Upgrade, connect
+from hotswap.client import Client, Upgrade, connect
 from hotswap.errors import NodeError, UpgradeRejected
 from hotswap.examples import handbuilt
 from hotswap.lang.terms import Fanout, Lit, Op, Prim, compose
 from hotswap.lang.types import INT, Prod
-from hotswap.protocol.events import Output, Request, Send
-from hotswap.protocol.events import Upgrade as UpgradeRequest
-from nodeproc import NodeProcess
+from hotswap.node.memory import MemoryNode
+from hotswap.node.service import NodeConfig
+from hotswap.protocol.events import Output, Request, Send, UpgradeRequest
+from served import Served
 
 COUNTER = "hotswap.examples.handbuilt:counter_module"
 INCR, COUNT = (0, ()), (1, ())
@@ -37,7 +39,7 @@ def test_seed_transcript_with_handbuilt_machines(tmp_path: Path) -> None:
     v1 = encode_module(handbuilt.counter_module())
     v2 = encode_module(handbuilt.counter2_module())
     migrate = encode_module(handbuilt.upgrade_state_module())
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
+    with Served(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
         assert client.send("counter", INCR) == (0, ())
         assert client.send("counter", COUNT) == (1, 1)
         client.upgrade("counter", Upgrade(v1, v2, migrate))
@@ -86,7 +88,7 @@ def _bad_upgrades() -> list[tuple[str, Upgrade, str]]:
 
 def test_rejected_upgrades_change_nothing(tmp_path: Path) -> None:
     """Every kind of bad upgrade is refused with its reason; code, state and history stay."""
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
+    with MemoryNode({"counter": COUNTER}) as node, Client(transport=node.connection()) as client:
         client.send("counter", INCR)
         before = client.status("counter")
         for code, upgrade, reason in _bad_upgrades():
@@ -119,7 +121,7 @@ def _raw(address: str) -> socket.socket:
 )
 def test_garbage_gets_closed_and_others_keep_being_served(tmp_path: Path, garbage: bytes) -> None:
     """A bad peer is disconnected; another client's state and service are untouched."""
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
+    with Served(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
         client.send("counter", INCR)
         bad = _raw(node.address)
         bad.sendall(garbage)
@@ -134,7 +136,7 @@ def test_garbage_gets_closed_and_others_keep_being_served(tmp_path: Path, garbag
 
 def test_wrong_typed_input_is_refused(tmp_path: Path) -> None:
     """Input bytes that are not a value of the input type get bad_input; nothing changes."""
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
+    with MemoryNode({"counter": COUNTER}) as node, Client(transport=node.connection()) as client:
         for data in (b"", b"\x02", b"\x00\x00"):
             with pytest.raises(NodeError, match="input type") as info:
                 client.send_raw("counter", data)
@@ -142,69 +144,10 @@ def test_wrong_typed_input_is_refused(tmp_path: Path) -> None:
         assert client.status("counter").inputs == 0
 
 
-def _stream_until_killed(address: str, v1: bytes, v2: bytes, migrate: bytes) -> tuple[int, bool]:
-    """Send 1000 Incr, upgrade, then Incr forever, in pipelined batches: returns how many
-    inputs were acknowledged and whether the upgrade was, when the node dies."""
-    acked, upgraded = 0, False
-    batch = [Send(0, "counter", b"\x00")] * 25
-    try:
-        with connect(address) as client:
-            while True:
-                if acked == 1000 and not upgraded:
-                    client.upgrade("counter", Upgrade(v1, v2, migrate))
-                    upgraded = True
-                requests = [Send(client.session.request_id(), e.machine, e.input) for e in batch]
-                replies = client.pipeline(requests)
-                assert all(isinstance(r, Output) for r in replies), replies
-                acked += len(replies)
-    except NodeError:
-        return acked, upgraded
-
-
-def test_sigkill_loses_no_acknowledged_input_or_upgrade(tmp_path: Path) -> None:
-    """Kill -9 mid-stream, restart: every acknowledged input and upgrade is there, once."""
-    v1 = encode_module(handbuilt.counter_module())
-    v2 = encode_module(handbuilt.counter2_module())
-    migrate = encode_module(handbuilt.upgrade_state_module())
-    node = NodeProcess(tmp_path, {"counter": COUNTER}, "--trace", "off", "--snapshot-every", "300")
-    result: list[tuple[int, bool]] = []
-    streamer = threading.Thread(
-        target=lambda: result.append(_stream_until_killed(node.address, v1, v2, migrate))
-    )
-    streamer.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # let the stream pass the upgrade, then kill
-        time.sleep(0.2)
-        with connect(node.address) as probe:
-            if probe.status("counter").inputs > 3000:
-                break
-    node.kill()
-    streamer.join(10)
-    acked, upgraded = result[0]
-    assert upgraded and acked > 1000
-    with NodeProcess(tmp_path, {"counter": COUNTER}, "--trace", "off") as again:
-        assert any("Recovered machine 'counter'" in line for line in again.lines())
-        with connect(again.address) as client:
-            status = client.status("counter")
-    assert status.inputs >= acked  # inputs applied but not yet answered may be there too
-    assert status.identity == load_module(v2).identity
-    assert [h.kind for h in status.history] == ["start", "upgrade"]
-    assert status.history[1].seq == 1000
-    # a fresh run over the same inputs: 1000 Incr on v1, the migration, the rest on v2
-    fresh_v1, fresh_v2, fresh_mig = load_module(v1), load_module(v2), load_module(migrate)
-    state = fresh_v1.init()
-    for _ in range(1000):
-        state, _ = fresh_v1.step(INCR, state)
-    state = fresh_mig.migrate(state)
-    for _ in range(status.inputs - 1000):
-        state, _ = fresh_v2.step(INCR, state)
-    assert status.state == state == (1000, status.inputs - 1000)
-
-
 def test_silent_and_idle_clients_are_disconnected(tmp_path: Path) -> None:
     """No hello within the handshake timeout, or nothing within the idle timeout: closed."""
-    extra = ("--handshake-timeout", "0.3", "--idle-timeout", "0.6")
-    with NodeProcess(tmp_path, {"counter": COUNTER}, *extra) as node:
+    config = NodeConfig(handshake_timeout=0.3, idle_timeout=0.6)
+    with Served(tmp_path, {"counter": COUNTER}, config=config) as node:
         silent = _raw(node.address)
         started = time.monotonic()
         assert silent.recv(100) == b""  # closed by the node, not by the 5 s socket timeout
@@ -223,7 +166,7 @@ def test_inputs_pipelined_around_an_upgrade_are_served_in_order(tmp_path: Path) 
     v1 = encode_module(handbuilt.counter_module())
     v2 = encode_module(handbuilt.counter2_module())
     migrate = encode_module(handbuilt.upgrade_state_module())
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
+    with MemoryNode({"counter": COUNTER}) as node, Client(transport=node.connection()) as client:
         rid = client.session.request_id
         burst: list[Request] = [
             Send(rid(), "counter", b"\x00"),

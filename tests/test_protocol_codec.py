@@ -30,8 +30,8 @@ from hotswap.protocol import (
     Status,
     StatusReply,
     UnsupportedVersion,
-    Upgrade,
     Upgraded,
+    UpgradeRequest,
     Welcome,
     decode_message,
     encode_message,
@@ -46,7 +46,7 @@ CLIENT_MESSAGES: list[Message] = [
     Hello(1, 4096, "test"),
     Send(0, "counter", b""),
     Send(2**64 - 1, "a.b-c_D9", bytes(range(256))),
-    Upgrade(1, "counter", A, b"\x00module", b"\x00migration"),
+    UpgradeRequest(1, "counter", A, b"\x00module", b"\x00migration"),
     Status(2, "counter"),
     Machines(3),
     GetModule(4, B),
@@ -308,7 +308,7 @@ BAD_EVENTS: list[tuple[object, str]] = [
     (Send(1, "no spaces", b""), "field 'machine'"),
     (Send(1, "m", "text"), "field 'input'"),  # type: ignore[arg-type]
     (Output(1, b"", bytearray(b"x")), "field 'state'"),  # type: ignore[arg-type]
-    (Upgrade(1, "m", "abc", b"", b""), "field 'expected'"),
+    (UpgradeRequest(1, "m", "abc", b"", b""), "field 'expected'"),
     (Error(1, "nope", ""), "field 'code'"),  # type: ignore[arg-type]
     (Hello(1, 10, "x"), "field 'max_frame'"),
     (Welcome(1, 4096, "x" * 257, ""), "field 'agent'"),

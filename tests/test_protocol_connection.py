@@ -39,8 +39,8 @@ from hotswap.protocol import (
     Status,
     StatusReply,
     UnsupportedVersion,
-    Upgrade,
     Upgraded,
+    UpgradeRequest,
     Welcome,
     encode_message,
     frame,
@@ -96,11 +96,17 @@ EXCHANGES: list[tuple[Request, Reply]] = [
     (Send(2, "counter", b"\x01"), Error(2, ErrorCode.TRAP, "overflow")),
     (Send(3, "nope", b""), Error(3, ErrorCode.UNKNOWN_MACHINE, "no machine 'nope'")),
     (Send(4, "counter", b"\xff"), Error(4, ErrorCode.BAD_INPUT, "does not decode")),
-    (Upgrade(5, "counter", A, b"mod", b"mig"), Upgraded(5, A, B)),
-    (Upgrade(6, "counter", A, b"mod", b"mig"), Error(6, ErrorCode.WRONG_VERSION, "running b")),
-    (Upgrade(7, "counter", B, b"?", b""), Error(7, ErrorCode.BAD_MODULE, "bad magic")),
-    (Upgrade(8, "counter", B, b"m", b"m"), Error(8, ErrorCode.ILL_TYPED_UPGRADE, "int != pair")),
-    (Upgrade(9, "counter", B, b"m", b"m"), Error(9, ErrorCode.MIGRATION_TRAP, "overflow")),
+    (UpgradeRequest(5, "counter", A, b"mod", b"mig"), Upgraded(5, A, B)),
+    (
+        UpgradeRequest(6, "counter", A, b"mod", b"mig"),
+        Error(6, ErrorCode.WRONG_VERSION, "running b"),
+    ),
+    (UpgradeRequest(7, "counter", B, b"?", b""), Error(7, ErrorCode.BAD_MODULE, "bad magic")),
+    (
+        UpgradeRequest(8, "counter", B, b"m", b"m"),
+        Error(8, ErrorCode.ILL_TYPED_UPGRADE, "int != pair"),
+    ),
+    (UpgradeRequest(9, "counter", B, b"m", b"m"), Error(9, ErrorCode.MIGRATION_TRAP, "overflow")),
     (
         Status(10, "counter"),
         StatusReply(
@@ -460,7 +466,7 @@ def test_too_large_an_event_is_refused_without_harm() -> None:
     """FrameTooLarge rejects one event and leaves the connection as it was."""
     client, server = connected(client_max=5000, server_max=6000)
     with pytest.raises(FrameTooLarge, match="peer accepts at most 6000"):
-        client.send(Upgrade(1, "m", A, bytes(6000), b""))
+        client.send(UpgradeRequest(1, "m", A, bytes(6000), b""))
     assert client.state is State.READY
     assert client.pending == ()
     server.receive_data(client.send(Send(1, "m", b"")))
@@ -562,7 +568,17 @@ def test_protocol_imports_no_io_and_nothing_above_it() -> None:
 def test_every_message_class_is_exported() -> None:
     """The package's __all__ names every event a node or client handles."""
     exported = set(hotswap.protocol.__all__)
-    for cls in (Hello, Welcome, Send, Upgrade, Status, Machines, GetModule, Output, Upgraded):
+    for cls in (
+        Hello,
+        Welcome,
+        Send,
+        UpgradeRequest,
+        Status,
+        Machines,
+        GetModule,
+        Output,
+        Upgraded,
+    ):
         assert cls.__name__ in exported
     for cls2 in (StatusReply, MachinesReply, ModuleReply, Error, Goodbye, ConnectionClosed):
         assert cls2.__name__ in exported

@@ -41,8 +41,8 @@ from hotswap.protocol import (
     State,
     Status,
     StatusReply,
-    Upgrade,
     Upgraded,
+    UpgradeRequest,
     Welcome,
     decode_message,
     encode_message,
@@ -83,7 +83,7 @@ def requests(request_id: int) -> st.SearchStrategy[Request]:
     return st.one_of(
         st.builds(Send, st.just(request_id), names, blobs),
         st.builds(SendChecked, st.just(request_id), names, identities, blobs),
-        st.builds(Upgrade, st.just(request_id), names, identities, blobs, blobs),
+        st.builds(UpgradeRequest, st.just(request_id), names, identities, blobs, blobs),
         st.builds(Release, st.just(request_id), release_items),
         st.builds(Status, st.just(request_id), names),
         st.builds(Machines, st.just(request_id)),
@@ -99,7 +99,7 @@ def replies(request: Request) -> st.SearchStrategy[Reply]:
     match request:
         case Send() | SendChecked():
             success = st.builds(Output, rid, blobs, blobs)
-        case Upgrade():
+        case UpgradeRequest():
             success = st.builds(Upgraded, rid, identities, identities)
         case Release():
             success = st.builds(Released, rid, released_entries)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import io
 from pathlib import Path
 
 import cbor2
@@ -11,15 +10,17 @@ import pytest
 
 from hotswap.cam.loaded import load
 from hotswap.cam.module import encode_module
-from hotswap.client import Upgrade, connect
+from hotswap.client import Client, Upgrade
 from hotswap.errors import LocalProtocolError, RemoteProtocolError, UpgradeRejected
 from hotswap.examples import handbuilt
 from hotswap.examples.breaker import Call, breaker_sm, breaker_sm2, upgrade_breaker
 from hotswap.examples.counter import Incr, counter_sm, counter_sm2
+from hotswap.node.memory import MemoryNode
 from hotswap.node.registry import Registry
+from hotswap.node.trace import Trace
 from hotswap.protocol import Release, Released, ReleasedEntry, ReleaseItem
 from hotswap.protocol.codec import decode_message, encode_message
-from nodeproc import NodeProcess
+from served import Served, run_cli
 
 A, B = "a" * 64, "b" * 64
 V2 = encode_module(handbuilt.counter2_module())
@@ -83,7 +84,9 @@ def test_a_release_of_two_machines_on_a_node_survives_a_restart(tmp_path: Path) 
         "counter": "hotswap.examples.counter:counter_sm",
         "breaker": "hotswap.examples.breaker:breaker_sm",
     }
-    with NodeProcess(tmp_path, machines) as node, connect(node.address) as client:
+    out = io.StringIO()
+    node = MemoryNode(machines, data=tmp_path, trace=Trace("seed", out))
+    with node, Client(transport=node.connection()) as client:
         client.send("counter", Incr())
         client.send("breaker", Call(now=5))
         with pytest.raises(UpgradeRejected, match="breaker: "):
@@ -104,11 +107,12 @@ def test_a_release_of_two_machines_on_a_node_survives_a_restart(tmp_path: Path) 
             ("breaker", breaker_sm2.identity),
             ("counter", counter_sm2.identity),
         ]
-        assert any(line.startswith("Release successful! breaker, counter") for line in node.lines())
-        node.stop()
-    with NodeProcess(tmp_path, machines) as again, connect(again.address) as client:
-        assert client.status("counter").state == (1, 0)
-        assert client.status("breaker").identity == breaker_sm2.identity
+        lines = out.getvalue().splitlines()
+        assert any(line.startswith("Release successful! breaker, counter") for line in lines)
+        node.reopen()  # as after a crash: no checkpoint, recovery from the log
+        with Client(transport=node.connection()) as again:
+            assert again.status("counter").state == (1, 0)
+            assert again.status("breaker").identity == breaker_sm2.identity
 
 
 def test_cli_release(tmp_path: Path) -> None:
@@ -116,24 +120,15 @@ def test_cli_release(tmp_path: Path) -> None:
         "counter": "hotswap.examples.counter:counter_sm",
         "breaker": "hotswap.examples.breaker:breaker_sm",
     }
-    with NodeProcess(tmp_path, machines) as node:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "hotswap",
-                "release",
-                "--node",
-                node.address,
-                "counter=hotswap.examples.counter:counter_sm2",
-                "breaker=hotswap.examples.breaker:breaker_sm2",
-                "--migration",
-                "breaker=hotswap.examples.breaker:upgrade_breaker",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+    with Served(tmp_path, machines) as node:
+        result = run_cli(
+            "release",
+            "--node",
+            node.address,
+            "counter=hotswap.examples.counter:counter_sm2",
+            "breaker=hotswap.examples.breaker:breaker_sm2",
+            "--migration",
+            "breaker=hotswap.examples.breaker:upgrade_breaker",
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Release successful! 2 machines swapped together:")

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hotswap.cam.build import migration_module
 from hotswap.cam.module import encode_module
-from hotswap.client import Upgrade, connect
+from hotswap.client import Client, Upgrade
 from hotswap.dsl.derive import MigrationError
 from hotswap.errors import NodeError
 from hotswap.examples import handbuilt
 from hotswap.examples.counter import Count, Incr, counter_sm, counter_sm2
 from hotswap.lang.terms import FST, SND, Fanout
 from hotswap.lang.types import INT, Prod
-from nodeproc import NodeProcess
+from hotswap.node.memory import MemoryNode
+from served import Served, run_cli
 
 COUNTER = "hotswap.examples.counter:counter_sm"
 
 
 def test_the_seeds_upgrade_needs_no_migration(tmp_path: Path) -> None:
     """Upgrade(counter_sm, counter_sm2) derives n -> (n, 0), as the seed wrote by hand."""
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
+    with MemoryNode({"counter": COUNTER}) as node, Client(transport=node.connection()) as client:
         client.send("counter", Incr())
         client.upgrade("counter", Upgrade(counter_sm, counter_sm2))
         client.send("counter", Incr())
@@ -35,7 +34,7 @@ def test_the_seeds_upgrade_needs_no_migration(tmp_path: Path) -> None:
 def test_rollback_returns_to_the_previous_code(tmp_path: Path) -> None:
     """Back from v2 to v1 with a migration given; then forth again with one derived."""
     down = encode_module(migration_module(Prod(INT, INT), INT, SND))
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
+    with MemoryNode({"counter": COUNTER}) as node, Client(transport=node.connection()) as client:
         client.send("counter", Incr())
         client.upgrade("counter", Upgrade(counter_sm, counter_sm2))
         client.send("counter", Incr())
@@ -53,8 +52,8 @@ def test_rollback_returns_to_the_previous_code(tmp_path: Path) -> None:
 
 def test_rollback_without_history_is_refused(tmp_path: Path) -> None:
     with (
-        NodeProcess(tmp_path, {"counter": COUNTER}) as node,
-        connect(node.address) as client,
+        MemoryNode({"counter": COUNTER}) as node,
+        Client(transport=node.connection()) as client,
         pytest.raises(NodeError, match="no earlier code"),
     ):
         client.rollback("counter")
@@ -64,7 +63,7 @@ def test_same_state_types_without_names_use_the_identity(tmp_path: Path) -> None
     """Hand-built machines carry no names: equal state types still upgrade without one."""
     commuted = encode_module(handbuilt.counter_commuted_module())
     spec = "hotswap.examples.handbuilt:counter_module"
-    with NodeProcess(tmp_path, {"counter": spec}) as node, connect(node.address) as client:
+    with MemoryNode({"counter": spec}) as node, Client(transport=node.connection()) as client:
         client.send("counter", (0, ()))
         running = client.status_raw("counter").identity
         client.upgrade("counter", Upgrade(running, commuted))
@@ -74,16 +73,8 @@ def test_same_state_types_without_names_use_the_identity(tmp_path: Path) -> None
 
 
 def test_cli_upgrade_and_rollback_derive_migrations(tmp_path: Path) -> None:
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "hotswap", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node:
+    cli = run_cli
+    with Served(tmp_path, {"counter": COUNTER}) as node:
         at = ("--node", node.address)
         up = cli("upgrade", *at, "counter", "--to", "hotswap.examples.counter:counter_sm2")
         assert up.returncode == 0, up.stderr
@@ -96,7 +87,7 @@ def test_rollback_skips_upgrades_that_kept_the_code(tmp_path: Path) -> None:
     """After v1 -> v2 -> v2 (a state fix on the same code), rollback goes to v1, not to v2."""
     fix = encode_module(migration_module(Prod(INT, INT), Prod(INT, INT), Fanout(SND, FST)))
     down = encode_module(migration_module(Prod(INT, INT), INT, SND))
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node, connect(node.address) as client:
+    with MemoryNode({"counter": COUNTER}) as node, Client(transport=node.connection()) as client:
         client.upgrade("counter", Upgrade(counter_sm, counter_sm2))
         client.upgrade("counter", Upgrade(counter_sm2, counter_sm2, fix))
         back = client.rollback("counter", down)

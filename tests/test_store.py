@@ -123,3 +123,36 @@ def test_a_release_is_logged_all_or_nothing(tmp_path: Path) -> None:
     store.db.close()
     recovered = {m.name: m.identity for m in Store(tmp_path / "s.db").recover().machines}
     assert recovered == {"left": running, "right": running}
+
+
+def test_a_failed_write_is_a_store_error_and_the_store_stays_usable(tmp_path: Path) -> None:
+    """A full disk at INSERT time escaped as a raw sqlite3 error, left the queued inputs queued
+    and the transaction flag set although SQLite had rolled back: every later commit failed
+    (UNIQUE constraint on log.seq) even once space was back, and later writes ran outside any
+    transaction."""
+    store = Store(tmp_path / "db")
+    registry = Registry()
+    machine = registry.start("counter", load(handbuilt.counter_module()))
+    store.log_start(machine)
+    store.commit(registry.machines)
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is now full
+    for _ in range(2):
+        for _ in range(2000):
+            stepped = registry.step("counter", INCR)
+            store.log_input(machine, INCR, stepped.identity)
+        with pytest.raises(StoreError, match="full"):
+            store.commit(registry.machines)
+        assert not store.db.in_transaction
+    store.db.execute("PRAGMA max_page_count = 1000000")  # space is back
+    machine.inputs = 0  # what a node restarted from the store would run on
+    stepped = registry.step("counter", INCR)
+    store.log_input(machine, INCR, stepped.identity)
+    store.commit(registry.machines)
+    store.close()
+    reopened = Store(tmp_path / "db")
+    try:
+        (back,) = reopened.recover().machines
+    finally:
+        reopened.close()
+    assert back.inputs == 1  # the failed batches are gone, the later input is there

@@ -15,8 +15,11 @@ Layers import only downward::
 ``lang`` and ``cam`` never do I/O.
 """
 
-from hotswap.cam.loaded import LoadedModule, load_module
-from hotswap.dsl import compile_source, machine, migration
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from hotswap.errors import (
     BytecodeError,
     DecodeError,
@@ -31,6 +34,30 @@ from hotswap.errors import (
     ValueTypeError,
     VerifyError,
 )
+
+if TYPE_CHECKING:
+    from hotswap.cam.loaded import LoadedModule, load_module
+    from hotswap.dsl import compile_source, machine, migration
+
+#: Names loaded on first use, so that importing a part of hotswap (the node, the client) does
+#: not import the DSL compiler through this package.
+_LAZY = {
+    "LoadedModule": "hotswap.cam.loaded",
+    "load_module": "hotswap.cam.loaded",
+    "compile_source": "hotswap.dsl",
+    "machine": "hotswap.dsl",
+    "migration": "hotswap.dsl",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hotswap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BytecodeError",

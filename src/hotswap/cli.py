@@ -1,6 +1,8 @@
-"""The `hotswap` command line: run a node, talk to one, inspect modules.
+"""The `hotswap` commands that talk to a node (send, upgrade, status, ...) or inspect modules.
 
-Every failure is one line on stderr, ``hotswap: <what went wrong>``, and exit status 1.
+The ``node`` command lives with the node (``hotswap.node.cli``); ``hotswap.__main__`` puts the
+two together as the ``hotswap`` program. Every failure is one line on stderr,
+``hotswap: <what went wrong>``, and exit status 1.
 """
 
 from __future__ import annotations
@@ -8,52 +10,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
-from importlib.metadata import version
 from pathlib import Path
 
 from hotswap.cam.disasm import disassemble
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_type, decode_value, encode_value
-from hotswap.client import Upgrade, connect, default_address, schemas_of
-from hotswap.dsl.display import parse as parse_named
-from hotswap.dsl.display import render as render_named
-from hotswap.dsl.schema import describe
+from hotswap.client import Upgrade, connect, schemas_of
+from hotswap.code import import_object, module_bytes
 from hotswap.errors import HotswapError, ValueTypeError
 from hotswap.fleet import Fleet
 from hotswap.lang.evaluate import Value
 from hotswap.lang.values import parse, render
-from hotswap.node.main import NodeOptions, import_object, module_bytes, parse_address, run
-from hotswap.node.registry import nominal_notes
-from hotswap.node.server import NodeConfig
-from hotswap.node.store import SNAPSHOT_EVERY
-from hotswap.node.trace import Trace
+from hotswap.names.display import parse as parse_named
+from hotswap.names.display import render as render_named
+from hotswap.names.lint import nominal_notes
+from hotswap.names.schema import describe
 from hotswap.protocol.events import Upgraded
-
-
-def _node(args: argparse.Namespace) -> int:
-    host, port = parse_address(args.listen)
-    machines = []
-    for spec in args.machine:
-        name, sep, ref = spec.partition("=")
-        if not sep or not name or not ref:
-            raise HotswapError(f"bad --machine {spec!r}: expected NAME=module:attribute")
-        machines.append((name, ref))
-    options = NodeOptions(
-        host=host,
-        port=port,
-        data=Path(args.data),
-        machines=tuple(machines),
-        fsync=args.fsync,
-        snapshot_every=args.snapshot_every,
-        config=NodeConfig(
-            name=args.name,
-            idle_timeout=args.idle_timeout,
-            handshake_timeout=args.handshake_timeout,
-        ),
-    )
-    run(options, Trace(args.trace), args.loop)
-    return 0
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -219,37 +191,8 @@ def _dis(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hotswap", description="Hot code upgrades of running state machines."
-    )
-    parser.add_argument("--version", action="version", version=f"hotswap {version('hotswap')}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    node = sub.add_parser("node", help="run a node that hosts machines")
-    node.add_argument("--listen", default=default_address(), help="HOST:PORT (%(default)s)")
-    node.add_argument("--data", default="hotswap-data", help="store directory (%(default)s)")
-    node.add_argument(
-        "--machine",
-        action="append",
-        default=[],
-        metavar="NAME=module:attribute",
-        help="a machine to start when the store does not have it yet (repeatable)",
-    )
-    node.add_argument("--trace", choices=["seed", "names", "off"], default="seed")
-    node.add_argument("--fsync", action="store_true", help="fsync every commit (power-loss safe)")
-    node.add_argument("--snapshot-every", type=int, default=SNAPSHOT_EVERY, metavar="N")
-    node.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS")
-    node.add_argument(
-        "--handshake-timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="disconnect clients that say no hello in time (%(default)s)",
-    )
-    node.add_argument("--name", default="hotswap-node", help="name announced to clients")
-    node.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
-    node.set_defaults(func=_node)
+def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that talk to a node, or to no node at all (``dis``)."""
 
     def client_command(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
@@ -322,11 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     dis = sub.add_parser("dis", help="verify a module file and print its disassembly")
     dis.add_argument("file", help="a module file (canonical bytes)")
     dis.set_defaults(func=_dis)
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the command ``args`` selected; any failure is one line on stderr and status 1."""
     try:
         code: int = args.func(args)
     except HotswapError as e:
@@ -338,7 +280,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,9 +19,9 @@ from types import TracebackType
 
 from hotswap.cam.loaded import load_module
 from hotswap.client import Client, MachineStatus, Upgrade, connect, derived_migration
+from hotswap.code import module_bytes
 from hotswap.dsl.derive import MigrationError
 from hotswap.errors import HotswapError
-from hotswap.node.main import module_bytes
 
 
 class FleetUpgradeFailed(HotswapError):

@@ -27,9 +27,9 @@ from hotswap.dsl.compiler import (
     compile_machine,
     compile_migration,
 )
-from hotswap.dsl.display import parse, parse_python, render, render_python
-from hotswap.dsl.names import decode_names, encode_names, names_for, nominal_differences
-from hotswap.dsl.schema import (
+from hotswap.names.display import parse, parse_python, render, render_python
+from hotswap.names.lint import nominal_differences
+from hotswap.names.schema import (
     BoolSchema,
     Field,
     IntSchema,
@@ -43,6 +43,7 @@ from hotswap.dsl.schema import (
     from_core,
     to_core,
 )
+from hotswap.names.section import decode_names, encode_names, names_for
 
 __all__ = [
     "BoolSchema",

@@ -1,6 +1,6 @@
 """From Python annotations to schemas.
 
-Two readers share one set of rules (see :mod:`hotswap.dsl.schema`):
+Two readers share one set of rules (see :mod:`hotswap.names.schema`):
 
 * :func:`schema_of_annotation` reads an annotation's *syntax* (a function's parameters and
   return, a local ``x: T = ...``), resolving names in the function's scope. Reading the syntax
@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from hotswap.dsl.schema import (
+from hotswap.names.schema import (
     BOOL_SCHEMA,
     INT_SCHEMA,
     NONE_SCHEMA,

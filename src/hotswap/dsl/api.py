@@ -27,11 +27,11 @@ from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.module import Module, encode_module, module_identity
 from hotswap.dsl.compiler import CompiledMachine, CompiledMigration, compile_machine
 from hotswap.dsl.compiler import compile_migration as _compile_migration
-from hotswap.dsl.schema import Schema, core_type, from_core, to_core
 from hotswap.dsl.source import function_source, register_source
 from hotswap.errors import HotswapError, LimitError, SourceError
 from hotswap.lang.evaluate import Value, evaluate
 from hotswap.lang.types import Type
+from hotswap.names.schema import Schema, core_type, from_core, to_core
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -23,7 +23,11 @@ from hotswap.dsl.combinators import if_then_else
 from hotswap.dsl.env import Env, Ref, build_product, component, seq
 from hotswap.dsl.expressions import ExpressionCompiler, Typed
 from hotswap.dsl.functions import dsl_function
-from hotswap.dsl.schema import (
+from hotswap.errors import ValueTypeError
+from hotswap.lang.optimise import may_trap
+from hotswap.lang.terms import FST, ID, SND, Fanout, Lit, Op, Prim, Term
+from hotswap.lang.values import constant
+from hotswap.names.schema import (
     INT_SCHEMA,
     RecordSchema,
     Schema,
@@ -32,10 +36,6 @@ from hotswap.dsl.schema import (
     describe,
     to_core,
 )
-from hotswap.errors import ValueTypeError
-from hotswap.lang.optimise import may_trap
-from hotswap.lang.terms import FST, ID, SND, Fanout, Lit, Op, Prim, Term
-from hotswap.lang.values import constant
 
 
 class CallCompiler(ExpressionCompiler):

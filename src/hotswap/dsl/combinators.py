@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hotswap.dsl.env import Env, Ref, UnitRef, build_product, component_path, seq
-from hotswap.dsl.schema import Schema, TupleSchema, UnionSchema, core_type, is_unit
 from hotswap.lang.terms import (
     DISTL,
     FST,
@@ -24,6 +23,7 @@ from hotswap.lang.terms import (
     Term,
 )
 from hotswap.lang.types import UNIT, Sum, Type
+from hotswap.names.schema import Schema, TupleSchema, UnionSchema, core_type, is_unit
 
 #: ``false``/``true`` from any domain.
 FALSE: Term = Compose(TERMINAL, Inl(UNIT))

@@ -13,8 +13,6 @@ from types import FunctionType
 from hotswap.cam.limits import MAX_NESTING
 from hotswap.dsl.combinators import case_nesting
 from hotswap.dsl.functions import DslFunction, Session, Signature
-from hotswap.dsl.names import encode_names
-from hotswap.dsl.schema import Schema, TupleSchema, core_type, describe, product_type, to_core
 from hotswap.dsl.statements import FunctionCompiler
 from hotswap.errors import InternalError, TermTypeError, ValueTypeError
 from hotswap.lang.check import check
@@ -23,6 +21,8 @@ from hotswap.lang.optimise import optimise
 from hotswap.lang.terms import Term
 from hotswap.lang.types import Type
 from hotswap.lang.values import constant
+from hotswap.names.schema import Schema, TupleSchema, core_type, describe, product_type, to_core
+from hotswap.names.section import encode_names
 
 
 @dataclass(frozen=True, slots=True)

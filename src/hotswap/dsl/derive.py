@@ -31,8 +31,11 @@ from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.module import Module, encode_module
 from hotswap.dsl.combinators import inject
 from hotswap.dsl.env import build_product, component_path, seq
-from hotswap.dsl.names import encode_names
-from hotswap.dsl.schema import (
+from hotswap.errors import HotswapError
+from hotswap.lang.evaluate import Value
+from hotswap.lang.terms import ID, Case, Term
+from hotswap.lang.values import constant
+from hotswap.names.schema import (
     BoolSchema,
     IntSchema,
     NoneSchema,
@@ -47,10 +50,7 @@ from hotswap.dsl.schema import (
     kind_of,
     nest_values,
 )
-from hotswap.errors import HotswapError
-from hotswap.lang.evaluate import Value
-from hotswap.lang.terms import ID, Case, Term
-from hotswap.lang.values import constant
+from hotswap.names.section import encode_names
 
 
 class MigrationError(HotswapError):

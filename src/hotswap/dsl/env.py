@@ -15,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import assert_never
 
-from hotswap.dsl.schema import (
+from hotswap.errors import InternalError
+from hotswap.lang.terms import FST, ID, SND, TERMINAL, Compose, Fanout, Term
+from hotswap.lang.types import Type, type_depth
+from hotswap.names.schema import (
     RecordSchema,
     Schema,
     TupleSchema,
@@ -25,9 +28,6 @@ from hotswap.dsl.schema import (
     is_unit,
     product_type,
 )
-from hotswap.errors import InternalError
-from hotswap.lang.terms import FST, ID, SND, TERMINAL, Compose, Fanout, Term
-from hotswap.lang.types import Type, type_depth
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,12 @@ from hotswap.dsl.annotations import MISSING
 from hotswap.dsl.combinators import FALSE, TRUE, coercion, if_then_else
 from hotswap.dsl.env import Env, Ref, build_product, component, component_path, seq
 from hotswap.dsl.functions import DslFunction, Session
-from hotswap.dsl.schema import (
+from hotswap.errors import SourceError
+from hotswap.lang.ints import in_range
+from hotswap.lang.optimise import may_trap
+from hotswap.lang.terms import TERMINAL, Fanout, Lit, Op, Prim, Term
+from hotswap.names.display import int_literal
+from hotswap.names.schema import (
     BOOL_SCHEMA,
     INT_SCHEMA,
     NONE_SCHEMA,
@@ -41,11 +46,6 @@ from hotswap.dsl.schema import (
     components,
     describe,
 )
-from hotswap.dsl.source import int_literal
-from hotswap.errors import SourceError
-from hotswap.lang.ints import in_range
-from hotswap.lang.optimise import may_trap
-from hotswap.lang.terms import TERMINAL, Fanout, Lit, Op, Prim, Term
 
 _ARITH = {ast.Add: Op.ADD, ast.Sub: Op.SUB, ast.Mult: Op.MUL, ast.FloorDiv: Op.FLOORDIV}
 _ARITH[ast.Mod] = Op.MOD

@@ -21,11 +21,11 @@ from typing import Any
 
 from hotswap.cam.limits import MAX_TYPE_DEPTH
 from hotswap.dsl.annotations import MISSING, schema_of_annotation
-from hotswap.dsl.schema import Schema, SchemaProblem, core_type, describe
 from hotswap.dsl.source import FunctionSource, SourceFile, function_source
 from hotswap.errors import SourceError
 from hotswap.lang.terms import Term
 from hotswap.lang.types import type_depth
+from hotswap.names.schema import Schema, SchemaProblem, core_type, describe
 
 #: Types in a machine's annotations may nest this deep: the bytecode allows MAX_TYPE_DEPTH and
 #: the compiler needs a few levels for the context around them.

@@ -26,7 +26,8 @@ from hotswap.dsl.combinators import coercion, if_then_else, switch
 from hotswap.dsl.env import Env, Ref, component, narrowed_to, seq
 from hotswap.dsl.functions import DslFunction, Session
 from hotswap.dsl.patterns import Con, IntLit, Pat, Prod, Wild, alternatives
-from hotswap.dsl.schema import (
+from hotswap.lang.terms import Fanout, Lit, Op, Prim, Term
+from hotswap.names.schema import (
     BoolSchema,
     IntSchema,
     NoneSchema,
@@ -36,7 +37,6 @@ from hotswap.dsl.schema import (
     components,
     describe,
 )
-from hotswap.lang.terms import Fanout, Lit, Op, Prim, Term
 
 
 @dataclass(frozen=True, slots=True)

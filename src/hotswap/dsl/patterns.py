@@ -22,7 +22,9 @@ from dataclasses import dataclass, replace
 from hotswap.dsl.annotations import MISSING
 from hotswap.dsl.env import Narrowed, Ref, SlotRef, TupleRef, UnitRef
 from hotswap.dsl.functions import DslFunction
-from hotswap.dsl.schema import (
+from hotswap.lang.ints import in_range
+from hotswap.names.display import int_literal
+from hotswap.names.schema import (
     NONE_SCHEMA,
     BoolSchema,
     IntSchema,
@@ -33,8 +35,6 @@ from hotswap.dsl.schema import (
     UnionSchema,
     describe,
 )
-from hotswap.dsl.source import int_literal
-from hotswap.lang.ints import in_range
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,14 +103,3 @@ def register_source(text: str, filename: str | None = None) -> SourceFile:
     # An entry whose mtime is None is never invalidated by linecache.checkcache.
     linecache.cache[name] = (len(text), None, lines, name)
     return SourceFile(name, tuple(lines))
-
-
-def int_literal(node: ast.expr) -> int | None:
-    """The value of an int literal, ``5`` or ``-5`` (never a bool), else None."""
-    match node:
-        case ast.Constant(value=int(v)) if not isinstance(v, bool):
-            return v
-        case ast.UnaryOp(ast.USub(), ast.Constant(value=int(v))) if not isinstance(v, bool):
-            return -v
-        case _:
-            return None

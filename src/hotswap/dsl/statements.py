@@ -46,11 +46,11 @@ from hotswap.dsl.env import (
 from hotswap.dsl.expressions import Typed
 from hotswap.dsl.matching import MatchCompiler, Row
 from hotswap.dsl.patterns import PatternReader, pattern_schema, specialize
-from hotswap.dsl.schema import NONE_SCHEMA, Schema, TupleSchema, core_type, describe, is_unit
 from hotswap.errors import InternalError
 from hotswap.lang.optimise import may_trap
 from hotswap.lang.terms import DISTL, FST, ID, SND, TERMINAL, Case, Fanout, Inl, Inr, Term
 from hotswap.lang.types import UNIT
+from hotswap.names.schema import NONE_SCHEMA, Schema, TupleSchema, core_type, describe, is_unit
 
 
 @dataclass(frozen=True, slots=True)

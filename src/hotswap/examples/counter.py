@@ -13,9 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-from hotswap.client import Client, Upgrade, connect
+from hotswap.code import Upgrade
 from hotswap.dsl import machine, migration
+
+if TYPE_CHECKING:
+    from hotswap.client import Client
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,8 @@ def downgrade_state(state: tuple[int, int]) -> int:
 #     1
 #     >>> upgrade(Upgrade(counter_sm, counter_sm2, upgrade_state))
 #
-# The node is found at $HOTSWAP_NODE, or at the node's default address.
+# The node is found at $HOTSWAP_NODE, or at the node's default address. The client is imported
+# on first use: a node that imports this module for its machines loads no client code.
 
 MACHINE = "counter"
 
@@ -76,6 +81,8 @@ MACHINE = "counter"
 @cache
 def node() -> Client:
     """The connection the REPL helpers share, opened on first use."""
+    from hotswap.client import connect  # noqa: PLC0415 - the node imports this module too
+
     client = connect()
     client.session.remember(counter_sm, counter_sm2)
     return client

@@ -2,7 +2,9 @@
 
 No I/O happens here, so every rule can be tested without a network or a disk. Each operation
 either changes everything it should or nothing: a step that traps leaves the state as it was;
-an upgrade is checked completely (DESIGN.md section 6) before the swap, which cannot fail.
+an upgrade is checked completely (docs/design.md, "Upgrades") before the swap, which cannot
+fail. "Upgrade" here is the operation: :meth:`Registry.prepare` checks one and returns a
+:class:`Swap`, :meth:`Registry.install` installs it. This is where an upgrade is refused.
 
 Upgrade checks, in order: both modules decode canonically and verify; the new module is a
 machine and the migration a migration; the running identity equals the expected one; the
@@ -17,10 +19,9 @@ from dataclasses import dataclass, field
 
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import value_decoder
-from hotswap.dsl.names import SECTION as NAMES_SECTION
-from hotswap.dsl.names import nominal_differences
-from hotswap.errors import BytecodeError, HotswapError, NodeError, Trap, UpgradeRejected
+from hotswap.errors import BytecodeError, NodeError, Trap, UpgradeRejected
 from hotswap.lang.evaluate import Value
+from hotswap.names.lint import nominal_notes
 from hotswap.protocol.events import ErrorCode, HistoryKind
 
 VERSION_MISMATCH = "The version running isn't the one the upgrade expects. Aborting upgrade."
@@ -62,8 +63,9 @@ class Stepped:
 
 
 @dataclass(frozen=True, slots=True)
-class Upgraded:
-    """A completed upgrade, with what the store needs to log it."""
+class Swap:
+    """An upgrade checked completely and its state migrated, ready to install (the pure part
+    of an upgrade); after :meth:`Registry.install`, what the store needs to log it."""
 
     machine: str
     old: str
@@ -83,18 +85,6 @@ def load_machine_code(data: bytes) -> LoadedModule:
     if loaded.machine is None:
         raise NodeError(ErrorCode.BAD_MODULE, f"module {loaded.identity[:12]} is not a machine")
     return loaded
-
-
-def nominal_notes(old: LoadedModule, new: LoadedModule) -> tuple[str, ...]:
-    """Types equal in structure but named differently between two machines (the lint of
-    docs/dsl.md): ``Incr | Count`` to ``Count | Incr`` swaps what clients mean by each name."""
-    old_names, new_names = old.custom.get(NAMES_SECTION), new.custom.get(NAMES_SECTION)
-    if old_names is None or new_names is None:
-        return ()
-    try:
-        return tuple(nominal_differences(old_names, new_names))
-    except HotswapError as e:  # names are advisory: unreadable ones cannot block an upgrade
-        return (f"names not compared: {e}",)
 
 
 class Registry:
@@ -168,13 +158,13 @@ class Registry:
         module: bytes,
         migration: bytes,
         now: float | None = None,
-    ) -> Upgraded:
+    ) -> Swap:
         """Check everything, migrate the state, swap; :class:`UpgradeRejected` changes nothing."""
-        return self.swap(self.prepare(name, expected, module, migration, now))
+        return self.install(self.prepare(name, expected, module, migration, now))
 
     def release(
         self, items: list[tuple[str, str, bytes, bytes]], now: float | None = None
-    ) -> list[Upgraded]:
+    ) -> list[Swap]:
         """Upgrade several machines, ``(name, expected, module, migration)`` each: all are
         checked and migrated first, then all swap, so a failure in any changes nothing."""
         names = [name for name, *_ in items]
@@ -188,7 +178,7 @@ class Registry:
                 prepared.append(self.prepare(name, expected, module, migration, now))
             except NodeError as e:  # name the machine: a release spans several
                 raise UpgradeRejected(e.code, f"{name}: {e}") from None
-        return [self.swap(p) for p in prepared]
+        return [self.install(p) for p in prepared]
 
     def prepare(
         self,
@@ -197,7 +187,7 @@ class Registry:
         module: bytes,
         migration: bytes,
         now: float | None = None,
-    ) -> Upgraded:
+    ) -> Swap:
         """Every check of an upgrade and the migrated state, without touching the machine."""
         machine = self.get(name)
         try:
@@ -240,10 +230,10 @@ class Registry:
             migrate.identity,
         )
         notes = nominal_notes(machine.code, new)
-        return Upgraded(name, machine.identity, new, migrate, state, change, notes)
+        return Swap(name, machine.identity, new, migrate, state, change, notes)
 
-    def swap(self, prepared: Upgraded) -> Upgraded:
-        """Install a prepared upgrade: nothing here can fail."""
+    def install(self, prepared: Swap) -> Swap:
+        """Install a prepared swap: nothing here can fail."""
         machine = self.machines[prepared.machine]
         machine.code, machine.state = prepared.new, prepared.state
         machine.history.append(prepared.change)

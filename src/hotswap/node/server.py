@@ -1,4 +1,8 @@
-"""The node's network shell: asyncio around the pure registry, the store and the protocol.
+"""The node's network shell: asyncio around the sans-IO service (``service.py``).
+
+This module only moves bytes: it accepts connections, reads, feeds each chunk to the
+connection's :class:`Conversation`, commits, writes, and applies back-pressure and timeouts.
+What a request does is decided in ``service.py``.
 
 One event loop owns everything, so requests are applied one at a time in arrival order: an
 upgrade happens between two inputs by construction, and inputs that arrive while it is checked
@@ -19,50 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
-import traceback
-from dataclasses import dataclass
 from typing import cast
 
-from hotswap.cam.values import encode_type, encode_value, value_encoder
-from hotswap.errors import (
-    HotswapError,
-    InternalError,
-    NodeError,
-    ProtocolError,
-    StoreError,
-    UpgradeRejected,
-)
-from hotswap.node.registry import Registry
-from hotswap.node.store import Store
-from hotswap.node.trace import Trace
-from hotswap.protocol.connection import FrameTooLarge, ServerConnection
-from hotswap.protocol.events import (
-    NEED_DATA,
-    ConnectionClosed,
-    Error,
-    ErrorCode,
-    GetModule,
-    Goodbye,
-    Hello,
-    HistoryEntry,
-    MachineEntry,
-    Machines,
-    MachinesReply,
-    Message,
-    ModuleReply,
-    Output,
-    Release,
-    Released,
-    ReleasedEntry,
-    Send,
-    SendChecked,
-    Status,
-    StatusReply,
-    Upgrade,
-    Upgraded,
-    Welcome,
-)
+from hotswap.errors import HotswapError, StoreError
+from hotswap.node.service import Conversation, Fed, Service
 
 #: Pause reading from a client whose unread replies exceed this many bytes.
 HIGH_WATER = 4 * 1024 * 1024
@@ -70,117 +34,23 @@ HIGH_WATER = 4 * 1024 * 1024
 SHUTDOWN_GRACE = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class NodeConfig:
-    name: str = "hotswap-node"
-    max_frame: int = 64 * 1024 * 1024
-    idle_timeout: float | None = None
-    #: A client that has not said hello within this many seconds is disconnected.
-    handshake_timeout: float = 10.0
-
-
 class Node:
-    """Serves one registry over TCP, persisting to one store."""
+    """Serves one :class:`Service` over TCP."""
 
-    def __init__(
-        self, registry: Registry, store: Store, trace: Trace, config: NodeConfig | None = None
-    ) -> None:
-        self.registry = registry
-        self.store = store
-        self.trace = trace
-        self.config = config or NodeConfig()
+    def __init__(self, service: Service) -> None:
+        self.service = service
         self._waiting: dict[_Peer, list[bytes]] = {}
         self.peers: set[_Peer] = set()
         self.stopped = asyncio.Event()
         #: The store error that stopped the node, if one did.
         self.failure: HotswapError | None = None
 
-    # --- requests ---------------------------------------------------------------------------
-
-    def handle(self, event: Message) -> Message:
-        """Apply one request; the reply (possibly an Error) is what the client will receive."""
-        match event:
-            case Send(id=rid, machine=name, input=data):
-                return self._step(rid, name, data, None)
-            case SendChecked(id=rid, machine=name, code=code, input=data):
-                return self._step(rid, name, data, code)
-            case Upgrade(id=rid, machine=name, expected=expected, module=new, migration=mig):
-                try:
-                    upgraded = self.registry.upgrade(name, expected, new, mig)
-                except UpgradeRejected as e:
-                    self.trace.rejected(e.code, e.reason)
-                    return Error(rid, ErrorCode(e.code), str(e))
-                except NodeError as e:
-                    return Error(rid, ErrorCode(e.code), str(e))
-                self.store.log_upgrade(self.registry.get(name), upgraded)
-                self.trace.upgraded(upgraded.notes)
-                return Upgraded(rid, upgraded.old, upgraded.new.identity)
-            case Release(id=rid, items=items):
-                wanted = [(i.machine, i.expected, i.module, i.migration) for i in items]
-                try:
-                    done = self.registry.release(wanted)
-                except UpgradeRejected as e:
-                    self.trace.rejected(e.code, e.reason)
-                    return Error(rid, ErrorCode(e.code), str(e))
-                for upgraded in done:
-                    self.store.log_upgrade(self.registry.get(upgraded.machine), upgraded)
-                self.trace.released([(u.machine, u.notes) for u in done])
-                swapped = tuple(ReleasedEntry(u.machine, u.old, u.new.identity) for u in done)
-                return Released(rid, swapped)
-            case Status(id=rid, machine=name):
-                try:
-                    machine = self.registry.get(name)
-                except NodeError as e:
-                    return Error(rid, ErrorCode(e.code), str(e))
-                sig = machine.code.machine
-                assert sig is not None
-                history = tuple(
-                    HistoryEntry(c.identity, c.kind, c.seq, c.time) for c in machine.history
-                )
-                return StatusReply(
-                    rid,
-                    name,
-                    machine.identity,
-                    encode_type(sig.input),
-                    encode_type(sig.state),
-                    encode_type(sig.output),
-                    encode_value(machine.state, sig.state),
-                    machine.inputs,
-                    history,
-                )
-            case Machines(id=rid):
-                entries = tuple(
-                    MachineEntry(name, self.registry.machines[name].identity)
-                    for name in sorted(self.registry.machines)
-                )
-                return MachinesReply(rid, entries)
-            case GetModule(id=rid, identity=identity):
-                module = self.store.module(identity)
-                if module is None:
-                    return Error(rid, ErrorCode.UNKNOWN_MODULE, f"no module {identity}")
-                return ModuleReply(rid, module)
-        raise NodeError(ErrorCode.BAD_REQUEST, f"unexpected {type(event).__name__}")
-
-    def _step(self, rid: int, name: str, data: bytes, code: str | None) -> Message:
-        """One input; with ``code``, only if that is the code the machine runs."""
-        try:
-            stepped = self.registry.step(name, data, code)
-        except NodeError as e:
-            return Error(rid, ErrorCode(e.code), str(e))
-        machine = self.registry.machines[name]
-        self.store.log_input(machine, data, stepped.identity)
-        sig = machine.code.machine
-        assert sig is not None
-        self.trace.step(machine.code, stepped.output, stepped.state)
-        return Output(
-            rid, value_encoder(sig.output)(stepped.output), value_encoder(sig.state)(stepped.state)
-        )
-
     # --- group commit -----------------------------------------------------------------------
 
-    def queue(self, peer: _Peer, data: bytes) -> None:
-        """Hold ``data`` for ``peer`` until the next commit."""
-        self._waiting.setdefault(peer, []).append(data)
+    def queue(self, peer: _Peer, frames: list[bytes]) -> None:
+        """Hold ``frames`` for ``peer`` until the next commit."""
+        if frames:
+            self._waiting.setdefault(peer, []).extend(frames)
 
     def commit(self) -> None:
         """Make everything applied durable, then release the replies that acknowledge it.
@@ -190,14 +60,15 @@ class Node:
         if not self._waiting or self.failure is not None:
             return
         try:
-            self.store.commit(self.registry.machines)
+            self.service.commit()
         except StoreError as e:
             self.fail(e)
             return
-        self.trace.flush()
         waiting, self._waiting = self._waiting, {}
         for peer, chunks in waiting.items():
             peer.write(b"".join(chunks))
+            if peer.closing:
+                peer.close_soon()
 
     def fail(self, error: HotswapError) -> None:
         """The store refused a write, or handling a request failed unexpectedly: the machines
@@ -206,7 +77,7 @@ class Node:
         the next start recovers the durable state."""
         if self.failure is None:
             self.failure = error
-            self.trace.note(f"Stopping, acknowledging nothing more: {error}")
+            self.service.trace.note(f"Stopping, acknowledging nothing more: {error}")
         self._waiting.clear()
         for peer in list(self.peers):
             peer.finish()
@@ -219,7 +90,7 @@ class Node:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _Peer(self), host, port)
         bound = server.sockets[0].getsockname()
-        self.trace.note(f"Listening on {bound[0]}:{bound[1]}")
+        self.service.trace.note(f"Listening on {bound[0]}:{bound[1]}")
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopped.set)
@@ -229,8 +100,8 @@ class Node:
         await self._finish_peers()
         if self.failure is not None:
             raise self.failure
-        self.store.checkpoint(self.registry.machines)
-        self.trace.note("Stopped; every machine snapshotted")
+        self.service.checkpoint()
+        self.service.trace.note("Stopped; every machine snapshotted")
 
     async def _finish_peers(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop reading requests, then let every client take the replies already written
@@ -247,11 +118,11 @@ class Node:
 
 
 class _Peer(asyncio.Protocol):
-    """One client connection."""
+    """One client connection: a transport and its :class:`Conversation`."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.conn = ServerConnection()
+        self.conversation = Conversation(node.service)
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self._paused = False
@@ -265,11 +136,11 @@ class _Peer(asyncio.Protocol):
         if self.node.stopped.is_set():
             self.finish()
             return
-        loop = asyncio.get_running_loop()
-        timeout = self.node.config.handshake_timeout
-        self._timer = loop.call_later(timeout, self._timeout, "no hello")
+        timeout = self.node.service.config.handshake_timeout
+        self._timer = asyncio.get_running_loop().call_later(timeout, self._timeout)
 
-    def _timeout(self, why: str) -> None:
+    def _timeout(self) -> None:
+        """No hello in time, or idle too long: close."""
         if self.transport is not None and not self.closing:
             self.closing = True
             self.transport.close()
@@ -278,9 +149,9 @@ class _Peer(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        idle = self.node.config.idle_timeout
+        idle = self.node.service.config.idle_timeout
         if idle:
-            self._timer = asyncio.get_running_loop().call_later(idle, self._timeout, "idle")
+            self._timer = asyncio.get_running_loop().call_later(idle, self._timeout)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self._finished and not self.transport.is_closing():
@@ -332,76 +203,38 @@ class _Peer(asyncio.Protocol):
             else:
                 self.transport.close()
 
-    def data_received(self, data: bytes) -> None:
-        if self.closing or self.node.failure is not None:
-            return
-        self.conn.receive_data(data)
-        self._drain()
-        self.node.commit()
-
-    def eof_received(self) -> bool | None:
-        if self.closing:
-            return None
-        self.conn.receive_data(b"")
-        self._drain()
-        self.node.commit()
-        return None
-
-    def _drain(self) -> None:
-        node = self.node
-        while not self.closing:
-            try:
-                event = self.conn.next_event()
-            except ProtocolError:
-                self._goodbye(self.conn.failure)
-                return
-            if event is NEED_DATA:
-                return
-            match event:
-                case Hello():
-                    welcome = Welcome(max_frame=node.config.max_frame, node=node.config.name)
-                    self.write(self.conn.send(welcome))
-                    self._rearm()
-                case ConnectionClosed():
-                    self._goodbye(None)
-                    return
-                case (
-                    Send()
-                    | SendChecked()
-                    | Upgrade()
-                    | Release()
-                    | Status()
-                    | Machines()
-                    | GetModule()
-                ):
-                    if self._timer is not None and node.config.idle_timeout:
-                        self._rearm()
-                    try:
-                        reply = node.handle(event)
-                    except StoreError as e:  # logging an upgrade failed: stop, reply nothing
-                        node.fail(e)
-                        return
-                    except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
-                        traceback.print_exc(file=sys.stderr)
-                        node.fail(InternalError(f"handling {type(event).__name__}: {e!r}"))
-                        return
-                    try:
-                        data = self.conn.send(reply)
-                    except FrameTooLarge as e:
-                        data = self.conn.send(Error(event.id, ErrorCode.TOO_LARGE, str(e)))
-                    node.queue(self, data)
-
-    def _goodbye(self, goodbye: Goodbye | None) -> None:
-        """Close once the replies already queued are written: they acknowledge applied requests
-        (the caller commits right after, and ``close`` lets buffered writes drain first)."""
-        self.closing = True
-        if goodbye is not None:
-            self.node.queue(self, self.conn.send(goodbye))
+    def close_soon(self) -> None:
+        """Close once the replies already written are sent (``close`` lets them drain)."""
         asyncio.get_running_loop().call_soon(self._close)
 
     def _close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self.node.failure is not None:
+            return
+        self._fed(self.conversation.receive(data))
+
+    def eof_received(self) -> bool | None:
+        if not self.closing:
+            self._fed(self.conversation.receive(b""))
+        return None
+
+    def _fed(self, fed: Fed) -> None:
+        node = self.node
+        idle = node.service.config.idle_timeout
+        if fed.welcomed or (fed.requests and self._timer is not None and idle):
+            self._rearm()
+        if fed.failure is not None:
+            node.fail(fed.failure)
+            return
+        node.queue(self, fed.replies)
+        if fed.close:
+            self.closing = True
+            if not fed.replies:
+                self.close_soon()
+        node.commit()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True

@@ -35,7 +35,7 @@ from pathlib import Path
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_value, encode_value
 from hotswap.errors import BytecodeError, HotswapError, StoreError, Trap
-from hotswap.node.registry import Change, Machine, Upgraded
+from hotswap.node.registry import Change, Machine, Swap
 from hotswap.protocol.events import HistoryKind
 
 SCHEMA_VERSION = 1
@@ -167,15 +167,15 @@ class Store:
             (seq, machine.name, identity, payload, machine.inputs, time.time())
         )
 
-    def log_upgrade(self, machine: Machine, upgraded: Upgraded) -> None:
+    def log_upgrade(self, machine: Machine, swap: Swap) -> None:
         """Log an applied upgrade with both modules, and snapshot the migrated state."""
         with self._writing("logging an upgrade to"):
             self._flush_inputs()
             self._begin()
-            self._add_module(upgraded.new)
-            self._add_module(upgraded.migration)
+            self._add_module(swap.new)
+            self._add_module(swap.migration)
             seq = self._next_seq(machine.name)
-            change = upgraded.change
+            change = swap.change
             self.db.execute(
                 "INSERT INTO log VALUES (?, ?, 'upgrade', ?, NULL, ?, ?, ?)",
                 (seq, machine.name, change.identity, change.migration, change.seq, change.time),

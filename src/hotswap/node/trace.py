@@ -15,27 +15,14 @@ import sys
 from typing import Literal, TextIO
 
 from hotswap.cam.loaded import LoadedModule
-from hotswap.dsl.display import render as render_named
-from hotswap.dsl.names import SECTION as NAMES_SECTION
-from hotswap.dsl.names import names_for
 from hotswap.errors import HotswapError
 from hotswap.lang.evaluate import Value
 from hotswap.lang.types import Type
 from hotswap.lang.values import render
+from hotswap.names.display import render_by_name
 from hotswap.node.registry import VERSION_MISMATCH
 
 TraceMode = Literal["seed", "names", "off"]
-
-
-def render_by_name(value: Value, role: str, code: LoadedModule) -> str:
-    """``Incr()``, ``Deposit(amount=5)``: the value by the Python names in the module's names
-    section; :class:`HotswapError` if the module has none (or unreadable ones)."""
-    sig = code.machine
-    data = code.custom.get(NAMES_SECTION)
-    if sig is None or data is None:
-        raise HotswapError(f"module {code.identity[:12]} carries no names")
-    roles = names_for(data, {"input": sig.input, "state": sig.state, "output": sig.output})
-    return render_named(value, roles[role])
 
 
 class Trace:

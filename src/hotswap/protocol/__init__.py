@@ -53,8 +53,8 @@ from hotswap.protocol.events import (
     SendChecked,
     Status,
     StatusReply,
-    Upgrade,
     Upgraded,
+    UpgradeRequest,
     Welcome,
 )
 from hotswap.protocol.framing import FrameReader, frame
@@ -103,7 +103,7 @@ __all__ = [
     "Status",
     "StatusReply",
     "UnsupportedVersion",
-    "Upgrade",
+    "UpgradeRequest",
     "Upgraded",
     "Welcome",
     "decode_message",

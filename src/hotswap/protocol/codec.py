@@ -39,8 +39,8 @@ from hotswap.protocol.events import (
     SendChecked,
     Status,
     StatusReply,
-    Upgrade,
     Upgraded,
+    UpgradeRequest,
     Welcome,
 )
 from hotswap.protocol.fastpath import (
@@ -108,7 +108,7 @@ SCHEMAS: tuple[Schema, ...] = (
     _schema("send_checked", SendChecked, True, id=UINT, machine=NAME, code=IDENTITY, input=BYTES),
     _schema(
         "upgrade",
-        Upgrade,
+        UpgradeRequest,
         True,
         id=UINT,
         machine=NAME,

@@ -49,8 +49,8 @@ from hotswap.protocol.events import (
     SendChecked,
     Status,
     StatusReply,
-    Upgrade,
     Upgraded,
+    UpgradeRequest,
     Welcome,
 )
 from hotswap.protocol.framing import FrameReader, frame
@@ -213,7 +213,7 @@ class Connection:
                 self._request(event, sender)
             case Output():
                 self._reply(event, sender)
-            case SendChecked() | Upgrade() | Release() | Status() | Machines() | GetModule():
+            case SendChecked() | UpgradeRequest() | Release() | Status() | Machines() | GetModule():
                 self._request(event, sender)
             case (
                 Upgraded() | Released() | StatusReply() | MachinesReply() | ModuleReply() | Error()

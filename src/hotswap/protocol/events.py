@@ -8,11 +8,14 @@ Three groups, by direction:
 
 - handshake: ``Hello`` (client) and ``Welcome`` (server), section "Hello and versioning";
 - requests (client to server), each with a client-chosen ``id``: ``Send``, ``SendChecked``,
-  ``Upgrade``,
-  ``Release``, ``Status``, ``Machines``, ``GetModule``;
+  ``UpgradeRequest``, ``Release``, ``Status``, ``Machines``, ``GetModule``;
 - replies (server to client), carrying the ``id`` of their request: ``Output``, ``Upgraded``,
-  ``Released``,
-  ``StatusReply``, ``MachinesReply``, ``ModuleReply``, and ``Error`` for any of them;
+  ``Released``, ``StatusReply``, ``MachinesReply``, ``ModuleReply``, and ``Error`` for any of
+  them;
+
+"Upgrade" here is the wire message: ``UpgradeRequest`` (wire name ``upgrade``) asks for one,
+``Upgraded`` reports that it happened. The client's ``Upgrade`` is the seed's description of one
+(old code, new code, migration); the registry's ``Swap`` is one checked and ready to install.
 
 plus ``Goodbye`` (server, connection-level error, the server closes after it) and
 ``ConnectionClosed``, which is not a message: it reports that the peer closed its side.
@@ -115,7 +118,7 @@ class SendChecked:
 
 
 @dataclass(frozen=True, slots=True)
-class Upgrade:
+class UpgradeRequest:
     """Swap a machine's code if ``expected`` is the identity running, migrating its state."""
 
     id: int
@@ -127,7 +130,7 @@ class Upgrade:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseItem:
-    """One machine's part of a release: the same four fields as ``Upgrade``."""
+    """One machine's part of a release: the same four fields as ``UpgradeRequest``."""
 
     machine: str
     expected: str
@@ -181,7 +184,7 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class Upgraded:
-    """Answer to ``Upgrade``: the swap happened, from ``old`` to ``new``."""
+    """Answer to ``UpgradeRequest``: the swap happened, from ``old`` to ``new``."""
 
     id: int
     old: str
@@ -287,7 +290,7 @@ class NeedData(Enum):
 
 NEED_DATA = NeedData.NEED_DATA
 
-Request: TypeAlias = Send | SendChecked | Upgrade | Release | Status | Machines | GetModule
+Request: TypeAlias = Send | SendChecked | UpgradeRequest | Release | Status | Machines | GetModule
 Reply: TypeAlias = Output | Upgraded | Released | StatusReply | MachinesReply | ModuleReply | Error
 Message: TypeAlias = Hello | Welcome | Request | Reply | Goodbye
 Event: TypeAlias = Message | ConnectionClosed

@@ -37,8 +37,8 @@ from hotswap.protocol.events import (
     SendChecked,
     Status,
     StatusReply,
-    Upgrade,
     Upgraded,
+    UpgradeRequest,
     Welcome,
 )
 
@@ -74,7 +74,7 @@ KIND_OF: Mapping[type, str] = {
     Hello: "hello",
     Welcome: "welcome",
     Send: "request",
-    Upgrade: "request",
+    UpgradeRequest: "request",
     Release: "request",
     SendChecked: "request",
     Status: "request",
@@ -119,7 +119,7 @@ TRANSITIONS: Mapping[tuple[State, Role, str], State] = {
 REPLY_TO: Mapping[type, type] = {
     Send: Output,
     SendChecked: Output,
-    Upgrade: Upgraded,
+    UpgradeRequest: Upgraded,
     Release: Released,
     Status: StatusReply,
     Machines: MachinesReply,
@@ -144,7 +144,7 @@ ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
         }
         | _ANY_REQUEST
     ),
-    Upgrade: frozenset(
+    UpgradeRequest: frozenset(
         {
             ErrorCode.UNKNOWN_MACHINE,
             ErrorCode.WRONG_VERSION,

@@ -10,9 +10,8 @@ a named type tree; a machine has ``input``, ``state`` and ``output``, a migratio
     {"union": [T, T, ...]}
 
 Decoding is strict (sizes, nesting, identifiers, union rules) and raises
-:class:`hotswap.errors.DecodeError`; it never evaluates anything. :func:`nominal_differences` is
-the upgrade lint: it reports where two structurally equal types disagree on names, such as
-``Incr | Count`` becoming ``Count | Incr`` (the same bytes would then mean the other command).
+:class:`hotswap.errors.DecodeError`; it never evaluates anything. The upgrade lint that compares
+two modules' names is :mod:`hotswap.names.lint`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,10 @@ import json
 from collections.abc import Mapping
 from typing import Any, assert_never
 
-from hotswap.dsl.schema import (
+from hotswap.cam.loaded import LoadedModule
+from hotswap.errors import DecodeError
+from hotswap.lang.types import Type
+from hotswap.names.schema import (
     BOOL_SCHEMA,
     INT_SCHEMA,
     NONE_SCHEMA,
@@ -38,8 +40,6 @@ from hotswap.dsl.schema import (
     describe,
     union_of,
 )
-from hotswap.errors import DecodeError
-from hotswap.lang.types import Type
 
 SECTION = "names"
 VERSION = 1
@@ -137,69 +137,6 @@ def _record(name: object, fields: object, depth: int, path: str) -> Schema:
     return RecordSchema(name, tuple(out))
 
 
-# --- the lint -------------------------------------------------------------------------------
-
-
-def nominal_differences(
-    old: Mapping[str, Schema] | bytes, new: Mapping[str, Schema] | bytes
-) -> list[str]:
-    """Where two modules' types are structurally equal but named differently.
-
-    Takes decoded roles or names-section bytes. Roles whose core types differ are a structural
-    change, not a nominal one, and are skipped; so are roles only one side has.
-    """
-    old_roles = decode_names(old) if isinstance(old, bytes) else old
-    new_roles = decode_names(new) if isinstance(new, bytes) else new
-    out: list[str] = []
-    for role, a in old_roles.items():
-        b = new_roles.get(role)
-        if b is not None and core_type(a) == core_type(b):
-            _compare(a, b, role, out)
-    return out
-
-
-def _compare(a: Schema, b: Schema, path: str, out: list[str]) -> None:
-    match a, b:
-        case RecordSchema(), RecordSchema() if len(a.fields) == len(b.fields):
-            _compare_records(a, b, path, out)
-        case UnionSchema(alts_a), UnionSchema(alts_b) if len(alts_a) == len(alts_b):
-            names_a = [describe(x) for x in alts_a]
-            names_b = [describe(x) for x in alts_b]
-            if names_a != names_b and sorted(names_a) == sorted(names_b):
-                moved = next(x for x, y in zip(names_a, names_b, strict=True) if x != y)
-                now = names_b[names_a.index(moved)]
-                out.append(
-                    f"{path}: the cases {describe(a)} were reordered to {describe(b)}: "
-                    f"a value sent as {moved} would now mean {now}"
-                )
-                return
-            for i, (old, new) in enumerate(zip(alts_a, alts_b, strict=True)):
-                _compare(old, new, f"{path}|{i}", out)
-        case TupleSchema(items_a), TupleSchema(items_b) if len(items_a) == len(items_b):
-            for i, (old, new) in enumerate(zip(items_a, items_b, strict=True)):
-                _compare(old, new, f"{path}[{i}]", out)
-        case _:
-            if describe(a) != describe(b):
-                out.append(f"{path}: {describe(a)} is now {describe(b)} (same layout, other names)")
-
-
-def _compare_records(a: RecordSchema, b: RecordSchema, path: str, out: list[str]) -> None:
-    if a.name != b.name:
-        out.append(f"{path}: record {a.name} is now named {b.name}")
-    old_names, new_names = a.field_names(), b.field_names()
-    if old_names != new_names and sorted(old_names) == sorted(new_names):
-        out.append(
-            f"{path}: the fields of {b.name} were reordered from ({', '.join(old_names)}) to "
-            f"({', '.join(new_names)}): old values would land in other fields"
-        )
-    elif old_names != new_names:
-        for old, new in zip(old_names, new_names, strict=True):
-            if old != new:
-                out.append(f"{path}: field {a.name}.{old} is now named {new}")
-    for fa, fb in zip(a.fields, b.fields, strict=True):
-        _compare(fa.schema, fb.schema, f"{path}.{fb.name}", out)
-
-
 def names_for(data: bytes, types: Mapping[str, Type]) -> dict[str, Schema]:
     """Decode a names section and check it describes ``types`` (role -> core type), so names
     shown for a module's values cannot lie about their layout."""
@@ -210,3 +147,13 @@ def names_for(data: bytes, types: Mapping[str, Type]) -> dict[str, Schema]:
         if core_type(roles[role]) != t:
             raise DecodeError(f"names section: {role} {describe(roles[role])} does not fit {t}")
     return roles
+
+
+def module_schemas(code: LoadedModule) -> dict[str, Schema] | None:
+    """The schemas of a machine module's ``input``, ``state`` and ``output`` from its names
+    section, checked against its types; None if it is not a machine or carries no names."""
+    sig = code.machine
+    data = code.custom.get(SECTION)
+    if sig is None or data is None:
+        return None
+    return names_for(data, {"input": sig.input, "state": sig.state, "output": sig.output})

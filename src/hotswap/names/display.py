@@ -12,7 +12,12 @@ from __future__ import annotations
 import ast
 from typing import Any, assert_never
 
-from hotswap.dsl.schema import (
+from hotswap.cam.loaded import LoadedModule
+from hotswap.errors import HotswapError, ValueTypeError
+from hotswap.lang.evaluate import Value
+from hotswap.lang.ints import in_range
+from hotswap.lang.values import check_value
+from hotswap.names.schema import (
     BoolSchema,
     IntSchema,
     NoneSchema,
@@ -29,11 +34,7 @@ from hotswap.dsl.schema import (
     to_core,
     unnest_values,
 )
-from hotswap.dsl.source import int_literal
-from hotswap.errors import ValueTypeError
-from hotswap.lang.evaluate import Value
-from hotswap.lang.ints import in_range
-from hotswap.lang.values import check_value
+from hotswap.names.section import module_schemas
 
 MAX_TEXT = 100_000
 
@@ -166,3 +167,24 @@ def _looks_like(node: ast.expr, s: Schema) -> bool:
 
 def _mismatch(node: ast.expr, s: Schema, text: str) -> ValueTypeError:
     return ValueTypeError(f"expected {describe(s)}, got {ast.unparse(node)!r} in {text!r}")
+
+
+def int_literal(node: ast.expr) -> int | None:
+    """The value of an int literal, ``5`` or ``-5`` (never a bool), else None."""
+    match node:
+        case ast.Constant(value=int(v)) if not isinstance(v, bool):
+            return v
+        case ast.UnaryOp(ast.USub(), ast.Constant(value=int(v))) if not isinstance(v, bool):
+            return -v
+        case _:
+            return None
+
+
+def render_by_name(value: Value, role: str, code: LoadedModule) -> str:
+    """``Incr()``, ``Deposit(amount=5)``: a value of a machine's ``role`` (input, state or
+    output) by the Python names in its module's names section; :class:`HotswapError` if the
+    module carries none (or unreadable ones)."""
+    schemas = module_schemas(code)
+    if schemas is None:
+        raise HotswapError(f"module {code.identity[:12]} carries no names")
+    return render(value, schemas[role])

@@ -1,8 +1,8 @@
-"""The asyncio client and the command line, against a real node process."""
+"""The command line, against a node served on loopback (in this process), and once as a
+real ``python -m hotswap`` process."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -10,41 +10,13 @@ from pathlib import Path
 import pytest
 
 from hotswap.cam.module import encode_module
-from hotswap.client import AsyncClient, Upgrade
-from hotswap.errors import NodeError, UpgradeRejected
 from hotswap.examples import handbuilt
-from nodeproc import NodeProcess
+from served import Served, run_cli
 
 COUNTER = "hotswap.examples.handbuilt:counter_module"
 
 
-def test_async_client_runs_the_seed_demo(tmp_path: Path) -> None:
-    """The asyncio API mirrors the blocking one: send, upgrade, status, machines."""
-    v1 = encode_module(handbuilt.counter_module())
-    v2 = encode_module(handbuilt.counter2_module())
-    migrate = encode_module(handbuilt.upgrade_state_module())
-
-    async def demo(address: str) -> None:
-        client = await AsyncClient.connect(address)
-        try:
-            assert await client.send("counter", (0, ())) == (0, ())
-            await client.upgrade("counter", Upgrade(v1, v2, migrate))
-            assert await client.send("counter", (1, ())) == (1, 0)
-            status = await client.status("counter")
-            assert status.state == (1, 0) and status.inputs == 2
-            assert [name for name, _ in await client.machines()] == ["counter"]
-            with pytest.raises(UpgradeRejected):
-                await client.upgrade("counter", Upgrade(v1, v2, migrate))
-            with pytest.raises(NodeError, match="no machine"):
-                await client.send("nope", (0, ()))
-        finally:
-            await client.close()
-
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node:
-        asyncio.run(demo(node.address))
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _process(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hotswap", *args],
         check=False,
@@ -56,12 +28,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_send_status_history_and_upgrade(tmp_path: Path) -> None:
     """The CLI speaks the seed's value syntax and reports the node's answers."""
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node:
+    with Served(tmp_path, {"counter": COUNTER}) as node:
         at = ("--node", node.address)
-        sent = _cli("send", *at, "counter", "L Unit")
+        sent = run_cli("send", *at, "counter", "L Unit")
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.splitlines() == ["Output:    L Unit", "New state: Int 1"]
-        up = _cli(
+        up = run_cli(
             "upgrade",
             *at,
             "counter",
@@ -72,9 +44,9 @@ def test_cli_send_status_history_and_upgrade(tmp_path: Path) -> None:
         )
         assert up.returncode == 0, up.stderr
         assert up.stdout.startswith("Upgrade successful!")
-        status = _cli("status", *at, "counter")
+        status = run_cli("status", *at, "counter")
         assert "state   Pair (Int 1) (Int 0)" in status.stdout
-        history = _cli("history", *at, "counter")
+        history = run_cli("history", *at, "counter")
         kinds = [line.split()[2] for line in history.stdout.splitlines()]
         assert kinds == ["start", "upgrade"]
 
@@ -90,14 +62,15 @@ def test_cli_send_status_history_and_upgrade(tmp_path: Path) -> None:
 def test_cli_errors_are_one_line_and_non_zero(
     tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
-    with NodeProcess(tmp_path, {"counter": COUNTER}) as node:
-        result = _cli(args[0], "--node", node.address, *args[1:])
+    with Served(tmp_path, {"counter": COUNTER}) as node:
+        result = run_cli(args[0], "--node", node.address, *args[1:])
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and message in result.stderr
 
 
 def test_cli_without_a_node_says_so() -> None:
-    result = _cli("status", "--node", "127.0.0.1:9")
+    """As a real process: the program's entry point, exit status and stderr."""
+    result = _process("status", "--node", "127.0.0.1:9")
     assert result.returncode == 1
     assert "cannot reach a node at 127.0.0.1:9" in result.stderr
 
@@ -105,22 +78,22 @@ def test_cli_without_a_node_says_so() -> None:
 def test_cli_dis_prints_a_listing(tmp_path: Path) -> None:
     path = tmp_path / "counter.hsm"
     path.write_bytes(encode_module(handbuilt.counter_module()))
-    result = _cli("dis", str(path))
+    result = run_cli("dis", str(path))
     assert result.returncode == 0
     assert "function 1 (step): (Bool x Int) -> (Int x (Unit + Int))" in result.stdout
     path.write_bytes(b"\x00hsm\x01garbage")
-    result = _cli("dis", str(path))
+    result = run_cli("dis", str(path))
     assert result.returncode == 1 and "hotswap:" in result.stderr
 
 
 def test_cli_send_by_python_name(tmp_path: Path) -> None:
     """A DSL machine's inputs can be written by name; the seed syntax works too."""
-    with NodeProcess(tmp_path, {"counter": "hotswap.examples.counter:counter_sm"}) as node:
-        by_name = _cli("send", "--node", node.address, "counter", "Incr()")
-        seed = _cli("send", "--node", node.address, "counter", "R Unit")
-        wrong = _cli("send", "--node", node.address, "counter", "Decr()")
-        status = _cli("status", "--node", node.address, "counter")
-        named = _cli("send", "--node", node.address, "--names", "counter", "Count()")
+    with Served(tmp_path, {"counter": "hotswap.examples.counter:counter_sm"}) as node:
+        by_name = run_cli("send", "--node", node.address, "counter", "Incr()")
+        seed = run_cli("send", "--node", node.address, "counter", "R Unit")
+        wrong = run_cli("send", "--node", node.address, "counter", "Decr()")
+        status = run_cli("status", "--node", node.address, "counter")
+        named = run_cli("send", "--node", node.address, "--names", "counter", "Count()")
     assert by_name.stdout.splitlines() == ["Output:    L Unit", "New state: Int 1"]
     assert seed.stdout.splitlines() == ["Output:    R (Int 1)", "New state: Int 1"]
     assert wrong.returncode == 1 and "neither a seed-syntax value" in wrong.stderr

@@ -1,0 +1,164 @@
+"""The asyncio client: the same operations as the blocking client, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar, cast
+
+from hotswap.client.session import Flow, MachineStatus, Session
+from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
+from hotswap.code import Upgrade
+from hotswap.address import default_address, parse_address
+from hotswap.protocol.events import NEED_DATA, Released, Request, Upgraded
+
+T = TypeVar("T")
+
+
+class AsyncTransport(Protocol):
+    """A byte stream to a node, for asyncio: a TCP stream or an in-memory node's connection."""
+
+    address: str
+
+    def send(self, data: bytes) -> None:
+        """Queue all of ``data`` for the node."""
+
+    async def recv(self) -> bytes:
+        """Bytes from the node, ``b""`` once it closed; :class:`OSError` if it is gone."""
+
+    def close(self) -> None:
+        """Start closing; nothing more is sent."""
+
+    async def wait_closed(self) -> None: ...
+
+
+class StreamTransport:
+    """An asyncio TCP stream."""
+
+    def __init__(self, address: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.address = address
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, address: str) -> StreamTransport:
+        host, port = parse_address(address)
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(address, reader, writer)
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def recv(self) -> bytes:
+        return await self.reader.read(1 << 16)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(OSError):  # the node reset the connection: closed either way
+            await self.writer.wait_closed()
+
+
+class AsyncClient:
+    """An asyncio connection to one node: ``await AsyncClient.connect(address)``, or
+    ``await AsyncClient.over(transport)`` for another transport."""
+
+    def __init__(self, transport: AsyncTransport, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.transport = transport
+        self.timeout = timeout
+        self.wire = Wire(transport.address)
+        self.address = transport.address
+        self.node_name = ""
+
+    @property
+    def session(self) -> Session:
+        """The client-side state of this connection: module cache, conversions, request ids."""
+        return self.wire.session
+
+    @classmethod
+    async def connect(
+        cls, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> AsyncClient:
+        address = address or default_address()
+        parse_address(address)  # a bad address is the caller's mistake, not an unreachable node
+        try:
+            transport = await asyncio.wait_for(StreamTransport.open(address), timeout)
+        except (OSError, TimeoutError) as e:
+            raise Wire(address).cannot_reach(e) from None
+        return await cls.over(transport, timeout=timeout)
+
+    @classmethod
+    async def over(
+        cls, transport: AsyncTransport, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> AsyncClient:
+        """A client on an open transport, once the node has answered its hello."""
+        client = cls(transport, timeout)
+        try:
+            transport.send(client.wire.hello())
+            client.node_name = client.wire.welcome(await client._next()).node
+        except BaseException:
+            transport.close()
+            raise
+        return client
+
+    async def close(self) -> None:
+        self.transport.close()
+        await self.transport.wait_closed()
+
+    async def _next(self) -> object:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            event = self.wire.next_event()
+            if event is not NEED_DATA:
+                return event
+            remaining = deadline - time.monotonic()
+            try:
+                data = await asyncio.wait_for(self.transport.recv(), max(remaining, 0.001))
+            except TimeoutError:
+                raise self.wire.timed_out() from None
+            except OSError as e:
+                raise self.wire.lost(e) from None
+            self.wire.receive(data)
+
+    async def request(self, event: Request) -> object:
+        """Send one request and return its reply event (an Error reply is returned, not raised)."""
+        data = self.wire.encode((event,))
+        try:
+            self.transport.send(data)
+            return await self._next()
+        except BaseException as e:  # includes cancellation: the reply may still come, late
+            self.wire.unanswered(e)
+            self.transport.close()
+            raise
+
+    async def _run(self, flow: Flow[T]) -> T:
+        try:
+            event = next(flow)
+            while True:
+                event = flow.send(await self.request(event))
+        except StopIteration as done:
+            return cast(T, done.value)
+
+    async def send(self, machine: str, value: Any) -> Any:
+        return await self._run(self.wire.session.send(machine, value))
+
+    async def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
+        return await self._run(self.wire.session.upgrade(machine, upgrade))
+
+    async def release(self, upgrades: Mapping[str, Upgrade]) -> Released:
+        return await self._run(self.wire.session.release(upgrades))
+
+    async def rollback(self, machine: str, migration: object | None = None) -> Upgraded:
+        return await self._run(self.wire.session.rollback(machine, migration))
+
+    async def status(self, machine: str) -> MachineStatus:
+        return await self._run(self.wire.session.status(machine))
+
+    async def machines(self) -> list[tuple[str, str]]:
+        return await self._run(self.wire.session.machines())
+
+    async def module(self, identity: str) -> bytes:
+        return await self._run(self.wire.session.fetch(identity))

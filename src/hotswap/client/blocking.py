@@ -1,0 +1,216 @@
+"""The blocking client: one connection to one node, over a socket or any other transport."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, cast
+
+from hotswap.cam.loaded import LoadedModule
+from hotswap.client.session import Flow, MachineStatus, Session, expect
+from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
+from hotswap.code import Upgrade
+from hotswap.errors import HotswapError
+from hotswap.address import default_address, parse_address
+from hotswap.protocol.events import (
+    NEED_DATA,
+    Output,
+    Released,
+    Request,
+    Send,
+    SendChecked,
+    StatusReply,
+    Upgraded,
+)
+
+T = TypeVar("T")
+
+
+class Transport(Protocol):
+    """A byte stream to a node: a socket, or an in-memory node's connection."""
+
+    address: str
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data`` (:class:`OSError` if the node is gone)."""
+
+    def recv(self) -> bytes:
+        """Bytes from the node, ``b""`` once it closed; :class:`TimeoutError` if none come in
+        time, :class:`OSError` if the node is gone."""
+
+    def close(self) -> None: ...
+
+
+class SocketTransport:
+    """A TCP connection with a timeout on every read."""
+
+    def __init__(self, address: str, timeout: float) -> None:
+        self.address = address
+        host, port = parse_address(address)
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self) -> bytes:
+        return self.sock.recv(1 << 16)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Client:
+    """A blocking connection to one node: ``connect(address)``, or ``Client(transport=...)``
+    for another transport (an in-memory node's ``connection()``)."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: Transport | None = None,
+    ) -> None:
+        if transport is None:
+            address = address or default_address()
+            wire = Wire(address)
+            try:
+                transport = SocketTransport(address, timeout)
+            except OSError as e:
+                raise wire.cannot_reach(e) from None
+        else:
+            wire = Wire(transport.address)
+        self.wire = wire
+        self.transport = transport
+        self.address = wire.address
+        try:
+            self._write(wire.hello())
+            self.node_name = wire.welcome(self._next()).node
+        except BaseException:
+            transport.close()
+            raise
+
+    @property
+    def session(self) -> Session:
+        """The client-side state of this connection: module cache, conversions, request ids."""
+        return self.wire.session
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _next(self) -> object:
+        while True:
+            event = self.wire.next_event()
+            if event is not NEED_DATA:
+                return event
+            try:
+                data = self.transport.recv()
+            except TimeoutError:
+                raise self.wire.timed_out() from None
+            except OSError as e:
+                raise self.wire.lost(e) from None
+            self.wire.receive(data)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.transport.send(data)
+        except OSError as e:
+            raise self.wire.lost(e) from None
+
+    def _exchange(self, events: Sequence[Request]) -> list[object]:
+        try:
+            data = self.wire.encode(events)
+        except HotswapError:
+            if self.wire.broken is not None:  # half a batch was taken: nothing may follow
+                self.transport.close()
+            raise
+        try:
+            self._write(data)
+            return [self._next() for _ in events]
+        except BaseException as e:  # no reply: a late one must never answer a later request
+            self.wire.unanswered(e)
+            self.transport.close()
+            raise
+
+    def request(self, event: Request) -> object:
+        """Send one request and return its reply event (an Error reply is returned, not raised)."""
+        return self._exchange((event,))[0]
+
+    def pipeline(self, events: Sequence[Request]) -> list[object]:
+        """Send many requests at once, then read all their replies, in order."""
+        return self._exchange(events)
+
+    def _run(self, flow: Flow[T]) -> T:
+        """Drive a flow: send each request it yields, hand it the reply."""
+        try:
+            event = next(flow)
+            while True:
+                event = flow.send(self.request(event))
+        except StopIteration as done:
+            return cast(T, done.value)
+
+    # --- the API ----------------------------------------------------------------------------
+
+    def send_raw(self, machine: str, data: bytes, code: str | None = None) -> Output:
+        """Send canonical input bytes; the reply carries output and state bytes. With ``code``
+        (the identity the bytes were encoded for) the node refuses them if other code runs
+        (``wrong_version``), rather than read them at a type they were not written for."""
+        rid = self.wire.session.request_id()
+        event = Send(rid, machine, data) if code is None else SendChecked(rid, machine, code, data)
+        return expect(self.request(event), Output)
+
+    def send(self, machine: str, value: Any) -> Any:
+        """Send one input (a Python value); returns the output as a Python value.
+
+        The input is encoded for the code this client last saw running; if the machine has
+        been upgraded since, the node refuses it and it is re-encoded, by names, for the new
+        code: inputs stay compatible across versions as long as their names do."""
+        return self._run(self.wire.session.send(machine, value))
+
+    def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
+        """Upgrade a machine; :class:`UpgradeRejected` says why the node refused."""
+        return self._run(self.wire.session.upgrade(machine, upgrade))
+
+    def release(self, upgrades: Mapping[str, Upgrade]) -> Released:
+        """Upgrade several machines at once, by name: all swap between the same two inputs, or
+        none does (:class:`UpgradeRejected` names the machine that failed a check)."""
+        return self._run(self.wire.session.release(upgrades))
+
+    def rollback(self, machine: str, migration: object | None = None) -> Upgraded:
+        """Go back to the latest code before the current one: an upgrade to older code, with
+        ``migration`` from the current state (derived when not given)."""
+        return self._run(self.wire.session.rollback(machine, migration))
+
+    def status_raw(self, machine: str) -> StatusReply:
+        return self._run(self.wire.session.status_raw(machine))
+
+    def status(self, machine: str) -> MachineStatus:
+        return self._run(self.wire.session.status(machine))
+
+    def machines(self) -> list[tuple[str, str]]:
+        """``(name, identity)`` of every machine on the node, sorted by name."""
+        return self._run(self.wire.session.machines())
+
+    def module(self, identity: str) -> bytes:
+        """The canonical bytes of a module the node has run."""
+        return self._run(self.wire.session.fetch(identity))
+
+    def code(self, identity: str) -> LoadedModule:
+        """A module the node has run, loaded (fetched once per connection)."""
+        return self._run(self.wire.session.code_of(identity))
+
+
+def connect(address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Client:
+    """A blocking client for the node at ``address`` (default: ``$HOTSWAP_NODE``)."""
+    return Client(address, timeout=timeout)

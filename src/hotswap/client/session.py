@@ -1,0 +1,221 @@
+"""Every client operation as a sans-IO *flow*, shared by the blocking and asyncio clients.
+
+A flow is a generator that yields the requests it needs and is sent their replies; it returns
+the operation's result. The same flow runs over a socket, under asyncio or against an in-memory
+node, so the logic of an operation (encode for the running code, re-encode after an upgrade
+made elsewhere, derive a migration, find the rollback target) exists once. "Upgrade" here is
+the operation a user asks for, described by :class:`hotswap.code.Upgrade`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from hotswap.cam.loaded import LoadedModule, load_module
+from hotswap.cam.values import decode_type, decode_value, encode_value
+from hotswap.client.convert import Converter, converter_for, has_names
+from hotswap.client.migrations import derived_migration, local_code
+from hotswap.code import Upgrade, module_bytes
+from hotswap.errors import HotswapError, NodeError, UpgradeRejected, ValueTypeError
+from hotswap.lang.evaluate import Value
+from hotswap.lang.types import Type
+from hotswap.protocol.events import (
+    Error,
+    ErrorCode,
+    GetModule,
+    HistoryEntry,
+    Machines,
+    MachinesReply,
+    ModuleReply,
+    Output,
+    Release,
+    Released,
+    ReleaseItem,
+    Request,
+    SendChecked,
+    Status,
+    StatusReply,
+    Upgraded,
+    UpgradeRequest,
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+#: An operation as a generator: it yields requests, receives their replies, returns its result.
+Flow = Generator[Request, object, T]
+
+
+@dataclass(frozen=True, slots=True)
+class MachineStatus:
+    """A machine's status with its types decoded and its state as a Python value."""
+
+    machine: str
+    identity: str
+    input_type: Type
+    state_type: Type
+    output_type: Type
+    state: Value
+    inputs: int
+    history: tuple[HistoryEntry, ...]
+
+
+def reply_error(reply: Error, upgrade: bool) -> NodeError:
+    """The exception an Error reply raises: :class:`UpgradeRejected` for an upgrade."""
+    if upgrade:
+        return UpgradeRejected(str(reply.code), reply.message)
+    return NodeError(str(reply.code), reply.message)
+
+
+def expect(reply: object, kind: type[R]) -> R:
+    """``reply`` as the success ``kind``, or the error it carries raised."""
+    if isinstance(reply, Error):
+        raise reply_error(reply, kind is Upgraded or kind is Released)
+    if not isinstance(reply, kind):
+        raise NodeError("bad_request", f"expected {kind.__name__}, the node sent {reply!r}")
+    return reply
+
+
+def rollback_target(status: StatusReply) -> str:
+    """The latest code in the history other than the one running."""
+    for entry in reversed(status.history):
+        if entry.identity != status.identity:
+            return entry.identity
+    raise NodeError("bad_request", f"{status.machine} has no earlier code to go back to")
+
+
+class Session:
+    """One connection's client-side state: request ids, the module cache, conversions, and
+    the operations as flows."""
+
+    def __init__(self) -> None:
+        self._next_id = 0
+        self.codes: dict[str, LoadedModule] = {}  # identity -> module
+        self.running: dict[str, str] = {}  # machine -> identity last seen
+        self.local: dict[str, object] = {}  # identity -> a local DSL machine with that code
+        self._converters: dict[str, Converter] = {}  # identity -> conversions (names parsed)
+
+    def request_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def remember(self, *machines: object) -> None:
+        """Use these local DSL machines' classes to convert values of their code."""
+        for m in machines:
+            identity = getattr(m, "identity", None)
+            if isinstance(identity, str) and hasattr(m, "schemas"):
+                self.local[identity] = m
+                self._converters.pop(identity, None)
+
+    def converter(self, code: LoadedModule) -> Converter:
+        converter = self._converters.get(code.identity)
+        if converter is None:
+            converter = converter_for(code, self.local.get(code.identity))
+            self._converters[code.identity] = converter
+        return converter
+
+    # --- flows: the building blocks -----------------------------------------------------------
+
+    def fetch(self, identity: str) -> Flow[bytes]:
+        reply = yield GetModule(self.request_id(), identity)
+        return expect(reply, ModuleReply).module
+
+    def code_of(self, identity: str) -> Flow[LoadedModule]:
+        code = self.codes.get(identity)
+        if code is None:
+            code = self.codes[identity] = load_module((yield from self.fetch(identity)))
+        return code
+
+    def status_raw(self, machine: str) -> Flow[StatusReply]:
+        reply = expect((yield Status(self.request_id(), machine)), StatusReply)
+        self.running[machine] = reply.identity
+        return reply
+
+    def running_code(self, machine: str, refresh: bool) -> Flow[LoadedModule]:
+        identity = self.running.get(machine)
+        if identity is None or refresh:
+            identity = (yield from self.status_raw(machine)).identity
+        return (yield from self.code_of(identity))
+
+    # --- flows: the API -----------------------------------------------------------------------
+
+    def send(self, machine: str, value: Any) -> Flow[Any]:
+        """Encode for the code last seen running; if that has changed (the node refuses a stale
+        encoding, or the value does not convert), refresh and encode by names again, once."""
+        stale: Error | None = None
+        for attempt in (0, 1):
+            code = yield from self.running_code(machine, refresh=attempt == 1)
+            to_core_value, to_python_value = self.converter(code)
+            if stale is not None and not has_names(code):
+                raise reply_error(stale, False)  # no names: no safe way to re-encode
+            sig = code.machine
+            assert sig is not None
+            try:
+                data = encode_value(to_core_value(value, "input"), sig.input)
+            except ValueTypeError:
+                if attempt == 0 and has_names(code):
+                    continue  # perhaps encoded for old code: look again
+                raise
+            reply = yield SendChecked(self.request_id(), machine, code.identity, data)
+            stale_code = isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION
+            if stale_code and attempt == 0 and has_names(code):
+                stale = cast(Error, reply)
+                continue
+            output = expect(reply, Output).output
+            return to_python_value(decode_value(output, sig.output), "output")
+        raise HotswapError("unreachable")  # pragma: no cover
+
+    def upgrade(self, machine: str, upgrade: Upgrade) -> Flow[Upgraded]:
+        parts = yield from self.upgrade_parts(upgrade)
+        reply = expect((yield UpgradeRequest(self.request_id(), machine, *parts)), Upgraded)
+        self.running[machine] = reply.new
+        return reply
+
+    def release(self, upgrades: Mapping[str, Upgrade]) -> Flow[Released]:
+        items = []
+        for name in sorted(upgrades):
+            items.append(ReleaseItem(name, *(yield from self.upgrade_parts(upgrades[name]))))
+        reply = expect((yield Release(self.request_id(), tuple(items))), Released)
+        for entry in reply.machines:
+            self.running[entry.machine] = entry.new
+        return reply
+
+    def rollback(self, machine: str, migration: object | None) -> Flow[Upgraded]:
+        status = yield from self.status_raw(machine)
+        target = rollback_target(status)
+        module = yield from self.fetch(target)
+        return (yield from self.upgrade(machine, Upgrade(status.identity, module, migration)))
+
+    def status(self, machine: str) -> Flow[MachineStatus]:
+        reply = yield from self.status_raw(machine)
+        code = yield from self.code_of(reply.identity)
+        state_type = decode_type(reply.state_type)
+        state = self.converter(code)[1](decode_value(reply.state, state_type), "state")
+        return MachineStatus(
+            reply.machine,
+            reply.identity,
+            decode_type(reply.input_type),
+            state_type,
+            decode_type(reply.output_type),
+            state,
+            reply.inputs,
+            reply.history,
+        )
+
+    def machines(self) -> Flow[list[tuple[str, str]]]:
+        reply = expect((yield Machines(self.request_id())), MachinesReply)
+        return [(m.name, m.identity) for m in reply.machines]
+
+    def upgrade_parts(self, upgrade: Upgrade) -> Flow[tuple[str, bytes, bytes]]:
+        """``(expected, module, migration)`` for ``upgrade``, deriving the migration when there
+        is none (fetching the expected code if the upgrade does not bring it)."""
+        self.remember(upgrade.old, upgrade.new)
+        expected = upgrade.expected_identity()
+        new = module_bytes(upgrade.new, "the new machine")
+        if upgrade.migration is not None:
+            return expected, new, module_bytes(upgrade.migration, "the migration")
+        old = local_code(upgrade.old)
+        if old is None:
+            old = yield from self.code_of(expected)
+        return expected, new, derived_migration(old, load_module(new), upgrade.old, upgrade.new)

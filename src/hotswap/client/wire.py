@@ -1,0 +1,131 @@
+"""What every client connection shares, sans-IO: the protocol connection, the handshake, the
+rule that an unanswered request makes the connection unusable, and every error message.
+
+A request that fails without a reply (timeout, lost connection, protocol error, an interrupt or
+a cancellation while waiting) leaves its outcome unknown: a late reply would otherwise be taken
+for the answer to the next request (docs/protocol.md, section 11). The connection is then
+*broken*: later calls raise ``NodeError`` ``unreachable`` and the caller opens a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hotswap.client.session import Session
+from hotswap.errors import HotswapError, NodeError, ProtocolError
+from hotswap.address import check_machine_name
+from hotswap.protocol.connection import ClientConnection
+from hotswap.protocol.events import (
+    NEED_DATA,
+    ConnectionClosed,
+    GetModule,
+    Goodbye,
+    Hello,
+    NeedData,
+    Request,
+    Send,
+    SendChecked,
+    Status,
+    UpgradeRequest,
+    Welcome,
+)
+from hotswap.protocol.fields import IDENTITY, InvalidField
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def check_identity(identity: str) -> None:
+    try:
+        IDENTITY.encode(identity)
+    except InvalidField:
+        msg = f"bad identity {identity!r}: expected 64 lowercase hex digits"
+        raise HotswapError(msg) from None
+
+
+def check_request(event: Request) -> None:
+    """Refuse, before the connection sees any of a batch, a request whose fields the protocol
+    cannot carry, with a message that names the field: one mistyped machine name must not leave
+    half a pipeline sent."""
+    match event:
+        case Send(machine=name) | SendChecked(machine=name) | Status(machine=name):
+            check_machine_name(name)
+        case UpgradeRequest(machine=name, expected=expected):
+            check_machine_name(name)
+            check_identity(expected)
+        case GetModule(identity=identity):
+            check_identity(identity)
+        case _:
+            pass
+
+
+class Wire:
+    """One client connection's protocol state, for a node at ``address``."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.conn = ClientConnection()
+        self.session = Session()
+        #: Why the connection is unusable, once a request went unanswered.
+        self.broken: str | None = None
+
+    # --- the handshake ----------------------------------------------------------------------
+
+    def hello(self) -> bytes:
+        return self.conn.send(Hello())
+
+    def welcome(self, event: object) -> Welcome:
+        if not isinstance(event, Welcome):
+            raise NodeError("bad_request", f"node answered hello with {event!r}")
+        return event
+
+    # --- requests and replies ---------------------------------------------------------------
+
+    def encode(self, events: Sequence[Request]) -> bytes:
+        """The bytes of a batch of requests, all checked before any is encoded. A request too
+        large for the node raises; if requests before it in the batch were already taken by
+        the connection, it is broken (they await replies nobody will read)."""
+        if self.broken is not None:
+            raise NodeError(
+                "unreachable", f"the connection to {self.address} is unusable after: {self.broken}"
+            )
+        for event in events:
+            check_request(event)
+        try:
+            return b"".join(self.conn.send(e) for e in events)
+        except HotswapError as e:
+            if len(events) > 1:
+                self.broken = str(e)
+            raise
+
+    def receive(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+
+    def next_event(self) -> object | NeedData:
+        """The next reply received, or ``NEED_DATA``; a goodbye, the node closing or a protocol
+        error raises :class:`NodeError`."""
+        try:
+            event = self.conn.next_event()
+        except ProtocolError as e:
+            raise NodeError(
+                "bad_request", f"protocol error talking to {self.address}: {e}"
+            ) from None
+        if isinstance(event, Goodbye):
+            raise NodeError(str(event.code), f"node closed the connection: {event.message}")
+        if isinstance(event, ConnectionClosed):
+            raise NodeError("unreachable", f"node at {self.address} closed the connection")
+        return NEED_DATA if event is NEED_DATA else event
+
+    def unanswered(self, error: BaseException) -> None:
+        """A request got no reply: the connection may never be used again."""
+        self.broken = str(error) or type(error).__name__
+
+    # --- errors of the transport ------------------------------------------------------------
+
+    def cannot_reach(self, error: BaseException) -> NodeError:
+        return NodeError("unreachable", f"cannot reach a node at {self.address}: {error}")
+
+    def lost(self, error: BaseException) -> NodeError:
+        return NodeError("unreachable", f"lost the node at {self.address}: {error}")
+
+    def timed_out(self) -> NodeError:
+        return NodeError("timeout", f"no reply from {self.address} in time")

@@ -1,0 +1,87 @@
+"""The nominal upgrade lint: where two modules' types are equal in structure but not in names.
+
+An upgrade from ``Incr | Count`` to ``Count | Incr`` is well typed (the layouts are equal) but
+swaps what each name means: the same input bytes would now be the other command. The node adds
+these findings to its trace and the CLI prints them; they never refuse an upgrade by themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hotswap.cam.loaded import LoadedModule
+from hotswap.errors import HotswapError
+from hotswap.names.schema import RecordSchema, Schema, TupleSchema, UnionSchema, core_type, describe
+from hotswap.names.section import SECTION, decode_names
+
+
+def nominal_differences(
+    old: Mapping[str, Schema] | bytes, new: Mapping[str, Schema] | bytes
+) -> list[str]:
+    """Where two modules' types are structurally equal but named differently.
+
+    Takes decoded roles or names-section bytes. Roles whose core types differ are a structural
+    change, not a nominal one, and are skipped; so are roles only one side has.
+    """
+    old_roles = decode_names(old) if isinstance(old, bytes) else old
+    new_roles = decode_names(new) if isinstance(new, bytes) else new
+    out: list[str] = []
+    for role, a in old_roles.items():
+        b = new_roles.get(role)
+        if b is not None and core_type(a) == core_type(b):
+            _compare(a, b, role, out)
+    return out
+
+
+def _compare(a: Schema, b: Schema, path: str, out: list[str]) -> None:
+    match a, b:
+        case RecordSchema(), RecordSchema() if len(a.fields) == len(b.fields):
+            _compare_records(a, b, path, out)
+        case UnionSchema(alts_a), UnionSchema(alts_b) if len(alts_a) == len(alts_b):
+            names_a = [describe(x) for x in alts_a]
+            names_b = [describe(x) for x in alts_b]
+            if names_a != names_b and sorted(names_a) == sorted(names_b):
+                moved = next(x for x, y in zip(names_a, names_b, strict=True) if x != y)
+                now = names_b[names_a.index(moved)]
+                out.append(
+                    f"{path}: the cases {describe(a)} were reordered to {describe(b)}: "
+                    f"a value sent as {moved} would now mean {now}"
+                )
+                return
+            for i, (old, new) in enumerate(zip(alts_a, alts_b, strict=True)):
+                _compare(old, new, f"{path}|{i}", out)
+        case TupleSchema(items_a), TupleSchema(items_b) if len(items_a) == len(items_b):
+            for i, (old, new) in enumerate(zip(items_a, items_b, strict=True)):
+                _compare(old, new, f"{path}[{i}]", out)
+        case _:
+            if describe(a) != describe(b):
+                out.append(f"{path}: {describe(a)} is now {describe(b)} (same layout, other names)")
+
+
+def _compare_records(a: RecordSchema, b: RecordSchema, path: str, out: list[str]) -> None:
+    if a.name != b.name:
+        out.append(f"{path}: record {a.name} is now named {b.name}")
+    old_names, new_names = a.field_names(), b.field_names()
+    if old_names != new_names and sorted(old_names) == sorted(new_names):
+        out.append(
+            f"{path}: the fields of {b.name} were reordered from ({', '.join(old_names)}) to "
+            f"({', '.join(new_names)}): old values would land in other fields"
+        )
+    elif old_names != new_names:
+        for old, new in zip(old_names, new_names, strict=True):
+            if old != new:
+                out.append(f"{path}: field {a.name}.{old} is now named {new}")
+    for fa, fb in zip(a.fields, b.fields, strict=True):
+        _compare(fa.schema, fb.schema, f"{path}.{fb.name}", out)
+
+
+def nominal_notes(old: LoadedModule, new: LoadedModule) -> tuple[str, ...]:
+    """The lint for two machine modules, as notes; empty when either carries no names.
+    Unreadable names are reported as a note: names are advisory and never block an upgrade."""
+    old_names, new_names = old.custom.get(SECTION), new.custom.get(SECTION)
+    if old_names is None or new_names is None:
+        return ()
+    try:
+        return tuple(nominal_differences(old_names, new_names))
+    except HotswapError as e:
+        return (f"names not compared: {e}",)

@@ -1,0 +1,65 @@
+"""The ``hotswap node`` command: parse its options and run a node until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hotswap.errors import HotswapError
+from hotswap.node.main import NodeOptions, run
+from hotswap.node.service import NodeConfig
+from hotswap.node.store import SNAPSHOT_EVERY
+from hotswap.node.trace import Trace
+from hotswap.address import default_address, parse_address
+
+
+def _node(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.listen)
+    machines: list[tuple[str, object]] = []
+    for spec in args.machine:
+        name, sep, ref = spec.partition("=")
+        if not sep or not name or not ref:
+            raise HotswapError(f"bad --machine {spec!r}: expected NAME=module:attribute")
+        machines.append((name, ref))
+    options = NodeOptions(
+        host=host,
+        port=port,
+        data=Path(args.data),
+        machines=tuple(machines),
+        fsync=args.fsync,
+        snapshot_every=args.snapshot_every,
+        config=NodeConfig(
+            name=args.name,
+            idle_timeout=args.idle_timeout,
+            handshake_timeout=args.handshake_timeout,
+        ),
+    )
+    run(options, Trace(args.trace), args.loop)
+    return 0
+
+
+def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    node = sub.add_parser("node", help="run a node that hosts machines")
+    node.add_argument("--listen", default=default_address(), help="HOST:PORT (%(default)s)")
+    node.add_argument("--data", default="hotswap-data", help="store directory (%(default)s)")
+    node.add_argument(
+        "--machine",
+        action="append",
+        default=[],
+        metavar="NAME=module:attribute",
+        help="a machine to start when the store does not have it yet (repeatable)",
+    )
+    node.add_argument("--trace", choices=["seed", "names", "off"], default="seed")
+    node.add_argument("--fsync", action="store_true", help="fsync every commit (power-loss safe)")
+    node.add_argument("--snapshot-every", type=int, default=SNAPSHOT_EVERY, metavar="N")
+    node.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS")
+    node.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="disconnect clients that say no hello in time (%(default)s)",
+    )
+    node.add_argument("--name", default="hotswap-node", help="name announced to clients")
+    node.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
+    node.set_defaults(func=_node)

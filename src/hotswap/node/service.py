@@ -1,0 +1,250 @@
+"""The node's application, sans-IO: requests in, replies out, with no sockets and no asyncio.
+
+:class:`Service` turns one request into one reply: registry calls (the rules), store calls
+(the log) and reply encoding. :class:`Conversation` is one client's connection as the service
+sees it: it feeds received bytes to the protocol's :class:`ServerConnection` and answers each
+event, returning the frames to send once the store has committed. The asyncio server
+(``server.py``) and the in-memory node (``memory.py``) are thin shells around these two, so
+everything a node decides is decided here, once, and testable without a network.
+
+"Upgrade" here is the wire request (``UpgradeRequest``); the registry prepares a ``Swap`` for
+it and the reply is ``Upgraded``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass, field
+
+from hotswap.cam.values import encode_type, encode_value, value_encoder
+from hotswap.errors import (
+    HotswapError,
+    InternalError,
+    NodeError,
+    ProtocolError,
+    StoreError,
+    UpgradeRejected,
+)
+from hotswap.node.registry import Registry
+from hotswap.node.store import Store
+from hotswap.node.trace import Trace
+from hotswap.protocol.connection import FrameTooLarge, ServerConnection
+from hotswap.protocol.events import (
+    NEED_DATA,
+    ConnectionClosed,
+    Error,
+    ErrorCode,
+    GetModule,
+    Hello,
+    HistoryEntry,
+    MachineEntry,
+    Machines,
+    MachinesReply,
+    ModuleReply,
+    Output,
+    Release,
+    Released,
+    ReleasedEntry,
+    Reply,
+    Request,
+    Send,
+    SendChecked,
+    Status,
+    StatusReply,
+    Upgraded,
+    UpgradeRequest,
+    Welcome,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    name: str = "hotswap-node"
+    max_frame: int = 64 * 1024 * 1024
+    idle_timeout: float | None = None
+    #: A client that has not said hello within this many seconds is disconnected.
+    handshake_timeout: float = 10.0
+
+
+class Service:
+    """One registry and its store: applies requests and makes them durable."""
+
+    def __init__(
+        self, registry: Registry, store: Store, trace: Trace, config: NodeConfig | None = None
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.trace = trace
+        self.config = config or NodeConfig()
+
+    def handle(self, event: Request) -> Reply:
+        """Apply one request; the reply (possibly an Error) is what the client will receive.
+        Raises :class:`StoreError` if logging an upgrade fails: the node must then stop."""
+        match event:
+            case Send(id=rid, machine=name, input=data):
+                return self._step(rid, name, data, None)
+            case SendChecked(id=rid, machine=name, code=code, input=data):
+                return self._step(rid, name, data, code)
+            case UpgradeRequest(id=rid, machine=name, expected=expected, module=new, migration=mig):
+                try:
+                    swap = self.registry.upgrade(name, expected, new, mig)
+                except UpgradeRejected as e:
+                    self.trace.rejected(e.code, e.reason)
+                    return Error(rid, ErrorCode(e.code), str(e))
+                except NodeError as e:
+                    return Error(rid, ErrorCode(e.code), str(e))
+                self.store.log_upgrade(self.registry.get(name), swap)
+                self.trace.upgraded(swap.notes)
+                return Upgraded(rid, swap.old, swap.new.identity)
+            case Release(id=rid, items=items):
+                wanted = [(i.machine, i.expected, i.module, i.migration) for i in items]
+                try:
+                    done = self.registry.release(wanted)
+                except UpgradeRejected as e:
+                    self.trace.rejected(e.code, e.reason)
+                    return Error(rid, ErrorCode(e.code), str(e))
+                for swap in done:
+                    self.store.log_upgrade(self.registry.get(swap.machine), swap)
+                self.trace.released([(s.machine, s.notes) for s in done])
+                swapped = tuple(ReleasedEntry(s.machine, s.old, s.new.identity) for s in done)
+                return Released(rid, swapped)
+            case Status(id=rid, machine=name):
+                return self._status(rid, name)
+            case Machines(id=rid):
+                entries = tuple(
+                    MachineEntry(name, self.registry.machines[name].identity)
+                    for name in sorted(self.registry.machines)
+                )
+                return MachinesReply(rid, entries)
+            case GetModule(id=rid, identity=identity):
+                module = self.store.module(identity)
+                if module is None:
+                    return Error(rid, ErrorCode.UNKNOWN_MODULE, f"no module {identity}")
+                return ModuleReply(rid, module)
+        raise NodeError(ErrorCode.BAD_REQUEST, f"unexpected {type(event).__name__}")
+
+    def _step(self, rid: int, name: str, data: bytes, code: str | None) -> Reply:
+        """One input; with ``code``, only if that is the code the machine runs."""
+        try:
+            stepped = self.registry.step(name, data, code)
+        except NodeError as e:
+            return Error(rid, ErrorCode(e.code), str(e))
+        machine = self.registry.machines[name]
+        self.store.log_input(machine, data, stepped.identity)
+        sig = machine.code.machine
+        assert sig is not None
+        self.trace.step(machine.code, stepped.output, stepped.state)
+        return Output(
+            rid, value_encoder(sig.output)(stepped.output), value_encoder(sig.state)(stepped.state)
+        )
+
+    def _status(self, rid: int, name: str) -> Reply:
+        try:
+            machine = self.registry.get(name)
+        except NodeError as e:
+            return Error(rid, ErrorCode(e.code), str(e))
+        sig = machine.code.machine
+        assert sig is not None
+        history = tuple(HistoryEntry(c.identity, c.kind, c.seq, c.time) for c in machine.history)
+        return StatusReply(
+            rid,
+            name,
+            machine.identity,
+            encode_type(sig.input),
+            encode_type(sig.state),
+            encode_type(sig.output),
+            encode_value(machine.state, sig.state),
+            machine.inputs,
+            history,
+        )
+
+    def commit(self) -> None:
+        """Make everything applied so far durable (:class:`StoreError` if the store refuses)."""
+        self.store.commit(self.registry.machines)
+        self.trace.flush()
+
+    def checkpoint(self) -> None:
+        """Snapshot every machine (on a clean stop), so the next start replays nothing."""
+        self.store.checkpoint(self.registry.machines)
+
+
+@dataclass(slots=True)
+class Fed:
+    """What one chunk of received bytes produced on a connection."""
+
+    #: Frames to send, in order, once the store has committed what they acknowledge.
+    replies: list[bytes] = field(default_factory=list)
+    #: The client said hello (the handshake timer is done).
+    welcomed: bool = False
+    #: At least one request was applied (an idle timer restarts).
+    requests: int = 0
+    #: The connection is over (the peer closed, or broke the protocol and got a goodbye):
+    #: close it once ``replies`` are written.
+    close: bool = False
+    #: Handling failed in a way that leaves memory ahead of the store: the node must stop,
+    #: sending none of the replies not yet committed (fail-stop).
+    failure: HotswapError | None = None
+
+
+class Conversation:
+    """One client connection, sans-IO: bytes in, frames out, through the :class:`Service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.conn = ServerConnection()
+        self.over = False
+
+    def receive(self, data: bytes) -> Fed:
+        """Feed bytes read from the client (``b""``: it closed its side) and answer every
+        complete event they hold."""
+        fed = Fed()
+        if self.over:
+            return fed
+        self.conn.receive_data(data)
+        while not self.over:
+            try:
+                event = self.conn.next_event()
+            except ProtocolError:
+                assert self.conn.failure is not None
+                fed.replies.append(self.conn.send(self.conn.failure))
+                self.over = fed.close = True
+                break
+            if event is NEED_DATA:
+                break
+            match event:
+                case Hello():
+                    config = self.service.config
+                    fed.replies.append(
+                        self.conn.send(Welcome(max_frame=config.max_frame, node=config.name))
+                    )
+                    fed.welcomed = True
+                case ConnectionClosed():
+                    self.over = fed.close = True
+                case (
+                    Send()
+                    | SendChecked()
+                    | UpgradeRequest()
+                    | Release()
+                    | Status()
+                    | Machines()
+                    | GetModule()
+                ):
+                    fed.requests += 1
+                    try:
+                        reply = self.service.handle(event)
+                    except StoreError as e:  # logging an upgrade failed: stop, reply nothing
+                        fed.failure = e
+                    except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
+                        traceback.print_exc(file=sys.stderr)
+                        fed.failure = InternalError(f"handling {type(event).__name__}: {e!r}")
+                    if fed.failure is not None:
+                        self.over = True
+                        fed.replies.clear()
+                        break
+                    try:
+                        frame = self.conn.send(reply)
+                    except FrameTooLarge as e:
+                        frame = self.conn.send(Error(event.id, ErrorCode.TOO_LARGE, str(e)))
+                    fed.replies.append(frame)
+        return fed

@@ -1,0 +1,175 @@
+"""The client library against an in-memory node (and, where the socket is the point, a
+fake node on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+
+import pytest
+
+from hotswap.cam.module import encode_module
+from hotswap.client import AsyncClient, Client, Upgrade, connect
+from hotswap.errors import HotswapError, NodeError, UpgradeRejected
+from hotswap.examples import handbuilt
+from hotswap.examples.counter import Incr, counter_sm, counter_sm2, upgrade_state
+from hotswap.node.memory import MemoryNode
+from hotswap.protocol.connection import ServerConnection
+from hotswap.protocol.events import (
+    NEED_DATA,
+    Hello,
+    MachineEntry,
+    Machines,
+    MachinesReply,
+    Welcome,
+)
+
+
+def _counter() -> MemoryNode:
+    return MemoryNode({"counter": counter_sm})
+
+
+def test_async_client_runs_the_seed_demo() -> None:
+    """The asyncio API mirrors the blocking one: send, upgrade, status, machines."""
+    v1 = encode_module(handbuilt.counter_module())
+    v2 = encode_module(handbuilt.counter2_module())
+    migrate = encode_module(handbuilt.upgrade_state_module())
+
+    async def demo(node: MemoryNode) -> None:
+        client = await AsyncClient.over(node.async_connection())
+        try:
+            assert await client.send("counter", (0, ())) == (0, ())
+            await client.upgrade("counter", Upgrade(v1, v2, migrate))
+            assert await client.send("counter", (1, ())) == (1, 0)
+            status = await client.status("counter")
+            assert status.state == (1, 0) and status.inputs == 2
+            assert [name for name, _ in await client.machines()] == ["counter"]
+            with pytest.raises(UpgradeRejected):
+                await client.upgrade("counter", Upgrade(v1, v2, migrate))
+            with pytest.raises(NodeError, match="no machine"):
+                await client.send("nope", (0, ()))
+        finally:
+            await client.close()
+
+    with MemoryNode({"counter": handbuilt.counter_module}) as node:
+        asyncio.run(demo(node))
+
+
+def test_the_blocking_client_over_an_in_memory_node() -> None:
+    """The same bytes as over a socket: values by name, status, machines, module fetch."""
+    with _counter() as node, Client(transport=node.connection()) as client:
+        assert client.node_name == "hotswap-node"
+        assert client.send("counter", Incr()) is None
+        assert client.status("counter").state == 1
+        assert client.machines() == [("counter", counter_sm.identity)]
+        assert client.module(counter_sm.identity) == counter_sm.module
+
+
+def test_a_bad_machine_name_does_not_break_the_connection() -> None:
+    """The sans-IO connection failed for good on an unencodable name: one `status("a b")`
+    made every later call on that client raise LocalProtocolError."""
+    with _counter() as node, Client(transport=node.connection()) as client:
+        with pytest.raises(HotswapError, match="bad machine name"):
+            client.status("bad name")
+        with pytest.raises(HotswapError, match="bad identity"):
+            client.module("abc")
+        assert client.status("counter").inputs == 0
+
+
+def test_async_status_after_an_upgrade_made_elsewhere() -> None:
+    """AsyncClient.status converted the state with the module it had cached, not the one
+    running: ValueTypeError after another client upgraded the machine."""
+    with _counter() as node:
+
+        async def scenario() -> None:
+            client = await AsyncClient.over(node.async_connection())
+            client.session.remember(counter_sm, counter_sm2)
+            await client.send("counter", Incr())
+            with Client(transport=node.connection()) as other:
+                other.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
+            status = await client.status("counter")
+            assert status.state == (1, 0)
+            await client.close()
+
+        asyncio.run(scenario())
+
+
+def test_a_refused_upgrade_over_memory_is_upgrade_rejected() -> None:
+    with _counter() as node, Client(transport=node.connection()) as client:
+        client.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
+        with pytest.raises(UpgradeRejected) as info:
+            client.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
+        assert info.value.code == "wrong_version"
+
+
+def test_the_blocking_and_asyncio_clients_say_the_same_on_a_timeout() -> None:
+    """Both clients share one wire: the same messages for the same failures."""
+    messages: list[str] = []
+    client = connect(_slow_node(0.5), timeout=0.1)
+    with pytest.raises(NodeError, match="in time") as info:
+        client.machines()
+    messages.append(str(info.value))
+
+    async def scenario() -> None:
+        aclient = await AsyncClient.connect(_slow_node(0.5), timeout=0.1)
+        with pytest.raises(NodeError, match="in time") as ainfo:
+            await aclient.machines()
+        messages.append(str(ainfo.value))
+
+    asyncio.run(scenario())
+    first, second = (m.split(" in time")[0].rsplit(":", 1)[0] for m in messages)
+    assert first == second == "no reply from 127.0.0.1"
+
+
+def _slow_node(delay: float) -> str:
+    """A fake node that answers its first ``machines`` request after ``delay`` seconds."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        conn, first = ServerConnection(), True
+        with sock, contextlib.suppress(OSError):  # the client may hang up on a late reply
+            while data := sock.recv(1 << 16):
+                conn.receive_data(data)
+                while (event := conn.next_event()) is not NEED_DATA:
+                    if isinstance(event, Hello):
+                        sock.sendall(conn.send(Welcome()))
+                    elif isinstance(event, Machines):
+                        if first:
+                            time.sleep(delay)
+                            first = False
+                        entry = MachineEntry(f"reply-to-{event.id}", "a" * 64)
+                        sock.sendall(conn.send(MachinesReply(event.id, (entry,))))
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_late_reply_never_answers_the_next_request() -> None:
+    """After a timeout the client kept using the connection, so the late reply to the
+    timed-out request was returned as the answer to the next one (a send could return the
+    output of the previous input)."""
+    client = connect(_slow_node(0.6), timeout=0.2)
+    with pytest.raises(NodeError, match="in time"):
+        client.machines()
+    time.sleep(0.8)
+    with pytest.raises(NodeError, match="unusable"):
+        client.machines()
+
+
+def test_a_late_reply_never_answers_the_next_request_async() -> None:
+    """The same for AsyncClient."""
+
+    async def scenario() -> None:
+        client = await AsyncClient.connect(_slow_node(0.6), timeout=0.2)
+        with pytest.raises(NodeError, match="in time"):
+            await client.machines()
+        await asyncio.sleep(0.8)
+        with pytest.raises(NodeError, match="unusable"):
+            await client.machines()
+
+    asyncio.run(scenario())

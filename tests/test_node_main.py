@@ -1,0 +1,75 @@
+"""Starting a node (``node/main.py``): what it refuses, what it says, what it recovers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from hotswap.errors import HotswapError
+from hotswap.examples.counter import counter_sm
+from hotswap.node.main import NodeOptions, open_service
+from hotswap.node.service import NodeConfig
+from hotswap.node.trace import Trace
+from served import run_cli
+
+COUNTER = "hotswap.examples.counter:counter_sm"
+
+
+def _options(tmp_path: Path, **machines: str) -> NodeOptions:
+    return NodeOptions(data=tmp_path / "data", machines=tuple(machines.items()))
+
+
+def test_a_machine_name_the_protocol_cannot_carry_is_refused(tmp_path: Path) -> None:
+    """`--machine "bad name=..."` started a node whose `machines` reply could not be encoded:
+    `hotswap status` then failed for everyone and the node logged a traceback."""
+    with pytest.raises(HotswapError, match="bad machine name 'bad name'"):
+        open_service(_options(tmp_path, **{"bad name": COUNTER}), Trace("off", io.StringIO()))
+
+
+def test_a_node_name_the_protocol_cannot_carry_is_refused(tmp_path: Path) -> None:
+    """`--name` longer than 256 characters made every handshake fail (welcome unencodable)."""
+    options = NodeOptions(
+        data=tmp_path / "data", machines=(("counter", COUNTER),), config=NodeConfig(name="x" * 300)
+    )
+    with pytest.raises(HotswapError, match="node name"):
+        open_service(options, Trace("off", io.StringIO()))
+
+
+def test_machine_flag_with_other_code_for_a_stored_machine_says_so(tmp_path: Path) -> None:
+    """A `--machine` whose code differs from the stored machine's was ignored silently."""
+    open_service(_options(tmp_path, counter=COUNTER), Trace("off", io.StringIO())).store.close()
+    out = io.StringIO()
+    node = open_service(
+        _options(tmp_path, counter="hotswap.examples.counter:counter_sm2"), Trace("off", out)
+    )
+    node.store.close()
+    assert "keeps running" in out.getvalue() and "hotswap upgrade" in out.getvalue()
+
+
+def test_a_reference_to_a_function_with_arguments_is_a_one_line_error() -> None:
+    """`--to os.path:join` called join() and escaped the CLI as a TypeError traceback."""
+    argv = ["upgrade", "c", "--to", "os.path:join", "--migration", "os.path:join"]
+    result = run_cli(*argv, "--node", "127.0.0.1:1")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "takes arguments" in result.stderr
+
+
+def test_machines_can_be_given_as_objects(tmp_path: Path) -> None:
+    """The in-memory node and tests pass machines themselves, not references."""
+    options = NodeOptions(data=tmp_path / "data", machines=(("counter", counter_sm),))
+    service = open_service(options, Trace("off", io.StringIO()))
+    try:
+        assert service.registry.get("counter").identity == counter_sm.identity
+    finally:
+        service.store.close()
+
+
+def test_a_failed_start_releases_the_store(tmp_path: Path) -> None:
+    """A start that fails after opening the store (here: an import error) must not keep the
+    store's lock, or the corrected start in the same process would find it taken."""
+    with pytest.raises(HotswapError, match="cannot import"):
+        open_service(_options(tmp_path, counter="no.such:machine"), Trace("off", io.StringIO()))
+    service = open_service(_options(tmp_path, counter=COUNTER), Trace("off", io.StringIO()))
+    service.store.close()
