@@ -4,15 +4,13 @@ Machines ``step : (input, state) -> (state, output)`` are written as typed Pytho
 small total language, then to verified, content-addressed CAM bytecode that a node runs and
 upgrades live.
 
-Layers import only downward::
+Layers import only downward (docs/design.md, "Layers"; tests/test_layers.py checks it)::
 
-    lang  (types, terms, checker, optimiser, reference evaluator)
-      -> cam  (compiler, verifier, VM, fast path, module format)
-        -> dsl (typed Python -> terms, names)      protocol  (sans-IO wire protocol)
-          -> node  (registry, store, server)
-            -> client -> fleet -> cli
+    errors -> lang -> cam -> names, protocol -> address, code, dsl -> node | client
+           -> fleet, examples -> cli -> __main__ (the ``hotswap`` program)
 
-``lang`` and ``cam`` never do I/O.
+Everything up to ``dsl`` does no I/O. The node and the client never import each other, and
+the node never imports the DSL; this package loads the DSL names below only when asked for.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ best thing: it first checks that every node runs the expected code and that a wa
 (``back``, or a migration derived from the state types' names), touching no node otherwise;
 then it upgrades the nodes one by one; if a node refuses or is lost, the nodes already upgraded
 go back to the code they ran, through ``back``, and :class:`FleetUpgradeFailed` says which
-node failed, why, and where each node ended up.
+node failed, why, and where each node ended up. "Upgrade" here is the user's
+:class:`hotswap.code.Upgrade`, applied node by node.
 """
 
 from __future__ import annotations

@@ -69,12 +69,6 @@ class Module:
     migration: int | None = None
     custom: tuple[tuple[str, bytes], ...] = ()
 
-    def custom_section(self, name: str) -> bytes | None:
-        for key, data in self.custom:
-            if key == name:
-                return data
-        return None
-
 
 # --- encoding -------------------------------------------------------------------------------
 

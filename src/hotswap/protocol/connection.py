@@ -119,11 +119,6 @@ class Connection:
         """Largest payload we accept now: the limit ``next_event`` enforces."""
         return self._reader.max_frame
 
-    @property
-    def buffered(self) -> int:
-        """Received bytes not yet returned as events (for the caller's back-pressure)."""
-        return self._reader.buffered
-
     # --- bytes in, events out ---------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:

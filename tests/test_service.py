@@ -1,0 +1,136 @@
+"""The node's application without sockets (``service.py``): a Conversation turns received
+bytes into the frames a node sends, through the Service, exactly as the server does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hotswap.cam.loaded import LoadedModule, load
+from hotswap.cam.module import encode_module
+from hotswap.cam.values import decode_value
+from hotswap.errors import StoreError
+from hotswap.examples import handbuilt
+from hotswap.node.memory import MemoryNode
+from hotswap.node.service import Conversation, Service
+from hotswap.protocol import ClientConnection, Hello
+from hotswap.protocol.events import (
+    NEED_DATA,
+    Error,
+    ErrorCode,
+    GetModule,
+    Goodbye,
+    Machines,
+    MachinesReply,
+    ModuleReply,
+    Output,
+    Send,
+    Status,
+    StatusReply,
+    Upgraded,
+    UpgradeRequest,
+    Welcome,
+)
+
+INCR, COUNT = b"\x00", b"\x01"
+V1: LoadedModule = load(handbuilt.counter_module())
+V2: LoadedModule = load(handbuilt.counter2_module())
+MIGRATE = encode_module(handbuilt.upgrade_state_module())
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    with MemoryNode({"counter": handbuilt.counter_module}) as node:
+        yield node.service
+
+
+def _events(client: ClientConnection, frames: list[bytes]) -> list[object]:
+    client.receive_data(b"".join(frames))
+    out = []
+    while (event := client.next_event()) is not NEED_DATA:
+        out.append(event)
+    return out
+
+
+def _open(service: Service) -> tuple[Conversation, ClientConnection]:
+    conversation, client = Conversation(service), ClientConnection()
+    fed = conversation.receive(client.send(Hello()))
+    assert fed.welcomed and not fed.close and fed.failure is None
+    (welcome,) = _events(client, fed.replies)
+    assert isinstance(welcome, Welcome) and welcome.node == "hotswap-node"
+    return conversation, client
+
+
+def test_a_pipeline_is_answered_in_order(service: Service) -> None:
+    conversation, client = _open(service)
+    requests = [Send(1, "counter", INCR), Send(2, "counter", COUNT), Machines(3), Status(4, "x")]
+    fed = conversation.receive(b"".join(client.send(r) for r in requests))
+    assert fed.requests == 4 and not fed.welcomed
+    replies = _events(client, fed.replies)
+    assert [type(r) for r in replies] == [Output, Output, MachinesReply, Error]
+    sig = V1.machine
+    assert sig is not None and isinstance(replies[1], Output)
+    assert decode_value(replies[1].output, sig.output) == (1, 1)  # R (Int 1)
+    assert isinstance(replies[3], Error) and replies[3].code == ErrorCode.UNKNOWN_MACHINE
+    assert service.registry.get("counter").inputs == 2
+
+
+def test_a_request_split_across_chunks_waits_for_its_last_byte(service: Service) -> None:
+    conversation, client = _open(service)
+    frame = client.send(Send(1, "counter", INCR))
+    first = conversation.receive(frame[:3])
+    assert first.replies == [] and first.requests == 0
+    rest = conversation.receive(frame[3:])
+    assert rest.requests == 1 and len(rest.replies) == 1
+
+
+def test_an_upgrade_goes_through_the_registry_and_the_log(service: Service) -> None:
+    conversation, client = _open(service)
+    request = UpgradeRequest(1, "counter", V1.identity, V2.data, MIGRATE)
+    (reply,) = _events(client, conversation.receive(client.send(request)).replies)
+    assert reply == Upgraded(1, V1.identity, V2.identity)
+    assert service.store.module(V2.identity) == V2.data
+    assert service.registry.get("counter").state == (0, 0)
+    (again,) = _events(client, conversation.receive(client.send(request)).replies)
+    assert isinstance(again, Error) and again.code == ErrorCode.WRONG_VERSION
+    fed = conversation.receive(client.send(GetModule(2, V1.identity)))
+    assert [type(e) for e in _events(client, fed.replies)] == [ModuleReply]
+
+
+def test_garbage_gets_a_goodbye_and_ends_the_conversation(service: Service) -> None:
+    conversation, client = _open(service)
+    fed = conversation.receive(b"\x00\x00\x00\x03abc")
+    assert fed.close and fed.failure is None
+    (goodbye,) = _events(client, fed.replies)
+    assert isinstance(goodbye, Goodbye)
+    assert conversation.receive(b"more").replies == []  # nothing is read after a goodbye
+
+
+def test_the_peer_closing_ends_the_conversation(service: Service) -> None:
+    conversation, _ = _open(service)
+    fed = conversation.receive(b"")
+    assert fed.close and fed.replies == [] and fed.failure is None
+
+
+def test_a_store_failure_while_logging_an_upgrade_is_a_failure_with_no_replies(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory is then ahead of the store: the shell must stop and acknowledge nothing."""
+    conversation, client = _open(service)
+
+    def full(*args: object) -> None:
+        raise StoreError("logging an upgrade to the store failed: disk full")
+
+    monkeypatch.setattr(service.store, "log_upgrade", full)
+    request = UpgradeRequest(2, "counter", V1.identity, V2.data, MIGRATE)
+    fed = conversation.receive(client.send(Send(1, "counter", INCR)) + client.send(request))
+    assert isinstance(fed.failure, StoreError) and fed.replies == []
+
+
+def test_a_status_reply_carries_the_state_and_history(service: Service) -> None:
+    conversation, client = _open(service)
+    _events(client, conversation.receive(client.send(Send(1, "counter", INCR))).replies)
+    (reply,) = _events(client, conversation.receive(client.send(Status(2, "counter"))).replies)
+    assert isinstance(reply, StatusReply)
+    assert reply.inputs == 1 and [h.kind for h in reply.history] == ["start"]
