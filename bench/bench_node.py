@@ -6,9 +6,9 @@ second over one connection with durable group commit; the pause of an upgrade un
 the largest gap between two answered inputs around it; inputs lost or duplicated across 100
 upgrades under load; restart time after 1,000,000 logged inputs.
 
-Anchors (DESIGN.md section 7, same kind of machine): Erlang gen_server call over loopback 14.7k/s
-(1 client), 45.2k/s (16 clients); Haskell original one-way 57-93k inputs/s; Erlang
-suspend-to-resume 291 us.
+Anchors (docs/design.md, "Measurements"; same kind of machine): Erlang gen_server call over
+loopback 14.7k/s (1 client), 45.2k/s (16 clients); Haskell original one-way 57-93k inputs/s;
+Erlang suspend-to-resume 291 us.
 """
 
 from __future__ import annotations

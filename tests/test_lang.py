@@ -150,7 +150,7 @@ def test_optimiser_keeps_a_trapping_subterm() -> None:
 
 
 def test_optimiser_rules() -> None:
-    """Each rewrite of DESIGN.md section 2 fires."""
+    """Each rewrite listed in docs/design.md ("The core language") fires."""
     assert optimise(compose(ID, FST, ID)) == FST
     assert optimise(Fanout(FST, SND)) == ID
     assert optimise(compose(Fanout(FST, SND), SND)) == SND

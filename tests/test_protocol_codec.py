@@ -210,7 +210,7 @@ BAD_PAYLOADS: list[tuple[bytes, bool, str]] = [
     (b"\xa5" + _VALID_SEND[1:] + b"\x62id\x02", True, "not a valid CBOR item"),
     # integer key
     (b"\xa5\x01\x02" + _VALID_SEND[1:], True, "not a valid CBOR item"),
-    (cbor2.dumps({"type": "hello", "version": 2}), True, "unsupported protocol version 2"),
+    (cbor2.dumps({"type": "hello", "version": 3}), True, "unsupported protocol version 3"),
     (
         cbor2.dumps(
             {"type": "hello", "version": 1, "max_frame": 100, "agent": "x"}, canonical=True
@@ -343,6 +343,7 @@ DOCUMENTED_FRAMES: list[tuple[Message, bool]] = [
     (Send(7, "counter", b"\x00"), True),
     (Output(7, b"\x00", b"\x01"), False),
     (Error(8, ErrorCode.TRAP, "overflow"), False),
+    (Error(8, ErrorCode.TRAP, "overflow", trap="overflow"), False),
     (Goodbye(ErrorCode.UNSUPPORTED_VERSION, "speaks 1"), False),
 ]
 

@@ -13,6 +13,7 @@ from hotswap.errors import LocalProtocolError, RemoteProtocolError
 from hotswap.protocol import (
     HANDSHAKE_MAX_FRAME,
     NEED_DATA,
+    PROTOCOL_VERSION,
     ClientConnection,
     Connection,
     ConnectionClosed,
@@ -67,9 +68,9 @@ def connected(
     """A client and a server that have shaken hands."""
     client, server = ClientConnection(), ServerConnection()
     server.receive_data(client.send(Hello(max_frame=client_max, agent="test-client")))
-    assert drain(server) == [Hello(1, client_max, "test-client")]
+    assert drain(server) == [Hello(PROTOCOL_VERSION, client_max, "test-client")]
     client.receive_data(server.send(Welcome(max_frame=server_max, node="node-1")))
-    assert drain(client) == [Welcome(1, server_max, "hotswap-python/0.1", "node-1")]
+    assert drain(client) == [Welcome(PROTOCOL_VERSION, server_max, "hotswap-python/0.1", "node-1")]
     return client, server
 
 
@@ -86,7 +87,7 @@ def test_handshake_agrees_on_version_and_limits() -> None:
     client.receive_data(server.send(Welcome(max_frame=10_000, node="n")))
     assert drain(client) == [Welcome(max_frame=10_000, node="n")]
     assert (client.state, server.state) == (State.READY, State.READY)
-    assert (client.version, server.version) == (1, 1)
+    assert (client.version, server.version) == (PROTOCOL_VERSION, PROTOCOL_VERSION)
     assert (client.our_max_frame, client.their_max_frame) == (8192, 10_000)
     assert (server.our_max_frame, server.their_max_frame) == (10_000, 8192)
 
@@ -350,20 +351,20 @@ def test_welcome_must_answer_the_version_asked_for() -> None:
     client = ClientConnection()
     client.send(Hello())
     client.receive_data(
-        raw({"type": "welcome", "version": 2, "max_frame": 4096, "agent": "a", "node": "n"})
+        raw({"type": "welcome", "version": 1, "max_frame": 4096, "agent": "a", "node": "n"})
     )
-    with pytest.raises(RemoteProtocolError, match="welcome for version 2 answers hello for 1"):
+    with pytest.raises(RemoteProtocolError, match="welcome for version 1 answers hello for 2"):
         client.next_event()
 
 
 def test_unsupported_version_gets_a_goodbye_saying_so() -> None:
-    """A hello for version 2 makes the server say goodbye with unsupported_version."""
+    """A hello for version 3 makes the server say goodbye with unsupported_version."""
     client, server = ClientConnection(), ServerConnection()
-    with pytest.raises(LocalProtocolError, match="version 2 is not supported"):
-        ClientConnection().send(Hello(version=2))
-    client.send(Hello())  # the client believes it asked for version 1
-    server.receive_data(raw({"type": "hello", "version": 2, "max_frame": 4096, "agent": "x"}))
-    with pytest.raises(UnsupportedVersion, match="unsupported protocol version 2"):
+    with pytest.raises(LocalProtocolError, match="version 3 is not supported"):
+        ClientConnection().send(Hello(version=3))
+    client.send(Hello())  # the client believes it asked for version 2
+    server.receive_data(raw({"type": "hello", "version": 3, "max_frame": 4096, "agent": "x"}))
+    with pytest.raises(UnsupportedVersion, match="unsupported protocol version 3"):
         server.next_event()
     goodbye = server.failure
     assert goodbye is not None

@@ -89,7 +89,7 @@ def test_an_upgrade_goes_through_the_registry_and_the_log(service: Service) -> N
     conversation, client = _open(service)
     request = UpgradeRequest(1, "counter", V1.identity, V2.data, MIGRATE)
     (reply,) = _events(client, conversation.receive(client.send(request)).replies)
-    assert reply == Upgraded(1, V1.identity, V2.identity)
+    assert reply == Upgraded(1, V1.identity, V2.identity, generation=1)
     assert service.store.module(V2.identity) == V2.data
     assert service.registry.get("counter").state == (0, 0)
     (again,) = _events(client, conversation.receive(client.send(request)).replies)

@@ -73,9 +73,12 @@ def _upgrade(args: argparse.Namespace) -> int:
     if args.migration:
         migration = module_bytes(import_object(args.migration), args.migration)
     with connect(args.node) as client:
-        expected = args.expect or client.status_raw(args.machine).identity
-        reply = client.upgrade(args.machine, Upgrade(expected, target, migration))
-        notes = nominal_notes(client.code(reply.old), load_module(new))
+        status = client.status_raw(args.machine)
+        expected = args.expect or status.identity
+        generation = args.generation if args.generation is not None else status.generation
+        change = Upgrade(expected, target, migration, generation=generation, rename=args.rename)
+        reply = client.upgrade(args.machine, change)
+        notes = reply.notes or nominal_notes(client.code(reply.old), load_module(new))
     _report(args.machine, reply, notes, derived=migration is None)
     return 0
 
@@ -147,7 +150,8 @@ def _pair(spec: str, what: str) -> tuple[str, str]:
 
 def _report(machine: str, reply: Upgraded, notes: tuple[str, ...], derived: bool) -> None:
     how = " (migration derived from the state types)" if derived else ""
-    print(f"Upgrade successful! {machine}: {reply.old[:12]} -> {reply.new[:12]}{how}")
+    at = "" if reply.generation is None else f", generation {reply.generation}"
+    print(f"Upgrade successful! {machine}: {reply.old[:12]} -> {reply.new[:12]}{at}{how}")
     for note in notes:
         print(f"Note: {note}")
 
@@ -167,6 +171,8 @@ def _status(args: argparse.Namespace) -> int:
                 named = ", ".join(f"{role} {describe(schemas[role])}" for role in ROLES)
                 print(f"  names   {named}")
             print(f"  inputs  {s.inputs}")
+            if s.generation is not None:
+                print(f"  generation {s.generation} (changes of code since the start)")
             print(f"  state   {render(state, state_type)}")
             if schemas is not None:
                 print(f"          {render_named(state, schemas['state'])}")
@@ -178,9 +184,12 @@ ROLES = ("input", "state", "output")
 
 def _history(args: argparse.Namespace) -> int:
     with connect(args.node) as client:
-        for entry in client.status_raw(args.machine).history:
+        for generation, entry in enumerate(client.status_raw(args.machine).history):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.time))
-            print(f"{when}  {entry.kind:<8} {entry.identity}  after {entry.seq} inputs")
+            print(
+                f"{when}  {entry.kind:<8} {entry.identity}  after {entry.seq} inputs"
+                f"  (generation {generation})"
+            )
     return 0
 
 
@@ -217,6 +226,17 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="the state migration (default: derived from the state types' names)",
     )
     upgrade.add_argument("--expect", default=None, help="identity expected (default: running)")
+    upgrade.add_argument(
+        "--generation",
+        type=int,
+        default=None,
+        help="generation expected (default: the running one); refuses a replayed upgrade",
+    )
+    upgrade.add_argument(
+        "--rename",
+        action="store_true",
+        help="accept a migration whose names differ from the states' (a deliberate rename)",
+    )
     upgrade.set_defaults(func=_upgrade)
 
     release = client_command("release", "upgrade several machines together, all or none")

@@ -66,13 +66,39 @@ class Upgrade:
     Without a migration, the client derives one from the state types' names
     (``hotswap.dsl.derive``): identity for an unchanged state, fields and variants matched by
     name, defaults for what is new; :class:`hotswap.dsl.derive.MigrationError` says when that
-    is not possible."""
+    is not possible.
+
+    ``generation``: the machine's generation this upgrade is for (``status(...).generation``);
+    the node refuses it at any other, so it cannot be replayed once the code has changed.
+    ``rename``: the migration's names may differ from the states' (a deliberate rename);
+    without it the node refuses such a migration as one declared for other machines."""
 
     old: object
     new: object
     migration: object | None = None
+    generation: int | None = None
+    rename: bool = False
 
     def expected_identity(self) -> str:
         if isinstance(self.old, str):
             return self.old
         return module_identity(module_bytes(self.old, "the old machine"))
+
+    def check_declared(self, expected: str, new: str) -> None:
+        """Refuse a DSL migration declared for other machines (``@migration(a, b)`` used to
+        upgrade c to d): its layout may fit, but it was written for other states."""
+        old_machine = getattr(self.migration, "old", None)
+        new_machine = getattr(self.migration, "new", None)
+        declared_old = getattr(old_machine, "identity", None)
+        declared_new = getattr(new_machine, "identity", None)
+        if not isinstance(declared_old, str) or not isinstance(declared_new, str):
+            return
+        name = getattr(self.migration, "name", "the migration")
+        if (declared_old, declared_new) != (expected, new):
+            old_name = getattr(old_machine, "name", declared_old[:12])
+            new_name = getattr(new_machine, "name", declared_new[:12])
+            raise HotswapError(
+                f"{name} is declared @migration({old_name}, {new_name}), but this upgrade goes "
+                f"from {expected[:12]} to {new[:12]}: give the migration written for these "
+                "machines, or leave it out to derive one"
+            )

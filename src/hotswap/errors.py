@@ -127,19 +127,54 @@ class RemoteProtocolError(ProtocolError):
 
 
 class NodeError(HotswapError):
-    """A request to a node failed; ``code`` is the protocol's error code."""
+    """A request to a node failed; ``code`` is the protocol's error code.
 
-    def __init__(self, code: str, message: str) -> None:
+    For a program to act on without parsing the message: ``running`` and ``generation`` are
+    the code and generation the machine runs (set with ``wrong_version``), ``trap`` the kind
+    of trap (``overflow``, ``division_by_zero``) when code ran and trapped."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        running: str | None = None,
+        generation: int | None = None,
+        trap: str | None = None,
+    ) -> None:
         self.code = code
+        self.running = running
+        self.generation = generation
+        self.trap = trap
         super().__init__(message)
 
 
 class UpgradeRejected(NodeError):
     """The node refused an upgrade; nothing changed. ``reason`` says why."""
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(
+        self,
+        code: str,
+        reason: str,
+        *,
+        running: str | None = None,
+        generation: int | None = None,
+        trap: str | None = None,
+    ) -> None:
         self.reason = reason
-        super().__init__(code, reason)
+        super().__init__(code, reason, running=running, generation=generation, trap=trap)
+
+
+class StepTrapped(NodeError, Trap):
+    """An input's step trapped on the node (code ``trap``): the machine's state is unchanged.
+    It is a :class:`Trap` (``kind``, the message) and a :class:`NodeError` (``code``)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        NodeError.__init__(self, "trap", message, trap=kind)
+        self.kind = kind
+
+    __eq__ = Trap.__eq__
+    __hash__ = Trap.__hash__
 
 
 class StoreError(HotswapError):

@@ -1,10 +1,10 @@
 """The fast path: verified CAM code turned into Python source, compiled once.
 
-Code is executed symbolically at generation time (DESIGN.md section 3): the register and stack
-hold symbolic values, so projections of known pairs and cases of known injections vanish, and
-only primitives, real branches and result tuples are emitted. A branch whose join ends the
-function returns from each arm; other joins assign the arms' results to shared variables,
-keeping whatever structure both arms agree on.
+Code is executed symbolically at generation time (docs/design.md, "The CAM and the fast path";
+docs/bytecode.md, section 9.4): the register and stack hold symbolic values, so projections of
+known pairs and cases of known injections vanish, and only primitives, real branches and result
+tuples are emitted. A branch whose join ends the function returns from each arm; other joins
+assign the arms' results to shared variables, keeping whatever structure both arms agree on.
 
 Safety: the source is produced from *verified* typed code alone; identifiers come from a counter;
 literals are emitted only from exact ints; operators come from fixed tables; nothing from the

@@ -86,9 +86,12 @@ def _decode_type(r: Reader, depth: int) -> Type:
 
 
 # --- compiled codecs ------------------------------------------------------------------------
-# The node encodes an output and a state, and decodes an input, for every step: these closures,
-# built once per (interned) type, skip the generic walk. Values produced by verified code are
-# well typed, so encoding them needs no check; decoding checks everything, as above.
+# The one codec: a closure per (interned) type, built once and cached, so the node's work per
+# step (decode an input, encode an output and a state) walks prebuilt closures instead of
+# matching on the type at every node of the value. ``encode_value`` checks the value against
+# its type first; ``value_encoder`` alone does not, since values produced by verified code are
+# well typed. Decoding checks everything: minimal LEB128, the signed 64-bit range, sum tags,
+# no trailing bytes.
 
 _Enc = Callable[[Value, bytearray], None]
 _Dec = Callable[[bytes, int], tuple[Value, int]]

@@ -1,6 +1,7 @@
 """The type checker: one forward pass computing a term's codomain from its domain.
 
-Injections carry the other summand, so no unification is ever needed (DESIGN.md section 2).
+Injections carry the other summand, so no unification is ever needed (docs/design.md, "The core
+language").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sound rewrites of terms (DESIGN.md section 2).
+"""Sound rewrites of terms (docs/design.md, "The core language").
 
 Terms are pure, and total except for traps, so each rule below preserves meaning, traps
 included: a rule that drops a subterm applies only when that subterm cannot trap.

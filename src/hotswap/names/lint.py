@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from hotswap.cam.loaded import LoadedModule
 from hotswap.errors import HotswapError
 from hotswap.names.schema import RecordSchema, Schema, TupleSchema, UnionSchema, core_type, describe
-from hotswap.names.section import SECTION, decode_names
+from hotswap.names.section import SECTION, decode_names, module_schemas
 
 
 def nominal_differences(
@@ -85,3 +85,26 @@ def nominal_notes(old: LoadedModule, new: LoadedModule) -> tuple[str, ...]:
         return tuple(nominal_differences(old_names, new_names))
     except HotswapError as e:
         return (f"names not compared: {e}",)
+
+
+def migration_name_differences(
+    old: LoadedModule, new: LoadedModule, migration: LoadedModule
+) -> list[str]:
+    """Where a migration's names disagree with the states it is applied between: its domain
+    against the running machine's state, its codomain against the new machine's. A migration
+    declared for other machines has the right layout but other names (``Quota`` where the
+    running state is a ``Temp``). Empty when any of the three modules carries no names."""
+    try:
+        old_roles, new_roles = module_schemas(old), module_schemas(new)
+        data = migration.custom.get(SECTION)
+        if old_roles is None or new_roles is None or data is None:
+            return []
+        roles = decode_names(data)
+    except HotswapError:  # unreadable names cannot be compared; the trace notes them
+        return []
+    out: list[str] = []
+    if "old" in roles:
+        out += nominal_differences({"old state": old_roles["state"]}, {"old state": roles["old"]})
+    if "new" in roles:
+        out += nominal_differences({"new state": new_roles["state"]}, {"new state": roles["new"]})
+    return out

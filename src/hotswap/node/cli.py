@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hotswap.address import default_address, parse_address
 from hotswap.errors import HotswapError
 from hotswap.node.main import NodeOptions, run
 from hotswap.node.service import NodeConfig
 from hotswap.node.store import SNAPSHOT_EVERY
 from hotswap.node.trace import Trace
-from hotswap.address import default_address, parse_address
 
 
 def _node(args: argparse.Namespace) -> int:

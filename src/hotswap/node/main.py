@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hotswap.address import DEFAULT_PORT, check_machine_name
 from hotswap.code import import_object, module_bytes
 from hotswap.errors import HotswapError, NodeError
 from hotswap.node.registry import Registry, load_machine_code
@@ -13,7 +14,6 @@ from hotswap.node.server import Node
 from hotswap.node.service import NodeConfig, Service
 from hotswap.node.store import SNAPSHOT_EVERY, Store
 from hotswap.node.trace import Trace
-from hotswap.address import DEFAULT_PORT, check_machine_name
 from hotswap.protocol.fields import SHORT_TEXT, InvalidField
 
 

@@ -21,7 +21,7 @@ from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import value_decoder
 from hotswap.errors import BytecodeError, NodeError, Trap, UpgradeRejected
 from hotswap.lang.evaluate import Value
-from hotswap.names.lint import nominal_notes
+from hotswap.names.lint import migration_name_differences, nominal_notes
 from hotswap.protocol.events import ErrorCode, HistoryKind
 
 VERSION_MISMATCH = "The version running isn't the one the upgrade expects. Aborting upgrade."
@@ -51,6 +51,12 @@ class Machine:
     @property
     def identity(self) -> str:
         return self.code.identity
+
+    @property
+    def generation(self) -> int:
+        """How many changes of code the machine has had: 0 on its first code, one more for
+        every upgrade, rollback or release that swapped it."""
+        return len(self.history) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +152,9 @@ class Registry:
         try:
             state, output = machine.code.step(value, machine.state)
         except Trap as e:
-            raise NodeError(ErrorCode.TRAP, f"{machine.name}: {e}; state unchanged") from None
+            raise NodeError(
+                ErrorCode.TRAP, f"{machine.name}: {e}; state unchanged", trap=e.kind
+            ) from None
         machine.state = state
         machine.inputs += 1
         return Stepped(output, state, machine.code.identity)
@@ -158,9 +166,15 @@ class Registry:
         module: bytes,
         migration: bytes,
         now: float | None = None,
+        *,
+        generation: int | None = None,
+        rename: bool = False,
     ) -> Swap:
         """Check everything, migrate the state, swap; :class:`UpgradeRejected` changes nothing."""
-        return self.install(self.prepare(name, expected, module, migration, now))
+        prepared = self.prepare(
+            name, expected, module, migration, now, generation=generation, rename=rename
+        )
+        return self.install(prepared)
 
     def release(
         self, items: list[tuple[str, str, bytes, bytes]], now: float | None = None
@@ -177,7 +191,9 @@ class Registry:
             try:
                 prepared.append(self.prepare(name, expected, module, migration, now))
             except NodeError as e:  # name the machine: a release spans several
-                raise UpgradeRejected(e.code, f"{name}: {e}") from None
+                raise UpgradeRejected(
+                    e.code, f"{name}: {e}", running=e.running, generation=e.generation, trap=e.trap
+                ) from None
         return [self.install(p) for p in prepared]
 
     def prepare(
@@ -187,8 +203,15 @@ class Registry:
         module: bytes,
         migration: bytes,
         now: float | None = None,
+        *,
+        generation: int | None = None,
+        rename: bool = False,
     ) -> Swap:
-        """Every check of an upgrade and the migrated state, without touching the machine."""
+        """Every check of an upgrade and the migrated state, without touching the machine.
+
+        ``generation``, when given, must be the machine's: an upgrade made for A at generation
+        0 is refused after A -> B -> A (generation 2), where it would otherwise apply again.
+        The migration's names must be the running and new states' names unless ``rename``."""
         machine = self.get(name)
         try:
             new = load_module(module)
@@ -206,6 +229,17 @@ class Registry:
             raise UpgradeRejected(
                 ErrorCode.WRONG_VERSION,
                 f"{VERSION_MISMATCH} (running {machine.identity[:12]}, expected {expected[:12]})",
+                running=machine.identity,
+                generation=machine.generation,
+            )
+        if generation is not None and generation != machine.generation:
+            raise UpgradeRejected(
+                ErrorCode.WRONG_VERSION,
+                f"{VERSION_MISMATCH} ({name} is at generation {machine.generation}, the "
+                f"upgrade was made for generation {generation}: its code has changed since, "
+                "so this may be an old upgrade replayed; make it again for the running code)",
+                running=machine.identity,
+                generation=machine.generation,
             )
         running = machine.code.machine
         assert running is not None
@@ -218,10 +252,20 @@ class Registry:
                 f"migration is {migrate.migration.old} -> {migrate.migration.new}, "
                 f"expected {running.state} -> {new.machine.state}",
             )
+        renamed = migration_name_differences(machine.code, new, migrate)
+        if renamed and not rename:
+            raise UpgradeRejected(
+                ErrorCode.ILL_TYPED_UPGRADE,
+                f"the migration's names do not match the states': {'; '.join(renamed)}. "
+                "It may be declared for other machines; if this is a deliberate rename, "
+                "upgrade with rename=True (hotswap upgrade --rename)",
+            )
         try:
             state = migrate.migrate(machine.state)
         except Trap as e:
-            raise UpgradeRejected(ErrorCode.MIGRATION_TRAP, f"migration trapped: {e}") from None
+            raise UpgradeRejected(
+                ErrorCode.MIGRATION_TRAP, f"migration trapped: {e}", trap=e.kind
+            ) from None
         change = Change(
             new.identity,
             HistoryKind.UPGRADE,
@@ -229,7 +273,7 @@ class Registry:
             time.time() if now is None else now,
             migrate.identity,
         )
-        notes = nominal_notes(machine.code, new)
+        notes = nominal_notes(machine.code, new) + tuple(f"renamed: {r}" for r in renamed)
         return Swap(name, machine.identity, new, migrate, state, change, notes)
 
     def install(self, prepared: Swap) -> Swap:

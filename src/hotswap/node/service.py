@@ -67,6 +67,13 @@ class NodeConfig:
     handshake_timeout: float = 10.0
 
 
+def error_reply(rid: int, error: NodeError) -> Error:
+    """The reply for a refusal, with the fields a program acts on (version 2 peers get them)."""
+    return Error(
+        rid, ErrorCode(error.code), str(error), error.trap, error.running, error.generation
+    )
+
+
 class Service:
     """One registry and its store: applies requests and makes them durable."""
 
@@ -88,22 +95,27 @@ class Service:
                 return self._step(rid, name, data, code)
             case UpgradeRequest(id=rid, machine=name, expected=expected, module=new, migration=mig):
                 try:
-                    swap = self.registry.upgrade(name, expected, new, mig)
+                    swap = self.registry.upgrade(
+                        name, expected, new, mig, generation=event.generation, rename=event.rename
+                    )
                 except UpgradeRejected as e:
                     self.trace.rejected(e.code, e.reason)
-                    return Error(rid, ErrorCode(e.code), str(e))
+                    return error_reply(rid, e)
                 except NodeError as e:
-                    return Error(rid, ErrorCode(e.code), str(e))
-                self.store.log_upgrade(self.registry.get(name), swap)
+                    return error_reply(rid, e)
+                machine = self.registry.get(name)
+                self.store.log_upgrade(machine, swap)
                 self.trace.upgraded(swap.notes)
-                return Upgraded(rid, swap.old, swap.new.identity)
+                return Upgraded(
+                    rid, swap.old, swap.new.identity, machine.generation, swap.notes[:64]
+                )
             case Release(id=rid, items=items):
                 wanted = [(i.machine, i.expected, i.module, i.migration) for i in items]
                 try:
                     done = self.registry.release(wanted)
                 except UpgradeRejected as e:
                     self.trace.rejected(e.code, e.reason)
-                    return Error(rid, ErrorCode(e.code), str(e))
+                    return error_reply(rid, e)
                 for swap in done:
                     self.store.log_upgrade(self.registry.get(swap.machine), swap)
                 self.trace.released([(s.machine, s.notes) for s in done])
@@ -129,7 +141,7 @@ class Service:
         try:
             stepped = self.registry.step(name, data, code)
         except NodeError as e:
-            return Error(rid, ErrorCode(e.code), str(e))
+            return error_reply(rid, e)
         machine = self.registry.machines[name]
         self.store.log_input(machine, data, stepped.identity)
         sig = machine.code.machine
@@ -143,7 +155,7 @@ class Service:
         try:
             machine = self.registry.get(name)
         except NodeError as e:
-            return Error(rid, ErrorCode(e.code), str(e))
+            return error_reply(rid, e)
         sig = machine.code.machine
         assert sig is not None
         history = tuple(HistoryEntry(c.identity, c.kind, c.seq, c.time) for c in machine.history)
@@ -157,6 +169,7 @@ class Service:
             encode_value(machine.state, sig.state),
             machine.inputs,
             history,
+            machine.generation,
         )
 
     def commit(self) -> None:
@@ -213,11 +226,10 @@ class Conversation:
             if event is NEED_DATA:
                 break
             match event:
-                case Hello():
+                case Hello(version=version):
                     config = self.service.config
-                    fed.replies.append(
-                        self.conn.send(Welcome(max_frame=config.max_frame, node=config.name))
-                    )
+                    welcome = Welcome(version=version, max_frame=config.max_frame, node=config.name)
+                    fed.replies.append(self.conn.send(welcome))
                     fed.welcomed = True
                 case ConnectionClosed():
                     self.over = fed.close = True

@@ -1,7 +1,8 @@
 """The node's durable store: SQLite in WAL mode.
 
-Three tables (docs/node.md, "Persistence"):
+Four tables (docs/node.md, "Persistence"):
 
+- ``meta``: the store's schema version;
 - ``modules``: content-addressed store of every module the node has run, keyed by identity;
 - ``log``: append-only, globally ordered: every machine start, every acknowledged input (with
   the identity of the code that processed it) and every upgrade (new code and migration);

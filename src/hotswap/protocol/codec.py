@@ -23,6 +23,7 @@ import cbor2
 
 from hotswap.errors import LocalProtocolError, RemoteProtocolError
 from hotswap.protocol.events import (
+    PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
     Error,
     GetModule,
@@ -52,6 +53,7 @@ from hotswap.protocol.fastpath import (
     encode_send_checked,
 )
 from hotswap.protocol.fields import (
+    BOOL,
     BYTES,
     ERROR_CODE,
     FRAME_LIMIT,
@@ -60,6 +62,7 @@ from hotswap.protocol.fields import (
     MACHINE_LIST,
     MESSAGE_TEXT,
     NAME,
+    NOTES,
     RELEASE_ITEMS,
     RELEASED_LIST,
     SHORT_TEXT,
@@ -93,12 +96,27 @@ class Schema:
     keys: tuple[str, ...]
     #: floats need cbor2's canonical mode to get the shortest encoding
     has_float: bool
+    #: Fields added in protocol version 2, after ``fields`` in the event: (key, kind, default).
+    #: A field equal to its default is omitted from the map (one encoding per message), and
+    #: none is ever sent to, or accepted from, a version 1 peer.
+    optional: tuple[tuple[str, Kind, object], ...] = ()
+    #: The protocol version that introduced the message.
+    since: int = 1
 
 
-def _schema(name: str, event: type, from_client: bool, **fields: Kind) -> Schema:
-    has_float = any(kind.has_float() for kind in fields.values())
+def _schema(
+    name: str,
+    event: type,
+    from_client: bool,
+    *,
+    since: int = 1,
+    optional: tuple[tuple[str, Kind, object], ...] = (),
+    **fields: Kind,
+) -> Schema:
+    kinds = [*fields.values(), *(kind for _, kind, _ in optional)]
+    has_float = any(kind.has_float() for kind in kinds)
     keys = canonical_order(["type", *fields])
-    return Schema(name, event, tuple(fields.items()), from_client, keys, has_float)
+    return Schema(name, event, tuple(fields.items()), from_client, keys, has_float, optional, since)
 
 
 # docs/protocol.md, "Messages": one line per message, fields in dataclass order.
@@ -110,6 +128,7 @@ SCHEMAS: tuple[Schema, ...] = (
         "upgrade",
         UpgradeRequest,
         True,
+        optional=(("generation", UINT, None), ("rename", BOOL, False)),
         id=UINT,
         machine=NAME,
         expected=IDENTITY,
@@ -130,12 +149,21 @@ SCHEMAS: tuple[Schema, ...] = (
         node=SHORT_TEXT,
     ),
     _schema("output", Output, False, id=UINT, output=BYTES, state=BYTES),
-    _schema("upgraded", Upgraded, False, id=UINT, old=IDENTITY, new=IDENTITY),
+    _schema(
+        "upgraded",
+        Upgraded,
+        False,
+        optional=(("generation", UINT, None), ("notes", NOTES, ())),
+        id=UINT,
+        old=IDENTITY,
+        new=IDENTITY,
+    ),
     _schema("released", Released, False, id=UINT, machines=RELEASED_LIST),
     _schema(
         "status_reply",
         StatusReply,
         False,
+        optional=(("generation", UINT, None),),
         id=UINT,
         machine=NAME,
         identity=IDENTITY,
@@ -148,7 +176,19 @@ SCHEMAS: tuple[Schema, ...] = (
     ),
     _schema("machines_reply", MachinesReply, False, id=UINT, machines=MACHINE_LIST),
     _schema("module_reply", ModuleReply, False, id=UINT, module=BYTES),
-    _schema("error", Error, False, id=UINT, code=ERROR_CODE, message=MESSAGE_TEXT),
+    _schema(
+        "error",
+        Error,
+        False,
+        optional=(
+            ("trap", SHORT_TEXT, None),
+            ("running", IDENTITY, None),
+            ("generation", UINT, None),
+        ),
+        id=UINT,
+        code=ERROR_CODE,
+        message=MESSAGE_TEXT,
+    ),
     _schema("goodbye", Goodbye, False, code=ERROR_CODE, message=MESSAGE_TEXT),
 )
 
@@ -160,31 +200,44 @@ FROM_SERVER: Mapping[str, Schema] = {s.name: s for s in SCHEMAS if not s.from_cl
 # --- encoding -------------------------------------------------------------------------------
 
 
-def encode_message(message: Message) -> bytes:
-    """The payload of ``message``; LocalProtocolError if a field is not of its kind."""
+def encode_message(message: Message, version: int = PROTOCOL_VERSION) -> bytes:
+    """The payload of ``message`` for a peer of protocol ``version``; LocalProtocolError if a
+    field is not of its kind or the message does not exist in that version. Fields a version 1
+    peer does not know are left out for it."""
     fast = _FAST_ENCODERS.get(type(message))
     if fast is not None:
         payload = fast(message)
         if payload is not None:
             return payload
-    return encode_schema(message)
+    return encode_schema(message, version)
 
 
-def encode_schema(message: Message) -> bytes:
+def encode_schema(message: Message, version: int = PROTOCOL_VERSION) -> bytes:
     """``encode_message`` without the fast paths: the reference encoder."""
     schema = SCHEMA_OF.get(type(message))
     if schema is None:
         msg = f"{type(message).__name__} is not a message and cannot be sent"
         raise LocalProtocolError(msg)
+    if schema.since > version:
+        msg = f"cannot send {schema.name!r}: it needs protocol version {schema.since}"
+        raise LocalProtocolError(f"{msg}, and this connection speaks version {version}")
     item: dict[str, object] = {}
+    keys = schema.keys
     try:
         for key, kind in schema.fields:
             item[key] = kind.encode(getattr(message, key))
+        if version >= 2:
+            for key, kind, default in schema.optional:
+                value = getattr(message, key)
+                if value != default:
+                    item[key] = kind.encode(value)
+            if len(item) > len(schema.fields):
+                keys = canonical_order(["type", *item])
     except InvalidField as exc:
         msg = f"cannot send {schema.name!r}: field {key!r}: {exc}"
         raise LocalProtocolError(msg) from None
     item["type"] = schema.name
-    ordered = {key: item[key] for key in schema.keys}
+    ordered = {key: item[key] for key in keys}
     # Keys are already in canonical order and cbor2 always writes minimal integers and
     # lengths, so only floats need the (slower) canonical mode.
     return cbor2.dumps(ordered, canonical=schema.has_float)
@@ -218,8 +271,11 @@ def _remote(what: str, detail: str) -> RemoteProtocolError:
     return RemoteProtocolError(f"{what}: {detail}")
 
 
-def decode_message(payload: bytes, *, from_client: bool) -> Message:
-    """The message in ``payload``, sent by a client or by a server, checked strictly.
+def decode_message(
+    payload: bytes, *, from_client: bool, version: int = PROTOCOL_VERSION
+) -> Message:
+    """The message in ``payload``, sent by a client or by a server speaking protocol
+    ``version``, checked strictly.
 
     Raises UnsupportedVersion for a hello of another version (whatever its other fields) and
     RemoteProtocolError for anything else that is wrong.
@@ -231,10 +287,10 @@ def decode_message(payload: bytes, *, from_client: bool) -> Message:
         fast = decode_output(payload)
     if fast is not None:
         return fast
-    return decode_schema(payload, from_client=from_client)
+    return decode_schema(payload, from_client=from_client, version=version)
 
 
-def decode_schema(payload: bytes, *, from_client: bool) -> Message:
+def decode_schema(payload: bytes, *, from_client: bool, version: int = PROTOCOL_VERSION) -> Message:
     """``decode_message`` without the fast paths: the reference decoder."""
     schemas, sender = (FROM_CLIENT, "client") if from_client else (FROM_SERVER, "server")
     try:
@@ -262,21 +318,36 @@ def decode_schema(payload: bytes, *, from_client: bool) -> Message:
         detail = f"{sender}s do not send {name!r}" if known else f"{name[:40]!r}"
         raise _remote("unknown message type" if not known else "wrong direction", detail)
     if schema.event is Hello:
-        version = item.get("version")
-        if type(version) is int and version >= 0 and version not in SUPPORTED_VERSIONS:
-            raise UnsupportedVersion(version)
+        asked = item.get("version")
+        if type(asked) is int and asked >= 0 and asked not in SUPPORTED_VERSIONS:
+            raise UnsupportedVersion(asked)
+    if schema.since > version:
+        detail = f"it needs protocol version {schema.since}; the connection speaks {version}"
+        raise _remote(f"invalid {name!r} message", detail)
     values = []
+    extra: dict[str, object] = {}
     key = "type"
     try:
-        check_keys(item, schema.keys)
+        if len(item) == len(schema.keys) or version < 2 or not schema.optional:
+            check_keys(item, schema.keys)
+        else:
+            names = {k for k, _, _ in schema.optional}
+            present = [k for k in item if k in names]
+            check_keys(item, canonical_order([*schema.keys, *present]))
         for key, kind in schema.fields:
             values.append(kind.decode(item[key]))
+        for key, kind, default in schema.optional:
+            if key in item:
+                value = kind.decode(item[key])
+                if value == default:
+                    raise InvalidField("has its default value: leave it out")
+                extra[key] = value
     except InvalidField as exc:
         where = "" if key == "type" else f"field {key!r}: "
         raise _remote(f"invalid {name!r} message", f"{where}{exc}") from None
     if cbor2.dumps(item, canonical=schema.has_float) != payload:
         raise _remote(f"invalid {name!r} message", _non_canonical(payload))
-    return cast(Message, schema.event(*values))
+    return cast(Message, schema.event(*values, **extra))
 
 
 def _non_canonical(payload: bytes) -> str:

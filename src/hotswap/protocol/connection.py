@@ -138,7 +138,9 @@ class Connection:
         try:
             payload = self._reader.next_frame()
             if payload is not None:
-                event = decode_message(payload, from_client=self.our_role is SERVER)
+                event = decode_message(
+                    payload, from_client=self.our_role is SERVER, version=self.version or 1
+                )
             elif not self._reader.closed:
                 return NEED_DATA
             elif self._reader.truncated:
@@ -170,7 +172,7 @@ class Connection:
         An event that cannot be encoded (an ill-formed field) or is too large for the peer is
         refused with nothing sent and nothing changed; sending an event the conversation does
         not allow moves the connection to ERROR."""
-        payload = encode_message(event)
+        payload = encode_message(event, self.version or 1)
         if len(payload) > self._their_max_frame:
             msg = (
                 f"{type(event).__name__} needs a frame of {len(payload)} bytes; "

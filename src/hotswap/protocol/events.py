@@ -28,9 +28,11 @@ from enum import Enum, StrEnum
 from typing import TypeAlias
 
 #: The protocol version this implementation speaks (docs/protocol.md, "Hello and versioning").
-PROTOCOL_VERSION = 1
-#: Versions a server built from this module accepts in a client's hello.
-SUPPORTED_VERSIONS = frozenset({PROTOCOL_VERSION})
+PROTOCOL_VERSION = 2
+#: Versions a server built from this module accepts in a client's hello. Version 2 adds
+#: optional fields (generation, trap kind, ...) and the dry run and trial messages; a version
+#: 1 client gets exactly the messages of version 1.
+SUPPORTED_VERSIONS = frozenset({1, 2})
 #: Largest payload a connection accepts unless its hello/welcome says otherwise: upgrades carry
 #: whole modules, so this is generous; the node may announce less.
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
@@ -119,13 +121,19 @@ class SendChecked:
 
 @dataclass(frozen=True, slots=True)
 class UpgradeRequest:
-    """Swap a machine's code if ``expected`` is the identity running, migrating its state."""
+    """Swap a machine's code if ``expected`` is the identity running, migrating its state.
+
+    Version 2 fields: ``generation``, the machine's generation the upgrade was made for (so
+    that it cannot be replayed after the code changed and came back); ``rename``, accept a
+    migration whose names differ from the states' (a deliberate rename)."""
 
     id: int
     machine: str
     expected: str
     module: bytes
     migration: bytes
+    generation: int | None = None
+    rename: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +192,14 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class Upgraded:
-    """Answer to ``UpgradeRequest``: the swap happened, from ``old`` to ``new``."""
+    """Answer to ``UpgradeRequest``: the swap happened, from ``old`` to ``new``. Version 2:
+    the machine's new ``generation`` and the nominal ``notes`` the node accepted."""
 
     id: int
     old: str
     new: str
+    generation: int | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +242,8 @@ class StatusReply:
     state: bytes
     inputs: int
     history: tuple[HistoryEntry, ...]
+    #: Version 2: how many changes of code the machine has had (its first code: 0).
+    generation: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,11 +272,18 @@ class ModuleReply:
 
 @dataclass(frozen=True, slots=True)
 class Error:
-    """A request failed; ``code`` says how (docs/protocol.md lists what each code guarantees)."""
+    """A request failed; ``code`` says how (docs/protocol.md lists what each code guarantees).
+
+    Version 2 fields, for a program to act on without parsing ``message``: ``trap``, the kind
+    of trap (``trap``, ``migration_trap``); ``running`` and ``generation``, the code and
+    generation the machine runs (``wrong_version``)."""
 
     id: int
     code: ErrorCode
     message: str
+    trap: str | None = None
+    running: str | None = None
+    generation: int | None = None
 
 
 # --- end of conversation --------------------------------------------------------------------

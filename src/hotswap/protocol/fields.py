@@ -139,6 +139,41 @@ class Text(Kind):
         return value
 
 
+class Boolean(Kind):
+    """A CBOR true or false (never an integer)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("a boolean")
+
+    def decode(self, value: object) -> object:
+        if type(value) is not bool:
+            raise self._wrong(value)
+        return value
+
+
+class TextList(Kind):
+    """An array of at most ``max_items`` text strings of ``item``, decoded to a tuple."""
+
+    __slots__ = ("item", "max_items")
+
+    def __init__(self, item: Text, max_items: int) -> None:
+        super().__init__(f"an array of at most {max_items} {item.description}s")
+        self.item = item
+        self.max_items = max_items
+
+    def decode(self, value: object) -> object:
+        if type(value) is not list or len(value) > self.max_items:
+            raise self._wrong(value)
+        return tuple(_item(self.item.decode, element, i) for i, element in enumerate(value))
+
+    def encode(self, value: object) -> object:
+        if type(value) is not tuple or len(value) > self.max_items:
+            raise InvalidField(f"expected a tuple of at most {self.max_items} strings")
+        return [_item(self.item.encode, element, i) for i, element in enumerate(value)]
+
+
 class Finite(Kind):
     """A finite float (CBOR major type 7, shortest of half, single or double precision)."""
 
@@ -284,6 +319,8 @@ IDENTITY = Text("an identity (64 lowercase hex digits)", 64, r"[0-9a-f]{64}")
 SHORT_TEXT = Text("a text string of at most 256 characters", 256)
 MESSAGE_TEXT = Text("a text string of at most 65536 characters", 65536)
 FLOAT = Finite()
+BOOL = Boolean()
+NOTES = TextList(Text("a text string of at most 1024 characters", 1024), 64)
 ERROR_CODE = Choice(ErrorCode)
 HISTORY = ArrayOf(
     Record(
