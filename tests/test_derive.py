@@ -17,7 +17,7 @@ from hotswap.lang.evaluate import evaluate
 from hotswap.lang.ints import INT_MAX
 from hotswap.lang.values import check_value
 from hotswap.names.schema import core_type, from_core, to_core
-from strategies_dsl import python_types, python_values
+from strategies import python_types, python_values
 
 
 @dataclass(frozen=True)

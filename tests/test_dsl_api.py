@@ -69,9 +69,11 @@ def test_values_convert_through_the_machine() -> None:
 
 
 def test_wrong_call_shape_is_our_error() -> None:
-    """Calling ``.run`` with the wrong arguments is a HotswapError naming the machine."""
-    with pytest.raises(HotswapError, match="counter_sm"):
+    """Calling ``.run`` with the wrong arguments is a HotswapError naming the machine (that
+    class itself: no subclass such as an InternalError)."""
+    with pytest.raises(HotswapError, match="counter_sm") as info:
         counter_sm.run(Incr())  # type: ignore[call-arg]
+    assert type(info.value) is HotswapError
 
 
 def test_evaluate_uses_the_reference_evaluator() -> None:

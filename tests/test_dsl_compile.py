@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from hotswap.dsl import Machine, compile_source
 from hotswap.errors import SourceError, Trap
-from strategies_dsl import outcome, python_outcome, python_values
+from strategies import outcome, python_outcome, python_values
 
 HEADER = """\
 from dataclasses import dataclass, replace
@@ -150,6 +150,23 @@ ACCEPTED: dict[str, str] = {
         @machine(init=Point(0, 0))
         def m(x: int, s: Point) -> tuple[Point, Point]:
             return replace(s, y=s.y + x), replace(Point(x, x), x=1)
+        """,
+    # A positional argument fills the first field that is not keyword-only, as in Python (it
+    # used to fill field a, so R(x, c=...) was rejected and R(x, b=...) compiled).
+    "positional arguments skip keyword-only fields": """
+        from dataclasses import field, KW_ONLY
+
+        @dataclass(frozen=True)
+        class R:
+            a: int = field(kw_only=True, default=3)
+            b: int
+            _: KW_ONLY
+            c: bool = True
+
+        @machine(init=0)
+        def m(inp: int, s: int) -> tuple[int, int]:
+            r = R(inp, c=False)
+            return s, r.a + r.b if r.c else R(s, a=inp).a - r.b
         """,
     "helpers with keyword arguments": """
         def clamp(v: int, low: int, high: int) -> int:
@@ -631,6 +648,44 @@ REJECTED: dict[str, tuple[str, str, int, int]] = {
         6,
         12,
     ),
+    # Python runs __post_init__ (and a hand-written __init__) on construction, compiled code
+    # does not: the results disagreed.
+    "a record with __post_init__": (
+        """
+        @dataclass(frozen=True)
+        class R:
+            a: int
+
+            def __post_init__(self) -> None:
+                object.__setattr__(self, "a", max(self.a, 0))
+
+        @machine(init=0)
+        def m(inp: int, s: int) -> tuple[int, int]:
+            return s, R(inp).a
+        """,
+        "has its own __init__ or __post_init__",
+        10,
+        15,
+    ),
+    "a record with its own __init__": (
+        """
+        @dataclass(frozen=True, init=False)
+        class R:
+            a: int
+            b: int
+
+            def __init__(self, b: int, a: int) -> None:
+                object.__setattr__(self, "a", a)
+                object.__setattr__(self, "b", b)
+
+        @machine(init=0)
+        def m(inp: int, s: int) -> tuple[int, int]:
+            return s, R(inp, 0).a
+        """,
+        "has its own __init__ or __post_init__",
+        12,
+        15,
+    ),
     "while loop": (
         """
         @machine(init=0)
@@ -839,6 +894,23 @@ REJECTED: dict[str, tuple[str, str, int, int]] = {
         3,
         23,
     ),
+    "a keyword for a field a positional argument already filled": (
+        """
+        from dataclasses import field
+
+        @dataclass(frozen=True)
+        class R:
+            a: int = field(kw_only=True, default=3)
+            b: int
+
+        @machine(init=0)
+        def m(inp: int, s: int) -> tuple[int, int]:
+            return s, R(inp, b=5).a
+        """,
+        "R got two values for b",
+        10,
+        22,
+    ),
     "unsupported call": (
         """
         @machine(init=0)
@@ -1037,6 +1109,21 @@ REJECTED: dict[str, tuple[str, str, int, int]] = {
         10,
         8,
     ),
+    # Raised by the decorator while the text runs: it had no position (<source>:0).
+    "a migration between something that is not a machine": (
+        """
+        @machine(init=0)
+        def m(inp: int, s: int) -> tuple[int, int]:
+            return s, 0
+
+        @migration(m, 5)
+        def up(old: int) -> int:
+            return old
+        """,
+        "takes two machines",
+        5,
+        1,
+    ),
 }
 
 
@@ -1048,9 +1135,10 @@ def test_rejected_source_reports_message_and_position(
 ) -> None:
     """The error is a SourceError naming the problem at the offending line and column."""
     with pytest.raises(SourceError) as error:
-        compile_source(HEADER + textwrap.dedent(snippet).lstrip("\n"))
+        compile_source(HEADER + textwrap.dedent(snippet).lstrip("\n"), "r.py")
     e = error.value
     assert fragment in e.message
+    assert e.filename == "r.py"
     assert (e.line - HEADER_LINES, e.column + 1) == (line, column), str(e)
     assert e.source_line.strip()
     assert str(e).splitlines()[-1].strip() == "^"
@@ -1100,6 +1188,17 @@ def test_branches_nested_beyond_the_bytecode_limit_are_a_source_error() -> None:
     with pytest.raises(SourceError, match="nests its branches 60 deep") as error:
         compile_source(source)
     assert (error.value.line, error.value.column) == (2, 0)
+
+
+def test_code_too_big_for_the_bytecode_is_reported_by_compile_source() -> None:
+    """compile_source promises every error; the bytecode's size limit used to surface only on
+    the first .run or .module."""
+    expr = " + ".join(f"min(a, {i})" for i in range(60))
+    body = "\n".join(f"    s = s + ({expr})" for _ in range(35))
+    head = "@machine(init=0)\ndef m(a: int, s: int) -> tuple[int, int]:\n"
+    source = f"{head}{body}\n    return s, 0\n"
+    with pytest.raises(SourceError, match="too big for the bytecode"):
+        compile_source(source)
 
 
 def test_types_nested_beyond_the_limit_are_a_source_error() -> None:

@@ -15,7 +15,7 @@ from hotswap.lang.ints import INT_MAX, INT_MIN
 from hotswap.lang.types import INT, Prod
 from hotswap.lang.values import render
 from oracle import all_paths_agree
-from strategies_dsl import outcome, python_outcome, python_values
+from strategies import outcome, python_outcome, python_values
 
 MACHINES: list[Machine[..., Any]] = [
     counter.counter_sm,

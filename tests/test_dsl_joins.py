@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hotswap.dsl import Machine, compile_source
 from hotswap.examples import counter
 from hotswap.lang.terms import term_size
-from strategies_dsl import outcome, python_outcome, python_values
+from strategies import outcome, python_outcome, python_values
 
 HEADER = """\
 from dataclasses import dataclass

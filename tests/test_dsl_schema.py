@@ -25,7 +25,7 @@ from hotswap.names.schema import (
     to_core,
 )
 from hotswap.names.section import decode_names, encode_names
-from strategies_dsl import python_types, python_values
+from strategies import python_types, python_values
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,25 @@ the decorated function stays plain Python, the oracle its compiled form is teste
 ``docs/dsl.md`` describes the supported subset and the translation. Layout, one idea a module:
 
     source        finding a function's definition, errors with a caret
-    schema        Python types as named core types; Python <-> core values
     annotations   annotation syntax and type objects -> schemas
+    functions     a DSL function's definition, scope and signature; the compilation session
     env           the context: variables as projection paths
+    combinators   the term shapes emitted: injections, branching, coercion into unions
+    dispatch      the compiler of one function: the one dispatch over statements, expressions
+                  and calls, handing each construct to the module below that compiles it
     expressions   expressions -> terms (bidirectional typing, coercion into unions)
+    calls         record construction, replace, abs/min/max, inlined calls of DSL functions
+    statements    blocks, assignment, if/match with join points
+    joins         continuations of a block: return, join points and what reached them
+    flow          flow analysis of the syntax: what returns, what is assigned or read
     patterns      match patterns read against a schema
     matching      match -> decision tree, exhaustiveness and reachability
-    statements    blocks, assignment, if/match with join points, inlined calls
-    compiler      entry points: functions, machines, migrations
-    names         the names custom section and the nominal upgrade lint
-    display       values shown and parsed by Python name
+    compiler      entry points: functions, machines, migrations (checked terms)
+    derive        migrations derived from the names of the old and new state types
     api           @machine, @migration, compile_source
+
+Schemas (Python types as named core types), the names custom section, the nominal upgrade lint
+and values shown by Python name live in :mod:`hotswap.names`; they are re-exported here.
 """
 
 from hotswap.dsl.api import Machine, Migration, compile_source, machine, migration

@@ -12,8 +12,8 @@ from types import FunctionType
 
 from hotswap.cam.limits import MAX_NESTING
 from hotswap.dsl.combinators import case_nesting
+from hotswap.dsl.dispatch import FunctionCompiler
 from hotswap.dsl.functions import DslFunction, Session, Signature
-from hotswap.dsl.statements import FunctionCompiler
 from hotswap.errors import InternalError, TermTypeError, ValueTypeError
 from hotswap.lang.check import check
 from hotswap.lang.evaluate import Value

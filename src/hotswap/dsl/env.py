@@ -126,19 +126,6 @@ def narrowed_to(ref: Ref, union: UnionSchema, index: int) -> Ref:
     return ref
 
 
-def retype(ref: Ref, schema: Schema) -> Ref:
-    """The same place seen at another schema with the same core type."""
-    match ref:
-        case SlotRef(slot, path):
-            return UnitRef(schema) if is_unit(schema) else SlotRef(slot, path, schema)
-        case UnitRef():
-            return UnitRef(schema)
-        case TupleRef():
-            return ref
-        case _:
-            assert_never(ref)
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class Env:
     """Variables in scope at one point of a function, and the shape of the context.

@@ -140,7 +140,7 @@ class MatchCompiler:
             new_facts = {**facts, col: Chosen(index, payload)}
             return self._tree(inner, _put(cols, column, payload), kept, new_facts, guarded)
 
-        return switch(env, col, [schema for _, schema in alts], arm)
+        return switch(env, col, alts, arm)
 
     def _leaf(
         self, env: Env, cols: tuple[Ref, ...], rows: list[Row], facts: dict[Ref, Fact]

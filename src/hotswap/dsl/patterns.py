@@ -65,17 +65,13 @@ Pat = Wild | Con | Prod | IntLit
 Fits = Callable[[Schema], bool]
 
 
-def alternatives(schema: Schema) -> list[tuple[str, Schema]] | None:
-    """Names and payload schemas of a sum-like schema (a union or bool), else None."""
+def alternatives(schema: Schema) -> list[Schema] | None:
+    """The payload schemas of a sum-like schema (a union, or bool: False, True), else None."""
     if isinstance(schema, UnionSchema):
-        return [(alt_name(a), a) for a in schema.alternatives]
+        return list(schema.alternatives)
     if isinstance(schema, BoolSchema):
-        return [("False", NONE_SCHEMA), ("True", NONE_SCHEMA)]
+        return [NONE_SCHEMA, NONE_SCHEMA]
     return None
-
-
-def alt_name(schema: Schema) -> str:
-    return describe(schema)
 
 
 class PatternReader:

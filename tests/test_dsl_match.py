@@ -1,6 +1,7 @@
-"""Regression tests for bugs found reviewing the DSL compiler: each source here once compiled to
-something that disagreed with its plain Python, crashed with an internal error, or was rejected
-although it is valid, or rejected at the wrong place."""
+"""``match`` as Python runs it: captures bound before the guard (and kept when it fails), cases
+matched again on a variable an enclosing match or the decision tree narrowed, and the patterns
+that must be rejected. Each source here once compiled to something that disagreed with its plain
+Python, crashed with an internal error, or was rejected although it is valid."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from hotswap.dsl import Machine, RecordSchema, UnionSchema, compile_source
 from hotswap.errors import SourceError
-from strategies_dsl import outcome, python_outcome, python_values
+from strategies import outcome, python_outcome, python_values
 
 HEADER = """\
 from dataclasses import dataclass
@@ -28,11 +29,6 @@ class A:
 @dataclass(frozen=True)
 class B:
     m: int
-
-
-@dataclass(frozen=True)
-class W:
-    u: A | B
 
 """
 HEADER_LINES = HEADER.count("\n")
@@ -134,23 +130,6 @@ AGREE = {
                         case _:
                             return s, 5
         """,
-    # A positional argument fills the first field that is not keyword-only, as in Python (it
-    # used to fill field a, so R(x, c=...) was rejected and R(x, b=...) compiled).
-    "positional arguments skip keyword-only fields": """
-        from dataclasses import field, KW_ONLY
-
-        @dataclass(frozen=True)
-        class R:
-            a: int = field(kw_only=True, default=3)
-            b: int
-            _: KW_ONLY
-            c: bool = True
-
-        @machine(init=0)
-        def m(inp: int, s: int) -> tuple[int, int]:
-            r = R(inp, c=False)
-            return s, r.a + r.b if r.c else R(s, a=inp).a - r.b
-        """,
     "a capture joined after the match": """
         @machine(init=0)
         def m(inp: A | B | None, s: int) -> tuple[int, int]:
@@ -167,7 +146,7 @@ AGREE = {
 @settings(max_examples=150, deadline=None)
 @pytest.mark.parametrize("snippet", AGREE.values(), ids=AGREE.keys())
 @given(data=st.data())
-def test_source_means_what_python_means(snippet: str, data: st.DataObject) -> None:
+def test_match_means_what_python_means(snippet: str, data: st.DataObject) -> None:
     m = machine_of(snippet)
     inp = data.draw(python_values(m.input_schema))
     state = data.draw(python_values(m.state_schema))
@@ -249,58 +228,6 @@ REJECT = {
         "s is declared int, but this pattern captures bool",
         (4, 17),
     ),
-    # Python runs __post_init__ (and a hand-written __init__) on construction, compiled code
-    # does not: the results disagreed.
-    "a record with __post_init__": (
-        """
-        @dataclass(frozen=True)
-        class R:
-            a: int
-
-            def __post_init__(self) -> None:
-                object.__setattr__(self, "a", max(self.a, 0))
-
-        @machine(init=0)
-        def m(inp: int, s: int) -> tuple[int, int]:
-            return s, R(inp).a
-        """,
-        "has its own __init__ or __post_init__",
-        (10, 14),
-    ),
-    "a record with its own __init__": (
-        """
-        @dataclass(frozen=True, init=False)
-        class R:
-            a: int
-            b: int
-
-            def __init__(self, b: int, a: int) -> None:
-                object.__setattr__(self, "a", a)
-                object.__setattr__(self, "b", b)
-
-        @machine(init=0)
-        def m(inp: int, s: int) -> tuple[int, int]:
-            return s, R(inp, 0).a
-        """,
-        "has its own __init__ or __post_init__",
-        (12, 14),
-    ),
-    "a keyword for a field a positional argument already filled": (
-        """
-        from dataclasses import field
-
-        @dataclass(frozen=True)
-        class R:
-            a: int = field(kw_only=True, default=3)
-            b: int
-
-        @machine(init=0)
-        def m(inp: int, s: int) -> tuple[int, int]:
-            return s, R(inp, b=5).a
-        """,
-        "R got two values for b",
-        (10, 21),
-    ),
     # In Python the local A is what the pattern calls (a TypeError at run time); the pattern
     # used to resolve A as the module's class and compile.
     "a class pattern naming a local variable": (
@@ -317,37 +244,12 @@ REJECT = {
         "A in a class pattern must be a record",
         (5, 13),
     ),
-    # Raised by the decorator while the text runs: it had no position (<source>:0).
-    "a migration between something that is not a machine": (
-        """
-        @machine(init=0)
-        def m(inp: int, s: int) -> tuple[int, int]:
-            return s, 0
-
-        @migration(m, 5)
-        def up(old: int) -> int:
-            return old
-        """,
-        "takes two machines",
-        (5, 0),
-    ),
 }
 
 
 @pytest.mark.parametrize(("snippet", "message", "position"), REJECT.values(), ids=REJECT.keys())
-def test_rejected_source(snippet: str, message: str, position: tuple[int, int]) -> None:
+def test_rejected_match(snippet: str, message: str, position: tuple[int, int]) -> None:
     e = rejected(snippet)
     assert message in e.message
     assert e.filename == "r.py"
     assert (e.line - HEADER_LINES - 1, e.column) == position  # the snippet starts with \n
-
-
-def test_code_too_big_for_the_bytecode_is_reported_by_compile_source() -> None:
-    """compile_source promises every error; the bytecode's size limit used to surface only on
-    the first .run or .module."""
-    expr = " + ".join(f"min(a, {i})" for i in range(60))
-    body = "\n".join(f"    s = s + ({expr})" for _ in range(35))
-    head = "@machine(init=0)\ndef m(a: int, s: int) -> tuple[int, int]:\n"
-    source = f"{head}{body}\n    return s, 0\n"
-    with pytest.raises(SourceError, match="too big for the bytecode"):
-        compile_source(source)

@@ -1,0 +1,170 @@
+"""The compiler of one DSL function: the dispatch over its syntax, in one place.
+
+:class:`FunctionCompiler` routes each construct to the function that compiles it:
+:meth:`~FunctionCompiler.block` over statements (:mod:`hotswap.dsl.statements`),
+:meth:`~FunctionCompiler.synth` over expressions (:mod:`hotswap.dsl.expressions`) and
+:meth:`~FunctionCompiler.call` over what a call calls (:mod:`hotswap.dsl.calls`). Those
+functions take the compiler and compile the parts of their construct through it, so every
+recursion goes back through this dispatch.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from collections.abc import Sequence
+
+from hotswap.cam.limits import MAX_TYPE_DEPTH
+from hotswap.dsl import calls, expressions, flow, statements
+from hotswap.dsl.annotations import MISSING
+from hotswap.dsl.combinators import coercion
+from hotswap.dsl.env import Env, seq
+from hotswap.dsl.expressions import Typed
+from hotswap.dsl.functions import DslFunction, Session, dsl_function
+from hotswap.dsl.joins import Continuation, JoinPoint, Return
+from hotswap.errors import SourceError
+from hotswap.lang.terms import Term
+from hotswap.names.schema import BOOL_SCHEMA, Schema, describe
+
+#: The context is rebuilt as a balanced tuple when its type grows higher than this, leaving
+#: room below the bytecode's MAX_TYPE_DEPTH for what one statement pushes.
+COMPACT_ABOVE = MAX_TYPE_DEPTH - 12
+
+
+class FunctionCompiler:
+    """Compiles one DSL function's body, in a session shared with the functions it calls."""
+
+    def __init__(self, session: Session, function: DslFunction) -> None:
+        self.session = session
+        self.function = function
+
+    def error(self, node: ast.AST | None, message: str) -> SourceError:
+        return self.function.error(node, message)
+
+    def compile(self) -> Term:
+        """The term ``arguments -> result`` (arguments as in :meth:`Env.for_params`)."""
+        signature = self.function.signature
+        stack = self.session.stack
+        stack.append(self.function.fn)  # calls back into it are recursion (see inline_call)
+        try:
+            env = Env.for_params(list(signature.params), self.function.declarations)
+            return self.block(self.function.body(), env, Return(signature.returns))
+        finally:
+            stack.pop()
+
+    def callee_body(self, callee: DslFunction) -> Term:
+        """The body of a DSL function called from here, compiled once per session."""
+        compiled = self.session.compiled
+        if callee.fn not in compiled:
+            compiled[callee.fn] = FunctionCompiler(self.session, callee).compile()
+        return compiled[callee.fn]
+
+    # --- statements -------------------------------------------------------------------------
+
+    def block(
+        self, stmts: Sequence[ast.stmt], env: Env, k: Continuation, last: ast.AST | None = None
+    ) -> Term:
+        """``stmts`` front to back, then ``k``; ``last`` is the statement before them."""
+        if not stmts:
+            return statements.fall_off(self, env, k, last)
+        if env.height > COMPACT_ABOVE:
+            live = flow.loaded(stmts) | set(k.names if isinstance(k, JoinPoint) else ())
+            compacted = env.compact(live)
+            if compacted is not None:
+                return seq(compacted[0], self.block(stmts, compacted[1], k, last))
+        stmt, rest = stmts[0], stmts[1:]
+        match stmt:
+            case ast.Pass():
+                return self.block(rest, env, k, stmt)
+            case ast.Expr(value=ast.Constant(value=v)) if isinstance(v, str) or v is ...:
+                return self.block(rest, env, k, stmt)
+            case ast.Expr():
+                raise self.error(stmt, "this expression statement has no effect")
+            case ast.Return():
+                return statements.return_statement(self, stmt, env, k)
+            case ast.Assign(targets=[target], value=value):
+                return statements.assignment(self, target, value, rest, env, k, stmt)
+            case ast.Assign():
+                raise self.error(stmt, "chained assignment a = b = ... is not supported")
+            case ast.AnnAssign(target=ast.Name() as target):  # declared function-wide
+                if stmt.value is None:
+                    return self.block(rest, env, k, stmt)
+                return statements.assignment(self, target, stmt.value, rest, env, k, stmt)
+            case ast.AugAssign(target=ast.Name() as target):
+                return statements.augmented_assignment(self, stmt, target, rest, env, k)
+            case ast.AnnAssign() | ast.AugAssign():
+                raise self.error(stmt, "only plain names can be assigned: values are immutable")
+            case ast.If():
+                return statements.if_statement(self, stmt, rest, env, k)
+            case ast.Match():
+                return statements.match_statement(self, stmt, rest, env, k)
+            case _:
+                raise self.error(stmt, statements.unsupported(stmt))
+
+    # --- expressions ------------------------------------------------------------------------
+
+    def expr(
+        self, node: ast.expr, env: Env, expected: Schema | None = None, what: str = "value"
+    ) -> Typed:
+        """Compile ``node``; with ``expected``, the result has exactly that schema (a value is
+        injected into the union it is expected in)."""
+        typed = self.synth(node, env, expected)
+        if expected is None:
+            return typed
+        conversion = coercion(typed.schema, expected)
+        if conversion is None:
+            msg = f"{what} is {describe(typed.schema)}, expected {describe(expected)}"
+            raise self.error(node, msg)
+        return Typed(seq(typed.term, conversion), expected)
+
+    def bool_test(self, node: ast.expr, env: Env) -> Term:
+        return self.expr(node, env, BOOL_SCHEMA, "condition").term
+
+    def synth(self, node: ast.expr, env: Env, hint: Schema | None) -> Typed:
+        """Compile ``node`` at the schema it has; ``hint`` is the schema expected, if any."""
+        ref = expressions.place(self, node, env)
+        if ref is not None:  # a variable, or a field or item of one  =>  fst^k ; snd ; path
+            return Typed(env.read(ref), ref.schema)
+        match node:
+            case ast.Constant(value=value):  # n  =>  n ;  None  =>  !
+                return expressions.constant(self, value, node)
+            case ast.Name():  # a module constant  =>  n
+                return expressions.module_constant(self, node)
+            case ast.Attribute():  # e.f  =>  e ; snd^i ; fst
+                return expressions.attribute(self, node, env)
+            case ast.Subscript():  # e[i]  =>  e ; snd^i ; fst
+                return expressions.subscript(self, node, env)
+            case ast.BinOp():  # a + b  =>  <a, b> ; add
+                return expressions.arithmetic(self, node, env)
+            case ast.UnaryOp():  # -a  =>  a ; neg
+                return expressions.unary(self, node, env)
+            case ast.BoolOp():  # a and b  =>  <id, a> ; distl ; [false | b]
+                return expressions.boolean(self, node, env)
+            case ast.Compare():  # a < b  =>  <a, b> ; lt
+                return expressions.compare(self, node, env)
+            case ast.IfExp():  # <id, c> ; distl ; [fst ; d | fst ; b]
+                return expressions.conditional(self, node, env, hint)
+            case ast.Tuple():  # (a, b, c)  =>  <a, <b, c>>
+                return expressions.tuple_of(self, node, env, hint)
+            case ast.Call():
+                return self.call(node, env)
+            case _:
+                raise self.error(node, expressions.unsupported(node))
+
+    def call(self, node: ast.Call, env: Env) -> Typed:
+        """A call of a record class, ``dataclasses.replace``, a builtin or a DSL function."""
+        target = expressions.static(self.function, node.func)
+        name = ast.unparse(node.func)
+        if target is MISSING:
+            raise self.error(node.func, f"cannot call {name}: it is not a function or a class")
+        if target is dataclasses.replace:
+            return calls.replace_fields(self, node, env)
+        if isinstance(target, type) and dataclasses.is_dataclass(target):
+            return calls.construct_record(self, target, node, env)
+        if target in (abs, min, max):
+            return calls.builtin_call(self, name, node, env)
+        fn = dsl_function(target)
+        if fn is None:
+            msg = f"calling {name} is not supported: call records, abs, min, max or DSL functions"
+            raise self.error(node.func, msg)
+        return calls.inline_call(self, fn, node, env)
