@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar, cast
 
+from hotswap.address import default_address, parse_address
 from hotswap.client.session import Flow, MachineStatus, Session
 from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
 from hotswap.code import Upgrade
-from hotswap.address import default_address, parse_address
 from hotswap.protocol.events import NEED_DATA, Released, Request, Upgraded
 
 T = TypeVar("T")
@@ -64,12 +64,19 @@ class StreamTransport:
 
 class AsyncClient:
     """An asyncio connection to one node: ``await AsyncClient.connect(address)``, or
-    ``await AsyncClient.over(transport)`` for another transport."""
+    ``await AsyncClient.over(transport)`` for another transport. Values come back as the
+    classes of ``machines`` and of the values sent, as with :class:`hotswap.client.Client`."""
 
-    def __init__(self, transport: AsyncTransport, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        transport: AsyncTransport,
+        timeout: float = DEFAULT_TIMEOUT,
+        machines: Iterable[object] = (),
+    ) -> None:
         self.transport = transport
         self.timeout = timeout
         self.wire = Wire(transport.address)
+        self.wire.session.remember(*machines)
         self.address = transport.address
         self.node_name = ""
 
@@ -80,22 +87,37 @@ class AsyncClient:
 
     @classmethod
     async def connect(
-        cls, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+        cls,
+        address: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        machines: Iterable[object] = (),
     ) -> AsyncClient:
+        """A client for the node at ``address`` (default: ``$HOTSWAP_NODE``)."""
+        machines = tuple(machines)
+        Session().remember(*machines)  # a wrong machine is refused before connecting
         address = address or default_address()
         parse_address(address)  # a bad address is the caller's mistake, not an unreachable node
         try:
             transport = await asyncio.wait_for(StreamTransport.open(address), timeout)
         except (OSError, TimeoutError) as e:
             raise Wire(address).cannot_reach(e) from None
-        return await cls.over(transport, timeout=timeout)
+        return await cls.over(transport, timeout=timeout, machines=machines)
 
     @classmethod
     async def over(
-        cls, transport: AsyncTransport, *, timeout: float = DEFAULT_TIMEOUT
+        cls,
+        transport: AsyncTransport,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        machines: Iterable[object] = (),
     ) -> AsyncClient:
         """A client on an open transport, once the node has answered its hello."""
-        client = cls(transport, timeout)
+        try:
+            client = cls(transport, timeout, machines)
+        except BaseException:
+            transport.close()
+            raise
         try:
             transport.send(client.wire.hello())
             client.node_name = client.wire.welcome(await client._next()).node

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast
 
+from hotswap.address import default_address, parse_address
 from hotswap.cam.loaded import LoadedModule
 from hotswap.client.session import Flow, MachineStatus, Session, expect
 from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
 from hotswap.code import Upgrade
 from hotswap.errors import HotswapError
-from hotswap.address import default_address, parse_address
 from hotswap.protocol.events import (
     NEED_DATA,
     Output,
@@ -63,7 +63,12 @@ class SocketTransport:
 
 class Client:
     """A blocking connection to one node: ``connect(address)``, or ``Client(transport=...)``
-    for another transport (an in-memory node's ``connection()``)."""
+    for another transport (an in-memory node's ``connection()``).
+
+    Outputs and states come back as instances of the user's classes: those of ``machines``
+    (DSL machines, as :meth:`Session.remember` takes) and of the modules that define the values
+    sent; a record with no such class comes back as :class:`hotswap.names.schema.Record`, with a
+    :class:`hotswap.client.ClassesUnknownWarning`."""
 
     def __init__(
         self,
@@ -71,7 +76,9 @@ class Client:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         transport: Transport | None = None,
+        machines: Iterable[object] = (),
     ) -> None:
+        machines = tuple(machines)
         if transport is None:
             address = address or default_address()
             wire = Wire(address)
@@ -85,6 +92,7 @@ class Client:
         self.transport = transport
         self.address = wire.address
         try:
+            wire.session.remember(*machines)
             self._write(wire.hello())
             self.node_name = wire.welcome(self._next()).node
         except BaseException:
@@ -93,7 +101,8 @@ class Client:
 
     @property
     def session(self) -> Session:
-        """The client-side state of this connection: module cache, conversions, request ids."""
+        """The client-side state of this connection: module cache, conversions (the classes
+        values come back as: ``session.remember(*machines)`` adds some), request ids."""
         return self.wire.session
 
     def __enter__(self) -> Client:
@@ -175,7 +184,8 @@ class Client:
 
         The input is encoded for the code this client last saw running; if the machine has
         been upgraded since, the node refuses it and it is re-encoded, by names, for the new
-        code: inputs stay compatible across versions as long as their names do."""
+        code: inputs stay compatible across versions as long as their names do. The output's
+        records are instances of the user's classes (see :class:`Client`)."""
         return self._run(self.wire.session.send(machine, value))
 
     def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
@@ -211,6 +221,12 @@ class Client:
         return self._run(self.wire.session.code_of(identity))
 
 
-def connect(address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Client:
-    """A blocking client for the node at ``address`` (default: ``$HOTSWAP_NODE``)."""
-    return Client(address, timeout=timeout)
+def connect(
+    address: str | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    machines: Iterable[object] = (),
+) -> Client:
+    """A blocking client for the node at ``address`` (default: ``$HOTSWAP_NODE``); values come
+    back as the classes of ``machines`` (DSL machines) and of the values sent."""
+    return Client(address, timeout=timeout, machines=machines)

@@ -1,21 +1,241 @@
 """Python values to and from a machine's core values, by the names its module carries.
 
 By name when the module carries a names section (dataclass instances, ints, bools, None,
-tuples), with a local DSL machine's own classes when it has the same code; as core values
-(``()``, ints, pairs, ``(0, v)``/``(1, v)``) otherwise, checked when encoded.
+tuples); as core values (``()``, ints, pairs, ``(0, v)``/``(1, v)``) otherwise, checked when
+encoded.
+
+Values that come back (outputs, states) are instances of the user's own classes: a local DSL
+machine's classes for its own code, else, record by record, the class in :class:`Classes` with
+the record's name and field names (in order). A record no class matches comes back as a
+:class:`hotswap.names.schema.Record`, and the session warns once per code
+(:class:`ClassesUnknownWarning`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, assert_never
 
 from hotswap.cam.loaded import LoadedModule
+from hotswap.errors import HotswapError
 from hotswap.lang.evaluate import Value
-from hotswap.names.schema import Schema, from_core, to_core
+from hotswap.names.schema import (
+    BoolSchema,
+    Field,
+    IntSchema,
+    NoneSchema,
+    RecordSchema,
+    Schema,
+    TupleSchema,
+    UnionSchema,
+    from_core,
+    to_core,
+)
 from hotswap.names.section import SECTION, module_schemas
 
-#: Converts Python values for one loaded module: (to_core(value, role), from_core(value, role)).
-Converter = tuple[Callable[[Value, str], Value], Callable[[Value, str], Value]]
+#: A record's name and its field names in order: what a user's class must have to stand for it.
+RecordKey = tuple[str, tuple[str, ...]]
+
+#: The roles whose values come back to the caller.
+RETURNED_ROLES = ("state", "output")
+
+
+class ClassesUnknownWarning(UserWarning):
+    """Values of a machine's code came back as :class:`hotswap.names.schema.Record` because this
+    program's client knows no class with a record's name and fields (the machine was upgraded
+    elsewhere to code whose classes were never given to it). Pass the machine to
+    ``connect(..., machines=[...])`` or ``client.session.remember(...)``."""
+
+
+def record_key(cls: type) -> RecordKey | None:
+    """The key a dataclass stands for records by; None if it cannot be built from its fields by
+    keyword (not a dataclass, or a field with ``init=False``)."""
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        return None
+    fields = dataclasses.fields(cls)
+    if not all(f.init for f in fields):
+        return None
+    return cls.__name__, tuple(f.name for f in fields)
+
+
+def schema_classes(s: Schema) -> Iterable[type]:
+    """Every class a schema tree carries (``RecordSchema.cls``)."""
+    match s:
+        case IntSchema() | BoolSchema() | NoneSchema():
+            return
+        case TupleSchema(items):
+            for item in items:
+                yield from schema_classes(item)
+        case RecordSchema(fields=fields, cls=cls):
+            if cls is not None:
+                yield cls
+            for f in fields:
+                yield from schema_classes(f.schema)
+        case UnionSchema(alternatives):
+            for alt in alternatives:
+                yield from schema_classes(alt)
+        case _:
+            assert_never(s)
+
+
+def machine_schemas(m: object) -> Mapping[str, Schema] | None:
+    """A DSL machine's schemas by role; None for anything else."""
+    schemas = getattr(m, "schemas", None)
+    if isinstance(schemas, Mapping):
+        return schemas
+    return None
+
+
+class Classes:
+    """The user's classes a client knows, by record name and field names.
+
+    Classes *given* (the schemas of machines passed to ``connect(machines=...)`` or
+    ``session.remember``) and classes *learned* from the values sent: every dataclass of the
+    module that defines a sent value's class, and the classes of the DSL machines defined there
+    (the module's own dataclasses win over those). :meth:`find` prefers the classes of the
+    modules it is told (those of the value just sent), then given ones, then learned ones; the
+    class learned last wins within each. :attr:`version` changes whenever an answer may have.
+    """
+
+    def __init__(self) -> None:
+        self._given: dict[RecordKey, type] = {}
+        self._learned: dict[RecordKey, type] = {}
+        self._by_module: dict[str, dict[RecordKey, type]] = {}  # learned, by module
+        self._modules: set[str] = set()  # modules scanned for their classes
+        self._seen: set[type] = set()  # classes of values sent, their modules scanned
+        self.version = 0
+
+    def find(self, name: str, fields: tuple[str, ...], prefer: Iterable[str] = ()) -> type | None:
+        """The class for record ``name`` with ``fields``, looking first in modules ``prefer``."""
+        key = (name, fields)
+        for module in prefer:
+            cls = self._by_module.get(module, {}).get(key)
+            if cls is not None:
+                return cls
+        return self._given.get(key) or self._learned.get(key)
+
+    def add(self, cls: type, given: bool, module: str | None = None) -> None:
+        """Know ``cls`` (if it can stand for a record), learned from ``module`` if given."""
+        key = record_key(cls)
+        if key is None:
+            return
+        tables = [self._given if given else self._learned]
+        if module is not None:
+            tables.append(self._by_module.setdefault(module, {}))
+        for table in tables:
+            if table.get(key) is not cls:
+                table[key] = cls
+                self.version += 1
+
+    def add_machine(self, m: object, given: bool, module: str | None = None) -> None:
+        """The classes of a DSL machine's schemas."""
+        schemas = machine_schemas(m)
+        for s in (schemas or {}).values():
+            for cls in schema_classes(s):
+                self.add(cls, given, module)
+
+    def learn_value(self, value: object) -> tuple[str, ...]:
+        """Learn from a value sent: the classes of its dataclass instances, and everything the
+        modules defining them define (dataclasses, and DSL machines' classes). Returns those
+        modules' names, the outermost value's first: what :meth:`find` prefers for its reply."""
+        modules: list[str] = []
+        stack, count = [value], 0
+        while stack and count < 10_000:  # a bound for self-referencing values
+            v = stack.pop()
+            count += 1
+            if isinstance(v, tuple):
+                stack.extend(reversed(v))
+            elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+                cls = type(v)
+                if cls.__module__ not in modules:
+                    modules.append(cls.__module__)
+                if cls not in self._seen:
+                    self._seen.add(cls)
+                    self.learn_module(cls.__module__)
+                    # the value's own class wins over its module's (a module run from source
+                    # text is gone from sys.modules: then the class is all there is to learn)
+                    self.add(cls, given=False, module=cls.__module__)
+                stack.extend(getattr(v, f.name, None) for f in reversed(dataclasses.fields(v)))
+        return tuple(modules)
+
+    def learn_module(self, name: str) -> None:
+        """Learn the dataclasses module ``name`` defines (and its DSL machines' classes)."""
+        if name in self._modules:
+            return
+        module = sys.modules.get(name)
+        if not isinstance(module, ModuleType):
+            return
+        self._modules.add(name)
+        from hotswap.dsl.api import Machine  # noqa: PLC0415 - the DSL only when values teach
+
+        defined = list(vars(module).values())
+        for obj in defined:  # first the classes of the module's machines,
+            if isinstance(obj, Machine):
+                try:
+                    self.add_machine(obj, given=False, module=name)
+                except HotswapError:  # a machine that does not compile: nothing to learn
+                    continue
+        for obj in defined:  # then its own dataclasses, which win over those
+            if isinstance(obj, type):
+                self.add(obj, given=False, module=name)
+
+
+def compiled_machine(identity: str) -> Any:
+    """A DSL machine of this program, already compiled (run, sent in an upgrade, ...), whose code
+    has ``identity``: held by a loaded module; None if there is none. Exact, by identity: it
+    finds the module that defines the machine a node runs, when this program has it."""
+    from hotswap.dsl.api import Machine  # noqa: PLC0415 - the DSL only when a code is unknown
+
+    for module in list(sys.modules.values()):
+        if type(module) is not ModuleType:  # a lazy module would be imported by looking
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, Machine) and "module" in vars(obj) and obj.identity == identity:
+                return obj
+    return None
+
+
+def with_classes(s: Schema, find: Callable[[str, tuple[str, ...]], type | None]) -> Schema:
+    """``s`` with each record that has no class given the user's class ``find`` answers for
+    its name and field names, if any (records left without come back as :class:`Record`)."""
+    match s:
+        case IntSchema() | BoolSchema() | NoneSchema():
+            return s
+        case TupleSchema(items):
+            return TupleSchema(tuple(with_classes(i, find) for i in items))
+        case RecordSchema(name=name, fields=fields, cls=cls):
+            fields = tuple(Field(f.name, with_classes(f.schema, find)) for f in fields)
+            if cls is None:
+                cls = find(name, tuple(f.name for f in fields))
+            return RecordSchema(name, fields, cls)
+        case UnionSchema(alternatives):
+            return UnionSchema(tuple(with_classes(a, find) for a in alternatives))
+        case _:
+            assert_never(s)
+
+
+def classless(s: Schema) -> Iterable[str]:
+    """The names of the records of ``s`` that have no class."""
+    match s:
+        case IntSchema() | BoolSchema() | NoneSchema():
+            return
+        case TupleSchema(items):
+            for item in items:
+                yield from classless(item)
+        case RecordSchema(name=name, fields=fields, cls=cls):
+            if cls is None:
+                yield name
+            for f in fields:
+                yield from classless(f.schema)
+        case UnionSchema(alternatives):
+            for alt in alternatives:
+                yield from classless(alt)
+        case _:
+            assert_never(s)
 
 
 def schemas_of(code: LoadedModule, local: object | None = None) -> dict[str, Schema] | None:
@@ -27,16 +247,58 @@ def schemas_of(code: LoadedModule, local: object | None = None) -> dict[str, Sch
     return module_schemas(code)
 
 
-def converter_for(code: LoadedModule, local: object | None = None) -> Converter:
+def _identity(v: Any, role: str) -> Any:
+    return v
+
+
+@dataclass(frozen=True, slots=True)
+class Converter:
+    """Conversions for one loaded module: ``to_core(value, role)`` for what is sent,
+    ``from_core(core_value, role)`` for what comes back; ``lacking`` names the records of the
+    state and output that come back as :class:`Record` (no user class for them)."""
+
+    identity: str
+    to_core: Callable[[Any, str], Value]
+    from_core: Callable[[Value, str], Any]
+    lacking: tuple[str, ...] = ()
+
+
+def converter_for(
+    code: LoadedModule,
+    local: object | None = None,
+    classes: Classes | None = None,
+    prefer: tuple[str, ...] = (),
+) -> Converter:
     """By-name conversion when names are known, else core values unchanged (checked when
-    encoded)."""
+    encoded). Values are encoded by the module's names (any class of the right name and fields
+    converts, whoever defined it); they come back as ``local``'s classes for its own code, else
+    as ``classes``' classes, those of modules ``prefer`` first."""
     schemas = schemas_of(code, local)
     if schemas is None:
-        return (lambda v, role: v), (lambda v, role: v)
-    known = schemas
+        return Converter(code.identity, _identity, _identity)
+    sent = module_schemas(code) or schemas  # without a names section: the local machine's
+    known = classes or Classes()
+    back = {
+        role: with_classes(s, lambda name, fields: known.find(name, fields, prefer))
+        for role, s in schemas.items()
+    }
+    lacking = {name for role in RETURNED_ROLES for name in classless(back[role])}
+    return Converter(
+        code.identity,
+        lambda v, role: to_core(sent[role], v, role),
+        lambda v, role: from_core(back[role], v),
+        tuple(sorted(lacking)),
+    )
+
+
+def lacking_message(machine: str, converter: Converter) -> str:
+    """What :class:`ClassesUnknownWarning` says."""
+    names = ", ".join(converter.lacking)
     return (
-        lambda v, role: to_core(known[role], v, role),
-        lambda v, role: from_core(known[role], v),
+        f"machine {machine!r} runs code {converter.identity[:12]} whose classes {names} this "
+        "client does not know: its values come back as hotswap.names.schema.Record. Pass the "
+        "machine that defines them to connect(..., machines=[...]) (or "
+        "client.session.remember(...)), or send a value of a class from their module."
     )
 
 

@@ -5,17 +5,33 @@ the operation's result. The same flow runs over a socket, under asyncio or again
 node, so the logic of an operation (encode for the running code, re-encode after an upgrade
 made elsewhere, derive a migration, find the rollback target) exists once. "Upgrade" here is
 the operation a user asks for, described by :class:`hotswap.code.Upgrade`.
+
+Values come back (outputs, states) as the user's classes the session knows (:class:`Classes`):
+those of the machines it was given (``remember``, ``connect(machines=...)``, an upgrade's old
+and new machine) and those learned from the values sent; a record none matches comes back as a
+:class:`hotswap.names.schema.Record`, with one :class:`ClassesUnknownWarning` per code.
 """
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_type, decode_value, encode_value
-from hotswap.client.convert import Converter, converter_for, has_names
+from hotswap.client.convert import (
+    Classes,
+    ClassesUnknownWarning,
+    Converter,
+    compiled_machine,
+    converter_for,
+    has_names,
+    lacking_message,
+    machine_schemas,
+)
 from hotswap.client.migrations import derived_migration, local_code
 from hotswap.code import Upgrade, module_bytes
 from hotswap.errors import HotswapError, NodeError, UpgradeRejected, ValueTypeError
@@ -49,7 +65,8 @@ Flow = Generator[Request, object, T]
 
 @dataclass(frozen=True, slots=True)
 class MachineStatus:
-    """A machine's status with its types decoded and its state as a Python value."""
+    """A machine's status with its types decoded and its state as a Python value (records as
+    the user's classes, or :class:`hotswap.names.schema.Record` where the client has none)."""
 
     machine: str
     identity: str
@@ -94,26 +111,66 @@ class Session:
         self.codes: dict[str, LoadedModule] = {}  # identity -> module
         self.running: dict[str, str] = {}  # machine -> identity last seen
         self.local: dict[str, object] = {}  # identity -> a local DSL machine with that code
-        self._converters: dict[str, Converter] = {}  # identity -> conversions (names parsed)
+        #: The user's classes values come back as, by record name and field names.
+        self.classes = Classes()
+        # (identity, modules preferred) -> (classes.version it was built at, conversions)
+        self._converters: dict[tuple[str, tuple[str, ...]], tuple[int, Converter]] = {}
+        self._warned: set[str] = set()  # identities warned about (ClassesUnknownWarning)
+        self._searched: set[str] = set()  # identities looked for among the program's machines
 
     def request_id(self) -> int:
         self._next_id += 1
         return self._next_id
 
     def remember(self, *machines: object) -> None:
-        """Use these local DSL machines' classes to convert values of their code."""
+        """Convert values with these DSL machines' classes: exactly for their own code, and by
+        record name and field names for any other code (a version upgraded to elsewhere).
+        ``connect(..., machines=[...])`` does the same; :class:`TypeError` for anything that is
+        not a DSL machine."""
         for m in machines:
-            identity = getattr(m, "identity", None)
-            if isinstance(identity, str) and hasattr(m, "schemas"):
-                self.local[identity] = m
-                self._converters.pop(identity, None)
+            if not self._remember(m):
+                raise TypeError(f"remember takes DSL machines (@machine), not {m!r}")
 
-    def converter(self, code: LoadedModule) -> Converter:
-        converter = self._converters.get(code.identity)
-        if converter is None:
-            converter = converter_for(code, self.local.get(code.identity))
-            self._converters[code.identity] = converter
+    def _remember(self, m: object) -> bool:
+        identity = getattr(m, "identity", None)
+        if not (isinstance(identity, str) and machine_schemas(m) is not None):
+            return False
+        if self.local.get(identity) is not m:
+            self.local[identity] = m
+            self._converters.clear()
+        self.classes.add_machine(m, given=True)
+        return True
+
+    def converter(self, code: LoadedModule, prefer: tuple[str, ...] = ()) -> Converter:
+        """The conversions for ``code`` with the classes known now (rebuilt when more are),
+        those of modules ``prefer`` first. When some record has no class, the program's own
+        compiled DSL machine of this code (if it has one) is looked for, once."""
+        key = (code.identity, prefer)
+        cached = self._converters.get(key)
+        if cached is not None and cached[0] == self.classes.version:
+            return cached[1]
+        converter = converter_for(code, self.local.get(code.identity), self.classes, prefer)
+        if converter.lacking and code.identity not in self._searched:
+            self._searched.add(code.identity)
+            found = compiled_machine(code.identity)
+            if found is not None:
+                self.local[code.identity] = found
+                self.classes.add_machine(found, given=False)
+                self.classes.learn_module(found.__module__)  # the module that defines it
+                converter = converter_for(code, found, self.classes, prefer)
+        self._converters[key] = (self.classes.version, converter)
         return converter
+
+    def to_python(
+        self, machine: str, code: LoadedModule, value: Value, role: str, prefer: tuple[str, ...]
+    ) -> Any:
+        """A state or output of ``code`` as a Python value, by the classes of modules ``prefer``
+        first; warns once per code whose records lack user classes (ClassesUnknownWarning)."""
+        converter = self.converter(code, prefer)
+        if converter.lacking and code.identity not in self._warned:
+            self._warned.add(code.identity)
+            warnings.warn(lacking_message(machine, converter), ClassesUnknownWarning, _level())
+        return converter.from_core(value, role)
 
     # --- flows: the building blocks -----------------------------------------------------------
 
@@ -143,10 +200,11 @@ class Session:
     def send(self, machine: str, value: Any) -> Flow[Any]:
         """Encode for the code last seen running; if that has changed (the node refuses a stale
         encoding, or the value does not convert), refresh and encode by names again, once."""
+        prefer = self.classes.learn_value(value)  # the reply in the value's own classes
         stale: Error | None = None
         for attempt in (0, 1):
             code = yield from self.running_code(machine, refresh=attempt == 1)
-            to_core_value, to_python_value = self.converter(code)
+            to_core_value = self.converter(code, prefer).to_core
             if stale is not None and not has_names(code):
                 raise reply_error(stale, False)  # no names: no safe way to re-encode
             sig = code.machine
@@ -163,7 +221,8 @@ class Session:
                 stale = cast(Error, reply)
                 continue
             output = expect(reply, Output).output
-            return to_python_value(decode_value(output, sig.output), "output")
+            output_value = decode_value(output, sig.output)
+            return self.to_python(machine, code, output_value, "output", prefer)
         raise HotswapError("unreachable")  # pragma: no cover
 
     def upgrade(self, machine: str, upgrade: Upgrade) -> Flow[Upgraded]:
@@ -191,7 +250,7 @@ class Session:
         reply = yield from self.status_raw(machine)
         code = yield from self.code_of(reply.identity)
         state_type = decode_type(reply.state_type)
-        state = self.converter(code)[1](decode_value(reply.state, state_type), "state")
+        state = self.to_python(machine, code, decode_value(reply.state, state_type), "state", ())
         return MachineStatus(
             reply.machine,
             reply.identity,
@@ -210,7 +269,8 @@ class Session:
     def upgrade_parts(self, upgrade: Upgrade) -> Flow[tuple[str, bytes, bytes]]:
         """``(expected, module, migration)`` for ``upgrade``, deriving the migration when there
         is none (fetching the expected code if the upgrade does not bring it)."""
-        self.remember(upgrade.old, upgrade.new)
+        self._remember(upgrade.old)  # the classes of machines given: identities, bytes are not
+        self._remember(upgrade.new)
         expected = upgrade.expected_identity()
         new = module_bytes(upgrade.new, "the new machine")
         if upgrade.migration is not None:
@@ -219,3 +279,13 @@ class Session:
         if old is None:
             old = yield from self.code_of(expected)
         return expected, new, derived_migration(old, load_module(new), upgrade.old, upgrade.new)
+
+
+def _level() -> int:
+    """The ``stacklevel`` of the first frame outside the client package: the user's call."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        "hotswap.client"
+    ):
+        frame, level = frame.f_back, level + 1
+    return level

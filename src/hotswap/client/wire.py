@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hotswap.address import check_machine_name
 from hotswap.client.session import Session
 from hotswap.errors import HotswapError, NodeError, ProtocolError
+from hotswap.address import check_machine_name
 from hotswap.protocol.connection import ClientConnection
 from hotswap.protocol.events import (
     NEED_DATA,

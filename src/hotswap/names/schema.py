@@ -13,16 +13,20 @@ A record is a frozen dataclass. The alternatives of a union must be told apart a
 their Python class alone, so a union holds at most one ``int``, ``bool``, ``None`` and ``tuple``,
 never both ``int`` and ``bool`` (``bool`` is a subclass of ``int``), and no two records with the
 same name. Records decoded from a module's names section have no Python class (``cls is None``):
-such a record accepts any dataclass instance of the same class name with the same fields (a
-client's own ``Incr()`` for a node's ``Incr``), and comes back as an instance of a frozen
-dataclass of that name made on first use.
+such a record accepts any dataclass instance (or :class:`Record`) of the same class name with the
+same fields (a client's own ``Incr()`` for a node's ``Incr``), and comes back as a
+:class:`Record`, a generic value that carries the name and the fields and never pretends to be a
+class of the program. Attach classes to a schema (as the client does for the classes it knows) to
+get instances of them instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from types import MappingProxyType
 from typing import Any, assert_never
 
 from hotswap.errors import ValueTypeError
@@ -248,7 +252,7 @@ def to_core(s: Schema, v: object, path: str = "value") -> Value:
             if not _belongs(s, v):
                 raise ValueTypeError(f"{path}: expected {name}, got {v!r}")
             return nest_values(
-                [to_core(f.schema, getattr(v, f.name), f"{path}.{f.name}") for f in fields]
+                [to_core(f.schema, _field(v, f.name), f"{path}.{f.name}") for f in fields]
             )
         case UnionSchema(alternatives):
             for index, alt in enumerate(alternatives):
@@ -273,11 +277,14 @@ def _belongs(alt: Schema, v: object) -> bool:
         case RecordSchema(cls=cls) if cls is not None:
             return type(v) is cls
         case RecordSchema(name=name, fields=fields):  # known by name only: match by name
+            names = tuple(f.name for f in fields)
+            if isinstance(v, Record):
+                return v.record_name == name and tuple(v.record_fields) == names
             return (
                 dataclasses.is_dataclass(v)
                 and not isinstance(v, type)
                 and type(v).__name__ == name
-                and tuple(f.name for f in dataclasses.fields(v)) == tuple(f.name for f in fields)
+                and tuple(f.name for f in dataclasses.fields(v)) == names
             )
         case UnionSchema():
             return False
@@ -329,14 +336,83 @@ def project_value(v: Value, count: int) -> tuple[int, Value]:
 # --- core values -> Python values -----------------------------------------------------------
 
 
-@cache
-def anonymous_record(name: str, fields: tuple[str, ...]) -> type:
-    """A frozen dataclass standing in for a record known only by its names."""
-    return dataclasses.make_dataclass(name, fields, frozen=True)
+class Record:
+    """A record value whose class this program does not have: the class name and the fields.
+
+    ``Record("Allowed", remaining=9)`` shows as ``Allowed(remaining=9)``, but it is not an
+    instance of any class named ``Allowed``: ``type(x).__name__`` is ``"Record"``. Fields read as
+    attributes (``x.remaining``) or from :attr:`record_fields` (which also reaches a field named
+    like one of Record's own attributes); :attr:`record_name` is the class name. Records are
+    immutable, hashable when their fields are, and equal when their names and fields are (never
+    equal to an instance of a real class). A class pattern cannot name the fields positionally;
+    match by keyword: ``case Record(record_name="Allowed", remaining=n)``, or
+    ``case Record("Allowed")`` for the name alone.
+    """
+
+    __slots__ = ("_fields", "_name")
+    __match_args__ = ("record_name",)
+    _name: str
+    _fields: Mapping[str, Any]
+
+    def __init__(self, record_name: str, /, **fields: Any) -> None:
+        object.__setattr__(self, "_name", record_name)
+        object.__setattr__(self, "_fields", MappingProxyType(fields))
+
+    @property
+    def record_name(self) -> str:
+        """The name of the class the record stands for."""
+        return self._name
+
+    @property
+    def record_fields(self) -> Mapping[str, Any]:
+        """The fields by name, in declaration order (read-only)."""
+        return self._fields
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._fields[name]
+        except KeyError:
+            raise AttributeError(f"{self._name} record has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{self._name} record is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{self._name} record is immutable")
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self._fields})
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return self._name == other._name and dict(self._fields) == dict(other._fields)
+
+    def __hash__(self) -> int:
+        return hash((Record, self._name, tuple(self._fields.items())))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())
+        return f"{self._name}({shown})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _record, (self._name, tuple(self._fields.items()))
+
+
+def _record(name: str, items: tuple[tuple[str, Any], ...]) -> Record:
+    return Record(name, **dict(items))
+
+
+def _field(v: object, name: str) -> Any:
+    """Field ``name`` of a record value: a dataclass instance's attribute or a Record's field."""
+    if isinstance(v, Record):
+        return v.record_fields[name]
+    return getattr(v, name)
 
 
 def from_core(s: Schema, v: Value) -> Any:
-    """The Python value of a core value of type ``core_type(s)`` (checked first)."""
+    """The Python value of a core value of type ``core_type(s)`` (checked first): records as
+    instances of their schema's class, or as :class:`Record` where the schema has none."""
     check_value(v, core_type(s))
     return _from_core(s, v)
 
@@ -354,12 +430,9 @@ def _from_core(s: Schema, v: Value) -> Any:
                 _from_core(t, x) for t, x in zip(items, unnest_values(v, len(items)), strict=True)
             )
         case RecordSchema(name=name, fields=fields, cls=cls):
-            if cls is None:
-                cls = anonymous_record(name, tuple(f.name for f in fields))
             values = unnest_values(v, len(fields))
-            return cls(
-                **{f.name: _from_core(f.schema, x) for f, x in zip(fields, values, strict=True)}
-            )
+            named = {f.name: _from_core(f.schema, x) for f, x in zip(fields, values, strict=True)}
+            return Record(name, **named) if cls is None else cls(**named)
         case UnionSchema(alternatives):
             index, payload = project_value(v, len(alternatives))
             return _from_core(alternatives[index], payload)
