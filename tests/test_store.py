@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from hotswap.cam.module import encode_module
 from hotswap.errors import StoreError
 from hotswap.examples import handbuilt
 from hotswap.node.registry import Registry
-from hotswap.node.store import Store
+from hotswap.node.store import SCHEMA_VERSION, Store
 
 INCR = b"\x00"
 
@@ -156,3 +157,30 @@ def test_a_failed_write_is_a_store_error_and_the_store_stays_usable(tmp_path: Pa
     finally:
         reopened.close()
     assert back.inputs == 1  # the failed batches are gone, the later input is there
+
+
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "store_v1.sqlite3"
+
+
+def test_a_store_written_by_schema_1_still_recovers(tmp_path: Path) -> None:
+    """tests/fixtures/store_v1.sqlite3 was written by the release with store schema 1 (the
+    hand-built counter: 7 inputs, the seed's upgrade, 3 more, no checkpoint). It must keep
+    opening, upgrading its schema in place, and recovering the same machine."""
+    copy = tmp_path / "node.sqlite3"
+    shutil.copyfile(FIXTURE_V1, copy)
+    store = Store(copy)
+    try:
+        (machine,) = store.recover().machines
+        assert (machine.name, machine.inputs, machine.state) == ("counter", 10, (7, 3))
+        assert [c.kind for c in machine.history] == ["start", "upgrade"]
+        assert machine.identity == load(handbuilt.counter2_module()).identity
+        schema = store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+        assert schema == str(SCHEMA_VERSION)
+    finally:
+        store.close()
+    reopened = Store(copy)  # and again, now at the current schema
+    try:
+        (again,) = reopened.recover().machines
+        assert again.state == (7, 3)
+    finally:
+        reopened.close()

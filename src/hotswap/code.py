@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hotswap.cam.loaded import LoadedModule
 from hotswap.cam.module import Module, encode_module, module_identity
-from hotswap.errors import HotswapError
+from hotswap.errors import HotswapError, UpgradeRejected
 
 
 def module_bytes(obj: object, where: str) -> bytes:
@@ -97,8 +97,9 @@ class Upgrade:
         if (declared_old, declared_new) != (expected, new):
             old_name = getattr(old_machine, "name", declared_old[:12])
             new_name = getattr(new_machine, "name", declared_new[:12])
-            raise HotswapError(
+            raise UpgradeRejected(
+                "ill_typed_upgrade",
                 f"{name} is declared @migration({old_name}, {new_name}), but this upgrade goes "
                 f"from {expected[:12]} to {new[:12]}: give the migration written for these "
-                "machines, or leave it out to derive one"
+                "machines, or leave it out to derive one",
             )

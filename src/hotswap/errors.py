@@ -170,7 +170,8 @@ class StepTrapped(NodeError, Trap):
     It is a :class:`Trap` (``kind``, the message) and a :class:`NodeError` (``code``)."""
 
     def __init__(self, kind: str, message: str) -> None:
-        NodeError.__init__(self, "trap", message, trap=kind)
+        HotswapError.__init__(self, message)  # both bases' fields, set here: no diamond calls
+        self.code, self.running, self.generation, self.trap = "trap", None, None, kind
         self.kind = kind
 
     __eq__ = Trap.__eq__

@@ -38,7 +38,7 @@ from hotswap.client.aio import AsyncClient, AsyncTransport
 from hotswap.client.blocking import Client, Transport, connect
 from hotswap.client.convert import ClassesUnknownWarning, schemas_of
 from hotswap.client.migrations import derived_migration
-from hotswap.client.session import MachineStatus
+from hotswap.client.session import DryRunOutcome, MachineStatus, Rehearsed
 from hotswap.client.wire import DEFAULT_TIMEOUT
 from hotswap.code import Upgrade
 from hotswap.names.schema import Record
@@ -49,8 +49,10 @@ __all__ = [
     "AsyncTransport",
     "ClassesUnknownWarning",
     "Client",
+    "DryRunOutcome",
     "MachineStatus",
     "Record",
+    "Rehearsed",
     "Transport",
     "Upgrade",
     "connect",

@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar, cast
 
 from hotswap.address import default_address, parse_address
-from hotswap.client.session import Flow, MachineStatus, Session
+from hotswap.client.session import DryRunOutcome, Flow, MachineStatus, Session
 from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
 from hotswap.code import Upgrade
-from hotswap.protocol.events import NEED_DATA, Released, Request, Upgraded
+from hotswap.protocol.events import NEED_DATA, Released, Request, TrialEnded, Upgraded
 
 T = TypeVar("T")
 
@@ -167,8 +167,17 @@ class AsyncClient:
     async def send(self, machine: str, value: Any) -> Any:
         return await self._run(self.wire.session.send(machine, value))
 
-    async def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
-        return await self._run(self.wire.session.upgrade(machine, upgrade))
+    async def upgrade(self, machine: str, upgrade: Upgrade, *, trial: int = 0) -> Upgraded:
+        return await self._run(self.wire.session.upgrade(machine, upgrade, trial))
+
+    async def dry_run(self, machine: str, upgrade: Upgrade, *, inputs: int = 1000) -> DryRunOutcome:
+        return await self._run(self.wire.session.dry_run(machine, upgrade, inputs))
+
+    async def confirm(self, machine: str) -> TrialEnded:
+        return await self._run(self.wire.session.end_trial(machine, revert=False))
+
+    async def revert(self, machine: str) -> TrialEnded:
+        return await self._run(self.wire.session.end_trial(machine, revert=True))
 
     async def release(self, upgrades: Mapping[str, Upgrade]) -> Released:
         return await self._run(self.wire.session.release(upgrades))

@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 from hotswap.address import default_address, parse_address
 from hotswap.cam.loaded import LoadedModule
-from hotswap.client.session import Flow, MachineStatus, Session, expect
+from hotswap.client.session import DryRunOutcome, Flow, MachineStatus, Session, expect
 from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
 from hotswap.code import Upgrade
 from hotswap.errors import HotswapError
@@ -21,6 +21,7 @@ from hotswap.protocol.events import (
     Send,
     SendChecked,
     StatusReply,
+    TrialEnded,
     Upgraded,
 )
 
@@ -188,9 +189,25 @@ class Client:
         records are instances of the user's classes (see :class:`Client`)."""
         return self._run(self.wire.session.send(machine, value))
 
-    def upgrade(self, machine: str, upgrade: Upgrade) -> Upgraded:
-        """Upgrade a machine; :class:`UpgradeRejected` says why the node refused."""
-        return self._run(self.wire.session.upgrade(machine, upgrade))
+    def upgrade(self, machine: str, upgrade: Upgrade, *, trial: int = 0) -> Upgraded:
+        """Upgrade a machine; :class:`UpgradeRejected` says why the node refused. With
+        ``trial``, provisionally for that many inputs: a trap in the new code, or
+        :meth:`revert`, takes it back exactly; :meth:`confirm` or the trial's end keeps it."""
+        return self._run(self.wire.session.upgrade(machine, upgrade, trial))
+
+    def dry_run(self, machine: str, upgrade: Upgrade, *, inputs: int = 1000) -> DryRunOutcome:
+        """What ``upgrade`` would do, changing nothing: the node checks it as an upgrade, then
+        replays the machine's last ``inputs`` inputs through the new code and compares."""
+        return self._run(self.wire.session.dry_run(machine, upgrade, inputs))
+
+    def confirm(self, machine: str) -> TrialEnded:
+        """Make the machine's trial upgrade permanent now."""
+        return self._run(self.wire.session.end_trial(machine, revert=False))
+
+    def revert(self, machine: str) -> TrialEnded:
+        """Take the machine's trial upgrade back: old code, the pre-upgrade state, and the
+        trial's inputs replayed through the old code (their outputs stay sent)."""
+        return self._run(self.wire.session.end_trial(machine, revert=True))
 
     def release(self, upgrades: Mapping[str, Upgrade]) -> Released:
         """Upgrade several machines at once, by name: all swap between the same two inputs, or

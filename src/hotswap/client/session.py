@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from hotswap.cam.loaded import LoadedModule, load_module
+from hotswap.cam.module import module_identity
 from hotswap.cam.values import decode_type, decode_value, encode_value
 from hotswap.client.convert import (
     Classes,
@@ -34,10 +35,15 @@ from hotswap.client.convert import (
 )
 from hotswap.client.migrations import derived_migration, local_code
 from hotswap.code import Upgrade, module_bytes
-from hotswap.errors import HotswapError, NodeError, UpgradeRejected, ValueTypeError
+from hotswap.errors import HotswapError, NodeError, StepTrapped, UpgradeRejected, ValueTypeError
 from hotswap.lang.evaluate import Value
 from hotswap.lang.types import Type
+from hotswap.lang.values import render
+from hotswap.names.display import render_by_name
 from hotswap.protocol.events import (
+    Confirm,
+    DryRun,
+    DryRunReport,
     Error,
     ErrorCode,
     GetModule,
@@ -50,9 +56,11 @@ from hotswap.protocol.events import (
     Released,
     ReleaseItem,
     Request,
+    Revert,
     SendChecked,
     Status,
     StatusReply,
+    TrialEnded,
     Upgraded,
     UpgradeRequest,
 )
@@ -76,19 +84,52 @@ class MachineStatus:
     state: Value
     inputs: int
     history: tuple[HistoryEntry, ...]
+    #: How many changes of code the machine has had (None from a version 1 node).
+    generation: int | None = None
+    #: Inputs left in the trial upgrade in progress, if there is one.
+    trial: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rehearsed:
+    """One input of a dry run whose output differs, shown as text: the input and the running
+    code's output by the running code's names, the new output by the new code's (the seed's
+    syntax where a module carries no names), or the trap."""
+
+    seq: int
+    input: str
+    old: str
+    new: str | None
+    trap: str
+
+
+@dataclass(frozen=True, slots=True)
+class DryRunOutcome:
+    """What an upgrade would have done to the last inputs: nothing on the node changed."""
+
+    replayed: int
+    differing: int
+    traps: int
+    differences: tuple[Rehearsed, ...]
+    notes: tuple[str, ...]
 
 
 def reply_error(reply: Error, upgrade: bool) -> NodeError:
-    """The exception an Error reply raises: :class:`UpgradeRejected` for an upgrade."""
+    """The exception an Error reply raises: :class:`UpgradeRejected` for an upgrade,
+    :class:`StepTrapped` (a :class:`hotswap.errors.Trap`) for a step that trapped; the reply's
+    version 2 fields become the exception's ``running``, ``generation`` and ``trap``."""
+    fields = {"running": reply.running, "generation": reply.generation, "trap": reply.trap}
     if upgrade:
-        return UpgradeRejected(str(reply.code), reply.message)
-    return NodeError(str(reply.code), reply.message)
+        return UpgradeRejected(str(reply.code), reply.message, **fields)  # type: ignore[arg-type]
+    if reply.code == ErrorCode.TRAP:
+        return StepTrapped(reply.trap or "trap", reply.message)
+    return NodeError(str(reply.code), reply.message, **fields)  # type: ignore[arg-type]
 
 
 def expect(reply: object, kind: type[R]) -> R:
     """``reply`` as the success ``kind``, or the error it carries raised."""
     if isinstance(reply, Error):
-        raise reply_error(reply, kind is Upgraded or kind is Released)
+        raise reply_error(reply, kind in (Upgraded, Released, DryRunReport))
     if not isinstance(reply, kind):
         raise NodeError("bad_request", f"expected {kind.__name__}, the node sent {reply!r}")
     return reply
@@ -225,10 +266,46 @@ class Session:
             return self.to_python(machine, code, output_value, "output", prefer)
         raise HotswapError("unreachable")  # pragma: no cover
 
-    def upgrade(self, machine: str, upgrade: Upgrade) -> Flow[Upgraded]:
+    def upgrade(self, machine: str, upgrade: Upgrade, trial: int = 0) -> Flow[Upgraded]:
         parts = yield from self.upgrade_parts(upgrade)
-        reply = expect((yield UpgradeRequest(self.request_id(), machine, *parts)), Upgraded)
+        request = UpgradeRequest(
+            self.request_id(),
+            machine,
+            *parts,
+            generation=upgrade.generation,
+            rename=upgrade.rename,
+            trial=trial,
+        )
+        reply = expect((yield request), Upgraded)
         self.running[machine] = reply.new
+        return reply
+
+    def dry_run(self, machine: str, upgrade: Upgrade, inputs: int) -> Flow[DryRunOutcome]:
+        expected, new, migration = yield from self.upgrade_parts(upgrade)
+        request = DryRun(
+            self.request_id(), machine, expected, new, migration, inputs, upgrade.rename
+        )
+        report = expect((yield request), DryRunReport)
+        old_code = yield from self.code_of(expected)
+        new_code = load_module(new)
+        shown = tuple(
+            Rehearsed(
+                d.seq,
+                _show(old_code, "input", d.input),
+                _show(old_code, "output", d.old),
+                None if d.trap else _show(new_code, "output", d.new),
+                d.trap,
+            )
+            for d in report.differences
+        )
+        return DryRunOutcome(report.replayed, report.differing, report.traps, shown, report.notes)
+
+    def end_trial(self, machine: str, revert: bool) -> Flow[TrialEnded]:
+        rid = self.request_id()
+        reply = expect(
+            (yield Revert(rid, machine) if revert else Confirm(rid, machine)), TrialEnded
+        )
+        self.running[machine] = reply.identity
         return reply
 
     def release(self, upgrades: Mapping[str, Upgrade]) -> Flow[Released]:
@@ -260,6 +337,8 @@ class Session:
             state,
             reply.inputs,
             reply.history,
+            reply.generation,
+            reply.trial,
         )
 
     def machines(self) -> Flow[list[tuple[str, str]]]:
@@ -274,11 +353,23 @@ class Session:
         expected = upgrade.expected_identity()
         new = module_bytes(upgrade.new, "the new machine")
         if upgrade.migration is not None:
+            upgrade.check_declared(expected, module_identity(new))
             return expected, new, module_bytes(upgrade.migration, "the migration")
         old = local_code(upgrade.old)
         if old is None:
             old = yield from self.code_of(expected)
         return expected, new, derived_migration(old, load_module(new), upgrade.old, upgrade.new)
+
+
+def _show(code: LoadedModule, role: str, data: bytes) -> str:
+    """A value of ``code``'s ``role`` as text: by name if it can, else in the seed's syntax."""
+    sig = code.machine
+    assert sig is not None
+    value = decode_value(data, getattr(sig, role))
+    try:
+        return render_by_name(value, role, code)
+    except HotswapError:
+        return render(value, getattr(sig, role))
 
 
 def _level() -> int:

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hotswap.address import check_machine_name
 from hotswap.client.session import Session
 from hotswap.errors import HotswapError, NodeError, ProtocolError
-from hotswap.address import check_machine_name
 from hotswap.protocol.connection import ClientConnection
 from hotswap.protocol.events import (
     NEED_DATA,
+    Confirm,
     ConnectionClosed,
+    DryRun,
     GetModule,
     Goodbye,
     Hello,
     NeedData,
     Request,
+    Revert,
     Send,
     SendChecked,
     Status,
@@ -47,9 +50,18 @@ def check_request(event: Request) -> None:
     cannot carry, with a message that names the field: one mistyped machine name must not leave
     half a pipeline sent."""
     match event:
-        case Send(machine=name) | SendChecked(machine=name) | Status(machine=name):
+        case (
+            Send(machine=name)
+            | SendChecked(machine=name)
+            | Status(machine=name)
+            | Confirm(machine=name)
+            | Revert(machine=name)
+        ):
             check_machine_name(name)
-        case UpgradeRequest(machine=name, expected=expected):
+        case (
+            UpgradeRequest(machine=name, expected=expected)
+            | DryRun(machine=name, expected=expected)
+        ):
             check_machine_name(name)
             check_identity(expected)
         case GetModule(identity=identity):

@@ -14,29 +14,38 @@ rebuilt as a value of the new one by matching names, and whatever is new gets a 
     X -> tuple/record                 X becomes the first item/field, the rest get defaults:
                                       the seed's ``n -> (n, 0)``
 
-Defaults: ``0``, ``False``, ``None``, and for records, tuples and unions the defaults of their
-parts (a union's first alternative). Anything else, a removed record field included (a
-derived migration never loses data), is refused with :class:`MigrationError` naming the place:
-write that migration by hand with ``@migration``.
+Defaults: a record field whose dataclass declares a default (``limit: int = 100``) gets it,
+a ``default_factory`` is called once, when the migration is derived; the value must convert to
+the field's type (:func:`hotswap.names.schema.to_core`), or the derivation is refused with
+:class:`MigrationError` naming the class and field. Everything else, and every record known
+only by its names (no class), gets ``0``, ``False``, ``None``, and for records, tuples and
+unions the defaults of their parts (a union's first alternative). The migration embeds each
+default as a constant, and :attr:`DerivedMigration.notes` says which new field or item got which
+value. Anything else, a removed record field included (a derived migration never loses data),
+is refused with :class:`MigrationError` naming the place: write that migration by hand with
+``@migration``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import assert_never
+from typing import Any, assert_never, cast
 
 from hotswap.cam.build import migration_module
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.module import Module, encode_module
 from hotswap.dsl.combinators import inject
 from hotswap.dsl.env import build_product, component_path, seq
-from hotswap.errors import HotswapError
+from hotswap.errors import HotswapError, ValueTypeError
 from hotswap.lang.evaluate import Value
 from hotswap.lang.terms import ID, Case, Term
 from hotswap.lang.values import constant
 from hotswap.names.schema import (
     BoolSchema,
+    Field,
     IntSchema,
     NoneSchema,
     RecordSchema,
@@ -46,9 +55,11 @@ from hotswap.names.schema import (
     components,
     core_type,
     describe,
+    from_core,
     inject_value,
     kind_of,
     nest_values,
+    to_core,
 )
 from hotswap.names.section import encode_names
 
@@ -57,107 +68,214 @@ class MigrationError(HotswapError):
     """No migration can be derived between two state types; the message says where."""
 
 
+class DefaultError(MigrationError):
+    """A dataclass default that a derived migration cannot use (not a value of its type, or a
+    ``default_factory`` that fails)."""
+
+
 HINT = "; write this migration with @migration (or pass --migration)"
+
+_MISSING: Any = dataclasses.MISSING
+
+
+class _Defaults:
+    """The default values of one derivation: declared defaults read (and factories called) once."""
+
+    def __init__(self) -> None:
+        self._declared: dict[tuple[type, str], tuple[object, str]] = {}
+
+    def value(self, s: Schema) -> Value:
+        """The core value a new field or component of schema ``s`` starts with."""
+        match s:
+            case IntSchema():
+                return 0
+            case BoolSchema():
+                return (0, ())
+            case NoneSchema():
+                return ()
+            case TupleSchema(items):
+                return nest_values([self.value(i) for i in items])
+            case RecordSchema(fields=fields):
+                return nest_values([self.field(s, f)[0] for f in fields])
+            case UnionSchema(alternatives):
+                return inject_value(0, len(alternatives), self.value(alternatives[0]))
+            case _:
+                assert_never(s)
+
+    def field(self, record: RecordSchema, f: Field) -> tuple[Value, str]:
+        """Field ``f``'s default as a core value, and a note on where it came from: the
+        dataclass's declared default, else :meth:`value` of its schema."""
+        declared = self.declared(record, f)
+        if declared is None:
+            value = self.value(f.schema)
+            return value, f"new field without a default, set to {_show(f.schema, value)}"
+        python, origin = declared
+        where = f"{record.name}.{f.name}"
+        try:
+            value = to_core(f.schema, python, where)
+        except ValueTypeError as e:
+            raise DefaultError(
+                f"cannot derive a migration: the {origin} of {where}, {python!r}, cannot be "
+                f"expressed as {describe(f.schema)} ({e}){HINT}"
+            ) from None
+        return value, f"new field, set to {python!r} (its {origin})"
+
+    def declared(self, record: RecordSchema, f: Field) -> tuple[object, str] | None:
+        """The Python default the record's class declares for ``f`` and ``"default"`` or
+        ``"default_factory"``; None without a class or a default."""
+        cls = record.cls
+        if cls is None or not dataclasses.is_dataclass(cls):
+            return None
+        key = (cls, f.name)
+        if key not in self._declared:
+            found = next((d for d in dataclasses.fields(cls) if d.name == f.name), None)
+            if found is None:
+                return None
+            if found.default is not _MISSING:
+                self._declared[key] = (found.default, "default")
+            elif found.default_factory is not _MISSING:
+                factory = cast("Callable[[], object]", found.default_factory)
+                self._declared[key] = (_call_factory(record, f, factory), "default_factory")
+            else:
+                return None
+        return self._declared[key]
+
+
+def _call_factory(record: RecordSchema, f: Field, factory: Callable[[], object]) -> object:
+    try:
+        return factory()
+    except Exception as e:  # noqa: BLE001 - the user's factory failed: refuse, saying so
+        raise DefaultError(
+            f"cannot derive a migration: the default_factory of {record.name}.{f.name} raised "
+            f"{type(e).__name__}: {e}{HINT}"
+        ) from None
+
+
+def _show(s: Schema, value: Value) -> str:
+    return repr(from_core(s, value))
 
 
 def default_value(s: Schema) -> Value:
-    """The core value a new field or component of schema ``s`` starts with."""
-    match s:
-        case IntSchema():
-            return 0
-        case BoolSchema():
-            return (0, ())
-        case NoneSchema():
-            return ()
-        case TupleSchema() | RecordSchema():
-            return nest_values([default_value(c) for c in components(s)])
-        case UnionSchema(alternatives):
-            return inject_value(0, len(alternatives), default_value(alternatives[0]))
-        case _:
-            assert_never(s)
+    """The core value a new field or component of schema ``s`` starts with (records' declared
+    defaults included); :class:`DefaultError` if a declared default cannot be used."""
+    return _Defaults().value(s)
 
 
-def _default(s: Schema) -> Term:
-    return constant(default_value(s), core_type(s))
+class _Derivation:
+    """One derivation: its defaults and the notes on what they set."""
+
+    def __init__(self) -> None:
+        self.defaults = _Defaults()
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def default(self, s: Schema, where: str) -> Term:
+        value = self.defaults.value(s)
+        self.note(f"{where}: new item, set to {_show(s, value)}")
+        return constant(value, core_type(s))
+
+    def default_field(self, record: RecordSchema, f: Field) -> Term:
+        value, note = self.defaults.field(record, f)
+        self.note(f"{record.name}.{f.name}: {note}")
+        return constant(value, core_type(f.schema))
+
+    def term(self, old: Schema, new: Schema, where: str) -> Term:
+        """A term from ``core_type(old)`` to ``core_type(new)`` by the rules of the module doc."""
+        if old == new:
+            return ID
+        match old, new:
+            case RecordSchema(), RecordSchema():
+                return self.fields(old, new, where)
+            case TupleSchema(a), TupleSchema(b) if len(a) == len(b):
+                items = [
+                    seq(*component_path(i, len(a)), self.term(x, y, f"{where}[{i}]"))
+                    for i, (x, y) in enumerate(zip(a, b, strict=True))
+                ]
+                return build_product(items)
+            case UnionSchema(), UnionSchema():
+                return self.alternatives(old, new, where)
+            case _, UnionSchema(alternatives):
+                for index, alt in enumerate(alternatives):
+                    if kind_of(alt) == kind_of(old):
+                        return seq(self.term(old, alt, where), inject(new, index))
+            case _, TupleSchema() | RecordSchema() if components(new):
+                head = self.widened(old, components(new)[0], f"{where}[0]")
+                if head is not None:
+                    if isinstance(new, RecordSchema):
+                        rest = [self.default_field(new, f) for f in new.fields[1:]]
+                    else:
+                        rest = [
+                            self.default(s, f"{where}[{i}]") for i, s in enumerate(new.items[1:], 1)
+                        ]
+                    return build_product([head, *rest])
+        raise MigrationError(
+            f"cannot derive a migration for {where}: {describe(old)} -> {describe(new)}{HINT}"
+        )
+
+    def widened(self, old: Schema, first: Schema, where: str) -> Term | None:
+        """``old`` as the first component of a wider tuple or record, if it derives at all."""
+        kept = len(self.notes)
+        try:
+            return self.term(old, first, where)
+        except DefaultError:
+            raise
+        except MigrationError:
+            del self.notes[kept:]
+            return None
+
+    def fields(self, old: RecordSchema, new: RecordSchema, where: str) -> Term:
+        by_name = {f.name: (i, f.schema) for i, f in enumerate(old.fields)}
+        dropped = sorted(set(by_name) - {f.name for f in new.fields})
+        if dropped:  # a derived migration never loses data
+            fields = ", ".join(f"{where}.{name}" for name in dropped)
+            raise MigrationError(f"cannot derive a migration: {fields} would be dropped{HINT}")
+        parts = []
+        for f in new.fields:
+            if f.name in by_name:
+                i, schema = by_name[f.name]
+                path = component_path(i, len(old.fields))
+                parts.append(seq(*path, self.term(schema, f.schema, f"{where}.{f.name}")))
+            else:
+                parts.append(self.default_field(new, f))
+        return build_product(parts)
+
+    def alternatives(self, old: UnionSchema, new: UnionSchema, where: str) -> Term:
+        targets = {kind_of(alt): (i, alt) for i, alt in enumerate(new.alternatives)}
+        arms = []
+        for alt in old.alternatives:
+            found = targets.get(kind_of(alt))
+            if found is None:
+                msg = f"cannot derive a migration for {where}: {describe(alt)} has no counterpart"
+                raise MigrationError(f"{msg} in {describe(new)}{HINT}")
+            index, target = found
+            arm = self.term(alt, target, f"{where}:{describe(alt)}")
+            arms.append(seq(arm, inject(new, index)))
+        chain = arms[-1]
+        for arm in reversed(arms[:-1]):
+            chain = Case(arm, chain)
+        return chain
 
 
 def derive_term(old: Schema, new: Schema, where: str = "state") -> Term:
     """A term from ``core_type(old)`` to ``core_type(new)`` by the rules of the module doc."""
-    if old == new:
-        return ID
-    match old, new:
-        case RecordSchema(), RecordSchema():
-            return _fields(old, new, where)
-        case TupleSchema(a), TupleSchema(b) if len(a) == len(b):
-            items = [
-                seq(*component_path(i, len(a)), derive_term(x, y, f"{where}[{i}]"))
-                for i, (x, y) in enumerate(zip(a, b, strict=True))
-            ]
-            return build_product(items)
-        case UnionSchema(), UnionSchema():
-            return _alternatives(old, new, where)
-        case _, UnionSchema(alternatives):
-            for index, alt in enumerate(alternatives):
-                if kind_of(alt) == kind_of(old):
-                    return seq(derive_term(old, alt, where), inject(new, index))
-        case _, TupleSchema() | RecordSchema() if components(new):
-            first, *rest = components(new)
-            head = _widened(old, first, f"{where}[0]")
-            if head is not None:
-                return build_product([head, *(_default(r) for r in rest)])
-    raise MigrationError(
-        f"cannot derive a migration for {where}: {describe(old)} -> {describe(new)}{HINT}"
-    )
-
-
-def _widened(old: Schema, first: Schema, where: str) -> Term | None:
-    """``old`` as the first component of a wider tuple or record, if it derives at all."""
-    try:
-        return derive_term(old, first, where)
-    except MigrationError:
-        return None
-
-
-def _fields(old: RecordSchema, new: RecordSchema, where: str) -> Term:
-    by_name = {f.name: (i, f.schema) for i, f in enumerate(old.fields)}
-    dropped = sorted(set(by_name) - {f.name for f in new.fields})
-    if dropped:  # a derived migration never loses data
-        fields = ", ".join(f"{where}.{name}" for name in dropped)
-        raise MigrationError(f"cannot derive a migration: {fields} would be dropped{HINT}")
-    parts = []
-    for f in new.fields:
-        if f.name in by_name:
-            i, schema = by_name[f.name]
-            path = component_path(i, len(old.fields))
-            parts.append(seq(*path, derive_term(schema, f.schema, f"{where}.{f.name}")))
-        else:
-            parts.append(_default(f.schema))
-    return build_product(parts)
-
-
-def _alternatives(old: UnionSchema, new: UnionSchema, where: str) -> Term:
-    targets = {kind_of(alt): (i, alt) for i, alt in enumerate(new.alternatives)}
-    arms = []
-    for alt in old.alternatives:
-        found = targets.get(kind_of(alt))
-        if found is None:
-            msg = f"cannot derive a migration for {where}: {describe(alt)} has no counterpart"
-            raise MigrationError(f"{msg} in {describe(new)}{HINT}")
-        index, target = found
-        arms.append(seq(derive_term(alt, target, f"{where}:{describe(alt)}"), inject(new, index)))
-    chain = arms[-1]
-    for arm in reversed(arms[:-1]):
-        chain = Case(arm, chain)
-    return chain
+    return _Derivation().term(old, new, where)
 
 
 @dataclass(frozen=True)
 class DerivedMigration:
-    """A migration module built from two state schemas, usable wherever ``@migration`` is."""
+    """A migration module built from two state schemas, usable wherever ``@migration`` is.
+
+    ``notes`` says, one line each, which new field or item got which value: ``"Quota.limit:
+    new field, set to 100 (its default)"``, ``"Quota.warned: new field without a default, set
+    to False"``, ``"state[1]: new item, set to 0"``."""
 
     old: Schema
     new: Schema
     term: Term
+    notes: tuple[str, ...] = ()
 
     @cached_property
     def cam_module(self) -> Module:
@@ -177,4 +295,6 @@ class DerivedMigration:
 
 def derive_migration(old: Schema, new: Schema) -> DerivedMigration:
     """The migration from state schema ``old`` to ``new``; :class:`MigrationError` if none."""
-    return DerivedMigration(old, new, derive_term(old, new))
+    derivation = _Derivation()
+    term = derivation.term(old, new, "state")
+    return DerivedMigration(old, new, term, tuple(derivation.notes))

@@ -15,6 +15,7 @@ loading); the migration runs on the current state without trapping. Then the swa
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from hotswap.cam.loaded import LoadedModule, load_module
@@ -22,6 +23,16 @@ from hotswap.cam.values import value_decoder
 from hotswap.errors import BytecodeError, NodeError, Trap, UpgradeRejected
 from hotswap.lang.evaluate import Value
 from hotswap.names.lint import migration_name_differences, nominal_notes
+from hotswap.node.rehearse import (
+    RECENT,
+    DryRunResult,
+    Recent,
+    Trial,
+    TrialEnd,
+    dry_run,
+    recent_window,
+    revert,
+)
 from hotswap.protocol.events import ErrorCode, HistoryKind
 
 VERSION_MISMATCH = "The version running isn't the one the upgrade expects. Aborting upgrade."
@@ -40,13 +51,16 @@ class Change:
 
 @dataclass(slots=True)
 class Machine:
-    """A running machine: its code, its state, how many inputs it has processed."""
+    """A running machine: its code, its state, how many inputs it has processed; the inputs
+    kept for dry runs, and the trial upgrade in progress if there is one."""
 
     name: str
     code: LoadedModule
     state: Value
     inputs: int = 0
     history: list[Change] = field(default_factory=list)
+    recent: deque[Recent] = field(default_factory=recent_window)
+    trial: Trial | None = None
 
     @property
     def identity(self) -> str:
@@ -61,11 +75,54 @@ class Machine:
 
 @dataclass(frozen=True, slots=True)
 class Stepped:
-    """The result of one input: the output and new state, and the code that produced them."""
+    """The result of one input: the output and new state, and the code that produced them;
+    ``confirmed`` when the input was the last of a trial, which is now permanent."""
 
     output: Value
     state: Value
     identity: str
+    confirmed: bool = False
+
+
+class TrialReverted(NodeError):
+    """The input trapped on the code of a trial upgrade: the trial was reverted (``ended``),
+    and the input itself had no effect."""
+
+    def __init__(self, message: str, trap: str, ended: TrialEnd) -> None:
+        super().__init__(ErrorCode.TRAP, message, trap=trap)
+        self.ended = ended
+
+
+def apply_input(machine: Machine, value: Value) -> tuple[Value, bool]:
+    """Run one input on ``machine`` (raises :class:`Trap`, changing nothing); keeps it for dry
+    runs and counts it against a trial. Returns the output and whether a trial just became
+    permanent. Recovery replays the log through this too."""
+    before = machine.state
+    state, output = machine.code.step(value, before)
+    machine.recent.append(Recent(machine.inputs, before, value, output))
+    machine.state = state
+    machine.inputs += 1
+    trial = machine.trial
+    if trial is None:
+        return output, False
+    trial.inputs.append(value)
+    trial.left -= 1
+    if trial.left > 0:
+        return output, False
+    machine.trial = None
+    return output, True
+
+
+def revert_trial(machine: Machine, now: float) -> TrialEnd:
+    """Take the machine's trial upgrade back (:mod:`hotswap.node.rehearse`)."""
+    trial = machine.trial
+    assert trial is not None
+    machine.trial = None
+    code, state, inputs, ended = revert(trial)
+    machine.code, machine.state, machine.inputs = code, state, inputs
+    machine.history.append(Change(code.identity, HistoryKind.UPGRADE, inputs, now))
+    machine.recent.clear()
+    return ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,15 +206,57 @@ class Registry:
         return self.step_value(machine, self.decode_input(machine, data))
 
     def step_value(self, machine: Machine, value: Value) -> Stepped:
+        identity = machine.code.identity
         try:
-            state, output = machine.code.step(value, machine.state)
+            output, confirmed = apply_input(machine, value)
         except Trap as e:
-            raise NodeError(
-                ErrorCode.TRAP, f"{machine.name}: {e}; state unchanged", trap=e.kind
+            if machine.trial is None:
+                raise NodeError(
+                    ErrorCode.TRAP, f"{machine.name}: {e}; state unchanged", trap=e.kind
+                ) from None
+            ended = revert_trial(machine, time.time())
+            raise TrialReverted(
+                f"{machine.name}: {e} on the trial code {identity[:12]}; the trial upgrade was "
+                f"reverted to {ended.identity[:12]} and its {ended.replayed} applied input(s) "
+                "replayed on that code; this input had no effect",
+                e.kind,
+                ended,
             ) from None
-        machine.state = state
-        machine.inputs += 1
-        return Stepped(output, state, machine.code.identity)
+        return Stepped(output, machine.state, identity, confirmed)
+
+    def confirm(self, name: str) -> TrialEnd:
+        """Make the trial upgrade of ``name`` permanent now."""
+        machine = self.get(name)
+        if machine.trial is None:
+            raise NodeError(ErrorCode.BAD_REQUEST, f"{name} has no trial upgrade to confirm")
+        machine.trial = None
+        return TrialEnd(False, machine.identity)
+
+    def revert(self, name: str, now: float | None = None) -> TrialEnd:
+        """Take the trial upgrade of ``name`` back: old code, the exact pre-upgrade state, and
+        the trial's inputs replayed through the old code."""
+        machine = self.get(name)
+        if machine.trial is None:
+            raise NodeError(ErrorCode.BAD_REQUEST, f"{name} has no trial upgrade to revert")
+        return revert_trial(machine, time.time() if now is None else now)
+
+    def dry_run(
+        self,
+        name: str,
+        expected: str,
+        module: bytes,
+        migration: bytes,
+        inputs: int = RECENT,
+        *,
+        rename: bool = False,
+    ) -> DryRunResult:
+        """What the upgrade would do to the last ``inputs`` inputs, changing nothing: every
+        check of a real upgrade first (a dry run of an upgrade the node would refuse is
+        refused the same way), then :func:`hotswap.node.rehearse.dry_run`."""
+        swap = self.prepare(name, expected, module, migration, rename=rename)
+        machine = self.get(name)
+        recent = list(machine.recent)[-inputs:] if inputs > 0 else []
+        return dry_run(machine.code, swap.new, swap.migration, recent)
 
     def upgrade(
         self,
@@ -169,12 +268,14 @@ class Registry:
         *,
         generation: int | None = None,
         rename: bool = False,
+        trial: int = 0,
     ) -> Swap:
-        """Check everything, migrate the state, swap; :class:`UpgradeRejected` changes nothing."""
+        """Check everything, migrate the state, swap; :class:`UpgradeRejected` changes nothing.
+        With ``trial``, the upgrade is provisional for that many inputs."""
         prepared = self.prepare(
             name, expected, module, migration, now, generation=generation, rename=rename
         )
-        return self.install(prepared)
+        return self.install(prepared, trial)
 
     def release(
         self, items: list[tuple[str, str, bytes, bytes]], now: float | None = None
@@ -213,6 +314,12 @@ class Registry:
         0 is refused after A -> B -> A (generation 2), where it would otherwise apply again.
         The migration's names must be the running and new states' names unless ``rename``."""
         machine = self.get(name)
+        if machine.trial is not None:
+            raise UpgradeRejected(
+                ErrorCode.BAD_REQUEST,
+                f"{name} is in a trial upgrade ({machine.trial.left} input(s) left): confirm "
+                "or revert it first",
+            )
         try:
             new = load_module(module)
         except BytecodeError as e:
@@ -276,9 +383,13 @@ class Registry:
         notes = nominal_notes(machine.code, new) + tuple(f"renamed: {r}" for r in renamed)
         return Swap(name, machine.identity, new, migrate, state, change, notes)
 
-    def install(self, prepared: Swap) -> Swap:
-        """Install a prepared swap: nothing here can fail."""
+    def install(self, prepared: Swap, trial: int = 0) -> Swap:
+        """Install a prepared swap: nothing here can fail. With ``trial``, provisionally for
+        that many inputs (:mod:`hotswap.node.rehearse`)."""
         machine = self.machines[prepared.machine]
+        if trial > 0:
+            machine.trial = Trial(machine.code, machine.state, machine.inputs, trial)
         machine.code, machine.state = prepared.new, prepared.state
         machine.history.append(prepared.change)
+        machine.recent.clear()
         return prepared

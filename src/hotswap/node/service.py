@@ -14,9 +14,11 @@ it and the reply is ``Upgraded``.
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 
+from hotswap.cam.loaded import load_module
 from hotswap.cam.values import encode_type, encode_value, value_encoder
 from hotswap.errors import (
     HotswapError,
@@ -26,13 +28,18 @@ from hotswap.errors import (
     StoreError,
     UpgradeRejected,
 )
-from hotswap.node.registry import Registry
+from hotswap.node.registry import Registry, TrialReverted
+from hotswap.node.rehearse import DryRunResult, TrialEnd
 from hotswap.node.store import Store
 from hotswap.node.trace import Trace
 from hotswap.protocol.connection import FrameTooLarge, ServerConnection
 from hotswap.protocol.events import (
     NEED_DATA,
+    Confirm,
     ConnectionClosed,
+    DryRun,
+    DryRunDifference,
+    DryRunReport,
     Error,
     ErrorCode,
     GetModule,
@@ -48,10 +55,12 @@ from hotswap.protocol.events import (
     ReleasedEntry,
     Reply,
     Request,
+    Revert,
     Send,
     SendChecked,
     Status,
     StatusReply,
+    TrialEnded,
     Upgraded,
     UpgradeRequest,
     Welcome,
@@ -96,7 +105,13 @@ class Service:
             case UpgradeRequest(id=rid, machine=name, expected=expected, module=new, migration=mig):
                 try:
                     swap = self.registry.upgrade(
-                        name, expected, new, mig, generation=event.generation, rename=event.rename
+                        name,
+                        expected,
+                        new,
+                        mig,
+                        generation=event.generation,
+                        rename=event.rename,
+                        trial=event.trial,
                     )
                 except UpgradeRejected as e:
                     self.trace.rejected(e.code, e.reason)
@@ -105,7 +120,7 @@ class Service:
                     return error_reply(rid, e)
                 machine = self.registry.get(name)
                 self.store.log_upgrade(machine, swap)
-                self.trace.upgraded(swap.notes)
+                self.trace.upgraded(swap.notes, event.trial)
                 return Upgraded(
                     rid, swap.old, swap.new.identity, machine.generation, swap.notes[:64]
                 )
@@ -134,12 +149,32 @@ class Service:
                 if module is None:
                     return Error(rid, ErrorCode.UNKNOWN_MODULE, f"no module {identity}")
                 return ModuleReply(rid, module)
+            case DryRun(id=rid, machine=name, expected=expected, module=new, migration=mig):
+                try:
+                    result = self.registry.dry_run(
+                        name, expected, new, mig, event.inputs, rename=event.rename
+                    )
+                except NodeError as e:
+                    return error_reply(rid, e)
+                return self._report(rid, name, new, result)
+            case Confirm(id=rid, machine=name) | Revert(id=rid, machine=name):
+                try:
+                    if isinstance(event, Confirm):
+                        ended = self.registry.confirm(name)
+                    else:
+                        ended = self.registry.revert(name)
+                except NodeError as e:
+                    return error_reply(rid, e)
+                return self._trial_ended(rid, name, ended)
         raise NodeError(ErrorCode.BAD_REQUEST, f"unexpected {type(event).__name__}")
 
     def _step(self, rid: int, name: str, data: bytes, code: str | None) -> Reply:
         """One input; with ``code``, only if that is the code the machine runs."""
         try:
             stepped = self.registry.step(name, data, code)
+        except TrialReverted as e:  # the input trapped on a trial's code: it was taken back
+            self._trial_ended(rid, name, e.ended)
+            return error_reply(rid, e)
         except NodeError as e:
             return error_reply(rid, e)
         machine = self.registry.machines[name]
@@ -147,8 +182,39 @@ class Service:
         sig = machine.code.machine
         assert sig is not None
         self.trace.step(machine.code, stepped.output, stepped.state)
+        if stepped.confirmed:  # the trial's last input: the upgrade is permanent
+            self._trial_ended(rid, name, TrialEnd(False, machine.identity))
         return Output(
             rid, value_encoder(sig.output)(stepped.output), value_encoder(sig.state)(stepped.state)
+        )
+
+    def _trial_ended(self, rid: int, name: str, ended: TrialEnd) -> TrialEnded:
+        """Log and trace the end of a trial; the reply to a confirm or revert."""
+        machine = self.registry.get(name)
+        self.store.log_trial_end(machine, ended, time.time())
+        self.trace.trial_ended(name, ended)
+        return TrialEnded(
+            rid, name, machine.identity, machine.generation, ended.replayed, ended.skipped
+        )
+
+    def _report(self, rid: int, name: str, new: bytes, result: DryRunResult) -> DryRunReport:
+        """A dry run's result in the wire's terms: values encoded at their code's types."""
+        old_sig = self.registry.get(name).code.machine
+        new_sig = load_module(new).machine  # loaded (and cached) by the checks already
+        assert old_sig is not None and new_sig is not None
+        differences = tuple(
+            DryRunDifference(
+                d.seq,
+                encode_value(d.input, old_sig.input),
+                encode_value(d.old, old_sig.output),
+                b"" if d.new is None else encode_value(d.new, new_sig.output),
+                d.trap[:1024],
+            )
+            for d in result.differences
+        )
+        notes = tuple(note[:1024] for note in result.notes[:64])
+        return DryRunReport(
+            rid, result.replayed, result.differing, result.traps, differences, notes
         )
 
     def _status(self, rid: int, name: str) -> Reply:
@@ -170,6 +236,7 @@ class Service:
             machine.inputs,
             history,
             machine.generation,
+            None if machine.trial is None else machine.trial.left,
         )
 
     def commit(self) -> None:
@@ -241,6 +308,9 @@ class Conversation:
                     | Status()
                     | Machines()
                     | GetModule()
+                    | DryRun()
+                    | Confirm()
+                    | Revert()
                 ):
                     fed.requests += 1
                     try:

@@ -5,9 +5,15 @@ Four tables (docs/node.md, "Persistence"):
 - ``meta``: the store's schema version;
 - ``modules``: content-addressed store of every module the node has run, keyed by identity;
 - ``log``: append-only, globally ordered: every machine start, every acknowledged input (with
-  the identity of the code that processed it) and every upgrade (new code and migration);
+  the identity of the code that processed it), every upgrade (new code and migration), every
+  trial upgrade (``trial``: the same, provisional for ``trial`` inputs) and the end of each
+  trial (``confirm`` or ``revert``);
 - ``snapshots``: per machine, the state after the log entry ``seq``, taken every
-  ``snapshot_every`` inputs and at every start, upgrade and clean shutdown.
+  ``snapshot_every`` inputs and at every start, upgrade, end of a trial and clean shutdown,
+  but never during a trial: recovery needs the state from before it to take it back.
+
+Schema 2 added the trial kinds and the ``trial`` column; a schema 1 store is upgraded in place
+when it is opened (``tests/fixtures/store_v1.sqlite3`` is one).
 
 Writes are grouped: the server appends rows as it applies inputs and calls :meth:`Store.commit`
 once per batch, answering the batch only after the commit returns (group commit). With
@@ -36,26 +42,33 @@ from pathlib import Path
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_value, encode_value
 from hotswap.errors import BytecodeError, HotswapError, StoreError, Trap
-from hotswap.node.registry import Change, Machine, Swap
+from hotswap.node.registry import Change, Machine, Swap, apply_input, revert_trial
+from hotswap.node.rehearse import Trial, TrialEnd
 from hotswap.protocol.events import HistoryKind
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SNAPSHOT_EVERY = 20_000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS modules (identity TEXT PRIMARY KEY, data BLOB NOT NULL);
+_LOG = """
 CREATE TABLE IF NOT EXISTS log (
     seq INTEGER PRIMARY KEY,
     machine TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('start', 'input', 'upgrade')),
+    kind TEXT NOT NULL
+        CHECK (kind IN ('start', 'input', 'upgrade', 'trial', 'confirm', 'revert')),
     identity TEXT NOT NULL,
     payload BLOB,
     migration TEXT,
     inputs INTEGER NOT NULL,
-    time REAL NOT NULL
+    time REAL NOT NULL,
+    trial INTEGER
 );
 CREATE INDEX IF NOT EXISTS log_changes ON log (machine, seq) WHERE kind != 'input';
+"""
+
+_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS modules (identity TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS snapshots (
     machine TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -64,6 +77,19 @@ CREATE TABLE IF NOT EXISTS snapshots (
     inputs INTEGER NOT NULL
 );
 """
+    + _LOG
+)
+
+#: Schema 1 -> 2: the log gains the trial kinds (a CHECK constraint, so the table is rebuilt)
+#: and the ``trial`` column.
+_UPGRADE_1_TO_2 = [
+    "ALTER TABLE log RENAME TO log_v1",
+    "DROP INDEX IF EXISTS log_changes",
+    *(statement for statement in _LOG.split(";") if statement.strip()),
+    "INSERT INTO log SELECT seq, machine, kind, identity, payload, migration, inputs, time, NULL "
+    "FROM log_v1",
+    "DROP TABLE log_v1",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +120,7 @@ class Store:
             self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self.db.execute("BEGIN IMMEDIATE")  # take the lock now, not at the first input
             self.db.execute("COMMIT")
-            self.db.executescript(_SCHEMA)
-            self._check_version()
+            self._open_schema()
             row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM log").fetchone()
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
@@ -109,12 +134,30 @@ class Store:
         self._last_snapshot: dict[str, int] = {}  # machine -> inputs at its last snapshot
         self._machine_seq: dict[str, int] = {}  # machine -> seq of its last log entry
 
-    def _check_version(self) -> None:
+    def _open_schema(self) -> None:
+        """Create the tables of a new store, or upgrade an older schema in place, in one
+        transaction: a failure leaves the store as it was."""
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is not None and row[0] == "1":
+            self.db.execute("BEGIN")
+            try:
+                for statement in _UPGRADE_1_TO_2:
+                    self.db.execute(statement)
+                self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", ("2",))
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                self.db.execute("ROLLBACK")
+                raise
+            row = ("2",)
+        self.db.executescript(_SCHEMA)
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif row[0] != str(SCHEMA_VERSION):
-            raise StoreError(f"store {self.path} has schema {row[0]}, expected {SCHEMA_VERSION}")
+            raise StoreError(
+                f"store {self.path} has schema {row[0]}; this release reads schemas 1 to "
+                f"{SCHEMA_VERSION}: open it with a newer hotswap"
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -156,7 +199,7 @@ class Store:
             change = machine.history[-1]
             seq = self._next_seq(machine.name)
             self.db.execute(
-                "INSERT INTO log VALUES (?, ?, 'start', ?, NULL, NULL, 0, ?)",
+                "INSERT INTO log VALUES (?, ?, 'start', ?, NULL, NULL, 0, ?, NULL)",
                 (seq, machine.name, machine.identity, change.time),
             )
             self._snapshot(machine)
@@ -169,7 +212,9 @@ class Store:
         )
 
     def log_upgrade(self, machine: Machine, swap: Swap) -> None:
-        """Log an applied upgrade with both modules, and snapshot the migrated state."""
+        """Log an applied upgrade with both modules, and snapshot the migrated state; a trial
+        upgrade (``machine.trial`` set) is logged as one, and not snapshotted."""
+        trial = machine.trial
         with self._writing("logging an upgrade to"):
             self._flush_inputs()
             self._begin()
@@ -178,8 +223,32 @@ class Store:
             seq = self._next_seq(machine.name)
             change = swap.change
             self.db.execute(
-                "INSERT INTO log VALUES (?, ?, 'upgrade', ?, NULL, ?, ?, ?)",
-                (seq, machine.name, change.identity, change.migration, change.seq, change.time),
+                "INSERT INTO log VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                (
+                    seq,
+                    machine.name,
+                    "upgrade" if trial is None else "trial",
+                    change.identity,
+                    change.migration,
+                    change.seq,
+                    change.time,
+                    None if trial is None else trial.left,
+                ),
+            )
+            if trial is None:
+                self._snapshot(machine)
+
+    def log_trial_end(self, machine: Machine, ended: TrialEnd, now: float) -> None:
+        """Log the end of a trial, after the inputs already queued, and snapshot the state it
+        left (the old code's after a revert)."""
+        kind = "revert" if ended.reverted else "confirm"
+        with self._writing(f"logging a {kind} to"):
+            self._flush_inputs()
+            self._begin()
+            seq = self._next_seq(machine.name)
+            self.db.execute(
+                "INSERT INTO log VALUES (?, ?, ?, ?, NULL, NULL, ?, ?, NULL)",
+                (seq, machine.name, kind, machine.identity, machine.inputs, now),
             )
             self._snapshot(machine)
 
@@ -187,7 +256,8 @@ class Store:
         if self._pending_inputs:
             self._begin()
             self.db.executemany(
-                "INSERT INTO log VALUES (?, ?, 'input', ?, ?, NULL, ?, ?)", self._pending_inputs
+                "INSERT INTO log VALUES (?, ?, 'input', ?, ?, NULL, ?, ?, NULL)",
+                self._pending_inputs,
             )
             self._pending_inputs.clear()
 
@@ -214,7 +284,8 @@ class Store:
             if not self.db.in_transaction:
                 return
             for name, machine in machines.items():
-                if machine.inputs - self._last_snapshot.get(name, 0) >= self.snapshot_every:
+                due = machine.inputs - self._last_snapshot.get(name, 0) >= self.snapshot_every
+                if due and machine.trial is None:
                     self._snapshot(machine)
             self.db.execute("COMMIT")
 
@@ -224,7 +295,7 @@ class Store:
             self._flush_inputs()
             self._begin()
             for machine in machines.values():
-                if machine.name in self._machine_seq:
+                if machine.name in self._machine_seq and machine.trial is None:
                     self._snapshot(machine)
         self.commit(machines)
 
@@ -258,33 +329,41 @@ class Store:
                 state = decode_value(bytes(state_bytes), code.machine.state)
             except HotswapError as e:
                 raise StoreError(f"snapshot of {name!r} is unreadable: {e}") from None
-            machine = Machine(name, code, state, inputs, self._history(name))
+            machine = Machine(name, code, state, inputs, [])
             replayed += self._replay(machine, seq)
+            machine.history = self._history(name)
             self._machine_seq[name] = self._last_seq_of(name)
             self._last_snapshot[name] = inputs
             machines.append(machine)
         return Recovery(machines, replayed, time.perf_counter() - started)
 
     def _history(self, name: str) -> list[Change]:
+        """Every change of code: starts, upgrades, trial upgrades and reverts (a confirm keeps
+        the code, so it is not one)."""
         rows = self.db.execute(
             "SELECT kind, identity, migration, inputs, time FROM log "
-            "WHERE machine = ? AND kind != 'input' ORDER BY seq",
+            "WHERE machine = ? AND kind NOT IN ('input', 'confirm') ORDER BY seq",
             (name,),
         )
-        return [Change(ident, HistoryKind(kind), n, t, mig) for kind, ident, mig, n, t in rows]
+        return [
+            Change(ident, HistoryKind.START if kind == "start" else HistoryKind.UPGRADE, n, t, mig)
+            for kind, ident, mig, n, t in rows
+        ]
 
     def _last_seq_of(self, name: str) -> int:
         row = self.db.execute("SELECT MAX(seq) FROM log WHERE machine = ?", (name,)).fetchone()
         return int(row[0] or 0)
 
     def _replay(self, machine: Machine, after: int) -> int:
+        """Apply the log entries after ``after`` through the registry's own functions, so a
+        trial is rebuilt, confirmed and reverted exactly as it was live."""
         rows = self.db.execute(
-            "SELECT seq, kind, identity, payload, migration FROM log "
+            "SELECT seq, kind, identity, payload, migration, trial, time FROM log "
             "WHERE machine = ? AND seq > ? ORDER BY seq",
             (machine.name, after),
         )
         count = 0
-        for seq, kind, identity, payload, migration in rows:
+        for seq, kind, identity, payload, migration, trial, when in rows:
             count += 1
             if kind == "input":
                 if identity != machine.identity:
@@ -295,18 +374,24 @@ class Store:
                 sig = machine.code.machine
                 assert sig is not None
                 try:
-                    value = decode_value(bytes(payload), sig.input)
-                    machine.state, _ = machine.code.step(value, machine.state)
+                    apply_input(machine, decode_value(bytes(payload), sig.input))
                 except (HotswapError, Trap) as e:
                     raise StoreError(f"replaying log entry {seq} failed: {e}") from None
-                machine.inputs += 1
-            elif kind == "upgrade":
+            elif kind in ("upgrade", "trial"):
                 new, migrate = self._load(identity), self._load(migration)
+                before = machine.state
                 try:
-                    machine.state = migrate.migrate(machine.state)
+                    machine.state = migrate.migrate(before)
                 except Trap as e:
                     raise StoreError(f"replaying the upgrade at {seq} trapped: {e}") from None
+                if kind == "trial":
+                    machine.trial = Trial(machine.code, before, machine.inputs, int(trial))
                 machine.code = new
+                machine.recent.clear()
+            elif kind in ("confirm", "revert"):
+                if machine.trial is not None and kind == "revert":
+                    revert_trial(machine, float(when))
+                machine.trial = None
             else:
                 raise StoreError(f"log entry {seq} starts {machine.name!r} a second time")
         return count

@@ -21,6 +21,7 @@ from hotswap.lang.types import Type
 from hotswap.lang.values import render
 from hotswap.names.display import render_by_name
 from hotswap.node.registry import VERSION_MISMATCH
+from hotswap.node.rehearse import TrialEnd
 
 TraceMode = Literal["seed", "names", "off"]
 
@@ -70,10 +71,25 @@ class Trace:
             f"New state: {self._render(state, sig.state, 'state', code)}\n\n"
         )
 
-    def upgraded(self, notes: tuple[str, ...] = ()) -> None:
+    def upgraded(self, notes: tuple[str, ...] = (), trial: int = 0) -> None:
         if self.enabled:
-            lines = ["Upgrade successful!\n", *(f"Note: {note}\n" for note in notes), "\n"]
+            head = "Upgrade successful!\n"
+            if trial:
+                head = f"Trial upgrade successful: provisional for {trial} input(s)\n"
+            lines = [head, *(f"Note: {note}\n" for note in notes), "\n"]
             self._write("".join(lines))
+
+    def trial_ended(self, machine: str, ended: TrialEnd) -> None:
+        """A trial upgrade confirmed, or reverted with the old code replaying its inputs."""
+        if not self.enabled:
+            return
+        if ended.reverted:
+            self._write(
+                f"Trial of {machine} reverted: back on {ended.identity[:12]}, "
+                f"{ended.replayed} input(s) replayed, {ended.skipped} skipped\n\n"
+            )
+        else:
+            self._write(f"Trial of {machine} confirmed: {ended.identity[:12]} is permanent\n\n")
 
     def released(self, machines: list[tuple[str, tuple[str, ...]]]) -> None:
         """A release: which machines swapped together, and the notes on each."""

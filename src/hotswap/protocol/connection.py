@@ -28,7 +28,10 @@ from hotswap.protocol.events import (
     HANDSHAKE_MAX_FRAME,
     NEED_DATA,
     SUPPORTED_VERSIONS,
+    Confirm,
     ConnectionClosed,
+    DryRun,
+    DryRunReport,
     Error,
     ErrorCode,
     Event,
@@ -45,10 +48,12 @@ from hotswap.protocol.events import (
     Released,
     Reply,
     Request,
+    Revert,
     Send,
     SendChecked,
     Status,
     StatusReply,
+    TrialEnded,
     Upgraded,
     UpgradeRequest,
     Welcome,
@@ -210,10 +215,27 @@ class Connection:
                 self._request(event, sender)
             case Output():
                 self._reply(event, sender)
-            case SendChecked() | UpgradeRequest() | Release() | Status() | Machines() | GetModule():
+            case (
+                SendChecked()
+                | UpgradeRequest()
+                | Release()
+                | Status()
+                | Machines()
+                | GetModule()
+                | DryRun()
+                | Confirm()
+                | Revert()
+            ):
                 self._request(event, sender)
             case (
-                Upgraded() | Released() | StatusReply() | MachinesReply() | ModuleReply() | Error()
+                Upgraded()
+                | Released()
+                | StatusReply()
+                | MachinesReply()
+                | ModuleReply()
+                | DryRunReport()
+                | TrialEnded()
+                | Error()
             ):
                 self._reply(event, sender)
             case Hello():

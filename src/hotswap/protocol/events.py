@@ -125,7 +125,8 @@ class UpgradeRequest:
 
     Version 2 fields: ``generation``, the machine's generation the upgrade was made for (so
     that it cannot be replayed after the code changed and came back); ``rename``, accept a
-    migration whose names differ from the states' (a deliberate rename)."""
+    migration whose names differ from the states' (a deliberate rename); ``trial``, make the
+    upgrade provisional for that many inputs (0: permanent at once)."""
 
     id: int
     machine: str
@@ -134,6 +135,38 @@ class UpgradeRequest:
     migration: bytes
     generation: int | None = None
     rename: bool = False
+    trial: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """Version 2. What the upgrade would do, changing nothing: the checks of an upgrade, then
+    the machine's last ``inputs`` inputs replayed through the new code and compared."""
+
+    id: int
+    machine: str
+    expected: str
+    module: bytes
+    migration: bytes
+    inputs: int
+    rename: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Confirm:
+    """Version 2. Make the machine's trial upgrade permanent now."""
+
+    id: int
+    machine: str
+
+
+@dataclass(frozen=True, slots=True)
+class Revert:
+    """Version 2. Take the machine's trial upgrade back: the old code, the pre-upgrade state,
+    and the trial's inputs replayed through the old code."""
+
+    id: int
+    machine: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +277,8 @@ class StatusReply:
     history: tuple[HistoryEntry, ...]
     #: Version 2: how many changes of code the machine has had (its first code: 0).
     generation: int | None = None
+    #: Version 2: inputs left before the trial upgrade in progress becomes permanent.
+    trial: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +321,46 @@ class Error:
     generation: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DryRunDifference:
+    """One replayed input whose output differs: ``input`` and ``old`` (the running code's
+    output) at the running code's types, ``new`` at the new code's output type, or empty with
+    ``trap`` saying why the new code trapped."""
+
+    seq: int
+    input: bytes
+    old: bytes
+    new: bytes
+    trap: str
+
+
+@dataclass(frozen=True, slots=True)
+class DryRunReport:
+    """Answer to ``DryRun``: how many inputs were replayed, how many outputs differ (traps
+    included), how many trapped, the first differences (at most 10) and notes."""
+
+    id: int
+    replayed: int
+    differing: int
+    traps: int
+    differences: tuple[DryRunDifference, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TrialEnded:
+    """Answer to ``Confirm`` or ``Revert``: the code now running, the generation, and after a
+    revert how many of the trial's inputs were replayed on the old code and how many were
+    skipped because they trap there."""
+
+    id: int
+    machine: str
+    identity: str
+    generation: int
+    replayed: int
+    skipped: int
+
+
 # --- end of conversation --------------------------------------------------------------------
 
 
@@ -310,7 +385,28 @@ class NeedData(Enum):
 
 NEED_DATA = NeedData.NEED_DATA
 
-Request: TypeAlias = Send | SendChecked | UpgradeRequest | Release | Status | Machines | GetModule
-Reply: TypeAlias = Output | Upgraded | Released | StatusReply | MachinesReply | ModuleReply | Error
+Request: TypeAlias = (
+    Send
+    | SendChecked
+    | UpgradeRequest
+    | Release
+    | Status
+    | Machines
+    | GetModule
+    | DryRun
+    | Confirm
+    | Revert
+)
+Reply: TypeAlias = (
+    Output
+    | Upgraded
+    | Released
+    | StatusReply
+    | MachinesReply
+    | ModuleReply
+    | DryRunReport
+    | TrialEnded
+    | Error
+)
 Message: TypeAlias = Hello | Welcome | Request | Reply | Goodbye
 Event: TypeAlias = Message | ConnectionClosed

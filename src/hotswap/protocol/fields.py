@@ -23,6 +23,7 @@ from hotswap.protocol.events import (
     HANDSHAKE_MAX_FRAME,
     MAX_FRAME_LIMIT,
     MAX_UINT,
+    DryRunDifference,
     ErrorCode,
     HistoryEntry,
     HistoryKind,
@@ -335,6 +336,19 @@ RELEASE_ITEMS = ArrayOf(
         {"machine": NAME, "expected": IDENTITY, "module": BYTES, "migration": BYTES},
     ),
     "machine",
+)
+DIFFERENCES = ArrayOf(
+    Record(
+        DryRunDifference,
+        {
+            "seq": UINT,
+            "input": BYTES,
+            "old": BYTES,
+            "new": BYTES,
+            "trap": Text("a text string of at most 1024 characters", 1024),
+        },
+    ),
+    "seq",
 )
 RELEASED_LIST = ArrayOf(
     Record(ReleasedEntry, {"machine": NAME, "old": IDENTITY, "new": IDENTITY}), "machine"

@@ -21,7 +21,10 @@ from collections.abc import Mapping
 from enum import Enum
 
 from hotswap.protocol.events import (
+    Confirm,
     ConnectionClosed,
+    DryRun,
+    DryRunReport,
     Error,
     ErrorCode,
     GetModule,
@@ -33,10 +36,12 @@ from hotswap.protocol.events import (
     Output,
     Release,
     Released,
+    Revert,
     Send,
     SendChecked,
     Status,
     StatusReply,
+    TrialEnded,
     Upgraded,
     UpgradeRequest,
     Welcome,
@@ -80,6 +85,11 @@ KIND_OF: Mapping[type, str] = {
     Status: "request",
     Machines: "request",
     GetModule: "request",
+    DryRun: "request",
+    Confirm: "request",
+    Revert: "request",
+    DryRunReport: "reply",
+    TrialEnded: "reply",
     Output: "reply",
     Upgraded: "reply",
     Released: "reply",
@@ -124,6 +134,9 @@ REPLY_TO: Mapping[type, type] = {
     Status: StatusReply,
     Machines: MachinesReply,
     GetModule: ModuleReply,
+    DryRun: DryRunReport,
+    Confirm: TrialEnded,
+    Revert: TrialEnded,
 }
 
 _ANY_REQUEST = {ErrorCode.INTERNAL, ErrorCode.OVERLOADED}
@@ -151,9 +164,24 @@ ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
             ErrorCode.BAD_MODULE,
             ErrorCode.ILL_TYPED_UPGRADE,
             ErrorCode.MIGRATION_TRAP,
+            ErrorCode.BAD_REQUEST,  # a trial in progress (only version 2 clients start one)
         }
         | _ANY_REQUEST
     ),
+    DryRun: frozenset(
+        {
+            ErrorCode.UNKNOWN_MACHINE,
+            ErrorCode.WRONG_VERSION,
+            ErrorCode.BAD_MODULE,
+            ErrorCode.ILL_TYPED_UPGRADE,
+            ErrorCode.MIGRATION_TRAP,
+            ErrorCode.BAD_REQUEST,
+            ErrorCode.TOO_LARGE,
+        }
+        | _ANY_REQUEST
+    ),
+    Confirm: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.BAD_REQUEST} | _ANY_REQUEST),
+    Revert: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.BAD_REQUEST} | _ANY_REQUEST),
     Release: frozenset(
         {
             ErrorCode.UNKNOWN_MACHINE,
