@@ -99,3 +99,41 @@ def test_cli_send_by_python_name(tmp_path: Path) -> None:
     assert wrong.returncode == 1 and "neither a seed-syntax value" in wrong.stderr
     assert "names   input Incr | Count, state int, output None | int" in status.stdout
     assert named.stdout.splitlines() == ["Output:    1", "New state: 1"]
+
+
+def test_cli_dry_run_trial_and_revert(tmp_path: Path) -> None:
+    """`--dry-run` shows what would differ and changes nothing; `--trial` and `revert` take
+    an upgrade back exactly; `status` and `history` show generations and the trial."""
+    with Served(tmp_path, {"counter": "hotswap.examples.counter:counter_sm"}) as node:
+        at = ("--node", node.address)
+        for _ in range(3):
+            assert run_cli("send", *at, "counter", "Incr()").returncode == 0
+        assert run_cli("send", *at, "counter", "Count()").returncode == 0
+        up = ("upgrade", *at, "counter", "--to", "hotswap.examples.counter:counter_sm2")
+        mig = ("--migration", "hotswap.examples.counter:upgrade_state")
+        whole = run_cli(*up, *mig, "--dry-run")  # from the start, v2 counts the same: 3
+        assert whole.stdout.startswith("Dry run of counter: 4 recent input(s) replayed on the ")
+        assert "0 output(s) differ" in whole.stdout
+        dry = run_cli(*up, *mig, "--dry-run", "--inputs", "1")  # from 3: v2 counts anew
+        assert dry.returncode == 0, dry.stderr
+        assert dry.stdout.splitlines()[:4] == [
+            "Dry run of counter: 1 recent input(s) replayed on the new code, 1 output(s) "
+            "differ, 0 trap(s); nothing changed",
+            "  input 3: Count()",
+            "    running code: 3",
+            "    new code:     0",
+        ]
+        trial = run_cli(*up, "--trial", "10")
+        assert trial.returncode == 0, trial.stderr
+        assert "It is a trial for 10 input(s)" in trial.stdout
+        run_cli("send", *at, "counter", "Incr()")
+        status = run_cli("status", *at, "counter")
+        assert "trial   9 input(s) left" in status.stdout and "generation 1" in status.stdout
+        reverted = run_cli("revert", *at, "counter")
+        assert reverted.returncode == 0, reverted.stderr
+        assert "1 input(s) replayed on it" in reverted.stdout
+        assert "state   Int 4" in run_cli("status", *at, "counter").stdout
+        again = run_cli("confirm", *at, "counter")
+        assert again.returncode == 1 and "no trial upgrade to confirm" in again.stderr
+        history = run_cli("history", *at, "counter").stdout.splitlines()
+        assert [line.split()[-1].rstrip(")") for line in history] == ["0", "1", "2"]

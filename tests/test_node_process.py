@@ -135,3 +135,35 @@ def test_sigterm_delivers_the_replies_of_committed_inputs(tmp_path: Path) -> Non
 def _send_quietly(sock: socket.socket, data: bytes) -> None:
     with contextlib.suppress(OSError):  # the node stopped reading and closed
         sock.sendall(data)
+
+
+def test_a_trial_survives_sigkill_and_reverts_exactly(tmp_path: Path) -> None:
+    """A trial upgrade, 100 inputs on the new code, SIGKILL, restart, revert: the machine is
+    exactly where a run without the upgrade would be."""
+    from hotswap.examples.counter import (  # noqa: PLC0415 - DSL machines for this test only
+        Count,
+        Incr,
+        counter_sm,
+        counter_sm2,
+        upgrade_state,
+    )
+
+    spec = {"counter": "hotswap.examples.counter:counter_sm"}
+    node = NodeProcess(tmp_path, spec, "--trace", "off", "--snapshot-every", "7")
+    try:
+        with connect(node.address) as client:
+            for _ in range(5):
+                client.send("counter", Incr())
+            client.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state), trial=500)
+            for _ in range(100):
+                client.send("counter", Incr())
+            assert client.send("counter", Count()) == 100  # v2 counts anew
+    finally:
+        node.kill()
+    with NodeProcess(tmp_path, spec, "--trace", "off") as again, connect(again.address) as client:
+        assert client.status("counter").trial == 500 - 101
+        ended = client.revert("counter")
+        status = client.status("counter")
+    assert (ended.replayed, ended.skipped) == (101, 0)
+    assert status.identity == counter_sm.identity
+    assert (status.state, status.inputs) == (105, 106)  # 105 Incr and one Count on v1

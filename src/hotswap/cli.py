@@ -15,7 +15,7 @@ from pathlib import Path
 from hotswap.cam.disasm import disassemble
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_type, decode_value, encode_value
-from hotswap.client import Upgrade, connect, schemas_of
+from hotswap.client import DryRunOutcome, Upgrade, connect, schemas_of
 from hotswap.code import import_object, module_bytes
 from hotswap.errors import HotswapError, ValueTypeError
 from hotswap.fleet import Fleet
@@ -71,15 +71,55 @@ def _upgrade(args: argparse.Namespace) -> int:
     new = module_bytes(target, args.to)
     migration = None
     if args.migration:
-        migration = module_bytes(import_object(args.migration), args.migration)
+        migration = import_object(args.migration)
+        module_bytes(migration, args.migration)  # a bad reference fails here, named
+    if args.dry_run and args.trial:
+        raise HotswapError("--dry-run changes nothing; --trial makes an upgrade: choose one")
     with connect(args.node) as client:
         status = client.status_raw(args.machine)
         expected = args.expect or status.identity
         generation = args.generation if args.generation is not None else status.generation
         change = Upgrade(expected, target, migration, generation=generation, rename=args.rename)
-        reply = client.upgrade(args.machine, change)
+        if args.dry_run:
+            _report_dry_run(args.machine, client.dry_run(args.machine, change, inputs=args.inputs))
+            return 0
+        reply = client.upgrade(args.machine, change, trial=args.trial)
         notes = reply.notes or nominal_notes(client.code(reply.old), load_module(new))
-    _report(args.machine, reply, notes, derived=migration is None)
+    _report(args.machine, reply, notes, derived=migration is None, trial=args.trial)
+    return 0
+
+
+def _report_dry_run(machine: str, outcome: DryRunOutcome) -> None:
+    print(
+        f"Dry run of {machine}: {outcome.replayed} recent input(s) replayed on the new code, "
+        f"{outcome.differing} output(s) differ, {outcome.traps} trap(s); nothing changed"
+    )
+    for note in outcome.notes:
+        print(f"Note: {note}")
+    for d in outcome.differences:
+        new = f"trap: {d.trap}" if d.new is None else d.new
+        print(f"  input {d.seq}: {d.input}")
+        print(f"    running code: {d.old}")
+        print(f"    new code:     {new}")
+    if outcome.differing > len(outcome.differences):
+        print(f"  ... and {outcome.differing - len(outcome.differences)} more")
+
+
+def _end_trial(args: argparse.Namespace) -> int:
+    revert = args.command == "revert"
+    with connect(args.node) as client:
+        ended = client.revert(args.machine) if revert else client.confirm(args.machine)
+    if revert:
+        print(
+            f"Trial of {args.machine} reverted: back on {ended.identity[:12]} (generation "
+            f"{ended.generation}), {ended.replayed} input(s) replayed on it, "
+            f"{ended.skipped} skipped because they trap there; outputs already sent stay sent"
+        )
+    else:
+        print(
+            f"Trial of {args.machine} confirmed: {ended.identity[:12]} is permanent "
+            f"(generation {ended.generation})"
+        )
     return 0
 
 
@@ -148,10 +188,17 @@ def _pair(spec: str, what: str) -> tuple[str, str]:
     return name, ref
 
 
-def _report(machine: str, reply: Upgraded, notes: tuple[str, ...], derived: bool) -> None:
+def _report(
+    machine: str, reply: Upgraded, notes: tuple[str, ...], derived: bool, trial: int = 0
+) -> None:
     how = " (migration derived from the state types)" if derived else ""
     at = "" if reply.generation is None else f", generation {reply.generation}"
     print(f"Upgrade successful! {machine}: {reply.old[:12]} -> {reply.new[:12]}{at}{how}")
+    if trial:
+        print(
+            f"It is a trial for {trial} input(s): a trap in the new code takes it back; "
+            f"`hotswap revert {machine}` to take it back, `hotswap confirm {machine}` to keep it"
+        )
     for note in notes:
         print(f"Note: {note}")
 
@@ -173,6 +220,8 @@ def _status(args: argparse.Namespace) -> int:
             print(f"  inputs  {s.inputs}")
             if s.generation is not None:
                 print(f"  generation {s.generation} (changes of code since the start)")
+            if s.trial is not None:
+                print(f"  trial   {s.trial} input(s) left before the upgrade is permanent")
             print(f"  state   {render(state, state_type)}")
             if schemas is not None:
                 print(f"          {render_named(state, schemas['state'])}")
@@ -237,7 +286,31 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action="store_true",
         help="accept a migration whose names differ from the states' (a deliberate rename)",
     )
+    upgrade.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="change nothing: replay recent inputs through the new code and show differences",
+    )
+    upgrade.add_argument(
+        "--inputs",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="with --dry-run: how many recent inputs to replay (%(default)s)",
+    )
+    upgrade.add_argument(
+        "--trial",
+        type=int,
+        default=0,
+        metavar="N",
+        help="provisional for the next N inputs: a trap or `hotswap revert` takes it back",
+    )
     upgrade.set_defaults(func=_upgrade)
+
+    for name, what in (("confirm", "keep"), ("revert", "take back")):
+        end = client_command(name, f"{what} a machine's trial upgrade")
+        end.add_argument("machine")
+        end.set_defaults(func=_end_trial)
 
     release = client_command("release", "upgrade several machines together, all or none")
     release.add_argument("machines", nargs="+", metavar="NAME=module:attribute")

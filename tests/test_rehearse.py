@@ -1,0 +1,213 @@
+"""Dry runs and trial upgrades: an upgrade rehearsed on real traffic, or made provisionally
+and taken back exactly (``node/rehearse.py``), through the client and an in-memory node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hotswap.client import Client, Upgrade
+from hotswap.dsl import machine, migration
+from hotswap.errors import NodeError, StepTrapped, UpgradeRejected
+from hotswap.examples.counter import (
+    Count,
+    Incr,
+    counter_sm,
+    counter_sm2,
+    downgrade_state,
+    upgrade_state,
+)
+from hotswap.node.memory import MemoryNode
+
+
+@dataclass(frozen=True)
+class Add:
+    n: int
+
+
+@machine(init=0)
+def adder(inp: Add, state: int) -> tuple[int, int]:
+    return state + inp.n, state + inp.n
+
+
+@machine(init=0)
+def adder_doubling(inp: Add, state: int) -> tuple[int, int]:
+    """v2: adds twice as much once the total passes 10 (a behaviour change)."""
+    n = inp.n * 2 if state > 10 else inp.n
+    return state + n, state + n
+
+
+@machine(init=0)
+def adder_fragile(inp: Add, state: int) -> tuple[int, int]:
+    """v2 that traps (division by zero) on an input of 7."""
+    return state + inp.n + 0 // (inp.n - 7), state + inp.n
+
+
+@migration(adder, adder_doubling)
+def to_doubling(old: int) -> int:
+    return old
+
+
+@migration(adder, adder_fragile)
+def to_fragile(old: int) -> int:
+    return old
+
+
+def _plain(n_inputs: list[int]) -> int:
+    """What the adder's state is after these inputs, by the plain functions."""
+    state = 0
+    for n in n_inputs:
+        state, _ = adder(Add(n), state)
+    return state
+
+
+def test_a_dry_run_reports_what_would_differ_and_changes_nothing() -> None:
+    inputs = [3, 4, 5, 6, 7]
+    with MemoryNode({"a": adder}) as node, Client(transport=node.connection()) as client:
+        for n in inputs:
+            client.send("a", Add(n))
+        before = client.status("a")
+        outcome = client.dry_run("a", Upgrade(adder, adder_doubling, to_doubling))
+        after = client.status("a")
+    # A plain-Python replay of the same inputs through v2 from the same (migrated) start.
+    old_outputs, new_outputs, s_old, s_new = [], [], 0, 0
+    for n in inputs:
+        s_old, out_old = adder(Add(n), s_old)
+        s_new, out_new = adder_doubling(Add(n), s_new)
+        old_outputs.append(out_old)
+        new_outputs.append(out_new)
+    differing = [i for i, (a, b) in enumerate(zip(old_outputs, new_outputs, strict=True)) if a != b]
+    assert outcome.replayed == len(inputs) and outcome.traps == 0
+    assert outcome.differing == len(differing) > 0
+    first = outcome.differences[0]
+    assert first.seq == differing[0]
+    assert (first.input, first.old, first.new) == (
+        f"Add(n={inputs[differing[0]]})",
+        str(old_outputs[differing[0]]),
+        str(new_outputs[differing[0]]),
+    )
+    assert (after.identity, after.state, after.inputs, after.history) == (
+        before.identity,
+        before.state,
+        before.inputs,
+        before.history,
+    )
+
+
+def test_a_dry_run_counts_traps_and_limits_the_window() -> None:
+    with MemoryNode({"a": adder}) as node, Client(transport=node.connection()) as client:
+        for n in [1, 7, 2, 7, 3]:
+            client.send("a", Add(n))
+        outcome = client.dry_run("a", Upgrade(adder, adder_fragile, to_fragile))
+        assert (outcome.replayed, outcome.traps) == (5, 2)
+        assert outcome.differences[0].new is None and "division" in outcome.differences[0].trap
+        last_two = client.dry_run("a", Upgrade(adder, adder_fragile, to_fragile), inputs=2)
+        assert (last_two.replayed, last_two.traps) == (2, 1)
+
+
+def test_a_dry_run_of_an_upgrade_the_node_would_refuse_is_refused() -> None:
+    with MemoryNode({"c": counter_sm}) as node, Client(transport=node.connection()) as client:
+        with pytest.raises(UpgradeRejected) as info:
+            client.dry_run("c", Upgrade(counter_sm2, counter_sm2, upgrade_state.module))
+        assert info.value.code == "wrong_version"
+
+
+def test_a_dry_run_with_no_traffic_says_so() -> None:
+    with MemoryNode({"c": counter_sm}) as node, Client(transport=node.connection()) as client:
+        outcome = client.dry_run("c", Upgrade(counter_sm, counter_sm2, upgrade_state))
+    assert outcome.replayed == 0 and "no recent inputs" in outcome.notes[0]
+
+
+def test_a_reverted_trial_leaves_the_machine_as_if_it_never_happened() -> None:
+    """100 inputs on the trial code, then revert: state, input count and code are exactly
+    those of a run without the upgrade; the outputs already sent stay sent."""
+    before, during = [2, 3], list(range(100))
+    with MemoryNode({"a": adder}) as node, Client(transport=node.connection()) as client:
+        for n in before:
+            client.send("a", Add(n))
+        client.upgrade("a", Upgrade(adder, adder_doubling, to_doubling), trial=1000)
+        assert client.status("a").trial == 1000
+        for n in during:
+            client.send("a", Add(n))
+        assert client.status("a").state != _plain(before + during)  # v2 doubled some
+        ended = client.revert("a")
+        status = client.status("a")
+    assert (ended.replayed, ended.skipped, ended.identity) == (100, 0, adder.identity)
+    assert status.state == _plain(before + during)
+    assert status.inputs == len(before + during) and status.identity == adder.identity
+    assert status.trial is None
+    assert status.generation == 2  # the trial upgrade and the revert are changes of code
+
+
+def test_a_trap_during_a_trial_reverts_it() -> None:
+    with MemoryNode({"a": adder}) as node, Client(transport=node.connection()) as client:
+        client.send("a", Add(1))
+        client.upgrade("a", Upgrade(adder, adder_fragile, to_fragile), trial=10)
+        client.send("a", Add(2))
+        with pytest.raises(StepTrapped, match="trial upgrade was reverted") as info:
+            client.send("a", Add(7))
+        status = client.status("a")
+    assert info.value.kind == "division_by_zero"
+    assert status.identity == adder.identity and status.trial is None
+    assert status.state == _plain([1, 2]) and status.inputs == 2  # the 7 had no effect
+
+
+def test_a_trial_becomes_permanent_after_its_inputs_or_on_confirm() -> None:
+    with MemoryNode({"c": counter_sm}) as node, Client(transport=node.connection()) as client:
+        client.upgrade("c", Upgrade(counter_sm, counter_sm2, upgrade_state), trial=2)
+        client.send("c", Incr())
+        assert client.status("c").trial == 1
+        client.send("c", Incr())
+        assert client.status("c").trial is None
+        with pytest.raises(NodeError, match="no trial upgrade to revert"):
+            client.revert("c")
+        assert client.send("c", Count()) == 2
+    with MemoryNode({"c": counter_sm}) as node, Client(transport=node.connection()) as client:
+        client.upgrade("c", Upgrade(counter_sm, counter_sm2, upgrade_state), trial=50)
+        assert client.confirm("c").identity == counter_sm2.identity
+        assert client.status("c").trial is None
+
+
+def test_no_upgrade_while_a_trial_is_in_progress() -> None:
+    with MemoryNode({"c": counter_sm}) as node, Client(transport=node.connection()) as client:
+        client.upgrade("c", Upgrade(counter_sm, counter_sm2, upgrade_state), trial=5)
+        with pytest.raises(UpgradeRejected, match="confirm or revert it first"):
+            client.upgrade("c", Upgrade(counter_sm2, counter_sm, downgrade_state))
+
+
+@pytest.mark.parametrize("end", ["revert", "confirm", "open"])
+def test_a_trial_survives_a_crash_at_any_point(tmp_path: Path, end: str) -> None:
+    """The store is closed without a checkpoint (as SIGKILL leaves it) and recovered: an open
+    trial is still open and can still be reverted exactly; an ended one stays ended."""
+    before, during = [5, 6], [1, 2, 3, 4, 20, 30]
+    node = MemoryNode({"a": adder}, data=tmp_path, snapshot_every=3)
+    with node:
+        with Client(transport=node.connection()) as client:
+            for n in before:
+                client.send("a", Add(n))
+            client.upgrade("a", Upgrade(adder, adder_doubling, to_doubling), trial=100)
+            for n in during:
+                client.send("a", Add(n))
+            if end == "revert":
+                client.revert("a")
+            elif end == "confirm":
+                client.confirm("a")
+        node.reopen()
+        with Client(transport=node.connection()) as client:
+            status = client.status("a")
+            if end == "open":
+                assert status.trial == 100 - len(during)
+                client.revert("a")
+                status = client.status("a")
+    doubled = 0
+    for n in before:
+        doubled, _ = adder(Add(n), doubled)
+    for n in during:
+        doubled, _ = adder_doubling(Add(n), doubled)
+    if end == "confirm":
+        assert (status.identity, status.state) == (adder_doubling.identity, doubled)
+    else:
+        assert (status.identity, status.state) == (adder.identity, _plain(before + during))
+        assert status.inputs == len(before + during)
