@@ -15,6 +15,7 @@ from hotswap.examples import handbuilt
 from hotswap.node.memory import MemoryNode
 from hotswap.node.service import Conversation, Service
 from hotswap.protocol import ClientConnection, Hello
+from hotswap.protocol.codec import encode_message
 from hotswap.protocol.events import (
     NEED_DATA,
     Error,
@@ -25,6 +26,7 @@ from hotswap.protocol.events import (
     MachinesReply,
     ModuleReply,
     Output,
+    Request,
     Send,
     Status,
     StatusReply,
@@ -32,6 +34,7 @@ from hotswap.protocol.events import (
     UpgradeRequest,
     Welcome,
 )
+from hotswap.protocol.framing import frame
 
 INCR, COUNT = b"\x00", b"\x01"
 V1: LoadedModule = load(handbuilt.counter_module())
@@ -47,7 +50,7 @@ def service() -> Iterator[Service]:
 
 def _events(client: ClientConnection, frames: list[bytes]) -> list[object]:
     client.receive_data(b"".join(frames))
-    out = []
+    out: list[object] = []
     while (event := client.next_event()) is not NEED_DATA:
         out.append(event)
     return out
@@ -64,7 +67,12 @@ def _open(service: Service) -> tuple[Conversation, ClientConnection]:
 
 def test_a_pipeline_is_answered_in_order(service: Service) -> None:
     conversation, client = _open(service)
-    requests = [Send(1, "counter", INCR), Send(2, "counter", COUNT), Machines(3), Status(4, "x")]
+    requests: list[Request] = [
+        Send(1, "counter", INCR),
+        Send(2, "counter", COUNT),
+        Machines(3),
+        Status(4, "x"),
+    ]
     fed = conversation.receive(b"".join(client.send(r) for r in requests))
     assert fed.requests == 4 and not fed.welcomed
     replies = _events(client, fed.replies)
@@ -134,3 +142,24 @@ def test_a_status_reply_carries_the_state_and_history(service: Service) -> None:
     (reply,) = _events(client, conversation.receive(client.send(Status(2, "counter"))).replies)
     assert isinstance(reply, StatusReply)
     assert reply.inputs == 1 and [h.kind for h in reply.history] == ["start"]
+
+
+def test_a_duplicate_id_among_unanswered_requests_ends_the_conversation(service: Service) -> None:
+    """Two requests with one id in one batch: their replies would be indistinguishable, so
+    the node answers the first, then says goodbye and applies nothing more."""
+    conversation, client = _open(service)
+    batch = [Send(5, "counter", INCR), Send(5, "counter", INCR), Send(6, "counter", INCR)]
+    fed = conversation.receive(b"".join(client.send(r) for r in batch[:1]) + _raw_send(batch[1:]))
+    assert fed.close and fed.requests == 1
+    assert service.registry.get("counter").inputs == 1
+    events: list[object] = []
+    client.receive_data(b"".join(fed.replies))
+    while (event := client.next_event()) is not NEED_DATA:
+        events.append(event)
+    assert isinstance(events[0], Output) and isinstance(events[1], Goodbye)
+    assert "duplicate request id 5" in events[1].message
+
+
+def _raw_send(requests: list[Send]) -> bytes:
+    """Frames a well-behaved client connection would refuse to write (a duplicate id)."""
+    return b"".join(frame(encode_message(r)) for r in requests)

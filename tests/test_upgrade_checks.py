@@ -162,7 +162,7 @@ def _v1_exchange(node: MemoryNode, *requests: object) -> list[object]:
     assert isinstance(welcome, Welcome) and welcome.version == 1
     fed = conversation.receive(b"".join(client.send(r) for r in requests))  # type: ignore[arg-type]
     client.receive_data(b"".join(fed.replies))
-    events = []
+    events: list[object] = []
     while (event := client.next_event()) is not NEED_DATA:
         events.append(event)
     assert client.version == 1
@@ -203,3 +203,40 @@ def test_handbuilt_modules_without_names_are_not_name_checked() -> None:
     mig = encode_module(handbuilt.upgrade_state_module())
     swap = registry.upgrade("m", registry.get("m").identity, v2, mig)
     assert swap.notes == ()
+
+
+@dataclass(frozen=True)
+class Tally:
+    used: int
+
+
+@dataclass(frozen=True)
+class Item:
+    sku: int
+    qty: int
+
+
+@dataclass(frozen=True)
+class TallyV2:
+    used: int
+    cap: int = 100
+    last: Item | None = None
+
+
+@machine(init=Tally(0))
+def tally_v1(inp: Use, state: Tally) -> tuple[Tally, int]:
+    return Tally(state.used + inp.amount), state.used
+
+
+@machine(init=TallyV2(0))
+def tally_v2(inp: Use, state: TallyV2) -> tuple[TallyV2, int]:
+    return TallyV2(state.used + inp.amount, state.cap, state.last), state.cap - state.used
+
+
+def test_a_derived_migration_uses_the_new_types_defaults_and_says_so() -> None:
+    """`cap: int = 100` came out as 0 and `last: Item | None = None` as a phantom Item(0, 0)."""
+    with MemoryNode({"t": tally_v1}) as node, Client(transport=node.connection()) as client:
+        client.send("t", Use(7))
+        reply = client.upgrade("t", Upgrade(tally_v1, tally_v2))
+        assert client.status("t").state == TallyV2(7, 100, None)
+    assert "derived: TallyV2.cap: new field, set to 100 (its default)" in reply.notes

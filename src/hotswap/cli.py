@@ -24,7 +24,9 @@ from hotswap.lang.values import parse, render
 from hotswap.names.display import parse as parse_named
 from hotswap.names.display import render as render_named
 from hotswap.names.lint import nominal_notes
+from hotswap.names.pysource import python_source
 from hotswap.names.schema import describe
+from hotswap.names.section import module_schemas
 from hotswap.protocol.events import Upgraded
 
 
@@ -231,6 +233,30 @@ def _status(args: argparse.Namespace) -> int:
 ROLES = ("input", "state", "output")
 
 
+def _types(args: argparse.Namespace) -> int:
+    """A version's types as an importable module, for migrations written against them."""
+    with connect(args.node) as client:
+        status = client.status_raw(args.machine)
+        identity = args.version or status.identity
+        known = [entry.identity for entry in status.history]
+        matches = sorted({i for i in known if i.startswith(identity)})
+        if len(matches) != 1:
+            found = "no code" if not matches else f"{len(matches)} versions"
+            raise HotswapError(
+                f"{args.machine} has run {found} matching {identity!r}: give a longer prefix "
+                "of an identity from `hotswap history`"
+            )
+        code = client.code(matches[0])
+    schemas = module_schemas(code)
+    if schemas is None:
+        raise HotswapError(
+            f"{args.machine}'s code {matches[0][:12]} carries no names: its types have no "
+            "Python names to write (it was not compiled from Python by hotswap.dsl)"
+        )
+    sys.stdout.write(python_source(schemas, machine=args.machine, identity=matches[0]))
+    return 0
+
+
 def _history(args: argparse.Namespace) -> int:
     with connect(args.node) as client:
         for generation, entry in enumerate(client.status_raw(args.machine).history):
@@ -350,6 +376,16 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     status = client_command("status", "show machines, their code, types and state")
     status.add_argument("machine", nargs="?")
     status.set_defaults(func=_status)
+
+    types = client_command("types", "print a version's types as Python dataclasses")
+    types.add_argument("machine")
+    types.add_argument(
+        "--version",
+        default=None,
+        metavar="ID",
+        help="an identity (or a prefix) from `hotswap history` (default: the running code)",
+    )
+    types.set_defaults(func=_types)
 
     history = client_command("history", "show the code versions a machine has run")
     history.add_argument("machine")

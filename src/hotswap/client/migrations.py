@@ -31,13 +31,22 @@ def derived_migration(
 ) -> bytes:
     """A migration module from ``old``'s state to ``new``'s: derived by names when both carry
     them, the identity when the state types are equal, else :class:`MigrationError`."""
+    return derive_with_notes(old, new, old_local, new_local)[0]
+
+
+def derive_with_notes(
+    old: LoadedModule, new: LoadedModule, old_local: object = None, new_local: object = None
+) -> tuple[bytes, tuple[str, ...]]:
+    """:func:`derived_migration`, and which value each new field got (its default, or the
+    rule's ``0``, ``False``, ``None``), to show with the upgrade."""
     old_sig, new_sig = old.machine, new.machine
     if old_sig is None or new_sig is None:
         raise MigrationError("both modules must be machines to derive a migration")
     old_schemas, new_schemas = schemas_of(old, old_local), schemas_of(new, new_local)
     if old_schemas is not None and new_schemas is not None:
-        return derive_migration(old_schemas["state"], new_schemas["state"]).module
+        derived = derive_migration(old_schemas["state"], new_schemas["state"])
+        return derived.module, tuple(derived.notes)
     if old_sig.state is new_sig.state:
-        return encode_module(migration_module(old_sig.state, new_sig.state, ID))
+        return encode_module(migration_module(old_sig.state, new_sig.state, ID)), ()
     msg = f"no migration given, and none derives from {old_sig.state} to {new_sig.state}"
     raise MigrationError(f"{msg} without names: give one")

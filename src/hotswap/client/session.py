@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 from hotswap.cam.loaded import LoadedModule, load_module
@@ -33,7 +33,7 @@ from hotswap.client.convert import (
     lacking_message,
     machine_schemas,
 )
-from hotswap.client.migrations import derived_migration, local_code
+from hotswap.client.migrations import derive_with_notes, local_code
 from hotswap.code import Upgrade, module_bytes
 from hotswap.errors import HotswapError, NodeError, StepTrapped, UpgradeRejected, ValueTypeError
 from hotswap.lang.evaluate import Value
@@ -88,6 +88,17 @@ class MachineStatus:
     generation: int | None = None
     #: Inputs left in the trial upgrade in progress, if there is one.
     trial: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """An upgrade as the wire carries it: the expected identity, the new module, the migration
+    module, and notes on a derived migration."""
+
+    expected: str
+    module: bytes
+    migration: bytes
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,23 +278,30 @@ class Session:
         raise HotswapError("unreachable")  # pragma: no cover
 
     def upgrade(self, machine: str, upgrade: Upgrade, trial: int = 0) -> Flow[Upgraded]:
+        """The reply's ``notes`` hold what the node noted and, for a derived migration, which
+        value each new field got."""
         parts = yield from self.upgrade_parts(upgrade)
         request = UpgradeRequest(
             self.request_id(),
             machine,
-            *parts,
+            parts.expected,
+            parts.module,
+            parts.migration,
             generation=upgrade.generation,
             rename=upgrade.rename,
             trial=trial,
         )
         reply = expect((yield request), Upgraded)
         self.running[machine] = reply.new
+        if parts.notes:
+            reply = replace(reply, notes=parts.notes + reply.notes)
         return reply
 
     def dry_run(self, machine: str, upgrade: Upgrade, inputs: int) -> Flow[DryRunOutcome]:
-        expected, new, migration = yield from self.upgrade_parts(upgrade)
+        parts = yield from self.upgrade_parts(upgrade)
+        expected, new = parts.expected, parts.module
         request = DryRun(
-            self.request_id(), machine, expected, new, migration, inputs, upgrade.rename
+            self.request_id(), machine, expected, new, parts.migration, inputs, upgrade.rename
         )
         report = expect((yield request), DryRunReport)
         old_code = yield from self.code_of(expected)
@@ -311,7 +329,11 @@ class Session:
     def release(self, upgrades: Mapping[str, Upgrade]) -> Flow[Released]:
         items = []
         for name in sorted(upgrades):
-            items.append(ReleaseItem(name, *(yield from self.upgrade_parts(upgrades[name]))))
+            try:
+                parts = yield from self.upgrade_parts(upgrades[name])
+            except UpgradeRejected as e:  # name the machine: a release spans several
+                raise UpgradeRejected(e.code, f"{name}: {e}") from None
+            items.append(ReleaseItem(name, parts.expected, parts.module, parts.migration))
         reply = expect((yield Release(self.request_id(), tuple(items))), Released)
         for entry in reply.machines:
             self.running[entry.machine] = entry.new
@@ -345,7 +367,7 @@ class Session:
         reply = expect((yield Machines(self.request_id())), MachinesReply)
         return [(m.name, m.identity) for m in reply.machines]
 
-    def upgrade_parts(self, upgrade: Upgrade) -> Flow[tuple[str, bytes, bytes]]:
+    def upgrade_parts(self, upgrade: Upgrade) -> Flow[Parts]:
         """``(expected, module, migration)`` for ``upgrade``, deriving the migration when there
         is none (fetching the expected code if the upgrade does not bring it)."""
         self._remember(upgrade.old)  # the classes of machines given: identities, bytes are not
@@ -354,11 +376,12 @@ class Session:
         new = module_bytes(upgrade.new, "the new machine")
         if upgrade.migration is not None:
             upgrade.check_declared(expected, module_identity(new))
-            return expected, new, module_bytes(upgrade.migration, "the migration")
+            return Parts(expected, new, module_bytes(upgrade.migration, "the migration"))
         old = local_code(upgrade.old)
         if old is None:
             old = yield from self.code_of(expected)
-        return expected, new, derived_migration(old, load_module(new), upgrade.old, upgrade.new)
+        module, notes = derive_with_notes(old, load_module(new), upgrade.old, upgrade.new)
+        return Parts(expected, new, module, tuple(f"derived: {note}" for note in notes))
 
 
 def _show(code: LoadedModule, role: str, data: bytes) -> str:

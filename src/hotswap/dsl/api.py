@@ -19,6 +19,7 @@ import types
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
@@ -32,6 +33,7 @@ from hotswap.errors import HotswapError, LimitError, SourceError
 from hotswap.lang.evaluate import Value, evaluate
 from hotswap.lang.types import Type
 from hotswap.names.schema import Schema, core_type, from_core, to_core
+from hotswap.names.section import module_schemas
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -188,21 +190,71 @@ class Machine(_Compiled[P, R]):
         return cast(R, (self.from_core_state(new_state), self.from_core_output(output)))
 
 
+@dataclass(frozen=True)
+class _StateOf:
+    """What a migration needs of a machine: its name and its state's schema."""
+
+    name: str
+    state: Schema
+
+
+class CodeMachine:
+    """A machine known only by its code (module bytes or a loaded module, such as the running
+    code fetched from a node with ``Client.code``): enough to write a migration from it, its
+    state by the names its module carries."""
+
+    def __init__(self, code: LoadedModule, name: str | None = None) -> None:
+        schemas = module_schemas(code)
+        if schemas is None:
+            msg = f"module {code.identity[:12]} carries no names: a migration cannot name its state"
+            raise SourceError(msg)
+        self.loaded = code
+        self.identity = code.identity
+        self.name = name or f"code {code.identity[:12]}"
+        self.schemas = schemas
+        self.compiled = _StateOf(self.name, schemas["state"])
+
+    @property
+    def state_schema(self) -> Schema:
+        return self.schemas["state"]
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+def _machine_side(m: object) -> Machine[..., Any] | CodeMachine:
+    if isinstance(m, Machine | CodeMachine):
+        return m
+    if isinstance(m, LoadedModule) and m.machine is not None:
+        return CodeMachine(m)
+    if isinstance(m, bytes):
+        try:
+            loaded = load_module(m)
+        except HotswapError as e:
+            raise SourceError(
+                f"@migration(old, new): the module given does not load: {e}"
+            ) from None
+        if loaded.machine is not None:
+            return CodeMachine(loaded)
+    msg = f"@migration(old, new) takes two machines (old may be a machine's code), not {m!r}"
+    raise SourceError(msg)
+
+
 class Migration(_Compiled[P, R]):
-    """A state migration from ``old``'s state to ``new``'s."""
+    """A state migration from ``old``'s state to ``new``'s. ``old`` may be a machine's code
+    instead (the running code fetched from a node): :class:`CodeMachine`."""
 
     def __init__(
         self,
         fn: Callable[P, R],
-        old: Machine[..., Any],
+        old: Machine[..., Any] | CodeMachine | LoadedModule | bytes,
         new: Machine[..., Any],
         enclosing: dict[str, object] | None = None,
     ) -> None:
         super().__init__(fn, "migration", enclosing or {})
-        for m in (old, new):
-            if not isinstance(m, Machine):
-                raise SourceError(f"@migration(old, new) takes two machines, not {m!r}")
-        self.old = old
+        self.old = _machine_side(old)
+        if not isinstance(new, Machine):
+            raise SourceError(f"@migration(old, new) takes two machines, not {new!r} as new")
         self.new = new
 
     def __repr__(self) -> str:
@@ -262,9 +314,11 @@ def machine(*, init: object) -> Callable[[Callable[P, R]], Machine[P, R]]:
 
 
 def migration(
-    old: Machine[..., Any], new: Machine[..., Any]
+    old: Machine[..., Any] | CodeMachine | LoadedModule | bytes, new: Machine[..., Any]
 ) -> Callable[[Callable[P, R]], Migration[P, R]]:
-    """Declare the state migration of an upgrade from ``old`` to ``new``."""
+    """Declare the state migration of an upgrade from ``old`` to ``new``; ``old`` may be the
+    code running on a node (``client.code(identity)``), when no Python source of it is at
+    hand: write the migration against the classes ``hotswap types`` generated from it."""
 
     def decorate(fn: Callable[P, R]) -> Migration[P, R]:
         return Migration(fn, old, new, _enclosing_locals())

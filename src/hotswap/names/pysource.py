@@ -42,6 +42,9 @@ RESERVED = frozenset(
     {"annotations", "dataclass", "TypeAlias", "MACHINE", "IDENTITY", "int", "bool", "tuple"}
 )
 
+#: The roles of a machine, in the order the module lists them.
+_ROLES = ("input", "state", "output")
+
 
 class PythonSourceError(HotswapError):
     """The schemas cannot be written as one Python module; the message says why."""
@@ -50,7 +53,11 @@ class PythonSourceError(HotswapError):
 def python_source(schemas: Mapping[str, Schema], *, machine: str, identity: str) -> str:
     """Python source defining the records of ``schemas`` as frozen dataclasses and an alias per
     role (``input`` becomes ``Input``), headed by a comment naming ``machine`` and ``identity``.
+    The roles come in the order ``input``, ``state``, ``output``, then any others as given, so
+    the source does not depend on the mapping's order.
     """
+    order = sorted(schemas, key=lambda r: _ROLES.index(r) if r in _ROLES else len(_ROLES))
+    schemas = {role: schemas[role] for role in order}
     records = _records(schemas.values())
     lines = [
         f"# The types of machine {_comment(machine)} at identity",

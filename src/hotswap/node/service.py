@@ -43,6 +43,7 @@ from hotswap.protocol.events import (
     Error,
     ErrorCode,
     GetModule,
+    Goodbye,
     Hello,
     HistoryEntry,
     MachineEntry,
@@ -282,6 +283,7 @@ class Conversation:
         if self.over:
             return fed
         self.conn.receive_data(data)
+        unanswered: set[int] = set()  # ids whose replies wait for this batch's commit
         while not self.over:
             try:
                 event = self.conn.next_event()
@@ -312,6 +314,12 @@ class Conversation:
                     | Confirm()
                     | Revert()
                 ):
+                    if event.id in unanswered:  # its twin's reply is not sent yet: ambiguous
+                        msg = f"duplicate request id {event.id}: still awaiting its reply"
+                        fed.replies.append(self.conn.send(Goodbye(ErrorCode.BAD_REQUEST, msg)))
+                        self.over = fed.close = True
+                        break
+                    unanswered.add(event.id)
                     fed.requests += 1
                     try:
                         reply = self.service.handle(event)
