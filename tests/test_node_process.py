@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -167,3 +169,26 @@ def test_a_trial_survives_sigkill_and_reverts_exactly(tmp_path: Path) -> None:
     assert (ended.replayed, ended.skipped) == (101, 0)
     assert status.identity == counter_sm.identity
     assert (status.state, status.inputs) == (105, 106)  # 105 Incr and one Count on v1
+
+
+def test_a_taken_port_fails_before_anything_starts(tmp_path: Path) -> None:
+    """`make run` with the port taken printed "Started machine" and wrote to its store before
+    failing to listen; now it fails first, in one line, and the store is untouched."""
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    args = ["node", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "data")]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "hotswap", *args, "--machine", f"counter={COUNTER}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        taken.close()
+    assert result.returncode == 1
+    assert "Started machine" not in result.stdout
+    assert result.stderr.count("\n") == 1 and "cannot listen on 127.0.0.1" in result.stderr
+    assert "another node" in result.stderr
+    assert not (tmp_path / "data").exists()

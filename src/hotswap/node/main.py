@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,10 +87,38 @@ def _start(options: NodeOptions, trace: Trace, store: Store) -> Service:
     return Service(registry, store, trace, options.config)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The node's listening socket, bound before anything else happens: a node whose address
+    is taken stops here, before it starts a machine or writes to its store."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise HotswapError(f"cannot listen on {host}:{port}: {e}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError as e:
+        sock.close()
+        hint = " (is another node running? give --listen HOST:PORT)"
+        if e.errno != errno.EADDRINUSE:
+            hint = ""
+        raise HotswapError(f"cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
+    sock.setblocking(False)
+    return sock
+
+
 def run(options: NodeOptions, trace: Trace, loop: str = "auto") -> None:
     """Serve until SIGINT/SIGTERM. ``loop``: ``uvloop``, ``asyncio`` or ``auto`` (uvloop if
     installed)."""
-    node = Node(open_service(options, trace))
+    sock = listen(options.host, options.port)
+    try:
+        node = Node(open_service(options, trace))
+    except BaseException:
+        sock.close()
+        raise
     try:
         if loop != "asyncio":
             try:
@@ -97,8 +127,9 @@ def run(options: NodeOptions, trace: Trace, loop: str = "auto") -> None:
                 if loop == "uvloop":
                     raise HotswapError("--loop uvloop: uvloop is not installed") from None
             else:
-                uvloop.run(node.serve(options.host, options.port))
+                uvloop.run(node.serve(sock=sock))
                 return
-        asyncio.run(node.serve(options.host, options.port))
+        asyncio.run(node.serve(sock=sock))
     finally:
+        sock.close()
         node.service.store.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from typing import cast
 
 from hotswap.errors import HotswapError, StoreError
@@ -85,10 +86,16 @@ class Node:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def serve(self, host: str, port: int) -> None:
-        """Listen until :meth:`stop`; announces ``Listening on HOST:PORT`` once ready."""
+    async def serve(
+        self, host: str | None = None, port: int = 0, *, sock: socket.socket | None = None
+    ) -> None:
+        """Listen (on ``host:port``, or on a bound ``sock``) until stopped; announces
+        ``Listening on HOST:PORT`` once ready."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Peer(self), host, port)
+        if sock is not None:
+            server = await loop.create_server(lambda: _Peer(self), sock=sock)
+        else:
+            server = await loop.create_server(lambda: _Peer(self), host, port)
         bound = server.sockets[0].getsockname()
         self.service.trace.note(f"Listening on {bound[0]}:{bound[1]}")
         for sig in (signal.SIGINT, signal.SIGTERM):
