@@ -10,5 +10,7 @@ it.
     schema   Schema trees, their core types, conversion to and from Python values
     section  the section's canonical JSON codec, checked against a module's types
     display  values as Python expressions: render and parse (never eval)
-    lint     nominal differences between two versions (``Incr | Count`` to ``Count | Incr``)
+    lint     nominal differences between two versions (``Incr | Count`` to ``Count | Incr``),
+             and a migration's names against the states'
+    pysource a version's types as importable dataclasses (``hotswap types``)
 """

@@ -1,6 +1,7 @@
 """The node: machines served over the network, persisted, upgraded live.
 
     registry   the rules: machines by name, inputs, upgrade checks (prepare a Swap, install it)
+    rehearse   dry runs and trial upgrades: replaying inputs on other code, taking one back
     store      the SQLite log: modules, inputs, upgrades, snapshots; recovery
     trace      what the node prints after each input and upgrade (the seed's trace)
     service    the application without sockets: request -> reply, bytes -> frames
