@@ -77,11 +77,18 @@ class NodeConfig:
     handshake_timeout: float = 10.0
 
 
+def _notes(notes: tuple[str, ...]) -> tuple[str, ...]:
+    """Notes as the wire carries them: at most 64, each at most 1024 characters."""
+    return tuple(note if len(note) <= 1024 else note[:1021] + "..." for note in notes[:64])
+
+
 def error_reply(rid: int, error: NodeError) -> Error:
     """The reply for a refusal, with the fields a program acts on (version 2 peers get them)."""
-    return Error(
-        rid, ErrorCode(error.code), str(error), error.trap, error.running, error.generation
-    )
+    message = str(error)
+    if len(message) > 65536:  # the protocol's limit: a huge type's name list must not crash
+        message = message[:65533] + "..."
+    trap = None if error.trap is None else error.trap[:256]
+    return Error(rid, ErrorCode(error.code), message, trap, error.running, error.generation)
 
 
 class Service:
@@ -123,7 +130,7 @@ class Service:
                 self.store.log_upgrade(machine, swap)
                 self.trace.upgraded(swap.notes, event.trial)
                 return Upgraded(
-                    rid, swap.old, swap.new.identity, machine.generation, swap.notes[:64]
+                    rid, swap.old, swap.new.identity, machine.generation, _notes(swap.notes)
                 )
             case Release(id=rid, items=items):
                 wanted = [(i.machine, i.expected, i.module, i.migration) for i in items]
@@ -213,7 +220,7 @@ class Service:
             )
             for d in result.differences
         )
-        notes = tuple(note[:1024] for note in result.notes[:64])
+        notes = _notes(result.notes)
         return DryRunReport(
             rid, result.replayed, result.differing, result.traps, differences, notes
         )
