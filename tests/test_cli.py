@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,28 @@ def test_cli_dry_run_trial_and_revert(tmp_path: Path) -> None:
         assert again.returncode == 1 and "no trial upgrade to confirm" in again.stderr
         history = run_cli("history", *at, "counter").stdout.splitlines()
         assert [line.split()[-1].rstrip(")") for line in history] == ["0", "1", "2"]
+
+
+def test_cli_timed_trial_ends_on_the_servers_timer(tmp_path: Path) -> None:
+    """With no traffic at all, a node makes a timed trial permanent once its time is up."""
+    with Served(tmp_path, {"counter": "hotswap.examples.counter:counter_sm"}) as node:
+        at = ("--node", node.address)
+        up = run_cli(
+            "upgrade",
+            *at,
+            "counter",
+            "--to",
+            "hotswap.examples.counter:counter_sm2",
+            "--trial-seconds",
+            "1",
+        )
+        assert up.returncode == 0, up.stderr
+        assert "It is a trial for 1 s" in up.stdout
+        assert "permanent at" in run_cli("status", *at, "counter").stdout
+        deadline = time.monotonic() + 10
+        while "trial" in run_cli("status", *at, "counter").stdout:
+            assert time.monotonic() < deadline, "the trial never ended"
+            time.sleep(0.2)
+        assert any("Trial of counter confirmed" in line for line in node.lines())
+        bad = run_cli("upgrade", *at, "counter", "--to", "x:y", "--trial", "-1")
+        assert bad.returncode == 1 and "give N >= 1" in bad.stderr

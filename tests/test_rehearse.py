@@ -3,6 +3,7 @@ and taken back exactly (``node/rehearse.py``), through the client and an in-memo
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,3 +212,39 @@ def test_a_trial_survives_a_crash_at_any_point(tmp_path: Path, end: str) -> None
     else:
         assert (status.identity, status.state) == (adder.identity, _plain(before + during))
         assert status.inputs == len(before + during)
+
+
+def test_a_timed_trial_becomes_permanent_when_its_time_is_up(tmp_path: Path) -> None:
+    """`trial_seconds`: provisional until then (also across a crash), permanent after, and
+    logged as confirmed so recovery agrees."""
+    node = MemoryNode({"c": counter_sm}, data=tmp_path)
+    with node:
+        with Client(transport=node.connection()) as client:
+            started = time.time()
+            change = Upgrade(counter_sm, counter_sm2, upgrade_state)
+            client.upgrade("c", change, trial_seconds=60)
+            status = client.status("c")
+            assert status.in_trial and status.trial is None
+            assert status.trial_until is not None and started + 59 <= status.trial_until
+        node.reopen()  # the deadline is durable
+        with Client(transport=node.connection()) as client:
+            assert client.status("c").trial_until == status.trial_until
+            assert node.service.tick(status.trial_until - 1) is False  # not yet
+            assert node.service.tick(status.trial_until) is True  # the server's timer
+            node.service.commit()
+            after = client.status("c")
+            assert not after.in_trial and after.identity == counter_sm2.identity
+            with pytest.raises(NodeError, match="no trial upgrade to revert"):
+                client.revert("c")
+        node.reopen()
+        with Client(transport=node.connection()) as client:
+            assert not client.status("c").in_trial
+
+
+def test_a_trial_ends_at_whichever_bound_comes_first() -> None:
+    with MemoryNode({"c": counter_sm}) as node, Client(transport=node.connection()) as client:
+        change = Upgrade(counter_sm, counter_sm2, upgrade_state)
+        client.upgrade("c", change, trial=2, trial_seconds=3600)
+        client.send("c", Incr())
+        client.send("c", Incr())
+        assert not client.status("c").in_trial

@@ -69,14 +69,17 @@ def _parse_input(text: str, code: LoadedModule) -> Value:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    if args.trial < 0 or args.trial_seconds < 0:
+        raise HotswapError("--trial and --trial-seconds count inputs and seconds: give N >= 1")
+    trial = bool(args.trial or args.trial_seconds)
+    if args.dry_run and trial:
+        raise HotswapError("--dry-run changes nothing; --trial makes an upgrade: choose one")
     target = import_object(args.to)
     new = module_bytes(target, args.to)
     migration = None
     if args.migration:
         migration = import_object(args.migration)
         module_bytes(migration, args.migration)  # a bad reference fails here, named
-    if args.dry_run and args.trial:
-        raise HotswapError("--dry-run changes nothing; --trial makes an upgrade: choose one")
     with connect(args.node) as client:
         status = client.status_raw(args.machine)
         expected = args.expect or status.identity
@@ -85,9 +88,13 @@ def _upgrade(args: argparse.Namespace) -> int:
         if args.dry_run:
             _report_dry_run(args.machine, client.dry_run(args.machine, change, inputs=args.inputs))
             return 0
-        reply = client.upgrade(args.machine, change, trial=args.trial)
+        reply = client.upgrade(
+            args.machine, change, trial=args.trial, trial_seconds=args.trial_seconds
+        )
         notes = reply.notes or nominal_notes(client.code(reply.old), load_module(new))
-    _report(args.machine, reply, notes, derived=migration is None, trial=args.trial)
+    bounds = [f"{args.trial} input(s)"] * bool(args.trial)
+    bounds += [f"{args.trial_seconds} s"] * bool(args.trial_seconds)
+    _report(args.machine, reply, notes, derived=migration is None, trial=" or ".join(bounds))
     return 0
 
 
@@ -191,14 +198,14 @@ def _pair(spec: str, what: str) -> tuple[str, str]:
 
 
 def _report(
-    machine: str, reply: Upgraded, notes: tuple[str, ...], derived: bool, trial: int = 0
+    machine: str, reply: Upgraded, notes: tuple[str, ...], derived: bool, trial: str = ""
 ) -> None:
     how = " (migration derived from the state types)" if derived else ""
     at = "" if reply.generation is None else f", generation {reply.generation}"
     print(f"Upgrade successful! {machine}: {reply.old[:12]} -> {reply.new[:12]}{at}{how}")
     if trial:
         print(
-            f"It is a trial for {trial} input(s): a trap in the new code takes it back; "
+            f"It is a trial for {trial}: a trap in the new code takes it back; "
             f"`hotswap revert {machine}` to take it back, `hotswap confirm {machine}` to keep it"
         )
     for note in notes:
@@ -224,6 +231,9 @@ def _status(args: argparse.Namespace) -> int:
                 print(f"  generation {s.generation} (changes of code since the start)")
             if s.trial is not None:
                 print(f"  trial   {s.trial} input(s) left before the upgrade is permanent")
+            if s.trial_until is not None:
+                until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.trial_until))
+                print(f"  trial   permanent at {until} unless reverted before")
             print(f"  state   {render(state, state_type)}")
             if schemas is not None:
                 print(f"          {render_named(state, schemas['state'])}")
@@ -330,6 +340,13 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         default=0,
         metavar="N",
         help="provisional for the next N inputs: a trap or `hotswap revert` takes it back",
+    )
+    upgrade.add_argument(
+        "--trial-seconds",
+        type=int,
+        default=0,
+        metavar="T",
+        help="provisional for T seconds (with --trial: whichever ends first)",
     )
     upgrade.set_defaults(func=_upgrade)
 

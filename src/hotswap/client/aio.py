@@ -167,8 +167,11 @@ class AsyncClient:
     async def send(self, machine: str, value: Any) -> Any:
         return await self._run(self.wire.session.send(machine, value))
 
-    async def upgrade(self, machine: str, upgrade: Upgrade, *, trial: int = 0) -> Upgraded:
-        return await self._run(self.wire.session.upgrade(machine, upgrade, trial))
+    async def upgrade(
+        self, machine: str, upgrade: Upgrade, *, trial: int = 0, trial_seconds: int = 0
+    ) -> Upgraded:
+        flow = self.wire.session.upgrade(machine, upgrade, trial, trial_seconds)
+        return await self._run(flow)
 
     async def dry_run(self, machine: str, upgrade: Upgrade, *, inputs: int = 1000) -> DryRunOutcome:
         return await self._run(self.wire.session.dry_run(machine, upgrade, inputs))

@@ -189,11 +189,14 @@ class Client:
         records are instances of the user's classes (see :class:`Client`)."""
         return self._run(self.wire.session.send(machine, value))
 
-    def upgrade(self, machine: str, upgrade: Upgrade, *, trial: int = 0) -> Upgraded:
+    def upgrade(
+        self, machine: str, upgrade: Upgrade, *, trial: int = 0, trial_seconds: int = 0
+    ) -> Upgraded:
         """Upgrade a machine; :class:`UpgradeRejected` says why the node refused. With
-        ``trial``, provisionally for that many inputs: a trap in the new code, or
-        :meth:`revert`, takes it back exactly; :meth:`confirm` or the trial's end keeps it."""
-        return self._run(self.wire.session.upgrade(machine, upgrade, trial))
+        ``trial`` or ``trial_seconds``, provisionally for that many inputs or seconds,
+        whichever ends first: a trap in the new code, or :meth:`revert`, takes it back
+        exactly; :meth:`confirm` or the trial's end keeps it."""
+        return self._run(self.wire.session.upgrade(machine, upgrade, trial, trial_seconds))
 
     def dry_run(self, machine: str, upgrade: Upgrade, *, inputs: int = 1000) -> DryRunOutcome:
         """What ``upgrade`` would do, changing nothing: the node checks it as an upgrade, then

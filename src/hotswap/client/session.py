@@ -86,8 +86,15 @@ class MachineStatus:
     history: tuple[HistoryEntry, ...]
     #: How many changes of code the machine has had (None from a version 1 node).
     generation: int | None = None
-    #: Inputs left in the trial upgrade in progress, if there is one.
+    #: Inputs left in the trial upgrade in progress, if it is bounded by inputs.
     trial: int | None = None
+    #: When the trial upgrade in progress ends, if it is bounded by time (epoch seconds).
+    trial_until: float | None = None
+
+    @property
+    def in_trial(self) -> bool:
+        """Whether an upgrade of this machine is still provisional."""
+        return self.trial is not None or self.trial_until is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +284,9 @@ class Session:
             return self.to_python(machine, code, output_value, "output", prefer)
         raise HotswapError("unreachable")  # pragma: no cover
 
-    def upgrade(self, machine: str, upgrade: Upgrade, trial: int = 0) -> Flow[Upgraded]:
+    def upgrade(
+        self, machine: str, upgrade: Upgrade, trial: int = 0, trial_seconds: int = 0
+    ) -> Flow[Upgraded]:
         """The reply's ``notes`` hold what the node noted and, for a derived migration, which
         value each new field got."""
         parts = yield from self.upgrade_parts(upgrade)
@@ -290,6 +299,7 @@ class Session:
             generation=upgrade.generation,
             rename=upgrade.rename,
             trial=trial,
+            trial_seconds=trial_seconds,
         )
         reply = expect((yield request), Upgraded)
         self.running[machine] = reply.new
@@ -361,6 +371,7 @@ class Session:
             reply.history,
             reply.generation,
             reply.trial,
+            reply.trial_until,
         )
 
     def machines(self) -> Flow[list[tuple[str, str]]]:

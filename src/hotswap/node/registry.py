@@ -106,6 +106,8 @@ def apply_input(machine: Machine, value: Value) -> tuple[Value, bool]:
     if trial is None:
         return output, False
     trial.inputs.append(value)
+    if trial.left is None:
+        return output, False
     trial.left -= 1
     if trial.left > 0:
         return output, False
@@ -269,13 +271,33 @@ class Registry:
         generation: int | None = None,
         rename: bool = False,
         trial: int = 0,
+        trial_seconds: int = 0,
     ) -> Swap:
         """Check everything, migrate the state, swap; :class:`UpgradeRejected` changes nothing.
-        With ``trial``, the upgrade is provisional for that many inputs."""
+        With ``trial`` or ``trial_seconds``, the upgrade is provisional for that many inputs or
+        seconds, whichever ends first."""
         prepared = self.prepare(
             name, expected, module, migration, now, generation=generation, rename=rename
         )
-        return self.install(prepared, trial)
+        until = None
+        if trial_seconds > 0:
+            until = (time.time() if now is None else now) + trial_seconds
+        return self.install(prepared, trial, until)
+
+    def expire_trials(self, now: float) -> list[tuple[str, TrialEnd]]:
+        """Confirm every trial whose time is up; the machines and how they ended."""
+        ended = []
+        for name, machine in self.machines.items():
+            trial = machine.trial
+            if trial is not None and trial.until is not None and trial.until <= now:
+                machine.trial = None
+                ended.append((name, TrialEnd(False, machine.identity)))
+        return ended
+
+    def next_deadline(self) -> float | None:
+        """When the earliest time-bounded trial ends, if any does."""
+        times = [m.trial.until for m in self.machines.values() if m.trial and m.trial.until]
+        return min(times, default=None)
 
     def release(
         self, items: list[tuple[str, str, bytes, bytes]], now: float | None = None
@@ -317,8 +339,7 @@ class Registry:
         if machine.trial is not None:
             raise UpgradeRejected(
                 ErrorCode.BAD_REQUEST,
-                f"{name} is in a trial upgrade ({machine.trial.left} input(s) left): confirm "
-                "or revert it first",
+                f"{name} is in a trial upgrade: confirm or revert it first",
             )
         try:
             new = load_module(module)
@@ -383,12 +404,13 @@ class Registry:
         notes = nominal_notes(machine.code, new) + tuple(f"renamed: {r}" for r in renamed)
         return Swap(name, machine.identity, new, migrate, state, change, notes)
 
-    def install(self, prepared: Swap, trial: int = 0) -> Swap:
-        """Install a prepared swap: nothing here can fail. With ``trial``, provisionally for
-        that many inputs (:mod:`hotswap.node.rehearse`)."""
+    def install(self, prepared: Swap, trial: int = 0, until: float | None = None) -> Swap:
+        """Install a prepared swap: nothing here can fail. With ``trial`` (a number of inputs)
+        or ``until`` (a time), provisionally until the first of them (:mod:`.rehearse`)."""
         machine = self.machines[prepared.machine]
-        if trial > 0:
-            machine.trial = Trial(machine.code, machine.state, machine.inputs, trial)
+        if trial > 0 or until is not None:
+            left = trial if trial > 0 else None
+            machine.trial = Trial(machine.code, machine.state, machine.inputs, left, until)
         machine.code, machine.state = prepared.new, prepared.state
         machine.history.append(prepared.change)
         machine.recent.clear()

@@ -10,7 +10,8 @@ exactly: the old code, the state just before the migration, the input count then
 input applied since. A trap in the new code during the trial, or a revert, puts the old code
 and that state back and replays the trial's inputs through the old code, so the machine ends
 as if the upgrade had never happened (an input that traps on the old code is skipped, as it
-would have been). When the trial's inputs run out, or on confirm, it becomes permanent.
+would have been). When the trial's inputs run out, its time is up, or on confirm, it becomes
+permanent.
 
 Both work on :class:`Machine` values alone, so recovery (``store.py``) replays a trial's
 inputs, confirms and reverts through the same functions the live node uses.
@@ -54,7 +55,8 @@ class Trial:
     old_code: LoadedModule
     old_state: Value  # just before the migration
     old_inputs: int
-    left: int  # inputs still to come before it becomes permanent
+    left: int | None  # inputs still to come before it becomes permanent (None: no limit)
+    until: float | None = None  # when it becomes permanent (seconds since the epoch)
     inputs: list[Value] = field(default_factory=list)  # applied on the new code, in order
 
 

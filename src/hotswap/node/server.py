@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import time
 from typing import cast
 
 from hotswap.errors import HotswapError, StoreError
@@ -31,6 +32,8 @@ from hotswap.node.service import Conversation, Fed, Service
 
 #: Pause reading from a client whose unread replies exceed this many bytes.
 HIGH_WATER = 4 * 1024 * 1024
+#: How often the node looks for trial upgrades whose time is up, in seconds.
+TICK = 1.0
 #: On shutdown, how long to wait for clients to take the replies already written.
 SHUTDOWN_GRACE = 5.0
 
@@ -71,6 +74,18 @@ class Node:
             if peer.closing:
                 peer.close_soon()
 
+    def _tick(self) -> None:
+        """Once a second: end the trials whose time is up (durably), even with no traffic."""
+        if self.failure is not None or self.stopped.is_set():
+            return
+        try:
+            if self.service.tick(time.time()):
+                self.service.commit()
+        except StoreError as e:
+            self.fail(e)
+            return
+        asyncio.get_running_loop().call_later(TICK, self._tick)
+
     def fail(self, error: HotswapError) -> None:
         """The store refused a write, or handling a request failed unexpectedly: the machines
         in memory may be ahead of the store, so nothing they did since the last commit may be
@@ -101,8 +116,10 @@ class Node:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopped.set)
+        ticker = loop.call_later(TICK, self._tick)
         async with server:
             await self.stopped.wait()
+        ticker.cancel()
         self.commit()
         await self._finish_peers()
         if self.failure is not None:

@@ -102,9 +102,21 @@ class Service:
         self.trace = trace
         self.config = config or NodeConfig()
 
+    def tick(self, now: float) -> bool:
+        """Make permanent the trials whose time is up, logging each; whether any was (then
+        the caller commits). The server calls it on a timer and before each request."""
+        ended = self.registry.expire_trials(now)
+        for name, end in ended:
+            self.store.log_trial_end(self.registry.get(name), end, now)
+            self.trace.trial_ended(name, end)
+        return bool(ended)
+
     def handle(self, event: Request) -> Reply:
         """Apply one request; the reply (possibly an Error) is what the client will receive.
         Raises :class:`StoreError` if logging an upgrade fails: the node must then stop."""
+        deadline = self.registry.next_deadline()
+        if deadline is not None and deadline <= time.time():
+            self.tick(time.time())  # a trial whose time is up ends before this request
         match event:
             case Send(id=rid, machine=name, input=data):
                 return self._step(rid, name, data, None)
@@ -120,6 +132,7 @@ class Service:
                         generation=event.generation,
                         rename=event.rename,
                         trial=event.trial,
+                        trial_seconds=event.trial_seconds,
                     )
                 except UpgradeRejected as e:
                     self.trace.rejected(e.code, e.reason)
@@ -128,7 +141,7 @@ class Service:
                     return error_reply(rid, e)
                 machine = self.registry.get(name)
                 self.store.log_upgrade(machine, swap)
-                self.trace.upgraded(swap.notes, event.trial)
+                self.trace.upgraded(swap.notes, event.trial, event.trial_seconds)
                 return Upgraded(
                     rid, swap.old, swap.new.identity, machine.generation, _notes(swap.notes)
                 )
@@ -245,6 +258,7 @@ class Service:
             history,
             machine.generation,
             None if machine.trial is None else machine.trial.left,
+            None if machine.trial is None else machine.trial.until,
         )
 
     def commit(self) -> None:

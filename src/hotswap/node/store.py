@@ -6,14 +6,14 @@ Four tables (docs/node.md, "Persistence"):
 - ``modules``: content-addressed store of every module the node has run, keyed by identity;
 - ``log``: append-only, globally ordered: every machine start, every acknowledged input (with
   the identity of the code that processed it), every upgrade (new code and migration), every
-  trial upgrade (``trial``: the same, provisional for ``trial`` inputs) and the end of each
-  trial (``confirm`` or ``revert``);
+  trial upgrade (``trial``: the same, provisional for ``trial`` inputs or ``until`` a time) and
+  the end of each trial (``confirm`` or ``revert``);
 - ``snapshots``: per machine, the state after the log entry ``seq``, taken every
   ``snapshot_every`` inputs and at every start, upgrade, end of a trial and clean shutdown,
   but never during a trial: recovery needs the state from before it to take it back.
 
-Schema 2 added the trial kinds and the ``trial`` column; a schema 1 store is upgraded in place
-when it is opened (``tests/fixtures/store_v1.sqlite3`` is one).
+Schema 2 added the trial kinds and the ``trial`` and ``until`` columns; a schema 1 store is
+upgraded in place when it is opened (``tests/fixtures/store_v1.sqlite3`` is one).
 
 Writes are grouped: the server appends rows as it applies inputs and calls :meth:`Store.commit`
 once per batch, answering the batch only after the commit returns (group commit). With
@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS log (
     migration TEXT,
     inputs INTEGER NOT NULL,
     time REAL NOT NULL,
-    trial INTEGER
+    trial INTEGER,
+    until REAL
 );
 CREATE INDEX IF NOT EXISTS log_changes ON log (machine, seq) WHERE kind != 'input';
 """
@@ -86,8 +87,8 @@ _UPGRADE_1_TO_2 = [
     "ALTER TABLE log RENAME TO log_v1",
     "DROP INDEX IF EXISTS log_changes",
     *(statement for statement in _LOG.split(";") if statement.strip()),
-    "INSERT INTO log SELECT seq, machine, kind, identity, payload, migration, inputs, time, NULL "
-    "FROM log_v1",
+    "INSERT INTO log SELECT seq, machine, kind, identity, payload, migration, inputs, time, "
+    "NULL, NULL FROM log_v1",
     "DROP TABLE log_v1",
 ]
 
@@ -199,7 +200,7 @@ class Store:
             change = machine.history[-1]
             seq = self._next_seq(machine.name)
             self.db.execute(
-                "INSERT INTO log VALUES (?, ?, 'start', ?, NULL, NULL, 0, ?, NULL)",
+                "INSERT INTO log VALUES (?, ?, 'start', ?, NULL, NULL, 0, ?, NULL, NULL)",
                 (seq, machine.name, machine.identity, change.time),
             )
             self._snapshot(machine)
@@ -223,7 +224,7 @@ class Store:
             seq = self._next_seq(machine.name)
             change = swap.change
             self.db.execute(
-                "INSERT INTO log VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                "INSERT INTO log VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
                 (
                     seq,
                     machine.name,
@@ -233,6 +234,7 @@ class Store:
                     change.seq,
                     change.time,
                     None if trial is None else trial.left,
+                    None if trial is None else trial.until,
                 ),
             )
             if trial is None:
@@ -247,7 +249,7 @@ class Store:
             self._begin()
             seq = self._next_seq(machine.name)
             self.db.execute(
-                "INSERT INTO log VALUES (?, ?, ?, ?, NULL, NULL, ?, ?, NULL)",
+                "INSERT INTO log VALUES (?, ?, ?, ?, NULL, NULL, ?, ?, NULL, NULL)",
                 (seq, machine.name, kind, machine.identity, machine.inputs, now),
             )
             self._snapshot(machine)
@@ -256,7 +258,7 @@ class Store:
         if self._pending_inputs:
             self._begin()
             self.db.executemany(
-                "INSERT INTO log VALUES (?, ?, 'input', ?, ?, NULL, ?, ?, NULL)",
+                "INSERT INTO log VALUES (?, ?, 'input', ?, ?, NULL, ?, ?, NULL, NULL)",
                 self._pending_inputs,
             )
             self._pending_inputs.clear()
@@ -358,12 +360,12 @@ class Store:
         """Apply the log entries after ``after`` through the registry's own functions, so a
         trial is rebuilt, confirmed and reverted exactly as it was live."""
         rows = self.db.execute(
-            "SELECT seq, kind, identity, payload, migration, trial, time FROM log "
+            "SELECT seq, kind, identity, payload, migration, trial, until, time FROM log "
             "WHERE machine = ? AND seq > ? ORDER BY seq",
             (machine.name, after),
         )
         count = 0
-        for seq, kind, identity, payload, migration, trial, when in rows:
+        for seq, kind, identity, payload, migration, trial, until, when in rows:
             count += 1
             if kind == "input":
                 if identity != machine.identity:
@@ -385,7 +387,8 @@ class Store:
                 except Trap as e:
                     raise StoreError(f"replaying the upgrade at {seq} trapped: {e}") from None
                 if kind == "trial":
-                    machine.trial = Trial(machine.code, before, machine.inputs, int(trial))
+                    left = None if trial is None else int(trial)
+                    machine.trial = Trial(machine.code, before, machine.inputs, left, until)
                 machine.code = new
                 machine.recent.clear()
             elif kind in ("confirm", "revert"):

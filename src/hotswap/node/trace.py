@@ -71,11 +71,12 @@ class Trace:
             f"New state: {self._render(state, sig.state, 'state', code)}\n\n"
         )
 
-    def upgraded(self, notes: tuple[str, ...] = (), trial: int = 0) -> None:
+    def upgraded(self, notes: tuple[str, ...] = (), trial: int = 0, seconds: int = 0) -> None:
         if self.enabled:
             head = "Upgrade successful!\n"
-            if trial:
-                head = f"Trial upgrade successful: provisional for {trial} input(s)\n"
+            if trial or seconds:
+                bounds = [f"{trial} input(s)"] * bool(trial) + [f"{seconds} s"] * bool(seconds)
+                head = f"Trial upgrade successful: provisional for {' or '.join(bounds)}\n"
             lines = [head, *(f"Note: {note}\n" for note in notes), "\n"]
             self._write("".join(lines))
 

@@ -125,8 +125,9 @@ class UpgradeRequest:
 
     Version 2 fields: ``generation``, the machine's generation the upgrade was made for (so
     that it cannot be replayed after the code changed and came back); ``rename``, accept a
-    migration whose names differ from the states' (a deliberate rename); ``trial``, make the
-    upgrade provisional for that many inputs (0: permanent at once)."""
+    migration whose names differ from the states' (a deliberate rename); ``trial`` and
+    ``trial_seconds``, make the upgrade provisional for that many inputs or seconds, whichever
+    ends first (0 and 0: permanent at once)."""
 
     id: int
     machine: str
@@ -136,6 +137,7 @@ class UpgradeRequest:
     generation: int | None = None
     rename: bool = False
     trial: int = 0
+    trial_seconds: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,8 @@ class StatusReply:
     generation: int | None = None
     #: Version 2: inputs left before the trial upgrade in progress becomes permanent.
     trial: int | None = None
+    #: Version 2: when the trial in progress becomes permanent (seconds since the epoch).
+    trial_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
