@@ -3,6 +3,9 @@
 The ``node`` command lives with the node (``hotswap.node.cli``); ``hotswap.__main__`` puts the
 two together as the ``hotswap`` program. Every failure is one line on stderr,
 ``hotswap: <what went wrong>``, and exit status 1.
+
+"Upgrade" here is the user's :class:`hotswap.code.Upgrade`, built from ``--to`` and
+``--migration`` and sent by the client.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The asyncio client: the same operations as the blocking client, awaited."""
+"""The asyncio client: the blocking client's operations (send, upgrade, release, rollback,
+dry_run, confirm, revert, status, machines, module), awaited. "Upgrade" here is the user's
+:class:`hotswap.code.Upgrade`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The blocking client: one connection to one node, over a socket or any other transport."""
+"""The blocking client: one connection to one node, over a socket or any other transport.
+
+"Upgrade" here is the user's :class:`hotswap.code.Upgrade`; the reply is the wire's
+``Upgraded``.
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A flow is a generator that yields the requests it needs and is sent their replie
 the operation's result. The same flow runs over a socket, under asyncio or against an in-memory
 node, so the logic of an operation (encode for the running code, re-encode after an upgrade
 made elsewhere, derive a migration, find the rollback target) exists once. "Upgrade" here is
-the operation a user asks for, described by :class:`hotswap.code.Upgrade`.
+the user's :class:`hotswap.code.Upgrade`, sent as an ``UpgradeRequest``.
 
 Values come back (outputs, states) as the user's classes the session knows (:class:`Classes`):
 those of the machines it was given (``remember``, ``connect(machines=...)``, an upgrade's old

@@ -259,11 +259,6 @@ class _Derivation:
         return chain
 
 
-def derive_term(old: Schema, new: Schema, where: str = "state") -> Term:
-    """A term from ``core_type(old)`` to ``core_type(new)`` by the rules of the module doc."""
-    return _Derivation().term(old, new, where)
-
-
 @dataclass(frozen=True)
 class DerivedMigration:
     """A migration module built from two state schemas, usable wherever ``@migration`` is.

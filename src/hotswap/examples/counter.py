@@ -7,6 +7,8 @@ the first component of its state and counts on in the second, like the Erlang or
 
 The order of a union is its layout, so ``None | int`` is written as it is (RUF036 would move
 None last, which would make the output ``int + Unit``, not the seed's ``Unit + Int``).
+
+"Upgrade" here is :class:`hotswap.code.Upgrade`, the seed's ``Upgrade old new migration``.
 """
 
 from __future__ import annotations

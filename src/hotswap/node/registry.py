@@ -3,13 +3,17 @@
 No I/O happens here, so every rule can be tested without a network or a disk. Each operation
 either changes everything it should or nothing: a step that traps leaves the state as it was;
 an upgrade is checked completely (docs/design.md, "Upgrades") before the swap, which cannot
-fail. "Upgrade" here is the operation: :meth:`Registry.prepare` checks one and returns a
-:class:`Swap`, :meth:`Registry.install` installs it. This is where an upgrade is refused.
+fail. "Upgrade" here is what an ``UpgradeRequest`` asks for: :meth:`Registry.prepare` checks
+it and returns a :class:`Swap`, :meth:`Registry.install` installs it. This is where the node
+refuses an upgrade (the client refuses a migration declared for other machines before sending:
+``hotswap.code.Upgrade.check_declared``).
 
-Upgrade checks, in order: both modules decode canonically and verify; the new module is a
-machine and the migration a migration; the running identity equals the expected one; the
-migration maps the running state type to the new state type; the code is compiled (by
-loading); the migration runs on the current state without trapping. Then the swap.
+The checks of :meth:`Registry.prepare`, in order: no trial upgrade is in progress; both modules
+decode canonically, verify and compile (``load_module``); the new module is a machine and the
+migration a migration; the running identity is the expected one and the generation, if named,
+the machine's; the migration maps the running state type to the new state type; its names agree
+with both states' names unless the upgrade is a rename; it runs on the current state without
+trapping. Then the swap.
 """
 
 from __future__ import annotations

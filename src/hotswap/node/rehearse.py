@@ -15,6 +15,8 @@ permanent.
 
 Both work on :class:`Machine` values alone, so recovery (``store.py``) replays a trial's
 inputs, confirms and reverts through the same functions the live node uses.
+
+"Upgrade" here is a ``Swap`` of the registry, rehearsed (dry run) or installed provisionally.
 """
 
 from __future__ import annotations

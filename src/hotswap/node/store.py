@@ -15,8 +15,9 @@ Four tables (docs/node.md, "Persistence"):
 Schema 2 added the trial kinds and the ``trial`` and ``until`` columns; a schema 1 store is
 upgraded in place when it is opened (``tests/fixtures/store_v1.sqlite3`` is one).
 
-Writes are grouped: the server appends rows as it applies inputs and calls :meth:`Store.commit`
-once per batch, answering the batch only after the commit returns (group commit). With
+Writes are grouped: the service (``service.py``) queues a row for each input it applies
+(:meth:`Store.log_input`), and the server or in-memory node calls :meth:`Store.commit` once per
+batch, answering the batch only after the commit returns (group commit). With
 ``fsync=True`` SQLite runs with ``synchronous=FULL``, so a commit survives power loss; the
 default ``NORMAL`` survives a crash of the process, which is what WAL guarantees without an
 fsync per commit.
@@ -28,6 +29,8 @@ A write that fails (disk full, read-only or vanished file) rolls the open transa
 drops the queued inputs and raises :class:`StoreError`. The machines in memory are then ahead
 of the store: nothing they did since the last commit may be acknowledged, so the caller must
 stop and recover (the node does).
+
+"Upgrade" here is a logged ``Swap`` of the registry (an ``upgrade`` or ``trial`` row).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@
 Modes: ``seed`` (the seed's value syntax), ``names`` (Python names, when the module carries
 them; the seed syntax otherwise), ``off``. An upgrade whose types are structurally equal but
 named differently (``Incr | Count`` to ``Count | Incr``) adds ``Note:`` lines.
+
+"Upgrade" here is a ``Swap`` the registry installed (or refused).
 """
 
 from __future__ import annotations

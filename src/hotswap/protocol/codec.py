@@ -10,6 +10,9 @@ one byte string, as modules do, and a peer that deviates is told exactly where.
 
 Errors: a bad outgoing event raises LocalProtocolError, a bad incoming payload
 RemoteProtocolError, both naming the message, the field and what was wrong.
+
+"Upgrade" here is the wire message ``upgrade`` (``UpgradeRequest``) and its reply
+``upgraded`` (``Upgraded``).
 """
 
 from __future__ import annotations

@@ -8,17 +8,18 @@ Three groups, by direction:
 
 - handshake: ``Hello`` (client) and ``Welcome`` (server), section "Hello and versioning";
 - requests (client to server), each with a client-chosen ``id``: ``Send``, ``SendChecked``,
-  ``UpgradeRequest``, ``Release``, ``Status``, ``Machines``, ``GetModule``;
+  ``UpgradeRequest``, ``Release``, ``Status``, ``Machines``, ``GetModule``, and in version 2
+  ``DryRun``, ``Confirm``, ``Revert``;
 - replies (server to client), carrying the ``id`` of their request: ``Output``, ``Upgraded``,
-  ``Released``, ``StatusReply``, ``MachinesReply``, ``ModuleReply``, and ``Error`` for any of
-  them;
+  ``Released``, ``StatusReply``, ``MachinesReply``, ``ModuleReply``, in version 2
+  ``DryRunReport`` and ``TrialEnded``, and ``Error`` for any of them;
+
+plus ``Goodbye`` (server, connection-level error, the server closes after it) and
+``ConnectionClosed``, which is not a message: it reports that the peer closed its side.
 
 "Upgrade" here is the wire message: ``UpgradeRequest`` (wire name ``upgrade``) asks for one,
 ``Upgraded`` reports that it happened. The client's ``Upgrade`` is the seed's description of one
 (old code, new code, migration); the registry's ``Swap`` is one checked and ready to install.
-
-plus ``Goodbye`` (server, connection-level error, the server closes after it) and
-``ConnectionClosed``, which is not a message: it reports that the peer closed its side.
 """
 
 from __future__ import annotations

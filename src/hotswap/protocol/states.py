@@ -13,6 +13,8 @@ In READY the client sends requests and the server replies, in request order. Any
 moves the connection to ERROR, which it never leaves; after a violation by the *client*, the
 server may still answer requests it already received and say goodbye (docs/protocol.md,
 "Protocol violations").
+
+"Upgrade" here is the wire request ``UpgradeRequest`` and its reply ``Upgraded``.
 """
 
 from __future__ import annotations
