@@ -163,3 +163,16 @@ def test_cli_timed_trial_ends_on_the_servers_timer(tmp_path: Path) -> None:
         assert any("Trial of counter confirmed" in line for line in node.lines())
         bad = run_cli("upgrade", *at, "counter", "--to", "x:y", "--trial", "-1")
         assert bad.returncode == 1 and "give N >= 1" in bad.stderr
+
+
+def test_cli_refuses_options_that_would_be_ignored(tmp_path: Path) -> None:
+    with Served(tmp_path, {"counter": "hotswap.examples.counter:counter_sm"}) as node:
+        up = ("upgrade", "--node", node.address, "counter", "--to", "x:y")
+        for extra, message in (
+            (("--inputs", "5"), "add --dry-run"),
+            (("--dry-run", "--inputs", "0"), "--inputs must be at least 1"),
+            (("--generation", "-1"), "--generation must be 0 or more"),
+            (("--dry-run", "--trial", "3"), "choose one"),
+        ):
+            result = run_cli(*up, *extra)
+            assert result.returncode == 1 and message in result.stderr, (extra, result.stderr)

@@ -11,7 +11,7 @@ import pytest
 
 from hotswap.client import Client, Upgrade
 from hotswap.dsl import machine, migration
-from hotswap.errors import NodeError, StepTrapped, UpgradeRejected
+from hotswap.errors import HotswapError, NodeError, StepTrapped, UpgradeRejected
 from hotswap.examples.counter import (
     Count,
     Incr,
@@ -21,6 +21,9 @@ from hotswap.examples.counter import (
     upgrade_state,
 )
 from hotswap.node.memory import MemoryNode
+from hotswap.node.service import Conversation
+from hotswap.protocol import ClientConnection, Hello
+from hotswap.protocol.events import Error, ErrorCode, UpgradeRequest
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def test_a_trial_becomes_permanent_after_its_inputs_or_on_confirm() -> None:
 def test_no_upgrade_while_a_trial_is_in_progress() -> None:
     with MemoryNode({"c": counter_sm}) as node, Client(transport=node.connection()) as client:
         client.upgrade("c", Upgrade(counter_sm, counter_sm2, upgrade_state), trial=5)
-        with pytest.raises(UpgradeRejected, match="confirm or revert it first"):
+        with pytest.raises(UpgradeRejected, match="confirm or revert the trial upgrade first"):
             client.upgrade("c", Upgrade(counter_sm2, counter_sm, downgrade_state))
 
 
@@ -248,3 +251,52 @@ def test_a_trial_ends_at_whichever_bound_comes_first() -> None:
         client.send("c", Incr())
         client.send("c", Incr())
         assert not client.status("c").in_trial
+
+
+def test_trial_bounds_are_checked_and_nothing_crashes() -> None:
+    """A trial of 2**63 inputs stopped the node (SQLite's integers are signed 64-bit)."""
+    with MemoryNode({"c": counter_sm}) as node:
+        change = Upgrade(counter_sm, counter_sm2, upgrade_state)
+        with Client(transport=node.connection()) as client:
+            with pytest.raises(HotswapError, match="whole number"):
+                client.upgrade("c", change, trial=True)
+            for too_long in ({"trial": 2**62 + 1}, {"trial_seconds": 2**62}):
+                request = UpgradeRequest(
+                    client.session.request_id(),
+                    "c",
+                    counter_sm.identity,
+                    counter_sm2.module,
+                    upgrade_state.module,
+                    **too_long,  # type: ignore[arg-type]
+                )
+                reply = client.request(request)
+                assert isinstance(reply, Error) and reply.code == ErrorCode.BAD_REQUEST
+            assert node.failure is None
+            assert client.status("c").identity == counter_sm.identity
+
+
+def test_a_version_1_client_upgrading_during_a_trial_gets_a_version_1_refusal() -> None:
+    """bad_request does not answer an upgrade in version 1: its client broke the connection."""
+    with MemoryNode({"c": counter_sm}) as node:
+        with Client(transport=node.connection()) as client:
+            client.upgrade("c", Upgrade(counter_sm, counter_sm2, upgrade_state), trial=5)
+        conversation, v1 = Conversation(node.service), ClientConnection()
+        v1.receive_data(b"".join(conversation.receive(v1.send(Hello(version=1))).replies))
+        v1.next_event()
+        request = UpgradeRequest(
+            1, "c", counter_sm2.identity, counter_sm.module, downgrade_state.module
+        )
+        v1.receive_data(b"".join(conversation.receive(v1.send(request)).replies))
+        reply = v1.next_event()  # a reply version 1 allows: no protocol error here
+    assert isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION
+    assert "on trial" in reply.message
+
+
+def test_a_dry_run_checks_the_generation_too() -> None:
+    with MemoryNode({"c": counter_sm}) as node, Client(transport=node.connection()) as client:
+        client.upgrade("c", Upgrade(counter_sm, counter_sm2, upgrade_state))
+        client.upgrade("c", Upgrade(counter_sm2, counter_sm, downgrade_state))
+        stale = Upgrade(counter_sm, counter_sm2, upgrade_state, generation=0)
+        with pytest.raises(UpgradeRejected) as info:
+            client.dry_run("c", stale)
+        assert info.value.code == "wrong_version" and info.value.generation == 2

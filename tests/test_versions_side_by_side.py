@@ -104,4 +104,4 @@ def test_types_then_a_migration_against_them(project: Path) -> None:
             state = client.status("t").state
         assert state == new.Tally(5, 5)
         bad = run_cli("types", *at, "t", "--version", "ffff")
-        assert bad.returncode == 1 and "no code matching 'ffff'" in bad.stderr
+        assert bad.returncode == 1 and "has never run code 'ffff'" in bad.stderr

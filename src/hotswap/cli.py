@@ -74,6 +74,12 @@ def _parse_input(text: str, code: LoadedModule) -> Value:
 def _upgrade(args: argparse.Namespace) -> int:
     if args.trial < 0 or args.trial_seconds < 0:
         raise HotswapError("--trial and --trial-seconds count inputs and seconds: give N >= 1")
+    if args.inputs is not None and not args.dry_run:
+        raise HotswapError("--inputs says how many inputs a --dry-run replays: add --dry-run")
+    if args.inputs is not None and args.inputs < 1:
+        raise HotswapError(f"--inputs must be at least 1, not {args.inputs}")
+    if args.generation is not None and args.generation < 0:
+        raise HotswapError(f"--generation must be 0 or more, not {args.generation}")
     trial = bool(args.trial or args.trial_seconds)
     if args.dry_run and trial:
         raise HotswapError("--dry-run changes nothing; --trial makes an upgrade: choose one")
@@ -89,7 +95,8 @@ def _upgrade(args: argparse.Namespace) -> int:
         generation = args.generation if args.generation is not None else status.generation
         change = Upgrade(expected, target, migration, generation=generation, rename=args.rename)
         if args.dry_run:
-            _report_dry_run(args.machine, client.dry_run(args.machine, change, inputs=args.inputs))
+            inputs = 1000 if args.inputs is None else args.inputs
+            _report_dry_run(args.machine, client.dry_run(args.machine, change, inputs=inputs))
             return 0
         reply = client.upgrade(
             args.machine, change, trial=args.trial, trial_seconds=args.trial_seconds
@@ -253,11 +260,15 @@ def _types(args: argparse.Namespace) -> int:
         identity = args.version or status.identity
         known = [entry.identity for entry in status.history]
         matches = sorted({i for i in known if i.startswith(identity)})
-        if len(matches) != 1:
-            found = "no code" if not matches else f"{len(matches)} versions"
+        if not matches:
             raise HotswapError(
-                f"{args.machine} has run {found} matching {identity!r}: give a longer prefix "
-                "of an identity from `hotswap history`"
+                f"{args.machine} has never run code {identity!r}: give an identity (or a "
+                "prefix of one) from `hotswap history`"
+            )
+        if len(matches) > 1:
+            raise HotswapError(
+                f"{identity!r} is the prefix of {len(matches)} versions of {args.machine}: "
+                "give a longer prefix of an identity from `hotswap history`"
             )
         code = client.code(matches[0])
     schemas = module_schemas(code)
@@ -333,9 +344,9 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     upgrade.add_argument(
         "--inputs",
         type=int,
-        default=1000,
+        default=None,
         metavar="N",
-        help="with --dry-run: how many recent inputs to replay (%(default)s)",
+        help="with --dry-run: how many recent inputs to replay (1000)",
     )
     upgrade.add_argument(
         "--trial",

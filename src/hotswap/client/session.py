@@ -289,6 +289,10 @@ class Session:
     ) -> Flow[Upgraded]:
         """The reply's ``notes`` hold what the node noted and, for a derived migration, which
         value each new field got."""
+        _check_count("trial", trial)
+        _check_count("trial_seconds", trial_seconds)
+        if upgrade.generation is not None:
+            _check_count("generation", upgrade.generation)
         parts = yield from self.upgrade_parts(upgrade)
         request = UpgradeRequest(
             self.request_id(),
@@ -310,8 +314,16 @@ class Session:
     def dry_run(self, machine: str, upgrade: Upgrade, inputs: int) -> Flow[DryRunOutcome]:
         parts = yield from self.upgrade_parts(upgrade)
         expected, new = parts.expected, parts.module
+        _check_count("inputs", inputs, low=1)
         request = DryRun(
-            self.request_id(), machine, expected, new, parts.migration, inputs, upgrade.rename
+            self.request_id(),
+            machine,
+            expected,
+            new,
+            parts.migration,
+            inputs,
+            upgrade.rename,
+            upgrade.generation,
         )
         report = expect((yield request), DryRunReport)
         old_code = yield from self.code_of(expected)
@@ -326,7 +338,8 @@ class Session:
             )
             for d in report.differences
         )
-        return DryRunOutcome(report.replayed, report.differing, report.traps, shown, report.notes)
+        notes = parts.notes + report.notes  # how a derived migration filled new fields, too
+        return DryRunOutcome(report.replayed, report.differing, report.traps, shown, notes)
 
     def end_trial(self, machine: str, revert: bool) -> Flow[TrialEnded]:
         rid = self.request_id()
@@ -393,6 +406,12 @@ class Session:
             old = yield from self.code_of(expected)
         module, notes = derive_with_notes(old, load_module(new), upgrade.old, upgrade.new)
         return Parts(expected, new, module, tuple(f"derived: {note}" for note in notes))
+
+
+def _check_count(what: str, value: object, low: int = 0) -> None:
+    """A count the caller gives (inputs, seconds, a generation): an int, not a bool, >= low."""
+    if type(value) is not int or not low <= value < 2**63:
+        raise HotswapError(f"{what} must be a whole number from {low} to 2**63 - 1, not {value!r}")
 
 
 def _show(code: LoadedModule, role: str, data: bytes) -> str:

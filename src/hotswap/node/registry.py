@@ -40,6 +40,10 @@ from hotswap.node.rehearse import (
 from hotswap.protocol.events import ErrorCode, HistoryKind
 
 VERSION_MISMATCH = "The version running isn't the one the upgrade expects. Aborting upgrade."
+#: The longest trial upgrade, in inputs and in seconds (ten years): the store keeps both as
+#: signed 64-bit numbers.
+MAX_TRIAL_INPUTS = 2**62
+MAX_TRIAL_SECONDS = 10 * 366 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +227,9 @@ class Registry:
             ended = revert_trial(machine, time.time())
             raise TrialReverted(
                 f"{machine.name}: {e} on the trial code {identity[:12]}; the trial upgrade was "
-                f"reverted to {ended.identity[:12]} and its {ended.replayed} applied input(s) "
-                "replayed on that code; this input had no effect",
+                f"reverted to {ended.identity[:12]}: of the trial's inputs, {ended.replayed} "
+                f"were replayed on that code and {ended.skipped} skipped (they trap there); "
+                "this input had no effect",
                 e.kind,
                 ended,
             ) from None
@@ -255,11 +260,12 @@ class Registry:
         inputs: int = RECENT,
         *,
         rename: bool = False,
+        generation: int | None = None,
     ) -> DryRunResult:
         """What the upgrade would do to the last ``inputs`` inputs, changing nothing: every
         check of a real upgrade first (a dry run of an upgrade the node would refuse is
         refused the same way), then :func:`hotswap.node.rehearse.dry_run`."""
-        swap = self.prepare(name, expected, module, migration, rename=rename)
+        swap = self.prepare(name, expected, module, migration, generation=generation, rename=rename)
         machine = self.get(name)
         recent = list(machine.recent)[-inputs:] if inputs > 0 else []
         return dry_run(machine.code, swap.new, swap.migration, recent)
@@ -280,6 +286,12 @@ class Registry:
         """Check everything, migrate the state, swap; :class:`UpgradeRejected` changes nothing.
         With ``trial`` or ``trial_seconds``, the upgrade is provisional for that many inputs or
         seconds, whichever ends first."""
+        if not (0 <= trial <= MAX_TRIAL_INPUTS and 0 <= trial_seconds <= MAX_TRIAL_SECONDS):
+            raise UpgradeRejected(
+                ErrorCode.BAD_REQUEST,
+                f"a trial lasts 0 to {MAX_TRIAL_INPUTS} inputs and 0 to {MAX_TRIAL_SECONDS} "
+                f"seconds, not {trial} inputs and {trial_seconds} seconds",
+            )
         prepared = self.prepare(
             name, expected, module, migration, now, generation=generation, rename=rename
         )
@@ -340,10 +352,13 @@ class Registry:
         0 is refused after A -> B -> A (generation 2), where it would otherwise apply again.
         The migration's names must be the running and new states' names unless ``rename``."""
         machine = self.get(name)
-        if machine.trial is not None:
+        if machine.trial is not None:  # wrong_version: a code every protocol version allows
             raise UpgradeRejected(
-                ErrorCode.BAD_REQUEST,
-                f"{name} is in a trial upgrade: confirm or revert it first",
+                ErrorCode.WRONG_VERSION,
+                f"{name} runs {machine.identity[:12]} on trial: confirm or revert the trial "
+                "upgrade first",
+                running=machine.identity,
+                generation=machine.generation,
             )
         try:
             new = load_module(module)

@@ -125,7 +125,7 @@ def dry_run(
     assert old_sig is not None and new_sig is not None
     notes: list[str] = []
     if not recent:
-        notes.append("no recent inputs on the running code to replay")
+        notes.append("no recent inputs on the running code to replay (none since it started)")
         return DryRunResult(0, 0, 0, (), tuple(notes))
     if old_sig.input is not new_sig.input:
         notes.append(f"the input type changed ({old_sig.input} -> {new_sig.input})")

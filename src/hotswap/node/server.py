@@ -125,7 +125,13 @@ class Node:
         if self.failure is not None:
             raise self.failure
         self.service.checkpoint()
-        self.service.trace.note("Stopped; every machine snapshotted")
+        trials = [name for name, m in self.service.registry.machines.items() if m.trial]
+        if trials:  # their snapshots would lose the state a revert needs: the log keeps it
+            self.service.trace.note(
+                f"Stopped; snapshotted every machine but {', '.join(trials)}, on trial"
+            )
+        else:
+            self.service.trace.note("Stopped; every machine snapshotted")
 
     async def _finish_peers(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop reading requests, then let every client take the replies already written

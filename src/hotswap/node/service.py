@@ -173,7 +173,13 @@ class Service:
             case DryRun(id=rid, machine=name, expected=expected, module=new, migration=mig):
                 try:
                     result = self.registry.dry_run(
-                        name, expected, new, mig, event.inputs, rename=event.rename
+                        name,
+                        expected,
+                        new,
+                        mig,
+                        event.inputs,
+                        rename=event.rename,
+                        generation=event.generation,
                     )
                 except NodeError as e:
                     return error_reply(rid, e)

@@ -156,7 +156,7 @@ SCHEMAS: tuple[Schema, ...] = (
         DryRun,
         True,
         since=2,
-        optional=(("rename", BOOL, False),),
+        optional=(("rename", BOOL, False), ("generation", UINT, None)),
         id=UINT,
         machine=NAME,
         expected=IDENTITY,

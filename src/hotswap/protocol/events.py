@@ -153,6 +153,7 @@ class DryRun:
     migration: bytes
     inputs: int
     rename: bool = False
+    generation: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,7 +166,7 @@ ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
             ErrorCode.BAD_MODULE,
             ErrorCode.ILL_TYPED_UPGRADE,
             ErrorCode.MIGRATION_TRAP,
-            ErrorCode.BAD_REQUEST,  # a trial in progress (only version 2 clients start one)
+            ErrorCode.BAD_REQUEST,  # a trial out of bounds (only version 2 requests have one)
         }
         | _ANY_REQUEST
     ),
