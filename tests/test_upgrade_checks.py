@@ -4,10 +4,12 @@ refusal tells a program (protocol version 2), against the registry and an in-mem
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cbor2
 import pytest
 
+from hotswap.cam.build import migration_module
 from hotswap.cam.loaded import load_module
 from hotswap.cam.module import encode_module
 from hotswap.client import Client, Upgrade
@@ -15,6 +17,7 @@ from hotswap.dsl import machine, migration
 from hotswap.errors import HotswapError, NodeError, StepTrapped, Trap, UpgradeRejected
 from hotswap.examples import handbuilt
 from hotswap.examples.counter import Incr, counter_sm, counter_sm2, downgrade_state, upgrade_state
+from hotswap.lang.terms import ID
 from hotswap.node.memory import MemoryNode
 from hotswap.node.registry import Registry
 from hotswap.node.service import Conversation
@@ -240,3 +243,45 @@ def test_a_derived_migration_uses_the_new_types_defaults_and_says_so() -> None:
         reply = client.upgrade("t", Upgrade(tally_v1, tally_v2))
         assert client.status("t").state == TallyV2(7, 100, None)
     assert "derived: TallyV2.cap: new field, set to 100 (its default)" in reply.notes
+
+
+@dataclass(frozen=True)
+class Gauge:
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+@machine(init=Gauge(0, 0))
+def gauge(inp: Use, state: Gauge) -> tuple[Gauge, int]:
+    return Gauge(state.low, state.high + inp.amount), state.low
+
+
+@machine(init=Span(0, 0))
+def span(inp: Use, state: Span) -> tuple[Span, int]:
+    return Span(state.start, state.end + inp.amount), state.start
+
+
+def test_two_machines_of_one_code_under_other_names_are_refused(tmp_path: Path) -> None:
+    """An identity covers code, not names, and the node keeps one module per identity: a
+    `span` next to a `gauge` of the same code was shown (and name-checked) as a Gauge."""
+    assert gauge.identity == span.identity and gauge.module != span.module
+    with pytest.raises(NodeError, match="same code as one machine 'g' runs, with other names"):
+        MemoryNode({"g": gauge, "s": span}, data=tmp_path / "a")
+    with MemoryNode({"g": gauge}, data=tmp_path / "b") as node:
+        node.reopen()  # and from the store, after a restart
+        with pytest.raises(NodeError, match="same code as one machine 'g' runs"):
+            node.service.registry.start("s", load_module(span.module))
+        same = load_module(gauge.module).machine
+        assert same is not None
+        keep = encode_module(migration_module(same.state, same.state, ID))
+        with Client(transport=node.connection()) as client:
+            with pytest.raises(UpgradeRejected, match="other names") as info:
+                client.upgrade("g", Upgrade(gauge, span, keep, rename=True))
+            assert info.value.code == "bad_module"
+            assert client.code(gauge.identity).data == gauge.module
