@@ -271,17 +271,30 @@ def test_two_machines_of_one_code_under_other_names_are_refused(tmp_path: Path) 
     """An identity covers code, not names, and the node keeps one module per identity: a
     `span` next to a `gauge` of the same code was shown (and name-checked) as a Gauge."""
     assert gauge.identity == span.identity and gauge.module != span.module
-    with pytest.raises(NodeError, match="same code as one machine 'g' runs, with other names"):
+    with pytest.raises(NodeError, match="same code as machine 'g' runs, with other names"):
         MemoryNode({"g": gauge, "s": span}, data=tmp_path / "a")
-    with MemoryNode({"g": gauge}, data=tmp_path / "b") as node:
+    same = load_module(gauge.module).machine
+    assert same is not None
+    keep = encode_module(migration_module(same.state, same.state, ID))
+    with MemoryNode({"g": gauge, "h": gauge}, data=tmp_path / "b") as node:
         node.reopen()  # and from the store, after a restart
-        with pytest.raises(NodeError, match="same code as one machine 'g' runs"):
-            node.service.registry.start("s", load_module(span.module))
-        same = load_module(gauge.module).machine
-        assert same is not None
-        keep = encode_module(migration_module(same.state, same.state, ID))
         with Client(transport=node.connection()) as client:
             with pytest.raises(UpgradeRejected, match="other names") as info:
                 client.upgrade("g", Upgrade(gauge, span, keep, rename=True))
             assert info.value.code == "bad_module"
             assert client.code(gauge.identity).data == gauge.module
+
+
+def test_a_machine_that_renames_its_types_keeps_the_new_names(tmp_path: Path) -> None:
+    """Same code, other names, one machine: the node keeps the names it was last given, also
+    for clients that fetch the module and after a restart."""
+    same = load_module(gauge.module).machine
+    assert same is not None
+    keep = encode_module(migration_module(same.state, same.state, ID))
+    with MemoryNode({"g": gauge}, data=tmp_path) as node:
+        with Client(transport=node.connection()) as client:
+            client.upgrade("g", Upgrade(gauge, span, keep, rename=True))
+        node.reopen()
+        with Client(transport=node.connection()) as client:
+            assert client.code(gauge.identity).data == span.module
+            assert client.status("g").state == Span(0, 0)

@@ -184,10 +184,11 @@ class Classes:
                 self.add(obj, given=False, module=name)
 
 
-def compiled_machine(identity: str) -> Any:
+def compiled_machine(identity: str, data: bytes | None = None) -> Any:
     """A DSL machine of this program, already compiled (run, sent in an upgrade, ...), whose code
-    has ``identity``: held by a loaded module; None if there is none. Exact, by identity: it
-    finds the module that defines the machine a node runs, when this program has it."""
+    has ``identity`` (and, given ``data``, exactly those module bytes: the same names): held by
+    a loaded module; None if there is none. It finds the module that defines the machine a
+    node runs, when this program has it."""
     from hotswap.dsl.api import Machine  # noqa: PLC0415 - the DSL only when a code is unknown
 
     for module in list(sys.modules.values()):
@@ -195,7 +196,8 @@ def compiled_machine(identity: str) -> Any:
             continue
         for obj in list(vars(module).values()):
             if isinstance(obj, Machine) and "module" in vars(obj) and obj.identity == identity:
-                return obj
+                if data is None or obj.module == data:
+                    return obj
     return None
 
 
@@ -240,10 +242,12 @@ def classless(s: Schema) -> Iterable[str]:
 
 def schemas_of(code: LoadedModule, local: object | None = None) -> dict[str, Schema] | None:
     """The schemas (Python names) of a machine's input, state and output: a local DSL machine's
-    own when it has this identity (its classes), else the module's names section, else None."""
+    own when it is this module (its classes; the same identity with other names is another
+    module), else the module's names section, else None."""
     own = getattr(local, "schemas", None)
     if isinstance(own, dict) and getattr(local, "identity", None) == code.identity:
-        return own
+        if getattr(local, "module", code.data) == code.data:
+            return own
     return module_schemas(code)
 
 

@@ -211,7 +211,7 @@ class Session:
         converter = converter_for(code, self.local.get(code.identity), self.classes, prefer)
         if converter.lacking and code.identity not in self._searched:
             self._searched.add(code.identity)
-            found = compiled_machine(code.identity)
+            found = compiled_machine(code.identity, code.data)
             if found is not None:
                 self.local[code.identity] = found
                 self.classes.add_machine(found, given=False)

@@ -53,7 +53,7 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
 
 
 def _start(options: NodeOptions, trace: Trace, store: Store) -> Service:
-    registry = Registry(stored=store.module)
+    registry = Registry()
     recovery = store.recover()
     for machine in recovery.machines:
         registry.restore(machine)

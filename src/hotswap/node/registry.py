@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hotswap.cam.loaded import LoadedModule, load_module
@@ -164,30 +163,26 @@ def load_machine_code(data: bytes) -> LoadedModule:
 class Registry:
     """The machines of one node, by name."""
 
-    def __init__(self, stored: Callable[[str], bytes | None] | None = None) -> None:
+    def __init__(self) -> None:
         self.machines: dict[str, Machine] = {}
-        #: The module bytes the node's store keeps for an identity, if it keeps any.
-        self.stored = stored
 
-    def _check_names_are_its_own(self, code: LoadedModule) -> None:
-        """Refuse code whose identity the node already holds with other custom sections (other
-        names): an identity covers the code, not the names, and the node keeps one module per
-        identity, so one machine would be shown, converted and checked by the other's names."""
-        for machine in self.machines.values():
-            if machine.code.identity == code.identity and machine.code.data != code.data:
-                where = f"machine {machine.name!r} runs"
-                break
-        else:
-            data = self.stored(code.identity) if self.stored is not None else None
-            if data is None or data == code.data:
-                return
-            where = "the node has stored"
-        raise NodeError(
-            ErrorCode.BAD_MODULE,
-            f"module {code.identity[:12]} has the same code as one {where}, with other names: "
-            "the node keeps one set of names per code, so one machine would be shown and "
-            "checked by the other's; make their code differ, or their names the same",
-        )
+    def _check_names_are_its_own(self, code: LoadedModule, machine: str) -> None:
+        """Refuse code for ``machine`` whose identity another machine runs with other custom
+        sections (other names): an identity covers the code, not the names, and the node
+        keeps one module per identity, so one of them would be shown, converted and checked by
+        the other's names. (One machine may change its own names: the node then keeps the
+        new ones.)"""
+        for other in self.machines.values():
+            if other.name == machine:
+                continue
+            if other.code.identity == code.identity and other.code.data != code.data:
+                raise NodeError(
+                    ErrorCode.BAD_MODULE,
+                    f"module {code.identity[:12]} has the same code as machine {other.name!r} "
+                    "runs, with other names: the node keeps one set of names per code, so one "
+                    "machine would be shown and checked by the other's; make their code "
+                    "differ, or their names the same",
+                )
 
     def get(self, name: str) -> Machine:
         machine = self.machines.get(name)
@@ -202,7 +197,7 @@ class Registry:
             raise NodeError(ErrorCode.BAD_REQUEST, f"machine {name!r} already exists")
         if code.machine is None:
             raise NodeError(ErrorCode.BAD_MODULE, f"module {code.identity[:12]} is not a machine")
-        self._check_names_are_its_own(code)
+        self._check_names_are_its_own(code, name)
         try:
             state = code.init()
         except Trap as e:
@@ -395,7 +390,7 @@ class Registry:
         if new.machine is None:
             raise UpgradeRejected(ErrorCode.BAD_MODULE, "the new module is not a machine")
         try:
-            self._check_names_are_its_own(new)
+            self._check_names_are_its_own(new, name)
         except NodeError as e:
             raise UpgradeRejected(e.code, str(e)) from None
         if migrate.migration is None:

@@ -193,7 +193,14 @@ class Store:
         return self.last_seq
 
     def _add_module(self, code: LoadedModule) -> None:
-        self.db.execute("INSERT OR IGNORE INTO modules VALUES (?, ?)", (code.identity, code.data))
+        """Keep ``code`` under its identity. Code of one identity differs only in its custom
+        sections (its names); the latest given wins, so a machine that renamed its types keeps
+        its new names (the registry refuses two machines that would disagree)."""
+        self.db.execute(
+            "INSERT INTO modules VALUES (?, ?) ON CONFLICT (identity) DO UPDATE "
+            "SET data = excluded.data WHERE data != excluded.data",
+            (code.identity, code.data),
+        )
 
     def log_start(self, machine: Machine) -> None:
         """Log a new machine and snapshot its initial state (commit follows)."""
