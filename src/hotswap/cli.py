@@ -19,6 +19,7 @@ from hotswap.cam.disasm import disassemble
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_type, decode_value, encode_value
 from hotswap.client import DryRunOutcome, Upgrade, connect, schemas_of
+from hotswap.client.session import DRY_RUN_INPUTS
 from hotswap.code import import_object, module_bytes
 from hotswap.errors import HotswapError, ValueTypeError
 from hotswap.fleet import Fleet
@@ -95,7 +96,7 @@ def _upgrade(args: argparse.Namespace) -> int:
         generation = args.generation if args.generation is not None else status.generation
         change = Upgrade(expected, target, migration, generation=generation, rename=args.rename)
         if args.dry_run:
-            inputs = 1000 if args.inputs is None else args.inputs
+            inputs = DRY_RUN_INPUTS if args.inputs is None else args.inputs
             _report_dry_run(args.machine, client.dry_run(args.machine, change, inputs=inputs))
             return 0
         reply = client.upgrade(

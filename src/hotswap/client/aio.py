@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar, cast
 
 from hotswap.address import default_address, parse_address
-from hotswap.client.session import DryRunOutcome, Flow, MachineStatus, Session
+from hotswap.client.session import DRY_RUN_INPUTS, DryRunOutcome, Flow, MachineStatus, Session
 from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
 from hotswap.code import Upgrade
 from hotswap.protocol.events import NEED_DATA, Released, Request, TrialEnded, Upgraded
@@ -175,7 +175,9 @@ class AsyncClient:
         flow = self.wire.session.upgrade(machine, upgrade, trial, trial_seconds)
         return await self._run(flow)
 
-    async def dry_run(self, machine: str, upgrade: Upgrade, *, inputs: int = 1000) -> DryRunOutcome:
+    async def dry_run(
+        self, machine: str, upgrade: Upgrade, *, inputs: int = DRY_RUN_INPUTS
+    ) -> DryRunOutcome:
         return await self._run(self.wire.session.dry_run(machine, upgrade, inputs))
 
     async def confirm(self, machine: str) -> TrialEnded:

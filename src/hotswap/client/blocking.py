@@ -13,7 +13,14 @@ from typing import Any, Protocol, TypeVar, cast
 
 from hotswap.address import default_address, parse_address
 from hotswap.cam.loaded import LoadedModule
-from hotswap.client.session import DryRunOutcome, Flow, MachineStatus, Session, expect
+from hotswap.client.session import (
+    DRY_RUN_INPUTS,
+    DryRunOutcome,
+    Flow,
+    MachineStatus,
+    Session,
+    expect,
+)
 from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
 from hotswap.code import Upgrade
 from hotswap.errors import HotswapError
@@ -202,7 +209,9 @@ class Client:
         exactly; :meth:`confirm` or the trial's end keeps it."""
         return self._run(self.wire.session.upgrade(machine, upgrade, trial, trial_seconds))
 
-    def dry_run(self, machine: str, upgrade: Upgrade, *, inputs: int = 1000) -> DryRunOutcome:
+    def dry_run(
+        self, machine: str, upgrade: Upgrade, *, inputs: int = DRY_RUN_INPUTS
+    ) -> DryRunOutcome:
         """What ``upgrade`` would do, changing nothing: the node checks it as an upgrade, then
         replays the machine's last ``inputs`` inputs through the new code and compares."""
         return self._run(self.wire.session.dry_run(machine, upgrade, inputs))

@@ -195,9 +195,9 @@ def compiled_machine(identity: str, data: bytes | None = None) -> Any:
         if type(module) is not ModuleType:  # a lazy module would be imported by looking
             continue
         for obj in list(vars(module).values()):
-            if isinstance(obj, Machine) and "module" in vars(obj) and obj.identity == identity:
-                if data is None or obj.module == data:
-                    return obj
+            compiled = isinstance(obj, Machine) and "module" in vars(obj)
+            if compiled and obj.identity == identity and (data is None or obj.module == data):
+                return obj
     return None
 
 
@@ -245,9 +245,9 @@ def schemas_of(code: LoadedModule, local: object | None = None) -> dict[str, Sch
     own when it is this module (its classes; the same identity with other names is another
     module), else the module's names section, else None."""
     own = getattr(local, "schemas", None)
-    if isinstance(own, dict) and getattr(local, "identity", None) == code.identity:
-        if getattr(local, "module", code.data) == code.data:
-            return own
+    same_identity = getattr(local, "identity", None) == code.identity
+    if isinstance(own, dict) and same_identity and getattr(local, "module", code.data) == code.data:
+        return own
     return module_schemas(code)
 
 

@@ -67,6 +67,8 @@ from hotswap.protocol.events import (
 
 T = TypeVar("T")
 R = TypeVar("R")
+#: How many recent inputs a dry run replays unless told: all the node keeps.
+DRY_RUN_INPUTS = 1000
 #: An operation as a generator: it yields requests, receives their replies, returns its result.
 Flow = Generator[Request, object, T]
 

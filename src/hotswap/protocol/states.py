@@ -142,6 +142,18 @@ REPLY_TO: Mapping[type, type] = {
 }
 
 _ANY_REQUEST = {ErrorCode.INTERNAL, ErrorCode.OVERLOADED}
+#: What may refuse an upgrade, a release or a dry run (the same checks).
+_REFUSED_UPGRADE = frozenset(
+    {
+        ErrorCode.UNKNOWN_MACHINE,
+        ErrorCode.WRONG_VERSION,
+        ErrorCode.BAD_MODULE,
+        ErrorCode.ILL_TYPED_UPGRADE,
+        ErrorCode.MIGRATION_TRAP,
+        ErrorCode.BAD_REQUEST,
+    }
+    | _ANY_REQUEST
+)
 
 #: The error codes that may answer each request (docs/protocol.md, "Error codes").
 ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
@@ -159,42 +171,13 @@ ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
         }
         | _ANY_REQUEST
     ),
-    UpgradeRequest: frozenset(
-        {
-            ErrorCode.UNKNOWN_MACHINE,
-            ErrorCode.WRONG_VERSION,
-            ErrorCode.BAD_MODULE,
-            ErrorCode.ILL_TYPED_UPGRADE,
-            ErrorCode.MIGRATION_TRAP,
-            ErrorCode.BAD_REQUEST,  # a trial out of bounds (only version 2 requests have one)
-        }
-        | _ANY_REQUEST
-    ),
-    DryRun: frozenset(
-        {
-            ErrorCode.UNKNOWN_MACHINE,
-            ErrorCode.WRONG_VERSION,
-            ErrorCode.BAD_MODULE,
-            ErrorCode.ILL_TYPED_UPGRADE,
-            ErrorCode.MIGRATION_TRAP,
-            ErrorCode.BAD_REQUEST,
-            ErrorCode.TOO_LARGE,
-        }
-        | _ANY_REQUEST
-    ),
+    # BAD_REQUEST for an upgrade: a trial out of bounds (only version 2 requests have one);
+    # for a release: no items.
+    UpgradeRequest: _REFUSED_UPGRADE,
+    Release: _REFUSED_UPGRADE,
+    DryRun: _REFUSED_UPGRADE | {ErrorCode.TOO_LARGE},
     Confirm: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.BAD_REQUEST} | _ANY_REQUEST),
     Revert: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.BAD_REQUEST} | _ANY_REQUEST),
-    Release: frozenset(
-        {
-            ErrorCode.UNKNOWN_MACHINE,
-            ErrorCode.WRONG_VERSION,
-            ErrorCode.BAD_MODULE,
-            ErrorCode.ILL_TYPED_UPGRADE,
-            ErrorCode.MIGRATION_TRAP,
-            ErrorCode.BAD_REQUEST,
-        }
-        | _ANY_REQUEST
-    ),
     Status: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.TOO_LARGE} | _ANY_REQUEST),
     Machines: frozenset({ErrorCode.TOO_LARGE} | _ANY_REQUEST),
     GetModule: frozenset({ErrorCode.UNKNOWN_MODULE, ErrorCode.TOO_LARGE} | _ANY_REQUEST),
