@@ -33,6 +33,7 @@ from hotswap.names.schema import (
     TupleSchema,
     UnionSchema,
     from_core,
+    records,
     to_core,
 )
 from hotswap.names.section import SECTION, module_schemas
@@ -64,22 +65,7 @@ def record_key(cls: type) -> RecordKey | None:
 
 def schema_classes(s: Schema) -> Iterable[type]:
     """Every class a schema tree carries (``RecordSchema.cls``)."""
-    match s:
-        case IntSchema() | BoolSchema() | NoneSchema():
-            return
-        case TupleSchema(items):
-            for item in items:
-                yield from schema_classes(item)
-        case RecordSchema(fields=fields, cls=cls):
-            if cls is not None:
-                yield cls
-            for f in fields:
-                yield from schema_classes(f.schema)
-        case UnionSchema(alternatives):
-            for alt in alternatives:
-                yield from schema_classes(alt)
-        case _:
-            assert_never(s)
+    return (r.cls for r in records(s) if r.cls is not None)
 
 
 def machine_schemas(m: object) -> Mapping[str, Schema] | None:
@@ -222,22 +208,7 @@ def with_classes(s: Schema, find: Callable[[str, tuple[str, ...]], type | None])
 
 def classless(s: Schema) -> Iterable[str]:
     """The names of the records of ``s`` that have no class."""
-    match s:
-        case IntSchema() | BoolSchema() | NoneSchema():
-            return
-        case TupleSchema(items):
-            for item in items:
-                yield from classless(item)
-        case RecordSchema(name=name, fields=fields, cls=cls):
-            if cls is None:
-                yield name
-            for f in fields:
-                yield from classless(f.schema)
-        case UnionSchema(alternatives):
-            for alt in alternatives:
-                yield from classless(alt)
-        case _:
-            assert_never(s)
+    return (r.name for r in records(s) if r.cls is None)
 
 
 def schemas_of(code: LoadedModule, local: object | None = None) -> dict[str, Schema] | None:

@@ -23,7 +23,7 @@ get instances of them instead.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from types import MappingProxyType
@@ -151,6 +151,26 @@ def kind_of(s: Schema) -> str:
             return f"record {name}"
         case UnionSchema():
             return "union"
+        case _:
+            assert_never(s)
+
+
+def records(s: Schema) -> Iterator[RecordSchema]:
+    """Every record of a schema tree, depth first, a record before the records in its fields
+    (a record that occurs twice is yielded twice)."""
+    match s:
+        case IntSchema() | BoolSchema() | NoneSchema():
+            return
+        case TupleSchema(items):
+            for item in items:
+                yield from records(item)
+        case RecordSchema(fields=fields):
+            yield s
+            for f in fields:
+                yield from records(f.schema)
+        case UnionSchema(alternatives):
+            for alt in alternatives:
+                yield from records(alt)
         case _:
             assert_never(s)
 
