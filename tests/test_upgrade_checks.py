@@ -298,3 +298,26 @@ def test_a_machine_that_renames_its_types_keeps_the_new_names(tmp_path: Path) ->
         with Client(transport=node.connection()) as client:
             assert client.code(gauge.identity).data == span.module
             assert client.status("g").state == Span(0, 0)
+
+
+def test_an_upgrade_for_other_code_is_refused_before_its_modules_are_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two modules at the size limits with the wrong expected identity froze every client
+    while the node decoded, verified and compiled them, only to refuse the upgrade."""
+    import hotswap.node.registry as registry_module  # noqa: PLC0415
+
+    loaded: list[int] = []
+    real = load_module
+
+    def counting(data: bytes) -> object:
+        loaded.append(len(data))
+        return real(data)
+
+    registry = _registry(counter_sm.module)
+    monkeypatch.setattr(registry_module, "load_module", counting)
+    with pytest.raises(UpgradeRejected) as info:
+        registry.upgrade("m", counter_sm2.identity, b"\x00" * 100_000, b"\x00" * 100_000)
+    assert info.value.code == "wrong_version" and loaded == []
+    registry.upgrade("m", counter_sm.identity, counter_sm2.module, upgrade_state.module)
+    assert loaded  # an upgrade for the running code does load them

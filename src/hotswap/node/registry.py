@@ -8,10 +8,11 @@ it and returns a :class:`Swap`, :meth:`Registry.install` installs it. This is wh
 refuses an upgrade (the client refuses a migration declared for other machines before sending:
 ``hotswap.code.Upgrade.check_declared``).
 
-The checks of :meth:`Registry.prepare`, in order: no trial upgrade is in progress; both modules
-decode canonically, verify and compile (``load_module``); the new module is a machine and the
-migration a migration; the running identity is the expected one and the generation, if named,
-the machine's; the migration maps the running state type to the new state type; its names agree
+The checks of :meth:`Registry.prepare`, in order: no trial upgrade is in progress; the running
+identity is the expected one and the generation, if named, the machine's (before any module is
+decoded); both modules decode canonically, verify and compile (``load_module``); the new
+module is a machine, and no other machine runs its code under other names; the migration is a
+migration; the migration maps the running state type to the new state type; its names agree
 with both states' names unless the upgrade is a rename; it runs on the current state without
 trapping. Then the swap.
 """
@@ -379,22 +380,8 @@ class Registry:
                 running=machine.identity,
                 generation=machine.generation,
             )
-        try:
-            new = load_module(module)
-        except BytecodeError as e:
-            raise UpgradeRejected(ErrorCode.BAD_MODULE, f"new module rejected: {e}") from None
-        try:
-            migrate = load_module(migration)
-        except BytecodeError as e:
-            raise UpgradeRejected(ErrorCode.BAD_MODULE, f"migration rejected: {e}") from None
-        if new.machine is None:
-            raise UpgradeRejected(ErrorCode.BAD_MODULE, "the new module is not a machine")
-        try:
-            self._check_names_are_its_own(new, name)
-        except NodeError as e:
-            raise UpgradeRejected(e.code, str(e)) from None
-        if migrate.migration is None:
-            raise UpgradeRejected(ErrorCode.BAD_MODULE, "the migration module is not a migration")
+        # The version first: an upgrade for other code is refused before its modules are
+        # decoded, verified or compiled, work a stranger could otherwise make the node do.
         if machine.identity != expected:
             raise UpgradeRejected(
                 ErrorCode.WRONG_VERSION,
@@ -411,6 +398,22 @@ class Registry:
                 running=machine.identity,
                 generation=machine.generation,
             )
+        try:
+            new = load_module(module)
+        except BytecodeError as e:
+            raise UpgradeRejected(ErrorCode.BAD_MODULE, f"new module rejected: {e}") from None
+        try:
+            migrate = load_module(migration)
+        except BytecodeError as e:
+            raise UpgradeRejected(ErrorCode.BAD_MODULE, f"migration rejected: {e}") from None
+        if new.machine is None:
+            raise UpgradeRejected(ErrorCode.BAD_MODULE, "the new module is not a machine")
+        try:
+            self._check_names_are_its_own(new, name)
+        except NodeError as e:
+            raise UpgradeRejected(e.code, str(e)) from None
+        if migrate.migration is None:
+            raise UpgradeRejected(ErrorCode.BAD_MODULE, "the migration module is not a migration")
         running = machine.code.machine
         assert running is not None
         if (
