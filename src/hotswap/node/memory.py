@@ -15,7 +15,6 @@ of clients; what needs a real process (signals, a killed node) needs ``hotswap n
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -126,13 +125,7 @@ class MemoryConnection:
     def send(self, data: bytes) -> None:
         if self.closed:
             raise BrokenPipeError("the in-memory connection is closed")
-        try:
-            if self.service.tick(time.time()):  # as the server's timer would
-                self.service.commit()
-        except StoreError as e:
-            self.node.fail(e)
-            return
-        fed = self.conversation.receive(data)
+        fed = self.conversation.receive(data)  # ends timed trials that are due, first
         if fed.failure is not None:
             self.node.fail(fed.failure)
             return

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from hotswap.cam.loaded import LoadedModule
 from hotswap.errors import HotswapError, Trap
@@ -36,9 +37,9 @@ RECENT = 1000
 MAX_DIFFERENCES = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Recent:
-    """One input the running code applied: ``seq`` is the machine's input count before it."""
+class Recent(NamedTuple):
+    """One input the running code applied: ``seq`` is the machine's input count before it.
+    A named tuple, made on every input: as cheap as a tuple to build."""
 
     seq: int
     state: Value  # the state before the input

@@ -13,6 +13,7 @@ it and the reply is ``Upgraded``.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import traceback
@@ -101,6 +102,8 @@ class Service:
         self.store = store
         self.trace = trace
         self.config = config or NodeConfig()
+        #: No timed trial ends before this (infinity: none runs); checked before each request.
+        self._due = registry.next_deadline() or math.inf
 
     def tick(self, now: float) -> bool:
         """Make permanent the trials whose time is up, logging each; whether any was (then
@@ -109,13 +112,13 @@ class Service:
         for name, end in ended:
             self.store.log_trial_end(self.registry.get(name), end, now)
             self.trace.trial_ended(name, end)
+        self._due = self.registry.next_deadline() or math.inf
         return bool(ended)
 
     def handle(self, event: Request) -> Reply:
         """Apply one request; the reply (possibly an Error) is what the client will receive.
         Raises :class:`StoreError` if logging an upgrade fails: the node must then stop."""
-        deadline = self.registry.next_deadline()
-        if deadline is not None and deadline <= time.time():
+        if self._due <= time.time():
             self.tick(time.time())  # a trial whose time is up ends before this request
         match event:
             case Send(id=rid, machine=name, input=data):
@@ -140,6 +143,8 @@ class Service:
                 except NodeError as e:
                     return error_reply(rid, e)
                 machine = self.registry.get(name)
+                if machine.trial is not None and machine.trial.until is not None:
+                    self._due = min(self._due, machine.trial.until)
                 self.store.log_upgrade(machine, swap)
                 self.trace.upgraded(swap.notes, event.trial, event.trial_seconds)
                 return Upgraded(
