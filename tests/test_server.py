@@ -9,22 +9,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from hotswap.client import AsyncClient
+from hotswap.cam.loaded import is_loaded, load, load_module
+from hotswap.cam.module import encode_module
+from hotswap.client import AsyncClient, connect
 from hotswap.errors import HotswapError, InternalError, NodeError, StoreError
+from hotswap.examples import handbuilt
 from hotswap.examples.counter import Count, Incr, counter_sm
 from hotswap.node.main import NodeOptions, open_service
 from hotswap.node.server import Node
 from hotswap.node.store import Store
 from hotswap.node.trace import Trace
 from hotswap.protocol import ClientConnection, Hello
-from hotswap.protocol.events import NEED_DATA, Request, Send, Status, Welcome
+from hotswap.protocol.events import (
+    NEED_DATA,
+    Output,
+    Request,
+    Send,
+    Status,
+    UpgradeRequest,
+    Welcome,
+)
+from served import Served
 
 COUNTER = "hotswap.examples.counter:counter_sm"
 INCR = b"\x00"  # Incr() at the counter's input type (Bool: false is the left injection)
@@ -218,3 +232,35 @@ def test_a_bug_while_handling_a_request_stops_the_node_cleanly(tmp_path: Path) -
     assert outcome == ["unreachable"]
     assert isinstance(node.failure, InternalError) and "a bug" in str(node.failure)
     assert _recover(tmp_path) == (1, 1)
+
+
+def test_an_upgrades_modules_are_loaded_off_the_loop_and_its_connection_stays_in_order(
+    tmp_path: Path,
+) -> None:
+    """Decoding, verifying and compiling an upgrade's modules happens before the machine stops
+    taking inputs (on a worker thread, this connection's later requests waiting their turn):
+    a burst around an upgrade with modules the node has never loaded is still answered in
+    order, the later inputs by the new code, while another client is served meanwhile."""
+    fresh = os.urandom(8).hex().encode()  # custom sections: new bytes, the same code
+    v1 = handbuilt.counter_module()
+    v2 = encode_module(replace(handbuilt.counter2_module(), custom=(("t", fresh),)))
+    migrate = encode_module(replace(handbuilt.upgrade_state_module(), custom=(("t", fresh),)))
+    assert not is_loaded(v2) and not is_loaded(migrate)
+    with (
+        Served(tmp_path, {"counter": handbuilt.counter_module}, trace="off") as node,
+        connect(node.address) as client,
+        connect(node.address) as other,
+    ):
+        rid = client.session.request_id
+        burst: list[Request] = [
+            Send(rid(), "counter", b"\x00"),
+            UpgradeRequest(rid(), "counter", load(v1).identity, v2, migrate),
+            Send(rid(), "counter", b"\x00"),
+            Send(rid(), "counter", b"\x01"),
+        ]
+        replies = client.pipeline(burst)
+        assert other.status_raw("counter").identity == load_module(v2).identity
+    assert [type(r).__name__ for r in replies] == ["Output", "Upgraded", "Output", "Output"]
+    states = [r.state for r in replies if isinstance(r, Output)]
+    assert states == [b"\x01", b"\x01\x01", b"\x01\x01"]
+    assert is_loaded(v2)

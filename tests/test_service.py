@@ -4,10 +4,11 @@ bytes into the frames a node sends, through the Service, exactly as the server d
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
-from hotswap.cam.loaded import LoadedModule, load
+from hotswap.cam.loaded import LoadedModule, load, load_module
 from hotswap.cam.module import encode_module
 from hotswap.cam.values import decode_value
 from hotswap.errors import StoreError
@@ -163,3 +164,40 @@ def test_a_duplicate_id_among_unanswered_requests_ends_the_conversation(service:
 def _raw_send(requests: list[Send]) -> bytes:
     """Frames a well-behaved client connection would refuse to write (a duplicate id)."""
     return b"".join(frame(encode_message(r)) for r in requests)
+
+
+def test_an_upgrade_with_unloaded_modules_is_held_while_others_are_served(
+    service: Service,
+) -> None:
+    """With ``prepare``, the upgrade waits for its modules outside the conversation: the
+    connection's later requests wait behind it, another connection's inputs go on."""
+    fresh = (("t", b"held"),)
+    v2 = encode_module(replace(handbuilt.counter2_module(), custom=fresh))
+    mig = encode_module(replace(handbuilt.upgrade_state_module(), custom=fresh))
+    conversation = Conversation(service, prepare=True)
+    client = ClientConnection()
+    client.receive_data(b"".join(conversation.receive(client.send(Hello())).replies))
+    client.next_event()
+    burst: list[Request] = [
+        UpgradeRequest(1, "counter", V1.identity, v2, mig),
+        Send(2, "counter", INCR),
+    ]
+    fed = conversation.receive(b"".join(client.send(r) for r in burst))
+    assert fed.prepare == [v2, mig] and fed.replies == [] and conversation.holding
+    other, other_client = _open(service)
+    served = other.receive(other_client.send(Send(1, "counter", INCR)))
+    assert len(served.replies) == 1 and service.registry.get("counter").inputs == 1  # on v1
+    for data in fed.prepare:
+        load_module(data)  # what the server does on a worker thread
+    resumed = conversation.resume()
+    assert [type(e) for e in _events(client, resumed.replies)] == [Upgraded, Output]
+    assert service.registry.get("counter").state == (1, 1) and not conversation.holding
+
+
+def test_an_upgrade_for_other_code_is_not_held(service: Service) -> None:
+    v2 = encode_module(replace(handbuilt.counter2_module(), custom=(("t", b"other"),)))
+    conversation, client = _open(service)
+    conversation.prepare = True
+    request = UpgradeRequest(1, "counter", "0" * 64, v2, MIGRATE)
+    fed = conversation.receive(client.send(request))
+    assert fed.prepare == [] and len(fed.replies) == 1  # refused at once, nothing loaded

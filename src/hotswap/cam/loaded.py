@@ -101,6 +101,12 @@ def load_module(data: bytes) -> LoadedModule:
     return loaded
 
 
+def is_loaded(data: bytes) -> bool:
+    """Whether ``load_module(data)`` would return at once, from the cache."""
+    with _cache_lock:
+        return bytes(data) in _cache
+
+
 def load(module: Module) -> LoadedModule:
     """Load an in-memory module (encodes it first, so it goes through the same checks)."""
     return load_module(encode_module(module))

@@ -27,6 +27,7 @@ import socket
 import time
 from typing import cast
 
+from hotswap.cam.loaded import load_module
 from hotswap.errors import HotswapError, StoreError
 from hotswap.node.service import Conversation, Fed, Service
 
@@ -147,15 +148,24 @@ class Node:
         await asyncio.sleep(0)  # let the transports call connection_lost
 
 
+def _load_all(modules: list[bytes]) -> None:
+    """Decode, verify and compile modules into the cache; errors are left for the request's
+    own checks to report (its reply says what is wrong with which module)."""
+    for data in modules:
+        with contextlib.suppress(HotswapError):
+            load_module(data)
+
+
 class _Peer(asyncio.Protocol):
     """One client connection: a transport and its :class:`Conversation`."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.conversation = Conversation(node.service)
+        self.conversation = Conversation(node.service, prepare=True)
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self._paused = False
+        self._preparing = False  # an upgrade's modules are loading: nothing more is read
         self._finished = False  # our side is ended: nothing more may be written
         self._timer: asyncio.TimerHandle | None = None
 
@@ -199,7 +209,8 @@ class _Peer(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and self._paused:
             self._paused = False
-            self.transport.resume_reading()
+            if not self._preparing:  # still loading an upgrade's modules: keep waiting
+                self.transport.resume_reading()
 
     def unsent(self) -> bool:
         """Whether replies written to this connection still wait in its buffer."""
@@ -244,7 +255,7 @@ class _Peer(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.node.failure is not None:
             return
-        self._fed(self.conversation.receive(data))
+        self._fed(self.conversation.receive(data))  # buffered while an upgrade is held
 
     def eof_received(self) -> bool | None:
         if not self.closing:
@@ -265,6 +276,27 @@ class _Peer(asyncio.Protocol):
             if not fed.replies:
                 self.close_soon()
         node.commit()
+        if fed.prepare:
+            self._prepare(fed.prepare)
+
+    def _prepare(self, modules: list[bytes]) -> None:
+        """Load an upgrade's modules on a worker thread, reading nothing more from this client
+        meanwhile (its requests are answered in order); other clients are served as usual. The
+        held request is answered once they are in the cache."""
+        if self.transport is not None and not self._paused and not self._preparing:
+            self.transport.pause_reading()
+        self._preparing = True
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(None, _load_all, modules)
+        done.add_done_callback(lambda _: self._prepared())
+
+    def _prepared(self) -> None:
+        self._preparing = False
+        if self.node.failure is not None or self.transport is None:
+            return
+        self._fed(self.conversation.resume())  # may hold the next upgrade: _preparing again
+        if not (self.closing or self._paused or self._preparing):
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True

@@ -19,7 +19,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from hotswap.cam.loaded import load_module
+from hotswap.cam.loaded import is_loaded, load_module
 from hotswap.cam.values import encode_type, encode_value, value_encoder
 from hotswap.errors import (
     HotswapError,
@@ -272,6 +272,26 @@ class Service:
             None if machine.trial is None else machine.trial.until,
         )
 
+    def to_prepare(self, event: Request) -> list[bytes]:
+        """The modules of an upgrade, release or dry run that are not loaded yet, when the
+        request names the running code (one for other code is refused at once, unloaded)."""
+        match event:
+            case UpgradeRequest(machine=name, expected=expected, module=new, migration=mig) | (
+                DryRun(machine=name, expected=expected, module=new, migration=mig)
+            ):
+                wanted = [(name, expected, new, mig)]
+            case Release(items=items):
+                wanted = [(i.machine, i.expected, i.module, i.migration) for i in items]
+            case _:
+                return []
+        todo: list[bytes] = []
+        for name, expected, new, mig in wanted:
+            machine = self.registry.machines.get(name)
+            if machine is None or machine.identity != expected:
+                return []  # refused without loading anything: no need to wait
+            todo += [data for data in (new, mig) if not is_loaded(data)]
+        return todo
+
     def commit(self) -> None:
         """Make everything applied so far durable (:class:`StoreError` if the store refuses)."""
         self.store.commit(self.registry.machines)
@@ -298,23 +318,53 @@ class Fed:
     #: Handling failed in a way that leaves memory ahead of the store: the node must stop,
     #: sending none of the replies not yet committed (fail-stop).
     failure: HotswapError | None = None
+    #: Module bytes to load before the held request can be answered (``Conversation.resume``).
+    prepare: list[bytes] = field(default_factory=list)
 
 
 class Conversation:
-    """One client connection, sans-IO: bytes in, frames out, through the :class:`Service`."""
+    """One client connection, sans-IO: bytes in, frames out, through the :class:`Service`.
 
-    def __init__(self, service: Service) -> None:
+    With ``prepare``, an upgrade (or release, or dry run) for the running code whose modules
+    are not loaded yet is *held*: :meth:`receive` stops before it and returns the module bytes
+    to load in :attr:`Fed.prepare`. The shell loads them away from the event loop (decoding,
+    verifying and compiling is the costly part of an upgrade), then calls :meth:`resume`,
+    which handles the held request, now with its modules in the cache, and what followed it.
+    Meanwhile other connections are served: the machine stops taking inputs only for the
+    migration, the swap and the log entry."""
+
+    def __init__(self, service: Service, *, prepare: bool = False) -> None:
         self.service = service
         self.conn = ServerConnection()
         self.over = False
+        self.prepare = prepare
+        self._held: Request | None = None
+
+    @property
+    def holding(self) -> bool:
+        """Whether a request waits for its modules to be loaded (then call :meth:`resume`)."""
+        return self._held is not None
 
     def receive(self, data: bytes) -> Fed:
         """Feed bytes read from the client (``b""``: it closed its side) and answer every
-        complete event they hold."""
-        fed = Fed()
+        complete event they hold (up to a held request)."""
         if self.over:
-            return fed
+            return Fed()
         self.conn.receive_data(data)
+        if self._held is not None:  # answered in order, after the held request
+            return Fed()
+        return self._run(Fed())
+
+    def resume(self) -> Fed:
+        """Handle the held request, its modules loaded, then what followed it."""
+        held, self._held = self._held, None
+        fed = Fed()
+        if held is None or self.over:
+            return fed
+        self._answer(held, fed, set())
+        return fed if self.over else self._run(fed)
+
+    def _run(self, fed: Fed) -> Fed:
         unanswered: set[int] = set()  # ids whose replies wait for this batch's commit
         while not self.over:
             try:
@@ -351,22 +401,30 @@ class Conversation:
                         fed.replies.append(self.conn.send(Goodbye(ErrorCode.BAD_REQUEST, msg)))
                         self.over = fed.close = True
                         break
-                    unanswered.add(event.id)
-                    fed.requests += 1
-                    try:
-                        reply = self.service.handle(event)
-                    except StoreError as e:  # logging an upgrade failed: stop, reply nothing
-                        fed.failure = e
-                    except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
-                        traceback.print_exc(file=sys.stderr)
-                        fed.failure = InternalError(f"handling {type(event).__name__}: {e!r}")
-                    if fed.failure is not None:
-                        self.over = True
-                        fed.replies.clear()
-                        break
-                    try:
-                        frame = self.conn.send(reply)
-                    except FrameTooLarge as e:
-                        frame = self.conn.send(Error(event.id, ErrorCode.TOO_LARGE, str(e)))
-                    fed.replies.append(frame)
+                    if self.prepare and not isinstance(event, Send | SendChecked):
+                        todo = self.service.to_prepare(event)
+                        if todo:
+                            self._held, fed.prepare = event, todo
+                            break
+                    self._answer(event, fed, unanswered)
         return fed
+
+    def _answer(self, event: Request, fed: Fed, unanswered: set[int]) -> None:
+        unanswered.add(event.id)
+        fed.requests += 1
+        try:
+            reply = self.service.handle(event)
+        except StoreError as e:  # logging an upgrade failed: stop, reply nothing
+            fed.failure = e
+        except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
+            traceback.print_exc(file=sys.stderr)
+            fed.failure = InternalError(f"handling {type(event).__name__}: {e!r}")
+        if fed.failure is not None:
+            self.over = True
+            fed.replies.clear()
+            return
+        try:
+            frame = self.conn.send(reply)
+        except FrameTooLarge as e:
+            frame = self.conn.send(Error(event.id, ErrorCode.TOO_LARGE, str(e)))
+        fed.replies.append(frame)
