@@ -2,8 +2,10 @@
 instructions after optimisation, module bytes) and the time to compile it from source.
 
 Also the price of writing a machine in the DSL rather than as terms by hand: fast-path steps per
-second of the DSL counter against the hand-built counter of ``hotswap.examples.handbuilt``.
-Figures only; nothing here passes or fails.
+second of the DSL counter against the hand-built counter of ``hotswap.examples.handbuilt``; the
+price of ``.run`` (Python values in and out, the conversions compiled around the fast path)
+against the plain Python function, with the reference walkers for comparison; and the client's
+conversions of one bank command and reply. Figures only; nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 
 from bench.timing import once_us, rate
 from hotswap.cam.loaded import load
+from hotswap.client.convert import Classes, converter_for
 from hotswap.dsl import Machine, Migration, compile_source
 from hotswap.examples import bank, breaker, counter, handbuilt
 from hotswap.lang.terms import term_size
+from hotswap.names.schema import from_core_reference, to_core_reference
 
 EXAMPLES: list[ModuleType] = [counter, bank, breaker]
 
@@ -74,6 +78,78 @@ def main() -> None:
     print(
         f"counter fast path: DSL {dsl_rate / 1e6:.2f}M steps/s, hand-built terms "
         f"{hand_rate / 1e6:.2f}M steps/s (DSL/hand-built time ratio {hand_rate / dsl_rate:.2f}x)"
+    )
+
+    print(".run against the plain Python function (same inputs; time per step)")
+    account = bank.Account(balance=500, operations=3)
+    bank_cases = [
+        (bank.Deposit(100), account),
+        (bank.Withdraw(30), account),
+        (bank.Withdraw(10_000), account),
+        (bank.Balance(), account),
+        (bank.Deposit(-1), account),
+    ]
+    _run_against_plain("bank", bank.bank_sm, bank_cases)
+    _run_against_plain("counter", counter.counter_sm, [(counter.Incr(), 5), (counter.Count(), 5)])
+    _client_conversions(bank_cases)
+
+
+def _per_call_us(fn: Callable[[Any, Any], object], cases: list[tuple[Any, Any]]) -> float:
+    def run() -> None:
+        for a, b in cases:
+            fn(a, b)
+
+    return 1e6 / (rate(run) * len(cases))
+
+
+def _walked_run(m: Machine[..., Any]) -> Callable[[Any, Any], object]:
+    """``.run`` as it was: bind the arguments, walk the schemas, step, walk back."""
+    c, step, signature = m.compiled, m.loaded.step, m._signature
+
+    def run(inp: Any, state: Any) -> object:
+        inp, state = signature.bind(inp, state).arguments.values()
+        new, out = step(
+            to_core_reference(c.input, inp, "input"), to_core_reference(c.state, state, "state")
+        )
+        return from_core_reference(c.state, new), from_core_reference(c.output, out)
+
+    return run
+
+
+def _run_against_plain(name: str, m: Machine[..., Any], cases: list[tuple[Any, Any]]) -> None:
+    for inp, state in cases:
+        assert m.run(inp, state) == m(inp, state)
+    plain = _per_call_us(m, cases)
+    run = _per_call_us(m.run, cases)
+    walked = _per_call_us(_walked_run(m), cases)
+    print(
+        f"{name:<10} plain {plain:.2f} us, .run {run:.2f} us: {run / plain:.2f}x (goal <= 1.5x); "
+        f"with the reference walkers {walked:.2f} us ({walked / plain:.1f}x)"
+    )
+
+
+def _client_conversions(cases: list[tuple[Any, Any]]) -> None:
+    """A client's conversions for the bank by its names section (values sent by name, replies
+    in the user's classes): one input to core and one output back."""
+    classes = Classes()
+    classes.add_machine(bank.bank_sm, given=True)
+    convert = converter_for(load(bank.bank_sm.cam_module), None, classes)
+    m = bank.bank_sm
+    pairs = [(m.to_core_input(i), m.to_core_output(m(i, s)[1])) for i, s in cases]
+    values = [(i, core_out) for (i, _), (_, core_out) in zip(cases, pairs, strict=True)]
+
+    def compiled(inp: Any, out: Any) -> None:
+        convert.to_core(inp, "input")
+        convert.from_core(out, "output")
+
+    def walked(inp: Any, out: Any) -> None:
+        to_core_reference(m.input_schema, inp, "input")
+        from_core_reference(m.output_schema, out)
+
+    fast, slow = _per_call_us(compiled, values), _per_call_us(walked, values)
+    print(
+        f"client     bank input to core + output back: {fast:.2f} us compiled, "
+        f"{slow:.2f} us with the reference walkers"
     )
 
 

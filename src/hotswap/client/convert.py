@@ -23,6 +23,7 @@ from typing import Any, assert_never
 from hotswap.cam.loaded import LoadedModule
 from hotswap.errors import HotswapError
 from hotswap.lang.evaluate import Value
+from hotswap.names.convert import from_core_function, to_core_function
 from hotswap.names.schema import (
     BoolSchema,
     Field,
@@ -32,9 +33,7 @@ from hotswap.names.schema import (
     Schema,
     TupleSchema,
     UnionSchema,
-    from_core,
     records,
-    to_core,
 )
 from hotswap.names.section import SECTION, module_schemas
 
@@ -258,12 +257,33 @@ def converter_for(
         for role, s in schemas.items()
     }
     lacking = {name for role in RETURNED_ROLES for name in classless(back[role])}
-    return Converter(
-        code.identity,
-        lambda v, role: to_core(sent[role], v, role),
-        lambda v, role: from_core(back[role], v),
-        tuple(sorted(lacking)),
-    )
+    return Converter(code.identity, _encoding(sent), _decoding(back), tuple(sorted(lacking)))
+
+
+def _encoding(schemas: Mapping[str, Schema]) -> Callable[[Any, str], Value]:
+    """``to_core`` by role, each role's conversion compiled on its first use."""
+    compiled: dict[str, Callable[[object, str], Value]] = {}
+
+    def encode(v: Any, role: str) -> Value:
+        fn = compiled.get(role)
+        if fn is None:
+            fn = compiled[role] = to_core_function(schemas[role])
+        return fn(v, role)
+
+    return encode
+
+
+def _decoding(schemas: Mapping[str, Schema]) -> Callable[[Value, str], Any]:
+    """``from_core`` by role (the value checked), compiled on first use."""
+    compiled: dict[str, Callable[[Value], Any]] = {}
+
+    def decode(v: Value, role: str) -> Any:
+        fn = compiled.get(role)
+        if fn is None:
+            fn = compiled[role] = from_core_function(schemas[role])
+        return fn(v)
+
+    return decode
 
 
 def lacking_message(machine: str, converter: Converter) -> str:

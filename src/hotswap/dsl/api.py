@@ -32,6 +32,7 @@ from hotswap.dsl.source import function_source, register_source
 from hotswap.errors import HotswapError, LimitError, SourceError
 from hotswap.lang.evaluate import Value, evaluate
 from hotswap.lang.types import Type
+from hotswap.names.convert import machine_runner, migration_runner
 from hotswap.names.schema import Schema, core_type, from_core, to_core
 from hotswap.names.section import module_schemas
 
@@ -64,6 +65,15 @@ class _Compiled(ABC, Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the plain Python function."""
         return cast(R, self.__wrapped__(*args, **kwargs))
+
+    @cached_property
+    def _positional(self) -> int:
+        """How many arguments taken by position bind as they come (-1: always bind)."""
+        params = list(self._signature.parameters.values())
+        plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if all(p.kind in plain and p.default is inspect.Parameter.empty for p in params):
+            return len(params)
+        return -1
 
     def _arguments(self, args: tuple[object, ...], kwargs: dict[str, object]) -> list[object]:
         try:
@@ -178,9 +188,18 @@ class Machine(_Compiled[P, R]):
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """One step through the compiled module on the fast path; traps raise :class:`Trap`."""
-        inp, state = self._arguments(args, kwargs)
-        new_state, output = self.loaded.step(self.to_core_input(inp), self.to_core_state(state))
-        return cast(R, (self.from_core_state(new_state), self.from_core_output(output)))
+        if kwargs or len(args) != self._positional:
+            args = tuple(self._arguments(args, kwargs))  # type: ignore[assignment]
+        result: R = self._runner(*args)
+        return result
+
+    @cached_property
+    def _runner(self) -> Callable[..., Any]:
+        """The step in Python values: the conversions compiled around the fast path."""
+        c, loaded = self.compiled, self.loaded
+        assert loaded.machine is not None
+        step = loaded.function(loaded.machine.step)
+        return machine_runner(c.input, c.state, c.output, step)
 
     def evaluate(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """One step through the reference evaluator on the step term (no CAM involved)."""
@@ -283,9 +302,17 @@ class Migration(_Compiled[P, R]):
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Migrate a state through the compiled module on the fast path."""
-        (old,) = self._arguments(args, kwargs)
-        new = self.loaded.migrate(to_core(self.compiled.old, old, "state"))
-        return cast(R, from_core(self.compiled.new, new))
+        if kwargs or len(args) != self._positional:
+            args = tuple(self._arguments(args, kwargs))  # type: ignore[assignment]
+        result: R = self._runner(*args)
+        return result
+
+    @cached_property
+    def _runner(self) -> Callable[..., Any]:
+        """The migration in Python values: the conversions compiled around the fast path."""
+        c, loaded = self.compiled, self.loaded
+        assert loaded.module.migration is not None
+        return migration_runner(c.old, c.new, loaded.function(loaded.module.migration))
 
     def evaluate(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Migrate through the reference evaluator."""

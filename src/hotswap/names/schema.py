@@ -18,12 +18,16 @@ same fields (a client's own ``Incr()`` for a node's ``Incr``), and comes back as
 :class:`Record`, a generic value that carries the name and the fields and never pretends to be a
 class of the program. Attach classes to a schema (as the client does for the classes it knows) to
 get instances of them instead.
+
+:func:`to_core` and :func:`from_core` run conversions compiled per schema
+(:mod:`hotswap.names.convert`); :func:`to_core_reference` and :func:`from_core_reference` are the
+walkers that define them, and produce every error message.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from types import MappingProxyType
@@ -243,7 +247,18 @@ def is_unit(s: Schema) -> bool:
 
 
 def to_core(s: Schema, v: object, path: str = "value") -> Value:
-    """The core value of the Python value ``v``; :class:`ValueTypeError` names where it fails."""
+    """The core value of the Python value ``v``; :class:`ValueTypeError` names where it fails.
+
+    A schema converted more than once is compiled (:mod:`hotswap.names.convert`); the results
+    and the errors are those of :func:`to_core_reference`."""
+    hit = _encoders.get(id(s))
+    if hit is not None and hit[0] is s:
+        return hit[1](v, path)
+    return _warm(_encoders, s, "to_core")(v, path)
+
+
+def to_core_reference(s: Schema, v: object, path: str = "value") -> Value:
+    """:func:`to_core` by walking the schema: the reference the compiled conversions follow."""
     match s:
         case IntSchema():
             if type(v) is not int:
@@ -264,7 +279,7 @@ def to_core(s: Schema, v: object, path: str = "value") -> Value:
                 raise ValueTypeError(f"{path}: expected {describe(s)}, got {v!r}")
             return nest_values(
                 [
-                    to_core(t, x, f"{path}[{i}]")
+                    to_core_reference(t, x, f"{path}[{i}]")
                     for i, (t, x) in enumerate(zip(items, v, strict=True))
                 ]
             )
@@ -272,12 +287,12 @@ def to_core(s: Schema, v: object, path: str = "value") -> Value:
             if not _belongs(s, v):
                 raise ValueTypeError(f"{path}: expected {name}, got {v!r}")
             return nest_values(
-                [to_core(f.schema, _field(v, f.name), f"{path}.{f.name}") for f in fields]
+                [to_core_reference(f.schema, _field(v, f.name), f"{path}.{f.name}") for f in fields]
             )
         case UnionSchema(alternatives):
             for index, alt in enumerate(alternatives):
                 if _belongs(alt, v):
-                    return inject_value(index, len(alternatives), to_core(alt, v, path))
+                    return inject_value(index, len(alternatives), to_core_reference(alt, v, path))
             raise ValueTypeError(f"{path}: expected {describe(s)}, got {v!r}")
         case _:
             assert_never(s)
@@ -432,9 +447,49 @@ def _field(v: object, name: str) -> Any:
 
 def from_core(s: Schema, v: Value) -> Any:
     """The Python value of a core value of type ``core_type(s)`` (checked first): records as
-    instances of their schema's class, or as :class:`Record` where the schema has none."""
+    instances of their schema's class, or as :class:`Record` where the schema has none.
+
+    Compiled like :func:`to_core`; the results and errors are :func:`from_core_reference`'s."""
+    hit = _decoders.get(id(s))
+    if hit is not None and hit[0] is s:
+        return hit[1](v)
+    return _warm(_decoders, s, "from_core")(v)
+
+
+def from_core_reference(s: Schema, v: Value) -> Any:
+    """:func:`from_core` by walking the schema: the reference the compiled conversions follow."""
     check_value(v, core_type(s))
     return _from_core(s, v)
+
+
+# --- compiled on the second use ---------------------------------------------------------------
+# By schema object: a schema used once (a default, an initial state) is walked; one used again
+# (a machine's input, a client's state) gets its compiled conversion, held here with the schema
+# so that its id is not reused while cached.
+
+_CACHE_SIZE = 1024
+_encoders: dict[int, tuple[Schema, Callable[[object, str], Value]]] = {}
+_decoders: dict[int, tuple[Schema, Callable[[Value], Any]]] = {}
+_seen: dict[tuple[int, str], Schema] = {}
+
+
+def _warm(table: dict[int, tuple[Schema, Any]], s: Schema, direction: str) -> Any:
+    """The conversion to use for ``s`` now: the reference walker on first use, else compiled."""
+    key = (id(s), direction)
+    if _seen.get(key) is not s:
+        if len(_seen) >= _CACHE_SIZE:
+            _seen.clear()
+        _seen[key] = s
+        if direction == "to_core":
+            return lambda v, path: to_core_reference(s, v, path)
+        return lambda v: from_core_reference(s, v)
+    from hotswap.names import convert  # noqa: PLC0415 - convert builds on this module
+
+    fn = convert.to_core_function(s) if direction == "to_core" else convert.from_core_function(s)
+    if len(table) >= _CACHE_SIZE:
+        table.clear()
+    table[id(s)] = (s, fn)
+    return fn
 
 
 def _from_core(s: Schema, v: Value) -> Any:

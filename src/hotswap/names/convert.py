@@ -1,0 +1,532 @@
+"""Compiled conversions between Python values and core values, one pair per schema.
+
+:func:`hotswap.names.schema.to_core` and :func:`~hotswap.names.schema.from_core` walk the
+schema at every node of every value; here a schema is turned once into the Python source of one
+function that does the same work inline (type tests, attribute reads, tuple building), compiled
+and cached, like the fast path (``hotswap.cam.codegen``) and the value codecs
+(``hotswap.cam.values``). :func:`machine_runner` fuses a machine's whole ``.run`` (convert the
+input and the state, step on the fast path, convert back) into one such function.
+
+Semantics are the reference walkers' by construction: a compiled function checks at least what
+the walker checks, and whenever anything goes wrong (a value of the wrong shape, or any
+exception at all) it runs the reference walker on the same value, which raises the documented
+:class:`~hotswap.errors.ValueTypeError` with its message naming the place (or returns the
+result, where the compiled check was stricter than needed). The "trusted" decoders, used on the
+results of verified code only, check nothing, as :func:`hotswap.cam.values.value_encoder`.
+
+Safety: the source is generated from a schema alone; variables come from a counter; classes,
+record names and other objects reach the code through its namespace, never as text; a field
+name is spliced (``v.amount``, ``C(amount=...)``) only when it is an ASCII identifier and not a
+keyword, else it goes through the namespace too (``getattr(v, K)``, ``C(**{K: ...})``); the code
+runs with no builtins but the few it names. Nesting is bounded: past :data:`_NEST_LIMIT` nested
+branches, a sub-schema gets a function of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import keyword
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from operator import attrgetter
+from typing import Any
+
+from hotswap.lang.evaluate import FALSE, TRUE, Value
+from hotswap.lang.ints import INT_MAX, INT_MIN
+from hotswap.names.schema import (
+    BoolSchema,
+    IntSchema,
+    NoneSchema,
+    Record,
+    RecordSchema,
+    Schema,
+    TupleSchema,
+    UnionSchema,
+    components,
+    from_core_reference,
+    records,
+    to_core_reference,
+)
+
+#: Nested branches (one per union) a generated function holds before a sub-schema gets its own.
+_NEST_LIMIT = 8
+#: Parentheses an expression may nest before its parts are bound to variables.
+_EXPR_DEPTH = 8
+
+Encoder = Callable[[object, str], Value]
+Decoder = Callable[[Value], Any]
+
+
+class _Bad(Exception):
+    """Raised by compiled code on a value it does not accept: the reference walker decides."""
+
+
+@dataclass(frozen=True, slots=True)
+class _E:
+    """A Python expression and how deeply it nests parentheses (0: a name or a constant)."""
+
+    text: str
+    depth: int = 0
+
+
+def _plain_name(name: str) -> bool:
+    """Whether ``name`` can be spliced as an attribute or keyword as it is (NFKC-proof)."""
+    return name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
+
+
+def _by_name(name: str, names: tuple[str, ...]) -> Callable[[object], tuple[Any, ...] | None]:
+    """For a record known by name only: its field values in order when ``v`` stands for it
+    (``_belongs``: a :class:`Record` of that name and fields, or a dataclass instance of a class
+    of that name and fields), else None. What a class stands for is remembered per class."""
+    if not names:
+        get: Callable[[object], tuple[Any, ...]] = lambda v: ()  # noqa: E731 - a table entry
+    elif len(names) == 1:
+        one = attrgetter(names[0])
+        get = lambda v: (one(v),)  # noqa: E731
+    else:
+        get = attrgetter(*names)
+    known: dict[type, bool] = {}
+
+    def fields_of(v: object) -> tuple[Any, ...] | None:
+        if isinstance(v, Record):
+            if v.record_name == name and tuple(v.record_fields) == names:
+                found = v.record_fields
+                return tuple(found[n] for n in names)
+            return None
+        t = type(v)
+        ok = known.get(t)
+        if ok is None:
+            ok = (
+                dataclasses.is_dataclass(v)
+                and not isinstance(v, type)
+                and t.__name__ == name
+                and tuple(f.name for f in dataclasses.fields(v)) == names
+            )
+            if len(known) < 64:
+                known[t] = ok
+        return get(v) if ok else None
+
+    return fields_of
+
+
+class _Source:
+    """One generated function's namespace and a counter for its variables."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.ns: dict[str, Any] = {
+            "__builtins__": {},
+            "type": type,
+            "isinstance": isinstance,
+            "len": len,
+            "tuple": tuple,
+            "int": int,
+            "bool": bool,
+            "getattr": getattr,
+            "Exception": Exception,
+            "_Bad": _Bad,
+            "_T": TRUE,
+            "_F": FALSE,
+            "_Record": Record,
+        }
+        self._consts: dict[int, str] = {}
+
+    def fresh(self, prefix: str = "v") -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def const(self, obj: object) -> str:
+        """A namespace name bound to ``obj``."""
+        name = self._consts.get(id(obj))
+        if name is None:
+            name = self._consts[id(obj)] = self.fresh("_k")
+            self.ns[name] = obj
+        return name
+
+    def bind(self, e: _E, out: list[str], ind: str) -> _E:
+        if e.depth == 0:
+            return e
+        name = self.fresh()
+        out.append(f"{ind}{name} = {e.text}")
+        return _E(name)
+
+    def pair(self, a: _E, b: _E, out: list[str], ind: str) -> _E:
+        if a.depth >= _EXPR_DEPTH:
+            a = self.bind(a, out, ind)
+        if b.depth >= _EXPR_DEPTH:
+            b = self.bind(b, out, ind)
+        return _E(f"({a.text}, {b.text})", max(a.depth, b.depth) + 1)
+
+    def nest(self, items: list[_E], out: list[str], ind: str) -> _E:
+        """Unit, the one item, or right-nested pairs (:func:`nest_values`)."""
+        if not items:
+            return _E("()")
+        result = items[-1]
+        for item in reversed(items[:-1]):
+            result = self.pair(item, result, out, ind)
+        return result
+
+    def inject(self, index: int, count: int, e: _E, out: list[str], ind: str) -> _E:
+        """Alternative ``index`` of ``count`` (:func:`inject_value`)."""
+        if index != count - 1:
+            e = self.pair(_E("0"), e, out, ind)
+        for _ in range(min(index, count - 1)):
+            e = self.pair(_E("1"), e, out, ind)
+        return e
+
+    def compile(self, lines: list[str], name: str) -> Any:
+        source = "\n".join([*lines, ""])
+        exec(compile(source, f"<hotswap conversion {name}>", "exec"), self.ns)
+        return self.ns[name]
+
+
+_INT_CHECK = f"type({{x}}) is not int or not {INT_MIN} <= {{x}} <= {INT_MAX}"
+
+
+# --- Python -> core -------------------------------------------------------------------------
+
+
+def _enc(src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int) -> _E:
+    """Emit the checks and reads converting the Python value in variable ``x``; the result."""
+    match s:
+        case IntSchema():
+            out.append(f"{ind}if {_INT_CHECK.format(x=x)}: raise _Bad")
+            return _E(x)
+        case BoolSchema():
+            out.append(f"{ind}if type({x}) is not bool: raise _Bad")
+            return _E(f"(_T if {x} else _F)", 1)
+        case NoneSchema():
+            out.append(f"{ind}if {x} is not None: raise _Bad")
+            return _E("()")
+        case TupleSchema(items):
+            out.append(
+                f"{ind}if not isinstance({x}, tuple) or len({x}) != {len(items)}: raise _Bad"
+            )
+            names = [src.fresh() for _ in items]
+            out.append(f"{ind}{', '.join(names)} = {x}")
+            parts = [_enc(src, t, n, out, ind, level) for t, n in zip(items, names, strict=True)]
+            return src.nest(parts, out, ind)
+        case RecordSchema(cls=cls) if cls is not None:
+            out.append(f"{ind}if type({x}) is not {src.const(cls)}: raise _Bad")
+            return _enc_fields(src, s, x, None, out, ind, level)
+        case RecordSchema(name=name):
+            found = src.fresh("fs")
+            get = src.const(_by_name(name, s.field_names()))
+            out.append(f"{ind}{found} = {get}({x})")
+            out.append(f"{ind}if {found} is None: raise _Bad")
+            return _enc_fields(src, s, x, found, out, ind, level)
+        case UnionSchema(alternatives):
+            return _enc_union(src, alternatives, x, out, ind, level)
+    raise AssertionError(s)  # pragma: no cover - the match is exhaustive
+
+
+def _enc_fields(
+    src: _Source, s: RecordSchema, x: str, found: str | None, out: list[str], ind: str, level: int
+) -> _E:
+    """A record's fields, read from ``x`` (or the tuple ``found`` of a record known by name)."""
+    if found is not None and s.fields:
+        names = [src.fresh() for _ in s.fields]
+        out.append(f"{ind}{', '.join(names)}, = {found}")
+    parts = []
+    for i, f in enumerate(s.fields):
+        if found is not None:
+            var = names[i]
+        else:
+            var = src.fresh()
+            read = f"{x}.{f.name}" if _plain_name(f.name) else f"getattr({x}, {src.const(f.name)})"
+            out.append(f"{ind}{var} = {read}")
+        parts.append(_enc(src, f.schema, var, out, ind, level))
+    return src.nest(parts, out, ind)
+
+
+def _enc_union(
+    src: _Source, alternatives: tuple[Schema, ...], x: str, out: list[str], ind: str, level: int
+) -> _E:
+    """The first alternative ``x`` belongs to (``_belongs``, in order), injected."""
+    kind, result = src.fresh("t"), src.fresh("r")
+    out.append(f"{ind}{kind} = type({x})")
+    inner, keyword_ = ind + "    ", "if"
+    count = len(alternatives)
+    for index, alt in enumerate(alternatives):
+        found: str | None = None
+        match alt:
+            case IntSchema():
+                test = f"{kind} is int"
+            case BoolSchema():
+                test = f"{kind} is bool"
+            case NoneSchema():
+                test = f"{x} is None"
+            case TupleSchema():
+                test = f"isinstance({x}, tuple)"
+            case RecordSchema(cls=cls) if cls is not None:
+                test = f"{kind} is {src.const(cls)}"
+            case RecordSchema(name=name):
+                found = src.fresh("fs")
+                test = (
+                    f"({found} := {src.const(_by_name(name, alt.field_names()))}({x})) is not None"
+                )
+            case _:  # a union never belongs to a union: the alternative is never chosen
+                continue
+        out.append(f"{ind}{keyword_} {test}:")
+        keyword_ = "elif"
+        if level + 1 > _NEST_LIMIT:
+            fn = src.const(_raw_encoder(alt))
+            e = _E(f"{fn}({x})", 1)
+        elif isinstance(alt, RecordSchema):
+            e = _enc_fields(src, alt, x, found, out, inner, level + 1)
+        else:
+            e = _enc(src, alt, x, out, inner, level + 1)
+        e = src.inject(index, count, e, out, inner)
+        out.append(f"{inner}{result} = {e.text}")
+    out.append(f"{ind}else:" if keyword_ == "elif" else f"{ind}if True:")
+    out.append(f"{inner}raise _Bad")
+    return _E(result)
+
+
+def _raw_encoder(s: Schema) -> Callable[[object], Value]:
+    """A function converting ``s``'s values that raises :class:`_Bad` on anything else."""
+    src = _Source()
+    lines = ["def enc(x):"]
+    e = _enc(src, s, "x", lines, "    ", 0)
+    lines.append(f"    return {e.text}")
+    fn: Callable[[object], Value] = src.compile(lines, "enc")
+    return fn
+
+
+def _build_encoder(s: Schema) -> Encoder:
+    src = _Source()
+    src.ns["_walk"], src.ns["_S"] = to_core_reference, s
+    body: list[str] = []
+    e = _enc(src, s, "v", body, "        ", 0)
+    lines = [
+        'def to_core(v, path="value"):',
+        "    try:",
+        *body,
+        f"        return {e.text}",
+        "    except Exception:",
+        "        pass",
+        "    return _walk(_S, v, path)",
+    ]
+    fn: Encoder = src.compile(lines, "to_core")
+    return fn
+
+
+# --- core -> Python -------------------------------------------------------------------------
+
+
+def _dec(
+    src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int, checked: bool
+) -> _E:
+    """Emit the reads (and, ``checked``, the checks) converting the core value in ``x``."""
+    match s:
+        case IntSchema():
+            if checked:
+                out.append(f"{ind}if {_INT_CHECK.format(x=x)}: raise _Bad")
+            return _E(x)
+        case BoolSchema():
+            if checked:
+                out.append(
+                    f"{ind}if type({x}) is not tuple or len({x}) != 2 or type({x}[0]) is not int "
+                    f"or {x}[0] not in (0, 1) or type({x}[1]) is not tuple or {x}[1]: raise _Bad"
+                )
+            return _E(f"({x}[0] == 1)", 1)
+        case NoneSchema():
+            if checked:
+                out.append(f"{ind}if type({x}) is not tuple or {x}: raise _Bad")
+            return _E("None")
+        case TupleSchema() | RecordSchema():
+            parts = [
+                _dec(src, t, var, out, ind, level, checked)
+                for t, var in zip(components(s), _unnest(src, x, s, out, ind, checked), strict=True)
+            ]
+            if isinstance(s, TupleSchema):
+                return _E(f"({', '.join(p.text for p in parts)},)", 1 + max(p.depth for p in parts))
+            cls = src.const(s.cls) if s.cls is not None else None
+            make = f"{cls}(" if cls is not None else f"_Record({src.const(s.name)}, "
+            if all(_plain_name(f.name) for f in s.fields):
+                args = ", ".join(f"{f.name}={p.text}" for f, p in zip(s.fields, parts, strict=True))
+            else:
+                named = (
+                    f"{src.const(f.name)}: {p.text}" for f, p in zip(s.fields, parts, strict=True)
+                )
+                args = f"**{{{', '.join(named)}}}"
+            result = src.fresh()
+            out.append(f"{ind}{result} = {make}{args})")
+            return _E(result)
+        case UnionSchema(alternatives):
+            return _dec_union(src, alternatives, x, out, ind, level, checked)
+    raise AssertionError(s)  # pragma: no cover - the match is exhaustive
+
+
+def _unnest(
+    src: _Source, x: str, s: TupleSchema | RecordSchema, out: list[str], ind: str, checked: bool
+) -> Iterator[str]:
+    """Variables holding the components of the right-nested product in ``x``."""
+    n = len(components(s))
+    if n == 0:
+        if checked:
+            out.append(f"{ind}if type({x}) is not tuple or {x}: raise _Bad")
+        return
+    rest = x
+    for _ in range(n - 1):
+        if checked:
+            out.append(f"{ind}if type({rest}) is not tuple or len({rest}) != 2: raise _Bad")
+        first, second = src.fresh(), src.fresh()
+        out.append(f"{ind}{first}, {second} = {rest}")
+        yield first
+        rest = second
+    yield rest
+
+
+def _dec_union(
+    src: _Source,
+    alternatives: tuple[Schema, ...],
+    x: str,
+    out: list[str],
+    ind: str,
+    level: int,
+    checked: bool,
+) -> _E:
+    """``inl`` is the first alternative, ``inr`` the union of the others (the last: itself)."""
+    if len(alternatives) == 1:
+        return _dec(src, alternatives[0], x, out, ind, level, checked)
+    result, payload, inner = src.fresh("r"), src.fresh(), ind + "    "
+    if checked:
+        out.append(
+            f"{ind}if type({x}) is not tuple or len({x}) != 2 or type({x}[0]) is not int: "
+            "raise _Bad"
+        )
+    out.append(f"{ind}{payload} = {x}[1]")
+    second = f"elif {x}[0] == 1:" if checked else "else:"
+    for alt, head in ((alternatives[0], f"if {x}[0] == 0:"), (_rest(alternatives), second)):
+        out.append(f"{ind}{head}")
+        if level + 1 > _NEST_LIMIT:
+            fn = src.const(_raw_decoder(alt, checked))
+            e = _E(f"{fn}({payload})", 1)
+        else:
+            e = _dec(src, alt, payload, out, inner, level + 1, checked)
+        out.append(f"{inner}{result} = {e.text}")
+    if checked:
+        out.append(f"{ind}else:")
+        out.append(f"{inner}raise _Bad")
+    return _E(result)
+
+
+def _rest(alternatives: tuple[Schema, ...]) -> Schema:
+    """The alternatives after the first, as one schema of the same layout and values."""
+    if len(alternatives) == 2:
+        return alternatives[1]
+    return UnionSchema(alternatives[1:])
+
+
+def _raw_decoder(s: Schema, checked: bool) -> Callable[[Value], Any]:
+    src = _Source()
+    lines = ["def dec(x):"]
+    e = _dec(src, s, "x", lines, "    ", 0, checked)
+    lines.append(f"    return {e.text}")
+    fn: Callable[[Value], Any] = src.compile(lines, "dec")
+    return fn
+
+
+def _build_decoder(s: Schema) -> Decoder:
+    src = _Source()
+    src.ns["_walk"], src.ns["_S"] = from_core_reference, s
+    body: list[str] = []
+    e = _dec(src, s, "x", body, "        ", 0, checked=True)
+    lines = [
+        "def from_core(x):",
+        "    try:",
+        *body,
+        f"        return {e.text}",
+        "    except Exception:",
+        "        pass",
+        "    return _walk(_S, x)",
+    ]
+    fn: Decoder = src.compile(lines, "from_core")
+    return fn
+
+
+# --- caches and runners ---------------------------------------------------------------------
+
+
+def _classes(s: Schema) -> tuple[type | None, ...]:
+    """The classes of a schema's records in order: with the schema (whose equality ignores
+    them), what decides its conversions."""
+    return tuple(r.cls for r in records(s))
+
+
+@lru_cache(maxsize=512)
+def _encoder(s: Schema, classes: tuple[type | None, ...]) -> Encoder:
+    return _build_encoder(s)
+
+
+@lru_cache(maxsize=512)
+def _decoder(s: Schema, classes: tuple[type | None, ...]) -> Decoder:
+    return _build_decoder(s)
+
+
+@lru_cache(maxsize=512)
+def _trusted(s: Schema, classes: tuple[type | None, ...]) -> Callable[[Value], Any]:
+    return _raw_decoder(s, checked=False)
+
+
+def to_core_function(s: Schema) -> Encoder:
+    """``to_core(s, ·, path)`` compiled: ``f(value, path="value")``, the same results and the
+    same errors as the reference walker. Cached by schema and classes."""
+    return _encoder(s, _classes(s))
+
+
+def from_core_function(s: Schema) -> Decoder:
+    """``from_core(s, ·)`` compiled: the same results and errors (the value is checked)."""
+    return _decoder(s, _classes(s))
+
+
+def trusted_from_core_function(s: Schema) -> Callable[[Value], Any]:
+    """``from_core(s, ·)`` for values known to be of ``core_type(s)`` (results of verified
+    code): no checks, like :func:`hotswap.cam.values.value_encoder`."""
+    return _trusted(s, _classes(s))
+
+
+def machine_runner(
+    input: Schema, state: Schema, output: Schema, step: Callable[[Value], Value]
+) -> Callable[[object, object], tuple[Any, Any]]:
+    """``run(input, state) -> (state, output)`` in Python values around the fast-path ``step``
+    of a machine whose types are those of the schemas: one function, the conversions inline.
+    A value that does not convert raises what ``to_core(schema, value, "input"/"state")`` does."""
+    src = _Source()
+    src.ns["_step"] = step
+    src.ns["_in"], src.ns["_st"] = to_core_function(input), to_core_function(state)
+    body: list[str] = []
+    a, b = src.fresh("a"), src.fresh("b")
+    for var, schema, arg in ((a, input, "i"), (b, state, "s")):
+        e = _enc(src, schema, arg, body, "        ", 0)
+        body.append(f"        {var} = {e.text}")
+    tail: list[str] = []
+    c = _dec(src, state, "n", tail, "    ", 0, checked=False)
+    d = _dec(src, output, "o", tail, "    ", 0, checked=False)
+    lines = [
+        "def run(i, s):",
+        "    try:",
+        *body,
+        "    except Exception:",
+        f'        {a} = _in(i, "input")',
+        f'        {b} = _st(s, "state")',
+        f"    n, o = _step(({a}, {b}))",
+        *tail,
+        f"    return ({c.text}, {d.text})",
+    ]
+    fn: Callable[[object, object], tuple[Any, Any]] = src.compile(lines, "run")
+    return fn
+
+
+def migration_runner(
+    old: Schema, new: Schema, migrate: Callable[[Value], Value]
+) -> Callable[[object], Any]:
+    """``run(old_state) -> new_state`` in Python values around the fast-path ``migrate``."""
+    enc, dec = to_core_function(old), trusted_from_core_function(new)
+
+    def run(state: object) -> Any:
+        return dec(migrate(enc(state, "state")))
+
+    return run

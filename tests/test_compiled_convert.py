@@ -1,0 +1,349 @@
+"""Compiled conversions agree with the reference walkers: results, errors and Records.
+
+``hotswap.names.convert`` compiles a schema's ``to_core``/``from_core`` into one generated
+function each; ``hotswap.names.schema.to_core_reference``/``from_core_reference`` walk the
+schema. On any value, good or bad, both must give the same result (same types all the way
+down, not just ``==``) or raise the same exception with the same message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hotswap.dsl.annotations import schema_of_type
+from hotswap.errors import ValueTypeError
+from hotswap.lang.types import IntT, Prod, Sum, Type, UnitT
+from hotswap.names import convert
+from hotswap.names.convert import (
+    from_core_function,
+    machine_runner,
+    migration_runner,
+    to_core_function,
+    trusted_from_core_function,
+)
+from hotswap.names.schema import (
+    BOOL_SCHEMA,
+    INT_SCHEMA,
+    NONE_SCHEMA,
+    BoolSchema,
+    Field,
+    IntSchema,
+    NoneSchema,
+    Record,
+    RecordSchema,
+    Schema,
+    TupleSchema,
+    UnionSchema,
+    _belongs,
+    core_type,
+    from_core,
+    from_core_reference,
+    to_core,
+    to_core_reference,
+)
+from hotswap.names.section import decode_names, encode_names
+from strategies import python_types, python_values, values
+
+# --- outcomes, compared strictly ------------------------------------------------------------
+
+
+def _tree(v: Any) -> Any:
+    """``v`` with the type of every node spelled out (``True == 1`` must not hide a bug)."""
+    if isinstance(v, tuple):
+        return (type(v), tuple(_tree(x) for x in v))
+    if isinstance(v, Record):
+        return (Record, v.record_name, tuple((k, _tree(x)) for k, x in v.record_fields.items()))
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return (type(v), tuple((f.name, _tree(getattr(v, f.name))) for f in dataclasses.fields(v)))
+    return (type(v), v)
+
+
+def _outcome(fn: Callable[[], Any]) -> tuple[Any, ...]:
+    try:
+        return ("ok", _tree(fn()))
+    except Exception as e:  # noqa: BLE001 - any exception is an outcome to compare
+        return ("raise", type(e), str(e))
+
+
+def _agree_to_core(s: Schema, v: object, path: str = "value") -> tuple[Any, ...]:
+    expected = _outcome(lambda: to_core_reference(s, v, path))
+    assert _outcome(lambda: to_core_function(s)(v, path)) == expected
+    assert _outcome(lambda: to_core(s, v, path)) == expected  # first use: the walker
+    assert _outcome(lambda: to_core(s, v, path)) == expected  # then compiled
+    return expected
+
+
+def _agree_from_core(s: Schema, v: object) -> tuple[Any, ...]:
+    expected = _outcome(lambda: from_core_reference(s, v))
+    assert _outcome(lambda: from_core_function(s)(v)) == expected
+    assert _outcome(lambda: from_core(s, v)) == expected
+    assert _outcome(lambda: from_core(s, v)) == expected
+    if expected[0] == "ok":  # a well-typed value: the unchecked decoder agrees too
+        assert _outcome(lambda: trusted_from_core_function(s)(v)) == expected
+    return expected
+
+
+def _classless(s: Schema) -> Schema:
+    """``s`` as a names section gives it back: records known by name only."""
+    return decode_names(encode_names({"state": s}))["state"]
+
+
+# --- values that may be wrong anywhere ------------------------------------------------------
+
+_JUNK_LIST: list[Any] = [
+    2**63,
+    -(2**63) - 1,
+    True,
+    False,
+    0,
+    1,
+    None,
+    "x",
+    1.5,
+    (),
+    (1,),
+    (1, 2),
+    (0, ()),
+]
+_JUNK_LIST += [Record("X"), Record("Alpha"), Record("Beta", a=1)]
+_JUNK = st.sampled_from(_JUNK_LIST)
+
+
+def _maybe_bad(s: Schema) -> st.SearchStrategy[Any]:
+    """Python values of ``s``, now and then with junk (or a Record look-alike) somewhere."""
+    match s:
+        case IntSchema() | BoolSchema() | NoneSchema():
+            good = python_values(s)
+        case TupleSchema(items):
+            good = st.tuples(*(_maybe_bad(i) for i in items))
+        case RecordSchema(name=name, fields=fields, cls=cls):
+            kwargs = {f.name: _maybe_bad(f.schema) for f in fields}
+            good = st.builds(lambda **kw: Record(name, **kw), **kwargs)
+            if cls is not None:
+                good = st.builds(cls, **kwargs) | good
+        case UnionSchema(alternatives):
+            good = st.one_of(*(_maybe_bad(a) for a in alternatives))
+    return st.one_of(good, good, good, _JUNK)
+
+
+_CORE_JUNK_LIST: list[Any] = [2**63, -(2**63) - 1, True, None, "x", (), (2, ()), (True, ()), (0,)]
+_CORE_JUNK_LIST += [(0, (), ()), [0, ()], (1.0, 5), (0, 1), (1, ()), (0, ())]
+_CORE_JUNK = st.sampled_from(_CORE_JUNK_LIST)
+
+
+def _maybe_bad_core(t: Type) -> st.SearchStrategy[Any]:
+    match t:
+        case UnitT() | IntT():
+            good = values(t)
+        case Prod(left, right):
+            good = st.tuples(_maybe_bad_core(left), _maybe_bad_core(right))
+        case Sum(left, right):
+            good = st.one_of(
+                st.tuples(st.just(0), _maybe_bad_core(left)),
+                st.tuples(st.just(1), _maybe_bad_core(right)),
+            )
+    return st.one_of(good, good, good, _CORE_JUNK)
+
+
+schemas = python_types().map(schema_of_type)
+
+
+# --- properties -----------------------------------------------------------------------------
+
+
+@given(st.data())
+def test_compiled_conversions_agree_on_good_values(data: st.DataObject) -> None:
+    s = data.draw(schemas)
+    value = data.draw(python_values(s))
+    outcome = _agree_to_core(s, value)
+    assert outcome[0] == "ok"
+    core = to_core_reference(s, value)
+    assert _agree_from_core(s, core) == ("ok", _tree(value))
+
+
+@given(st.data())
+def test_compiled_conversions_agree_on_bad_values(data: st.DataObject) -> None:
+    s = data.draw(schemas)
+    value = data.draw(_maybe_bad(s))
+    _agree_to_core(s, value, data.draw(st.sampled_from(["value", "input", "state"])))
+    _agree_from_core(s, data.draw(_maybe_bad_core(core_type(s))))
+
+
+@given(st.data())
+def test_compiled_conversions_agree_on_other_schemas_values(data: st.DataObject) -> None:
+    """A value of one type converted by another (the errors of a stale client)."""
+    s, other = data.draw(schemas), data.draw(schemas)
+    _agree_to_core(s, data.draw(python_values(other)))
+    core = to_core_reference(other, data.draw(python_values(other)))
+    _agree_from_core(s, core)
+
+
+@given(st.data())
+def test_records_known_by_name_agree(data: st.DataObject) -> None:
+    """Names-section schemas: any dataclass or Record of the name and fields converts; values
+    come back as Records (never instances of a class)."""
+    with_classes = data.draw(schemas)
+    s = _classless(with_classes)
+    value = data.draw(python_values(with_classes))
+    assert _agree_to_core(s, value)[0] == "ok"
+    core = to_core_reference(s, value)
+    back = _agree_from_core(s, core)
+    stand_in = from_core_function(s)(core)
+    assert back == ("ok", _tree(from_core_reference(s, core)))
+    assert _agree_to_core(s, stand_in)[0] == "ok"  # Records convert back
+    assert to_core_function(with_classes)(value, "value") == core
+    _agree_to_core(s, data.draw(_maybe_bad(s)))
+
+
+@given(st.data())
+@settings(max_examples=50)
+def test_machine_runner_converts_like_the_walkers(data: st.DataObject) -> None:
+    """The fused run: input and state converted, the step's result converted back."""
+    a, b = data.draw(schemas), data.draw(schemas)
+    run = machine_runner(a, b, a, lambda pair: (pair[1], pair[0]))
+    x, y = data.draw(python_values(a)), data.draw(python_values(b))
+    assert _tree(run(x, y)) == _tree((y, x))
+    bad = data.draw(_maybe_bad(a))
+    expected = _outcome(lambda: to_core_reference(a, bad, "input"))
+    if expected[0] == "ok":
+        expected = _outcome(lambda: (y, from_core_reference(a, to_core_reference(a, bad))))
+    assert _outcome(lambda: run(bad, y)) == expected
+    bad_state = data.draw(_maybe_bad(b))
+    expected = _outcome(lambda: to_core_reference(b, bad_state, "state"))
+    if expected[0] == "ok":
+        expected = _outcome(lambda: (from_core_reference(b, to_core_reference(b, bad_state)), x))
+    assert _outcome(lambda: run(x, bad_state)) == expected
+    migrate = migration_runner(b, b, lambda v: v)
+    assert _tree(migrate(y)) == _tree(y)
+
+
+def _core_mutations(v: Any) -> Any:
+    """``v`` with one of its nodes replaced by core junk, every way."""
+    yield from _CORE_JUNK_LIST
+    if isinstance(v, tuple) and len(v) == 2:
+        for m in _core_mutations(v[0]):
+            yield (m, v[1])
+        for m in _core_mutations(v[1]):
+            yield (v[0], m)
+
+
+def _python_mutations(s: Schema, v: Any) -> Any:
+    """``v`` with one of its parts replaced by junk, every way (records as Records)."""
+    yield from _JUNK_LIST
+    match s:
+        case TupleSchema(items):
+            for i, item in enumerate(items):
+                for m in _python_mutations(item, v[i]):
+                    yield (*v[:i], m, *v[i + 1 :])
+        case RecordSchema(name=name, fields=fields):
+            values = {f.name: getattr(v, f.name) for f in fields}
+            for f in fields:
+                for m in _python_mutations(f.schema, values[f.name]):
+                    yield Record(name, **{**values, f.name: m})
+        case UnionSchema(alternatives):
+            for alt in alternatives:
+                if _belongs(alt, v):
+                    yield from _python_mutations(alt, v)
+                    break
+
+
+@given(st.data())
+@settings(max_examples=60)
+def test_every_single_mutation_agrees(data: st.DataObject) -> None:
+    """Each part of a good value replaced by junk in turn, on both sides."""
+    s = data.draw(schemas)
+    value = data.draw(python_values(s, small=True))
+    by_name = _classless(s)
+    for i, bad in enumerate(_python_mutations(s, value)):
+        if i > 400:
+            break
+        _agree_to_core(s, bad)
+        _agree_to_core(by_name, bad)
+    for i, bad in enumerate(_core_mutations(to_core_reference(s, value))):
+        if i > 400:
+            break
+        _agree_from_core(s, bad)
+
+
+# --- edges ------------------------------------------------------------------------------------
+
+
+def _record(name: str, *fields: tuple[str, Schema]) -> RecordSchema:
+    return RecordSchema(name, tuple(Field(n, f) for n, f in fields))
+
+
+def test_deep_and_wide_schemas_compile() -> None:
+    """Deeper than the nesting limit, unions wider than it, records with many fields."""
+    deep: Schema = INT_SCHEMA
+    for i in range(3 * convert._NEST_LIMIT):
+        deep = UnionSchema((NONE_SCHEMA, _record(f"R{i}", ("inner", deep))))
+    value: Any = 7
+    for i in range(3 * convert._NEST_LIMIT):
+        value = Record(f"R{i}", inner=value)
+    core = _agree_to_core(deep, value)
+    assert core[0] == "ok"
+    assert _agree_from_core(deep, to_core_reference(deep, value))[0] == "ok"
+    _agree_to_core(deep, Record("R0", inner=7))
+
+    wide = UnionSchema(tuple(_record(f"A{i}", ("n", INT_SCHEMA)) for i in range(40)))
+    for i in (0, 1, 20, 38, 39):
+        assert _agree_to_core(wide, Record(f"A{i}", n=i))[0] == "ok"
+        assert _agree_from_core(wide, to_core_reference(wide, Record(f"A{i}", n=i)))[0] == "ok"
+
+    many = _record("Many", *((f"f{i}", BOOL_SCHEMA) for i in range(300)))
+    big = Record("Many", **{f"f{i}": i % 3 == 0 for i in range(300)})
+    assert _agree_to_core(many, big)[0] == "ok"
+    assert _agree_from_core(many, to_core_reference(many, big))[0] == "ok"
+
+
+@pytest.mark.parametrize("name", ["class", "record_name", "ﬁeld", "_fields", "x"])
+def test_field_names_that_cannot_be_spliced(name: str) -> None:
+    """Keywords, names NFKC would change and Record's own attributes go by the namespace."""
+    s = UnionSchema((NONE_SCHEMA, _record("R", (name, INT_SCHEMA), ("y", BOOL_SCHEMA))))
+    value = Record("R", **{name: 5, "y": True})
+    assert _agree_to_core(s, value) == ("ok", _tree((1, (5, (1, ())))))
+    assert _agree_from_core(s, (1, (5, (1, ())))) == ("ok", _tree(value))
+    _agree_to_core(s, Record("R", **{name: True, "y": True}))
+
+
+def test_errors_keep_their_messages() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Point:
+        x: int
+        z: bool
+
+    s = schema_of_type(tuple[int, Point | None])
+    for bad, message in [
+        ((1, Point(1, 2)), "state[1].z: expected bool, got 2"),  # type: ignore[arg-type]
+        ((2**63, None), "state[0]: 9223372036854775808 is outside the signed 64-bit range"),
+        ((1, 2, 3), "state: expected tuple[int, Point | None], got (1, 2, 3)"),
+        ((1, "p"), "state[1]: expected Point | None, got 'p'"),
+    ]:
+        for fn in (to_core_function(s), lambda v, p: to_core(s, v, p)):
+            with pytest.raises(ValueTypeError) as info:
+                fn(bad, "state")
+            assert str(info.value) == message
+    with pytest.raises(ValueTypeError, match=r"value\.snd: expected \(0, _\) or \(1, _\)"):
+        from_core_function(s)((1, (2, ())))
+
+
+def test_compiled_functions_are_cached_by_schema_and_classes() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Incr:
+        pass
+
+    with_class = schema_of_type(Incr | None)
+    same = schema_of_type(Incr | None)
+    classless = _classless(with_class)
+    assert same == with_class == classless  # equality ignores the classes
+    assert to_core_function(same) is to_core_function(with_class)
+    assert from_core_function(classless) is not from_core_function(with_class)
+    assert type(from_core_function(classless)((0, ()))) is Record
+    assert type(from_core_function(with_class)((0, ()))) is Incr
+    assert from_core_function(with_class)((1, ())) is None
