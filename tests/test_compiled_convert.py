@@ -302,9 +302,10 @@ def test_deep_and_wide_schemas_compile() -> None:
     assert _agree_from_core(many, to_core_reference(many, big))[0] == "ok"
 
 
-@pytest.mark.parametrize("name", ["class", "record_name", "ﬁeld", "_fields", "x"])
+@pytest.mark.parametrize("name", ["class", "record_name", "ﬁeld", "_fields", "x", "__debug__"])
 def test_field_names_that_cannot_be_spliced(name: str) -> None:
-    """Keywords, names NFKC would change and Record's own attributes go by the namespace."""
+    """Keywords, names NFKC would change, `__debug__` (which Python refuses to bind) and
+    Record's own attributes go by the namespace."""
     s = UnionSchema((NONE_SCHEMA, _record("R", (name, INT_SCHEMA), ("y", BOOL_SCHEMA))))
     value = Record("R", **{name: 5, "y": True})
     assert _agree_to_core(s, value) == ("ok", _tree((1, (5, (1, ())))))

@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -20,7 +21,7 @@ import pytest
 
 from hotswap.cam.loaded import is_loaded, load, load_module
 from hotswap.cam.module import encode_module
-from hotswap.client import AsyncClient, connect
+from hotswap.client import AsyncClient, Client, connect
 from hotswap.errors import HotswapError, InternalError, NodeError, StoreError
 from hotswap.examples import handbuilt
 from hotswap.examples.counter import Count, Incr, counter_sm
@@ -264,3 +265,66 @@ def test_an_upgrades_modules_are_loaded_off_the_loop_and_its_connection_stays_in
     states = [r.state for r in replies if isinstance(r, Output)]
     assert states == [b"\x01", b"\x01\x01", b"\x01\x01"]
     assert is_loaded(v2)
+
+
+def test_a_request_held_for_its_modules_is_not_applied_once_the_node_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while an upgrade's modules loaded: the node had half-closed the connection,
+    then applied the held upgrade and the inputs after it and committed them, with nobody to
+    tell: a client that retried applied them twice."""
+    import hotswap.node.server as server_module  # noqa: PLC0415
+
+    loading, release = threading.Event(), threading.Event()
+    real = server_module._load_all
+
+    def slow(modules: list[bytes]) -> None:
+        loading.set()
+        release.wait(10)
+        real(modules)
+
+    monkeypatch.setattr(server_module, "_load_all", slow)
+    fresh = (("t", os.urandom(8).hex().encode()),)
+    v2 = encode_module(replace(handbuilt.counter2_module(), custom=fresh))
+    migrate = encode_module(replace(handbuilt.upgrade_state_module(), custom=fresh))
+    identity = load(handbuilt.counter_module()).identity
+    node = Served(tmp_path, {"counter": handbuilt.counter_module}, trace="off")
+    client = connect(node.address, timeout=5)
+    burst: list[Request] = [
+        UpgradeRequest(1, "counter", identity, v2, migrate),
+        Send(2, "counter", INCR),
+    ]
+    sender = threading.Thread(target=lambda: _pipeline_quietly(client, burst), daemon=True)
+    sender.start()
+    assert loading.wait(10)
+    # A client that reads none of its replies keeps the stopping node waiting for it (up to
+    # its grace period), so the loading ends while the loop still runs.
+    host, port = node.address.split(":")
+    idle = socket.socket()
+    idle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    idle.connect((host, int(port)))
+    conn = ClientConnection()
+    idle.sendall(conn.send(Hello()))
+    while not isinstance(conn.next_event(), Welcome):
+        conn.receive_data(idle.recv(4096))
+    idle.sendall(b"".join(conn.send(Status(i, "counter")) for i in range(20_000)))
+    time.sleep(0.3)
+    stopper = threading.Thread(target=node.stop)
+    stopper.start()
+    time.sleep(0.2)  # the node has stopped reading and half-closed; the loading goes on
+    release.set()
+    stopper.join(30)
+    sender.join(10)
+    client.close()
+    idle.close()
+    store = Store(tmp_path / "node.sqlite3")
+    try:
+        (machine,) = store.recover().machines
+        assert (machine.identity, machine.inputs) == (identity, 0)
+    finally:
+        store.close()
+
+
+def _pipeline_quietly(client: Client, burst: list[Request]) -> None:
+    with contextlib.suppress(NodeError):  # the node closes without answering: expected
+        client.pipeline(burst)

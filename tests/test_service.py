@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from hotswap.cam.loaded import LoadedModule, load, load_module
+from hotswap.cam.loaded import LoadedModule, is_loaded, load, load_module
 from hotswap.cam.module import encode_module
 from hotswap.cam.values import decode_value
 from hotswap.errors import StoreError
@@ -201,3 +201,33 @@ def test_an_upgrade_for_other_code_is_not_held(service: Service) -> None:
     request = UpgradeRequest(1, "counter", "0" * 64, v2, MIGRATE)
     fed = conversation.receive(client.send(request))
     assert fed.prepare == [] and len(fed.replies) == 1  # refused at once, nothing loaded
+
+
+def test_a_duplicate_of_a_held_requests_id_ends_the_conversation(service: Service) -> None:
+    """The held upgrade's reply goes out with those after it: an id repeating it is ambiguous
+    (it slipped past the check once the hold began a new set of unanswered ids)."""
+    v2 = encode_module(replace(handbuilt.counter2_module(), custom=(("t", b"dup"),)))
+    conversation = Conversation(service, prepare=True)
+    client = ClientConnection()
+    client.receive_data(b"".join(conversation.receive(client.send(Hello())).replies))
+    client.next_event()
+    upgrade = UpgradeRequest(5, "counter", V1.identity, v2, MIGRATE)
+    fed = conversation.receive(client.send(upgrade) + _raw_send([Send(5, "counter", INCR)]))
+    assert fed.prepare and conversation.holding
+    for data in fed.prepare:
+        load_module(data)
+    resumed = conversation.resume()
+    events = _events(client, resumed.replies)
+    assert [type(e) for e in events] == [Upgraded, Goodbye] and resumed.close
+
+
+def test_an_upgrade_the_registry_would_refuse_unloaded_is_not_held(service: Service) -> None:
+    """A wrong generation is refused before loading, so nothing is loaded for it either."""
+    v2 = encode_module(replace(handbuilt.counter2_module(), custom=(("t", b"gen"),)))
+    conversation, client = _open(service)
+    conversation.prepare = True
+    request = UpgradeRequest(1, "counter", V1.identity, v2, MIGRATE, generation=7)
+    fed = conversation.receive(client.send(request))
+    assert fed.prepare == [] and not is_loaded(v2)
+    (reply,) = _events(client, fed.replies)
+    assert isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION

@@ -72,7 +72,12 @@ class _E:
 
 def _plain_name(name: str) -> bool:
     """Whether ``name`` can be spliced as an attribute or keyword as it is (NFKC-proof)."""
-    return name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
+    return (
+        name.isascii()
+        and name.isidentifier()
+        and not keyword.iskeyword(name)
+        and name != "__debug__"  # an identifier Python refuses to bind, even as a keyword
+    )
 
 
 def _by_name(name: str, names: tuple[str, ...]) -> Callable[[object], tuple[Any, ...] | None]:

@@ -320,6 +320,17 @@ class Registry:
             until = (time.time() if now is None else now) + trial_seconds
         return self.install(prepared, trial, until)
 
+    def would_load(self, name: str, expected: str, generation: int | None = None) -> bool:
+        """Whether an upgrade of ``name`` for ``expected`` passes the checks :meth:`prepare`
+        makes before loading any module (machine, trial, identity, generation)."""
+        machine = self.machines.get(name)
+        return (
+            machine is not None
+            and machine.trial is None
+            and machine.identity == expected
+            and (generation is None or generation == machine.generation)
+        )
+
     def expire_trials(self, now: float) -> list[tuple[str, TrialEnd]]:
         """Confirm every trial whose time is up; the machines and how they ended."""
         ended = []

@@ -286,14 +286,18 @@ class _Peer(asyncio.Protocol):
         if self.transport is not None and not self._paused and not self._preparing:
             self.transport.pause_reading()
         self._preparing = True
+        if self._timer is not None:  # the client waits on the node: not idle
+            self._timer.cancel()
+            self._timer = None
         loop = asyncio.get_running_loop()
         done = loop.run_in_executor(None, _load_all, modules)
         done.add_done_callback(lambda _: self._prepared())
 
     def _prepared(self) -> None:
         self._preparing = False
-        if self.node.failure is not None or self.transport is None:
-            return
+        if self.node.failure is not None or self.transport is None or self.closing:
+            return  # stopping, timed out or gone: the held request is never applied
+        self._rearm()
         self._fed(self.conversation.resume())  # may hold the next upgrade: _preparing again
         if not (self.closing or self._paused or self._preparing):
             self.transport.resume_reading()

@@ -284,10 +284,10 @@ class Service:
                 wanted = [(i.machine, i.expected, i.module, i.migration) for i in items]
             case _:
                 return []
+        generation = getattr(event, "generation", None)
         todo: list[bytes] = []
         for name, expected, new, mig in wanted:
-            machine = self.registry.machines.get(name)
-            if machine is None or machine.identity != expected:
+            if not self.registry.would_load(name, expected, generation):
                 return []  # refused without loading anything: no need to wait
             todo += [data for data in (new, mig) if not is_loaded(data)]
         return todo
@@ -339,6 +339,8 @@ class Conversation:
         self.over = False
         self.prepare = prepare
         self._held: Request | None = None
+        #: Ids whose replies wait for the current batch's commit (held requests included).
+        self._unanswered: set[int] = set()
 
     @property
     def holding(self) -> bool:
@@ -353,6 +355,7 @@ class Conversation:
         self.conn.receive_data(data)
         if self._held is not None:  # answered in order, after the held request
             return Fed()
+        self._unanswered = set()  # a new read: the previous batch's replies are committed
         return self._run(Fed())
 
     def resume(self) -> Fed:
@@ -361,11 +364,11 @@ class Conversation:
         fed = Fed()
         if held is None or self.over:
             return fed
-        self._answer(held, fed, set())
+        self._answer(held, fed, self._unanswered)
         return fed if self.over else self._run(fed)
 
     def _run(self, fed: Fed) -> Fed:
-        unanswered: set[int] = set()  # ids whose replies wait for this batch's commit
+        unanswered = self._unanswered
         while not self.over:
             try:
                 event = self.conn.next_event()
@@ -404,6 +407,7 @@ class Conversation:
                     if self.prepare and not isinstance(event, Send | SendChecked):
                         todo = self.service.to_prepare(event)
                         if todo:
+                            unanswered.add(event.id)
                             self._held, fed.prepare = event, todo
                             break
                     self._answer(event, fed, unanswered)
