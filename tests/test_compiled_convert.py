@@ -157,6 +157,7 @@ schemas = python_types().map(schema_of_type)
 # --- properties -----------------------------------------------------------------------------
 
 
+@settings(max_examples=50)
 @given(st.data())
 def test_compiled_conversions_agree_on_good_values(data: st.DataObject) -> None:
     s = data.draw(schemas)
@@ -167,6 +168,7 @@ def test_compiled_conversions_agree_on_good_values(data: st.DataObject) -> None:
     assert _agree_from_core(s, core) == ("ok", _tree(value))
 
 
+@settings(max_examples=50)
 @given(st.data())
 def test_compiled_conversions_agree_on_bad_values(data: st.DataObject) -> None:
     s = data.draw(schemas)
@@ -175,6 +177,7 @@ def test_compiled_conversions_agree_on_bad_values(data: st.DataObject) -> None:
     _agree_from_core(s, data.draw(_maybe_bad_core(core_type(s))))
 
 
+@settings(max_examples=50)
 @given(st.data())
 def test_compiled_conversions_agree_on_other_schemas_values(data: st.DataObject) -> None:
     """A value of one type converted by another (the errors of a stale client)."""
@@ -184,6 +187,7 @@ def test_compiled_conversions_agree_on_other_schemas_values(data: st.DataObject)
     _agree_from_core(s, core)
 
 
+@settings(max_examples=50)
 @given(st.data())
 def test_records_known_by_name_agree(data: st.DataObject) -> None:
     """Names-section schemas: any dataclass or Record of the name and fields converts; values

@@ -103,7 +103,7 @@ def test_sigterm_delivers_the_replies_of_committed_inputs(tmp_path: Path) -> Non
     cleanly, the node exits 0, and what the store recovers is exactly what was acknowledged
     (at least the replies read before the signal: a node that dropped its buffers would
     fail here)."""
-    total = 200_000
+    total = 60_000
     with NodeProcess(tmp_path / "data", {"counter": COUNTER}, "--trace", "off") as node:
         host, port = node.address.split(":")
         sock = socket.create_connection((host, int(port)))

@@ -313,10 +313,11 @@ def test_a_request_held_for_its_modules_is_not_applied_once_the_node_stops(
     stopper.start()
     time.sleep(0.2)  # the node has stopped reading and half-closed; the loading goes on
     release.set()
+    time.sleep(0.3)  # the loaded request would be applied now, were it going to be
+    idle.close()  # so the node need not wait out its grace period for this client
     stopper.join(30)
     sender.join(10)
     client.close()
-    idle.close()
     store = Store(tmp_path / "node.sqlite3")
     try:
         (machine,) = store.recover().machines
