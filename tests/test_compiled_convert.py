@@ -157,7 +157,7 @@ schemas = python_types().map(schema_of_type)
 # --- properties -----------------------------------------------------------------------------
 
 
-@settings(max_examples=50)
+@settings(max_examples=25)
 @given(st.data())
 def test_compiled_conversions_agree_on_good_values(data: st.DataObject) -> None:
     s = data.draw(schemas)
@@ -168,7 +168,7 @@ def test_compiled_conversions_agree_on_good_values(data: st.DataObject) -> None:
     assert _agree_from_core(s, core) == ("ok", _tree(value))
 
 
-@settings(max_examples=50)
+@settings(max_examples=25)
 @given(st.data())
 def test_compiled_conversions_agree_on_bad_values(data: st.DataObject) -> None:
     s = data.draw(schemas)
@@ -177,7 +177,7 @@ def test_compiled_conversions_agree_on_bad_values(data: st.DataObject) -> None:
     _agree_from_core(s, data.draw(_maybe_bad_core(core_type(s))))
 
 
-@settings(max_examples=50)
+@settings(max_examples=25)
 @given(st.data())
 def test_compiled_conversions_agree_on_other_schemas_values(data: st.DataObject) -> None:
     """A value of one type converted by another (the errors of a stale client)."""
@@ -187,7 +187,7 @@ def test_compiled_conversions_agree_on_other_schemas_values(data: st.DataObject)
     _agree_from_core(s, core)
 
 
-@settings(max_examples=50)
+@settings(max_examples=25)
 @given(st.data())
 def test_records_known_by_name_agree(data: st.DataObject) -> None:
     """Names-section schemas: any dataclass or Record of the name and fields converts; values
@@ -206,7 +206,7 @@ def test_records_known_by_name_agree(data: st.DataObject) -> None:
 
 
 @given(st.data())
-@settings(max_examples=50)
+@settings(max_examples=25)
 def test_machine_runner_converts_like_the_walkers(data: st.DataObject) -> None:
     """The fused run: input and state converted, the step's result converted back."""
     a, b = data.draw(schemas), data.draw(schemas)
@@ -258,7 +258,7 @@ def _python_mutations(s: Schema, v: Any) -> Any:
 
 
 @given(st.data())
-@settings(max_examples=60)
+@settings(max_examples=30)
 def test_every_single_mutation_agrees(data: st.DataObject) -> None:
     """Each part of a good value replaced by junk in turn, on both sides."""
     s = data.draw(schemas)

@@ -237,7 +237,7 @@ def test_the_checked_in_quota_v1_is_what_hotswap_types_writes() -> None:
 
 
 @pytest.mark.parametrize("m", [quota.quota_sm, quota.quota_sm2], ids=_name)
-@settings(max_examples=100)
+@settings(max_examples=40)
 @given(data=st.data())
 def test_quota_agrees_with_python(m: Machine[..., Any], data: st.DataObject) -> None:
     small = data.draw(st.booleans())
