@@ -161,6 +161,28 @@ def load_machine_code(data: bytes) -> LoadedModule:
     return loaded
 
 
+def _check_version(machine: Machine, expected: str, generation: int | None) -> None:
+    """The checks of an upgrade that need no module: no trial in progress, the expected code
+    running, at the generation named (if one is). ``wrong_version`` (a code every protocol
+    version allows) with the running identity and generation, or nothing."""
+    name, running = machine.name, machine.identity
+    if machine.trial is not None:
+        why = f"{name} runs {running[:12]} on trial: confirm or revert the trial upgrade first"
+    elif running != expected:
+        why = f"{VERSION_MISMATCH} (running {running[:12]}, expected {expected[:12]})"
+    elif generation is not None and generation != machine.generation:
+        why = (
+            f"{VERSION_MISMATCH} ({name} is at generation {machine.generation}, the upgrade "
+            f"was made for generation {generation}: its code has changed since, so this may "
+            "be an old upgrade replayed; make it again for the running code)"
+        )
+    else:
+        return
+    raise UpgradeRejected(
+        ErrorCode.WRONG_VERSION, why, running=running, generation=machine.generation
+    )
+
+
 class Registry:
     """The machines of one node, by name."""
 
@@ -324,12 +346,13 @@ class Registry:
         """Whether an upgrade of ``name`` for ``expected`` passes the checks :meth:`prepare`
         makes before loading any module (machine, trial, identity, generation)."""
         machine = self.machines.get(name)
-        return (
-            machine is not None
-            and machine.trial is None
-            and machine.identity == expected
-            and (generation is None or generation == machine.generation)
-        )
+        if machine is None:
+            return False
+        try:
+            _check_version(machine, expected, generation)
+        except UpgradeRejected:
+            return False
+        return True
 
     def expire_trials(self, now: float) -> list[tuple[str, TrialEnd]]:
         """Confirm every trial whose time is up; the machines and how they ended."""
@@ -383,32 +406,9 @@ class Registry:
         0 is refused after A -> B -> A (generation 2), where it would otherwise apply again.
         The migration's names must be the running and new states' names unless ``rename``."""
         machine = self.get(name)
-        if machine.trial is not None:  # wrong_version: a code every protocol version allows
-            raise UpgradeRejected(
-                ErrorCode.WRONG_VERSION,
-                f"{name} runs {machine.identity[:12]} on trial: confirm or revert the trial "
-                "upgrade first",
-                running=machine.identity,
-                generation=machine.generation,
-            )
         # The version first: an upgrade for other code is refused before its modules are
         # decoded, verified or compiled, work a stranger could otherwise make the node do.
-        if machine.identity != expected:
-            raise UpgradeRejected(
-                ErrorCode.WRONG_VERSION,
-                f"{VERSION_MISMATCH} (running {machine.identity[:12]}, expected {expected[:12]})",
-                running=machine.identity,
-                generation=machine.generation,
-            )
-        if generation is not None and generation != machine.generation:
-            raise UpgradeRejected(
-                ErrorCode.WRONG_VERSION,
-                f"{VERSION_MISMATCH} ({name} is at generation {machine.generation}, the "
-                f"upgrade was made for generation {generation}: its code has changed since, "
-                "so this may be an old upgrade replayed; make it again for the running code)",
-                running=machine.identity,
-                generation=machine.generation,
-            )
+        _check_version(machine, expected, generation)
         try:
             new = load_module(module)
         except BytecodeError as e:

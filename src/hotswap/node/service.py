@@ -143,8 +143,8 @@ class Service:
                 except NodeError as e:
                     return error_reply(rid, e)
                 machine = self.registry.get(name)
-                if machine.trial is not None and machine.trial.until is not None:
-                    self._due = min(self._due, machine.trial.until)
+                if event.trial_seconds:  # a timed trial began: its end is the next to watch
+                    self._due = self.registry.next_deadline() or math.inf
                 self.store.log_upgrade(machine, swap)
                 self.trace.upgraded(swap.notes, event.trial, event.trial_seconds)
                 return Upgraded(
