@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.timing import once_us, rate
-from hotswap.cam.codegen import compile_code
+from hotswap.cam.codegen import compile_code, compile_metered, compile_unmetered
+from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.module import Module, decode_module, encode_module
 from hotswap.cam.verify_module import verify_module
 from hotswap.cam.vm import VM
@@ -23,7 +24,8 @@ def _machine_rates(
 ) -> None:
     step = module.functions[module.machine.step if module.machine else 0]
     vm = VM(step.code)
-    fast = compile_code(step.code)
+    fast = compile_unmetered(step.code)  # as the node runs code of static cost
+    metered = compile_metered(step.code)  # with fuel, returning what is left
     args = [(i, state) for i in inputs]
 
     def loop(fn: Callable[[Value], Value]) -> Callable[[], None]:
@@ -33,14 +35,19 @@ def _machine_rates(
 
         return run
 
+    def metered_loop() -> None:
+        for a in args:
+            metered(a, DEFAULT_FUEL)
+
     n = len(args)
     hand = rate(loop(by_hand)) * n
     fast_rate = rate(loop(fast)) * n
+    metered_rate = rate(metered_loop) * n
     vm_rate = rate(loop(vm.run)) * n
     print(
         f"  {name:<8} hand-written {hand / 1e6:6.2f} M steps/s   fast path {fast_rate / 1e6:6.2f} M"
         f"   VM {vm_rate / 1e6:6.3f} M   fast/hand {hand / fast_rate:4.2f}x (goal <= 1.3x)"
-        f"   VM/hand {hand / vm_rate:5.1f}x"
+        f"   VM/hand {hand / vm_rate:5.1f}x   metered/hand {hand / metered_rate:4.2f}x"
     )
 
 

@@ -8,7 +8,8 @@ counter on loopback with 1 and 16 client processes (``bench.bench_erlang``, when
 installed); pipelined inputs per second over one connection with durable group commit; the
 pause of an upgrade under load, as the largest gap between two answered inputs around it;
 inputs lost or duplicated across 100 upgrades under load; restart time after 1,000,000 logged
-inputs.
+inputs. Then ``bench.bench_state``: the cost of an input that updates one entry of a map of
+100, 10,000 and 1,000,000 entries, and the node's memory per map entry.
 
 Fixed anchors for the figures with no baseline here (docs/design.md, "Measurements"): Haskell
 original one-way 57-93k inputs/s; Erlang suspend-to-resume 291 us.
@@ -31,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import bench_erlang
+from bench import bench_erlang, bench_state
 from hotswap.cam.build import migration_module
 from hotswap.cam.loaded import load
 from hotswap.cam.module import encode_module
@@ -404,6 +405,8 @@ def main() -> None:
             f"  restart after 1,000,000 logged inputs: {restart:.2f} s to listening "
             f"(store filled in {fill:.1f} s)   goal < 2 s"
         )
+    print()
+    bench_state.main()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """`make fuzz`: far more module mutants than the test run loads (default 200,000).
 
-Prints how many were accepted and the most common rejection reasons; any exception other than
-our own rejection error, or a disagreement between the VM and the fast path, stops it.
+The seeds are the format 1 machines of the examples and the format 2 modules of
+:func:`hotswap.cam.fuzz.collection_seeds` (text, lists, maps, folds, ``fail``). Prints how many
+were accepted and the most common rejection reasons; any exception other than our own rejection
+error, or a disagreement between the VM and the fast path (results, traps or fuel), stops it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import sys
 import time
 
 from hotswap.cam.build import migration_module
-from hotswap.cam.fuzz import fuzz
+from hotswap.cam.fuzz import collection_seeds, fuzz
 from hotswap.cam.module import encode_module
 from hotswap.examples import handbuilt
 from hotswap.lang.terms import Fanout, Lit
@@ -25,6 +27,7 @@ def main() -> None:
         encode_module(handbuilt.bank_module()),
         encode_module(handbuilt.upgrade_state_module()),
         encode_module(migration_module(INT, Prod(INT, INT), Fanout(Lit(1), Lit(2)))),
+        *collection_seeds(),
     ]
     started = time.perf_counter()
     chunk = 20_000

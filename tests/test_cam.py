@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotswap.cam.codegen import compile_code, generate_source
+from hotswap.cam.codegen import compile_code, compile_metered, generate_source
 from hotswap.cam.compiler import compile_term
 from hotswap.cam.instructions import Instr, Opcode
 from hotswap.cam.limits import MAX_NESTING
@@ -186,10 +186,10 @@ def test_generated_code_has_no_builtins() -> None:
     code = compile_term(compose(Fanout(ID, Lit(0)), Prim(Op.FLOORDIV)))
     source = generate_source(code)
     assert "import" not in source and "__" not in source
-    fn = compile_code(code)
+    fn = compile_metered(code)
     assert fn.__globals__["__builtins__"] == {}
     with pytest.raises(Trap, match="division by zero in floordiv"):
-        fn(1)
+        fn(1, 100)
 
 
 def test_long_chains_of_not_stay_within_pythons_parser_limits() -> None:

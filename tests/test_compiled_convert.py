@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from hotswap.dsl.annotations import schema_of_type
 from hotswap.errors import ValueTypeError
-from hotswap.lang.types import IntT, Prod, Sum, Type, UnitT
+from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP, OMap, PVector, make_list
+from hotswap.lang.types import IntT, ListT, MapT, Prod, StrT, Sum, Type, UnitT
 from hotswap.names import convert
 from hotswap.names.convert import (
     from_core_function,
@@ -32,12 +33,15 @@ from hotswap.names.schema import (
     INT_SCHEMA,
     NONE_SCHEMA,
     BoolSchema,
+    DictSchema,
     Field,
     IntSchema,
+    ListSchema,
     NoneSchema,
     Record,
     RecordSchema,
     Schema,
+    StrSchema,
     TupleSchema,
     UnionSchema,
     _belongs,
@@ -49,14 +53,19 @@ from hotswap.names.schema import (
 )
 from hotswap.names.section import decode_names, encode_names
 from strategies import python_types, python_values, values
+from test_names_collections import python_values as collection_values
+from test_names_collections import schemas as collection_schemas
 
 # --- outcomes, compared strictly ------------------------------------------------------------
 
 
 def _tree(v: Any) -> Any:
-    """``v`` with the type of every node spelled out (``True == 1`` must not hide a bug)."""
-    if isinstance(v, tuple):
+    """``v`` with the type of every node spelled out (``True == 1`` must not hide a bug), and
+    the order of every list and dict."""
+    if isinstance(v, tuple | list | PVector):
         return (type(v), tuple(_tree(x) for x in v))
+    if isinstance(v, dict | OMap):
+        return (type(v), tuple((_tree(k), _tree(x)) for k, x in v.items()))
     if isinstance(v, Record):
         return (Record, v.record_name, tuple((k, _tree(x)) for k, x in v.record_fields.items()))
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
@@ -112,43 +121,75 @@ _JUNK_LIST: list[Any] = [
     (0, ()),
 ]
 _JUNK_LIST += [Record("X"), Record("Alpha"), Record("Beta", a=1)]
+_JUNK_LIST += ["", "\ud800", b"x", [], [1], ["x"], {}, {"x": 1}, make_list([1]), EMPTY_MAP]
 _JUNK = st.sampled_from(_JUNK_LIST)
 
 
-def _maybe_bad(s: Schema) -> st.SearchStrategy[Any]:
-    """Python values of ``s``, now and then with junk (or a Record look-alike) somewhere."""
+def _hashable(v: object) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
+_HASHABLE_JUNK = st.sampled_from([j for j in _JUNK_LIST if _hashable(j)])
+
+
+def _maybe_bad(s: Schema, key: bool = False) -> st.SearchStrategy[Any]:
+    """Python values of ``s``, now and then with junk (or a Record look-alike) somewhere
+    (``key``: only junk that can key a dict)."""
     match s:
         case IntSchema() | BoolSchema() | NoneSchema():
             good = python_values(s)
+        case StrSchema():
+            good = st.text(max_size=4)
+        case ListSchema(item):
+            items = st.lists(_maybe_bad(item, key), max_size=3)
+            good = items | items.map(tuple)
+        case DictSchema(k, v):
+            good = st.dictionaries(_maybe_bad(k, True), _maybe_bad(v, key), max_size=3)
         case TupleSchema(items):
-            good = st.tuples(*(_maybe_bad(i) for i in items))
+            good = st.tuples(*(_maybe_bad(i, key) for i in items))
         case RecordSchema(name=name, fields=fields, cls=cls):
-            kwargs = {f.name: _maybe_bad(f.schema) for f in fields}
+            kwargs = {f.name: _maybe_bad(f.schema, key) for f in fields}
             good = st.builds(lambda **kw: Record(name, **kw), **kwargs)
             if cls is not None:
                 good = st.builds(cls, **kwargs) | good
         case UnionSchema(alternatives):
-            good = st.one_of(*(_maybe_bad(a) for a in alternatives))
-    return st.one_of(good, good, good, _JUNK)
+            good = st.one_of(*(_maybe_bad(a, key) for a in alternatives))
+    return st.one_of(good, good, good, _HASHABLE_JUNK if key else _JUNK)
 
 
 _CORE_JUNK_LIST: list[Any] = [2**63, -(2**63) - 1, True, None, "x", (), (2, ()), (True, ()), (0,)]
 _CORE_JUNK_LIST += [(0, (), ()), [0, ()], (1.0, 5), (0, 1), (1, ()), (0, ())]
+_CORE_JUNK_LIST += ["\udfff", [1], {}, {"x": 1}, EMPTY_LIST, make_list([True]), EMPTY_MAP]
+_CORE_JUNK_LIST += [OMap([(1, 2)]), OMap([("x", ())])]
 _CORE_JUNK = st.sampled_from(_CORE_JUNK_LIST)
 
 
-def _maybe_bad_core(t: Type) -> st.SearchStrategy[Any]:
+_HASHABLE_CORE_JUNK = st.sampled_from([j for j in _CORE_JUNK_LIST if _hashable(j)])
+
+
+def _maybe_bad_core(t: Type, key: bool = False) -> st.SearchStrategy[Any]:
     match t:
         case UnitT() | IntT():
             good = values(t)
         case Prod(left, right):
-            good = st.tuples(_maybe_bad_core(left), _maybe_bad_core(right))
+            good = st.tuples(_maybe_bad_core(left, key), _maybe_bad_core(right, key))
         case Sum(left, right):
             good = st.one_of(
-                st.tuples(st.just(0), _maybe_bad_core(left)),
-                st.tuples(st.just(1), _maybe_bad_core(right)),
+                st.tuples(st.just(0), _maybe_bad_core(left, key)),
+                st.tuples(st.just(1), _maybe_bad_core(right, key)),
             )
-    return st.one_of(good, good, good, _CORE_JUNK)
+        case StrT():
+            good = st.text(max_size=4)
+        case ListT(elem):
+            good = st.lists(_maybe_bad_core(elem, key), max_size=3).map(make_list)
+        case MapT(k, v):
+            entry = st.tuples(_maybe_bad_core(k, True), _maybe_bad_core(v, key))
+            good = st.lists(entry, max_size=3).map(OMap)
+    return st.one_of(good, good, good, _HASHABLE_CORE_JUNK if key else _CORE_JUNK)
 
 
 schemas = python_types().map(schema_of_type)
@@ -235,6 +276,19 @@ def _core_mutations(v: Any) -> Any:
             yield (m, v[1])
         for m in _core_mutations(v[1]):
             yield (v[0], m)
+    elif isinstance(v, PVector):
+        for i, x in enumerate(v):
+            for m in _core_mutations(x):
+                yield v.set(i, m)
+        yield list(v)
+    elif isinstance(v, OMap):
+        for k, x in v.items():
+            for m in _core_mutations(x):
+                yield v.set(k, m)
+            for m in _core_mutations(k):
+                if _hashable(m):
+                    yield OMap([(m if key == k else key, y) for key, y in v.items()])
+        yield dict(v.items())
 
 
 def _python_mutations(s: Schema, v: Any) -> Any:
@@ -255,6 +309,20 @@ def _python_mutations(s: Schema, v: Any) -> Any:
                 if _belongs(alt, v):
                     yield from _python_mutations(alt, v)
                     break
+        case ListSchema(item):
+            for i, x in enumerate(v):
+                for m in _python_mutations(item, x):
+                    yield [*v[:i], m, *v[i + 1 :]]
+            yield tuple(v)
+        case DictSchema(key, value):
+            entries = list(v.items())
+            for i, (k, x) in enumerate(entries):
+                for m in _python_mutations(value, x):
+                    yield dict([*entries[:i], (k, m), *entries[i + 1 :]])
+                for m in _python_mutations(key, k):
+                    if _hashable(m):
+                        yield dict([*entries[:i], (m, x), *entries[i + 1 :]])
+            yield entries
 
 
 @given(st.data())
@@ -273,6 +341,71 @@ def test_every_single_mutation_agrees(data: st.DataObject) -> None:
         if i > 400:
             break
         _agree_from_core(s, bad)
+
+
+# --- str, list and dict ----------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_collections_agree_on_good_values(data: st.DataObject) -> None:
+    s = data.draw(collection_schemas())
+    value = data.draw(collection_values(s))
+    assert _agree_to_core(s, value)[0] == "ok"
+    core = to_core_reference(s, value)
+    assert _agree_from_core(s, core) == ("ok", _tree(value))
+    by_name = _classless(s)
+    assert _agree_to_core(by_name, value)[0] == "ok"
+    assert _agree_from_core(by_name, core)[0] == "ok"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_collections_agree_on_bad_values(data: st.DataObject) -> None:
+    s = data.draw(collection_schemas())
+    _agree_to_core(s, data.draw(_maybe_bad(s)), data.draw(st.sampled_from(["value", "state"])))
+    _agree_to_core(_classless(s), data.draw(_maybe_bad(s)))
+    _agree_from_core(s, data.draw(_maybe_bad_core(core_type(s))))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_collections_agree_on_other_schemas_values(data: st.DataObject) -> None:
+    s, other = data.draw(collection_schemas()), data.draw(collection_schemas())
+    _agree_to_core(s, data.draw(collection_values(other)))
+    _agree_from_core(s, to_core_reference(other, data.draw(collection_values(other))))
+
+
+@given(st.data())
+@settings(max_examples=30, deadline=None)
+def test_every_single_mutation_of_collections_agrees(data: st.DataObject) -> None:
+    s = data.draw(collection_schemas())
+    value = data.draw(collection_values(s))
+    by_name = _classless(s)
+    for i, bad in enumerate(_python_mutations(s, value)):
+        if i > 300:
+            break
+        _agree_to_core(s, bad)
+        _agree_to_core(by_name, bad)
+    for i, bad in enumerate(_core_mutations(to_core_reference(s, value))):
+        if i > 300:
+            break
+        _agree_from_core(s, bad)
+
+
+def test_deep_lists_and_dicts_compile() -> None:
+    """Nesting of lists and dicts past the nesting limit gets functions of their own."""
+    deep: Schema = INT_SCHEMA
+    value: Any = 5
+    for i in range(3 * convert._NEST_LIMIT):
+        if i % 2:
+            deep, value = ListSchema(deep), [value]
+        else:
+            deep, value = DictSchema(StrSchema(), deep), {"k": value}
+    assert _agree_to_core(deep, value)[0] == "ok"
+    core = to_core_reference(deep, value)
+    assert _agree_from_core(deep, core) == ("ok", _tree(value))
+    assert _agree_from_core(deep, make_list([1]))[0] == "raise"
 
 
 # --- edges ------------------------------------------------------------------------------------

@@ -131,7 +131,8 @@ def _with_section(data: bytes, section: bytes) -> bytes:
 
 MALFORMED = [
     (lambda b: b"\x00abc" + b[4:], "bad magic"),
-    (lambda b: b[:4] + b"\x02" + b[5:], "unsupported module format version 2"),
+    (lambda b: b[:4] + b"\x03" + b[5:], "unsupported module format version 3"),
+    (lambda b: b[:4] + b"\x02" + b[5:], "says format version 2, but it uses nothing of it"),
     (lambda b: b[:5], "needs a types and a functions section"),
     (lambda b: b + b"\x07\x00", "unknown section id 7"),
     (lambda b: b + b"\x01\x00", "out of order or repeated"),

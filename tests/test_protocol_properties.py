@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import cbor2
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -231,9 +233,9 @@ def mutations(draw: st.DrawFn, payload: bytes) -> bytes:
     return bytes(data)
 
 
-sends = uints.flatmap(lambda i: st.builds(Send, st.just(i), names, blobs))
+sends = uints.flatmap(lambda i: st.builds(Send, st.just(i), names, blobs, st.booleans()))
 checked_sends = uints.flatmap(
-    lambda i: st.builds(SendChecked, st.just(i), names, identities, blobs)
+    lambda i: st.builds(SendChecked, st.just(i), names, identities, blobs, st.booleans())
 )
 outputs = uints.flatmap(lambda i: st.builds(Output, st.just(i), blobs, blobs))
 
@@ -253,6 +255,18 @@ def test_fast_send_checked_decoder_agrees_with_the_reference(payload: bytes) -> 
 @given(checked_sends)
 def test_fast_send_checked_encoder_agrees_with_the_reference(event: SendChecked) -> None:
     assert encode_message(event) == encode_schema(event)
+
+
+@given(sends | checked_sends)
+def test_a_send_without_state_is_version_2_only(event: Send | SendChecked) -> None:
+    """``state: false`` travels only to a version 2 node; a version 1 node gets the plain
+    message (and sends the state, which the client ignores), and refuses the field."""
+    payload = encode_message(event)
+    assert encode_message(event, 1) == encode_schema(replace(event, state=True), 1)
+    assert decode_message(payload, from_client=True) == event
+    if not event.state:
+        with pytest.raises(RemoteProtocolError, match="state"):
+            decode_message(payload, from_client=True, version=1)
 
 
 @given(outputs.map(encode_message).flatmap(mutations))

@@ -24,7 +24,10 @@ from hotswap.names.pysource import PythonSourceError, python_source
 from hotswap.names.schema import (
     INT_SCHEMA,
     NONE_SCHEMA,
+    STR_SCHEMA,
+    DictSchema,
     Field,
+    ListSchema,
     RecordSchema,
     Schema,
     TupleSchema,
@@ -265,3 +268,33 @@ def test_quota_v2_reads_version_1_inputs_by_name() -> None:
         quota.Quota(950, 1000, 200),
         quota.Low(50),
     )
+
+
+def test_strings_lists_and_dicts_read_back_as_their_schemas(load: Any) -> None:
+    """``hotswap types`` for a cart: ``str``, ``list[T]`` and ``dict[K, V]`` print as those
+    annotations and the DSL reads the generated classes back as the same schemas."""
+    line = RecordSchema("Line", (Field("sku", STR_SCHEMA), Field("qty", INT_SCHEMA)))
+    cart = RecordSchema(
+        "Cart",
+        (
+            Field("lines", DictSchema(STR_SCHEMA, line)),
+            Field("log", ListSchema(UnionSchema((STR_SCHEMA, NONE_SCHEMA)))),
+        ),
+    )
+    schemas: dict[str, Schema] = {
+        "input": UnionSchema((line, ListSchema(STR_SCHEMA))),
+        "state": cart,
+        "output": DictSchema(TupleSchema((STR_SCHEMA, INT_SCHEMA)), INT_SCHEMA),
+    }
+    source = python_source(schemas, machine="cart", identity="cd" * 32)
+    assert "    lines: dict[str, Line]\n    log: list[str | None]\n" in source
+    assert "Input: TypeAlias = Line | list[str]\n" in source
+    assert "Output: TypeAlias = dict[tuple[str, int], int]\n" in source
+    v1 = load(source)
+    for role, alias in ROLES.items():
+        assert schema_of_type(getattr(v1, alias)) == schemas[role]
+    generated = schema_of_type(v1.State)
+    value = v1.Cart(lines={"a": v1.Line("a", 2)}, log=["x", None])
+    core = to_core(generated, value)
+    assert from_core(generated, core) == value
+    assert to_core(decode_names(encode_names({"state": cart}))["state"], value) == core

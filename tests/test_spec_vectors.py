@@ -20,7 +20,7 @@ from hotswap.cam.values import decode_value, encode_value, value_decoder, value_
 from hotswap.cam.verify_module import verify_module
 from hotswap.examples.handbuilt import COUNTER_OUTPUT, counter_module
 from hotswap.lang.terms import Op
-from hotswap.lang.types import BOOL, INT, UNIT, Prod, Sum, Type
+from hotswap.lang.types import BOOL, INT, STR, UNIT, ListT, MapT, Prod, Sum, Type
 from hotswap.lang.values import parse, render
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bytecode.md"
@@ -75,7 +75,7 @@ def _hex(text: str) -> bytes:
     return bytes.fromhex("".join(text.split()))
 
 
-_TYPE_TOKEN = re.compile(r"\s*(\(|\)|x|\+|Unit|Int|Bool)")
+_TYPE_TOKEN = re.compile(r"\s*(\(|\)|x|\+|Unit|Int|Bool|Str|List|Map)")
 
 
 def _parse_type(text: str) -> Type:
@@ -90,13 +90,22 @@ def _parse_type(text: str) -> Type:
 
     def parse_at(i: int) -> tuple[Type, int]:
         tok = tokens[i]
+        if tok == "(" and tokens[i + 1] == "List":
+            elem, i = parse_at(i + 2)
+            assert tokens[i] == ")", f"bad type {text!r}"
+            return ListT(elem), i + 1
+        if tok == "(" and tokens[i + 1] == "Map":
+            key, i = parse_at(i + 2)
+            value, i = parse_at(i)
+            assert tokens[i] == ")", f"bad type {text!r}"
+            return MapT(key, value), i + 1
         if tok == "(":
             left, i = parse_at(i + 1)
             op = tokens[i]
             right, i = parse_at(i + 1)
             assert tokens[i] == ")", f"bad type {text!r}"
             return (Prod(left, right) if op == "x" else Sum(left, right)), i + 1
-        return {"Unit": UNIT, "Int": INT, "Bool": BOOL}[tok], i + 1
+        return {"Unit": UNIT, "Int": INT, "Bool": BOOL, "Str": STR}[tok], i + 1
 
     t, end = parse_at(0)
     assert end == len(tokens), f"bad type {text!r}"

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from hotswap.cam.build import machine_module
 from hotswap.cam.loaded import load
 from hotswap.cam.module import encode_module
+from hotswap.cam.values import encode_value
 from hotswap.errors import StoreError
 from hotswap.examples import handbuilt
-from hotswap.node.registry import Registry
-from hotswap.node.store import SCHEMA_VERSION, Store
+from hotswap.lang.persistent import OMap
+from hotswap.lang.terms import Empty
+from hotswap.lang.types import INT
+from hotswap.node.registry import Machine, Registry
+from hotswap.node.store import SCHEMA_VERSION, SNAPSHOT_BYTES_PER_INPUT, Store
+from test_node_trace import BUMP, COUNTS
 
 INCR = b"\x00"
 
@@ -184,3 +191,92 @@ def test_a_store_written_by_schema_1_still_recovers(tmp_path: Path) -> None:
         assert again.state == (7, 3)
     finally:
         reopened.close()
+
+
+def _snapshot_row(store: Store) -> tuple[int, int]:
+    """The ``(seq, inputs)`` of the store's one snapshot (read through the store: it holds the
+    database's lock)."""
+    seq, inputs = store.db.execute("SELECT seq, inputs FROM snapshots").fetchone()
+    return int(seq), int(inputs)
+
+
+def test_a_large_state_is_snapshotted_more_rarely_and_recovers_the_same(tmp_path: Path) -> None:
+    """A snapshot of S bytes is taken once every S / SNAPSHOT_BYTES_PER_INPUT inputs at most,
+    not every ``snapshot_every``: what it skips, recovery replays."""
+    path = tmp_path / "s.db"
+    store = Store(path, snapshot_every=10)
+    registry = Registry()
+    code = load(machine_module(INT, COUNTS, INT, Empty(COUNTS), BUMP))
+    machine = registry.start("counts", code)
+    machine.state = OMap((i, 0) for i in range(4000))
+    store.log_start(machine)
+    store.commit(registry.machines)
+    size = len(encode_value(machine.state, COUNTS))
+    interval = store.snapshot_interval("counts")
+    assert interval == size // SNAPSHOT_BYTES_PER_INPUT > 10
+    for i in range(interval + 5):
+        payload = encode_value(i % 7, INT)
+        store.log_input(machine, payload, registry.step("counts", payload).identity)
+        if i % 10 == 9 or i == interval - 1:
+            store.commit(registry.machines)
+            expected = interval if i >= interval - 1 else 0
+            assert _snapshot_row(store)[1] == expected, i
+    store.commit(registry.machines)
+    live = machine.state
+    store.db.close()  # killed
+    reopened = Store(path)
+    try:
+        (back,) = reopened.recover().machines
+        assert (back.state, back.inputs) == (live, interval + 5)
+        assert back.state.get(3) == len([i for i in range(interval + 5) if i % 7 == 3])
+    finally:
+        reopened.close()
+
+
+def test_an_upgrade_is_not_snapshotted_and_a_current_snapshot_is_not_retaken(
+    tmp_path: Path,
+) -> None:
+    """An upgrade's migration is replayed, not snapshotted (so upgrading a large state does not
+    encode it); a clean stop snapshots only what changed since the last snapshot."""
+    path = tmp_path / "s.db"
+    _run(path, 10, 1000, upgrade_at=4)
+    store = Store(path)
+    try:
+        assert _snapshot_row(store) == (1, 0)  # the start's: the upgrade at input 4 took none
+        (machine,) = store.recover().machines
+        assert machine.state == (4, 6) and machine.generation == 1
+        machines = {machine.name: machine}
+        store.checkpoint(machines)
+        assert _snapshot_row(store)[1] == 10
+        changes = store.db.total_changes
+        store.checkpoint(machines)
+        assert store.db.total_changes == changes  # nothing new: nothing written
+    finally:
+        store.close()
+
+
+def test_recovery_pauses_the_cyclic_collector_and_restores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replaying values with collections was dominated by garbage collections walking them."""
+    _run(tmp_path / "s.db", 20, 1000)
+    seen: list[bool] = []
+    replay = Store._replay
+
+    def watched(self: Store, machine: Machine, after: int, fuel: int) -> int:
+        seen.append(gc.isenabled())
+        return replay(self, machine, after, fuel)
+
+    monkeypatch.setattr(Store, "_replay", watched)
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            store = Store(tmp_path / "s.db")
+            try:
+                assert store.recover().machines[0].state == 20
+            finally:
+                store.close()
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
+    assert seen == [False, False]

@@ -6,10 +6,21 @@ known pairs and cases of known injections vanish, and only primitives, real bran
 tuples are emitted. A branch whose join ends the function returns from each arm; other joins
 assign the arms' results to shared variables, keeping whatever structure both arms agree on.
 
+Fuel (docs/bytecode.md, "Costs"): the generated function ``f(x, _f)`` takes the fuel left and
+returns ``(result, fuel left)``. Costs known at generation time are added up along each path and
+taken in one subtraction just before anything that could trap, at the end of each arm, at each
+fold iteration and before returning; a subtraction that leaves less than nothing raises
+:class:`OutOfFuel`. Nothing observable happens between two such points, so a run traps out of
+fuel exactly when the reference VM does, and otherwise uses exactly the fuel it uses.
+
+Folds become Python ``for`` loops over the list, with the state in a variable and ``break``
+for an early ``inr``.
+
 Safety: the source is produced from *verified* typed code alone; identifiers come from a counter;
 literals are emitted only from exact ints; operators come from fixed tables; nothing from the
-module (names, strings) is spliced as text; the code runs with empty builtins; nesting is
-capped by the verifier, so Python's parser and compiler stay within their limits.
+module (names, strings) is spliced as text: text literals and empty collections are constants
+in the function's namespace; the code runs with empty builtins; nesting is capped by the
+verifier, so Python's parser and compiler stay within their limits.
 """
 
 from __future__ import annotations
@@ -19,10 +30,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from hotswap.cam.instructions import Code, Opcode
+from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.errors import InternalError, Trap
-from hotswap.lang import ints
+from hotswap.lang import ints, prims
 from hotswap.lang.evaluate import FALSE, TRUE, Value
-from hotswap.lang.terms import Op
+from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP
+from hotswap.lang.terms import TRAPPING, V1_OPS, Op
+from hotswap.lang.types import ListT
+
+
+class OutOfFuel(Exception):
+    """Raised by generated code when the fuel runs out; callers turn it into a trap."""
+
 
 # --- symbolic values ------------------------------------------------------------------------
 
@@ -80,14 +99,43 @@ def _raise_trap(index: int) -> None:
     raise Trap(t.kind, str(t))
 
 
+def _out_of_fuel() -> None:
+    raise OutOfFuel
+
+
 def _size(s: _Sym) -> int:
     return s.size if isinstance(s, _Pair | _Inj | _Dist) else 1
 
 
 class _Generator:
-    def __init__(self, code: Code) -> None:
+    def __init__(self, code: Code, metered: bool = True) -> None:
         self.code = code
+        self.metered = metered
         self.counter = 0
+        #: Namespace constants: text literals and primitive implementations.
+        self.constants: dict[str, object] = {}
+        self._texts: dict[str, str] = {}
+
+    def text_constant(self, text: str) -> str:
+        name = self._texts.get(text)
+        if name is None:
+            name = self._texts[text] = f"_s{len(self._texts)}"
+            self.constants[name] = text
+        return name
+
+    def prim_function(self, op: Op, table: str) -> str:
+        name = f"_{table}{op.value}"
+        if name not in self.constants:
+            self.constants[name] = (prims.IMPL if table == "p" else prims.COST)[op]
+        return name
+
+    def flush(self, pending: int, out: list[str], indent: str, extra: str = "") -> None:
+        """Take ``pending`` (and the cost expression ``extra``) from the fuel, then check it."""
+        if not self.metered or (pending == 0 and not extra):
+            return
+        amount = f"{pending} + {extra}" if extra else str(pending)
+        out.append(f"{indent}_f -= {amount}")
+        out.append(f"{indent}if _f < 0: _oof()")
 
     def fresh(self) -> str:
         self.counter += 1
@@ -157,6 +205,22 @@ class _Generator:
 
     # -- instructions -------------------------------------------------------------------------
 
+    def prim2(self, op: Op, reg: _Sym, out: list[str], indent: str, pending: int) -> _Sym:
+        """A format 2 primitive: a call of its implementation, after its cost is taken."""
+        arg = self.text(reg)
+        if not arg.isidentifier():
+            name = self.fresh()
+            out.append(f"{indent}{name} = {arg}")
+            arg = name
+        extra = f"{self.prim_function(op, 'c')}({arg})" if op in prims.COST else ""
+        self.flush(pending + 1, out, indent, extra)
+        if op in (Op.EQUAL, Op.NOT_EQUAL):
+            word = "==" if op is Op.EQUAL else "!="
+            return self.bind(_Cond(f"({arg}[0] {word} {arg}[1])"), out, indent)
+        name = self.fresh()
+        out.append(f"{indent}{name} = {self.prim_function(op, 'p')}({arg})")
+        return _Expr(name)
+
     def prim(self, op: Op, reg: _Sym, out: list[str], indent: str) -> _Sym:
         if op is Op.NEG:
             return self.checked(f"-{self.text(reg)}", op, out, indent)
@@ -196,10 +260,15 @@ class _Generator:
         out: list[str],
         depth: int,
         tail: bool,
-    ) -> _Sym | None:
-        """Emit code[start:stop]; return the final register, or None if every path returned.
+        pending: int = 0,
+        after: int = 0,
+    ) -> tuple[_Sym | None, int]:
+        """Emit code[start:stop]; return the final register (None if every path returned) and
+        the fuel its path has cost since the last subtraction.
 
-        ``tail`` says that reaching ``stop`` ends the function: the result is returned here."""
+        ``tail`` says that reaching ``stop`` ends the function: the result is returned here,
+        after taking ``after`` more, the cost of what runs between ``stop`` and the end (the
+        JMP that ends each enclosing arm 0)."""
         indent = "    " * depth
         pc = start
         code = self.code
@@ -212,17 +281,88 @@ class _Generator:
                 jmp = pc + arg
                 end = jmp + 1 + _offset(code[jmp].arg)
                 arms = (pc + 1, jmp), (jmp + 1, end)
-                joined = self.branch(reg, env, arms, stack, out, depth, tail and end == stop)
+                ends = tail and end == stop
+                joined = self.branch(
+                    reg, env, arms, stack, out, depth, ends, pending + 1, after if ends else 0
+                )
                 if joined is None:
-                    return None
-                reg, pc = joined, end
+                    return None, 0
+                reg, pc, pending = joined, end, 0
                 continue
-            reg = self.simple(op, arg, reg, stack, out, indent)
+            if op is Opcode.FOLD:
+                assert isinstance(arg, int)
+                reg = self.fold(pc, pc + 1 + arg, reg, stack, out, depth, pending + 1)
+                pc, pending = pc + 2 + arg, 0
+                continue
+            if op is Opcode.PRIM and isinstance(arg, Op) and arg not in V1_OPS:
+                reg = self.prim2(arg, reg, out, indent, pending)
+                pending = 0
+            elif op is Opcode.PRIM and arg in TRAPPING:
+                self.flush(pending + 1, out, indent)
+                reg, pending = self.simple(op, arg, reg, stack, out, indent), 0
+            elif op is Opcode.FAIL:
+                self.flush(pending + 1, out, indent)
+                out.append(f"{indent}_fail({self.text(reg)})")
+                # What follows is dead code; a name (not ``None``, whose ``None[0]`` Python's
+                # compiler warns about) keeps any expression built on it quiet.
+                reg, pending = _Expr("_dead"), 0
+            else:
+                reg = self.simple(op, arg, reg, stack, out, indent)
+                pending += 1
             pc += 1
         if tail:
-            out.append(f"{indent}return {self.text(reg)}")
-            return None
-        return reg
+            self.flush(pending + after, out, indent)
+            fuel = ", _f" if self.metered else ""
+            out.append(f"{indent}return {self.text(reg)}{fuel}")
+            return None, 0
+        return reg, pending
+
+    def fold(
+        self,
+        pc: int,
+        next_pc: int,
+        reg: _Sym,
+        stack: list[_Sym],
+        out: list[str],
+        depth: int,
+        pending: int,
+    ) -> _Sym:
+        """Emit a fold as a ``for`` loop; ``pending`` includes the FOLD's own cost."""
+        if not self.metered:
+            raise InternalError("code with a fold has no unmetered form")
+        indent = "    " * depth
+        self.flush(pending, out, indent)
+        rest = self.project(reg, 1)
+        env, items, acc = self.project(reg, 0), self.project(rest, 0), self.project(rest, 1)
+        env = self.bind(env, out, indent)
+        acc_var, result, item = self.fresh(), self.fresh(), self.fresh()
+        out.append(f"{indent}{acc_var} = {self.text(acc)}")
+        out.append(f"{indent}for {item} in {self.text(items)}:")
+        body: list[str] = []
+        inner = "    " * (depth + 1)
+        start = _Pair(env, _Pair(_Expr(item), _Expr(acc_var), 3), 2 + _size(env) + 3)
+        r, body_pending = self.run(pc + 1, next_pc, start, list(stack), body, depth + 1, False)
+        if r is None:
+            raise InternalError("a fold's body returned from the function")
+        self.flush(body_pending + 1, body, inner)  # + 1: the NEXT
+        if isinstance(r, _Inj) and r.tag == 0:
+            body.append(f"{inner}{acc_var} = {self.text(r.payload)}")
+        elif isinstance(r, _Inj):
+            body.append(f"{inner}{result} = (1, {self.text(r.payload)})")
+            body.append(f"{inner}break")
+        else:
+            name = self.text(r)
+            if not name.isidentifier():
+                name = self.fresh()
+                body.append(f"{inner}{name} = {self.text(r)}")
+            body.append(f"{inner}if {name}[0]:")
+            body.append(f"{inner}    {result} = {name}")
+            body.append(f"{inner}    break")
+            body.append(f"{inner}{acc_var} = {name}[1]")
+        out.extend(body)
+        out.append(f"{indent}else:")
+        out.append(f"{indent}    {result} = (0, {acc_var})")
+        return _Expr(result)
 
     def simple(
         self, op: Opcode, arg: object, reg: _Sym, stack: list[_Sym], out: list[str], indent: str
@@ -252,6 +392,11 @@ class _Generator:
                 return self.prim(arg, reg, out, indent)
             case Opcode.INL | Opcode.INR:
                 return self.inj(0 if op is Opcode.INL else 1, reg, out, indent)
+            case Opcode.STR:
+                assert isinstance(arg, str)
+                return _Expr(self.text_constant(arg))
+            case Opcode.EMPTY:
+                return _Expr("_EL" if isinstance(arg, ListT) else "_EM")
             case Opcode.DISTL:
                 env, alts = self.project(reg, 0), self.project(reg, 1)
                 if isinstance(alts, _Inj):
@@ -274,8 +419,12 @@ class _Generator:
         out: list[str],
         depth: int,
         tail: bool,
+        pending: int,
+        after: int = 0,
     ) -> _Sym | None:
-        """Emit a CASE (``env`` None) or BRANCH; ``tail`` says the join ends the function."""
+        """Emit a CASE (``env`` None) or BRANCH; ``tail`` says the join ends the function.
+        ``pending`` (including the branch's own cost) is carried into each arm; each arm takes
+        its fuel before the join."""
         arm0, arm1 = arms
 
         def payload() -> _Sym:
@@ -288,7 +437,13 @@ class _Generator:
 
         if isinstance(reg, _Inj):  # the case of a known injection: only one arm exists
             lo, hi = arm1 if reg.tag else arm0
-            return self.run(lo, hi, payload(), stack, out, depth, tail)
+            jmp = 0 if reg.tag else 1  # arm 0 ends with its JMP
+            known, left = self.run(
+                lo, hi, payload(), stack, out, depth, tail, pending, after + jmp if tail else 0
+            )
+            if known is not None:  # arm 0 also runs its JMP
+                self.flush(left + jmp, out, "    " * depth)
+            return known
         if isinstance(reg, _Expr) and not reg.text.isidentifier():
             name = self.fresh()
             out.append(f"{'    ' * depth}{name} = {reg.text}")
@@ -297,8 +452,18 @@ class _Generator:
         p0 = p1 = payload()
         body0: list[str] = []
         body1: list[str] = []
-        r0 = self.run(arm0[0], arm0[1], p0, list(stack), body0, depth + 1, tail)
-        r1 = self.run(arm1[0], arm1[1], p1, list(stack), body1, depth + 1, tail)
+        after0, after1 = (after + 1, after) if tail else (0, 0)  # + 1: arm 0's JMP
+        r0, left0 = self.run(
+            arm0[0], arm0[1], p0, list(stack), body0, depth + 1, tail, pending, after0
+        )
+        r1, left1 = self.run(
+            arm1[0], arm1[1], p1, list(stack), body1, depth + 1, tail, pending, after1
+        )
+        inner = "    " * (depth + 1)
+        if r0 is not None:
+            self.flush(left0 + 1, body0, inner)  # + 1: arm 0's JMP
+        if r1 is not None:
+            self.flush(left1, body1, inner)
         joined: _Sym | None = None
         if r0 is not None and r1 is not None:
             joined = self.join(r0, r1, body0, body1, "    " * (depth + 1))
@@ -334,20 +499,82 @@ def _offset(arg: object) -> int:
     return int(arg)
 
 
-def generate_source(code: Code, name: str = "f") -> str:
-    """Python source of a function ``name(x)`` equivalent to the verified ``code``."""
+def _generate(code: Code, name: str, metered: bool = True) -> tuple[str, dict[str, object]]:
     if not name.isidentifier():
         raise InternalError(f"bad function name {name!r}")
-    gen = _Generator(code)
+    gen = _Generator(code, metered)
     body: list[str] = []
     gen.run(0, len(code), _Expr("x"), [], body, 1, tail=True)
-    return "\n".join([f"def {name}(x):", *body, ""])
+    params = "x, _f" if metered else "x"
+    return "\n".join([f"def {name}({params}):", *body, ""]), gen.constants
 
 
-def compile_code(code: Code) -> Callable[[Value], Value]:
-    """Compile verified code to a Python function running with empty builtins."""
-    source = generate_source(code)
-    namespace: dict[str, Any] = {"__builtins__": {}, "_T": TRUE, "_F": FALSE, "_trap": _raise_trap}
-    exec(compile(source, "<hotswap fast path>", "exec"), namespace)
-    fn: Callable[[Value], Value] = namespace["f"]
+def generate_source(code: Code, name: str = "f", metered: bool = True) -> str:
+    """Python source of a function ``name(x, _f)`` equivalent to the verified ``code``: it
+    returns ``(result, fuel left)`` and raises :class:`OutOfFuel` when ``_f`` runs out.
+    Unmetered (``name(x)``, only for :func:`has_static_cost` code), it returns the result."""
+    return _generate(code, name, metered)[0]
+
+
+def has_static_cost(code: Code) -> bool:
+    """Whether every instruction of ``code`` costs exactly 1 (no fold, no primitive with a
+    variable cost): then no run costs more than the verifier's step bound, and a budget of at
+    least that bound can never run out, so the unmetered form gives the same results."""
+    for instr in code:
+        if instr.op is Opcode.FOLD:
+            return False
+        if instr.op is Opcode.PRIM and instr.arg in prims.COST:
+            return False
+    return True
+
+
+def compile_unmetered(code: Code) -> Callable[[Value], Value]:
+    """Compile :func:`has_static_cost` code to ``f(x) -> result``, which takes no fuel."""
+    if not has_static_cost(code):
+        raise InternalError("only code of static cost has an unmetered form")
+    source, constants = _generate(code, "f", metered=False)
+    fn: Callable[[Value], Value] = _exec(source, constants)
     return fn
+
+
+Metered = Callable[[Value, int], tuple[Value, int]]
+
+
+def compile_metered(code: Code) -> Metered:
+    """Compile verified code to ``f(x, fuel) -> (result, fuel left)``, with empty builtins."""
+    source, constants = _generate(code, "f")
+    fn: Metered = _exec(source, constants)
+    return fn
+
+
+def _exec(source: str, constants: dict[str, object]) -> Any:
+    namespace: dict[str, Any] = {
+        "__builtins__": {},
+        "_T": TRUE,
+        "_F": FALSE,
+        "_trap": _raise_trap,
+        "_oof": _out_of_fuel,
+        "_fail": prims.fail,
+        "_EL": EMPTY_LIST,
+        "_EM": EMPTY_MAP,
+        **constants,
+    }
+    exec(compile(source, "<hotswap fast path>", "exec"), namespace)
+    return namespace["f"]
+
+
+def out_of_fuel(budget: int) -> Trap:
+    return Trap("out_of_fuel", f"the run used all of its {budget} units of fuel")
+
+
+def compile_code(code: Code, fuel: int = DEFAULT_FUEL) -> Callable[[Value], Value]:
+    """Compile verified code to a Python function of one value, run with ``fuel``."""
+    metered = compile_metered(code)
+
+    def run(x: Value) -> Value:
+        try:
+            return metered(x, fuel)[0]
+        except OutOfFuel:
+            raise out_of_fuel(fuel) from None
+
+    return run

@@ -13,7 +13,10 @@ from hotswap.lang.terms import (
     Case,
     Compose,
     Distl,
+    Empty,
+    Fail,
     Fanout,
+    Fold,
     Fst,
     Id,
     Inl,
@@ -21,6 +24,7 @@ from hotswap.lang.terms import (
     Lit,
     Prim,
     Snd,
+    StrLit,
     Term,
     Terminal,
 )
@@ -67,6 +71,18 @@ def _emit(term: Term, out: list[Instr]) -> None:
             _emit_arms(Opcode.CASE, f, g, out)
         case Distl():  # distl  =>  DISTL
             out.append(Instr(Opcode.DISTL))
+        case StrLit(text):  # "text"  =>  STR "text"
+            out.append(Instr(Opcode.STR, text))
+        case Empty(t):  # empty[T]  =>  EMPTY T
+            out.append(Instr(Opcode.EMPTY, t))
+        case Fail(t):  # fail[T]  =>  FAIL T
+            out.append(Instr(Opcode.FAIL, t))
+        case Fold(body):  # fold(f)  =>  FOLD l [f] l: NEXT
+            inner: list[Instr] = []
+            _emit(body, inner)
+            out.append(Instr(Opcode.FOLD, len(inner)))
+            out.extend(inner)
+            out.append(Instr(Opcode.NEXT))
         case _:
             assert_never(term)
 

@@ -30,18 +30,30 @@ class Opcode(IntEnum):
     BRANCH = 0x0C  # (k, v); e.S -> (e, v); S, arm k  immediate: offset to arm 1
     DISTL = 0x0D  # (e, (k, v)); S -> (k, (e, v)); S
     JMP = 0x0E  # ends arm 0                          immediate: offset to the join
+    # Module format 2 (docs/bytecode.md, "Format 2 instructions").
+    STR = 0x0F  # v; S -> "text"; S                  immediate: uLEB128 length, UTF-8 bytes
+    EMPTY = 0x10  # v; S -> empty T; S                immediate: type index (a List or Map)
+    FOLD = 0x11  # (e, (xs, s)); S -> (e, (x0, s)); F.S, body  immediate: offset to its NEXT
+    NEXT = 0x12  # ends a fold's body: inl s goes on with the next element, inr r leaves
+    FAIL = 0x13  # (name, message); S -> trap raised  immediate: type index (the register after)
+
+
+#: Opcodes of module format 1; the others need format 2.
+V1_OPCODES = frozenset(op for op in Opcode if op <= Opcode.JMP)
 
 
 #: Opcodes whose immediate is a forward offset.
-JUMPS = frozenset({Opcode.CASE, Opcode.BRANCH, Opcode.JMP})
+JUMPS = frozenset({Opcode.CASE, Opcode.BRANCH, Opcode.JMP, Opcode.FOLD})
+#: Opcodes whose immediate is a type index.
+TYPED = frozenset({Opcode.INL, Opcode.INR, Opcode.EMPTY, Opcode.FAIL})
 
-Arg = int | Op | Type | None
+Arg = int | str | Op | Type | None
 
 
 @dataclass(frozen=True, slots=True)
 class Instr:
-    """One instruction: ``arg`` is the literal (LIT), the primitive (PRIM), the annotation type
-    (INL, INR), the forward offset (CASE, BRANCH, JMP) or None."""
+    """One instruction: ``arg`` is the literal (LIT, STR), the primitive (PRIM), the annotation
+    type (INL, INR, EMPTY, FAIL), the forward offset (CASE, BRANCH, JMP, FOLD) or None."""
 
     op: Opcode
     arg: Arg = None
@@ -52,6 +64,9 @@ class Instr:
                 return self.op.name
             case Op() as p:
                 return f"{self.op.name} {p.name.lower()}"
+            case str() as text:
+                shown = text if len(text) <= 40 else text[:37] + "..."
+                return f"{self.op.name} {shown!r}"
             case _:
                 return f"{self.op.name} {self.arg}"
 

@@ -13,3 +13,6 @@ MAX_TYPE_DEPTH = 48  # height of any type, which bounds value and tuple-expressi
 MAX_TYPE_SIZE = 65_536  # nodes of any type as a tree, which bounds every walk over a value
 MAX_STACK = 65_536
 MAX_CUSTOM_SECTIONS = 64
+MAX_FOLD_NESTING = 8  # folds become nested `for` loops; Python allows 20 nested blocks
+#: Fuel each step, init and migration may use unless the node is told otherwise (--fuel).
+DEFAULT_FUEL = 10_000_000

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from hotswap.cam.codegen import compile_code
+from hotswap.cam.codegen import (
+    Metered,
+    OutOfFuel,
+    compile_metered,
+    compile_unmetered,
+    has_static_cost,
+    out_of_fuel,
+)
+from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.module import Module, decode_module, encode_module, module_identity
 from hotswap.cam.verify_module import ModuleInfo, verify_module
 from hotswap.cam.vm import VM
@@ -31,7 +39,9 @@ class MigrationSig:
 
 class LoadedModule:
     """A verified module ready to run. ``step``/``init``/``migrate`` use the fast path;
-    ``run_function(i, v, "vm")`` runs any function on the reference VM."""
+    ``run_function(i, v, "vm")`` runs any function on the reference VM. Every run has a fuel
+    budget (``fuel``, by default :data:`hotswap.cam.limits.DEFAULT_FUEL`); running out is the
+    trap ``out_of_fuel``."""
 
     def __init__(self, data: bytes, module: Module, info: ModuleInfo) -> None:
         self.data = data
@@ -44,38 +54,92 @@ class LoadedModule:
         if module.migration is not None:
             f = module.functions[module.migration]
             self.migration = MigrationSig(f.dom, f.cod)
-        self._fast = [compile_code(f.code) for f in module.functions]
+        # Code whose every instruction costs 1 cannot cost more than its step bound: with at
+        # least that much fuel it runs unmetered (as fast as before fuel existed); the metered
+        # form is compiled when first needed (a smaller budget, or fuel used is asked for).
+        self._plain: list[Callable[[Value], Value] | None] = []
+        self._bound: list[int] = []
+        self._metered: list[Metered | None] = []
+        for f, fi in zip(module.functions, info.functions, strict=True):
+            static = fi.bounded and has_static_cost(f.code)
+            self._plain.append(compile_unmetered(f.code) if static else None)
+            self._bound.append(fi.max_steps if static else -1)
+            self._metered.append(None if static else compile_metered(f.code))
         self._vms = [VM(f.code) for f in module.functions]
+
+    def _fast(self, index: int) -> Metered:
+        fn = self._metered[index]
+        if fn is None:
+            fn = self._metered[index] = compile_metered(self.module.functions[index].code)
+        return fn
 
     def __repr__(self) -> str:
         return f"<LoadedModule {self.identity[:12]}>"
 
-    def run_function(self, index: int, value: Value, executor: Executor = "fast") -> Value:
+    def run_metered(
+        self, index: int, value: Value, executor: Executor = "fast", fuel: int = DEFAULT_FUEL
+    ) -> tuple[Value, int]:
+        """Run function ``index`` on a value of its domain (unchecked: callers check values);
+        ``(result, fuel used)``. Both executors use exactly the same fuel."""
+        if executor == "vm":
+            vm = self._vms[index]
+            result = vm.run(value, fuel)
+            return result, vm.statistics().fuel
+        try:
+            result, left = self._fast(index)(value, fuel)
+        except OutOfFuel:
+            raise out_of_fuel(fuel) from None
+        return result, fuel - left
+
+    def run_function(
+        self, index: int, value: Value, executor: Executor = "fast", fuel: int = DEFAULT_FUEL
+    ) -> Value:
         """Run function ``index`` on a value of its domain (unchecked: callers check values)."""
         if executor == "vm":
-            return self._vms[index].run(value)
-        return self._fast[index](value)
+            return self._vms[index].run(value, fuel)
+        plain = self._plain[index]
+        if plain is not None and fuel >= self._bound[index]:
+            return plain(value)
+        try:
+            return self._fast(index)(value, fuel)[0]
+        except OutOfFuel:
+            raise out_of_fuel(fuel) from None
 
-    def function(self, index: int) -> Callable[[Value], Value]:
-        """The fast-path callable of function ``index``."""
-        return self._fast[index]
+    def function(self, index: int, fuel: int = DEFAULT_FUEL) -> Callable[[Value], Value]:
+        """The fast-path callable of function ``index``, run with ``fuel``."""
+        plain = self._plain[index]
+        if plain is not None and fuel >= self._bound[index]:
+            return plain
+        fast = self._fast(index)
 
-    def init(self, executor: Executor = "fast") -> Value:
+        def run(value: Value) -> Value:
+            try:
+                return fast(value, fuel)[0]
+            except OutOfFuel:
+                raise out_of_fuel(fuel) from None
+
+        return run
+
+    def init(self, executor: Executor = "fast", fuel: int = DEFAULT_FUEL) -> Value:
         if self.machine is None:
             raise HotswapError(f"module {self.identity[:12]} is not a machine")
-        return self.run_function(self.machine.init, (), executor)
+        return self.run_function(self.machine.init, (), executor, fuel)
 
-    def step(self, input: Value, state: Value, executor: Executor = "fast") -> tuple[Value, Value]:
+    def step(
+        self, input: Value, state: Value, executor: Executor = "fast", fuel: int = DEFAULT_FUEL
+    ) -> tuple[Value, Value]:
         """One step: ``(new_state, output)``; a trap raises :class:`hotswap.errors.Trap`."""
         if self.machine is None:
             raise HotswapError(f"module {self.identity[:12]} is not a machine")
-        result: tuple[Value, Value] = self.run_function(self.machine.step, (input, state), executor)
+        result: tuple[Value, Value] = self.run_function(
+            self.machine.step, (input, state), executor, fuel
+        )
         return result
 
-    def migrate(self, state: Value, executor: Executor = "fast") -> Value:
+    def migrate(self, state: Value, executor: Executor = "fast", fuel: int = DEFAULT_FUEL) -> Value:
         if self.module.migration is None:
             raise HotswapError(f"module {self.identity[:12]} is not a migration")
-        return self.run_function(self.module.migration, state, executor)
+        return self.run_function(self.module.migration, state, executor, fuel)
 
 
 _CACHE_SIZE = 256

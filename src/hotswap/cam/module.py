@@ -1,8 +1,9 @@
 """The canonical binary module format (docs/bytecode.md, "Modules").
 
-    module   = magic "\\0hsm", version 0x01, sections
+    module   = magic "\\0hsm", version 0x01 or 0x02, sections
     section  = id (1 byte), size (uLEB128), payload
     1 types      count, entries: 0x00 Unit | 0x01 Int | 0x02 a b (x) | 0x03 a b (+)
+                 format 2 adds 0x04 Str | 0x05 a (List) | 0x06 k v (Map)
     2 functions  count, entries: dom, cod, instruction count, instructions
     3 machine    input, state, output (type indices), init, step (function indices)
     4 migration  function index (old state -> new state)
@@ -12,6 +13,10 @@ Semantic sections appear in ascending id order, at most once each; types and fun
 required, and at least one of machine and migration. The identity of a module is the SHA-256 of
 its bytes up to the end of the last semantic section: custom sections (names, source) never
 change it. Decoding rejects anything non-canonical, so ``encode(decode(b)) == b``.
+
+The format version is 2 exactly when the module uses something of format 2 (a Str, List or Map
+type, a format 2 opcode or primitive), and 1 otherwise, so every module written before format 2
+existed keeps its bytes and its identity.
 """
 
 from __future__ import annotations
@@ -23,14 +28,31 @@ from typing import assert_never
 
 from hotswap.cam import limits
 from hotswap.cam.encoding import Reader, sleb, uleb
-from hotswap.cam.instructions import JUMPS, Code, Instr, Opcode
+from hotswap.cam.instructions import JUMPS, TYPED, V1_OPCODES, Code, Instr, Opcode
 from hotswap.errors import DecodeError
+from hotswap.lang.check import MAX_STR_LEN
 from hotswap.lang.ints import in_range
-from hotswap.lang.terms import Op
-from hotswap.lang.types import INT, UNIT, IntT, Prod, Sum, Type, UnitT
+from hotswap.lang.terms import V1_OPS, Op
+from hotswap.lang.types import (
+    INT,
+    STR,
+    UNIT,
+    IntT,
+    ListT,
+    MapT,
+    Prod,
+    StrT,
+    Sum,
+    Type,
+    UnitT,
+    is_key_type,
+    is_v1_type,
+)
 
 MAGIC = b"\x00hsm"
-VERSION = 1
+#: The newest format version; :func:`format_version` gives the one a module is written in.
+VERSION = 2
+VERSIONS = (1, 2)
 
 SECTION_CUSTOM = 0
 SECTION_TYPES = 1
@@ -84,8 +106,8 @@ def _type_roots(m: Module) -> Iterator[Type]:
         yield f.dom
         yield f.cod
         for instr in f.code:
-            if instr.op in (Opcode.INL, Opcode.INR):
-                assert isinstance(instr.arg, UnitT | IntT | Prod | Sum)
+            if instr.op in TYPED:
+                assert not isinstance(instr.arg, int | str | Op | None)
                 yield instr.arg
     if m.machine:
         yield from (m.machine.input, m.machine.state, m.machine.output)
@@ -100,11 +122,22 @@ def type_table(m: Module) -> dict[Type, int]:
             t, expanded = stack.pop()
             if t in table:
                 continue
-            if expanded or not isinstance(t, Prod | Sum):
+            if expanded or isinstance(t, UnitT | IntT | StrT):
                 table[t] = len(table)
+            elif isinstance(t, ListT):
+                stack.extend(((t, True), (t.elem, False)))
             else:
                 stack.extend(((t, True), (t.right, False), (t.left, False)))
     return table
+
+
+def format_version(m: Module) -> int:
+    """2 if ``m`` uses anything of format 2, else 1."""
+    for f in m.functions:
+        for instr in f.code:
+            if instr.op not in V1_OPCODES or (instr.op is Opcode.PRIM and instr.arg not in V1_OPS):
+                return 2
+    return 1 if all(is_v1_type(t) for t in type_table(m)) else 2
 
 
 def _section(out: bytearray, section_id: int, payload: bytes) -> None:
@@ -117,7 +150,7 @@ def encode_module(m: Module) -> bytes:
     """The canonical bytes of ``m``."""
     types = type_table(m)
     out = bytearray(MAGIC)
-    out.append(VERSION)
+    out.append(format_version(m))
     payload = bytearray(uleb(len(types)))
     for t in types:
         match t:
@@ -125,8 +158,13 @@ def encode_module(m: Module) -> bytes:
                 payload.append(0)
             case IntT():
                 payload.append(1)
-            case Prod(left, right) | Sum(left, right):
-                payload.append(2 if isinstance(t, Prod) else 3)
+            case StrT():
+                payload.append(4)
+            case ListT(elem):
+                payload.append(5)
+                payload += uleb(types[elem])
+            case Prod(left, right) | Sum(left, right) | MapT(left, right):
+                payload.append(2 if isinstance(t, Prod) else 3 if isinstance(t, Sum) else 6)
                 payload += uleb(types[left]) + uleb(types[right])
             case _:
                 assert_never(t)
@@ -158,6 +196,9 @@ def _immediate(instr: Instr, types: dict[Type, int]) -> bytes:
             return bytes([p.value])
         case int() as n:
             return sleb(n) if instr.op is Opcode.LIT else uleb(n)
+        case str() as text:
+            raw = text.encode("utf-8")
+            return uleb(len(raw)) + raw
         case t:
             return uleb(types[t])
 
@@ -195,8 +236,11 @@ def decode_module(data: bytes) -> Module:
         raise DecodeError(f"not a hotswap module: bad magic {data[:4]!r}")
     if len(data) < len(MAGIC) + 1:
         raise DecodeError("module ends before its format version")
-    if data[len(MAGIC)] != VERSION:
-        raise DecodeError(f"unsupported module format version {data[len(MAGIC)]}")
+    version = data[len(MAGIC)]
+    if version not in VERSIONS:
+        raise DecodeError(
+            f"unsupported module format version {version} (this release reads versions 1 and 2)"
+        )
     sections = _split_sections(data)
     if SECTION_TYPES not in sections or SECTION_FUNCTIONS not in sections:
         raise DecodeError("module needs a types and a functions section")
@@ -219,6 +263,10 @@ def decode_module(data: bytes) -> Module:
         raise DecodeError("module has neither a machine nor a migration section")
     customs = tuple((name, r.take(r.end - r.pos)) for name, r in _custom_sections(data))
     module = Module(functions, machine, migration, customs)
+    needed = format_version(module)
+    if needed != version:
+        why = "uses types or instructions of format 2" if needed == 2 else "uses nothing of it"
+        raise DecodeError(f"module says format version {version}, but it {why}")
     _check_canonical(module, data, types)
     return module
 
@@ -277,11 +325,19 @@ def _decode_types(r: Reader) -> list[Type]:
             t = UNIT
         elif tag == 1:
             t = INT
-        elif tag in (2, 3):
+        elif tag == 4:
+            t = STR
+        elif tag in (2, 3, 5, 6):
             if i == 0:
                 raise r.fail("a compound type cannot be the first type")
-            a, b = types[r.uleb(i - 1)], types[r.uleb(i - 1)]
-            t = Prod(a, b) if tag == 2 else Sum(a, b)
+            a = types[r.uleb(i - 1)]
+            if tag == 5:
+                t = ListT(a)
+            else:
+                b = types[r.uleb(i - 1)]
+                if tag == 6 and not is_key_type(a):
+                    raise r.fail(f"type {i}: a map's key type may not hold a list or map ({a})")
+                t = Prod(a, b) if tag == 2 else Sum(a, b) if tag == 3 else MapT(a, b)
             if t.depth > limits.MAX_TYPE_DEPTH or t.size > limits.MAX_TYPE_SIZE:
                 raise r.fail(f"type {i} exceeds the limits on type depth or size")
         else:
@@ -333,8 +389,20 @@ def _decode_instr(r: Reader, types: list[Type]) -> Instr:
         except ValueError:
             r.pos -= 1
             raise r.fail(f"unknown primitive {p}") from None
-    if op in (Opcode.INL, Opcode.INR):
+    if op in TYPED:
         return Instr(op, types[r.uleb(len(types) - 1)])
+    if op is Opcode.STR:
+        start = r.pos
+        raw = r.take(r.uleb(4 * MAX_STR_LEN))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            r.pos = start
+            raise r.fail(f"text literal is not valid UTF-8 ({e.reason})") from None
+        if len(text) > MAX_STR_LEN:
+            r.pos = start
+            raise r.fail(f"text literal of {len(text)} code points exceeds {MAX_STR_LEN}")
+        return Instr(op, text)
     if op in JUMPS:
         return Instr(op, r.uleb(limits.MAX_CODE))
     return Instr(op)

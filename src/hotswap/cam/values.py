@@ -4,23 +4,43 @@
     Int       signed LEB128, minimal, within the signed 64-bit range
     A x B     the encoding of A, then of B
     A + B     one byte 0x00 (left) or 0x01 (right), then the payload
+    Str       uLEB128 byte length, then UTF-8 (no surrogates; at most 2**20 code points)
+    List A    uLEB128 count, then each element in order
+    Map K V   uLEB128 count, then each key and its value, in insertion order; no key twice
 
 The type is known to both sides, so nothing else is needed; decoding rejects trailing bytes,
-so each value has exactly one encoding.
+so each value has exactly one encoding (a map's order is part of the value: it is how the map
+iterates).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from itertools import repeat
 from typing import assert_never
 
 from hotswap.cam import limits
-from hotswap.cam.encoding import Reader, sleb
+from hotswap.cam.encoding import Reader, sleb, uleb
 from hotswap.errors import DecodeError, ValueTypeError
+from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
 from hotswap.lang.evaluate import Value
 from hotswap.lang.ints import in_range
-from hotswap.lang.types import INT, UNIT, IntT, Prod, Sum, Type, UnitT
+from hotswap.lang.persistent import OMap, bulk, make_list
+from hotswap.lang.types import (
+    INT,
+    STR,
+    UNIT,
+    IntT,
+    ListT,
+    MapT,
+    Prod,
+    StrT,
+    Sum,
+    Type,
+    UnitT,
+    is_key_type,
+)
 from hotswap.lang.values import check_value
 
 
@@ -37,7 +57,8 @@ def decode_value(data: bytes, t: Type) -> Value:
 
 
 def encode_type(t: Type) -> bytes:
-    """A standalone type, as its tree in pre-order: 0x00 Unit, 0x01 Int, 0x02 a b, 0x03 a b.
+    """A standalone type, as its tree in pre-order: 0x00 Unit, 0x01 Int, 0x02 a b, 0x03 a b,
+    0x04 Str, 0x05 a (List), 0x06 k v (Map).
 
     Used where a type travels on its own (a node's status reply); inside modules types live in
     the hash-consed type table instead."""
@@ -52,8 +73,13 @@ def encode_type(t: Type) -> bytes:
                 out.append(0)
             case IntT():
                 out.append(1)
-            case Prod(left, right) | Sum(left, right):
-                out.append(2 if isinstance(node, Prod) else 3)
+            case StrT():
+                out.append(4)
+            case ListT(elem):
+                out.append(5)
+                stack.append(elem)
+            case Prod(left, right) | Sum(left, right) | MapT(left, right):
+                out.append(2 if isinstance(node, Prod) else 3 if isinstance(node, Sum) else 6)
                 stack.extend((right, left))
             case _:
                 assert_never(node)
@@ -77,9 +103,17 @@ def _decode_type(r: Reader, depth: int) -> Type:
         return UNIT
     if tag == 1:
         return INT
-    if tag in (2, 3):
+    if tag == 4:
+        return STR
+    if tag == 5:
+        return ListT(_decode_type(r, depth + 1))
+    if tag in (2, 3, 6):
         left = _decode_type(r, depth + 1)
         right = _decode_type(r, depth + 1)
+        if tag == 6:
+            if not is_key_type(left):
+                raise r.fail(f"a map's key type may not hold a list or map ({left})")
+            return MapT(left, right)
         return Prod(left, right) if tag == 2 else Sum(left, right)
     r.pos -= 1
     raise r.fail(f"unknown type tag {tag}")
@@ -134,8 +168,41 @@ def _build_encoder(t: Type) -> _Enc:
                     on_left(v[1], out)
 
             return tagged
+        case StrT():
+            return _encode_str
+        case ListT(elem):
+            each = _build_encoder(elem)
+            if min_width(elem) == 0:  # Unit-like elements encode in no bytes: the count alone
+
+                def count(v: Value, out: bytearray) -> None:
+                    out += uleb(len(v))
+
+                return count
+
+            def items(v: Value, out: bytearray) -> None:
+                out += uleb(len(v))
+                for x in v:
+                    each(x, out)
+
+            return items
+        case MapT(key, value):
+            on_key, on_value = _build_encoder(key), _build_encoder(value)
+
+            def entries(v: Value, out: bytearray) -> None:
+                out += uleb(len(v))
+                for k, x in v.items():
+                    on_key(k, out)
+                    on_value(x, out)
+
+            return entries
         case _:
             assert_never(t)
+
+
+def _encode_str(v: Value, out: bytearray) -> None:
+    raw = v.encode("utf-8")
+    out += uleb(len(raw))
+    out += raw
 
 
 @lru_cache(maxsize=1024)
@@ -159,6 +226,13 @@ def _decode_int(data: bytes, pos: int) -> tuple[Value, int]:
     b = data[pos]
     if b < 0x80:  # one byte: always minimal
         return (b - 128 if b & 0x40 else b), pos + 1
+    if len(data) - pos >= 2 and data[pos + 1] < 0x80:  # two bytes, the common case past 63
+        c = data[pos + 1]
+        n = (b & 0x7F) | (c << 7)
+        if c & 0x40:
+            n -= 1 << 14
+        if not -64 <= n < 64:  # minimal: one byte would not do
+            return n, pos + 2
     r = Reader(data, pos, what="value")
     n = r.sleb()
     if not in_range(n):
@@ -199,8 +273,100 @@ def _build_decoder(t: Type) -> _Dec:
                 raise DecodeError(f"value at byte {pos}: sum tag must be 0 or 1, got {tag}")
 
             return tagged
+        case StrT():
+            return _decode_str
+        case ListT(elem):
+            each, width = _build_decoder(elem), min_width(elem)
+            if width == 0:  # no bytes per element, so no bound from the bytes left
+
+                def repeated(data: bytes, pos: int) -> tuple[Value, int]:
+                    """A list of the one value of a Unit-like type: the count is all there is,
+                    so the list is built without decoding each element (a 4-byte count of
+                    2**24 would otherwise cost seconds of decoding)."""
+                    n, pos = _count(data, pos, "list", 0)
+                    x, _ = each(data, pos)
+                    return make_list(repeat(x, n)), pos
+
+                return repeated
+
+            def items(data: bytes, pos: int) -> tuple[Value, int]:
+                n, pos = _count(data, pos, "list", width)
+                out = []
+                for _ in range(n):
+                    x, pos = each(data, pos)
+                    out.append(x)
+                return make_list(out), pos
+
+            return items
+        case MapT(key, value):
+            on_key, on_value = _build_decoder(key), _build_decoder(value)
+            width = min_width(key) + min_width(value)  # 0: one key at most, the rest repeat it
+
+            def entries(data: bytes, pos: int) -> tuple[Value, int]:
+                n, pos = _count(data, pos, "map", width)
+                out = []
+                seen = set()
+                for _ in range(n):
+                    at = pos
+                    k, pos = on_key(data, pos)
+                    if k in seen:
+                        raise DecodeError(f"value at byte {at}: a map key appears twice")
+                    seen.add(k)
+                    x, pos = on_value(data, pos)
+                    out.append((k, x))
+                return OMap(out), pos
+
+            return entries
         case _:
             assert_never(t)
+
+
+def _count(data: bytes, pos: int, what: str, width: int) -> tuple[int, int]:
+    """A collection's count, refused before anything is built when it is past the limit or
+    when the bytes left cannot hold that many elements of at least ``width`` bytes each."""
+    r = Reader(data, pos, what="value")
+    n = r.uleb(MAX_ELEMENTS)
+    if n * width > len(data) - r.pos:
+        raise DecodeError(
+            f"value at byte {pos}: a {what} of {n} elements needs more bytes than are left"
+        )
+    return n, r.pos
+
+
+def min_width(t: Type) -> int:
+    """The fewest bytes any value of ``t`` encodes in (0 for Unit and products of Units)."""
+    match t:
+        case UnitT():
+            return 0
+        case Prod(left, right):
+            return min_width(left) + min_width(right)
+        case _:
+            return 1
+
+
+def _decode_str(data: bytes, pos: int) -> tuple[Value, int]:
+    start = pos
+    n = data[pos]
+    if n < 0x80 and pos + 1 + n <= len(data):  # a short text: one length byte, always minimal
+        raw, end = data[pos + 1 : pos + 1 + n], pos + 1 + n
+        try:
+            return raw.decode("utf-8"), end
+        except UnicodeDecodeError as e:
+            msg = f"value at byte {start}: text is not valid UTF-8 ({e.reason})"
+            raise DecodeError(msg) from None
+    r = Reader(data, pos, what="value")
+    raw = r.take(r.uleb(4 * MAX_STR_LEN))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DecodeError(f"value at byte {start}: text is not valid UTF-8 ({e.reason})") from None
+    if len(text) > MAX_STR_LEN:
+        raise DecodeError(f"value at byte {start}: text longer than {MAX_STR_LEN} code points")
+    return text, r.pos
+
+
+#: Values encoded in more bytes than this are decoded with the cyclic collector paused.
+_BULK_BYTES = 1 << 16
 
 
 @lru_cache(maxsize=1024)
@@ -211,6 +377,12 @@ def value_decoder(t: Type) -> Callable[[bytes], Value]:
     walk = _build_decoder(t)
 
     def decode(data: bytes) -> Value:
+        if len(data) > _BULK_BYTES:
+            with bulk():
+                return _decode(data)
+        return _decode(data)
+
+    def _decode(data: bytes) -> Value:
         try:
             v, pos = walk(data, 0)
         except IndexError:

@@ -1,19 +1,21 @@
 """Python values to and from a machine's core values, by the names its module carries.
 
-By name when the module carries a names section (dataclass instances, ints, bools, None,
-tuples); as core values (``()``, ints, pairs, ``(0, v)``/``(1, v)``) otherwise, checked when
-encoded.
+By name when the module carries a names section (dataclass instances, ints, bools, None, strs,
+tuples, lists and dicts); as core values (``()``, ints, pairs, ``(0, v)``/``(1, v)``, strs,
+persistent lists and maps (``OMap``)) otherwise, checked when encoded.
 
 Values that come back (outputs, states) are instances of the user's own classes: a local DSL
 machine's classes for its own code, else, record by record, the class in :class:`Classes` with
-the record's name and field names (in order). A record no class matches comes back as a
-:class:`hotswap.names.schema.Record`, and the session warns once per code
-(:class:`ClassesUnknownWarning`).
+the record's name and field names (in order), wherever the record is (a list's items, a dict's
+keys and values included; lists, dicts and strs come back as Python's own). A record no class
+matches comes back as a :class:`hotswap.names.schema.Record`, and the session warns once per
+code (:class:`ClassesUnknownWarning`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,11 +28,14 @@ from hotswap.lang.evaluate import Value
 from hotswap.names.convert import from_core_function, to_core_function
 from hotswap.names.schema import (
     BoolSchema,
+    DictSchema,
     Field,
     IntSchema,
+    ListSchema,
     NoneSchema,
     RecordSchema,
     Schema,
+    StrSchema,
     TupleSchema,
     UnionSchema,
     records,
@@ -39,6 +44,9 @@ from hotswap.names.section import SECTION, module_schemas
 
 #: A record's name and its field names in order: what a user's class must have to stand for it.
 RecordKey = tuple[str, tuple[str, ...]]
+
+#: How many parts of a value sent :meth:`Classes.learn_value` looks at, at most.
+_LEARN_LIMIT = 10_000
 
 #: The roles whose values come back to the caller.
 RETURNED_ROLES = ("state", "output")
@@ -129,11 +137,15 @@ class Classes:
         modules' names, the outermost value's first: what :meth:`find` prefers for its reply."""
         modules: list[str] = []
         stack, count = [value], 0
-        while stack and count < 10_000:  # a bound for self-referencing values
+        while stack and count < _LEARN_LIMIT:  # a bound for long and self-referencing values
             v = stack.pop()
             count += 1
-            if isinstance(v, tuple):
-                stack.extend(reversed(v))
+            if isinstance(v, tuple | list):  # the first items only of a long list
+                stack.extend(reversed(v[: _LEARN_LIMIT - count]))
+            elif isinstance(v, dict):
+                entries = itertools.islice(v.items(), _LEARN_LIMIT - count)
+                for key, item in reversed(list(entries)):
+                    stack.extend((item, key))
             elif dataclasses.is_dataclass(v) and not isinstance(v, type):
                 cls = type(v)
                 if cls.__module__ not in modules:
@@ -190,8 +202,12 @@ def with_classes(s: Schema, find: Callable[[str, tuple[str, ...]], type | None])
     """``s`` with each record that has no class given the user's class ``find`` answers for
     its name and field names, if any (records left without come back as :class:`Record`)."""
     match s:
-        case IntSchema() | BoolSchema() | NoneSchema():
+        case IntSchema() | BoolSchema() | NoneSchema() | StrSchema():
             return s
+        case ListSchema(item):
+            return ListSchema(with_classes(item, find))
+        case DictSchema(key, value):
+            return DictSchema(with_classes(key, find), with_classes(value, find))
         case TupleSchema(items):
             return TupleSchema(tuple(with_classes(i, find) for i in items))
         case RecordSchema(name=name, fields=fields, cls=cls):

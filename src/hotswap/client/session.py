@@ -276,7 +276,8 @@ class Session:
                 if attempt == 0 and has_names(code):
                     continue  # perhaps encoded for old code: look again
                 raise
-            reply = yield SendChecked(self.request_id(), machine, code.identity, data)
+            # The output is all this returns: the node need not encode and send the state.
+            reply = yield SendChecked(self.request_id(), machine, code.identity, data, False)
             stale_code = isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION
             if stale_code and attempt == 0 and has_names(code):
                 stale = cast(Error, reply)

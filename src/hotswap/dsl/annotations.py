@@ -23,17 +23,41 @@ from hotswap.names.schema import (
     BOOL_SCHEMA,
     INT_SCHEMA,
     NONE_SCHEMA,
+    DictSchema,
     Field,
+    ListSchema,
     RecordSchema,
     Schema,
     SchemaProblem,
+    StrSchema,
     TupleSchema,
     describe,
     union_of,
+    unkeyable,
 )
 
 _MAX_DEPTH = 64
-_SUPPORTED = "supported: int, bool, None, tuple[...], frozen dataclasses and unions of these"
+_SUPPORTED = (
+    "supported: int, bool, None, str, list[T], dict[K, V], tuple[...], frozen dataclasses "
+    "and unions of these"
+)
+STR_SCHEMA: Schema = StrSchema()
+
+
+def list_schema(item: Schema) -> ListSchema:
+    return ListSchema(item)
+
+
+def dict_schema(key: Schema, value: Schema) -> DictSchema:
+    """``dict[key, value]``; :class:`SchemaProblem` when the key holds a list or a dict."""
+    found = unkeyable(key)
+    if found is not None:
+        raise SchemaProblem(
+            f"dict[{describe(key)}, {describe(value)}]: a dict's key may not hold a list or a "
+            f"dict ({found}); use a tuple or a record as the key"
+        )
+    return DictSchema(key, value)
+
 
 #: Looks a name up in a function's scope; returns MISSING when it is not defined.
 Lookup = Callable[[str], object]
@@ -50,7 +74,23 @@ def schema_of_type(tp: object, _seen: tuple[type, ...] = ()) -> Schema:
         return BOOL_SCHEMA
     if tp is None or tp is type(None):
         return NONE_SCHEMA
+    if tp is str:
+        return STR_SCHEMA
+    if tp is list or tp is dict:
+        name = tp.__name__
+        example = "list[int]" if tp is list else "dict[str, int]"
+        raise SchemaProblem(f"{name} needs its item types, e.g. {example}")
     origin = typing.get_origin(tp)
+    if origin is list:
+        args = typing.get_args(tp)
+        if len(args) != 1:
+            raise SchemaProblem(f"{_show(tp)}: list takes one item type, list[T]")
+        return list_schema(schema_of_type(args[0], _seen))
+    if origin is dict:
+        args = typing.get_args(tp)
+        if len(args) != 2:
+            raise SchemaProblem(f"{_show(tp)}: dict takes a key and a value type, dict[K, V]")
+        return dict_schema(schema_of_type(args[0], _seen), schema_of_type(args[1], _seen))
     if origin is types.UnionType or origin is typing.Union:
         return union_of([schema_of_type(a, _seen) for a in typing.get_args(tp)])
     if origin is tuple:
@@ -166,6 +206,16 @@ def _annotation(node: ast.expr, lookup: Lookup) -> Schema:
                 ):
                     raise SchemaProblem("tuples must have a fixed length of two or more")
                 return TupleSchema(tuple(schema_of_annotation(a, lookup) for a in args))
+            if origin is list or origin is typing.List:  # noqa: UP006 - the typing alias too
+                if len(args) != 1:
+                    raise SchemaProblem(f"{ast.unparse(node)}: list takes one item type, list[T]")
+                return list_schema(schema_of_annotation(args[0], lookup))
+            if origin is dict or origin is typing.Dict:  # noqa: UP006 - the typing alias too
+                if len(args) != 2:
+                    msg = f"{ast.unparse(node)}: dict takes a key and a value type, dict[K, V]"
+                    raise SchemaProblem(msg)
+                key_schema, value_schema = (schema_of_annotation(a, lookup) for a in args)
+                return dict_schema(key_schema, value_schema)
             if origin is typing.Optional and len(args) == 1:
                 return union_of([schema_of_annotation(args[0], lookup), NONE_SCHEMA])
             if origin is typing.Union:

@@ -52,7 +52,10 @@ def construct_record(c: FunctionCompiler, cls: type, node: ast.Call, env: Env) -
         if arg is not None:
             args.append((arg, f.schema, f"field {f.name} of {schema.name}"))
             continue
-        default = dataclasses.fields(cls)[index].default
+        declared = dataclasses.fields(cls)[index]
+        default = declared.default
+        if default is dataclasses.MISSING and declared.default_factory is not dataclasses.MISSING:
+            default = _factory_default(c, node, schema.name, f.name, declared.default_factory)
         if default is dataclasses.MISSING:
             raise c.error(node, f"{schema.name}() is missing field {f.name}")
         try:
@@ -63,6 +66,21 @@ def construct_record(c: FunctionCompiler, cls: type, node: ast.Call, env: Env) -
     it = iter(terms)
     fields = [defaults[i] if i in defaults else next(it) for i in range(len(schema.fields))]
     return Typed(seq(prelude, build_product(fields)), schema)
+
+
+def _factory_default(
+    c: FunctionCompiler, node: ast.AST, record: str, name: str, factory: object
+) -> object:
+    """The value of a field's ``default_factory`` (``list``, ``dict``, a function making a
+    value), called once at compile time: values are immutable, so one is as good as a new one
+    each time."""
+    if not callable(factory):
+        raise c.error(node, f"the default_factory of {record}.{name} is not callable")
+    try:
+        return factory()
+    except Exception as e:  # noqa: BLE001 - the user's factory failed: report it at the call
+        msg = f"the default_factory of {record}.{name} raised {type(e).__name__}: {e}"
+        raise c.error(node, msg) from None
 
 
 def replace_fields(c: FunctionCompiler, node: ast.Call, env: Env) -> Typed:

@@ -18,6 +18,7 @@ from hotswap.lang.terms import (
     Case,
     Compose,
     Fanout,
+    Fold,
     Inl,
     Inr,
     Term,
@@ -84,6 +85,25 @@ def case_nesting(term: Term) -> int:
                 deepest = max(deepest, depth + 1)
                 stack.extend(((a, depth + 1), (b, depth + 1)))
             case Compose(a, b) | Fanout(a, b):
+                stack.extend(((a, depth), (b, depth)))
+            case Fold(body):
+                stack.append((body, depth))
+            case _:
+                pass
+    return deepest
+
+
+def fold_nesting(term: Term) -> int:
+    """How deeply the term's folds nest (the bytecode bounds it: ``MAX_FOLD_NESTING``)."""
+    deepest = 0
+    stack = [(term, 0)]
+    while stack:
+        t, depth = stack.pop()
+        match t:
+            case Fold(body):
+                deepest = max(deepest, depth + 1)
+                stack.append((body, depth + 1))
+            case Compose(a, b) | Fanout(a, b) | Case(a, b):
                 stack.extend(((a, depth), (b, depth)))
             case _:
                 pass

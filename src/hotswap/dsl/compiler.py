@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FunctionType
 
-from hotswap.cam.limits import MAX_NESTING
-from hotswap.dsl.combinators import case_nesting
+from hotswap.cam.limits import MAX_FOLD_NESTING, MAX_NESTING
+from hotswap.dsl.combinators import case_nesting, fold_nesting
 from hotswap.dsl.dispatch import FunctionCompiler
 from hotswap.dsl.functions import DslFunction, Session, Signature
 from hotswap.errors import InternalError, TermTypeError, ValueTypeError
@@ -77,7 +77,17 @@ def compile_function(fn: FunctionType, session: Session | None = None) -> Compil
         raise function.error(function.node, msg) from None
     except TermTypeError as e:
         raise InternalError(f"the DSL compiled {function.name} to an ill-typed term: {e}") from e
-    nesting = case_nesting(optimise(term))
+    optimised = optimise(term)
+    loops = fold_nesting(optimised)
+    if loops > MAX_FOLD_NESTING:
+        msg = (
+            f"{function.name} nests its loops {loops} deep, more than the {MAX_FOLD_NESTING} "
+            "the bytecode allows (each for, comprehension, sum, min, max, any, all, join and "
+            "sorted(..., reverse=True) inside another counts, also in the helpers it calls): "
+            "compute an inner loop's result in a loop of its own first"
+        )
+        raise function.error(function.node, msg)
+    nesting = case_nesting(optimised)
     if nesting > MAX_NESTING:
         msg = (
             f"{function.name} nests its branches {nesting} deep, more than the {MAX_NESTING} "

@@ -13,13 +13,19 @@ rebuilt as a value of the new one by matching names, and whatever is new gets a 
     X -> union containing X           injected into that alternative
     X -> tuple/record                 X becomes the first item/field, the rest get defaults:
                                       the seed's ``n -> (n, 0)``
+    list[A] -> list[B]                item by item, in order (a fold), when A -> B derives
+    dict[K, V] -> dict[K', V']        entry by entry, in insertion order, when K -> K' and
+                                      V -> V' derive (derived terms are injective: no two
+                                      keys meet)
+    str -> str                        as it is
 
 Defaults: a record field whose dataclass declares a default (``limit: int = 100``) gets it,
 a ``default_factory`` is called once, when the migration is derived; the value must convert to
 the field's type (:func:`hotswap.names.schema.to_core`), or the derivation is refused with
 :class:`MigrationError` naming the class and field. Everything else, and every record known
 only by its names (no class), gets ``0``, ``False``, ``None``, and for records, tuples and
-unions the defaults of their parts (a union's first alternative). The migration embeds each
+unions the defaults of their parts (a union's first alternative); a ``str`` gets ``""``, a
+``list`` ``[]`` and a ``dict`` ``{}``. The migration embeds each
 default as a constant, and :attr:`DerivedMigration.notes` says which new field or item got which
 value. Anything else, a removed record field included (a derived migration never loses data),
 is refused with :class:`MigrationError` naming the place: write that migration by hand with
@@ -41,15 +47,33 @@ from hotswap.dsl.combinators import inject
 from hotswap.dsl.env import build_product, component_path, seq
 from hotswap.errors import HotswapError, ValueTypeError
 from hotswap.lang.evaluate import Value
-from hotswap.lang.terms import ID, Case, Term
+from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP
+from hotswap.lang.terms import (
+    FST,
+    ID,
+    SND,
+    TERMINAL,
+    Case,
+    Empty,
+    Fanout,
+    Fold,
+    Inl,
+    Op,
+    Prim,
+    Term,
+)
+from hotswap.lang.types import Type
 from hotswap.lang.values import constant
 from hotswap.names.schema import (
     BoolSchema,
+    DictSchema,
     Field,
     IntSchema,
+    ListSchema,
     NoneSchema,
     RecordSchema,
     Schema,
+    StrSchema,
     TupleSchema,
     UnionSchema,
     components,
@@ -93,6 +117,12 @@ class _Defaults:
                 return (0, ())
             case NoneSchema():
                 return ()
+            case StrSchema():
+                return ""
+            case ListSchema():
+                return EMPTY_LIST
+            case DictSchema():
+                return EMPTY_MAP
             case TupleSchema(items):
                 return nest_values([self.value(i) for i in items])
             case RecordSchema(fields=fields):
@@ -197,6 +227,12 @@ class _Derivation:
                 return build_product(items)
             case UnionSchema(), UnionSchema():
                 return self.alternatives(old, new, where)
+            case ListSchema(a), ListSchema(b):
+                return map_list(self.term(a, b, f"{where}[i]"), core_type(new))
+            case DictSchema(k1, v1), DictSchema(k2, v2):
+                keys = self.term(k1, k2, f"{where}.keys()")
+                entries = self.term(v1, v2, f"{where}[k]")
+                return map_dict(keys, entries, core_type(new))
             case _, UnionSchema(alternatives):
                 for index, alt in enumerate(alternatives):
                     if kind_of(alt) == kind_of(old):
@@ -257,6 +293,21 @@ class _Derivation:
         for arm in reversed(arms[:-1]):
             chain = Case(arm, chain)
         return chain
+
+
+def map_list(f: Term, new: Type) -> Term:
+    """``List A -> List B`` applying ``f : A -> B`` to each item, in order (a fold)."""
+    body = seq(SND, Fanout(SND, seq(FST, f)), Prim(Op.LIST_APPEND), Inl(new))
+    return seq(Fanout(TERMINAL, Fanout(ID, Empty(new))), Fold(body), Case(ID, ID))
+
+
+def map_dict(keys: Term, values: Term, new: Type) -> Term:
+    """``Map K V -> Map K' V'`` applying ``keys`` and ``values`` to each entry, in insertion
+    order (a fold over the items; ``keys`` is injective, as every derived term is)."""
+    entry = Fanout(seq(FST, FST, keys), seq(FST, SND, values))
+    body = seq(SND, Fanout(SND, entry), Prim(Op.MAP_INSERT), Inl(new))
+    items = Fanout(TERMINAL, Fanout(Prim(Op.MAP_ITEMS), Empty(new)))
+    return seq(items, Fold(body), Case(ID, ID))
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import itertools
 from collections.abc import Sequence
 
 from hotswap.cam.limits import MAX_TYPE_DEPTH
-from hotswap.dsl import calls, expressions, flow, statements
+from hotswap.dsl import calls, data, expressions, flow, loops, mutation, statements
 from hotswap.dsl.annotations import MISSING
-from hotswap.dsl.combinators import coercion
+from hotswap.dsl.combinators import FALSE, TRUE, coercion, if_then_else
 from hotswap.dsl.env import Env, seq
 from hotswap.dsl.expressions import Typed
 from hotswap.dsl.functions import DslFunction, Session, dsl_function
-from hotswap.dsl.joins import Continuation, JoinPoint, Return
+from hotswap.dsl.joins import Continuation, Return, carried_names
 from hotswap.errors import SourceError
-from hotswap.lang.terms import Term
-from hotswap.names.schema import BOOL_SCHEMA, Schema, describe
+from hotswap.lang.terms import Op, Prim, Term
+from hotswap.names.schema import BOOL_SCHEMA, BoolSchema, Schema, describe
 
 #: The context is rebuilt as a balanced tuple when its type grows higher than this, leaving
 #: room below the bytecode's MAX_TYPE_DEPTH for what one statement pushes.
@@ -37,6 +38,9 @@ class FunctionCompiler:
     def __init__(self, session: Session, function: DslFunction) -> None:
         self.session = session
         self.function = function
+        #: Locals assigned an empty ``[]``/``{}`` whose item types are still guessed (see
+        #: :mod:`hotswap.dsl.inference`), by name.
+        self.tentative: dict[str, Schema] = {}
 
     def error(self, node: ast.AST | None, message: str) -> SourceError:
         return self.function.error(node, message)
@@ -68,7 +72,7 @@ class FunctionCompiler:
         if not stmts:
             return statements.fall_off(self, env, k, last)
         if env.height > COMPACT_ABOVE:
-            live = flow.loaded(stmts) | set(k.names if isinstance(k, JoinPoint) else ())
+            live = flow.loaded(stmts) | set(carried_names(k))
             compacted = env.compact(live)
             if compacted is not None:
                 return seq(compacted[0], self.block(stmts, compacted[1], k, last))
@@ -78,10 +82,24 @@ class FunctionCompiler:
                 return self.block(rest, env, k, stmt)
             case ast.Expr(value=ast.Constant(value=v)) if isinstance(v, str) or v is ...:
                 return self.block(rest, env, k, stmt)
+            case ast.Expr(value=ast.Call(func=ast.Attribute(attr=attr))) if (
+                attr in flow.MUTATING_METHODS
+            ):
+                return mutation.statement(self, stmt, rest, env, k)
             case ast.Expr():
                 raise self.error(stmt, "this expression statement has no effect")
             case ast.Return():
                 return statements.return_statement(self, stmt, env, k)
+            case ast.Raise():
+                return statements.raise_statement(self, stmt, env, k)
+            case ast.Continue() | ast.Break():
+                return statements.loop_exit(self, stmt, env, k)
+            case ast.For():
+                return loops.for_statement(self, stmt, rest, env, k)
+            case ast.Assign(targets=[ast.Subscript()]) | ast.Delete(targets=[ast.Subscript()]):
+                return mutation.statement(self, stmt, rest, env, k)
+            case ast.AugAssign(target=ast.Subscript()):
+                return mutation.statement(self, stmt, rest, env, k)
             case ast.Assign(targets=[target], value=value):
                 return statements.assignment(self, target, value, rest, env, k, stmt)
             case ast.Assign():
@@ -91,10 +109,17 @@ class FunctionCompiler:
                     return self.block(rest, env, k, stmt)
                 return statements.assignment(self, target, stmt.value, rest, env, k, stmt)
             case ast.AugAssign(target=ast.Name() as target):
+                if mutation.in_place(self, stmt, env):
+                    return mutation.statement(self, stmt, rest, env, k)
                 return statements.augmented_assignment(self, stmt, target, rest, env, k)
             case ast.AnnAssign() | ast.AugAssign():
                 raise self.error(stmt, "only plain names can be assigned: values are immutable")
             case ast.If():
+                desugared = statements.none_test(self, stmt, env)
+                if isinstance(desugared, list):  # if x is None, where x is known (not) None
+                    return self.block([*desugared, *rest], env, k, last)
+                if desugared is not None:  # if x is None: narrowing, as a match
+                    return statements.match_statement(self, desugared, rest, env, k)
                 return statements.if_statement(self, stmt, rest, env, k)
             case ast.Match():
                 return statements.match_statement(self, stmt, rest, env, k)
@@ -118,16 +143,70 @@ class FunctionCompiler:
         return Typed(seq(typed.term, conversion), expected)
 
     def bool_test(self, node: ast.expr, env: Env) -> Term:
-        return self.expr(node, env, BOOL_SCHEMA, "condition").term
+        """A condition: a bool, or the truth of a str, list or dict (``if xs:``, not empty),
+        also under ``not``, ``and`` and ``or``."""
+        try:
+            return self.expr(node, env, BOOL_SCHEMA, "condition").term
+        except SourceError:
+            truth = self._truth(node, env)
+            if truth is None:
+                raise
+            return truth
+
+    def _truth(self, node: ast.expr, env: Env) -> Term | None:
+        """The truth of ``node`` when it involves a str, list or dict, else None."""
+        match node:
+            case ast.UnaryOp(op=ast.Not(), operand=operand):
+                inner = self._truth(operand, env)
+                return None if inner is None else seq(inner, Prim(Op.NOT))
+            case ast.BoolOp(op=op, values=operands):
+                terms = [self._truth(v, env) for v in operands]
+                if all(t is None for t in terms):
+                    return None
+                parts = [
+                    t if t is not None else self.expr(v, env, BOOL_SCHEMA, "condition").term
+                    for t, v in zip(terms, operands, strict=True)
+                ]
+                result = parts[-1]
+                for a in reversed(parts[:-1]):
+                    if isinstance(op, ast.And):
+                        result = if_then_else(a, result, FALSE)
+                    else:
+                        result = if_then_else(a, TRUE, result)
+                return result
+        typed = self.synth(node, env, None)
+        if isinstance(typed.schema, BoolSchema):
+            return typed.term
+        return data.truth(typed)
 
     def synth(self, node: ast.expr, env: Env, hint: Schema | None) -> Typed:
         """Compile ``node`` at the schema it has; ``hint`` is the schema expected, if any."""
+        typed = self.synth_view(node, env, hint)
+        if typed.view is not None:
+            shown = ast.unparse(node)
+            msg = (
+                f"{shown} is a view, not a list: loop over it, or give it to len, in, sorted, "
+                f"sum, min, max, any or all; write list({shown}) for a list"
+            )
+            raise self.error(node, msg)
+        return typed
+
+    def synth_view(self, node: ast.expr, env: Env, hint: Schema | None) -> Typed:
+        """:meth:`synth`, where a view (``d.keys()``, ``range(n)``) may be the result."""
         ref = expressions.place(self, node, env)
         if ref is not None:  # a variable, or a field or item of one  =>  fst^k ; snd ; path
             return Typed(env.read(ref), ref.schema)
         match node:
             case ast.Constant(value=value):  # n  =>  n ;  None  =>  !
                 return expressions.constant(self, value, node)
+            case ast.JoinedStr():  # f"{n} items"  =>  <n ; int_to_str, " items"> ; str_concat
+                return data.fstring(self, node, env)
+            case ast.List():  # [a, b]  =>  <<empty, a> ; list_append, b> ; list_append
+                return data.list_literal(self, node, env, hint)
+            case ast.Dict():  # {k: v}  =>  <empty, <k, v>> ; map_insert
+                return data.dict_literal(self, node, env, hint)
+            case ast.ListComp() | ast.DictComp():  # a fold
+                return loops.comprehension(self, node, env, hint)
             case ast.Name():  # a module constant  =>  n
                 return expressions.module_constant(self, node)
             case ast.Attribute():  # e.f  =>  e ; snd^i ; fst
@@ -147,24 +226,38 @@ class FunctionCompiler:
             case ast.Tuple():  # (a, b, c)  =>  <a, <b, c>>
                 return expressions.tuple_of(self, node, env, hint)
             case ast.Call():
-                return self.call(node, env)
+                return self.call(node, env, hint)
             case _:
                 raise self.error(node, expressions.unsupported(node))
 
-    def call(self, node: ast.Call, env: Env) -> Typed:
-        """A call of a record class, ``dataclasses.replace``, a builtin or a DSL function."""
+    def call(self, node: ast.Call, env: Env, hint: Schema | None = None) -> Typed:
+        """A call of a record class, ``dataclasses.replace``, a builtin, a method or a DSL
+        function."""
         target = expressions.static(self.function, node.func)
         name = ast.unparse(node.func)
+        if target is MISSING and isinstance(node.func, ast.Attribute):
+            return data.method_call(self, node, env)
         if target is MISSING:
             raise self.error(node.func, f"cannot call {name}: it is not a function or a class")
         if target is dataclasses.replace:
             return calls.replace_fields(self, node, env)
         if isinstance(target, type) and dataclasses.is_dataclass(target):
             return calls.construct_record(self, target, node, env)
+        if target in (min, max) and loops.folds_over(self, node, env):
+            return loops.builtin_fold(self, name, node, env)
         if target in (abs, min, max):
             return calls.builtin_call(self, name, node, env)
+        builtin = data.builtin_name(target)
+        if builtin is not None:
+            return data.builtin_call(self, builtin, node, env, hint)
+        if target in (enumerate, zip, reversed, itertools.pairwise):
+            msg = f"{name}(...) can only be looped over: for ... in {name}(...)"
+            raise self.error(node, msg)
         fn = dsl_function(target)
         if fn is None:
-            msg = f"calling {name} is not supported: call records, abs, min, max or DSL functions"
+            msg = (
+                f"calling {name} is not supported: call records, builtins (len, str, sorted, "
+                "sum, min, max, any, all, abs, range, list, dict), methods or DSL functions"
+            )
             raise self.error(node.func, msg)
         return calls.inline_call(self, fn, node, env)

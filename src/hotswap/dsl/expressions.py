@@ -29,25 +29,39 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from hotswap.dsl.annotations import MISSING
-from hotswap.dsl.combinators import FALSE, TRUE, if_then_else
-from hotswap.dsl.env import Env, Ref, build_product, component, component_path, seq
+from hotswap.dsl.combinators import FALSE, TRUE, coercion, if_then_else, switch
+from hotswap.dsl.env import (
+    Env,
+    Ref,
+    build_product,
+    component,
+    component_path,
+    narrowed_to,
+    seq,
+)
 from hotswap.dsl.functions import DslFunction
 from hotswap.lang.ints import in_range
 from hotswap.lang.optimise import may_trap
-from hotswap.lang.terms import TERMINAL, Fanout, Lit, Op, Prim, Term
+from hotswap.lang.terms import ID, TERMINAL, Fanout, Lit, Op, Prim, Term
 from hotswap.names.display import int_literal
 from hotswap.names.schema import (
     BOOL_SCHEMA,
     INT_SCHEMA,
     NONE_SCHEMA,
     BoolSchema,
+    DictSchema,
     IntSchema,
+    ListSchema,
+    NoneSchema,
     RecordSchema,
     Schema,
+    SchemaProblem,
+    StrSchema,
     TupleSchema,
     UnionSchema,
     components,
     describe,
+    union_of,
 )
 
 if TYPE_CHECKING:
@@ -61,11 +75,22 @@ _SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Mo
 
 
 @dataclass(frozen=True, slots=True)
+class View:
+    """What a :class:`Typed` list really is in Python, when it is not a list: the view
+    ``d.keys()``, ``d.values()``, ``d.items()`` of the dict ``base``, or a ``range``. A view
+    may only be looped over or consumed (``len``, ``in``, ``sorted``, ``list``, ``sum``...)."""
+
+    kind: str
+    base: Typed | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Typed:
-    """A term from the context to a value of ``schema``."""
+    """A term from the context to a value of ``schema`` (``view``: see :class:`View`)."""
 
     term: Term
     schema: Schema
+    view: View | None = None
 
 
 # --- names and places -----------------------------------------------------------------------
@@ -88,7 +113,7 @@ def place(c: FunctionCompiler, node: ast.expr, env: Env) -> Ref | None:
             return component(ref, _field(c, ref.schema, attr, node))
         case ast.Subscript(value=base, slice=index):
             ref = place(c, base, env)
-            if ref is None:
+            if ref is None or isinstance(ref.schema, ListSchema | StrSchema | DictSchema):
                 return None
             return component(ref, _item(c, ref.schema, index, node))
         case _:
@@ -113,14 +138,14 @@ def module_constant(c: FunctionCompiler, node: ast.expr) -> Typed:
     name = ast.unparse(node)
     if value is MISSING:
         raise c.error(node, f"name {name} is not defined")
-    if isinstance(value, bool | int) or value is None:
+    if isinstance(value, bool | int | str) or value is None:
         return constant(c, value, node)
     if isinstance(value, type):
         raise c.error(node, f"{name} is a class: call it to build a value, {name}(...)")
     if callable(value):
         raise c.error(node, f"{name} is a function: functions are not values here")
     kind = type(value).__name__
-    raise c.error(node, f"{name} is a {kind}: only int and bool constants can be used")
+    raise c.error(node, f"{name} is a {kind}: only int, bool and str constants can be used")
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -136,6 +161,10 @@ def constant(c: FunctionCompiler, value: object, node: ast.expr) -> Typed:
         return Typed(Lit(int(value)), INT_SCHEMA)  # exact int: an IntEnum becomes its value
     if value is None:
         return Typed(TERMINAL, NONE_SCHEMA)
+    if isinstance(value, str):
+        from hotswap.dsl import data  # noqa: PLC0415 - data builds on this module
+
+        return data.string(c, value, node)
     raise c.error(node, f"{type(value).__name__} literals are not supported in a machine")
 
 
@@ -148,21 +177,44 @@ def attribute(c: FunctionCompiler, node: ast.Attribute, env: Env) -> Typed:
 
 
 def subscript(c: FunctionCompiler, node: ast.Subscript, env: Env) -> Typed:
-    """``e[i]  =>  e ; snd^i ; fst``."""
+    """``e[i]  =>  e ; snd^i ; fst`` on tuples; lists, strs and dicts in :mod:`data`."""
+    from hotswap.dsl import data  # noqa: PLC0415 - data builds on this module
+
     inner = c.synth(node.value, env, None)
+    if isinstance(inner.schema, ListSchema | StrSchema | DictSchema):
+        return data.index(c, node, inner, env)
+    if isinstance(node.slice, ast.Slice):
+        raise c.error(node, f"only lists and strs can be sliced, not {describe(inner.schema)}")
     return _path_of(inner, _item(c, inner.schema, node.slice, node))
 
 
 def arithmetic(c: FunctionCompiler, node: ast.BinOp, env: Env) -> Typed:
-    """``a + b  =>  <a, b> ; add``."""
+    """``a + b  =>  <a, b> ; add`` (on strs and lists, concatenation; ``d | e`` on dicts)."""
+    from hotswap.dsl import data  # noqa: PLC0415 - data builds on this module
+
     op = node.op
+    if isinstance(op, ast.BitOr):
+        merged = data.merge(c, node, env)
+        if merged is not None:
+            return merged
     prim = _ARITH.get(type(op))
     if prim is None:
         if isinstance(op, ast.Div):
             raise c.error(node, "/ is true division (a float): use // on ints")
         raise c.error(node, f"operator {_operator(op)} is not supported")
     symbol = _SYMBOL[type(op)]
-    a = c.expr(node.left, env, INT_SCHEMA, f"left operand of {symbol}")
+    if isinstance(op, ast.Add):
+        if data.needs_hint(node.left):
+            left = c.synth(node.left, env, c.synth(node.right, env, None).schema)
+        else:
+            left = c.synth(node.left, env, None)
+        if isinstance(left.schema, StrSchema | ListSchema):
+            return data.concat(c, node, left, env)
+        a = Typed(
+            data.convert(c, node.left, left, INT_SCHEMA, f"left operand of {symbol}"), INT_SCHEMA
+        )
+    else:
+        a = c.expr(node.left, env, INT_SCHEMA, f"left operand of {symbol}")
     b = c.expr(node.right, env, INT_SCHEMA, f"right operand of {symbol}")
     return Typed(seq(Fanout(a.term, b.term), Prim(prim)), INT_SCHEMA)
 
@@ -180,7 +232,13 @@ def unary(c: FunctionCompiler, node: ast.UnaryOp, env: Env) -> Typed:
         case ast.UAdd():
             return c.expr(operand, env, INT_SCHEMA, "operand of unary +")
         case ast.Not():
-            a = c.expr(operand, env, BOOL_SCHEMA, "operand of not")
+            from hotswap.dsl import data  # noqa: PLC0415 - data builds on this module
+
+            typed = c.synth(operand, env, None)
+            empty = data.truth(typed)
+            if empty is not None:  # not xs: xs is empty
+                return Typed(seq(empty, Prim(Op.NOT)), BOOL_SCHEMA)
+            a = Typed(data.convert(c, operand, typed, BOOL_SCHEMA, "operand of not"), BOOL_SCHEMA)
             return Typed(seq(a.term, Prim(Op.NOT)), BOOL_SCHEMA)
         case _:
             raise c.error(node, "operator ~ is not supported")
@@ -189,6 +247,11 @@ def unary(c: FunctionCompiler, node: ast.UnaryOp, env: Env) -> Typed:
 def boolean(c: FunctionCompiler, node: ast.BoolOp, env: Env) -> Typed:
     """``a and b  =>  <id, a> ; distl ; [fst ; false | fst ; b]``, or ``<a, b> ; and``."""
     word = "and" if isinstance(node.op, ast.And) else "or"
+    from hotswap.dsl import data  # noqa: PLC0415 - data builds on this module
+
+    first = c.synth(node.values[0], env, None)
+    if data.truth(first) is not None:  # name or "anonymous": a str, list or dict chosen
+        return data.choice(c, node, first, env)
     terms = [c.expr(v, env, BOOL_SCHEMA, f"operand of {word}").term for v in node.values]
     result = terms[-1]
     for a in reversed(terms[:-1]):
@@ -220,6 +283,9 @@ def compare(c: FunctionCompiler, node: ast.Compare, env: Env) -> Typed:
 
 def conditional(c: FunctionCompiler, node: ast.IfExp, env: Env, hint: Schema | None) -> Typed:
     """``b if c else d  =>  <id, c> ; distl ; [fst ; d | fst ; b]``."""
+    narrowing = _none_test(node.test, env)
+    if narrowing is not None:
+        return _narrowed_conditional(c, node, env, hint, *narrowing)
     cond = c.bool_test(node.test, env)
     if hint is not None:
         yes = c.expr(node.body, env, hint)
@@ -227,12 +293,93 @@ def conditional(c: FunctionCompiler, node: ast.IfExp, env: Env, hint: Schema | N
     else:
         yes, no = c.expr(node.body, env), c.expr(node.orelse, env)
         if yes.schema != no.schema:
+            joined = unify(yes.schema, no.schema)
+            to_yes = None if joined is None else coercion(yes.schema, joined)
+            to_no = None if joined is None else coercion(no.schema, joined)
+            if joined is None or to_yes is None or to_no is None:
+                msg = (
+                    f"the branches of this conditional are {describe(yes.schema)} and "
+                    f"{describe(no.schema)}: annotate the variable it is assigned to"
+                )
+                raise c.error(node, msg)
+            yes, no = Typed(seq(yes.term, to_yes), joined), Typed(seq(no.term, to_no), joined)
+    return Typed(if_then_else(cond, yes.term, no.term), yes.schema)
+
+
+def _none_test(test: ast.expr, env: Env) -> tuple[Ref, bool] | None:
+    """``x is None`` / ``x is not None`` on an optional variable: its reference, and whether
+    the test is ``is None``."""
+    match test:
+        case ast.Compare(
+            left=ast.Name(id=name), ops=[ast.Is() | ast.IsNot() as op], comparators=[other]
+        ) if isinstance(other, ast.Constant) and other.value is None:
+            ref = env.vars.get(name)
+            if ref is None:
+                return None
+            return ref, isinstance(op, ast.Is)
+    return None
+
+
+def _narrowed_conditional(
+    c: FunctionCompiler,
+    node: ast.IfExp,
+    env: Env,
+    hint: Schema | None,
+    ref: Ref,
+    is_none: bool,
+) -> Typed:
+    """``a if x is None else b``: a case on ``x``, narrowed in each branch (as mypy reads it);
+    only the live branch when ``x`` is known to be None, or not."""
+    from hotswap.dsl import data  # noqa: PLC0415 - data builds on this module
+
+    union = ref.schema
+    known = data.static_none(union)
+    if known is not None:
+        return c.synth(node.body if known == is_none else node.orelse, env, hint)
+    assert isinstance(union, UnionSchema)
+    arms: list[tuple[Env, Ref, Typed]] = []
+
+    def arm(index: int, inner: Env, payload: Ref) -> Term:
+        payload = narrowed_to(payload, union, index)
+        inner = inner.rebind_place(ref, payload)
+        none = isinstance(union.alternatives[index], NoneSchema)
+        branch = node.body if none == is_none else node.orelse
+        typed = c.synth(branch, inner, hint)
+        arms.append((inner, payload, typed))
+        return ID  # replaced below, once the arms' common schema is known
+
+    switch(env, ref, list(union.alternatives), arm)
+    schema = arms[0][2].schema if hint is None else hint
+    for _, _, typed in arms:
+        joined = unify(schema, typed.schema)
+        if joined is None:
             msg = (
-                f"the branches of this conditional are {describe(yes.schema)} and "
-                f"{describe(no.schema)}: annotate the variable it is assigned to"
+                f"the branches of this conditional are {describe(schema)} and "
+                f"{describe(typed.schema)}: annotate the variable it is assigned to"
             )
             raise c.error(node, msg)
-    return Typed(if_then_else(cond, yes.term, no.term), yes.schema)
+        schema = joined
+    converted = iter([seq(t.term, coercion(t.schema, schema) or ID) for _, _, t in arms])
+    for _, _, typed in arms:
+        if coercion(typed.schema, schema) is None:
+            raise c.error(node, f"value is {describe(typed.schema)}, expected {describe(schema)}")
+    term = switch(env, ref, list(union.alternatives), lambda i, e, p: next(converted))
+    return Typed(term, schema)
+
+
+def unify(a: Schema, b: Schema) -> Schema | None:
+    """The narrowest schema both ``a`` and ``b`` fit in: one of them, or their union (``X |
+    None`` for ``x if c else None``); None when there is none."""
+    if coercion(b, a) is not None:
+        return a
+    if coercion(a, b) is not None:
+        return b
+    alts = list(a.alternatives) if isinstance(a, UnionSchema) else [a]
+    alts += [x for x in (b.alternatives if isinstance(b, UnionSchema) else (b,)) if x not in alts]
+    try:
+        return union_of(alts)
+    except SchemaProblem:
+        return None
 
 
 def tuple_of(c: FunctionCompiler, node: ast.Tuple, env: Env, hint: Schema | None) -> Typed:
@@ -292,26 +439,33 @@ def _path_of(typed: Typed, index: int) -> Typed:
 def _comparison(
     c: FunctionCompiler, left: ast.expr, op: ast.cmpop, right: ast.expr, env: Env
 ) -> Term:
+    from hotswap.dsl import data  # noqa: PLC0415 - data builds on this module
+
     if type(op) in _ORDER:
-        a = c.expr(left, env, INT_SCHEMA, "left operand of a comparison")
+        typed = c.synth(left, env, None)
+        if isinstance(typed.schema, StrSchema):
+            return data.str_order(c, op, typed, right, env)
+        what = "left operand of a comparison"
+        a = Typed(data.convert(c, left, typed, INT_SCHEMA, what), INT_SCHEMA)
         b = c.expr(right, env, INT_SCHEMA, "right operand of a comparison")
         return seq(Fanout(a.term, b.term), Prim(_ORDER[type(op)]))
     if type(op) in _EQUALITY:
-        a = c.expr(left, env)
-        if isinstance(a.schema, BoolSchema):
-            b = c.expr(right, env, BOOL_SCHEMA, "right operand of ==")
+        a, b = data.operands(c, left, right, env)
+        if isinstance(a.schema, BoolSchema) and isinstance(b.schema, BoolSchema):
             negated = seq(b.term, Prim(Op.NOT))
             if isinstance(op, ast.Eq):
                 return if_then_else(a.term, b.term, negated)
             return if_then_else(a.term, negated, b.term)
-        if isinstance(a.schema, IntSchema):
-            b = c.expr(right, env, INT_SCHEMA, "right operand of ==")
+        if isinstance(a.schema, IntSchema) and isinstance(b.schema, IntSchema):
             return seq(Fanout(a.term, b.term), Prim(_EQUALITY[type(op)]))
-        msg = f"== compares int or bool values, not {describe(a.schema)}: use match"
-        raise c.error(left, msg)
+        return data.equality(c, left, op, a, b)
     if isinstance(op, ast.Is | ast.IsNot):
-        raise c.error(left, "`is` is not supported: use match (case None: ...) instead")
-    raise c.error(left, "`in` is not supported in a machine")
+        if not (isinstance(right, ast.Constant) and right.value is None):
+            raise c.error(left, "`is` is supported with None only (x is None): use == instead")
+        typed = c.synth(left, env, None)
+        test = data.is_none(typed)
+        return seq(test, Prim(Op.NOT)) if isinstance(op, ast.IsNot) else test
+    return data.membership(c, left, op, right, env)
 
 
 def _operator(op: ast.operator) -> str:

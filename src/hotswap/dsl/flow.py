@@ -9,20 +9,47 @@ join point carries.
 from __future__ import annotations
 
 import ast
+from collections import deque
 from collections.abc import Container, Sequence
+
+#: Statements that leave the block they are in: the function, the iteration or the loop.
+EXITS = (ast.Return, ast.Raise, ast.Continue, ast.Break)
+
+#: Methods that change a list or dict in place; ``xs.append(x)`` as a statement assigns xs.
+MUTATING_METHODS = frozenset(
+    {
+        "append",
+        "extend",
+        "insert",
+        "pop",
+        "remove",
+        "reverse",
+        "sort",
+        "clear",
+        "update",
+        "setdefault",
+        "popitem",
+    }
+)
 
 
 def returns(stmt: ast.stmt) -> bool:
-    """Whether ``stmt`` contains a return anywhere."""
-    return any(isinstance(n, ast.Return) for n in ast.walk(stmt))
+    """Whether ``stmt`` contains an exit anywhere (``return``, ``raise``, ``continue``,
+    ``break``)."""
+    return any(isinstance(n, EXITS) for n in ast.walk(stmt))
+
+
+def loop_returns(stmt: ast.For) -> bool:
+    """Whether the body of a loop holds a ``return`` (its own or a nested loop's)."""
+    return any(isinstance(n, ast.Return) for b in stmt.body for n in ast.walk(b))
 
 
 def always_returns(stmts: list[ast.stmt]) -> bool:
-    """Whether every path through ``stmts`` ends in a return (a match is exhaustive, or it is
+    """Whether every path through ``stmts`` ends in an exit (a match is exhaustive, or it is
     rejected)."""
     for stmt in stmts:
         match stmt:
-            case ast.Return():
+            case ast.Return() | ast.Raise() | ast.Continue() | ast.Break():
                 return True
             case ast.If(body=body, orelse=orelse) if always_returns(body) and always_returns(
                 orelse
@@ -40,14 +67,46 @@ def falling_through(branches: list[list[ast.stmt]]) -> int:
     return sum(1 for b in branches if not always_returns(b))
 
 
+def mutated(stmt: ast.stmt) -> str | None:
+    """The name a statement changes in place: ``d[k] = v``, ``d[k] += v``, ``del d[k]``,
+    ``xs.append(x)`` (and the other mutating methods)."""
+    match stmt:
+        case ast.Assign(targets=[ast.Subscript(value=ast.Name(id=name))]):
+            return name
+        case ast.AugAssign(target=ast.Subscript(value=ast.Name(id=name))):
+            return name
+        case ast.Delete(targets=[ast.Subscript(value=ast.Name(id=name))]):
+            return name
+        case ast.Expr(value=ast.Call(func=ast.Attribute(value=ast.Name(id=name), attr=attr))):
+            return name if attr in MUTATING_METHODS else None
+    return None
+
+
+_SCOPES = (ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp, ast.Lambda)
+
+
+def walk(node: ast.AST) -> list[ast.AST]:
+    """``ast.walk`` that does not enter comprehensions and lambdas (their own scopes)."""
+    found: list[ast.AST] = []
+    todo = deque([node])  # breadth first, in ast.walk's order
+    while todo:
+        n = todo.popleft()
+        found.append(n)
+        todo.extend(c for c in ast.iter_child_nodes(n) if not isinstance(c, _SCOPES))
+    return found
+
+
 def assigned(stmts: list[ast.stmt]) -> list[str]:
-    """Names assigned anywhere in ``stmts`` (not pattern captures), in order of appearance."""
+    """Names assigned anywhere in ``stmts`` (not pattern captures), in order of appearance; a
+    list or dict changed in place counts as assigned."""
     names: list[str] = []
     for stmt in stmts:
-        for node in ast.walk(stmt):
+        for node in walk(stmt):
             match node:
                 case ast.Name(id=name, ctx=ast.Store()) if name not in names:
                     names.append(name)
+                case ast.stmt() if (changed := mutated(node)) is not None and changed not in names:
+                    names.append(changed)
     return names
 
 
@@ -56,7 +115,9 @@ def definitely_assigned(stmts: list[ast.stmt]) -> set[str]:
     names: set[str] = set()
     for stmt in stmts:
         match stmt:
-            case ast.Assign() | ast.AugAssign() | ast.AnnAssign(value=ast.expr()):
+            case ast.Assign() | ast.AugAssign() | ast.AnnAssign(value=ast.expr()) | ast.Expr():
+                names.update(assigned([stmt]))
+            case ast.Delete():
                 names.update(assigned([stmt]))
             case ast.If(body=body, orelse=orelse):  # a branch that returns does not count
                 names |= _intersection(

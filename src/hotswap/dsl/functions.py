@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import FunctionType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hotswap.cam.limits import MAX_TYPE_DEPTH
 from hotswap.dsl.annotations import MISSING, schema_of_annotation
@@ -26,6 +26,9 @@ from hotswap.errors import SourceError
 from hotswap.lang.terms import Term
 from hotswap.lang.types import type_depth
 from hotswap.names.schema import Schema, SchemaProblem, core_type, describe
+
+if TYPE_CHECKING:
+    from hotswap.dsl.mutation import Aliasing
 
 #: Types in a machine's annotations may nest this deep: the bytecode allows MAX_TYPE_DEPTH and
 #: the compiler needs a few levels for the context around them.
@@ -138,6 +141,14 @@ class DslFunction:
             elif isinstance(node, ast.MatchAs | ast.MatchStar) and node.name is not None:
                 names.add(node.name)
         return frozenset(names)
+
+    @cached_property
+    def aliasing(self) -> Aliasing:
+        """Where a list or dict of this function may be changed in place
+        (:mod:`hotswap.dsl.mutation`)."""
+        from hotswap.dsl.mutation import Aliasing  # noqa: PLC0415 - mutation builds on us
+
+        return Aliasing(self.node, self)
 
     def body(self) -> list[ast.stmt]:
         """The body without its docstring."""

@@ -26,12 +26,15 @@ from hotswap.dsl.combinators import coercion, if_then_else, switch
 from hotswap.dsl.env import Env, Ref, component, narrowed_to, seq
 from hotswap.dsl.functions import DslFunction, Session
 from hotswap.dsl.patterns import Con, IntLit, Pat, Prod, Wild, alternatives
-from hotswap.lang.terms import Fanout, Lit, Op, Prim, Term
+from hotswap.lang.terms import Fanout, Lit, Op, Prim, StrLit, Term
 from hotswap.names.schema import (
     BoolSchema,
+    DictSchema,
     IntSchema,
+    ListSchema,
     NoneSchema,
     RecordSchema,
+    StrSchema,
     TupleSchema,
     UnionSchema,
     components,
@@ -56,10 +59,11 @@ class Chosen:
 
 @dataclass(frozen=True, slots=True)
 class Ints:
-    """On this path the int equals ``equal``, or differs from every one of ``excluded``."""
+    """On this path the int (or str) equals ``equal``, or differs from every one of
+    ``excluded``."""
 
-    equal: int | None = None
-    excluded: tuple[int, ...] = ()
+    equal: int | str | None = None
+    excluded: tuple[int | str, ...] = ()
 
 
 Fact = Chosen | Ints
@@ -181,7 +185,7 @@ class MatchCompiler:
         rows: list[Row],
         facts: dict[Ref, Fact],
         column: int,
-        value: int,
+        value: int | str,
         guarded: bool,
     ) -> Term:
         col = cols[column]
@@ -197,7 +201,10 @@ class MatchCompiler:
         yes = self._tree(env, cols, equal, {**facts, col: Ints(equal=value)}, guarded)
         no_facts: dict[Ref, Fact] = {**facts, col: Ints(excluded=(*excluded, value))}
         no = self._tree(env, cols, differ, no_facts, guarded)
-        test = seq(Fanout(env.read(col), Lit(value)), Prim(Op.EQ))
+        if isinstance(value, str):
+            test = seq(Fanout(env.read(col), StrLit(value)), Prim(Op.EQUAL))
+        else:
+            test = seq(Fanout(env.read(col), Lit(value)), Prim(Op.EQ))
         return if_then_else(test, yes, no)
 
 
@@ -249,13 +256,14 @@ def _show(ref: Ref, facts: dict[Ref, Fact]) -> str:
     schema = ref.schema
     if isinstance(fact, Ints):
         if fact.equal is not None:
-            return str(fact.equal)
-        return f"an int other than {', '.join(map(str, fact.excluded))}"
+            return repr(fact.equal)
+        kind = "a str" if isinstance(schema, StrSchema) else "an int"
+        return f"{kind} other than {', '.join(map(repr, fact.excluded))}"
     if isinstance(fact, Chosen):
         if isinstance(schema, BoolSchema):
             return "True" if fact.index else "False"
         payload = fact.payload
-        if isinstance(payload.schema, IntSchema | BoolSchema) and payload not in facts:
+        if isinstance(payload.schema, IntSchema | BoolSchema | StrSchema) and payload not in facts:
             return describe(payload.schema)
         return _show(payload, facts)
     match schema:
@@ -267,7 +275,7 @@ def _show(ref: Ref, facts: dict[Ref, Fact]) -> str:
             return f"{name}({', '.join(constrained)})" if constrained else name
         case NoneSchema():
             return "None"
-        case IntSchema() | BoolSchema() | UnionSchema():
+        case IntSchema() | BoolSchema() | UnionSchema() | StrSchema() | ListSchema() | DictSchema():
             return "_"
         case _:
             assert_never(schema)

@@ -6,7 +6,7 @@ Each ``case`` pattern becomes one or more (``|`` expands) rows of a small patter
     Wild            _ or a capture: matches anything
     Con(i, p)       alternative i of a union (or False=0 / True=1 of a bool), payload matching p
     Prod(p, q, ...) every field of a record or item of a tuple (cannot fail by itself)
-    IntLit(n)       an int equal to n
+    IntLit(n)       an int equal to n (or a str equal to the text n: ``case "start":``)
 
 Every node may carry capture names, bound to the value the node matches. ``case Deposit() as d``
 on a union binds ``d`` to the Deposit payload, not the union: the capture is narrowed.
@@ -27,10 +27,13 @@ from hotswap.names.display import int_literal
 from hotswap.names.schema import (
     NONE_SCHEMA,
     BoolSchema,
+    DictSchema,
     IntSchema,
+    ListSchema,
     NoneSchema,
     RecordSchema,
     Schema,
+    StrSchema,
     TupleSchema,
     UnionSchema,
     describe,
@@ -57,7 +60,7 @@ class Prod:
 
 @dataclass(frozen=True, slots=True)
 class IntLit:
-    value: int
+    value: int | str
     names: tuple[str, ...] = ()
 
 
@@ -120,8 +123,16 @@ class PatternReader:
 
     def _class(self, node: ast.MatchClass, schema: Schema) -> list[Pat]:
         cls = _static(self.function, node.cls)
-        if cls is int or cls is bool:
-            kind = IntSchema if cls is int else BoolSchema
+        kinds: dict[object, type] = {
+            int: IntSchema,
+            bool: BoolSchema,
+            str: StrSchema,
+            list: ListSchema,
+            dict: DictSchema,
+        }
+        if cls in kinds:
+            kind = kinds[cls]
+            assert isinstance(cls, type)
             index = self._in(schema, lambda s: isinstance(s, kind), node, f"{cls.__name__}()")
             if node.kwd_patterns or len(node.patterns) > 1:
                 raise self._error(node, f"{cls.__name__}() takes at most one sub-pattern")
@@ -130,7 +141,8 @@ class PatternReader:
             return [_wrap(index, p) for p in inner]
         if not (isinstance(cls, type) and _is_dataclass(cls)):
             shown = ast.unparse(node.cls)
-            raise self._error(node.cls, f"{shown} in a class pattern must be a record, int or bool")
+            msg = f"{shown} in a class pattern must be a record, int, bool, str, list or dict"
+            raise self._error(node.cls, msg)
         index = self._in(schema, _record_of(cls), node, f"{cls.__name__}()")
         record = schema if index is None else _alt(schema, index)
         assert isinstance(record, RecordSchema)
@@ -156,9 +168,13 @@ class PatternReader:
         return [_wrap(index, p) for p in rows]
 
     def _value(self, value: ast.expr, schema: Schema, node: ast.pattern) -> Pat:
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            text = value.value
+            index = self._in(schema, _kind(StrSchema), node, f"the literal {text!r}")
+            return _wrap(index, IntLit(text))
         literal = int_literal(value)
         if literal is None:
-            raise self._error(node, "only integer literals can be value patterns")
+            raise self._error(node, "only int and str literals can be value patterns")
         if not in_range(literal):
             raise self._error(node, f"integer {literal} is outside the signed 64-bit range")
         index = self._in(schema, _kind(IntSchema), node, f"the literal {literal}")

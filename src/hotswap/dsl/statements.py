@@ -31,28 +31,50 @@ of its statement through it.
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from hotswap.dsl import flow
+from hotswap.dsl import data, flow, inference
 from hotswap.dsl.combinators import coercion, if_then_else, substitute
 from hotswap.dsl.env import Env, Ref, TupleRef, UnitRef, build_product, component, overlaps, seq
 from hotswap.dsl.expressions import place
-from hotswap.dsl.joins import Continuation, Join, JoinPoint, Return
+from hotswap.dsl.joins import (
+    Continuation,
+    Join,
+    JoinPoint,
+    LoopBody,
+    Return,
+    Terminal,
+    carried_names,
+    exit_type,
+    terminal_of,
+)
 from hotswap.dsl.matching import MatchCompiler, Row
 from hotswap.dsl.patterns import PatternReader, pattern_schema, specialize
 from hotswap.errors import InternalError
 from hotswap.lang.optimise import may_trap
-from hotswap.lang.terms import DISTL, FST, ID, SND, TERMINAL, Case, Fanout, Inl, Inr, Term
-from hotswap.names.schema import NONE_SCHEMA, Schema, TupleSchema, core_type, describe, is_unit
+from hotswap.lang.terms import DISTL, FST, ID, SND, TERMINAL, Case, Fail, Fanout, Inl, Inr, Term
+from hotswap.names.schema import (
+    NONE_SCHEMA,
+    DictSchema,
+    ListSchema,
+    NoneSchema,
+    Schema,
+    TupleSchema,
+    core_type,
+    describe,
+    is_unit,
+)
 
 if TYPE_CHECKING:
     from hotswap.dsl.dispatch import FunctionCompiler
 
 _UNSUPPORTED = {
-    "For": "loops are not supported: a step must finish in a bounded number of instructions",
-    "While": "loops are not supported: a step must finish in a bounded number of instructions",
-    "Raise": "raise is not supported: report failures in the output (steps fail only by trapping)",
+    "While": (
+        "while loops are not supported: loop with for over a list, a dict or range(...), "
+        "which always ends"
+    ),
     "Try": "try is not supported: a step only fails by trapping",
     "With": "with is not supported in a machine",
     "FunctionDef": "nested functions are not supported: define helpers at module level",
@@ -69,7 +91,6 @@ _UNSUPPORTED = {
 def unsupported(stmt: ast.stmt) -> str:
     """The error for a statement outside the subset."""
     kind = type(stmt).__name__.removeprefix("Async")
-    kind = "For" if kind in ("Break", "Continue") else kind
     kind = "Try" if kind == "TryStar" else kind
     return _UNSUPPORTED.get(kind, f"{kind} statements are not supported")
 
@@ -78,19 +99,29 @@ def unsupported(stmt: ast.stmt) -> str:
 
 
 def return_statement(c: FunctionCompiler, stmt: ast.Return, env: Env, k: Continuation) -> Term:
-    """``return e  =>  e`` (inside a join taking returns, ``e ; inl[vars]``)."""
+    """``return e  =>  e`` (in a loop body, ``e ; inl[S] ; inr[S]``; inside a join taking
+    exits, then ``; inl[vars]``)."""
     value = stmt.value
     if value is None:
         value = ast.copy_location(ast.Constant(None), stmt)
     if isinstance(k, Return):
         return c.expr(value, env, k.schema, "return type").term
-    returned = k.mark()  # InternalError when the join takes no returns
     schema = c.function.signature.returns
-    return seq(c.expr(value, env, schema, "return type").term, returned)
+    term = c.expr(value, env, schema, "return type").term
+    terminal = terminal_of(k)  # InternalError when the join takes no exits
+    if isinstance(terminal, LoopBody):
+        term = seq(term, terminal.stop_with_return())
+    return seq(term, exit_mark(k))
+
+
+def exit_mark(k: Continuation) -> Term:
+    """What follows an exit's value under ``k``: nothing at a terminal, the join's ``inl``."""
+    return k.mark() if isinstance(k, JoinPoint) else ID
 
 
 def fall_off(c: FunctionCompiler, env: Env, k: Continuation, last: ast.AST | None) -> Term:
-    """The end of a block: ``return None``, or the variables a join point carries."""
+    """The end of a block: ``return None``, the next iteration of a loop, or the variables a
+    join point carries."""
     if isinstance(k, Return):
         conversion = coercion(NONE_SCHEMA, k.schema)
         if conversion is None:
@@ -101,6 +132,8 @@ def fall_off(c: FunctionCompiler, env: Env, k: Continuation, last: ast.AST | Non
             )
             raise c.error(where, msg)
         return seq(TERMINAL, conversion)
+    if isinstance(k, LoopBody):
+        return seq(carried_state(c, env, k, last), k.go_on())
     schemas: list[Schema] = []
     terms: list[Term] = []
     for name in k.names:
@@ -113,8 +146,50 @@ def fall_off(c: FunctionCompiler, env: Env, k: Continuation, last: ast.AST | Non
         terms.append(seq(env.read(ref), widen))
     k.arrive(tuple(schemas))
     if k.result is not None:  # the branch fell through: the right of ``result + vars``
-        return seq(build_product(terms), Inr(core_type(k.result)))
+        return seq(build_product(terms), Inr(k.result))
     return build_product(terms)
+
+
+def carried_state(c: FunctionCompiler, env: Env, loop: LoopBody, where: ast.AST | None) -> Term:
+    """The loop-carried variables of ``loop`` as its state ``S``, read here."""
+    terms: list[Term] = []
+    for name, schema in zip(loop.names, loop.schemas, strict=True):
+        ref = env.vars.get(name)
+        if ref is None:
+            reason = env.unbound.get(name, f"{name} is not assigned here")
+            raise c.error(where, f"{reason}, but the loop goes on with it")
+        widen = coercion(ref.schema, schema)
+        if widen is None:
+            united = wider([schema, ref.schema])
+            if united is not None and isinstance(schema, NoneSchema) and name not in env.declared:
+                raise inference.Widen(loop.node, name, united)
+            msg = (
+                f"{name} is {describe(schema)} when the loop starts but {describe(ref.schema)} "
+                f"here: a variable keeps its type across iterations (declare it, {name}: T = ...)"
+            )
+            raise c.error(where, msg)
+        terms.append(seq(env.read(ref), widen))
+    return build_product(terms)
+
+
+def loop_exit(
+    c: FunctionCompiler, stmt: ast.Continue | ast.Break, env: Env, k: Continuation
+) -> Term:
+    """``continue  =>  S ; inl[R]``, ``break  =>  S ; inr`` (then the join's ``inl``)."""
+    word = "continue" if isinstance(stmt, ast.Continue) else "break"
+    terminal = k.terminal if isinstance(k, JoinPoint) else k
+    if not isinstance(terminal, LoopBody):
+        raise c.error(stmt, f"{word} outside a loop")
+    state = carried_state(c, env, terminal, stmt)
+    step = terminal.go_on() if word == "continue" else terminal.stop_with_state()
+    return seq(state, step, exit_mark(k))
+
+
+def raise_statement(c: FunctionCompiler, stmt: ast.Raise, env: Env, k: Continuation) -> Term:
+    """``raise E(message)  =>  <"E", message> ; fail[T]``: the step traps with kind ``raised``."""
+    failure = data.raised(c, stmt, env)
+    terminal = terminal_of(k)
+    return seq(failure, Fail(exit_type(terminal)), exit_mark(k))
 
 
 # --- assignment -----------------------------------------------------------------------------
@@ -132,6 +207,8 @@ def assignment(
     """``x = e; rest  =>  <id, e> ; rest``, and ``a, b = e`` likewise."""
     if isinstance(target, ast.Name):
         expected = env.declared.get(target.id)
+        if expected is None and data.needs_hint(value):
+            return _empty_assignment(c, target.id, value, rest, env, k, stmt)
         ref = place(c, value, env)
         if ref is not None and (expected is None or ref.schema == expected):
             return c.block(rest, env.bind(target.id, ref), k, stmt)
@@ -157,6 +234,46 @@ def assignment(
     raise c.error(target, "only names and tuples of names can be assigned")
 
 
+def _empty_assignment(
+    c: FunctionCompiler,
+    name: str,
+    value: ast.expr,
+    rest: Sequence[ast.stmt],
+    env: Env,
+    k: Continuation,
+    stmt: ast.stmt,
+) -> Term:
+    """``out = []`` without an annotation: the item type from the code after it
+    (:mod:`hotswap.dsl.inference`)."""
+    kind = ListSchema if isinstance(value, ast.List) or _called(value, "list") else DictSchema
+    hint = inference.usage_hint(c, name, rest, env, kind)
+    tentative = hint is None
+    schema = hint if hint is not None else inference.guess(kind)
+    while True:
+        typed = c.synth(value, env, schema)
+        inner, ref = env.push(typed.schema)
+        previous = c.tentative.get(name)
+        if tentative:
+            c.tentative[name] = typed.schema
+        try:
+            after = c.block(rest, inner.bind(name, ref), k, stmt)
+        except inference.Retry as retry:
+            if retry.name != name or not tentative:
+                raise
+            schema, tentative = retry.schema, False
+            continue
+        finally:
+            if previous is None:
+                c.tentative.pop(name, None)
+            else:
+                c.tentative[name] = previous
+        return seq(Fanout(ID, typed.term), after)
+
+
+def _called(node: ast.expr, name: str) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+
+
 def augmented_assignment(
     c: FunctionCompiler,
     stmt: ast.AugAssign,
@@ -169,6 +286,11 @@ def augmented_assignment(
     load = ast.copy_location(ast.Name(target.id, ast.Load()), target)
     combined = ast.copy_location(ast.BinOp(load, stmt.op, stmt.value), stmt)
     return assignment(c, target, combined, rest, env, k, stmt)
+
+
+def unpack(c: FunctionCompiler, target: ast.expr, ref: Ref, env: Env) -> Env:
+    """Bind the names of ``target`` (a name or nested tuple of names) to the parts of ``ref``."""
+    return _unpack(c, target, ref, env)
 
 
 def _unpack(c: FunctionCompiler, target: ast.expr, ref: Ref, env: Env) -> Env:
@@ -194,15 +316,56 @@ def _unpack(c: FunctionCompiler, target: ast.expr, ref: Ref, env: Env) -> Env:
 # --- branching ------------------------------------------------------------------------------
 
 
+def widening(
+    c: FunctionCompiler,
+    stmt: ast.If | ast.Match | ast.For,
+    env: Env,
+    compile_: Callable[[Env], Term],
+) -> Term:
+    """``compile_(env)``, again with a variable declared wider each time the statement asks
+    (:class:`inference.Widen`)."""
+    for _ in range(64):
+        try:
+            return compile_(env)
+        except inference.Widen as widen:
+            if widen.node is not stmt:
+                raise
+            env = replace(env, declared={**env.declared, widen.name: widen.schema})
+    raise c.error(stmt, "the variables of this statement change type too many times")
+
+
+def wider(schemas: Sequence[Schema]) -> Schema | None:
+    """The narrowest schema all of ``schemas`` fit in, if any."""
+    from hotswap.dsl.expressions import unify  # noqa: PLC0415 - expressions is a sibling
+
+    result: Schema | None = schemas[0]
+    for s in schemas[1:]:
+        result = None if result is None else unify(result, s)
+    return result
+
+
+def _partial(env: Env, name: str) -> bool:
+    """Whether ``name`` is None before a statement and undeclared: mypy completes the type of
+    such a variable from its next assignment (``x = None; if c: x = 5`` makes ``int | None``)."""
+    ref = env.vars.get(name)
+    return ref is not None and isinstance(ref.schema, NoneSchema) and name not in env.declared
+
+
 def if_statement(
     c: FunctionCompiler, stmt: ast.If, rest: Sequence[ast.stmt], env: Env, k: Continuation
 ) -> Term:
     """``if c: A else: B; rest``, one of the three ways of the module doc."""
+    return widening(c, stmt, env, lambda e: _if_statement(c, stmt, rest, e, k))
+
+
+def _if_statement(
+    c: FunctionCompiler, stmt: ast.If, rest: Sequence[ast.stmt], env: Env, k: Continuation
+) -> Term:
     cond = c.bool_test(stmt.test, env)
     branches = [stmt.body, stmt.orelse]
     returns = flow.returns(stmt)
     if rest and returns and flow.falling_through(branches) >= 2:
-        point = _join_point(branches, env, result=c.function.signature.returns)
+        point = _join_point(branches, env, terminal=terminal_of(k))
         then = c.block(stmt.body, env, point, stmt)
         orelse = c.block(stmt.orelse, env, point, stmt)
         if point.reached:
@@ -219,10 +382,98 @@ def if_statement(
     return _after(c, if_then_else(cond, then, orelse), point.close(), rest, env, k, stmt)
 
 
+def none_test(c: FunctionCompiler, stmt: ast.If, env: Env) -> ast.Match | list[ast.stmt] | None:
+    """``if x is None: A else: B`` on an optional ``x``, as ``match x: case None: A; case _:
+    B``, so that ``x`` is narrowed in each branch (and after, where the match continues):
+
+        if x is None: A else: B                match x: case None: A / case _: B
+        if x is not None: A else: B            match x: case None: B / case _: A
+        if x is not None and c: A else: B      match x: case None: B / case _ if c: A /
+                                                        case _: B
+        if x is None or c: A else: B           match x: case None: A / case _ if c: A /
+                                                        case _: B
+
+    When ``x`` is known here to be None, or not (it was narrowed, or is not optional), the
+    statements that run instead: the live branch (or ``if c: A else: B``), as mypy reads it.
+    """
+    test = stmt.test
+    rest: list[ast.expr] = []
+    if isinstance(test, ast.BoolOp) and len(test.values) >= 2:
+        first, rest = test.values[0], test.values[1:]
+        word = "and" if isinstance(test.op, ast.And) else "or"
+    else:
+        first, word = test, ""
+    match first:
+        case ast.Compare(left=ast.Name(id=name) as subject, ops=[op], comparators=[other]) if (
+            isinstance(other, ast.Constant) and other.value is None
+        ):
+            pass
+        case _:
+            return None
+    if not isinstance(op, ast.Is | ast.IsNot):
+        return None
+    is_none = isinstance(op, ast.Is)
+    ref = env.vars.get(name)
+    if ref is None:
+        return None
+    others: ast.expr | None = None
+    if len(rest) == 1:
+        others = rest[0]
+    elif rest:
+        assert isinstance(test, ast.BoolOp)
+        others = ast.copy_location(ast.BoolOp(test.op, rest), rest[0])
+    known = data.static_none(ref.schema)
+    if known is not None:
+        holds = known == is_none
+        if others is None:
+            return list(stmt.body if holds else stmt.orelse)
+        if holds == (word == "or"):  # True or c / False and c: decided
+            return list(stmt.body if holds else stmt.orelse)
+        return [ast.copy_location(ast.If(test=others, body=stmt.body, orelse=stmt.orelse), stmt)]
+    if rest and (word == "and") == is_none:  # x is None and c / x is not None or c
+        return None
+
+    def case(
+        pattern: ast.pattern, body: list[ast.stmt], guard: ast.expr | None = None
+    ) -> ast.match_case:
+        return ast.match_case(pattern=pattern, guard=guard, body=body or [_pass(stmt)])
+
+    def none() -> ast.pattern:
+        return ast.copy_location(ast.MatchSingleton(None), subject)
+
+    def anything() -> ast.pattern:
+        return ast.copy_location(ast.MatchAs(pattern=None, name=None), subject)
+
+    then, orelse = stmt.body, stmt.orelse
+    guard = others
+    if is_none:
+        cases = [case(none(), then)]
+        if guard is not None:
+            cases.append(case(anything(), then, guard))
+        cases.append(case(anything(), orelse))
+    else:
+        cases = [case(none(), orelse)]
+        cases.append(case(anything(), then, guard))
+        if guard is not None:
+            cases.append(case(anything(), orelse))
+    subject_copy = ast.copy_location(ast.Name(name, ast.Load()), subject)
+    return ast.copy_location(ast.Match(subject=subject_copy, cases=cases), stmt)
+
+
+def _pass(stmt: ast.stmt) -> ast.stmt:
+    return ast.copy_location(ast.Pass(), stmt)
+
+
 def match_statement(
     c: FunctionCompiler, stmt: ast.Match, rest: Sequence[ast.stmt], env: Env, k: Continuation
 ) -> Term:
     """``match e: ...; rest``: a decision tree, then one of the three ways of the module doc."""
+    return widening(c, stmt, env, lambda e: _match_statement(c, stmt, rest, e, k))
+
+
+def _match_statement(
+    c: FunctionCompiler, stmt: ast.Match, rest: Sequence[ast.stmt], env: Env, k: Continuation
+) -> Term:
     prelude, env, root = _subject(c, stmt.subject, env)
     reader = PatternReader(c.function)
     schema = pattern_schema(root)
@@ -261,10 +512,10 @@ def _match_cases(
     )
     early = not summed and (flow.returns(stmt) or not rest)
     # A capture read after the match joins like an assignment (the case that ran bound it).
-    live = flow.read_before_assigned(rest) | set(k.names if isinstance(k, JoinPoint) else ())
+    live = flow.read_before_assigned(rest) | set(carried_names(k))
     captures = [[n for n in flow.pattern_captures(case.pattern) if n in live] for case in cases]
-    result = c.function.signature.returns if summed else None
-    point = None if early else _join_point(bodies, env, captures, result)
+    terminal = terminal_of(k) if summed else None
+    point = None if early else _join_point(bodies, env, captures, terminal)
 
     def leaf(index: int, inner: Env) -> Term:
         if point is None:
@@ -309,13 +560,13 @@ def _join_point(
     branches: list[list[ast.stmt]],
     env: Env,
     captures: list[list[str]] | None = None,
-    result: Schema | None = None,
+    terminal: Terminal | None = None,
 ) -> JoinPoint:
     """The join point after ``branches``: it carries the variables they assign (and
     ``captures``, names each branch's pattern binds) that are bound on every path that falls
-    through, each one's own or the value from before. With ``result``, it also takes returns."""
+    through, each one's own or the value from before. With ``terminal``, it also takes exits."""
     bound = captures if captures is not None else [[] for _ in branches]
-    return JoinPoint(flow.joined(branches, bound, env.vars), result=result)
+    return JoinPoint(flow.joined(branches, bound, env.vars), terminal)
 
 
 def _after(
@@ -332,6 +583,9 @@ def _after(
     for i, name in enumerate(join.names):
         seen = {arrival[i] for arrival in join.arrivals}
         if len(seen) > 1:
+            united = wider([arrival[i] for arrival in join.arrivals])
+            if united is not None and _partial(env, name):
+                raise inference.Widen(stmt, name, united)
             shown = " and ".join(sorted(describe(s) for s in seen))
             msg = f"{name} is {shown} on different paths: declare it first, e.g. {name}: T = ..."
             raise c.error(stmt, msg)
@@ -365,9 +619,10 @@ def _after(
     after = c.block(rest, inner.forget(dropped), k, stmt)
     if join.result is None:
         return seq(Fanout(ID, term), after)
-    # ``result + vars``: a returned value goes on as the enclosing code's result (returned,
-    # or injected into an enclosing join's sum); otherwise the rest runs on the variables.
+    # ``result + vars``: an exit's value goes on as the enclosing code's result (returned, the
+    # fold body's value, or injected into an enclosing join's sum); otherwise the rest runs on
+    # the variables.
     injection = Inl(core_type(joined))
     term = substitute(term, {id(m): injection for m in join.marks})
-    returned = SND if isinstance(k, Return) else seq(SND, k.mark())
+    returned = seq(SND, exit_mark(k))
     return seq(Fanout(ID, term), DISTL, Case(returned, after))

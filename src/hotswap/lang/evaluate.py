@@ -1,7 +1,9 @@
 """The reference evaluator: a direct reading of each term's meaning. It is the oracle.
 
 Values: Unit is ``()``, Int a Python ``int``, a pair a 2-tuple, ``inl v`` is ``(0, v)`` and
-``inr v`` is ``(1, v)``. Bool is ``(0, ())`` for false and ``(1, ())`` for true.
+``inr v`` is ``(1, v)``. Bool is ``(0, ())`` for false and ``(1, ())`` for true. A Str is a
+Python ``str``, a list a persistent vector and a map an ordered persistent map
+(:mod:`hotswap.lang.persistent`).
 """
 
 from __future__ import annotations
@@ -9,12 +11,16 @@ from __future__ import annotations
 from typing import Any, assert_never
 
 from hotswap.errors import InternalError
-from hotswap.lang import ints
+from hotswap.lang import ints, prims
+from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP
 from hotswap.lang.terms import (
     Case,
     Compose,
     Distl,
+    Empty,
+    Fail,
     Fanout,
+    Fold,
     Fst,
     Id,
     Inl,
@@ -23,9 +29,11 @@ from hotswap.lang.terms import (
     Op,
     Prim,
     Snd,
+    StrLit,
     Term,
     Terminal,
 )
+from hotswap.lang.types import ListT
 
 Value = Any  # (), int, (Value, Value) or (0|1, Value)
 
@@ -52,6 +60,9 @@ def apply_prim(op: Op, v: Value) -> Value:
             return from_bool(bool(v[0][0] and v[1][0]))
         case Op.OR:
             return from_bool(bool(v[0][0] or v[1][0]))
+    impl = prims.IMPL.get(op)
+    if impl is not None:
+        return impl(v)
     raise InternalError(f"primitive {op} has no meaning")
 
 
@@ -83,5 +94,19 @@ def evaluate(term: Term, v: Value) -> Value:
         case Distl():
             env, (tag, payload) = v
             return (tag, (env, payload))
+        case StrLit(text):
+            return text
+        case Empty(t):
+            return EMPTY_LIST if isinstance(t, ListT) else EMPTY_MAP
+        case Fail():
+            return prims.fail(v)
+        case Fold(body):
+            env, (items, acc) = v
+            for item in items:
+                out = evaluate(body, (env, (item, acc)))
+                if out[0]:
+                    return out
+                acc = out[1]
+            return (0, acc)
         case _:
             assert_never(term)

@@ -20,7 +20,9 @@ from hotswap.lang.terms import (
     TRAPPING,
     Case,
     Compose,
+    Fail,
     Fanout,
+    Fold,
     Fst,
     Id,
     Inl,
@@ -35,13 +37,16 @@ from hotswap.lang.terms import (
 
 
 def may_trap(term: Term) -> bool:
-    """Whether running ``term`` can trap (it contains an arithmetic primitive)."""
+    """Whether running ``term`` can trap: it holds a primitive that can, a ``fail``, or a
+    ``fold`` (which can run out of fuel)."""
     stack = [term]
     while stack:  # iterative: DSL terms nest deeper than Python's recursion allows
         match stack.pop():
             case Compose(a, b) | Fanout(a, b) | Case(a, b):
                 stack.extend((a, b))
             case Prim(op) if op in TRAPPING:
+                return True
+            case Fold() | Fail():
                 return True
     return False
 
@@ -77,6 +82,8 @@ def optimise(term: Term) -> Term:
             if isinstance(f, Inl) and isinstance(g, Inr):  # [inl | inr] = id
                 return ID
             return Case(f, g)
+        case Fold(body):
+            return Fold(optimise(body))
         case _:
             return term
 

@@ -36,13 +36,67 @@ class Op(Enum):
     NOT = 12  # Bool -> Bool
     AND = 13  # Bool x Bool -> Bool
     OR = 14
+    # Module format 2: equality on every type, text, lists and maps (docs/bytecode.md, 5.3).
+    EQUAL = 15  # A x A -> Bool, structural
+    NOT_EQUAL = 16
+    STR_LT = 17  # Str x Str -> Bool, by code point
+    STR_LE = 18
+    STR_GT = 19
+    STR_GE = 20
+    STR_LEN = 21  # Str -> Int, in code points
+    STR_CONCAT = 22  # Str x Str -> Str
+    STR_SLICE = 23  # Str x (Int x Int) -> Str, as Python's s[a:b]
+    STR_INDEX = 24  # Str x Int -> Str, s[i]; traps index_error
+    STR_CONTAINS = 25  # Str x Str -> Bool, needle in haystack (haystack first)
+    INT_TO_STR = 26  # Int -> Str, decimal
+    LIST_LEN = 27  # List A -> Int
+    LIST_APPEND = 28  # List A x A -> List A
+    LIST_CONCAT = 29  # List A x List A -> List A
+    LIST_INDEX = 30  # List A x Int -> A, xs[i]; traps index_error
+    LIST_SLICE = 31  # List A x (Int x Int) -> List A, as Python's xs[a:b]
+    LIST_CONTAINS = 32  # List A x A -> Bool
+    LIST_SORT = 33  # List A -> List A, A is Int or Str
+    LIST_SET = 34  # List A x (Int x A) -> List A; traps index_error
+    MAP_LEN = 35  # Map K V -> Int
+    MAP_GET = 36  # Map K V x K -> Unit + V (left: missing)
+    MAP_INSERT = 37  # Map K V x (K x V) -> Map K V
+    MAP_DELETE = 38  # Map K V x K -> Map K V
+    MAP_CONTAINS = 39  # Map K V x K -> Bool
+    MAP_KEYS = 40  # Map K V -> List K, in insertion order
+    MAP_VALUES = 41  # Map K V -> List V
+    MAP_ITEMS = 42  # Map K V -> List (K x V)
+    MAP_MERGE = 43  # Map K V x Map K V -> Map K V, as Python's d | e
+    RANGE = 44  # Int x Int -> List Int, as Python's range(a, b)
+    MAP_INDEX = 45  # Map K V x K -> V, d[k]; traps missing_key
 
 
 ARITHMETIC = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV, Op.MOD})
 COMPARISONS = frozenset({Op.LT, Op.LE, Op.EQ, Op.NE, Op.GT, Op.GE})
 LOGIC = frozenset({Op.AND, Op.OR})
-#: Primitives that can trap (overflow or division by zero).
-TRAPPING = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV, Op.MOD, Op.NEG})
+#: The primitives of module format 1; the others need format 2.
+V1_OPS = frozenset(op for op in Op if op.value <= Op.OR.value)
+#: Primitives that can trap: overflow, division by zero, an index or key that is not there, a
+#: result past the limits on collection and text sizes.
+TRAPPING = frozenset(
+    {
+        Op.ADD,
+        Op.SUB,
+        Op.MUL,
+        Op.FLOORDIV,
+        Op.MOD,
+        Op.NEG,
+        Op.STR_CONCAT,
+        Op.STR_INDEX,
+        Op.LIST_APPEND,
+        Op.LIST_CONCAT,
+        Op.LIST_INDEX,
+        Op.LIST_SET,
+        Op.MAP_INSERT,
+        Op.MAP_MERGE,
+        Op.RANGE,
+        Op.MAP_INDEX,
+    }
+)
 
 
 class _Combinators:
@@ -136,6 +190,51 @@ class Prim(_Combinators):
 
 
 @dataclass(frozen=True, slots=True)
+class StrLit(_Combinators):
+    """``"text" : A -> Str``, the constant arrow (module format 2)."""
+
+    value: str
+
+    def __str__(self) -> str:
+        return repr(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Empty(_Combinators):
+    """``empty[T] : A -> T`` where ``T`` is a ``List`` or ``Map`` type: the empty collection."""
+
+    type: Type
+
+    def __str__(self) -> str:
+        return f"empty[{self.type}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Fold(_Combinators):
+    """``fold(f) : E x (List A x S) -> S + R`` when ``f : E x (A x S) -> S + R``.
+
+    Runs ``f`` on each element in order, threading the state ``S``; ``f`` returning ``inl s``
+    goes on with ``s``, ``inr r`` stops at once with ``inr r``. An exhausted list gives
+    ``inl s``. ``E`` is the environment every iteration sees."""
+
+    body: Term
+
+    def __str__(self) -> str:
+        return f"fold({self.body})"
+
+
+@dataclass(frozen=True, slots=True)
+class Fail(_Combinators):
+    """``fail[T] : Str x Str -> T``: traps with kind ``raised``, an exception class name and a
+    message; ``T`` is any type (the annotation), since no value is ever produced."""
+
+    type: Type
+
+    def __str__(self) -> str:
+        return f"fail[{self.type}]"
+
+
+@dataclass(frozen=True, slots=True)
 class Inl(_Combinators):
     """``inl[B] : A -> A + B``; the annotation is the other summand ``B``."""
 
@@ -174,7 +273,24 @@ class Distl(_Combinators):
         return "distl"
 
 
-Term = Id | Compose | Fanout | Fst | Snd | Terminal | Lit | Prim | Inl | Inr | Case | Distl
+Term = (
+    Id
+    | Compose
+    | Fanout
+    | Fst
+    | Snd
+    | Terminal
+    | Lit
+    | Prim
+    | Inl
+    | Inr
+    | Case
+    | Distl
+    | StrLit
+    | Empty
+    | Fold
+    | Fail
+)
 
 ID: Term = Id()
 FST: Term = Fst()
@@ -211,5 +327,7 @@ def term_size(t: Term) -> int:
     match t:
         case Compose(a, b) | Fanout(a, b) | Case(a, b):
             return 1 + term_size(a) + term_size(b)
+        case Fold(body):
+            return 1 + term_size(body)
         case _:
             return 1

@@ -1,6 +1,8 @@
-"""Types of the core language: Unit, Int, products and sums.
+"""Types of the core language: Unit, Int, Str, products, sums, lists and maps.
 
-``Bool`` is ``Unit + Unit`` with false the left injection.
+``Bool`` is ``Unit + Unit`` with false the left injection. ``Str`` (text), ``List A`` and
+``Map K V`` are the variable-size types of module format 2 (docs/bytecode.md, "Types"); a map's
+key type contains no list or map.
 
 Types are hash-consed: constructing a type equal to a live one returns that very object, so
 structural equality is identity and costs O(1), whatever the type's size. This matters because
@@ -8,8 +10,9 @@ types arriving in modules are DAGs: ``t1 = t0 x t0, t2 = t1 x t1, ...`` is tiny 
 exponential as a tree, and a naive recursive ``==``, ``hash`` or ``str`` on it would never end.
 Every type records its ``depth`` and tree ``size`` (saturating) so that the verifier can cap both
 before anything walks a value of that type, and a Merkle ``identity``: SHA-256 of ``00`` (Unit),
-``01`` (Int), or a tag byte (``02`` product, ``03`` sum) followed by the digests of the two
-components (docs/bytecode.md, "Type identity"), stable across processes and languages.
+``01`` (Int), ``04`` (Str), or a tag byte (``02`` product, ``03`` sum, ``05`` list, ``06`` map)
+followed by the digests of the components (docs/bytecode.md, "Type identity"), stable across
+processes and languages.
 """
 
 from __future__ import annotations
@@ -86,6 +89,50 @@ class IntT(_TypeBase):
         return (IntT, ())
 
 
+class StrT(_TypeBase):
+    """Text: a sequence of Unicode code points (stored as UTF-8, no surrogates)."""
+
+    __slots__ = ()
+    _instance: ClassVar[StrT | None] = None
+
+    def __new__(cls) -> StrT:
+        if cls._instance is None:
+            t = object.__new__(cls)
+            t._init(0, 1, hashlib.sha256(b"\x04").digest())
+            cls._instance = t
+        return cls._instance
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StrT, ())
+
+
+class ListT(_TypeBase):
+    """``List A``: immutable sequences of values of type ``A``."""
+
+    __slots__ = ("elem",)
+    __match_args__ = ("elem",)
+    elem: Type
+    _table: ClassVar[weakref.WeakValueDictionary[int, ListT]] = weakref.WeakValueDictionary()
+
+    def __new__(cls, elem: Type) -> ListT:
+        if not isinstance(elem, _TypeBase):
+            msg = f"the element of a list type must be a type, got {elem!r}"
+            raise TypeError(msg)
+        with _lock:
+            t = cls._table.get(id(elem))
+            if t is None:
+                t = object.__new__(cls)
+                object.__setattr__(t, "elem", elem)
+                t._init(
+                    1 + elem.depth, 1 + elem.size, hashlib.sha256(b"\x05" + elem.digest).digest()
+                )
+                cls._table[id(elem)] = t
+        return t
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ListT, (self.elem,))
+
+
 class _Binary(_TypeBase):
     __slots__ = ("left", "right")
     __match_args__ = ("left", "right")
@@ -137,18 +184,81 @@ class Sum(_Binary):
     )
 
 
-Type = UnitT | IntT | Prod | Sum
+class MapT(_Binary):
+    """``Map K V``: immutable maps that remember insertion order, as Python's ``dict`` does.
+
+    ``left`` is the key type, ``right`` the value type; the key type holds no list or map
+    (:func:`is_key_type`), which the type checker and the verifier enforce where maps are made.
+    """
+
+    __slots__ = ()
+    _tag = b"\x06"
+    _table: ClassVar[weakref.WeakValueDictionary[tuple[int, int], Any]] = (
+        weakref.WeakValueDictionary()
+    )
+
+    def __new__(cls, key: Type, value: Type) -> MapT:
+        if isinstance(key, _TypeBase) and not is_key_type(key):
+            msg = f"a map's key type may not hold a list or a map, got {key}"
+            raise TypeError(msg)
+        return super().__new__(cls, key, value)
+
+    @property
+    def key(self) -> Type:
+        return self.left
+
+    @property
+    def value(self) -> Type:
+        return self.right
+
+
+Type = UnitT | IntT | StrT | Prod | Sum | ListT | MapT
 
 UNIT: Type = UnitT()
 INT: Type = IntT()
+STR: Type = StrT()
 BOOL: Type = Sum(UNIT, UNIT)
+
+
+def is_key_type(t: Type) -> bool:
+    """Whether ``t`` may key a map: it contains no list and no map (types are DAGs: memoised)."""
+    return _key_ok(t, {})
+
+
+def _key_ok(t: Type, seen: dict[int, bool]) -> bool:
+    if isinstance(t, ListT | MapT):
+        return False
+    if not isinstance(t, Prod | Sum):
+        return True
+    known = seen.get(id(t))
+    if known is None:
+        known = seen[id(t)] = _key_ok(t.left, seen) and _key_ok(t.right, seen)
+    return known
+
+
+def is_v1_type(t: Type) -> bool:
+    """Whether ``t`` is made of Unit, Int, products and sums only (module format 1)."""
+    return _v1_ok(t, {})
+
+
+def _v1_ok(t: Type, seen: dict[int, bool]) -> bool:
+    if isinstance(t, UnitT | IntT):
+        return True
+    if not isinstance(t, Prod | Sum) or isinstance(t, MapT):
+        return False
+    known = seen.get(id(t))
+    if known is None:
+        known = seen[id(t)] = _v1_ok(t.left, seen) and _v1_ok(t.right, seen)
+    return known
+
 
 #: Longest rendering of a type in messages; larger types are elided.
 RENDER_LIMIT = 160
 
 
 def render_type(t: Type, limit: int = RENDER_LIMIT) -> str:
-    """``Unit``, ``Int``, ``Bool``, ``(A x B)``, ``(A + B)``, elided with ``...`` past ``limit``."""
+    """``Unit``, ``Int``, ``Str``, ``Bool``, ``(A x B)``, ``(A + B)``, ``List A``, ``Map K V``,
+    elided with ``...`` past ``limit``."""
     out: list[str] = []
     length = 0
     stack: list[Type | str] = [t]
@@ -162,6 +272,14 @@ def render_type(t: Type, limit: int = RENDER_LIMIT) -> str:
             piece = "Unit"
         elif isinstance(item, IntT):
             piece = "Int"
+        elif isinstance(item, StrT):
+            piece = "Str"
+        elif isinstance(item, ListT):
+            stack.extend((")", item.elem))
+            piece = "(List "
+        elif isinstance(item, MapT):
+            stack.extend((")", item.right, " ", item.left))
+            piece = "(Map "
         else:
             op = " x " if isinstance(item, Prod) else " + "
             stack.extend((")", item.right, op, item.left))

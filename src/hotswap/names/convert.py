@@ -14,6 +14,11 @@ exception at all) it runs the reference walker on the same value, which raises t
 result, where the compiled check was stricter than needed). The "trusted" decoders, used on the
 results of verified code only, check nothing, as :func:`hotswap.cam.values.value_encoder`.
 
+A ``list`` or ``dict`` becomes a loop over its items in the generated code (or, when each item
+converts to itself, as ``int`` and ``str`` do, a loop that only checks and one call that copies:
+``make_list(x)``, ``OMap(x.items())``); a ``str`` is checked for its length and, when it is not
+ASCII, for lone surrogates (by encoding it), as :func:`hotswap.lang.values.check_text` does.
+
 Safety: the source is generated from a schema alone; variables come from a counter; classes,
 record names and other objects reach the code through its namespace, never as text; a field
 name is spliced (``v.amount``, ``C(amount=...)``) only when it is an ASCII identifier and not a
@@ -32,15 +37,20 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
+from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
 from hotswap.lang.evaluate import FALSE, TRUE, Value
 from hotswap.lang.ints import INT_MAX, INT_MIN
+from hotswap.lang.persistent import EMPTY_LIST, OMap, make_list
 from hotswap.names.schema import (
     BoolSchema,
+    DictSchema,
     IntSchema,
+    ListSchema,
     NoneSchema,
     Record,
     RecordSchema,
     Schema,
+    StrSchema,
     TupleSchema,
     UnionSchema,
     components,
@@ -129,7 +139,13 @@ class _Source:
             "int": int,
             "bool": bool,
             "getattr": getattr,
+            "str": str,
+            "list": list,
+            "dict": dict,
             "Exception": Exception,
+            "_PV": type(EMPTY_LIST),
+            "_OMap": OMap,
+            "_mklist": make_list,
             "_Bad": _Bad,
             "_T": TRUE,
             "_F": FALSE,
@@ -187,6 +203,31 @@ class _Source:
 
 
 _INT_CHECK = f"type({{x}}) is not int or not {INT_MIN} <= {{x}} <= {INT_MAX}"
+#: A ``str`` the core takes as it is (a subclass goes to the walker, which copies its text).
+_STR_CHECK = f"type({{x}}) is not str or len({{x}}) > {MAX_STR_LEN}"
+
+
+def _text(x: str, out: list[str], ind: str) -> None:
+    """Emit the checks of a Str in ``x`` (``check_text``): the exact class, the length, and no
+    lone surrogate (only non-ASCII text can hold one; encoding it raises on one)."""
+    out.append(f"{ind}if {_STR_CHECK.format(x=x)}: raise _Bad")
+    out.append(f'{ind}if not {x}.isascii(): {x}.encode("utf-8")')
+
+
+def _loop(
+    head: str,
+    names: list[str],
+    body: Callable[[list[str], str], list[_E]],
+    out: list[str],
+    ind: str,
+) -> tuple[list[str], list[_E]]:
+    """The statements of a loop ``for names in head`` whose body ``body`` emits at ``ind`` plus
+    one level (returning the converted items), and those items' expressions. Nothing is
+    emitted yet: the caller decides how the items are collected."""
+    inner = ind + "    "
+    lines: list[str] = []
+    items = body(lines, inner)
+    return [f"{ind}for {', '.join(names)} in {head}:", *lines], items
 
 
 # --- Python -> core -------------------------------------------------------------------------
@@ -204,6 +245,51 @@ def _enc(src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int) 
         case NoneSchema():
             out.append(f"{ind}if {x} is not None: raise _Bad")
             return _E("()")
+        case StrSchema():
+            _text(x, out, ind)
+            return _E(x)
+        case ListSchema(item):
+            out.append(
+                f"{ind}if not isinstance({x}, list) or len({x}) > {MAX_ELEMENTS}: raise _Bad"
+            )
+            e = src.fresh("e")
+            loop, (conv,) = _loop(
+                x,
+                [e],
+                lambda lines, inner: [_enc_part(src, item, e, lines, inner, level)],
+                out,
+                ind,
+            )
+            return _collect_list(src, x, e, conv, loop, out, ind)
+        case DictSchema(key, value):
+            out.append(
+                f"{ind}if not isinstance({x}, dict) or len({x}) > {MAX_ELEMENTS}: raise _Bad"
+            )
+            k, e = src.fresh("k"), src.fresh("e")
+            loop, (kc, vc) = _loop(
+                f"{x}.items()",
+                [k, e],
+                lambda lines, inner: [
+                    _enc_part(src, key, k, lines, inner, level),
+                    _enc_part(src, value, e, lines, inner, level),
+                ],
+                out,
+                ind,
+            )
+            if kc.text == k and vc.text == e:  # a check only: the pairs are the core pairs
+                if len(loop) > 1:
+                    out.extend(loop)
+                result = src.fresh("m")
+                out.append(f"{ind}{result} = _OMap({x}.items())")
+            else:
+                acc = src.fresh("acc")
+                out.append(f"{ind}{acc} = []")
+                out.extend(loop)
+                out.append(f"{ind}    {acc}.append(({kc.text}, {vc.text}))")
+                result = src.fresh("m")
+                out.append(f"{ind}{result} = _OMap({acc})")
+            out.append(f"{ind}if len({result}) != len({x}): raise _Bad")  # two keys made one
+            return _E(result)
         case TupleSchema(items):
             out.append(
                 f"{ind}if not isinstance({x}, tuple) or len({x}) != {len(items)}: raise _Bad"
@@ -224,6 +310,31 @@ def _enc(src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int) 
         case UnionSchema(alternatives):
             return _enc_union(src, alternatives, x, out, ind, level)
     raise AssertionError(s)  # pragma: no cover - the match is exhaustive
+
+
+def _enc_part(src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int) -> _E:
+    """An item of a list or dict: inline, or past the nesting limit a function of its own."""
+    if level + 1 > _NEST_LIMIT:
+        return _E(f"{src.const(_raw_encoder(s))}({x})", 1)
+    return _enc(src, s, x, out, ind, level + 1)
+
+
+def _collect_list(
+    src: _Source, x: str, e: str, conv: _E, loop: list[str], out: list[str], ind: str
+) -> _E:
+    """A list's items collected into a persistent list: a copy when each item is itself."""
+    result = src.fresh("l")
+    if conv.text == e:
+        if len(loop) > 1:  # the items are checked, not converted
+            out.extend(loop)
+        out.append(f"{ind}{result} = _mklist({x})")
+        return _E(result)
+    acc = src.fresh("acc")
+    out.append(f"{ind}{acc} = []")
+    out.extend(loop)
+    out.append(f"{ind}    {acc}.append({conv.text})")
+    out.append(f"{ind}{result} = _mklist({acc})")
+    return _E(result)
 
 
 def _enc_fields(
@@ -262,6 +373,12 @@ def _enc_union(
                 test = f"{kind} is bool"
             case NoneSchema():
                 test = f"{x} is None"
+            case StrSchema():
+                test = f"isinstance({x}, str)"
+            case ListSchema():
+                test = f"isinstance({x}, list)"
+            case DictSchema():
+                test = f"isinstance({x}, dict)"
             case TupleSchema():
                 test = f"isinstance({x}, tuple)"
             case RecordSchema(cls=cls) if cls is not None:
@@ -340,6 +457,59 @@ def _dec(
             if checked:
                 out.append(f"{ind}if type({x}) is not tuple or {x}: raise _Bad")
             return _E("None")
+        case StrSchema():
+            if checked:
+                _text(x, out, ind)
+            return _E(x)
+        case ListSchema(item):
+            if checked:
+                out.append(f"{ind}if type({x}) is not _PV or len({x}) > {MAX_ELEMENTS}: raise _Bad")
+            e = src.fresh("e")
+            loop, (conv,) = _loop(
+                x,
+                [e],
+                lambda lines, inner: [_dec_part(src, item, e, lines, inner, level, checked)],
+                out,
+                ind,
+            )
+            result = src.fresh("l")
+            if conv.text == e:
+                if len(loop) > 1:
+                    out.extend(loop)
+                out.append(f"{ind}{result} = {x}.tolist()")
+            else:
+                out.append(f"{ind}{result} = []")
+                out.extend(loop)
+                out.append(f"{ind}    {result}.append({conv.text})")
+            return _E(result)
+        case DictSchema(key, value):
+            if checked:
+                out.append(
+                    f"{ind}if type({x}) is not _OMap or len({x}) > {MAX_ELEMENTS}: raise _Bad"
+                )
+            k, e = src.fresh("k"), src.fresh("e")
+            loop, (kc, vc) = _loop(
+                f"{x}.items()",
+                [k, e],
+                lambda lines, inner: [
+                    _dec_part(src, key, k, lines, inner, level, checked),
+                    _dec_part(src, value, e, lines, inner, level, checked),
+                ],
+                out,
+                ind,
+            )
+            result = src.fresh("d")
+            if kc.text == k and vc.text == e:
+                if len(loop) > 1:
+                    out.extend(loop)
+                out.append(f"{ind}{result} = dict({x}.items())")
+            else:
+                out.append(f"{ind}{result} = {{}}")
+                out.extend(loop)
+                out.append(f"{ind}    {result}[{kc.text}] = {vc.text}")
+            if checked:  # two keys that come back equal: the walker says which
+                out.append(f"{ind}if len({result}) != len({x}): raise _Bad")
+            return _E(result)
         case TupleSchema() | RecordSchema():
             parts = [
                 _dec(src, t, var, out, ind, level, checked)
@@ -362,6 +532,15 @@ def _dec(
         case UnionSchema(alternatives):
             return _dec_union(src, alternatives, x, out, ind, level, checked)
     raise AssertionError(s)  # pragma: no cover - the match is exhaustive
+
+
+def _dec_part(
+    src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int, checked: bool
+) -> _E:
+    """An item of a list or dict: inline, or past the nesting limit a function of its own."""
+    if level + 1 > _NEST_LIMIT:
+        return _E(f"{src.const(_raw_decoder(s, checked))}({x})", 1)
+    return _dec(src, s, x, out, ind, level + 1, checked)
 
 
 def _unnest(

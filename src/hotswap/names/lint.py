@@ -3,6 +3,10 @@
 An upgrade from ``Incr | Count`` to ``Count | Incr`` is well typed (the layouts are equal) but
 swaps what each name means: the same input bytes would now be the other command. The node adds
 these findings to its trace and the CLI prints them; they never refuse an upgrade by themselves.
+
+Lists and dicts are compared structurally, item type with item type: a place inside them is
+written ``state.cart[k]`` (a dict's values), ``state.cart.key`` (its keys) and ``state.log[i]``
+(a list's items).
 """
 
 from __future__ import annotations
@@ -11,7 +15,16 @@ from collections.abc import Mapping
 
 from hotswap.cam.loaded import LoadedModule
 from hotswap.errors import HotswapError
-from hotswap.names.schema import RecordSchema, Schema, TupleSchema, UnionSchema, core_type, describe
+from hotswap.names.schema import (
+    DictSchema,
+    ListSchema,
+    RecordSchema,
+    Schema,
+    TupleSchema,
+    UnionSchema,
+    core_type,
+    describe,
+)
 from hotswap.names.section import SECTION, decode_names, module_schemas
 
 
@@ -53,6 +66,11 @@ def _compare(a: Schema, b: Schema, path: str, out: list[str]) -> None:
         case TupleSchema(items_a), TupleSchema(items_b) if len(items_a) == len(items_b):
             for i, (old, new) in enumerate(zip(items_a, items_b, strict=True)):
                 _compare(old, new, f"{path}[{i}]", out)
+        case ListSchema(item_a), ListSchema(item_b):
+            _compare(item_a, item_b, f"{path}[i]", out)
+        case DictSchema(key_a, value_a), DictSchema(key_b, value_b):
+            _compare(key_a, key_b, f"{path}.key", out)
+            _compare(value_a, value_b, f"{path}[k]", out)
         case _:
             if describe(a) != describe(b):
                 out.append(f"{path}: {describe(a)} is now {describe(b)} (same layout, other names)")

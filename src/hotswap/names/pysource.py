@@ -10,6 +10,9 @@ fields in order, each record once, a record before those that use it) and an ali
     State: TypeAlias = int
     Output: TypeAlias = None | int
 
+Strings, lists and dicts print as the annotations that declare them: ``str``, ``list[Line]``,
+``dict[str, Line]``.
+
 The classes convert to the same schemas as the code they were generated from (the DSL reads
 them like any other frozen dataclasses), so a migration can take the old version's types by
 name: ``def upgrade(old: counter_v1.State) -> State``. A role whose alias would rebind the name
@@ -28,10 +31,13 @@ from typing import assert_never
 from hotswap.errors import HotswapError
 from hotswap.names.schema import (
     BoolSchema,
+    DictSchema,
     IntSchema,
+    ListSchema,
     NoneSchema,
     RecordSchema,
     Schema,
+    StrSchema,
     TupleSchema,
     UnionSchema,
     describe,
@@ -39,7 +45,19 @@ from hotswap.names.schema import (
 
 #: Names the generated module binds or relies on, which a record cannot take.
 RESERVED = frozenset(
-    {"annotations", "dataclass", "TypeAlias", "MACHINE", "IDENTITY", "int", "bool", "tuple"}
+    {
+        "annotations",
+        "dataclass",
+        "TypeAlias",
+        "MACHINE",
+        "IDENTITY",
+        "int",
+        "bool",
+        "str",
+        "tuple",
+        "list",
+        "dict",
+    }
 )
 
 #: The roles of a machine, in the order the module lists them.
@@ -109,8 +127,13 @@ def _records(roots: Iterable[Schema]) -> list[RecordSchema]:
 
     def visit(s: Schema) -> None:
         match s:
-            case IntSchema() | BoolSchema() | NoneSchema():
+            case IntSchema() | BoolSchema() | NoneSchema() | StrSchema():
                 pass
+            case ListSchema(item):
+                visit(item)
+            case DictSchema(key, value):
+                visit(key)
+                visit(value)
             case TupleSchema(items):
                 for item in items:
                     visit(item)

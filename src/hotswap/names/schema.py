@@ -5,15 +5,24 @@ A schema is a core type that still knows its Python names::
     int                 Int
     bool                Bool = Unit + Unit           False is (0, ()), True is (1, ())
     None                Unit
+    str                 Str                          a Python str, at most 2**20 code points
+    list[T]             List T                       a Python list in and out; a PVector in the core
+    dict[K, V]          Map K V                      a Python dict in and out (its order kept); an
+                                                     OMap in the core; K holds no list or dict
     tuple[A, B, C]      A x (B x C)                  two or more items, right-nested
     record R            no fields: Unit; one field: that field's type; more: right-nested product
     A | B | C           A + (B + C)                  in the written order
 
 A record is a frozen dataclass. The alternatives of a union must be told apart at run time by
-their Python class alone, so a union holds at most one ``int``, ``bool``, ``None`` and ``tuple``,
-never both ``int`` and ``bool`` (``bool`` is a subclass of ``int``), and no two records with the
-same name. Records decoded from a module's names section have no Python class (``cls is None``):
-such a record accepts any dataclass instance (or :class:`Record`) of the same class name with the
+their Python class alone, so a union holds at most one ``int``, ``bool``, ``None``, ``str``,
+``tuple``, ``list`` and ``dict``, never both ``int`` and ``bool`` (``bool`` is a subclass of
+``int``), and no two records with the same name. A value is of the ``int`` or ``bool``
+alternative by its exact type, of the ``str``, ``list``, ``dict`` or ``tuple`` one by
+``isinstance`` (a ``str`` subclass such as a ``StrEnum`` member converts as the plain text). A
+tuple is never taken for a list, nor a list of pairs for a dict.
+
+Records decoded from a module's names section have no Python class (``cls is None``): such a
+record accepts any dataclass instance (or :class:`Record`) of the same class name with the
 same fields (a client's own ``Incr()`` for a node's ``Incr``), and comes back as a
 :class:`Record`, a generic value that carries the name and the fields and never pretends to be a
 class of the program. Attach classes to a schema (as the client does for the classes it knows) to
@@ -27,17 +36,19 @@ walkers that define them, and produce every error message.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from types import MappingProxyType
 from typing import Any, assert_never
 
 from hotswap.errors import ValueTypeError
+from hotswap.lang.check import MAX_ELEMENTS
 from hotswap.lang.evaluate import Value
 from hotswap.lang.ints import in_range
-from hotswap.lang.types import BOOL, INT, UNIT, Prod, Sum, Type
-from hotswap.lang.values import check_value
+from hotswap.lang.persistent import OMap, make_list
+from hotswap.lang.types import BOOL, INT, STR, UNIT, ListT, MapT, Prod, Sum, Type
+from hotswap.lang.values import check_text, check_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,36 @@ class BoolSchema:
 @dataclass(frozen=True, slots=True)
 class NoneSchema:
     """``None``: Unit."""
+
+
+@dataclass(frozen=True, slots=True)
+class StrSchema:
+    """``str``: the core Str (text of at most 2**20 code points)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListSchema:
+    """``list[T]``: the core ``List T``; Python lists in, Python lists out."""
+
+    item: Schema
+
+
+@dataclass(frozen=True, slots=True)
+class DictSchema:
+    """``dict[K, V]``: the core ``Map K V`` (insertion order kept); ``K`` holds no list or dict
+    (:class:`SchemaProblem` naming the annotation otherwise, as ``MapT`` refuses such keys)."""
+
+    key: Schema
+    value: Schema
+
+    def __post_init__(self) -> None:
+        where = unkeyable(self.key)
+        if where is not None:
+            raise SchemaProblem(
+                f"dict[{describe(self.key)}, {describe(self.value)}]: a dict key may not be or "
+                f"hold a list or a dict ({where} is one); key by a str, int, bool, tuple or "
+                "record of those instead"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +128,22 @@ class UnionSchema:
     alternatives: tuple[Schema, ...]
 
 
-Schema = IntSchema | BoolSchema | NoneSchema | TupleSchema | RecordSchema | UnionSchema
+Schema = (
+    IntSchema
+    | BoolSchema
+    | NoneSchema
+    | StrSchema
+    | ListSchema
+    | DictSchema
+    | TupleSchema
+    | RecordSchema
+    | UnionSchema
+)
 
 INT_SCHEMA: Schema = IntSchema()
 BOOL_SCHEMA: Schema = BoolSchema()
 NONE_SCHEMA: Schema = NoneSchema()
+STR_SCHEMA: Schema = StrSchema()
 
 
 class SchemaProblem(Exception):
@@ -116,10 +168,13 @@ def union_of(alternatives: list[Schema]) -> UnionSchema:
     for alt in flat:
         key = kind_of(alt)
         if key in seen:
-            shown = " | ".join(describe(a) for a in flat)
+            written = " | ".join(describe(a) for a in flat)
+            why = ""
+            if key in ("str", "list", "dict"):
+                why = f" (a union holds at most one {key} alternative, told by its class alone)"
             raise SchemaProblem(
-                f"ambiguous union {shown}: {describe(seen[key])} and {describe(alt)} cannot be "
-                "told apart at run time"
+                f"ambiguous union {written}: {describe(seen[key])} and {describe(alt)} cannot be "
+                f"told apart at run time{why}"
             )
         seen[key] = alt
     if "int" in seen and "bool" in seen:
@@ -141,7 +196,7 @@ def union_of(alternatives: list[Schema]) -> UnionSchema:
 
 def kind_of(s: Schema) -> str:
     """What tells an alternative apart at run time, and across versions: a record's name, or
-    the kind (``int``, ``bool``, ``None``, ``tuple``)."""
+    the kind (``int``, ``bool``, ``None``, ``str``, ``list``, ``dict``, ``tuple``)."""
     match s:
         case IntSchema():
             return "int"
@@ -149,6 +204,12 @@ def kind_of(s: Schema) -> str:
             return "bool"
         case NoneSchema():
             return "None"
+        case StrSchema():
+            return "str"
+        case ListSchema():
+            return "list"
+        case DictSchema():
+            return "dict"
         case TupleSchema():
             return "tuple"
         case RecordSchema(name=name):
@@ -159,12 +220,41 @@ def kind_of(s: Schema) -> str:
             assert_never(s)
 
 
+def unkeyable(s: Schema) -> str | None:
+    """The first list or dict inside ``s`` (as annotation text), or None when ``s`` may key a
+    dict (``MapT``'s rule: a key type holds no list and no map)."""
+    match s:
+        case ListSchema() | DictSchema():
+            return describe(s)
+        case TupleSchema() | RecordSchema():
+            for part in components(s):
+                found = unkeyable(part)
+                if found is not None:
+                    return found
+            return None
+        case UnionSchema(alternatives):
+            for alt in alternatives:
+                found = unkeyable(alt)
+                if found is not None:
+                    return found
+            return None
+        case IntSchema() | BoolSchema() | NoneSchema() | StrSchema():
+            return None
+        case _:
+            assert_never(s)
+
+
 def records(s: Schema) -> Iterator[RecordSchema]:
     """Every record of a schema tree, depth first, a record before the records in its fields
     (a record that occurs twice is yielded twice)."""
     match s:
-        case IntSchema() | BoolSchema() | NoneSchema():
+        case IntSchema() | BoolSchema() | NoneSchema() | StrSchema():
             return
+        case ListSchema(item):
+            yield from records(item)
+        case DictSchema(key, value):
+            yield from records(key)
+            yield from records(value)
         case TupleSchema(items):
             for item in items:
                 yield from records(item)
@@ -180,7 +270,8 @@ def records(s: Schema) -> Iterator[RecordSchema]:
 
 
 def describe(s: Schema) -> str:
-    """The schema in Python's annotation syntax: ``None | int``, ``tuple[int, int]``, ``Incr``."""
+    """The schema in Python's annotation syntax: ``None | int``, ``tuple[int, int]``, ``Incr``,
+    ``list[Line]``, ``dict[str, int | None]``."""
     match s:
         case IntSchema():
             return "int"
@@ -188,6 +279,12 @@ def describe(s: Schema) -> str:
             return "bool"
         case NoneSchema():
             return "None"
+        case StrSchema():
+            return "str"
+        case ListSchema(item):
+            return f"list[{describe(item)}]"
+        case DictSchema(key, value):
+            return f"dict[{describe(key)}, {describe(value)}]"
         case TupleSchema(items):
             return f"tuple[{', '.join(describe(i) for i in items)}]"
         case RecordSchema(name=name):
@@ -208,6 +305,12 @@ def core_type(s: Schema) -> Type:
             return BOOL
         case NoneSchema():
             return UNIT
+        case StrSchema():
+            return STR
+        case ListSchema(item):
+            return ListT(core_type(item))
+        case DictSchema(key, value):
+            return MapT(core_type(key), core_type(value))
         case TupleSchema(items):
             return product_type([core_type(i) for i in items])
         case RecordSchema(fields=fields):
@@ -274,9 +377,41 @@ def to_core_reference(s: Schema, v: object, path: str = "value") -> Value:
             if v is not None:
                 raise ValueTypeError(f"{path}: expected None, got {v!r}")
             return ()
+        case StrSchema():
+            if not isinstance(v, str):
+                raise ValueTypeError(f"{path}: expected str, got {shown(v)}")
+            text = v if type(v) is str else str.__str__(v)  # a subclass's text, as a plain str
+            check_text(text, path)
+            return text
+        case ListSchema(item):
+            if not isinstance(v, list):
+                raise ValueTypeError(
+                    f"{path}: expected {describe(s)}, got {shown(v)}: {_pass(v, 'list')}"
+                )
+            if len(v) > MAX_ELEMENTS:
+                raise ValueTypeError(f"{path}: {len(v)} elements, more than {MAX_ELEMENTS}")
+            return make_list([to_core_reference(item, x, f"{path}[{i}]") for i, x in enumerate(v)])
+        case DictSchema(key, value):
+            if not isinstance(v, dict):
+                raise ValueTypeError(
+                    f"{path}: expected {describe(s)}, got {shown(v)}: {_pass(v, 'dict')}"
+                )
+            if len(v) > MAX_ELEMENTS:
+                raise ValueTypeError(f"{path}: {len(v)} entries, more than {MAX_ELEMENTS}")
+            pairs = [
+                (
+                    to_core_reference(key, k, f"{path}, key {shown(k)}"),
+                    to_core_reference(value, x, f"{path}[{shown(k)}]"),
+                )
+                for k, x in v.items()
+            ]
+            result = OMap(pairs)
+            if len(result) != len(pairs):
+                raise ValueTypeError(f"{path}: {_same_key(v, [k for k, _ in pairs])}")
+            return result
         case TupleSchema(items):
             if not (isinstance(v, tuple) and len(v) == len(items)):
-                raise ValueTypeError(f"{path}: expected {describe(s)}, got {v!r}")
+                raise ValueTypeError(f"{path}: expected {describe(s)}, got {shown(v)}")
             return nest_values(
                 [
                     to_core_reference(t, x, f"{path}[{i}]")
@@ -285,7 +420,7 @@ def to_core_reference(s: Schema, v: object, path: str = "value") -> Value:
             )
         case RecordSchema(name=name, fields=fields):
             if not _belongs(s, v):
-                raise ValueTypeError(f"{path}: expected {name}, got {v!r}")
+                raise ValueTypeError(f"{path}: expected {name}, got {shown(v)}")
             return nest_values(
                 [to_core_reference(f.schema, _field(v, f.name), f"{path}.{f.name}") for f in fields]
             )
@@ -293,9 +428,46 @@ def to_core_reference(s: Schema, v: object, path: str = "value") -> Value:
             for index, alt in enumerate(alternatives):
                 if _belongs(alt, v):
                     return inject_value(index, len(alternatives), to_core_reference(alt, v, path))
-            raise ValueTypeError(f"{path}: expected {describe(s)}, got {v!r}")
+            raise ValueTypeError(f"{path}: expected {describe(s)}, got {shown(v)}")
         case _:
             assert_never(s)
+
+
+#: Longest repr of a value in an error message; longer ones are cut (a state of a million
+#: entries passed in the wrong place must not make a message of megabytes).
+SHOWN_LIMIT = 200
+
+
+def shown(v: object) -> str:
+    """``repr(v)``, cut to :data:`SHOWN_LIMIT` characters with ``...``."""
+    text = repr(v)
+    return text if len(text) <= SHOWN_LIMIT else text[: SHOWN_LIMIT - 3] + "..."
+
+
+def _pass(v: object, kind: str) -> str:
+    """What to pass instead of ``v`` where a list or a dict is expected."""
+    name = type(v).__name__
+    other = f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+    if kind == "list":
+        if isinstance(v, Iterable) and not isinstance(v, str | bytes | Mapping):
+            return f"pass a list (list(...) of it), not {other}"
+        return "pass a list ([...])"
+    if isinstance(v, Mapping | OMap):
+        return f"pass a dict (dict(...) of it), not {other}"
+    return f"pass a dict ({{key: value, ...}}), not {other}"
+
+
+def _same_key(v: dict[Any, Any], keys: list[Value]) -> str:
+    """Why a dict converted to fewer entries than it has: two keys that are one core key."""
+    first: dict[Any, object] = {}
+    for k, core in zip(v, keys, strict=True):
+        if core in first:
+            return (
+                f"keys {shown(first[core])} and {shown(k)} are the same key once converted; "
+                "a dict must not hold both"
+            )
+        first[core] = k
+    return "two keys are the same key once converted"  # pragma: no cover - found above
 
 
 def _belongs(alt: Schema, v: object) -> bool:
@@ -307,6 +479,12 @@ def _belongs(alt: Schema, v: object) -> bool:
             return type(v) is bool
         case NoneSchema():
             return v is None
+        case StrSchema():
+            return isinstance(v, str)
+        case ListSchema():
+            return isinstance(v, list)
+        case DictSchema():
+            return isinstance(v, dict)
         case TupleSchema():
             return isinstance(v, tuple)
         case RecordSchema(cls=cls) if cls is not None:
@@ -500,6 +678,12 @@ def _from_core(s: Schema, v: Value) -> Any:
             return v[0] == 1
         case NoneSchema():
             return None
+        case StrSchema():
+            return v
+        case ListSchema(item):
+            return [_from_core(item, x) for x in v]
+        case DictSchema(key, value):
+            return _dict_of([(_from_core(key, k), _from_core(value, x)) for k, x in v.items()], s)
         case TupleSchema(items):
             return tuple(
                 _from_core(t, x) for t, x in zip(items, unnest_values(v, len(items)), strict=True)
@@ -513,3 +697,21 @@ def _from_core(s: Schema, v: Value) -> Any:
             return _from_core(alternatives[index], payload)
         case _:
             assert_never(s)
+
+
+def _dict_of(pairs: list[tuple[Any, Any]], s: DictSchema) -> dict[Any, Any]:
+    """The Python dict of converted ``pairs``; :class:`ValueTypeError` when a key cannot be a
+    dict key (a class that is not hashable) or two keys come back equal."""
+    try:
+        result = dict(pairs)
+    except TypeError as e:
+        raise ValueTypeError(
+            f"a key of {describe(s)} cannot be a Python dict key ({e}): give its record a "
+            "frozen dataclass"
+        ) from None
+    if len(result) != len(pairs):
+        raise ValueTypeError(
+            f"two keys of a {describe(s)} come back as equal Python values (a class whose "
+            "equality ignores fields?): the dict cannot hold both"
+        )
+    return result

@@ -2,14 +2,23 @@
 
 The section is canonical JSON (UTF-8, keys sorted, no spaces) of an object mapping each role to
 a named type tree; a machine has ``input``, ``state`` and ``output``, a migration ``old`` and
-``new``, and both carry ``"version": 1``::
+``new``, and both carry a ``"version"``::
 
-    "int" | "bool" | "none"
-    {"tuple": [T, T, ...]}
+    "int" | "bool" | "none"                                version 1
+    {"tuple": [T, T, ...]}                                 two or more items
     {"record": "Deposit", "fields": [["amount", T], ...]}
-    {"union": [T, T, ...]}
+    {"union": [T, T, ...]}                                 two or more, none a union
+    "str"                                                  version 2
+    {"list": T}
+    {"dict": [K, V]}                                       K holds no list and no dict
 
-Decoding is strict (sizes, nesting, identifiers, union rules) and raises
+The version is 2 exactly when some role uses ``str``, ``list`` or ``dict``, else 1, so that
+every section written before those existed (and every section of names without them) keeps its
+bytes, and a release that knows only version 1 refuses a newer section by its version. One set
+of names has one encoding: the decoder refuses a version-1 section with a version-2 tree and a
+version-2 section without one.
+
+Decoding is strict (sizes, nesting, identifiers, union and key rules, version) and raises
 :class:`hotswap.errors.DecodeError`; it never evaluates anything. The upgrade lint that compares
 two modules' names is :mod:`hotswap.names.lint`.
 """
@@ -27,13 +36,17 @@ from hotswap.names.schema import (
     BOOL_SCHEMA,
     INT_SCHEMA,
     NONE_SCHEMA,
+    STR_SCHEMA,
     BoolSchema,
+    DictSchema,
     Field,
     IntSchema,
+    ListSchema,
     NoneSchema,
     RecordSchema,
     Schema,
     SchemaProblem,
+    StrSchema,
     TupleSchema,
     UnionSchema,
     core_type,
@@ -42,7 +55,10 @@ from hotswap.names.schema import (
 )
 
 SECTION = "names"
+#: The version of sections whose names use only int, bool, None, tuples, records and unions.
 VERSION = 1
+#: The version of sections that use str, list or dict anywhere.
+VERSION_COLLECTIONS = 2
 MAX_SECTION_BYTES = 1 << 20
 MAX_DEPTH = 64
 MACHINE_ROLES = ("input", "state", "output")
@@ -58,6 +74,12 @@ def schema_json(s: Schema) -> Any:
             return "bool"
         case NoneSchema():
             return "none"
+        case StrSchema():
+            return "str"
+        case ListSchema(item):
+            return {"list": schema_json(item)}
+        case DictSchema(key, value):
+            return {"dict": [schema_json(key), schema_json(value)]}
         case TupleSchema(items):
             return {"tuple": [schema_json(i) for i in items]}
         case RecordSchema(name=name, fields=fields):
@@ -70,7 +92,8 @@ def schema_json(s: Schema) -> Any:
 
 def encode_names(roles: Mapping[str, Schema]) -> bytes:
     """The section's canonical bytes for ``roles`` (e.g. input, state and output)."""
-    tree = {"version": VERSION, **{role: schema_json(s) for role, s in roles.items()}}
+    version = VERSION_COLLECTIONS if any(_uses_collections(s) for s in roles.values()) else VERSION
+    tree = {"version": version, **{role: schema_json(s) for role, s in roles.items()}}
     text = json.dumps(tree, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return text.encode("ascii")
 
@@ -83,8 +106,12 @@ def decode_names(data: bytes) -> dict[str, Schema]:
         tree = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise DecodeError(f"names section is not valid JSON: {e}") from None
-    if not isinstance(tree, dict) or tree.get("version") != VERSION:
-        raise DecodeError(f"names section must be an object with version {VERSION}")
+    versions = (VERSION, VERSION_COLLECTIONS)
+    if not isinstance(tree, dict) or tree.get("version") not in versions:
+        raise DecodeError(f"names section must be an object with version {VERSION} or 2")
+    version = tree["version"]
+    if type(version) is not int:  # JSON's 1.0 or true is not a version
+        raise DecodeError(f"names section has a version that is not an integer: {version!r}")
     roles = {}
     for role, value in tree.items():
         if role == "version":
@@ -92,15 +119,55 @@ def decode_names(data: bytes) -> dict[str, Schema]:
         if role not in MACHINE_ROLES + MIGRATION_ROLES:
             raise DecodeError(f"names section has an unknown role {role!r}")
         roles[role] = _schema(value, 0, role)
+    uses = any(_uses_collections(s) for s in roles.values())
+    if uses and version == VERSION:
+        raise DecodeError(
+            f"names section of version {VERSION} uses str, list or dict, which need version "
+            f"{VERSION_COLLECTIONS}"
+        )
+    if not uses and version == VERSION_COLLECTIONS:
+        raise DecodeError(
+            f"names section of version {VERSION_COLLECTIONS} uses no str, list or dict: its "
+            f"canonical form is version {VERSION}"
+        )
     return roles
+
+
+def _uses_collections(s: Schema) -> bool:
+    """Whether ``s`` holds a ``str``, ``list`` or ``dict`` anywhere (a version-2 tree)."""
+    match s:
+        case StrSchema() | ListSchema() | DictSchema():
+            return True
+        case IntSchema() | BoolSchema() | NoneSchema():
+            return False
+        case TupleSchema(items):
+            return any(_uses_collections(i) for i in items)
+        case RecordSchema(fields=fields):
+            return any(_uses_collections(f.schema) for f in fields)
+        case UnionSchema(alternatives):
+            return any(_uses_collections(a) for a in alternatives)
+        case _:
+            assert_never(s)
 
 
 def _schema(value: object, depth: int, path: str) -> Schema:
     if depth > MAX_DEPTH:
         raise DecodeError(f"names section: {path} is nested more than {MAX_DEPTH} deep")
-    simple = {"int": INT_SCHEMA, "bool": BOOL_SCHEMA, "none": NONE_SCHEMA}
+    simple = {"int": INT_SCHEMA, "bool": BOOL_SCHEMA, "none": NONE_SCHEMA, "str": STR_SCHEMA}
     if isinstance(value, str) and value in simple:
         return simple[value]
+    if isinstance(value, dict) and value.keys() == {"list"}:
+        return ListSchema(_schema(value["list"], depth + 1, f"{path}[i]"))
+    if isinstance(value, dict) and value.keys() == {"dict"}:
+        pair = value["dict"]
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise DecodeError(f"names section: {path} is a dict without [key, value] types")
+        key = _schema(pair[0], depth + 1, f"{path}.key")
+        item = _schema(pair[1], depth + 1, f"{path}[k]")
+        try:
+            return DictSchema(key, item)
+        except SchemaProblem as e:
+            raise DecodeError(f"names section: {path}: {e}") from None
     if isinstance(value, dict) and value.keys() == {"tuple"} and isinstance(value["tuple"], list):
         items = value["tuple"]
         if len(items) < 2:

@@ -6,11 +6,27 @@ import argparse
 from pathlib import Path
 
 from hotswap.address import default_address, parse_address
+from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.errors import HotswapError
 from hotswap.node.main import NodeOptions, run
+from hotswap.node.registry import MAX_FUEL
 from hotswap.node.service import NodeConfig
 from hotswap.node.store import SNAPSHOT_EVERY
 from hotswap.node.trace import Trace
+
+
+def fuel_option(text: str) -> int:
+    """``--fuel N``: a positive whole number (``10_000_000`` and ``10000000`` alike)."""
+    try:
+        fuel = int(text)
+    except ValueError:
+        fuel = 0
+    if not 1 <= fuel <= MAX_FUEL:
+        raise argparse.ArgumentTypeError(
+            f"expected the fuel budget of each step as a whole number from 1 to {MAX_FUEL}, "
+            f"got {text!r} (the default is {DEFAULT_FUEL:_})"
+        )
+    return fuel
 
 
 def _node(args: argparse.Namespace) -> int:
@@ -28,13 +44,14 @@ def _node(args: argparse.Namespace) -> int:
         machines=tuple(machines),
         fsync=args.fsync,
         snapshot_every=args.snapshot_every,
+        fuel=args.fuel,
         config=NodeConfig(
             name=args.name,
             idle_timeout=args.idle_timeout,
             handshake_timeout=args.handshake_timeout,
         ),
     )
-    run(options, Trace(args.trace), args.loop)
+    run(options, Trace(args.trace, background=True), args.loop)
     return 0
 
 
@@ -51,7 +68,20 @@ def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     node.add_argument("--trace", choices=["seed", "names", "off"], default="seed")
     node.add_argument("--fsync", action="store_true", help="fsync every commit (power-loss safe)")
-    node.add_argument("--snapshot-every", type=int, default=SNAPSHOT_EVERY, metavar="N")
+    node.add_argument(
+        "--fuel",
+        type=fuel_option,
+        default=DEFAULT_FUEL,
+        metavar="N",
+        help="fuel budget of each step, init and migration: more traps out_of_fuel (%(default)s)",
+    )
+    node.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=SNAPSHOT_EVERY,
+        metavar="N",
+        help="snapshot each machine every N inputs, more rarely for a large state (%(default)s)",
+    )
     node.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS")
     node.add_argument(
         "--handshake-timeout",

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hotswap.address import DEFAULT_PORT, check_machine_name
+from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.code import import_object, module_bytes
 from hotswap.errors import HotswapError, NodeError
-from hotswap.node.registry import Registry, load_machine_code
+from hotswap.node.registry import Registry, check_fuel, load_machine_code
 from hotswap.node.server import Node
 from hotswap.node.service import NodeConfig, Service
 from hotswap.node.store import SNAPSHOT_EVERY, Store
@@ -29,12 +30,15 @@ class NodeOptions:
     fsync: bool = False
     snapshot_every: int = SNAPSHOT_EVERY
     config: NodeConfig = field(default_factory=NodeConfig)
+    #: The fuel budget of every step, init and migration (``--fuel``).
+    fuel: int = DEFAULT_FUEL
 
 
 def open_service(options: NodeOptions, trace: Trace) -> Service:
     """Open the store, recover, start configured machines the store does not have yet."""
     for name, _ in options.machines:
         check_machine_name(name)
+    check_fuel(options.fuel)
     try:
         SHORT_TEXT.encode(options.config.name)
     except InvalidField:
@@ -53,8 +57,8 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
 
 
 def _start(options: NodeOptions, trace: Trace, store: Store) -> Service:
-    registry = Registry()
-    recovery = store.recover()
+    registry = Registry(options.fuel)
+    recovery = store.recover(options.fuel)
     for machine in recovery.machines:
         registry.restore(machine)
         trace.note(
@@ -113,23 +117,30 @@ def listen(host: str, port: int) -> socket.socket:
 def run(options: NodeOptions, trace: Trace, loop: str = "auto") -> None:
     """Serve until SIGINT/SIGTERM. ``loop``: ``uvloop``, ``asyncio`` or ``auto`` (uvloop if
     installed)."""
-    sock = listen(options.host, options.port)
     try:
-        node = Node(open_service(options, trace))
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        if loop != "asyncio":
-            try:
-                import uvloop  # noqa: PLC0415 - optional: the node runs on plain asyncio too
-            except ImportError:
-                if loop == "uvloop":
-                    raise HotswapError("--loop uvloop: uvloop is not installed") from None
-            else:
-                uvloop.run(node.serve(sock=sock))
-                return
-        asyncio.run(node.serve(sock=sock))
+        sock = listen(options.host, options.port)
+        try:
+            node = Node(open_service(options, trace))
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            _serve(node, sock, loop)
+        finally:
+            sock.close()
+            node.service.store.close()
     finally:
-        sock.close()
-        node.service.store.close()
+        trace.close()  # what the trace still holds is written before the process ends
+
+
+def _serve(node: Node, sock: socket.socket, loop: str) -> None:
+    if loop != "asyncio":
+        try:
+            import uvloop  # noqa: PLC0415 - optional: the node runs on plain asyncio too
+        except ImportError:
+            if loop == "uvloop":
+                raise HotswapError("--loop uvloop: uvloop is not installed") from None
+        else:
+            uvloop.run(node.serve(sock=sock))
+            return
+    asyncio.run(node.serve(sock=sock))

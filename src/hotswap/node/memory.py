@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.errors import HotswapError, StoreError
 from hotswap.node.main import NodeOptions, open_service
 from hotswap.node.service import Conversation, NodeConfig, Service
@@ -27,7 +28,8 @@ from hotswap.node.trace import Trace
 
 
 class MemoryNode:
-    """A node without a network, hosting ``machines`` (name -> code, as ``--machine`` takes)."""
+    """A node without a network, hosting ``machines`` (name -> code, as ``--machine`` takes),
+    running each step, init and migration with ``fuel`` (as ``--fuel``)."""
 
     def __init__(
         self,
@@ -37,6 +39,7 @@ class MemoryNode:
         trace: Trace | None = None,
         config: NodeConfig | None = None,
         snapshot_every: int = SNAPSHOT_EVERY,
+        fuel: int = DEFAULT_FUEL,
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data is None:
@@ -49,6 +52,7 @@ class MemoryNode:
             machines=tuple((machines or {}).items()),
             snapshot_every=snapshot_every,
             config=config or NodeConfig(),
+            fuel=fuel,
         )
         self.service: Service = open_service(self._options, self.trace)
         #: The error that stopped the node (a failed commit, a bug in a handler), if one did.

@@ -15,6 +15,10 @@ module is a machine, and no other machine runs its code under other names; the m
 migration; the migration maps the running state type to the new state type; its names agree
 with both states' names unless the upgrade is a rename; it runs on the current state without
 trapping. Then the swap.
+
+Every run of a machine's code here (init, step, migration, a dry run, the replay of a reverted
+trial) has the registry's fuel budget (``hotswap node --fuel``); running out is the trap
+``out_of_fuel``, refused like any other trap.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import value_decoder
-from hotswap.errors import BytecodeError, NodeError, Trap, UpgradeRejected
+from hotswap.errors import BytecodeError, HotswapError, NodeError, Trap, UpgradeRejected
 from hotswap.lang.evaluate import Value
 from hotswap.names.lint import migration_name_differences, nominal_notes
 from hotswap.node.rehearse import (
@@ -45,6 +50,19 @@ VERSION_MISMATCH = "The version running isn't the one the upgrade expects. Abort
 #: signed 64-bit numbers.
 MAX_TRIAL_INPUTS = 2**62
 MAX_TRIAL_SECONDS = 10 * 366 * 24 * 3600
+#: The largest fuel budget a node takes (``--fuel``): far beyond any run that finishes in time.
+MAX_FUEL = 2**62
+
+
+def check_fuel(fuel: object) -> int:
+    """``fuel`` as a budget: a positive integer up to :data:`MAX_FUEL`; :class:`HotswapError`
+    saying so otherwise."""
+    if isinstance(fuel, bool) or not isinstance(fuel, int) or not 1 <= fuel <= MAX_FUEL:
+        raise HotswapError(
+            f"bad fuel {fuel!r}: the fuel budget of each step, init and migration is a "
+            f"whole number from 1 to {MAX_FUEL} (the default is {DEFAULT_FUEL:_})"
+        )
+    return fuel
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +120,19 @@ class TrialReverted(NodeError):
         self.ended = ended
 
 
-def apply_input(machine: Machine, value: Value) -> tuple[Value, bool]:
-    """Run one input on ``machine`` (raises :class:`Trap`, changing nothing); keeps it for dry
-    runs and counts it against a trial. Returns the output and whether a trial just became
-    permanent. Recovery replays the log through this too."""
+def why(trap: Trap) -> str:
+    """A trap's message; for ``out_of_fuel``, with what to do about it."""
+    if trap.kind == "out_of_fuel":
+        return f"{trap} (out_of_fuel: a node with a larger --fuel would allow it)"
+    return str(trap)
+
+
+def apply_input(machine: Machine, value: Value, fuel: int) -> tuple[Value, bool]:
+    """Run one input on ``machine`` with a budget of ``fuel`` (raises :class:`Trap`, changing
+    nothing); keeps it for dry runs and counts it against a trial. Returns the output and
+    whether a trial just became permanent. Recovery replays the log through this too."""
     before = machine.state
-    state, output = machine.code.step(value, before)
+    state, output = machine.code.step(value, before, fuel=fuel)
     machine.recent.append(Recent(machine.inputs, before, value, output))
     machine.state = state
     machine.inputs += 1
@@ -124,12 +149,13 @@ def apply_input(machine: Machine, value: Value) -> tuple[Value, bool]:
     return output, True
 
 
-def revert_trial(machine: Machine, now: float) -> TrialEnd:
-    """Take the machine's trial upgrade back (:mod:`hotswap.node.rehearse`)."""
+def revert_trial(machine: Machine, now: float, fuel: int) -> TrialEnd:
+    """Take the machine's trial upgrade back (:mod:`hotswap.node.rehearse`), replaying its
+    inputs on the old code with ``fuel`` each."""
     trial = machine.trial
     assert trial is not None
     machine.trial = None
-    code, state, inputs, ended = revert(trial)
+    code, state, inputs, ended = revert(trial, fuel)
     machine.code, machine.state, machine.inputs = code, state, inputs
     machine.history.append(Change(code.identity, HistoryKind.UPGRADE, inputs, now))
     machine.recent.clear()
@@ -184,10 +210,11 @@ def _check_version(machine: Machine, expected: str, generation: int | None) -> N
 
 
 class Registry:
-    """The machines of one node, by name."""
+    """The machines of one node, by name; every run of their code has ``fuel``."""
 
-    def __init__(self) -> None:
+    def __init__(self, fuel: int = DEFAULT_FUEL) -> None:
         self.machines: dict[str, Machine] = {}
+        self.fuel = check_fuel(fuel)
 
     def _check_names_are_its_own(self, code: LoadedModule, machine: str) -> None:
         """Refuse code for ``machine`` whose identity another machine runs with other custom
@@ -222,9 +249,11 @@ class Registry:
             raise NodeError(ErrorCode.BAD_MODULE, f"module {code.identity[:12]} is not a machine")
         self._check_names_are_its_own(code, name)
         try:
-            state = code.init()
+            state = code.init(fuel=self.fuel)
         except Trap as e:
-            raise NodeError(ErrorCode.TRAP, f"init of {name!r} trapped: {e}") from None
+            raise NodeError(
+                ErrorCode.TRAP, f"init of {name!r} trapped: {why(e)}", trap=e.kind
+            ) from None
         change = Change(code.identity, HistoryKind.START, 0, time.time() if now is None else now)
         machine = Machine(name, code, state, 0, [change])
         self.machines[name] = machine
@@ -260,16 +289,16 @@ class Registry:
     def step_value(self, machine: Machine, value: Value) -> Stepped:
         identity = machine.code.identity
         try:
-            output, confirmed = apply_input(machine, value)
+            output, confirmed = apply_input(machine, value, self.fuel)
         except Trap as e:
             if machine.trial is None:
                 raise NodeError(
-                    ErrorCode.TRAP, f"{machine.name}: {e}; state unchanged", trap=e.kind
+                    ErrorCode.TRAP, f"{machine.name}: {why(e)}; state unchanged", trap=e.kind
                 ) from None
-            ended = revert_trial(machine, time.time())
+            ended = revert_trial(machine, time.time(), self.fuel)
             raise TrialReverted(
-                f"{machine.name}: {e} on the trial code {identity[:12]}; the trial upgrade was "
-                f"reverted to {ended.identity[:12]}: of the trial's inputs, {ended.replayed} "
+                f"{machine.name}: {why(e)} on the trial code {identity[:12]}; the trial upgrade "
+                f"was reverted to {ended.identity[:12]}: of the trial's inputs, {ended.replayed} "
                 f"were replayed on that code and {ended.skipped} skipped (they trap there); "
                 "this input had no effect",
                 e.kind,
@@ -291,7 +320,7 @@ class Registry:
         machine = self.get(name)
         if machine.trial is None:
             raise NodeError(ErrorCode.BAD_REQUEST, f"{name} has no trial upgrade to revert")
-        return revert_trial(machine, time.time() if now is None else now)
+        return revert_trial(machine, time.time() if now is None else now, self.fuel)
 
     def dry_run(
         self,
@@ -310,7 +339,7 @@ class Registry:
         swap = self.prepare(name, expected, module, migration, generation=generation, rename=rename)
         machine = self.get(name)
         recent = list(machine.recent)[-inputs:] if inputs > 0 else []
-        return dry_run(machine.code, swap.new, swap.migration, recent)
+        return dry_run(machine.code, swap.new, swap.migration, recent, self.fuel)
 
     def upgrade(
         self,
@@ -445,10 +474,10 @@ class Registry:
                 "upgrade with rename=True (hotswap upgrade --rename)",
             )
         try:
-            state = migrate.migrate(machine.state)
+            state = migrate.migrate(machine.state, fuel=self.fuel)
         except Trap as e:
             raise UpgradeRejected(
-                ErrorCode.MIGRATION_TRAP, f"migration trapped: {e}", trap=e.kind
+                ErrorCode.MIGRATION_TRAP, f"migration trapped: {why(e)}", trap=e.kind
             ) from None
         change = Change(
             new.identity,

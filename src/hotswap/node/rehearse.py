@@ -75,13 +75,14 @@ class TrialEnd:
     skipped: int = 0
 
 
-def revert(trial: Trial) -> tuple[LoadedModule, Value, int, TrialEnd]:
-    """The old code, the state and input count the machine would have without the upgrade."""
+def revert(trial: Trial, fuel: int) -> tuple[LoadedModule, Value, int, TrialEnd]:
+    """The old code, the state and input count the machine would have without the upgrade;
+    each input replayed with ``fuel`` (one that runs out is skipped, as any that traps)."""
     code, state, inputs = trial.old_code, trial.old_state, trial.old_inputs
     replayed = skipped = 0
     for value in trial.inputs:
         try:
-            state, _ = code.step(value, state)
+            state, _ = code.step(value, state, fuel=fuel)
         except Trap:
             skipped += 1
             continue
@@ -118,10 +119,11 @@ def dry_run(
     new: LoadedModule,
     migrate: LoadedModule,
     recent: list[Recent],
+    fuel: int,
 ) -> DryRunResult:
     """Replay ``recent`` (inputs the running code ``old`` applied) through ``new`` from the
-    migrated state before the first of them; compare outputs by value when the output types
-    are equal, else by their Python names."""
+    migrated state before the first of them, each run with ``fuel``; compare outputs by value
+    when the output types are equal, else by their Python names."""
     old_sig, new_sig = old.machine, new.machine
     assert old_sig is not None and new_sig is not None
     notes: list[str] = []
@@ -137,7 +139,7 @@ def dry_run(
     elif not by_value:
         notes.append("the output type changed and the modules carry no names: every output differs")
     try:
-        state = migrate.migrate(recent[0].state)
+        state = migrate.migrate(recent[0].state, fuel=fuel)
     except Trap as e:
         note = f"the migration traps on the state before input {recent[0].seq}: {e}"
         return DryRunResult(0, 0, 0, (), (*notes, note))
@@ -145,7 +147,7 @@ def dry_run(
     differences: list[Difference] = []
     for entry in recent:
         try:
-            state, output = new.step(entry.input, state)
+            state, output = new.step(entry.input, state, fuel=fuel)
         except Trap as e:
             traps += 1
             differing += 1

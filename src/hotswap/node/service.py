@@ -121,10 +121,10 @@ class Service:
         if self._due <= time.time():
             self.tick(time.time())  # a trial whose time is up ends before this request
         match event:
-            case Send(id=rid, machine=name, input=data):
-                return self._step(rid, name, data, None)
-            case SendChecked(id=rid, machine=name, code=code, input=data):
-                return self._step(rid, name, data, code)
+            case Send(id=rid, machine=name, input=data, state=want):
+                return self._step(rid, name, data, None, want)
+            case SendChecked(id=rid, machine=name, code=code, input=data, state=want):
+                return self._step(rid, name, data, code, want)
             case UpgradeRequest(id=rid, machine=name, expected=expected, module=new, migration=mig):
                 try:
                     swap = self.registry.upgrade(
@@ -200,8 +200,11 @@ class Service:
                 return self._trial_ended(rid, name, ended)
         raise NodeError(ErrorCode.BAD_REQUEST, f"unexpected {type(event).__name__}")
 
-    def _step(self, rid: int, name: str, data: bytes, code: str | None) -> Reply:
-        """One input; with ``code``, only if that is the code the machine runs."""
+    def _step(
+        self, rid: int, name: str, data: bytes, code: str | None, want_state: bool = True
+    ) -> Reply:
+        """One input; with ``code``, only if that is the code the machine runs. Without
+        ``want_state`` the reply leaves the state out, which is never encoded then."""
         try:
             stepped = self.registry.step(name, data, code)
         except TrialReverted as e:  # the input trapped on a trial's code: it was taken back
@@ -216,9 +219,8 @@ class Service:
         self.trace.step(machine.code, stepped.output, stepped.state)
         if stepped.confirmed:  # the trial's last input: the upgrade is permanent
             self._trial_ended(rid, name, TrialEnd(False, machine.identity))
-        return Output(
-            rid, value_encoder(sig.output)(stepped.output), value_encoder(sig.state)(stepped.state)
-        )
+        state = value_encoder(sig.state)(stepped.state) if want_state else b""
+        return Output(rid, value_encoder(sig.output)(stepped.output), state)
 
     def _trial_ended(self, rid: int, name: str, ended: TrialEnd) -> TrialEnded:
         """Log and trace the end of a trial; the reply to a confirm or revert."""

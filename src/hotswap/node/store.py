@@ -8,8 +8,10 @@ Four tables (docs/node.md, "Persistence"):
   the identity of the code that processed it), every upgrade (new code and migration), every
   trial upgrade (``trial``: the same, provisional for ``trial`` inputs or ``until`` a time) and
   the end of each trial (``confirm`` or ``revert``);
-- ``snapshots``: per machine, the state after the log entry ``seq``, taken every
-  ``snapshot_every`` inputs and at every start, upgrade, end of a trial and clean shutdown,
+- ``snapshots``: per machine, the state after the log entry ``seq``, taken at its start, at
+  the end of a trial, on clean shutdown, and every ``snapshot_every`` inputs, or more rarely
+  for a large state (:meth:`Store.snapshot_interval`: a snapshot of S bytes is taken at most
+  once every S / :data:`SNAPSHOT_BYTES_PER_INPUT` inputs, so its cost per input stays small),
   but never during a trial: recovery needs the state from before it to take it back.
 
 Schema 2 added the trial kinds and the ``trial`` and ``until`` columns; a schema 1 store is
@@ -23,7 +25,12 @@ default ``NORMAL`` survives a crash of the process, which is what WAL guarantees
 fsync per commit.
 
 Recovery loads each machine's snapshot, then replays its later log entries on the code each
-entry names, so the state is the one every acknowledged input produced.
+entry names, so the state is the one every acknowledged input produced. It replays inputs and
+migrations with no fuel limit (:data:`REPLAY_FUEL`): each was accepted, so it finished within
+the budget of the node that accepted it, whatever ``--fuel`` the restarted node has. (A revert
+replays the trial's inputs on the old code with the node's fuel, skipping those that trap, as
+the live revert did; every revert is snapshotted in the transaction that logs it, so recovery
+starts after it.)
 
 A write that fails (disk full, read-only or vanished file) rolls the open transaction back,
 drops the queued inputs and raises :class:`StoreError`. The machines in memory are then ahead
@@ -35,22 +42,31 @@ stop and recover (the node does).
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.loaded import LoadedModule, load_module
-from hotswap.cam.values import decode_value, encode_value
+from hotswap.cam.values import decode_value, value_decoder, value_encoder
 from hotswap.errors import BytecodeError, HotswapError, StoreError, Trap
-from hotswap.node.registry import Change, Machine, Swap, apply_input, revert_trial
+from hotswap.lang.evaluate import Value
+from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, revert_trial
 from hotswap.node.rehearse import Trial, TrialEnd
 from hotswap.protocol.events import HistoryKind
 
 SCHEMA_VERSION = 2
 SNAPSHOT_EVERY = 20_000
+#: A snapshot of S bytes is taken at most once every S / SNAPSHOT_BYTES_PER_INPUT inputs: a
+#: state of a million map entries (4 MB) is snapshotted every 250,000 inputs, not 20,000, which
+#: keeps the encoding's cost per input to about 16 bytes' worth (a few microseconds).
+SNAPSHOT_BYTES_PER_INPUT = 16
+#: The fuel of recovery's replay of inputs and migrations: none runs out (each was accepted).
+REPLAY_FUEL = MAX_FUEL
 
 _LOG = """
 CREATE TABLE IF NOT EXISTS log (
@@ -136,6 +152,8 @@ class Store:
         self.last_seq: int = row[0]
         self._pending_inputs: list[tuple[int, str, str, bytes, int, float]] = []
         self._last_snapshot: dict[str, int] = {}  # machine -> inputs at its last snapshot
+        self._snapshot_size: dict[str, int] = {}  # machine -> bytes of its last snapshot
+        self._snapshot_seq: dict[str, int] = {}  # machine -> the log entry it was taken after
         self._machine_seq: dict[str, int] = {}  # machine -> seq of its last log entry
 
     def _open_schema(self) -> None:
@@ -223,8 +241,9 @@ class Store:
         )
 
     def log_upgrade(self, machine: Machine, swap: Swap) -> None:
-        """Log an applied upgrade with both modules, and snapshot the migrated state; a trial
-        upgrade (``machine.trial`` set) is logged as one, and not snapshotted."""
+        """Log an applied upgrade with both modules (a trial upgrade, ``machine.trial`` set, as
+        one). The migrated state is not snapshotted here: recovery replays the stored
+        migration, and an upgrade of a large state pauses for the migration alone."""
         trial = machine.trial
         with self._writing("logging an upgrade to"):
             self._flush_inputs()
@@ -247,8 +266,6 @@ class Store:
                     None if trial is None else trial.until,
                 ),
             )
-            if trial is None:
-                self._snapshot(machine)
 
     def log_trial_end(self, machine: Machine, ended: TrialEnd, now: float) -> None:
         """Log the end of a trial, after the inputs already queued, and snapshot the state it
@@ -276,18 +293,28 @@ class Store:
     def _snapshot(self, machine: Machine) -> None:
         sig = machine.code.machine
         assert sig is not None
-        state = encode_value(machine.state, sig.state)
+        # the state is what verified code made (or a decoded snapshot): encoded unchecked, as a
+        # reply's is, which halves the cost of snapshotting a large state
+        state = value_encoder(sig.state)(machine.state)
+        seq = self._machine_seq[machine.name]
         self.db.execute(
             "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
-            (
-                machine.name,
-                self._machine_seq[machine.name],
-                machine.identity,
-                state,
-                machine.inputs,
-            ),
+            (machine.name, seq, machine.identity, state, machine.inputs),
         )
-        self._last_snapshot[machine.name] = machine.inputs
+        self._taken(machine.name, machine.inputs, len(state), seq)
+
+    def _taken(self, name: str, inputs: int, size: int, seq: int) -> None:
+        self._last_snapshot[name] = inputs
+        self._snapshot_size[name] = size
+        self._snapshot_seq[name] = seq
+
+    def snapshot_interval(self, name: str) -> int:
+        """How many inputs ``name`` runs between two snapshots: ``snapshot_every``, or one per
+        :data:`SNAPSHOT_BYTES_PER_INPUT` bytes of its last snapshot if that is more. Encoding
+        a state costs about as much per byte as applying a small input, so a large state is
+        snapshotted more rarely, at the price of a longer replay after a crash."""
+        size = self._snapshot_size.get(name, 0)
+        return max(self.snapshot_every, size // SNAPSHOT_BYTES_PER_INPUT)
 
     def commit(self, machines: dict[str, Machine]) -> None:
         """Make everything logged so far durable; snapshot machines that ran far enough."""
@@ -296,18 +323,21 @@ class Store:
             if not self.db.in_transaction:
                 return
             for name, machine in machines.items():
-                due = machine.inputs - self._last_snapshot.get(name, 0) >= self.snapshot_every
-                if due and machine.trial is None:
+                since = machine.inputs - self._last_snapshot.get(name, 0)
+                if since >= self.snapshot_interval(name) and machine.trial is None:
                     self._snapshot(machine)
             self.db.execute("COMMIT")
 
     def checkpoint(self, machines: dict[str, Machine]) -> None:
-        """Snapshot every machine now (on clean shutdown), so the next start replays nothing."""
+        """Snapshot every machine now (on clean shutdown), so the next start replays nothing;
+        a machine whose snapshot is already its latest log entry is left as it is."""
         with self._writing("checkpoint of"):
             self._flush_inputs()
             self._begin()
             for machine in machines.values():
-                if machine.name in self._machine_seq and machine.trial is None:
+                seq = self._machine_seq.get(machine.name)
+                current = seq is not None and self._snapshot_seq.get(machine.name) == seq
+                if seq is not None and not current and machine.trial is None:
                     self._snapshot(machine)
         self.commit(machines)
 
@@ -326,8 +356,23 @@ class Store:
         except BytecodeError as e:
             raise StoreError(f"stored module {identity[:12]} no longer loads: {e}") from None
 
-    def recover(self) -> Recovery:
-        """Rebuild every machine from its snapshot and the log entries after it."""
+    def recover(self, fuel: int = DEFAULT_FUEL) -> Recovery:
+        """Rebuild every machine from its snapshot and the log entries after it (``fuel``: the
+        node's budget, for the replay of a revert, the one replay that can trap).
+
+        Python's cyclic garbage collector is paused meanwhile: decoding and replaying make
+        values, which hold no cycles, and a collection that meets a large collection value
+        walks all of it (``pyrsistent``'s vector traverses every element), so with a state of
+        a million map entries recovery with collections was 80 times slower."""
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._recover(fuel)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _recover(self, fuel: int) -> Recovery:
         started = time.perf_counter()
         machines: list[Machine] = []
         replayed = 0
@@ -342,10 +387,10 @@ class Store:
             except HotswapError as e:
                 raise StoreError(f"snapshot of {name!r} is unreadable: {e}") from None
             machine = Machine(name, code, state, inputs, [])
-            replayed += self._replay(machine, seq)
+            replayed += self._replay(machine, seq, fuel)
             machine.history = self._history(name)
             self._machine_seq[name] = self._last_seq_of(name)
-            self._last_snapshot[name] = inputs
+            self._taken(name, inputs, len(state_bytes), seq)
             machines.append(machine)
         return Recovery(machines, replayed, time.perf_counter() - started)
 
@@ -366,15 +411,17 @@ class Store:
         row = self.db.execute("SELECT MAX(seq) FROM log WHERE machine = ?", (name,)).fetchone()
         return int(row[0] or 0)
 
-    def _replay(self, machine: Machine, after: int) -> int:
+    def _replay(self, machine: Machine, after: int, fuel: int) -> int:
         """Apply the log entries after ``after`` through the registry's own functions, so a
-        trial is rebuilt, confirmed and reverted exactly as it was live."""
+        trial is rebuilt, confirmed and reverted exactly as it was live. Inputs and migrations
+        run with :data:`REPLAY_FUEL`, a revert's replay with ``fuel``."""
         rows = self.db.execute(
             "SELECT seq, kind, identity, payload, migration, trial, until, time FROM log "
             "WHERE machine = ? AND seq > ? ORDER BY seq",
             (machine.name, after),
         )
         count = 0
+        decoders: dict[str, Callable[[bytes], Value]] = {}  # by identity: one per code
         for seq, kind, identity, payload, migration, trial, until, when in rows:
             count += 1
             if kind == "input":
@@ -383,17 +430,20 @@ class Store:
                         f"log entry {seq} ran on {identity[:12]}, replay has "
                         f"{machine.identity[:12]}"
                     )
-                sig = machine.code.machine
-                assert sig is not None
+                decode = decoders.get(identity)
+                if decode is None:
+                    sig = machine.code.machine
+                    assert sig is not None
+                    decode = decoders[identity] = value_decoder(sig.input)
                 try:
-                    apply_input(machine, decode_value(bytes(payload), sig.input))
+                    apply_input(machine, decode(bytes(payload)), REPLAY_FUEL)
                 except (HotswapError, Trap) as e:
                     raise StoreError(f"replaying log entry {seq} failed: {e}") from None
             elif kind in ("upgrade", "trial"):
                 new, migrate = self._load(identity), self._load(migration)
                 before = machine.state
                 try:
-                    machine.state = migrate.migrate(before)
+                    machine.state = migrate.migrate(before, fuel=REPLAY_FUEL)
                 except Trap as e:
                     raise StoreError(f"replaying the upgrade at {seq} trapped: {e}") from None
                 if kind == "trial":
@@ -403,7 +453,7 @@ class Store:
                 machine.recent.clear()
             elif kind in ("confirm", "revert"):
                 if machine.trial is not None and kind == "revert":
-                    revert_trial(machine, float(when))
+                    revert_trial(machine, float(when), fuel)
                 machine.trial = None
             else:
                 raise StoreError(f"log entry {seq} starts {machine.name!r} a second time")

@@ -7,19 +7,36 @@ Modes: ``seed`` (the seed's value syntax), ``names`` (Python names, when the mod
 them; the seed syntax otherwise), ``off``. An upgrade whose types are structurally equal but
 named differently (``Incr | Count`` to ``Count | Incr``) adds ``Note:`` lines.
 
+A value is shown in at most :data:`SHOWN` characters, then `` ... (cut at 200 characters: a
+map of 1,000,000 entries)`` (the largest collection or string it had to cut) or `` ...
+(12,345 more characters)`` (a long value with no collection to cut). Showing costs what the
+part shown costs, whatever the value's size: the value is first cut down (:func:`clip`) to
+what its first :data:`SHOWN` characters can show, and only that is rendered.
+
+With ``background=True`` (the ``hotswap node`` command) the text is written to the output's
+file descriptor by a thread of its own, so a slow reader never blocks the node's event loop:
+when more than :data:`BACKLOG` characters wait, the trace of inputs and upgrades is dropped
+(and the count of entries dropped printed once the output catches up); the node's own notes
+(start, recovery, listening, stopping) are never dropped.
+
 "Upgrade" here is a ``Swap`` the registry installed (or refused).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import threading
+from collections import deque
+from dataclasses import dataclass
 from typing import Literal, TextIO
 
 from hotswap.cam.loaded import LoadedModule
 from hotswap.errors import HotswapError
 from hotswap.lang.evaluate import Value
-from hotswap.lang.types import Type
+from hotswap.lang.persistent import OMap, make_list
+from hotswap.lang.types import IntT, ListT, MapT, Prod, StrT, Sum, Type, UnitT, is_v1_type
 from hotswap.lang.values import render
 from hotswap.names.display import render_by_name
 from hotswap.node.registry import VERSION_MISMATCH
@@ -27,41 +44,227 @@ from hotswap.node.rehearse import TrialEnd
 
 TraceMode = Literal["seed", "names", "off"]
 
+#: The characters of a value the trace shows.
+SHOWN = 200
+#: In the background, the characters that may wait to be written before the trace of inputs
+#: and upgrades is dropped.
+BACKLOG = 1 << 20
+
+
+@dataclass(slots=True)
+class _Cut:
+    """The walk of :func:`clip`: the room left (in pieces of at least one character each) and
+    the largest collection or string cut short so far."""
+
+    room: int
+    size: int = 0
+    what: str = ""
+
+    def cut(self, size: int, what: str) -> None:
+        if size > self.size:
+            self.size, self.what = size, what
+
+
+def clip(value: Value, t: Type, room: int = SHOWN) -> tuple[Value, str]:
+    """``value`` cut down to what its first ``room`` characters show, in either syntax, and
+    the largest collection or string cut (``""`` if none was). Every value renders as at least
+    one character and the renderers go in the value's order, so the text of the clipped value
+    begins with the first ``room`` characters of the whole value's text. The cost is that of
+    ``room`` pieces plus the size of ``t``, not of the value."""
+    walk = _Cut(room)
+    clipped = _clip(value, t, walk)
+    return clipped, walk.what
+
+
+def _clip(v: Value, t: Type, walk: _Cut) -> Value:
+    walk.room -= 1
+    match t:
+        case UnitT() | IntT():
+            return v
+        case Prod(left, right):
+            a, b = _clip(v[0], left, walk), _clip(v[1], right, walk)
+            return v if a is v[0] and b is v[1] else (a, b)
+        case Sum(left, right):
+            x = _clip(v[1], right if v[0] else left, walk)
+            return v if x is v[1] else (v[0], x)
+        case StrT():
+            if len(v) <= max(walk.room, 0):
+                walk.room -= len(v)
+                return v
+            walk.cut(len(v), f"a string of {len(v):,} characters")
+            kept = v[: max(walk.room, 0)]
+            walk.room = 0
+            return kept
+        case ListT(elem):
+            items, same = [], True
+            for x in v:
+                if walk.room <= 0:
+                    break
+                y = _clip(x, elem, walk)
+                same = same and y is x
+                items.append(y)
+            if len(items) < len(v):
+                walk.cut(len(v), f"a list of {len(v):,} items")
+            elif same:
+                return v
+            return make_list(items)
+        case MapT(key, value):
+            entries, same = [], True
+            for k, x in v.items():
+                if walk.room <= 0:
+                    break
+                k2, y = _clip(k, key, walk), _clip(x, value, walk)
+                same = same and k2 is k and y is x
+                entries.append((k2, y))
+            if len(entries) < len(v):
+                walk.cut(len(v), f"a map of {len(v):,} entries")
+            elif same:
+                return v
+            return OMap(entries)
+    raise AssertionError(f"not a type: {t!r}")
+
+
+def shorten(text: str, cut: str, limit: int = SHOWN) -> str:
+    """The text of a value clipped by :func:`clip`, at most ``limit`` characters and a note of
+    what was left out."""
+    if cut:
+        return f"{text[:limit]} ... (cut at {limit} characters: {cut})"
+    if len(text) > limit:
+        return f"{text[:limit]} ... ({len(text) - limit:,} more characters)"
+    return text
+
+
+class _Writer:
+    """Writes text to a file descriptor from a thread of its own; see the module's docstring."""
+
+    def __init__(self, fd: int, encoding: str, on_error: threading.Event) -> None:
+        self.fd = fd
+        self.encoding = encoding
+        self.failed = on_error
+        self.error: str | None = None
+        self._queue: deque[str] = deque()
+        self._waiting = 0  # characters queued
+        self._dropped = 0  # entries dropped since the last write
+        self._closed = False
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="hotswap-trace", daemon=True)
+        self._thread.start()
+
+    def put(self, text: str, keep: bool) -> None:
+        """Queue ``text``; unless ``keep``, drop it when the backlog is full."""
+        with self._ready:
+            if not keep and self._waiting + len(text) > BACKLOG:
+                self._dropped += 1
+                return
+            self._queue.append(text)
+            self._waiting += len(text)
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                chunks = list(self._queue)
+                self._queue.clear()
+                self._waiting = 0
+                dropped, self._dropped = self._dropped, 0
+            if dropped:  # said where they were missing, once the output took the rest
+                chunks.append(f"(trace: {dropped:,} entries dropped: the output was too slow)\n")
+            data = memoryview("".join(chunks).encode(self.encoding, "backslashreplace"))
+            try:
+                while data:
+                    data = data[os.write(self.fd, data) :]
+            except OSError as e:
+                self.error = str(e) or type(e).__name__
+                self.failed.set()
+                return
+
+    def close(self, timeout: float) -> None:
+        """Write what is queued (waiting at most ``timeout`` seconds), then stop."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(timeout)
+
 
 class Trace:
-    """Prints inputs' outputs and states, upgrades and rejections."""
+    """Prints inputs' outputs and states, upgrades and rejections. With ``background``, from a
+    thread that writes to ``out``'s file descriptor (if it has one), so that a slow reader
+    never blocks the caller; call :meth:`close` at the end to write what is queued."""
 
-    def __init__(self, mode: TraceMode = "seed", out: TextIO | None = None) -> None:
+    def __init__(
+        self, mode: TraceMode = "seed", out: TextIO | None = None, *, background: bool = False
+    ) -> None:
         self.mode = mode
         self.out = out if out is not None else sys.stdout
-        #: Why the trace stopped, if writing it failed (a closed pipe, a full disk).
-        self.broken: str | None = None
+        self._broken: str | None = None
+        self._failed = threading.Event()  # the writer thread could not write
+        self._writer: _Writer | None = None
+        self._flat: dict[Type, bool] = {}  # types with no strings, lists or maps
+        if background:
+            try:
+                fd = self.out.fileno()
+            except (OSError, ValueError):  # io.UnsupportedOperation: no descriptor (StringIO)
+                return
+            self._write("", flush=True)  # what was written before goes first
+            encoding = getattr(self.out, "encoding", None) or "utf-8"
+            self._writer = _Writer(fd, encoding, self._failed)
+
+    @property
+    def broken(self) -> str | None:
+        """Why the trace stopped, if writing it failed (a closed pipe, a full disk)."""
+        if self._broken is None and self._failed.is_set():
+            assert self._writer is not None
+            self._stopped(self._writer.error or "write failed")
+        return self._broken
 
     @property
     def enabled(self) -> bool:
         return self.mode != "off" and self.broken is None
 
+    def _stopped(self, why: str) -> None:
+        self._broken = why
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"hotswap node: trace stopped: {why}\n")
+
     def _write(self, text: str, flush: bool = False) -> None:
         """Write, or give the trace up: it is diagnostics, and a node whose output pipe has
-        closed must keep serving (an exception here would drop replies of committed work)."""
+        closed must keep serving (an exception here would drop replies of committed work).
+        In the background, ``flush`` marks a line never to drop."""
         if self.broken is not None:
+            return
+        if self._writer is not None:
+            self._writer.put(text, keep=flush)
             return
         try:
             self.out.write(text)
             if flush:
                 self.out.flush()
         except (OSError, ValueError) as e:  # ValueError: the stream was closed
-            self.broken = str(e) or type(e).__name__
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.write(f"hotswap node: trace stopped: {self.broken}\n")
+            self._stopped(str(e) or type(e).__name__)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Write what the background thread still holds (for at most ``timeout`` seconds)."""
+        if self._writer is not None:
+            self._writer.close(timeout)
 
     def _render(self, value: Value, t: Type, role: str, code: LoadedModule) -> str:
+        """At most :data:`SHOWN` characters of ``value`` and what was left out."""
+        flat = self._flat.get(t)
+        if flat is None:
+            flat = self._flat[t] = is_v1_type(t)
+        cut = ""
+        if not flat:  # it may be large: render only what will be shown
+            value, cut = clip(value, t)
         if self.mode == "names":
             try:
-                return render_by_name(value, role, code)
+                return shorten(render_by_name(value, role, code), cut)
             except HotswapError:  # no usable names in this module: fall back to the seed syntax
-                return render(value, t)
-        return render(value, t)
+                pass
+        return shorten(render(value, t), cut)
 
     def step(self, code: LoadedModule, output: Value, state: Value) -> None:
         if not self.enabled:
@@ -114,5 +317,5 @@ class Trace:
         self._write(f"{line}\n", flush=True)
 
     def flush(self) -> None:
-        if self.enabled:
+        if self.enabled and self._writer is None:
             self._write("", flush=True)

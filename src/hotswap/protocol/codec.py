@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, cast
 
 import cbor2
@@ -129,11 +129,23 @@ def _schema(
     return Schema(name, event, tuple(fields.items()), from_client, keys, has_float, optional, since)
 
 
+#: ``send`` and ``send_checked`` may leave the state out of their reply (version 2).
+_NO_STATE: tuple[tuple[str, Kind, object], ...] = (("state", BOOL, True),)
+
 # docs/protocol.md, "Messages": one line per message, fields in dataclass order.
 SCHEMAS: tuple[Schema, ...] = (
     _schema("hello", Hello, True, version=UINT, max_frame=FRAME_LIMIT, agent=SHORT_TEXT),
-    _schema("send", Send, True, id=UINT, machine=NAME, input=BYTES),
-    _schema("send_checked", SendChecked, True, id=UINT, machine=NAME, code=IDENTITY, input=BYTES),
+    _schema("send", Send, True, optional=_NO_STATE, id=UINT, machine=NAME, input=BYTES),
+    _schema(
+        "send_checked",
+        SendChecked,
+        True,
+        optional=_NO_STATE,
+        id=UINT,
+        machine=NAME,
+        code=IDENTITY,
+        input=BYTES,
+    ),
     _schema(
         "upgrade",
         UpgradeRequest,
@@ -264,6 +276,8 @@ def encode_message(message: Message, version: int = PROTOCOL_VERSION) -> bytes:
     peer does not know are left out for it."""
     fast = _FAST_ENCODERS.get(type(message))
     if fast is not None:
+        if version < 2 and isinstance(message, Send | SendChecked) and not message.state:
+            message = replace(message, state=True)  # a version 1 node always sends the state
         payload = fast(message)
         if payload is not None:
             return payload
@@ -341,10 +355,12 @@ def decode_message(
     fast: Message | None
     if from_client:
         fast = decode_send(payload) or decode_send_checked(payload)
+        if fast is not None and (fast.state or version >= 2):
+            return fast
     else:
         fast = decode_output(payload)
-    if fast is not None:
-        return fast
+        if fast is not None:
+            return fast
     return decode_schema(payload, from_client=from_client, version=version)
 
 

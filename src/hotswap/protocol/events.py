@@ -101,11 +101,13 @@ class Welcome:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Feed one input (encoded at the machine's input type) to a machine."""
+    """Feed one input (encoded at the machine's input type) to a machine. Version 2: with
+    ``state`` false, the reply leaves the new state out (its ``state`` is empty bytes)."""
 
     id: int
     machine: str
     input: bytes
+    state: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,7 @@ class SendChecked:
     machine: str
     code: str
     input: bytes
+    state: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +223,8 @@ class GetModule:
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """Answer to ``Send``: the step's output and the machine's new state."""
+    """Answer to ``Send``: the step's output and the machine's new state (empty bytes when
+    the request asked for no state)."""
 
     id: int
     output: bytes

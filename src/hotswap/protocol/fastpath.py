@@ -27,7 +27,10 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}").fullmatch
 _SEND_OPEN = b"\xa4\x62id"  # map(4), "id"
 _SEND_MIDDLE = b"\x64type\x64send\x65input"  # "type": "send", "input"
 _SEND_MACHINE = b"\x67machine"
+_NO_STATE = b"\x65state\xf4"  # "state": false, between the input and the machine
+_SEND_OPEN_NO_STATE = b"\xa5\x62id"  # map(5), "id"
 _CHECKED_OPEN = b"\xa5\x62id"  # map(5), "id"
+_CHECKED_OPEN_NO_STATE = b"\xa6\x62id"  # map(6), "id"
 _CHECKED_CODE = b"\x64code\x78\x40"  # "code": text(64)
 _CHECKED_MIDDLE = b"\x64type\x6csend_checked\x65input"  # "type": "send_checked", "input"
 _IDENTITY = re.compile(rb"[0-9a-f]{64}").fullmatch
@@ -74,42 +77,44 @@ def _read_head(payload: bytes, position: int, major: int) -> tuple[int, int]:
 
 def encode_send(event: Send) -> bytes | None:
     """The canonical payload of ``event``, or None if a field is not of its kind."""
-    tail = _input_and_machine_bytes(event.id, event.input, event.machine)
+    tail = _input_and_machine_bytes(event.id, event.input, event.machine, event.state)
     if tail is None:
         return None
-    return b"".join((_SEND_OPEN, head(_UINT, event.id), _SEND_MIDDLE, *tail))
+    opening = _SEND_OPEN if event.state is True else _SEND_OPEN_NO_STATE
+    return b"".join((opening, head(_UINT, event.id), _SEND_MIDDLE, *tail))
 
 
 def encode_send_checked(event: SendChecked) -> bytes | None:
     """The canonical payload of ``event``, or None if a field is not of its kind."""
     code = event.code
-    tail = _input_and_machine_bytes(event.id, event.input, event.machine)
+    tail = _input_and_machine_bytes(event.id, event.input, event.machine, event.state)
     if tail is None or type(code) is not str or not code.isascii():
         return None
     raw = code.encode("ascii")
     if _IDENTITY(raw) is None:
         return None
-    return b"".join(
-        (_CHECKED_OPEN, head(_UINT, event.id), _CHECKED_CODE, raw, _CHECKED_MIDDLE, *tail)
-    )
+    opening = _CHECKED_OPEN if event.state is True else _CHECKED_OPEN_NO_STATE
+    return b"".join((opening, head(_UINT, event.id), _CHECKED_CODE, raw, _CHECKED_MIDDLE, *tail))
 
 
 def _input_and_machine_bytes(
-    request_id: object, data: object, machine: object
+    request_id: object, data: object, machine: object, state: object
 ) -> list[bytes] | None:
-    """The input then ``"machine": name``, as the two send messages end, if the fields (and the
-    request id) are of their kinds; else None."""
+    """The input, ``"state": false`` if the state is not wanted, then ``"machine": name``, as
+    the two send messages end, if the fields (and the request id) are of their kinds."""
     if (
         type(request_id) is not int
         or not 0 <= request_id <= MAX_UINT
         or type(data) is not bytes
         or type(machine) is not str
         or _NAME(machine) is None
+        or type(state) is not bool
     ):
         return None
     return [
         head(_BYTES, len(data)),
         data,
+        b"" if state else _NO_STATE,
         _SEND_MACHINE,
         head(_TEXT, len(machine)),
         machine.encode("ascii"),
@@ -142,18 +147,20 @@ def encode_output(event: Output) -> bytes | None:
 
 def decode_send(payload: bytes) -> Send | None:
     """The Send in ``payload`` if it is one in canonical form with valid fields, else None."""
-    if not payload.startswith(_SEND_OPEN):
+    state = payload.startswith(_SEND_OPEN)
+    if not state and not payload.startswith(_SEND_OPEN_NO_STATE):
         return None
     request_id, position = _read_head(payload, 4, _UINT)
     if request_id < 0 or not payload.startswith(_SEND_MIDDLE, position):
         return None
-    rest = _input_and_machine(payload, position + len(_SEND_MIDDLE))
-    return None if rest is None else Send(request_id, rest[1], rest[0])
+    rest = _input_and_machine(payload, position + len(_SEND_MIDDLE), state)
+    return None if rest is None else Send(request_id, rest[1], rest[0], state)
 
 
 def decode_send_checked(payload: bytes) -> SendChecked | None:
     """The SendChecked in ``payload`` if it is one in canonical form with valid fields."""
-    if not payload.startswith(_CHECKED_OPEN):
+    state = payload.startswith(_CHECKED_OPEN)
+    if not state and not payload.startswith(_CHECKED_OPEN_NO_STATE):
         return None
     request_id, position = _read_head(payload, 4, _UINT)
     if request_id < 0 or not payload.startswith(_CHECKED_CODE, position):
@@ -162,19 +169,26 @@ def decode_send_checked(payload: bytes) -> SendChecked | None:
     code = payload[position : position + 64]
     if _IDENTITY(code) is None or not payload.startswith(_CHECKED_MIDDLE, position + 64):
         return None
-    rest = _input_and_machine(payload, position + 64 + len(_CHECKED_MIDDLE))
+    rest = _input_and_machine(payload, position + 64 + len(_CHECKED_MIDDLE), state)
     if rest is None:
         return None
-    return SendChecked(request_id, rest[1], code.decode("ascii"), rest[0])
+    return SendChecked(request_id, rest[1], code.decode("ascii"), rest[0], state)
 
 
-def _input_and_machine(payload: bytes, position: int) -> tuple[bytes, str] | None:
-    """The input's bytes then ``"machine": name`` to the end of ``payload``, or None."""
+def _input_and_machine(payload: bytes, position: int, state: bool) -> tuple[bytes, str] | None:
+    """The input's bytes, ``"state": false`` unless ``state``, then ``"machine": name`` to the
+    end of ``payload``, or None."""
     size, position = _read_head(payload, position, _BYTES)
     end = position + size
-    if size < 0 or not payload.startswith(_SEND_MACHINE, end):
-        return None
     data = payload[position:end]
+    if size < 0:
+        return None
+    if not state:
+        if not payload.startswith(_NO_STATE, end):
+            return None
+        end += len(_NO_STATE)
+    if not payload.startswith(_SEND_MACHINE, end):
+        return None
     size, position = _read_head(payload, end + len(_SEND_MACHINE), _TEXT)
     if size < 0 or position + size != len(payload):
         return None

@@ -1,0 +1,157 @@
+"""The item types of empty collections assigned without an annotation: ``out = []``.
+
+Python users rarely annotate ``out = []``; its type is what is put in it later. Two ways find it,
+without asking the user to write ``out: list[int] = []``:
+
+1. *where it goes*, read from the syntax after the assignment: ``return out`` (the return
+   type, or its item in a returned tuple), ``R(..., out)`` (the record's field), ``y: T = out``,
+   ``rows.append(out)`` or ``rows[k] = out`` for a list or dict ``rows`` in scope;
+2. *what goes in it*: the rest is compiled with ``out`` as ``list[None]`` (``dict[None, None]``)
+   marked *tentative*; the first ``out.append(e)``, ``out[k] = v``, ``out += [e]``,
+   ``out + [e]`` or ``out | {k: v}`` that puts in something else raises :class:`Retry` with the
+   type it needs, and the assignment compiles the rest again with that type.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from hotswap.dsl.annotations import MISSING, record_schema
+from hotswap.dsl.env import Env
+from hotswap.names.schema import (
+    NONE_SCHEMA,
+    DictSchema,
+    ListSchema,
+    Schema,
+    SchemaProblem,
+    TupleSchema,
+    UnionSchema,
+)
+
+if TYPE_CHECKING:
+    from hotswap.dsl.dispatch import FunctionCompiler
+
+
+class Retry(Exception):
+    """The tentative collection ``name`` needs the schema ``schema``: compile again."""
+
+    def __init__(self, name: str, schema: Schema) -> None:
+        super().__init__(name)
+        self.name = name
+        self.schema = schema
+
+
+class Widen(Exception):
+    """The variable ``name`` reaches the end of the ``if``, ``match`` or loop ``node`` at
+    different types, which ``schema`` unites (``None`` and ``int``: ``int | None``, as mypy
+    completes a variable first assigned None): compile ``node`` again, ``name`` declared so."""
+
+    def __init__(self, node: object, name: str, schema: Schema) -> None:
+        super().__init__(name)
+        self.node = node
+        self.name = name
+        self.schema = schema
+
+
+def guess(kind: type) -> Schema:
+    """The tentative schema of an empty list or dict."""
+    return ListSchema(NONE_SCHEMA) if kind is ListSchema else DictSchema(NONE_SCHEMA, NONE_SCHEMA)
+
+
+def _fits(schema: Schema | None, kind: type) -> Schema | None:
+    if isinstance(schema, kind):
+        return schema
+    if isinstance(schema, UnionSchema):
+        found = [a for a in schema.alternatives if isinstance(a, kind)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def usage_hint(
+    c: FunctionCompiler, name: str, rest: Sequence[ast.stmt], env: Env, kind: type
+) -> Schema | None:
+    """The schema of ``name`` from where its value goes in ``rest`` (rule 1 of the module doc)."""
+    returns = c.function.signature.returns
+    for stmt in rest:
+        for node in ast.walk(stmt):
+            found = _use(c, node, name, returns, env)
+            fitting = _fits(found, kind)
+            if fitting is not None:
+                return fitting
+    return None
+
+
+def _is(node: ast.AST | None, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def _use(c: FunctionCompiler, node: ast.AST, name: str, returns: Schema, env: Env) -> Schema | None:
+    match node:
+        case ast.Return(value=value) if _is(value, name):
+            return returns
+        case ast.Return(value=ast.Tuple(elts=elts)) if isinstance(returns, TupleSchema):
+            if len(elts) == len(returns.items):
+                for elt, item in zip(elts, returns.items, strict=True):
+                    if _is(elt, name):
+                        return item
+        case ast.AnnAssign(annotation=annotation, value=value) if _is(value, name):
+            return c.function.schema(annotation)
+        case ast.Call(func=func, args=args, keywords=keywords):
+            return _argument(c, func, args, keywords, name, env)
+        case ast.Assign(targets=[ast.Subscript(value=ast.Name(id=owner))], value=value):
+            if _is(value, name) and owner in env.vars:
+                schema = env.vars[owner].schema
+                if isinstance(schema, DictSchema):
+                    return schema.value
+                if isinstance(schema, ListSchema):
+                    return schema.item
+    return None
+
+
+def _argument(
+    c: FunctionCompiler,
+    func: ast.expr,
+    args: list[ast.expr],
+    keywords: list[ast.keyword],
+    name: str,
+    env: Env,
+) -> Schema | None:
+    if (
+        isinstance(func, ast.Attribute)
+        and func.attr == "append"
+        and isinstance(func.value, ast.Name)
+    ):
+        owner = env.vars.get(func.value.id)
+        if (
+            owner is not None
+            and isinstance(owner.schema, ListSchema)
+            and any(_is(a, name) for a in args)
+        ):
+            return owner.schema.item
+        return None
+    from hotswap.dsl.expressions import static  # noqa: PLC0415 - expressions builds on us
+
+    cls = static(c.function, func)
+    if cls is MISSING or not (isinstance(cls, type) and hasattr(cls, "__dataclass_fields__")):
+        return None
+    try:
+        record = record_schema(cls)
+    except SchemaProblem:
+        return None
+    for f, arg in zip(record.fields, args, strict=False):
+        if _is(arg, name):
+            return f.schema
+    for kw in keywords:
+        if _is(kw.value, name):
+            for f in record.fields:
+                if f.name == kw.arg:
+                    return f.schema
+    return None
+
+
+def learned(c: FunctionCompiler, name: str, current: Schema, needed: Schema) -> None:
+    """``name`` is tentative at ``current`` and what is put in it needs ``needed``: retry."""
+    if c.tentative.get(name) == current and needed != current:
+        raise Retry(name, needed)

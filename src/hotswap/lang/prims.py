@@ -1,0 +1,270 @@
+"""Meaning and cost of the primitives of module format 2: equality, text, lists and maps.
+
+Every executor calls these functions, so they agree on results and traps by construction; the
+cost functions give the part of an instruction's fuel that depends on its operands
+(docs/bytecode.md, "Costs"). The fixed part, 1 per instruction, is the executor's.
+
+Values: a Str is a Python ``str``; a list a persistent vector; a map an :class:`OMap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hotswap.errors import Trap
+from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
+from hotswap.lang.persistent import EMPTY_LIST, OMap, PVector, is_list, make_list
+from hotswap.lang.terms import Op
+
+Value = Any
+FALSE: Value = (0, ())
+TRUE: Value = (1, ())
+NOTHING: Value = (0, ())  # the left injection of Unit + V: no value
+
+#: Code points per unit of cost when text is copied or scanned.
+TEXT_CHUNK = 64
+
+
+def _bool(b: bool) -> Value:
+    return TRUE if b else FALSE
+
+
+def too_large(what: str, n: int, limit: int) -> Trap:
+    return Trap("too_large", f"{what} of {n} would exceed the limit of {limit}")
+
+
+def index_error(what: str, i: int, n: int) -> Trap:
+    return Trap("index_error", f"{what} index {i} out of range for length {n}")
+
+
+def missing_key(key: Value) -> Trap:
+    text = repr(key)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return Trap("missing_key", f"key {text} is not in the map")
+
+
+def raised(name: str, message: str) -> Trap:
+    return Trap("raised", f"{name}: {message}" if message else name)
+
+
+def weight(v: Value) -> int:
+    """The size that structural equality is charged for: elements of lists and maps, and text
+    in chunks of :data:`TEXT_CHUNK` code points, counted through pairs and injections."""
+    total = 0
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if type(x) is tuple:
+            stack.extend(x)
+        elif type(x) is str:
+            total += len(x) // TEXT_CHUNK
+        elif isinstance(x, OMap):
+            total += len(x)
+            for k, val in x.items():
+                stack.append(k)
+                stack.append(val)
+        elif is_list(x):
+            total += len(x)
+            stack.extend(x)
+    return total
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+def str_concat(v: Value) -> Value:
+    a, b = v
+    n = len(a) + len(b)
+    if n > MAX_STR_LEN:
+        raise too_large("text", n, MAX_STR_LEN)
+    return a + b
+
+
+def str_index(v: Value) -> Value:
+    s, i = v
+    if not -len(s) <= i < len(s):
+        raise index_error("text", i, len(s))
+    return s[i]
+
+
+def str_slice(v: Value) -> Value:
+    s, (a, b) = v
+    return s[a:b]
+
+
+# --- lists ----------------------------------------------------------------------------------
+
+
+def list_append(v: Value) -> Value:
+    xs, x = v
+    if len(xs) >= MAX_ELEMENTS:
+        raise too_large("list", len(xs) + 1, MAX_ELEMENTS)
+    return xs.append(x)
+
+
+def list_concat(v: Value) -> Value:
+    xs, ys = v
+    n = len(xs) + len(ys)
+    if n > MAX_ELEMENTS:
+        raise too_large("list", n, MAX_ELEMENTS)
+    return xs.extend(ys) if ys else xs
+
+
+def list_index(v: Value) -> Value:
+    xs, i = v
+    if not -len(xs) <= i < len(xs):
+        raise index_error("list", i, len(xs))
+    return xs[i]
+
+
+def list_slice(v: Value) -> Value:
+    xs, (a, b) = v
+    lo, hi, _ = slice(a, b).indices(len(xs))
+    if hi <= lo:
+        return EMPTY_LIST
+    if lo == 0 and hi == len(xs):
+        return xs
+    return xs[lo:hi]
+
+
+def list_set(v: Value) -> Value:
+    xs, (i, x) = v
+    if not -len(xs) <= i < len(xs):
+        raise index_error("list", i, len(xs))
+    return xs.set(i if i >= 0 else len(xs) + i, x)
+
+
+def list_sort(xs: Value) -> Value:
+    return make_list(sorted(xs))
+
+
+def int_range(v: Value) -> Value:
+    a, b = v
+    n = max(0, b - a)
+    if n > MAX_ELEMENTS:
+        raise too_large("range", n, MAX_ELEMENTS)
+    return make_list(range(a, b))
+
+
+def list_contains(v: Value) -> Value:
+    xs, x = v
+    return _bool(x in xs)
+
+
+# --- maps -----------------------------------------------------------------------------------
+
+
+def map_get(v: Value) -> Value:
+    m, k = v
+    found = m.get(k, _MISSING)
+    return NOTHING if found is _MISSING else (1, found)
+
+
+_MISSING = object()
+
+
+def map_index(v: Value) -> Value:
+    m, k = v
+    found = m.get(k, _MISSING)
+    if found is _MISSING:
+        raise missing_key(k)
+    return found
+
+
+def map_insert(v: Value) -> Value:
+    m, (k, x) = v
+    if len(m) >= MAX_ELEMENTS and k not in m:
+        raise too_large("map", len(m) + 1, MAX_ELEMENTS)
+    return m.set(k, x)
+
+
+def map_merge(v: Value) -> Value:
+    m, other = v
+    result = m.update(other)
+    if len(result) > MAX_ELEMENTS:
+        raise too_large("map", len(result), MAX_ELEMENTS)
+    return result
+
+
+#: The meaning of each primitive of format 2, on its argument value.
+IMPL: dict[Op, Callable[[Value], Value]] = {
+    Op.EQUAL: lambda v: _bool(v[0] == v[1]),
+    Op.NOT_EQUAL: lambda v: _bool(v[0] != v[1]),
+    Op.STR_LT: lambda v: _bool(v[0] < v[1]),
+    Op.STR_LE: lambda v: _bool(v[0] <= v[1]),
+    Op.STR_GT: lambda v: _bool(v[0] > v[1]),
+    Op.STR_GE: lambda v: _bool(v[0] >= v[1]),
+    Op.STR_LEN: len,
+    Op.STR_CONCAT: str_concat,
+    Op.STR_SLICE: str_slice,
+    Op.STR_INDEX: str_index,
+    Op.STR_CONTAINS: lambda v: _bool(v[1] in v[0]),
+    Op.INT_TO_STR: str,
+    Op.LIST_LEN: len,
+    Op.LIST_APPEND: list_append,
+    Op.LIST_CONCAT: list_concat,
+    Op.LIST_INDEX: list_index,
+    Op.LIST_SLICE: list_slice,
+    Op.LIST_CONTAINS: list_contains,
+    Op.LIST_SORT: list_sort,
+    Op.LIST_SET: list_set,
+    Op.MAP_LEN: len,
+    Op.MAP_GET: map_get,
+    Op.MAP_INSERT: map_insert,
+    Op.MAP_DELETE: lambda v: v[0].delete(v[1]),
+    Op.MAP_CONTAINS: lambda v: _bool(v[1] in v[0]),
+    Op.MAP_KEYS: lambda m: make_list(m.keys()),
+    Op.MAP_VALUES: lambda m: make_list(m.values()),
+    Op.MAP_ITEMS: lambda m: make_list(m.items()),
+    Op.MAP_MERGE: map_merge,
+    Op.RANGE: int_range,
+    Op.MAP_INDEX: map_index,
+}
+
+
+def _contains_cost(v: Value) -> int:
+    xs, x = v
+    for i, y in enumerate(xs):
+        if y == x:
+            return i + 1
+    return len(xs)
+
+
+def _sort_cost(xs: Value) -> int:
+    n = len(xs)
+    return n * max(1, n.bit_length())
+
+
+#: The variable part of a primitive's cost, from its argument (before it runs). Primitives not
+#: listed cost nothing beyond the 1 of their instruction.
+COST: dict[Op, Callable[[Value], int]] = {
+    Op.EQUAL: lambda v: weight(v[0]),
+    Op.NOT_EQUAL: lambda v: weight(v[0]),
+    Op.STR_LT: lambda v: min(len(v[0]), len(v[1])) // TEXT_CHUNK,
+    Op.STR_LE: lambda v: min(len(v[0]), len(v[1])) // TEXT_CHUNK,
+    Op.STR_GT: lambda v: min(len(v[0]), len(v[1])) // TEXT_CHUNK,
+    Op.STR_GE: lambda v: min(len(v[0]), len(v[1])) // TEXT_CHUNK,
+    Op.STR_CONCAT: lambda v: (len(v[0]) + len(v[1])) // TEXT_CHUNK,
+    Op.STR_SLICE: lambda v: len(v[0]) // TEXT_CHUNK,
+    Op.STR_CONTAINS: lambda v: len(v[0]) // TEXT_CHUNK,
+    Op.LIST_CONCAT: lambda v: len(v[1]),
+    Op.LIST_SLICE: lambda v: len(range(*slice(*v[1]).indices(len(v[0])))),
+    Op.LIST_CONTAINS: _contains_cost,
+    Op.LIST_SORT: _sort_cost,
+    Op.MAP_KEYS: len,
+    Op.MAP_VALUES: len,
+    Op.MAP_ITEMS: len,
+    Op.MAP_MERGE: lambda v: len(v[1]),
+    Op.RANGE: lambda v: max(0, min(v[1] - v[0], MAX_ELEMENTS + 1)),
+}
+
+
+def fail(v: Value) -> Value:
+    """``fail``: trap with kind ``raised``; ``v`` is (exception class name, message)."""
+    name, message = v
+    raise raised(name, message)
+
+
+__all__ = ["COST", "IMPL", "OMap", "PVector", "fail", "weight"]
