@@ -183,12 +183,19 @@ class Client:
 
     # --- the API ----------------------------------------------------------------------------
 
-    def send_raw(self, machine: str, data: bytes, code: str | None = None) -> Output:
-        """Send canonical input bytes; the reply carries output and state bytes. With ``code``
-        (the identity the bytes were encoded for) the node refuses them if other code runs
+    def send_raw(
+        self, machine: str, data: bytes, code: str | None = None, *, state: bool = True
+    ) -> Output:
+        """Send canonical input bytes; the reply carries output and state bytes (the state
+        empty with ``state=False``: then the node does not encode it). With ``code`` (the
+        identity the bytes were encoded for) the node refuses them if other code runs
         (``wrong_version``), rather than read them at a type they were not written for."""
         rid = self.wire.session.request_id()
-        event = Send(rid, machine, data) if code is None else SendChecked(rid, machine, code, data)
+        event = (
+            Send(rid, machine, data, state)
+            if code is None
+            else SendChecked(rid, machine, code, data, state)
+        )
         return expect(self.request(event), Output)
 
     def send(self, machine: str, value: Any) -> Any:
