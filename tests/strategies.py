@@ -581,7 +581,7 @@ def _prim_kinds(cod: Type) -> list[str]:
         kinds += ["int_cmp", "equal", "equal", "str_cmp", "list_contains", "map_contains"]
         kinds += ["not", "logic"]
     elif cod is STR:
-        kinds += ["str_concat", "str_concat", "str_slice", "str_index", "int_to_str"]
+        kinds += ["str_concat", "str_concat", "str_join", "str_slice", "str_index", "int_to_str"]
     elif isinstance(cod, ListT):
         kinds += ["append", "append", "concat", "slice", "list_set", "values"]
         if cod.elem in (INT, STR):
@@ -657,6 +657,8 @@ def _prim(draw: st.DrawFn, dom: Type, cod: Type, depth: int) -> Term:
             return on(Prod(BOOL, BOOL), draw(st.sampled_from([Op.AND, Op.OR])))
         case "str_concat":
             return on(Prod(STR, STR), Op.STR_CONCAT)
+        case "str_join":
+            return on(Prod(STR, ListT(STR)), Op.STR_JOIN)
         case "str_slice":
             return on(Prod(STR, Prod(INT, INT)), Op.STR_SLICE)
         case "str_index":

@@ -79,9 +79,3 @@ def test_a_new_version_of_a_big_vector_is_cheap_for_the_garbage_collector() -> N
     added = len(gc.get_objects(generation=0)) - before
     assert newer[500_000] == -1 and big[500_000] == 500_000
     assert added < 20
-
-
-def test_vectors_are_immutable() -> None:
-    v = PVector([1])
-    with pytest.raises(AttributeError, match="immutable"):
-        v._n = 3

@@ -33,6 +33,7 @@ from hotswap.cam.instructions import Code, Opcode
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.errors import InternalError, Trap
 from hotswap.lang import ints, prims
+from hotswap.lang.check import MAX_STR_LEN
 from hotswap.lang.evaluate import FALSE, TRUE, Value
 from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP
 from hotswap.lang.terms import TRAPPING, V1_OPS, Op
@@ -212,6 +213,13 @@ class _Generator:
             name = self.fresh()
             out.append(f"{indent}{name} = {arg}")
             arg = name
+        if op is Op.STR_CONCAT:  # inline: a + b, then its cost, then the limit (the VM's order)
+            name = self.fresh()
+            out.append(f"{indent}{name} = {arg}[0] + {arg}[1]")
+            self.flush(pending + 1, out, indent, f"_len({name}) // {prims.TEXT_CHUNK}")
+            limit = f"_len({name}) > {MAX_STR_LEN}"
+            out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}({arg})")
+            return _Expr(name)
         extra = f"{self.prim_function(op, 'c')}({arg})" if op in prims.COST else ""
         self.flush(pending + 1, out, indent, extra)
         if op in (Op.EQUAL, Op.NOT_EQUAL):
@@ -555,6 +563,7 @@ def _exec(source: str, constants: dict[str, object]) -> Any:
         "_trap": _raise_trap,
         "_oof": _out_of_fuel,
         "_fail": prims.fail,
+        "_len": len,
         "_EL": EMPTY_LIST,
         "_EM": EMPTY_MAP,
         **constants,

@@ -591,26 +591,12 @@ def _str_extremum(c: FunctionCompiler, name: str, node: ast.Call, env: Env) -> T
 
 
 def join(c: FunctionCompiler, node: ast.Call, sep: Typed, arg: ast.expr, env: Env) -> Typed:
-    """``sep.join(xs)``: ``sep`` first, then the items, each a str."""
-    generators, elt = _generator(c, arg)
-    prelude = Fanout(ID, sep.term)
-    inner, sep_ref = env.push(STR_SCHEMA)
-    state = TupleSchema((BOOL_SCHEMA, STR_SCHEMA))
-    t = core_type(state)
-
-    def add(e: Env, acc: Ref) -> Term:
-        x = c.expr(elt, e, STR_SCHEMA, "an item of join()").term
-        body, x_ref = e.push(STR_SCHEMA)
-        seen, text = body.read(component(acc, 0)), body.read(component(acc, 1))
-        joined = prim(
-            Op.STR_CONCAT, prim(Op.STR_CONCAT, text, body.read(sep_ref)), body.read(x_ref)
-        )
-        value = if_then_else(seen, joined, body.read(x_ref))
-        return seq(Fanout(ID, x), Fanout(TRUE, value), Inl(t))
-
-    init = Fanout(FALSE, StrLit(""))
-    folded = reduce(c, generators, inner, state, lambda e: init, add)
-    return Typed(seq(prelude, folded, SND), STR_SCHEMA)
+    """``sep.join(xs)``: ``sep`` first, then the items (each a str) as a list, joined by the
+    one primitive ``STR_JOIN`` (a copy of the result, not one per item)."""
+    items = to_list(c, arg, env, ListSchema(STR_SCHEMA))
+    if items.schema != ListSchema(STR_SCHEMA):
+        raise c.error(arg, f"join() joins strs, not {describe(items.schema)}")
+    return Typed(prim(Op.STR_JOIN, sep.term, items.term), STR_SCHEMA)
 
 
 def reverse_list(schema: ListSchema) -> Term:

@@ -95,6 +95,8 @@ def prim_codomain(op: Op, dom: Type) -> Type | str:
             return STR if dom is INT else "Int"
         case Op.RANGE:
             return ListT(INT) if dom is _INT_PAIR else "Int x Int"
+        case Op.STR_JOIN:
+            return STR if dom is Prod(STR, ListT(STR)) else "Str x List Str"
     return _collection_codomain(op, dom)
 
 

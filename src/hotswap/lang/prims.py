@@ -89,6 +89,19 @@ def str_index(v: Value) -> Value:
     return s[i]
 
 
+def _joined_length(v: Value) -> int:
+    sep, xs = v
+    return sum(len(x) for x in xs) + len(sep) * max(0, len(xs) - 1)
+
+
+def str_join(v: Value) -> Value:
+    n = _joined_length(v)
+    if n > MAX_STR_LEN:
+        raise too_large("text", n, MAX_STR_LEN)
+    sep, xs = v
+    return sep.join(xs)
+
+
 def str_slice(v: Value) -> Value:
     s, (a, b) = v
     return s[a:b]
@@ -221,6 +234,7 @@ IMPL: dict[Op, Callable[[Value], Value]] = {
     Op.MAP_MERGE: map_merge,
     Op.RANGE: int_range,
     Op.MAP_INDEX: map_index,
+    Op.STR_JOIN: str_join,
 }
 
 
@@ -258,6 +272,7 @@ COST: dict[Op, Callable[[Value], int]] = {
     Op.MAP_ITEMS: len,
     Op.MAP_MERGE: lambda v: len(v[1]),
     Op.RANGE: lambda v: max(0, min(v[1] - v[0], MAX_ELEMENTS + 1)),
+    Op.STR_JOIN: lambda v: len(v[1]) + _joined_length(v) // TEXT_CHUNK,
 }
 
 

@@ -68,6 +68,7 @@ class Op(Enum):
     MAP_MERGE = 43  # Map K V x Map K V -> Map K V, as Python's d | e
     RANGE = 44  # Int x Int -> List Int, as Python's range(a, b)
     MAP_INDEX = 45  # Map K V x K -> V, d[k]; traps missing_key
+    STR_JOIN = 46  # Str x List Str -> Str, sep.join(xs)
 
 
 ARITHMETIC = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV, Op.MOD})
@@ -95,6 +96,7 @@ TRAPPING = frozenset(
         Op.MAP_MERGE,
         Op.RANGE,
         Op.MAP_INDEX,
+        Op.STR_JOIN,
     }
 )
 

@@ -1,5 +1,8 @@
 """A persistent vector: a 32-way trie of tuples with a tail, as in Clojure.
 
+Immutable by contract: no method changes a vector, and its four slots are private (a vector is
+core data; users see Python lists).
+
 Index, set and append cost O(log32 n) (at most 5 levels for 2**24 elements); every version
 shares all but the path it changed. The trie's nodes are plain tuples, so the garbage collector
 sees each version as its root, its tail and the few tuples it made: a new version costs the
@@ -14,6 +17,7 @@ left-packed; ``_shift`` is 5 times the trie's height (at least 5).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
@@ -35,6 +39,9 @@ class PVector(Generic[T]):
     def __init__(self, items: Iterable[T] = ()) -> None:
         values = items if isinstance(items, list | tuple) else list(items)
         n = len(values)
+        if n <= _WIDTH:  # all in the tail
+            self._n, self._shift, self._root, self._tail = n, _BITS, (), tuple(values)
+            return
         tailoff = ((n - 1) >> _BITS) << _BITS if n else 0
         nodes: list[Any] = [tuple(values[i : i + _WIDTH]) for i in range(0, tailoff, _WIDTH)]
         shift = _BITS
@@ -44,20 +51,13 @@ class PVector(Generic[T]):
         self._set(n, shift, tuple(nodes), tuple(values[tailoff:]))
 
     def _set(self, n: int, shift: int, root: tuple[Any, ...], tail: tuple[Any, ...]) -> None:
-        object.__setattr__(self, "_n", n)
-        object.__setattr__(self, "_shift", shift)
-        object.__setattr__(self, "_root", root)
-        object.__setattr__(self, "_tail", tail)
+        self._n, self._shift, self._root, self._tail = n, shift, root, tail
 
     @classmethod
     def _make(cls, n: int, shift: int, root: tuple[Any, ...], tail: tuple[Any, ...]) -> PVector[T]:
         v: PVector[T] = object.__new__(cls)
-        v._set(n, shift, root, tail)
+        v._n, v._shift, v._root, v._tail = n, shift, root, tail
         return v
-
-    def __setattr__(self, name: str, value: object) -> None:
-        msg = "lists are immutable: use append(), set() or extend(), which return a new list"
-        raise AttributeError(msg)
 
     def __len__(self) -> int:
         return self._n
@@ -95,10 +95,11 @@ class PVector(Generic[T]):
         return leaf[i & _MASK]
 
     def __iter__(self) -> Iterator[T]:
+        if not self._root:
+            return iter(self._tail)
         tailoff = self._n - len(self._tail)
-        for start in range(0, tailoff, _WIDTH):
-            yield from self._leaf(start)
-        yield from self._tail
+        leaves = (self._leaf(start) for start in range(0, tailoff, _WIDTH))
+        return itertools.chain(itertools.chain.from_iterable(leaves), self._tail)
 
     def tolist(self) -> list[T]:
         return list(self)
