@@ -14,10 +14,11 @@ from hotswap.cam.loaded import load
 from hotswap.cam.module import encode_module
 from hotswap.cam.values import encode_value
 from hotswap.errors import StoreError
-from hotswap.examples import handbuilt
+from hotswap.examples import bank, counter, handbuilt
 from hotswap.lang.persistent import OMap
 from hotswap.lang.terms import Empty
 from hotswap.lang.types import INT
+from hotswap.names.schema import to_core
 from hotswap.node.registry import Machine, Registry
 from hotswap.node.store import SCHEMA_VERSION, SNAPSHOT_BYTES_PER_INPUT, Store
 from test_node_trace import BUMP, COUNTS
@@ -191,6 +192,29 @@ def test_a_store_written_by_schema_1_still_recovers(tmp_path: Path) -> None:
         assert again.state == (7, 3)
     finally:
         reopened.close()
+
+
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "store_v2.sqlite3"
+
+
+def test_a_store_written_before_strings_lists_and_maps_still_recovers(tmp_path: Path) -> None:
+    """tests/fixtures/store_v2.sqlite3 was written by the release before module format 2 (store
+    schema 2): the DSL counter (5 inputs, the seed's upgrade, which that release snapshotted, 3
+    more) and the bank (2 inputs), ended as by a kill (no shutdown snapshot). It must recover
+    the same states on the same identities, with today's code and fuel."""
+    copy = tmp_path / "node.sqlite3"
+    shutil.copyfile(FIXTURE_V2, copy)
+    store = Store(copy)
+    try:
+        machines = {m.name: m for m in store.recover().machines}
+        count, bank_account = machines["counter"], machines["bank"]
+        assert (count.inputs, count.state) == (8, (5, 3))
+        assert count.identity == counter.counter_sm2.identity
+        assert [c.kind for c in count.history] == ["start", "upgrade"]
+        assert bank_account.identity == bank.bank_sm.identity
+        assert to_core(bank.bank_sm.compiled.state, bank.Account(70, 2)) == bank_account.state
+    finally:
+        store.close()
 
 
 def _snapshot_row(store: Store) -> tuple[int, int]:
