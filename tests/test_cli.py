@@ -97,7 +97,8 @@ def test_cli_send_by_python_name(tmp_path: Path) -> None:
         named = run_cli("send", "--node", node.address, "--names", "counter", "Count()")
     assert by_name.stdout.splitlines() == ["Output:    L Unit", "New state: Int 1"]
     assert seed.stdout.splitlines() == ["Output:    R (Int 1)", "New state: Int 1"]
-    assert wrong.returncode == 1 and "neither a seed-syntax value" in wrong.stderr
+    assert wrong.returncode == 1 and "'Decr()' as a Python value: " in wrong.stderr
+    assert "(as a seed-syntax value: " in wrong.stderr  # the other reading comes second
     assert "names   input Incr | Count, state int, output None | int" in status.stdout
     assert named.stdout.splitlines() == ["Output:    1", "New state: 1"]
 

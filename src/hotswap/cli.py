@@ -68,8 +68,24 @@ def _parse_input(text: str, code: LoadedModule) -> Value:
         try:
             return parse_named(text, schemas["input"])
         except ValueTypeError as name_error:
-            msg = f"{text!r} is neither a seed-syntax value ({seed_error}) nor {name_error}"
+            first, second = (
+                (seed_error, name_error) if _looks_seed(text) else (name_error, seed_error)
+            )
+            how = ("a seed-syntax value", "a Python value")
+            if first is name_error:
+                how = how[::-1]
+            msg = f"{text!r} as {how[0]}: {first} (as {how[1]}: {second})"
             raise ValueTypeError(msg) from None
+
+
+_SEED_WORDS = ("Unit", "Int", "Pair", "L", "R", "Str", "List", "Map", "(")
+
+
+def _looks_seed(text: str) -> bool:
+    """Whether ``text`` starts as the seed's syntax does (``Int 1``, ``L Unit``), so that its
+    error is the one to show first."""
+    first = text.strip().split(" ", 1)[0]
+    return first in _SEED_WORDS
 
 
 def _upgrade(args: argparse.Namespace) -> int:
