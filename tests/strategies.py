@@ -455,7 +455,7 @@ data_ints = st.one_of(
 )
 
 #: Text: short and often repeated (so that equality, membership and keys collide), non-ASCII,
-#: and longer than one cost chunk (prims.TEXT_CHUNK, 64 code points).
+#: and longer than one cost chunk (prims.TEXT_CHUNK, 16 code points).
 texts = st.one_of(
     st.sampled_from(["", "a", "b", "ab", "ba", "h\u00e9", "\u65e5\u672c", "a\x00b", "\U0001f642"]),
     st.text(max_size=5),

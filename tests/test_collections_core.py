@@ -157,7 +157,7 @@ def all_agree(term: Term, dom: Type, cod: Type, value: Value, rng: st.DataObject
     return ample
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(typed_data_terms(), st.data())
 def test_every_executor_agrees_on_generated_collection_terms(
     case: tuple[Term, Type, Type, Value], rng: st.DataObject

@@ -53,7 +53,7 @@ def mutants(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(source=mutants(), data=st.data())
 def test_mutated_sources_compile_or_raise_source_errors(source: str, data: st.DataObject) -> None:
     """Only a SourceError escapes (an InternalError or any other exception is a bug); a mutant

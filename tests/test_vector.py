@@ -9,6 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hotswap.lang import prims
+from hotswap.lang.persistent import OMap
+from hotswap.lang.terms import Op
 from hotswap.lang.vector import PVector
 
 #: Sizes around the trie's boundaries: one leaf, the first level full, the second level full.
@@ -79,3 +82,22 @@ def test_a_new_version_of_a_big_vector_is_cheap_for_the_garbage_collector() -> N
     added = len(gc.get_objects(generation=0)) - before
     assert newer[500_000] == -1 and big[500_000] == 500_000
     assert added < 20
+
+
+def test_map_keys_chosen_to_collide_in_32_bits_do_not_collide_in_the_index() -> None:
+    """``i * (2**32 + 1)`` hashes to a value whose two 32-bit halves are equal: a trie that
+    folds hashes to 32 bits would put them all in one bucket. The index salts every key."""
+    keys = [i * 4294967297 for i in range(2000)]
+    m = OMap((k, i) for i, k in enumerate(keys))
+    low_bits = {hash(salted) & 0xFFFFFFFF for salted in m._index}
+    assert len(low_bits) > 1990
+    assert [m.get(k) for k in keys[:5]] == [0, 1, 2, 3, 4] and m.get(-1) is None
+
+
+def test_membership_in_a_list_pays_for_the_size_of_what_it_compares() -> None:
+    small, big = "x", "y" * 16 * 100
+    xs = PVector([big] * 50)
+    assert prims.COST[Op.LIST_CONTAINS]((xs, small)) == 50
+    assert prims.COST[Op.LIST_CONTAINS]((xs, big)) == 1 + 100  # found at once, weight 100
+    assert prims.COST[Op.LIST_CONTAINS]((xs, "z" * 1600)) == 50 * 101
+    assert prims.COST[Op.LIST_SORT](xs) == 50 * 6 * 101

@@ -15,4 +15,4 @@ MAX_STACK = 65_536
 MAX_CUSTOM_SECTIONS = 64
 MAX_FOLD_NESTING = 8  # folds become nested `for` loops; Python allows 20 nested blocks
 #: Fuel each step, init and migration may use unless the node is told otherwise (--fuel).
-DEFAULT_FUEL = 10_000_000
+DEFAULT_FUEL = 2_000_000

@@ -23,7 +23,7 @@ TRUE: Value = (1, ())
 NOTHING: Value = (0, ())  # the left injection of Unit + V: no value
 
 #: Code points per unit of cost when text is copied or scanned.
-TEXT_CHUNK = 64
+TEXT_CHUNK = 16
 
 
 def _bool(b: bool) -> Value:
@@ -239,16 +239,21 @@ IMPL: dict[Op, Callable[[Value], Value]] = {
 
 
 def _contains_cost(v: Value) -> int:
+    """Each element compared costs 1 plus the weight of ``x``, which bounds the work of one
+    comparison (equality stops at the smaller value)."""
     xs, x = v
+    each = 1 + weight(x)
     for i, y in enumerate(xs):
         if y == x:
-            return i + 1
-    return len(xs)
+            return (i + 1) * each
+    return len(xs) * each
 
 
 def _sort_cost(xs: Value) -> int:
+    """``n log n`` comparisons, each costing 1 plus the largest element's weight."""
     n = len(xs)
-    return n * max(1, n.bit_length())
+    heaviest = max((weight(x) for x in xs), default=0)
+    return n * max(1, n.bit_length()) * (1 + heaviest)
 
 
 #: The variable part of a primitive's cost, from its argument (before it runs). Primitives not
