@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hotswap.cam.build import build_function
 from hotswap.cam.codegen import compile_code
 from hotswap.cam.vm import VM
-from hotswap.dsl import compile_function
+from hotswap.dsl import Machine, compile_function
 from hotswap.errors import Trap
 from hotswap.lang.evaluate import evaluate
 from hotswap.lang.ints import INT_MAX, INT_MIN
@@ -178,3 +178,14 @@ class CompiledFunction:
         if kind == "trap":
             raise Trap(rest[0], rest[1] if len(rest) > 1 else "")
         return from_core(self.returns, rest[0])
+
+
+def agrees_from_a_random_state(m: Machine[..., Any], data: st.DataObject, steps: int = 3) -> None:
+    """A random state, then ``steps`` random inputs, each step checked by :func:`agrees` and
+    the next starting from the state it left (or the same state after a trap)."""
+    state = data.draw(values(m.state_schema))
+    for _ in range(steps):
+        inp = data.draw(values(m.input_schema))
+        result = agrees(m, inp, state)
+        if result[0] == "ok":
+            state = result[1][0]

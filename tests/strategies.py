@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import operator
+import re
+import tokenize
 from collections.abc import Callable
 from typing import Any
 
@@ -826,3 +829,41 @@ def exact(v: Value) -> object:
     if isinstance(v, tuple):
         return tuple(exact(x) for x in v)
     return v
+
+
+# --- mutated sources ------------------------------------------------------------------------
+
+
+def source_tokens(text: str, kinds: tuple[int, ...]) -> list[str]:
+    """The tokens of ``text`` of the given ``tokenize`` kinds, as strings."""
+    return [
+        t.string for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type in kinds
+    ]
+
+
+@st.composite
+def mutated_sources(
+    draw: st.DrawFn, sources: dict[str, str], kinds: tuple[int, ...], replace_weight: int = 1
+) -> str:
+    """One of ``sources`` with one to three small edits: a line dropped or duplicated, or one
+    word, operator or literal (a token of ``kinds``) replaced by another from the same source;
+    ``replace_weight`` makes replacements that many times as likely as each other edit."""
+    text = sources[draw(st.sampled_from(sorted(sources)))]
+    words = sorted(set(source_tokens(text, kinds)))
+    edits = ["drop", "duplicate", *["replace"] * replace_weight]
+    for _ in range(draw(st.integers(1, 3))):
+        lines = text.splitlines(keepends=True)
+        kind = draw(st.sampled_from(edits))
+        i = draw(st.integers(0, len(lines) - 1))
+        if kind == "drop":
+            del lines[i]
+        elif kind == "duplicate":
+            lines.insert(i, lines[i])
+        else:
+            found = list(re.finditer(r"\w+|[^\w\s]+", lines[i]))
+            if found:
+                m = draw(st.sampled_from(found))
+                word = draw(st.sampled_from(words))
+                lines[i] = lines[i][: m.start()] + word + lines[i][m.end() :]
+        text = "".join(lines)
+    return text

@@ -14,7 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsl_oracle import CompiledFunction, agrees, compiled_outcome, values
+from dsl_oracle import (
+    CompiledFunction,
+    agrees,
+    agrees_from_a_random_state,
+    compiled_outcome,
+    values,
+)
 from hotswap.cam.module import format_version
 from hotswap.dsl import Machine, compile_function, compile_source, machine
 from hotswap.dsl.annotations import schema_of_annotation, schema_of_type
@@ -218,12 +224,7 @@ MACHINES: list[Machine[..., Any]] = [store, text, numbers]
 @given(data=st.data())
 def test_machine_agrees_with_python(m: Machine[..., Any], data: st.DataObject) -> None:
     """Random inputs from random states: the compiled step and the plain function agree."""
-    state = data.draw(values(m.state_schema))
-    for _ in range(3):
-        inp = data.draw(values(m.input_schema))
-        result = agrees(m, inp, state)
-        if result[0] == "ok":
-            state = result[1][0]
+    agrees_from_a_random_state(m, data)
 
 
 def test_raise_traps_with_the_class_and_message() -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsl_oracle import CompiledFunction, agrees, values
+from dsl_oracle import CompiledFunction, agrees, agrees_from_a_random_state, values
 from hotswap.dsl import Machine, compile_source, machine
 from hotswap.dsl.combinators import fold_nesting
 from hotswap.errors import SourceError, Trap
@@ -165,12 +165,7 @@ MACHINES: list[Machine[..., Any]] = [search, library, matrix]
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_machine_agrees_with_python(m: Machine[..., Any], data: st.DataObject) -> None:
-    state = data.draw(values(m.state_schema))
-    for _ in range(3):
-        inp = data.draw(values(m.input_schema))
-        result = agrees(m, inp, state)
-        if result[0] == "ok":
-            state = result[1][0]
+    agrees_from_a_random_state(m, data)
 
 
 def test_lend_refuses_an_unknown_book_and_keeps_the_state() -> None:
