@@ -36,7 +36,7 @@ from oracle import all_paths_agree
 from strategies import typed_terms
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(typed_terms())
 def test_every_executor_agrees_on_generated_terms(case: tuple) -> None:  # type: ignore[type-arg]
     """Evaluator, optimised term, VM and fast path give the same result or the same trap."""

@@ -346,7 +346,7 @@ def test_every_single_mutation_agrees(data: st.DataObject) -> None:
 # --- str, list and dict ----------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=35, deadline=None)
 @given(st.data())
 def test_collections_agree_on_good_values(data: st.DataObject) -> None:
     s = data.draw(collection_schemas())
@@ -359,7 +359,7 @@ def test_collections_agree_on_good_values(data: st.DataObject) -> None:
     assert _agree_from_core(by_name, core)[0] == "ok"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=35, deadline=None)
 @given(st.data())
 def test_collections_agree_on_bad_values(data: st.DataObject) -> None:
     s = data.draw(collection_schemas())
@@ -368,7 +368,7 @@ def test_collections_agree_on_bad_values(data: st.DataObject) -> None:
     _agree_from_core(s, data.draw(_maybe_bad_core(core_type(s))))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.data())
 def test_collections_agree_on_other_schemas_values(data: st.DataObject) -> None:
     s, other = data.draw(collection_schemas()), data.draw(collection_schemas())

@@ -94,7 +94,7 @@ def test_defaults_belong_to_their_type(data: st.DataObject) -> None:
     check_value(default_value(schema), core_type(schema))
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(st.data())
 def test_derived_migrations_are_well_typed_and_total(data: st.DataObject) -> None:
     """On random pairs of schemas, a derived term types as old -> new and maps every old value

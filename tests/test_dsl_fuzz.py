@@ -25,7 +25,7 @@ def mutants() -> st.SearchStrategy[str]:
     return mutated_sources(SOURCES, (tokenize.NAME, tokenize.OP, tokenize.NUMBER), 1)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(source=mutants(), data=st.data())
 def test_mutated_sources_compile_or_raise_source_errors(source: str, data: st.DataObject) -> None:
     """Only a SourceError escapes (an InternalError or any other exception is a bug); a mutant

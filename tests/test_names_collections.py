@@ -386,7 +386,7 @@ def test_core_values_are_checked() -> None:
             from_core_function(s)(bad)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=35, deadline=None)
 @given(st.data())
 def test_python_core_and_bytes_round_trip(data: st.DataObject) -> None:
     s = data.draw(schemas())
@@ -461,7 +461,7 @@ def test_collections_are_written_with_new_tags_in_version_2() -> None:
     assert encode_names({"state": INT_SCHEMA}) == b'{"state":"int","version":1}'
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=35, deadline=None)
 @given(st.dictionaries(st.sampled_from(["input", "state", "output"]), schemas(), min_size=1))
 def test_sections_round_trip(roles: dict[str, Schema]) -> None:
     data = encode_names(roles)
@@ -552,7 +552,7 @@ def test_strings_are_quoted_readably_and_safely(text: str, shown: str) -> None:
     assert all(c.isprintable() for c in shown)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=45, deadline=None)
 @given(st.data())
 def test_parse_reads_what_render_writes(data: st.DataObject) -> None:
     s = data.draw(schemas())
