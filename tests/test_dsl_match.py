@@ -143,7 +143,7 @@ AGREE = {
 }
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @pytest.mark.parametrize("snippet", AGREE.values(), ids=AGREE.keys())
 @given(data=st.data())
 def test_match_means_what_python_means(snippet: str, data: st.DataObject) -> None:

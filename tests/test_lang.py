@@ -127,7 +127,7 @@ def test_floor_division_edge_cases() -> None:
         int_ops.neg(int_ops.INT_MIN)
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(typed_terms())
 def test_optimiser_preserves_meaning_and_traps(case: tuple) -> None:  # type: ignore[type-arg]
     """optimise(t) gives the same result or the same trap as t, and is never larger."""

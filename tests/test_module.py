@@ -79,7 +79,7 @@ def test_leb_rejects_non_minimal_and_truncated(raw: bytes, signed: bool, message
         r.sleb() if signed else r.uleb()
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.data())
 def test_values_round_trip_canonically(data: st.DataObject) -> None:
     """decode(encode(v)) == v, and trailing or missing bytes are rejected."""
@@ -91,7 +91,7 @@ def test_values_round_trip_canonically(data: st.DataObject) -> None:
         decode_value(raw + b"\x00", t)
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.data())
 def test_value_decoding_is_total_and_canonical(data: st.DataObject) -> None:
     """Arbitrary bytes either decode to a value whose encoding is exactly those bytes, or are
