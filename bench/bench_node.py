@@ -17,11 +17,8 @@ original one-way 57-93k inputs/s; Erlang suspend-to-resume 291 us.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
-import os
-import re
 import socket
 import statistics
 import struct
@@ -33,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench import bench_erlang, bench_state
+from bench.nodes import LOOP, start_node, stop
 from hotswap.cam.build import migration_module
 from hotswap.cam.loaded import load
 from hotswap.cam.module import encode_module
@@ -47,51 +45,6 @@ from hotswap.protocol.events import Send
 
 INCR = b"\x00"
 COUNTER = "hotswap.examples.handbuilt:counter_module"
-#: The event loop the node runs on (``--loop auto`` would pick the same), given explicitly to
-#: the node and to the echo server so that the two are measured on the same kind of loop.
-LOOP = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
-
-
-def _start_node(data: Path, *extra: str) -> tuple[subprocess.Popen[str], str, float]:
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hotswap",
-            "node",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            str(data),
-            "--trace",
-            "off",
-            "--machine",
-            f"counter={COUNTER}",
-            "--loop",
-            LOOP,
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        m = re.search(r"Listening on ([0-9.]+:[0-9]+)", line)
-        if m:
-            return proc, m.group(1), time.perf_counter() - started
-    raise RuntimeError("node did not start")
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    proc.wait(30)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
 _ECHO_SERVER = """
 import asyncio, sys
 class Echo(asyncio.Protocol):
@@ -349,7 +302,7 @@ def main() -> None:
     erlang = _erlang()
     print(f"node: a real node process on loopback (trace off, default durability, {LOOP} loop)")
     with tempfile.TemporaryDirectory() as tmp:
-        proc, address, _ = _start_node(Path(tmp) / "a")
+        proc, address, _ = start_node(Path(tmp) / "a", "--machine", f"counter={COUNTER}")
         try:
             echo = _echo_baseline()
             print(f"  bare asyncio echo server on {LOOP}, same framing, 1 client: {echo:8.0f}/s")
@@ -394,13 +347,13 @@ def main() -> None:
                 f"{broken} breaks in the chain of states (lost or duplicated)   goal 0"
             )
         finally:
-            _stop(proc)
+            stop(proc)
         big = Path(tmp) / "big"
         started = time.perf_counter()
         _fill_store(big, 1_000_000)
         fill = time.perf_counter() - started
-        proc, _, restart = _start_node(big)
-        _stop(proc)
+        proc, _, restart = start_node(big, "--machine", f"counter={COUNTER}")
+        stop(proc)
         print(
             f"  restart after 1,000,000 logged inputs: {restart:.2f} s to listening "
             f"(store filled in {fill:.1f} s)   goal < 2 s"

@@ -30,18 +30,14 @@ Run alone with ``python -m bench.bench_state``; ``make bench`` runs it after the
 from __future__ import annotations
 
 import gc
-import importlib.util
-import os
 import random
-import re
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.nodes import LOOP, start_node, stop
 from hotswap.cam.build import machine_module
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.loaded import LoadedModule, load
@@ -69,7 +65,6 @@ BUMP: Term = compose(
     ),
 )
 #: The node's event loop, as in the node bench.
-LOOP = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 #: Inputs per group commit in the in-process figure.
 BATCH = 100
 
@@ -93,44 +88,6 @@ def _prepare(data: Path, state: OMap) -> None:
     store.log_start(machine)
     store.commit(registry.machines)
     store.close()
-
-
-def _start_node(data: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hotswap",
-            "node",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            str(data),
-            "--trace",
-            "off",
-            "--loop",
-            LOOP,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        m = re.search(r"Listening on ([0-9.]+:[0-9]+)", line)
-        if m:
-            return proc, m.group(1)
-    raise RuntimeError(f"node did not start: {''.join(seen)}")
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    proc.wait(120)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def _rss(pid: int) -> int:
@@ -271,14 +228,14 @@ def main() -> None:
             _prepare(data, state)
             del state, after
             started = time.perf_counter()
-            proc, address = _start_node(data)
+            proc, address, _ = start_node(data)
             recovery = time.perf_counter() - started
             try:
                 e2e[n] = _end_to_end(address, n, 2.0, False)
                 e2e_state[n] = _end_to_end(address, n, 2.0 if n < 10**6 else 0.5, True)
                 rss[n] = _rss(proc.pid)
             finally:
-                _stop(proc)
+                stop(proc)
             snapshots[-1] += f"; a node recovers it in {recovery:.1f} s"
     _row(
         "end to end, real node, one input at a time, no state in the reply (Client.send):",

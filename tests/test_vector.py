@@ -68,7 +68,7 @@ def test_operations_agree_with_a_python_list(
         else:
             assert list(v[i : i + x % 50]) == model[i : i + x % 50]
         assert list(v) == model and len(v) == len(model)
-    assert (x in v for x in model)
+    assert all(x in v for x in model)
     assert v == PVector(model) and pickle.loads(pickle.dumps(v)) == v
 
 

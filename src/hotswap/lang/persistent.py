@@ -20,7 +20,7 @@ import gc
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 import immutables
 
@@ -30,12 +30,9 @@ __all__ = ["EMPTY_LIST", "EMPTY_MAP", "OMap", "PVector", "is_list", "make_list"]
 
 EMPTY_LIST: PVector[Any] = PVector()
 
-#: The class of a persistent list, for isinstance checks.
-_LIST_TYPE = type(EMPTY_LIST)
-
 
 def is_list(v: object) -> bool:
-    return isinstance(v, _LIST_TYPE)
+    return isinstance(v, PVector)
 
 
 def make_list(items: Iterable[Any]) -> PVector[Any]:
@@ -185,7 +182,3 @@ class OMap:
 
 
 EMPTY_MAP = OMap()
-
-
-def as_omap(v: object) -> OMap:
-    return cast("OMap", v)

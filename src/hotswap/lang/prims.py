@@ -14,7 +14,7 @@ from typing import Any
 
 from hotswap.errors import Trap
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
-from hotswap.lang.persistent import EMPTY_LIST, OMap, PVector, is_list, make_list
+from hotswap.lang.persistent import EMPTY_LIST, OMap, is_list, make_list
 from hotswap.lang.terms import Op
 
 Value = Any
@@ -285,6 +285,3 @@ def fail(v: Value) -> Value:
     """``fail``: trap with kind ``raised``; ``v`` is (exception class name, message)."""
     name, message = v
     raise raised(name, message)
-
-
-__all__ = ["COST", "IMPL", "OMap", "PVector", "fail", "weight"]

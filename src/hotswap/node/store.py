@@ -42,7 +42,6 @@ stop and recover (the node does).
 
 from __future__ import annotations
 
-import gc
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +54,7 @@ from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_value, value_decoder, value_encoder
 from hotswap.errors import BytecodeError, HotswapError, StoreError, Trap
 from hotswap.lang.evaluate import Value
+from hotswap.lang.persistent import bulk
 from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, revert_trial
 from hotswap.node.rehearse import Trial, TrialEnd
 from hotswap.protocol.events import HistoryKind
@@ -360,17 +360,12 @@ class Store:
         """Rebuild every machine from its snapshot and the log entries after it (``fuel``: the
         node's budget, for the replay of a revert, the one replay that can trap).
 
-        Python's cyclic garbage collector is paused meanwhile: decoding and replaying make
-        values, which hold no cycles, and a collection that meets a large collection value
-        walks all of it (``pyrsistent``'s vector traverses every element), so with a state of
-        a million map entries recovery with collections was 80 times slower."""
-        paused = gc.isenabled()
-        gc.disable()
-        try:
+        Python's cyclic garbage collector is paused meanwhile (:func:`bulk`): decoding and
+        replaying make millions of values, which hold no cycles, and the collections they set
+        off walk everything made so far (with the first vector, which the collector walked in
+        full, recovery of a million map entries was 80 times slower)."""
+        with bulk():
             return self._recover(fuel)
-        finally:
-            if paused:
-                gc.enable()
 
     def _recover(self, fuel: int) -> Recovery:
         started = time.perf_counter()
