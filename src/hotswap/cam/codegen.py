@@ -220,7 +220,7 @@ class _Generator:
             limit = f"_len({name}) > {MAX_STR_LEN}"
             out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}({arg})")
             return _Expr(name)
-        extra = f"{self.prim_function(op, 'c')}({arg})" if op in prims.COST else ""
+        extra = f"{self.prim_function(op, 'c')}({arg}, _f)" if op in prims.COST else ""
         self.flush(pending + 1, out, indent, extra)
         if op in (Op.EQUAL, Op.NOT_EQUAL):
             word = "==" if op is Op.EQUAL else "!="

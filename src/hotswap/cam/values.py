@@ -15,6 +15,7 @@ iterates).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 from itertools import repeat
@@ -244,14 +245,25 @@ def _decode_unit(data: bytes, pos: int) -> tuple[Value, int]:
     return (), pos
 
 
-def _build_decoder(t: Type) -> _Dec:
+class _Budget(threading.local):
+    """What a bounded decoder has left of its allowance of zero-width elements, per thread."""
+
+    left = 0
+
+
+#: A value decoded from a peer (an input) may hold this many elements of zero-width types,
+#: summed over all its lists, beyond one per byte of its encoding.
+ZERO_WIDTH_ALLOWANCE = 65_536
+
+
+def _build_decoder(t: Type, budget: _Budget | None = None) -> _Dec:
     match t:
         case UnitT():
             return _decode_unit
         case IntT():
             return _decode_int
         case Prod(left, right):
-            first, second = _build_decoder(left), _build_decoder(right)
+            first, second = _build_decoder(left, budget), _build_decoder(right, budget)
 
             def pair(data: bytes, pos: int) -> tuple[Value, int]:
                 a, pos = first(data, pos)
@@ -260,7 +272,7 @@ def _build_decoder(t: Type) -> _Dec:
 
             return pair
         case Sum(left, right):
-            on_left, on_right = _build_decoder(left), _build_decoder(right)
+            on_left, on_right = _build_decoder(left, budget), _build_decoder(right, budget)
 
             def tagged(data: bytes, pos: int) -> tuple[Value, int]:
                 tag = data[pos]
@@ -276,14 +288,23 @@ def _build_decoder(t: Type) -> _Dec:
         case StrT():
             return _decode_str
         case ListT(elem):
-            each, width = _build_decoder(elem), min_width(elem)
+            each, width = _build_decoder(elem, budget), min_width(elem)
             if width == 0:  # no bytes per element, so no bound from the bytes left
 
                 def repeated(data: bytes, pos: int) -> tuple[Value, int]:
                     """A list of the one value of a Unit-like type: the count is all there is,
                     so the list is built without decoding each element (a 4-byte count of
                     2**24 would otherwise cost seconds of decoding)."""
+                    at = pos
                     n, pos = _count(data, pos, "list", 0)
+                    if budget is not None:
+                        budget.left -= n
+                        if budget.left < 0:
+                            raise DecodeError(
+                                f"value at byte {at}: a list of {n} elements of {elem} takes "
+                                "more elements of zero-width types than a value received may "
+                                f"hold (one per byte of its encoding, plus {ZERO_WIDTH_ALLOWANCE})"
+                            )
                     x, _ = each(data, pos)
                     return make_list(repeat(x, n)), pos
 
@@ -299,7 +320,7 @@ def _build_decoder(t: Type) -> _Dec:
 
             return items
         case MapT(key, value):
-            on_key, on_value = _build_decoder(key), _build_decoder(value)
+            on_key, on_value = _build_decoder(key, budget), _build_decoder(value, budget)
             width = min_width(key) + min_width(value)  # 0: one key at most, the rest repeat it
 
             def entries(data: bytes, pos: int) -> tuple[Value, int]:
@@ -370,13 +391,23 @@ _BULK_BYTES = 1 << 16
 
 
 @lru_cache(maxsize=1024)
-def value_decoder(t: Type) -> Callable[[bytes], Value]:
-    """A fast decoder for canonical bytes of ``t``; the same checks as :func:`decode_value`."""
+def value_decoder(t: Type, bounded: bool = False) -> Callable[[bytes], Value]:
+    """A fast decoder for canonical bytes of ``t``; the same checks as :func:`decode_value`.
+
+    ``bounded`` is for values received from a peer (a node's inputs): a list of a zero-width
+    type (``List Unit``) encodes in its count alone, so five bytes could ask for 2**24
+    elements, and a list of such lists for that many times more. A bounded decoder refuses a
+    value whose lists hold more zero-width elements, in total, than its encoding has bytes plus
+    :data:`ZERO_WIDTH_ALLOWANCE`. States read back from the store are not bounded: a step may
+    have built them, and recovery must read whatever a step could build."""
     if t.depth > limits.MAX_TYPE_DEPTH or t.size > limits.MAX_TYPE_SIZE:
         raise ValueTypeError(f"type {t} exceeds the limits on type depth or size")
-    walk = _build_decoder(t)
+    budget = _Budget() if bounded and _has_zero_width_list(t) else None
+    walk = _build_decoder(t, budget)
 
     def decode(data: bytes) -> Value:
+        if budget is not None:
+            budget.left = len(data) + ZERO_WIDTH_ALLOWANCE
         if len(data) > _BULK_BYTES:
             with bulk():
                 return _decode(data)
@@ -392,3 +423,15 @@ def value_decoder(t: Type) -> Callable[[bytes], Value]:
         return v
 
     return decode
+
+
+def _has_zero_width_list(t: Type) -> bool:
+    match t:
+        case ListT(elem):
+            return min_width(elem) == 0 or _has_zero_width_list(elem)
+        case Prod(left, right) | Sum(left, right):
+            return _has_zero_width_list(left) or _has_zero_width_list(right)
+        case MapT(key, value):
+            return _has_zero_width_list(key) or _has_zero_width_list(value)
+        case _:
+            return False

@@ -85,7 +85,7 @@ class VM:
         code, reg, pc, steps, depth, left = self._code, value, 0, 0, 0, fuel
         while pc < len(code):
             handler, arg, cost = code[pc]
-            c = 1 if cost is None else 1 + cost(reg)
+            c = 1 if cost is None else 1 + cost(reg, left)
             if c > left:
                 raise out_of_fuel(fuel)
             left -= c

@@ -10,7 +10,7 @@ Values: a Str is a Python ``str``; a list a persistent vector; a map an :class:`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from hotswap.errors import Trap
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
@@ -49,9 +49,22 @@ def raised(name: str, message: str) -> Trap:
     return Trap("raised", f"{name}: {message}" if message else name)
 
 
-def weight(v: Value) -> int:
+#: The cap a cost function is given when the caller has no budget to compare with.
+NO_CAP = 1 << 62
+
+
+def weight(v: Value, cap: int = NO_CAP) -> int:
     """The size that structural equality is charged for: elements of lists and maps, and text
-    in chunks of :data:`TEXT_CHUNK` code points, counted through pairs and injections."""
+    in chunks of :data:`TEXT_CHUNK` code points, counted through pairs and injections.
+
+    Exact up to ``cap``; past it, some number above ``cap``: the walk stops as soon as the
+    total passes the fuel left, so charging for a huge value costs no more time than the fuel
+    it could buy (a list of 2**24 units, built in a few steps, would otherwise take a second
+    to weigh before the step traps ``out_of_fuel``)."""
+    if type(v) is str:
+        return len(v) // TEXT_CHUNK
+    if type(v) is int:
+        return 0
     total = 0
     stack = [v]
     while stack:
@@ -62,11 +75,15 @@ def weight(v: Value) -> int:
             total += len(x) // TEXT_CHUNK
         elif isinstance(x, OMap):
             total += len(x)
+            if total > cap:
+                return total
             for k, val in x.items():
                 stack.append(k)
                 stack.append(val)
         elif is_list(x):
             total += len(x)
+            if total > cap:
+                return total
             stack.extend(x)
     return total
 
@@ -91,7 +108,7 @@ def str_index(v: Value) -> Value:
 
 def _joined_length(v: Value) -> int:
     sep, xs = v
-    return sum(len(x) for x in xs) + len(sep) * max(0, len(xs) - 1)
+    return sum(map(len, xs)) + len(sep) * max(0, len(xs) - 1)
 
 
 def str_join(v: Value) -> Value:
@@ -238,46 +255,79 @@ IMPL: dict[Op, Callable[[Value], Value]] = {
 }
 
 
-def _contains_cost(v: Value) -> int:
+class Cost(Protocol):
+    """A primitive's variable cost: exact up to ``cap``, above ``cap`` past it."""
+
+    def __call__(self, v: Value, cap: int = ..., /) -> int: ...
+
+
+def _contains_cost(v: Value, cap: int = NO_CAP) -> int:
     """Each element compared costs 1 plus the weight of ``x``, which bounds the work of one
     comparison (equality stops at the smaller value)."""
     xs, x = v
-    each = 1 + weight(x)
+    each = 1 + weight(x, cap)
+    if each > cap:
+        return each
     for i, y in enumerate(xs):
         if y == x:
+            return (i + 1) * each
+        if (i + 1) * each > cap:
             return (i + 1) * each
     return len(xs) * each
 
 
-def _sort_cost(xs: Value) -> int:
+def _sort_cost(xs: Value, cap: int = NO_CAP) -> int:
     """``n log n`` comparisons, each costing 1 plus the largest element's weight."""
     n = len(xs)
-    heaviest = max((weight(x) for x in xs), default=0)
-    return n * max(1, n.bit_length()) * (1 + heaviest)
+    comparisons = n * max(1, n.bit_length())
+    if comparisons > cap:
+        return comparisons
+    heaviest = 0
+    for x in xs:  # a List Int or a List Str
+        w = len(x) // TEXT_CHUNK if type(x) is str else 0
+        if w > heaviest:
+            heaviest = w
+            if comparisons * (1 + w) > cap:
+                break
+    return comparisons * (1 + heaviest)
 
 
-#: The variable part of a primitive's cost, from its argument (before it runs). Primitives not
-#: listed cost nothing beyond the 1 of their instruction.
-COST: dict[Op, Callable[[Value], int]] = {
-    Op.EQUAL: lambda v: weight(v[0]),
-    Op.NOT_EQUAL: lambda v: weight(v[0]),
-    Op.STR_LT: lambda v: min(len(v[0]), len(v[1])) // TEXT_CHUNK,
-    Op.STR_LE: lambda v: min(len(v[0]), len(v[1])) // TEXT_CHUNK,
-    Op.STR_GT: lambda v: min(len(v[0]), len(v[1])) // TEXT_CHUNK,
-    Op.STR_GE: lambda v: min(len(v[0]), len(v[1])) // TEXT_CHUNK,
-    Op.STR_CONCAT: lambda v: (len(v[0]) + len(v[1])) // TEXT_CHUNK,
-    Op.STR_SLICE: lambda v: len(v[0]) // TEXT_CHUNK,
-    Op.STR_CONTAINS: lambda v: len(v[0]) // TEXT_CHUNK,
-    Op.LIST_CONCAT: lambda v: len(v[1]),
-    Op.LIST_SLICE: lambda v: len(range(*slice(*v[1]).indices(len(v[0])))),
+def _join_cost(v: Value, cap: int = NO_CAP) -> int:
+    xs = v[1]
+    n = len(xs)
+    if n > cap:
+        return n
+    return n + _joined_length(v) // TEXT_CHUNK
+
+
+def _text_cost(v: Value, cap: int = NO_CAP) -> int:
+    return min(len(v[0]), len(v[1])) // TEXT_CHUNK
+
+
+#: The variable part of a primitive's cost, from its argument (before it runs) and the fuel
+#: left (``cap``): exact when it is at most ``cap``, and otherwise some number above it, so
+#: that weighing a huge argument stops once the instruction is sure to run out of fuel.
+#: Primitives not listed cost nothing beyond the 1 of their instruction.
+COST: dict[Op, Cost] = {
+    Op.EQUAL: lambda v, cap=NO_CAP: weight(v[0], cap),
+    Op.NOT_EQUAL: lambda v, cap=NO_CAP: weight(v[0], cap),
+    Op.STR_LT: _text_cost,
+    Op.STR_LE: _text_cost,
+    Op.STR_GT: _text_cost,
+    Op.STR_GE: _text_cost,
+    Op.STR_CONCAT: lambda v, cap=NO_CAP: (len(v[0]) + len(v[1])) // TEXT_CHUNK,
+    Op.STR_SLICE: lambda v, cap=NO_CAP: len(v[0]) // TEXT_CHUNK,
+    Op.STR_CONTAINS: lambda v, cap=NO_CAP: len(v[0]) // TEXT_CHUNK,
+    Op.LIST_CONCAT: lambda v, cap=NO_CAP: len(v[1]),
+    Op.LIST_SLICE: lambda v, cap=NO_CAP: len(range(*slice(*v[1]).indices(len(v[0])))),
     Op.LIST_CONTAINS: _contains_cost,
     Op.LIST_SORT: _sort_cost,
-    Op.MAP_KEYS: len,
-    Op.MAP_VALUES: len,
-    Op.MAP_ITEMS: len,
-    Op.MAP_MERGE: lambda v: len(v[1]),
-    Op.RANGE: lambda v: max(0, min(v[1] - v[0], MAX_ELEMENTS + 1)),
-    Op.STR_JOIN: lambda v: len(v[1]) + _joined_length(v) // TEXT_CHUNK,
+    Op.MAP_KEYS: lambda m, cap=NO_CAP: len(m),
+    Op.MAP_VALUES: lambda m, cap=NO_CAP: len(m),
+    Op.MAP_ITEMS: lambda m, cap=NO_CAP: len(m),
+    Op.MAP_MERGE: lambda v, cap=NO_CAP: len(v[1]),
+    Op.RANGE: lambda v, cap=NO_CAP: max(0, min(v[1] - v[0], MAX_ELEMENTS + 1)),
+    Op.STR_JOIN: _join_cost,
 }
 
 

@@ -267,7 +267,7 @@ class Registry:
         sig = machine.code.machine
         assert sig is not None
         try:
-            return value_decoder(sig.input)(data)
+            return value_decoder(sig.input, bounded=True)(data)
         except BytecodeError as e:
             raise NodeError(
                 ErrorCode.BAD_INPUT, f"input is not a value of {machine.name}'s input type: {e}"

@@ -1,0 +1,93 @@
+"""Limits that keep one request's cost in proportion to what it is allowed to cost.
+
+- Values received from a peer: a list of a zero-width type (``List Unit``) is its count alone,
+  so a few bytes could ask for millions of elements, and a list of such lists for that many
+  times more. The node's input decoder is bounded; the store's is not (a step may have built a
+  large state, and recovery must read back whatever a step could build).
+- Fuel: weighing an argument for its cost stops once the instruction is sure to run out, so a
+  huge value traps ``out_of_fuel`` in time proportional to the fuel, not to its size.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hotswap.cam.build import machine_module
+from hotswap.cam.encoding import uleb
+from hotswap.cam.loaded import Executor, load
+from hotswap.cam.module import Module
+from hotswap.cam.values import ZERO_WIDTH_ALLOWANCE, encode_value, value_decoder
+from hotswap.errors import DecodeError, Trap
+from hotswap.lang import prims
+from hotswap.lang.persistent import make_list
+from hotswap.lang.prims import TRUE
+from hotswap.lang.terms import FST, SND, Fanout, Lit, Op, Prim, compose
+from hotswap.lang.types import BOOL, INT, UNIT, ListT, Prod
+
+L_UNIT = ListT(UNIT)
+EXECUTORS: tuple[Executor, ...] = ("fast", "vm")
+
+
+def test_a_bounded_decoder_refuses_a_count_of_units_past_its_allowance() -> None:
+    bomb = uleb(2**24)  # four bytes asking for 2**24 elements
+    with pytest.raises(DecodeError, match=r"zero-width types than a value received may hold"):
+        value_decoder(L_UNIT, bounded=True)(bomb)
+    ok = uleb(ZERO_WIDTH_ALLOWANCE)
+    assert len(value_decoder(L_UNIT, bounded=True)(ok)) == ZERO_WIDTH_ALLOWANCE
+    # the store's decoder reads back whatever a step could have built
+    assert len(value_decoder(L_UNIT)(uleb(2**20))) == 2**20
+
+
+def test_the_allowance_is_for_the_whole_value_not_each_list() -> None:
+    """A list of 1,000 lists of 1,000 units: each inner list is within the allowance, the
+    million together are not."""
+    nested = ListT(L_UNIT)
+    inner = make_list([()] * 1000)
+    data = encode_value(make_list([inner] * 1000), nested)
+    assert len(data) < 4000
+    with pytest.raises(DecodeError, match=r"a list of 1000 elements"):
+        value_decoder(nested, bounded=True)(data)
+    few = encode_value(make_list([inner] * 10), nested)
+    assert len(value_decoder(nested, bounded=True)(few)) == 10
+
+
+def test_the_allowance_grows_with_the_bytes_of_the_value() -> None:
+    """Inside a pair with an Int list, units may number as many as the value has bytes."""
+    t = Prod(ListT(INT), L_UNIT)
+    ints = make_list(range(100, 100 + 100_000))  # 3 bytes each
+    units = make_list([()] * (ZERO_WIDTH_ALLOWANCE + 250_000))
+    data = encode_value((ints, units), t)
+    got = value_decoder(t, bounded=True)(data)
+    assert len(got[1]) == len(units)
+
+
+def test_weighing_stops_once_the_cap_is_passed() -> None:
+    big = make_list([make_list(range(1000))] * 1000)  # weight 1,001,000
+    assert prims.weight(big) == 1000 + 1000 * 1000
+    capped = prims.weight(big, 5000)
+    assert 5000 < capped < 1000 + 1000 * 1000
+    assert prims.weight(big, 10**7) == 1000 + 1000 * 1000  # exact within the cap
+    xs = make_list(["a" * 160] * 100_000)
+    assert prims.COST[Op.LIST_SORT](xs) == 100_000 * 17 * 11
+    assert 1000 < prims.COST[Op.LIST_SORT](xs, 1000) < 100_000 * 17 * 11
+    assert prims.COST[Op.LIST_CONTAINS]((xs, "b"), 50) == 51
+
+
+def _equal_to_itself() -> Module:
+    """A machine whose step compares its input, a List (List Int), with itself."""
+    step = Fanout(SND, compose(Fanout(FST, FST), Prim(Op.EQUAL)))
+    return machine_module(ListT(ListT(INT)), INT, BOOL, Lit(0), step)
+
+
+def test_a_huge_argument_traps_out_of_fuel_in_time_of_the_fuel() -> None:
+    """Equality on a value of weight 10**7 with 1,000 units of fuel: both executors trap at the
+    same point, without weighing the whole value first."""
+    module = load(_equal_to_itself())
+    row = make_list(range(10_000))
+    value = make_list([row] * 1000)
+    for executor in EXECUTORS:
+        with pytest.raises(Trap) as trapped:
+            module.step(value, 0, executor=executor, fuel=1000)
+        assert trapped.value.kind == "out_of_fuel"
+    for executor in EXECUTORS:
+        assert module.step(make_list([row]), 0, executor=executor, fuel=100_000) == (0, TRUE)
