@@ -14,5 +14,8 @@ import os
 from hypothesis import settings
 
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True, max_examples=60)
-settings.register_profile("dev", deadline=None, max_examples=60)
+#: ``HYPOTHESIS_EXAMPLES=2000 pytest ...`` for a longer run of the properties that use the default.
+settings.register_profile(
+    "dev", deadline=None, max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))
+)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")

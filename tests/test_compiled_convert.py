@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from hotswap.dsl.annotations import schema_of_type
 from hotswap.errors import ValueTypeError
+from hotswap.examples import cart
 from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP, OMap, PVector, make_list
 from hotswap.lang.types import IntT, ListT, MapT, Prod, StrT, Sum, Type, UnitT
 from hotswap.names import convert
@@ -485,3 +486,61 @@ def test_compiled_functions_are_cached_by_schema_and_classes() -> None:
     assert type(from_core_function(classless)((0, ()))) is Record
     assert type(from_core_function(with_class)((0, ()))) is Incr
     assert from_core_function(with_class)((1, ())) is None
+
+
+# --- records that come back as themselves ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Line:
+    name: str
+    qty: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Other:
+    name: str
+    qty: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Holder:
+    items: list[int]
+
+
+def test_the_runner_gives_back_the_records_the_step_passed_through() -> None:
+    """The cart's lines the step did not touch are the input's own objects, as they are from the
+    plain function; the changed line is new, and equal to the plain function's."""
+    lines = {f"sku-{i}": cart.Line(f"item {i}", 100 + i, 1) for i in range(10)}
+    state = cart.Cart(lines)
+    new, out = cart.cart_sm.run(cart.SetQty("sku-3", 5), state)
+    assert (new, out) == cart.cart_sm(cart.SetQty("sku-3", 5), state)
+    assert all(new.lines[k] is lines[k] for k in lines if k != "sku-3")
+    assert new.lines["sku-3"] is not lines["sku-3"] and new.lines["sku-3"].qty == 5
+    assert new.lines is not lines  # a dict is never shared: it could be changed
+    refused, _ = cart.cart_sm.run(cart.RemoveItem("nope"), state)
+    assert refused == state and all(refused.lines[k] is lines[k] for k in lines)
+
+
+def _run(s_in: Schema, s_state: Schema, step: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
+    return machine_runner(s_in, s_state, s_state, step)
+
+
+def test_a_record_comes_back_only_as_its_own_class_and_only_when_nothing_in_it_can_change() -> None:
+    """Core values are shared (a one-field record of a small int is that int): a record noted
+    on the way in comes back only where the same class is expected, and never when something
+    in it could be changed (a list)."""
+    line, other = schema_of_type(_Line), schema_of_type(_Other)
+    same_core = lambda pair: (pair[0], pair[0])  # noqa: E731 - the state becomes the input
+    run = _run(line, other, same_core)
+    given_line = _Line("a", 1)
+    new, _ = run(given_line, _Other("b", 2))
+    assert type(new) is _Other and new == _Other("a", 1)
+    run_same = _run(line, line, same_core)
+    new, _ = run_same(given_line, _Line("b", 2))
+    assert new is given_line
+    holder = schema_of_type(_Holder)
+    run_holder = _run(holder, holder, same_core)
+    given_holder = _Holder([1, 2])
+    new, _ = run_holder(given_holder, _Holder([]))
+    assert new == given_holder and new is not given_holder and new.items is not given_holder.items

@@ -33,7 +33,7 @@ from hotswap.cam.instructions import Code, Opcode
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.errors import InternalError, Trap
 from hotswap.lang import ints, prims
-from hotswap.lang.check import MAX_STR_LEN
+from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
 from hotswap.lang.evaluate import FALSE, TRUE, Value
 from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP
 from hotswap.lang.terms import TRAPPING, V1_OPS, Op
@@ -130,13 +130,19 @@ class _Generator:
             self.constants[name] = (prims.IMPL if table == "p" else prims.COST)[op]
         return name
 
-    def flush(self, pending: int, out: list[str], indent: str, extra: str = "") -> None:
-        """Take ``pending`` (and the cost expression ``extra``) from the fuel, then check it."""
+    def flush(
+        self, pending: int, out: list[str], indent: str, extra: str = "", check: bool = False
+    ) -> None:
+        """Take ``pending`` (and the cost expression ``extra``) from the fuel; with ``check``,
+        then stop if it ran out. Without, the fuel may go below zero until the next check: only
+        bounded work runs in between, and a trap raised meanwhile is turned into ``out_of_fuel``
+        by the function's handler when the fuel is already negative (section 11.7)."""
         if not self.metered or (pending == 0 and not extra):
             return
         amount = f"{pending} + {extra}" if extra else str(pending)
         out.append(f"{indent}_f -= {amount}")
-        out.append(f"{indent}if _f < 0: _oof()")
+        if check:
+            out.append(f"{indent}if _f < 0: _oof()")
 
     def fresh(self) -> str:
         self.counter += 1
@@ -208,26 +214,48 @@ class _Generator:
 
     def prim2(self, op: Op, reg: _Sym, out: list[str], indent: str, pending: int) -> _Sym:
         """A format 2 primitive: a call of its implementation, after its cost is taken."""
+        if op is Op.STR_CONCAT:  # inline: a + b, then its cost, then the limit (the VM's order)
+            a, b = self.operands(reg, out, indent)
+            name = self.fresh()
+            out.append(f"{indent}{name} = {a} + {b}")
+            self.flush(pending + 1, out, indent, f"_len({name}) // {prims.TEXT_CHUNK}")
+            limit = f"_len({name}) > {MAX_STR_LEN}"
+            out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({a}, {b}))")
+            return _Expr(name)
+        if op is Op.LIST_APPEND:  # inline: its cost, the limit, then xs.append(x)
+            a, b = self.operands(reg, out, indent)
+            self.flush(pending + 1, out, indent)
+            limit = f"_len({a}) >= {MAX_ELEMENTS}"
+            out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({a}, {b}))")
+            name = self.fresh()
+            out.append(f"{indent}{name} = {a}.append({b})")
+            return _Expr(name)
         arg = self.text(reg)
         if not arg.isidentifier():
             name = self.fresh()
             out.append(f"{indent}{name} = {arg}")
             arg = name
-        if op is Op.STR_CONCAT:  # inline: a + b, then its cost, then the limit (the VM's order)
-            name = self.fresh()
-            out.append(f"{indent}{name} = {arg}[0] + {arg}[1]")
-            self.flush(pending + 1, out, indent, f"_len({name}) // {prims.TEXT_CHUNK}")
-            limit = f"_len({name}) > {MAX_STR_LEN}"
-            out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}({arg})")
-            return _Expr(name)
         extra = f"{self.prim_function(op, 'c')}({arg}, _f)" if op in prims.COST else ""
-        self.flush(pending + 1, out, indent, extra)
+        self.flush(pending + 1, out, indent, extra, check=bool(extra))
         if op in (Op.EQUAL, Op.NOT_EQUAL):
             word = "==" if op is Op.EQUAL else "!="
             return self.bind(_Cond(f"({arg}[0] {word} {arg}[1])"), out, indent)
         name = self.fresh()
         out.append(f"{indent}{name} = {self.prim_function(op, 'p')}({arg})")
         return _Expr(name)
+
+    def operands(self, reg: _Sym, out: list[str], indent: str) -> tuple[str, str]:
+        """The two components of the pair in ``reg``, each a name or a constant (bound to a
+        fresh variable otherwise), without building the pair."""
+        texts = []
+        for i in (0, 1):
+            text = self.text(self.project(reg, i))
+            if not text.isidentifier():
+                name = self.fresh()
+                out.append(f"{indent}{name} = {text}")
+                text = name
+            texts.append(text)
+        return texts[0], texts[1]
 
     def prim(self, op: Op, reg: _Sym, out: list[str], indent: str) -> _Sym:
         if op is Op.NEG:
@@ -320,6 +348,8 @@ class _Generator:
             pc += 1
         if tail:
             self.flush(pending + after, out, indent)
+            if self.metered:  # every path checks before it returns
+                out.append(f"{indent}if _f < 0: _oof()")
             fuel = ", _f" if self.metered else ""
             out.append(f"{indent}return {self.text(reg)}{fuel}")
             return None, 0
@@ -352,7 +382,7 @@ class _Generator:
         r, body_pending = self.run(pc + 1, next_pc, start, list(stack), body, depth + 1, False)
         if r is None:
             raise InternalError("a fold's body returned from the function")
-        self.flush(body_pending + 1, body, inner)  # + 1: the NEXT
+        self.flush(body_pending + 1, body, inner, check=True)  # + 1: the NEXT
         if isinstance(r, _Inj) and r.tag == 0:
             body.append(f"{inner}{acc_var} = {self.text(r.payload)}")
         elif isinstance(r, _Inj):
@@ -512,9 +542,12 @@ def _generate(code: Code, name: str, metered: bool = True) -> tuple[str, dict[st
         raise InternalError(f"bad function name {name!r}")
     gen = _Generator(code, metered)
     body: list[str] = []
-    gen.run(0, len(code), _Expr("x"), [], body, 1, tail=True)
-    params = "x, _f" if metered else "x"
-    return "\n".join([f"def {name}({params}):", *body, ""]), gen.constants
+    if not metered:
+        gen.run(0, len(code), _Expr("x"), [], body, 1, tail=True)
+        return "\n".join([f"def {name}(x):", *body, ""]), gen.constants
+    gen.run(0, len(code), _Expr("x"), [], body, 2, tail=True)
+    handler = ["    except _Trap:", "        if _f < 0: _oof()", "        raise"]
+    return "\n".join([f"def {name}(x, _f):", "    try:", *body, *handler, ""]), gen.constants
 
 
 def generate_source(code: Code, name: str = "f", metered: bool = True) -> str:
@@ -562,6 +595,7 @@ def _exec(source: str, constants: dict[str, object]) -> Any:
         "_F": FALSE,
         "_trap": _raise_trap,
         "_oof": _out_of_fuel,
+        "_Trap": Trap,
         "_fail": prims.fail,
         "_len": len,
         "_EL": EMPTY_LIST,

@@ -65,46 +65,73 @@ def bulk() -> Iterator[None]:
         gc.enable()
 
 
-class OMap:
-    """An immutable map that keeps insertion order. Updating an existing key keeps its place."""
+#: A map of at most this many entries is a plain ``dict`` that no one else holds, copied to
+#: change it: copying 32 entries is cheaper than a trie's path copy and a slot's update, and
+#: the map's own cost (converting Python values at ``.run``'s boundary, building a small map
+#: in a step) is that of a ``dict``. Past it, the map is the trie and the slots.
+SMALL = 32
 
-    __slots__ = ("_index", "_slots")
+
+def _new_small(d: dict[Any, Any]) -> OMap:
+    m = _new(OMap)
+    _put_small(m, d)
+    return m
+
+
+def _new_large(index: immutables.Map[Any, int], slots: PVector[Any]) -> OMap:
+    m = _new(OMap)
+    _put_small(m, None)
+    _put_index(m, index)
+    _put_slots(m, slots)
+    return m
+
+
+class OMap:
+    """An immutable map that keeps insertion order. Updating an existing key keeps its place.
+
+    Small (at most :data:`SMALL` entries): ``_small`` is a ``dict`` owned by this map alone,
+    never changed after the map is made. Large: ``_small`` is None, ``_index`` maps each salted
+    key to its slot and ``_slots`` holds ``(key, value)`` or None (deleted) in insertion order.
+    Which one a map is never shows: every operation gives the same results either way."""
+
+    __slots__ = ("_index", "_slots", "_small")
+    _small: dict[Any, Any] | None
     _index: immutables.Map[Any, int]
     _slots: PVector[tuple[Any, Any] | None]
 
     def __init__(self, items: Iterable[tuple[Any, Any]] = ()) -> None:
-        index: dict[Any, int] = {}
-        slots: list[tuple[Any, Any] | None] = []
+        d = dict(items)
+        if len(d) <= SMALL:
+            _put_small(self, d)
+            return
+        _put_small(self, None)
         with bulk():
-            for k, v in items:
-                salted = (_SALT, k)
-                at = index.get(salted)
-                if at is None:
-                    index[salted] = len(slots)
-                    slots.append((k, v))
-                else:
-                    slots[at] = (k, v)
-            object.__setattr__(self, "_index", immutables.Map(index) if index else _EMPTY_INDEX)
-            object.__setattr__(self, "_slots", PVector(slots))
+            index = {(_SALT, k): i for i, k in enumerate(d)}
+            _put_index(self, immutables.Map(index))  # type: ignore[arg-type]
+            _put_slots(self, PVector(list(d.items())))
 
-    @classmethod
-    def _make(cls, index: immutables.Map[Any, int], slots: PVector[Any]) -> OMap:
-        m = object.__new__(cls)
-        object.__setattr__(m, "_index", index)
-        object.__setattr__(m, "_slots", slots)
-        return m
+    @staticmethod
+    def from_dict(d: dict[Any, Any]) -> OMap:
+        """The map of ``d``'s entries in its order; ``d`` is the caller's to give away: the map
+        may keep it (and then no one may change it)."""
+        return _new_small(d) if len(d) <= SMALL else OMap(d.items())
 
     def __setattr__(self, name: str, value: object) -> None:
         msg = "maps are immutable: use set() or delete(), which return a new map"
         raise AttributeError(msg)
 
     def __len__(self) -> int:
-        return len(self._index)
+        small = self._small
+        return len(small) if small is not None else len(self._index)
 
     def __contains__(self, key: object) -> bool:
-        return (_SALT, key) in self._index
+        small = self._small
+        return key in small if small is not None else (_SALT, key) in self._index
 
     def get(self, key: Any, default: Any = None) -> Any:
+        small = self._small
+        if small is not None:
+            return small.get(key, default)
         at = self._index.get((_SALT, key))
         if at is None:
             return default
@@ -113,21 +140,40 @@ class OMap:
         return slot[1]
 
     def __getitem__(self, key: Any) -> Any:
+        small = self._small
+        if small is not None:
+            return small[key]
         slot = self._slots[self._index[(_SALT, key)]]
         assert slot is not None
         return slot[1]
 
     def set(self, key: Any, value: Any) -> OMap:
+        small = self._small
+        if small is not None:
+            if len(small) < SMALL or key in small:
+                d = small.copy()
+                d[key] = value
+                return _new_small(d)
+            d = small.copy()
+            d[key] = value
+            return OMap(d.items())
         salted = (_SALT, key)
         at = self._index.get(salted)
         if at is None:
-            return OMap._make(
+            return _new_large(
                 self._index.set(salted, len(self._slots)), self._slots.append((key, value))
             )
-        return OMap._make(self._index, self._slots.set(at, (key, value)))
+        return _new_large(self._index, self._slots.set(at, (key, value)))
 
     def delete(self, key: Any) -> OMap:
         """The map without ``key`` (the same map if ``key`` is absent)."""
+        small = self._small
+        if small is not None:
+            if key not in small:
+                return self
+            d = small.copy()
+            del d[key]
+            return _new_small(d) if d else EMPTY_MAP
         salted = (_SALT, key)
         at = self._index.get(salted)
         if at is None:
@@ -137,27 +183,55 @@ class OMap:
             return EMPTY_MAP
         slots = self._slots.set(at, None)
         if len(slots) > 2 * len(index) + 32:  # compact: empty slots outnumber live ones
-            return OMap(self.items_of(slots))
-        return OMap._make(index, slots)
-
-    @staticmethod
-    def items_of(slots: PVector[tuple[Any, Any] | None]) -> Iterator[tuple[Any, Any]]:
-        return (s for s in slots if s is not None)
+            return OMap(s for s in slots if s is not None)
+        return _new_large(index, slots)
 
     def items(self) -> Iterator[tuple[Any, Any]]:
-        return self.items_of(self._slots)
+        small = self._small
+        if small is not None:
+            return iter(small.items())
+        return (s for s in self._slots if s is not None)
 
     def keys(self) -> Iterator[Any]:
+        small = self._small
+        if small is not None:
+            return iter(small)
         return (s[0] for s in self._slots if s is not None)
 
     def values(self) -> Iterator[Any]:
+        small = self._small
+        if small is not None:
+            return iter(small.values())
         return (s[1] for s in self._slots if s is not None)
 
     def __iter__(self) -> Iterator[Any]:
         return self.keys()
 
+    def key_list(self) -> PVector[Any]:
+        small = self._small
+        if small is not None:  # at most 32: the vector's tail alone
+            return PVector._make(len(small), 5, (), tuple(small))
+        return PVector(list(self.keys()))
+
+    def value_list(self) -> PVector[Any]:
+        small = self._small
+        if small is not None:
+            return PVector._make(len(small), 5, (), tuple(small.values()))
+        return PVector(list(self.values()))
+
+    def item_list(self) -> PVector[Any]:
+        small = self._small
+        if small is not None:
+            return PVector._make(len(small), 5, (), tuple(small.items()))
+        return PVector(list(self.items()))
+
     def update(self, other: OMap) -> OMap:
         """``self | other``: ``other``'s entries win, new keys go last in ``other``'s order."""
+        small, theirs = self._small, other._small
+        if small is not None and theirs is not None and len(small) + len(theirs) <= SMALL:
+            d = small.copy()
+            d.update(theirs)
+            return _new_small(d)
         result = self
         for k, v in other.items():
             result = result.set(k, v)
@@ -166,6 +240,9 @@ class OMap:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, OMap):
             return NotImplemented
+        small, theirs = self._small, other._small
+        if small is not None and theirs is not None:
+            return small == theirs
         if len(self) != len(other):
             return False
         missing = object()
@@ -180,5 +257,11 @@ class OMap:
     def __reduce__(self) -> tuple[Any, ...]:
         return (OMap, (list(self.items()),))
 
+
+_new = object.__new__
+#: The slots' own setters: what ``object.__setattr__`` does, without looking the name up.
+_put_small: Any = vars(OMap)["_small"].__set__
+_put_index: Any = vars(OMap)["_index"].__set__
+_put_slots: Any = vars(OMap)["_slots"].__set__
 
 EMPTY_MAP = OMap()

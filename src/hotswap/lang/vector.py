@@ -110,7 +110,9 @@ class PVector(Generic[T]):
     def append(self, x: T) -> PVector[T]:
         n, tail = self._n, self._tail
         if len(tail) < _WIDTH:
-            return PVector._make(n + 1, self._shift, self._root, (*tail, x))
+            v: PVector[T] = _new(PVector)
+            v._n, v._shift, v._root, v._tail = n + 1, self._shift, self._root, (*tail, x)
+            return v
         shift, root = self._shift, self._root
         if (n >> _BITS) > (1 << shift):  # the trie is full: grow a level
             root, shift = (root, _path(shift, tail)), shift + _BITS
@@ -158,6 +160,9 @@ class PVector(Generic[T]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (PVector, (list(self),))
+
+
+_new = object.__new__
 
 
 def _path(level: int, node: tuple[Any, ...]) -> tuple[Any, ...]:

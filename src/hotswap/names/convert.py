@@ -16,8 +16,9 @@ results of verified code only, check nothing, as :func:`hotswap.cam.values.value
 
 A ``list`` or ``dict`` becomes a loop over its items in the generated code (or, when each item
 converts to itself, as ``int`` and ``str`` do, a loop that only checks and one call that copies:
-``make_list(x)``, ``OMap(x.items())``); a ``str`` is checked for its length and, when it is not
-ASCII, for lone surrogates (by encoding it), as :func:`hotswap.lang.values.check_text` does.
+``make_list(x)``, ``OMap.from_dict(dict(x))``); a ``str`` is checked for its length and, when
+it is not ASCII, for lone surrogates (by encoding it), as :func:`hotswap.lang.values.check_text`
+does.
 
 Safety: the source is generated from a schema alone; variables come from a counter; classes,
 record names and other objects reach the code through its namespace, never as text; a field
@@ -145,13 +146,20 @@ class _Source:
             "Exception": Exception,
             "_PV": type(EMPTY_LIST),
             "_OMap": OMap,
+            "_OMap_of": OMap.from_dict,
             "_mklist": make_list,
             "_Bad": _Bad,
             "_T": TRUE,
             "_F": FALSE,
             "_Record": Record,
+            "_id": id,
         }
         self._consts: dict[int, str] = {}
+        #: In a :func:`machine_runner`: records of :func:`_shareable` classes are noted in
+        #: ``_memo`` by the core value made of them, and come back as themselves.
+        self.memo = False
+        #: The classes noted so far: only those can come back from ``_memo``.
+        self.noted: set[type] = set()
 
     def fresh(self, prefix: str = "v") -> str:
         self.count += 1
@@ -280,14 +288,14 @@ def _enc(src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int) 
                 if len(loop) > 1:
                     out.extend(loop)
                 result = src.fresh("m")
-                out.append(f"{ind}{result} = _OMap({x}.items())")
+                out.append(f"{ind}{result} = _OMap_of(dict({x}))")
             else:
                 acc = src.fresh("acc")
-                out.append(f"{ind}{acc} = []")
+                out.append(f"{ind}{acc} = {{}}")
                 out.extend(loop)
-                out.append(f"{ind}    {acc}.append(({kc.text}, {vc.text}))")
+                out.append(f"{ind}    {acc}[{kc.text}] = {vc.text}")
                 result = src.fresh("m")
-                out.append(f"{ind}{result} = _OMap({acc})")
+                out.append(f"{ind}{result} = _OMap_of({acc})")
             out.append(f"{ind}if len({result}) != len({x}): raise _Bad")  # two keys made one
             return _E(result)
         case TupleSchema(items):
@@ -300,7 +308,14 @@ def _enc(src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int) 
             return src.nest(parts, out, ind)
         case RecordSchema(cls=cls) if cls is not None:
             out.append(f"{ind}if type({x}) is not {src.const(cls)}: raise _Bad")
-            return _enc_fields(src, s, x, None, out, ind, level)
+            made = _enc_fields(src, s, x, None, out, ind, level)
+            if not (src.memo and _shareable(s)):
+                return made
+            core = src.fresh("c")
+            src.noted.add(cls)
+            out.append(f"{ind}{core} = {made.text}")
+            out.append(f"{ind}_memo[_id({core})] = ({core}, {x})")
+            return _E(core)
         case RecordSchema(name=name):
             found = src.fresh("fs")
             get = src.const(_by_name(name, s.field_names()))
@@ -510,6 +525,17 @@ def _dec(
             if checked:  # two keys that come back equal: the walker says which
                 out.append(f"{ind}if len({result}) != len({x}): raise _Bad")
             return _E(result)
+        case RecordSchema(cls=cls) if src.memo and not checked and cls in src.noted:
+            result, hit, c = src.fresh(), src.fresh("h"), src.const(cls)
+            out.append(f"{ind}{hit} = _memo.get(_id({x}))")
+            out.append(f"{ind}if {hit} is not None and {hit}[0] is {x} and type({hit}[1]) is {c}:")
+            out.append(f"{ind}    {result} = {hit}[1]")
+            out.append(f"{ind}else:")
+            src.memo = False  # the record's own fields are built as usual
+            made = _dec(src, s, x, out, ind + "    ", level, checked)
+            src.memo = True
+            out.append(f"{ind}    {result} = {made.text}")
+            return _E(result)
         case TupleSchema() | RecordSchema():
             parts = [
                 _dec(src, t, var, out, ind, level, checked)
@@ -517,8 +543,8 @@ def _dec(
             ]
             if isinstance(s, TupleSchema):
                 return _E(f"({', '.join(p.text for p in parts)},)", 1 + max(p.depth for p in parts))
-            cls = src.const(s.cls) if s.cls is not None else None
-            make = f"{cls}(" if cls is not None else f"_Record({src.const(s.name)}, "
+            made_by = src.const(s.cls) if s.cls is not None else None
+            make = f"{made_by}(" if made_by is not None else f"_Record({src.const(s.name)}, "
             if all(_plain_name(f.name) for f in s.fields):
                 args = ", ".join(f"{f.name}={p.text}" for f, p in zip(s.fields, parts, strict=True))
             else:
@@ -672,13 +698,38 @@ def trusted_from_core_function(s: Schema) -> Callable[[Value], Any]:
     return _trusted(s, _classes(s))
 
 
+def _shareable(s: Schema) -> bool:
+    """Whether values of ``s`` are frozen dataclasses all the way down (no list, dict, or
+    class that could change): two equal ones can stand for each other."""
+    match s:
+        case IntSchema() | BoolSchema() | NoneSchema() | StrSchema():
+            return True
+        case TupleSchema(items):
+            return all(_shareable(t) for t in items)
+        case RecordSchema(cls=cls) if cls is not None:
+            params = getattr(cls, "__dataclass_params__", None)
+            return bool(getattr(params, "frozen", False)) and all(
+                _shareable(f.schema) for f in s.fields
+            )
+        case UnionSchema(alternatives):
+            return all(_shareable(t) for t in alternatives)
+    return False
+
+
 def machine_runner(
     input: Schema, state: Schema, output: Schema, step: Callable[[Value], Value]
 ) -> Callable[[object, object], tuple[Any, Any]]:
     """``run(input, state) -> (state, output)`` in Python values around the fast-path ``step``
     of a machine whose types are those of the schemas: one function, the conversions inline.
-    A value that does not convert raises what ``to_core(schema, value, "input"/"state")`` does."""
+    A value that does not convert raises what ``to_core(schema, value, "input"/"state")`` does.
+
+    Records the step passes through untouched come back as the very objects that went in, as
+    they do from the plain function (``dict(cart.lines)`` shares its lines): each frozen record
+    converted on the way in is noted by the core value made of it (``_memo``), and on the way
+    out a core value found there, of the same class, is that record again. Only records that
+    nothing can change (:func:`_shareable`) are noted, so sharing one is never observable."""
     src = _Source()
+    src.memo = True
     src.ns["_step"] = step
     src.ns["_in"], src.ns["_st"] = to_core_function(input), to_core_function(state)
     body: list[str] = []
@@ -691,6 +742,7 @@ def machine_runner(
     d = _dec(src, output, "o", tail, "    ", 0, checked=False)
     lines = [
         "def run(i, s):",
+        "    _memo = {}",
         "    try:",
         *body,
         "    except Exception:",
