@@ -95,6 +95,11 @@ _COMPARE = {Op.LT: "<", Op.LE: "<=", Op.EQ: "==", Op.NE: "!=", Op.GT: ">", Op.GE
 _TRAPS: list[Trap] = [ints.overflow(op) for op in Op] + [ints.division_by_zero(op) for op in Op]
 
 
+#: Primitives whose variable cost is the length of their argument, or of its second component.
+_COUNTED_ARG = frozenset({Op.MAP_KEYS, Op.MAP_VALUES, Op.MAP_ITEMS})
+_COUNTED = _COUNTED_ARG | {Op.LIST_CONCAT, Op.MAP_MERGE}
+
+
 def _raise_trap(index: int) -> None:
     t = _TRAPS[index]
     raise Trap(t.kind, str(t))
@@ -235,7 +240,10 @@ class _Generator:
             name = self.fresh()
             out.append(f"{indent}{name} = {arg}")
             arg = name
-        extra = f"{self.prim_function(op, 'c')}({arg}, _f)" if op in prims.COST else ""
+        if op in _COUNTED:  # the cost is a length: inline
+            extra = f"_len({arg})" if op in _COUNTED_ARG else f"_len({arg}[1])"
+        else:
+            extra = f"{self.prim_function(op, 'c')}({arg}, _f)" if op in prims.COST else ""
         self.flush(pending + 1, out, indent, extra, check=bool(extra))
         if op in (Op.EQUAL, Op.NOT_EQUAL):
             word = "==" if op is Op.EQUAL else "!="

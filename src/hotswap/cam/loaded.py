@@ -24,8 +24,10 @@ from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.module import Module, decode_module, encode_module, module_identity
 from hotswap.cam.verify_module import ModuleInfo, verify_module
 from hotswap.cam.vm import VM
-from hotswap.errors import HotswapError
+from hotswap.errors import HotswapError, Trap
+from hotswap.lang.check import MAX_STATE_BYTES
 from hotswap.lang.evaluate import Value
+from hotswap.lang.persistent import encoded_size
 from hotswap.lang.types import Type
 
 Executor = Literal["fast", "vm"]
@@ -120,26 +122,58 @@ class LoadedModule:
 
         return run
 
-    def init(self, executor: Executor = "fast", fuel: int = DEFAULT_FUEL) -> Value:
+    def init(
+        self,
+        executor: Executor = "fast",
+        fuel: int = DEFAULT_FUEL,
+        state_limit: int | None = MAX_STATE_BYTES,
+    ) -> Value:
         if self.machine is None:
             raise HotswapError(f"module {self.identity[:12]} is not a machine")
-        return self.run_function(self.machine.init, (), executor, fuel)
+        return _limited(self.run_function(self.machine.init, (), executor, fuel), state_limit)
 
     def step(
-        self, input: Value, state: Value, executor: Executor = "fast", fuel: int = DEFAULT_FUEL
+        self,
+        input: Value,
+        state: Value,
+        executor: Executor = "fast",
+        fuel: int = DEFAULT_FUEL,
+        state_limit: int | None = MAX_STATE_BYTES,
     ) -> tuple[Value, Value]:
-        """One step: ``(new_state, output)``; a trap raises :class:`hotswap.errors.Trap`."""
+        """One step: ``(new_state, output)``; a trap raises :class:`hotswap.errors.Trap`. A new
+        state that would encode in more than ``state_limit`` bytes traps ``too_large`` (None:
+        no limit, for replaying what was accepted before)."""
         if self.machine is None:
             raise HotswapError(f"module {self.identity[:12]} is not a machine")
         result: tuple[Value, Value] = self.run_function(
             self.machine.step, (input, state), executor, fuel
         )
+        _limited(result[0], state_limit)
         return result
 
-    def migrate(self, state: Value, executor: Executor = "fast", fuel: int = DEFAULT_FUEL) -> Value:
+    def migrate(
+        self,
+        state: Value,
+        executor: Executor = "fast",
+        fuel: int = DEFAULT_FUEL,
+        state_limit: int | None = MAX_STATE_BYTES,
+    ) -> Value:
         if self.module.migration is None:
             raise HotswapError(f"module {self.identity[:12]} is not a migration")
-        return self.run_function(self.module.migration, state, executor, fuel)
+        return _limited(
+            self.run_function(self.module.migration, state, executor, fuel), state_limit
+        )
+
+
+def _limited(state: Value, limit: int | None) -> Value:
+    """``state``, unless it encodes in more than ``limit`` bytes: then the trap ``too_large``.
+    Measuring costs what the run changed (collections keep their measured size)."""
+    if limit is not None:
+        size = encoded_size(state, limit)
+        if size > limit:
+            msg = f"the new state would encode in more than {limit} bytes (the state limit)"
+            raise Trap("too_large", msg)
+    return state
 
 
 _CACHE_SIZE = 256

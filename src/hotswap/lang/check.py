@@ -54,6 +54,10 @@ _BOUNDS = Prod(INT, INT)
 #: Longest text a Str holds, in code points, and most elements of a list or map.
 MAX_STR_LEN = 1 << 20
 MAX_ELEMENTS = 1 << 24
+#: Most bytes a machine's state may encode in after a step, an init or a migration (256 MiB):
+#: a state past it could not be written to the store, and sharing lets a few steps build one
+#: (a list holding one big list a million times is small in memory, huge encoded).
+MAX_STATE_BYTES = 1 << 28
 
 
 def prim_signature(op: Op) -> tuple[Type, Type]:

@@ -24,9 +24,19 @@ from typing import Any
 
 import immutables
 
-from hotswap.lang.vector import PVector
+from hotswap.lang import vector
+from hotswap.lang.vector import PVector, count_width
 
-__all__ = ["EMPTY_LIST", "EMPTY_MAP", "OMap", "PVector", "is_list", "make_list"]
+__all__ = [
+    "EMPTY_LIST",
+    "EMPTY_MAP",
+    "OMap",
+    "PVector",
+    "encoded_size",
+    "is_list",
+    "make_list",
+    "set_size",
+]
 
 EMPTY_LIST: PVector[Any] = PVector()
 
@@ -72,17 +82,19 @@ def bulk() -> Iterator[None]:
 SMALL = 32
 
 
-def _new_small(d: dict[Any, Any]) -> OMap:
+def _new_small(d: dict[Any, Any], size: int = -1) -> OMap:
     m = _new(OMap)
     _put_small(m, d)
+    _put_size(m, size)
     return m
 
 
-def _new_large(index: immutables.Map[Any, int], slots: PVector[Any]) -> OMap:
+def _new_large(index: immutables.Map[Any, int], slots: PVector[Any], size: int = -1) -> OMap:
     m = _new(OMap)
     _put_small(m, None)
     _put_index(m, index)
     _put_slots(m, slots)
+    _put_size(m, size)
     return m
 
 
@@ -92,15 +104,20 @@ class OMap:
     Small (at most :data:`SMALL` entries): ``_small`` is a ``dict`` owned by this map alone,
     never changed after the map is made. Large: ``_small`` is None, ``_index`` maps each salted
     key to its slot and ``_slots`` holds ``(key, value)`` or None (deleted) in insertion order.
-    Which one a map is never shows: every operation gives the same results either way."""
+    Which one a map is never shows: every operation gives the same results either way.
 
-    __slots__ = ("_index", "_slots", "_small")
+    ``_size`` is the map's encoded size when known, else -1 (as a vector's): ``set`` and
+    ``delete`` keep a known size up to date from the entry they change."""
+
+    __slots__ = ("_index", "_size", "_slots", "_small")
+    _size: int
     _small: dict[Any, Any] | None
     _index: immutables.Map[Any, int]
     _slots: PVector[tuple[Any, Any] | None]
 
     def __init__(self, items: Iterable[tuple[Any, Any]] = ()) -> None:
         d = dict(items)
+        _put_size(self, -1)
         if len(d) <= SMALL:
             _put_small(self, d)
             return
@@ -148,43 +165,58 @@ class OMap:
         return slot[1]
 
     def set(self, key: Any, value: Any) -> OMap:
-        small = self._small
+        small, size = self._small, self._size
+        if size >= 0:  # the new size, from the entry that changes
+            old = self.get(key, _ABSENT)
+            if old is _ABSENT:
+                n = len(self)
+                size += encoded_size(key) + encoded_size(value) + count_width(n + 1)
+                size -= count_width(n)
+            else:
+                size += encoded_size(value) - encoded_size(old)
         if small is not None:
             if len(small) < SMALL or key in small:
                 d = small.copy()
                 d[key] = value
-                return _new_small(d)
+                return _new_small(d, size)
             d = small.copy()
             d[key] = value
-            return OMap(d.items())
+            big = OMap(d.items())
+            _put_size(big, size)
+            return big
         salted = (_SALT, key)
         at = self._index.get(salted)
         if at is None:
             return _new_large(
-                self._index.set(salted, len(self._slots)), self._slots.append((key, value))
+                self._index.set(salted, len(self._slots)), self._slots.append((key, value)), size
             )
-        return _new_large(self._index, self._slots.set(at, (key, value)))
+        return _new_large(self._index, self._slots.set(at, (key, value)), size)
 
     def delete(self, key: Any) -> OMap:
         """The map without ``key`` (the same map if ``key`` is absent)."""
+        old = self.get(key, _ABSENT)
+        if old is _ABSENT:
+            return self
+        size = self._size
+        if size >= 0:
+            n = len(self)
+            size -= encoded_size(key) + encoded_size(old) + count_width(n) - count_width(n - 1)
         small = self._small
         if small is not None:
-            if key not in small:
-                return self
             d = small.copy()
             del d[key]
-            return _new_small(d) if d else EMPTY_MAP
+            return _new_small(d, size) if d else EMPTY_MAP
         salted = (_SALT, key)
-        at = self._index.get(salted)
-        if at is None:
-            return self
+        at = self._index[salted]
         index = self._index.delete(salted)
         if not index:
             return EMPTY_MAP
         slots = self._slots.set(at, None)
         if len(slots) > 2 * len(index) + 32:  # compact: empty slots outnumber live ones
-            return OMap(s for s in slots if s is not None)
-        return _new_large(index, slots)
+            compact = OMap(s for s in slots if s is not None)
+            _put_size(compact, size)
+            return compact
+        return _new_large(index, slots, size)
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         small = self._small
@@ -228,7 +260,12 @@ class OMap:
     def update(self, other: OMap) -> OMap:
         """``self | other``: ``other``'s entries win, new keys go last in ``other``'s order."""
         small, theirs = self._small, other._small
-        if small is not None and theirs is not None and len(small) + len(theirs) <= SMALL:
+        if (
+            self._size < 0
+            and small is not None
+            and theirs is not None
+            and len(small) + len(theirs) <= SMALL
+        ):
             d = small.copy()
             d.update(theirs)
             return _new_small(d)
@@ -263,5 +300,71 @@ _new = object.__new__
 _put_small: Any = vars(OMap)["_small"].__set__
 _put_index: Any = vars(OMap)["_index"].__set__
 _put_slots: Any = vars(OMap)["_slots"].__set__
+_put_size: Any = vars(OMap)["_size"].__set__
+_ABSENT = object()
+
+
+def set_size(m: OMap, size: int) -> None:
+    """Record the encoded size of a map just decoded (the decoder knows it from the bytes)."""
+    _put_size(m, size)
+
 
 EMPTY_MAP = OMap()
+
+
+def _uleb_width(n: int) -> int:
+    return (n.bit_length() + 6) // 7 or 1
+
+
+def _sleb_width(n: int) -> int:
+    return (n.bit_length() + 7) // 7 if n >= 0 else ((~n).bit_length() + 7) // 7
+
+
+def encoded_size(v: Any, cap: int = 1 << 62) -> int:
+    """The number of bytes of ``v``'s canonical encoding (docs/bytecode.md, section 11.2),
+    computed from the value alone: an injection ``(tag, payload)`` takes the byte of its tag as
+    an Int pair's small first component does, and a value of a zero-width type is ``()`` or a
+    tuple of them. Lists and maps remember what they measured (``_size``), and their updates
+    keep it, so measuring a state again after a step costs only what the step changed.
+
+    Exact up to ``cap``; past it, some number above ``cap`` (the walk stops there, so a huge
+    collection costs no more than ``cap`` worth of walking)."""
+    t = type(v)
+    if t is int:
+        return _sleb_width(v)
+    if t is tuple:
+        total = 0
+        for x in v:
+            total += encoded_size(x, cap - total)
+            if total > cap:
+                return total
+        return total
+    if t is str:
+        n = len(v) if v.isascii() else len(v.encode("utf-8"))
+        return _uleb_width(n) + n
+    size: int = v._size
+    if size >= 0:
+        return size
+    n = len(v)
+    total = _uleb_width(n)
+    if t is OMap:
+        for k, x in v.items():
+            total += encoded_size(k, cap - total) + encoded_size(x, cap - total)
+            if total > cap:
+                return total
+        _put_size(v, total)
+        return total
+    if n:
+        first = encoded_size(v[0], cap - total)
+        if first == 0:  # a zero-width type: every element is the same, in no bytes
+            v._size = total
+            return total
+        for x in v:
+            total += encoded_size(x, cap - total)
+            if total > cap:
+                return total
+    v._size = total
+    return total
+
+
+vector.measure = encoded_size

@@ -10,6 +10,11 @@ collector O(log n), not O(n) (a vector whose one object holds the whole tree is 
 full at every collection that meets it, which made each step of a machine holding a million
 entries cost tens of milliseconds).
 
+A vector may know its encoded size (docs/bytecode.md, section 11.2) in ``_size``, -1 when it does
+not: the decoder records it, ``hotswap.lang.persistent.encoded_size`` records it when it
+measures a vector, and ``append`` and ``set`` keep it up to date from the one element they
+change, so a node can check the size of a state after every step without walking it.
+
 Invariants: ``_tail`` holds the last 1 to 32 elements (none when the vector is empty); the
 trie ``_root`` holds the first ``tailoff = n - len(_tail)`` elements in full leaves of 32,
 left-packed; ``_shift`` is 5 times the trie's height (at least 5).
@@ -18,7 +23,7 @@ left-packed; ``_shift`` is 5 times the trie's height (at least 5).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
 T = TypeVar("T")
@@ -30,8 +35,9 @@ _MASK = _WIDTH - 1
 class PVector(Generic[T]):
     """An immutable sequence: ``append``, ``set`` and ``extend`` return new vectors."""
 
-    __slots__ = ("_n", "_root", "_shift", "_tail")
+    __slots__ = ("_n", "_root", "_shift", "_size", "_tail")
     _n: int
+    _size: int
     _shift: int
     _root: tuple[Any, ...]
     _tail: tuple[Any, ...]
@@ -39,6 +45,7 @@ class PVector(Generic[T]):
     def __init__(self, items: Iterable[T] = ()) -> None:
         values = items if isinstance(items, list | tuple) else list(items)
         n = len(values)
+        self._size = -1
         if n <= _WIDTH:  # all in the tail
             self._n, self._shift, self._root, self._tail = n, _BITS, (), tuple(values)
             return
@@ -56,7 +63,7 @@ class PVector(Generic[T]):
     @classmethod
     def _make(cls, n: int, shift: int, root: tuple[Any, ...], tail: tuple[Any, ...]) -> PVector[T]:
         v: PVector[T] = object.__new__(cls)
-        v._n, v._shift, v._root, v._tail = n, shift, root, tail
+        v._n, v._shift, v._root, v._tail, v._size = n, shift, root, tail, -1
         return v
 
     def __len__(self) -> int:
@@ -108,17 +115,22 @@ class PVector(Generic[T]):
         return any(y == x for y in self)
 
     def append(self, x: T) -> PVector[T]:
-        n, tail = self._n, self._tail
+        n, tail, size = self._n, self._tail, self._size
+        if size >= 0:
+            size += measure(x) + count_width(n + 1) - count_width(n)
         if len(tail) < _WIDTH:
             v: PVector[T] = _new(PVector)
             v._n, v._shift, v._root, v._tail = n + 1, self._shift, self._root, (*tail, x)
+            v._size = size
             return v
         shift, root = self._shift, self._root
         if (n >> _BITS) > (1 << shift):  # the trie is full: grow a level
             root, shift = (root, _path(shift, tail)), shift + _BITS
         else:
             root = _push_tail(n, shift, root, tail)
-        return PVector._make(n + 1, shift, root, (x,))
+        v = PVector._make(n + 1, shift, root, (x,))
+        v._size = size
+        return v
 
     def set(self, i: int, x: T) -> PVector[T]:
         n = self._n
@@ -128,11 +140,16 @@ class PVector(Generic[T]):
             msg = "vector index out of range"
             raise IndexError(msg)
         tailoff = n - len(self._tail)
+        v: PVector[T]
         if i >= tailoff:
             tail = self._tail
             j = i - tailoff
-            return PVector._make(n, self._shift, self._root, (*tail[:j], x, *tail[j + 1 :]))
-        return PVector._make(n, self._shift, _assoc(self._shift, self._root, i, x), self._tail)
+            v = PVector._make(n, self._shift, self._root, (*tail[:j], x, *tail[j + 1 :]))
+        else:
+            v = PVector._make(n, self._shift, _assoc(self._shift, self._root, i, x), self._tail)
+        if self._size >= 0:
+            v._size = self._size - measure(self[i]) + measure(x)
+        return v
 
     def extend(self, items: Iterable[T]) -> PVector[T]:
         result = self
@@ -163,6 +180,20 @@ class PVector(Generic[T]):
 
 
 _new = object.__new__
+
+
+def count_width(n: int) -> int:
+    """The bytes of ``n``'s minimal unsigned LEB128 (a collection's count)."""
+    return (n.bit_length() + 6) // 7 or 1
+
+
+def _unset(x: object) -> int:
+    raise AssertionError("hotswap.lang.persistent sets the measure of elements")
+
+
+#: The encoded size of an element: ``hotswap.lang.persistent.encoded_size``, which knows maps
+#: too, set when that module is imported (it imports this one).
+measure: Callable[[Any], int] = _unset
 
 
 def _path(level: int, node: tuple[Any, ...]) -> tuple[Any, ...]:
