@@ -142,6 +142,26 @@ def _run_against_plain(
         f"{name:<10} plain {plain:.2f} us, .run {run:.2f} us: {run / plain:.2f}x (goal <= {goal}); "
         f"with the reference walkers {walked:.2f} us ({walked / plain:.1f}x)"
     )
+    step = _per_call_us(_step_only(m), [_core_case(m, inp, state) for inp, state in cases])
+    print(
+        f"{'':<10} of .run: the step on core values {step:.2f} us ({step / plain:.2f}x the plain "
+        f"function), converting in and out {run - step:.2f} us"
+    )
+
+
+def _core_case(m: Machine[..., Any], inp: Any, state: Any) -> tuple[Any, Any]:
+    return m.to_core_input(inp), m.to_core_state(state)
+
+
+def _step_only(m: Machine[..., Any]) -> Callable[[Any, Any], object]:
+    """The fast-path step ``.run`` calls, on values already converted."""
+    step = m.loaded.function(m.loaded.machine.step) if m.loaded.machine else None
+    assert step is not None
+
+    def run(inp: Any, state: Any) -> object:
+        return step((inp, state))
+
+    return run
 
 
 def _client_conversions(cases: list[tuple[Any, Any]]) -> None:
