@@ -1,0 +1,229 @@
+"""Signed changes of code: Ed25519 signatures over what an upgrade installs and where.
+
+A node that trusts keys (``hotswap node --trust KEYFILE``) accepts a change of a machine's code
+(an upgrade, a release, a rollback, a deploy) only with a signature, by one of those keys, over
+a :class:`Claim`: the action, the machine, the code it expects to replace (its identity and its
+generation, the number of changes the machine has had), the new code's identity and the
+migration's. A stolen credential alone cannot install code, and a signed change cannot be
+replayed: once applied, the machine's generation has moved on, and the old claim names the
+wrong one.
+
+The signed bytes are a canonical CBOR array (:func:`claim_bytes`), so another implementation
+signs and checks the same bytes (docs/protocol.md, "Signed changes"). Keys:
+
+- a private key is a PKCS#8 PEM file, written with mode 0600 (:func:`write_private_key`);
+- a public key is one line, ``hotswap-ed25519 <base64 of the 32 raw bytes> [comment]``, so a
+  trust file can list several, one per line, with ``#`` comments.
+
+A key is named by its *key id*: the first 16 hex digits of the SHA-256 of its 32 raw bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from hotswap.errors import HotswapError
+
+__all__ = [
+    "ACTIONS",
+    "Claim",
+    "SignatureProblem",
+    "TrustedKeys",
+    "claim_bytes",
+    "generate_key",
+    "key_id",
+    "public_line",
+    "read_private_key",
+    "sign",
+    "write_private_key",
+]
+
+#: What a signature can allow.
+ACTIONS = ("upgrade", "release", "rollback", "deploy")
+#: The first element of every signed array: the format, so that no other message signed with
+#: the same key can pass for a claim.
+DOMAIN = "hotswap/signed-change/1"
+PUBLIC_PREFIX = "hotswap-ed25519"
+SIGNATURE_BYTES = 64
+
+
+class SignatureProblem(HotswapError):
+    """A key that does not load, or a signature that does not allow the change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a signature allows: ``action`` on ``machine``, replacing the code ``expected`` (a
+    module identity; empty for a deploy) at ``generation``, with the module ``code`` and the
+    migration ``migration`` (empty for none)."""
+
+    action: str
+    machine: str
+    expected: str
+    generation: int
+    code: str
+    migration: str = ""
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            msg = f"unknown action {self.action!r}: one of {', '.join(ACTIONS)}"
+            raise SignatureProblem(msg)
+        if not 0 <= self.generation < 2**63:
+            raise SignatureProblem(f"generation {self.generation} is out of range")
+
+
+def claim_bytes(claim: Claim) -> bytes:
+    """The bytes signed: ``[DOMAIN, action, machine, expected, generation, code, migration]`` in
+    canonical CBOR (definite lengths, shortest integers; text strings as UTF-8)."""
+    return cbor2.dumps(
+        [
+            DOMAIN,
+            claim.action,
+            claim.machine,
+            claim.expected,
+            claim.generation,
+            claim.code,
+            claim.migration,
+        ],
+        canonical=True,
+    )
+
+
+def generate_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    return hashlib.sha256(_raw(public)).hexdigest()[:16]
+
+
+def _raw(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_line(public: Ed25519PublicKey, comment: str = "") -> str:
+    """The public key as one line of a trust file."""
+    text = f"{PUBLIC_PREFIX} {base64.b64encode(_raw(public)).decode('ascii')}"
+    comment = " ".join(comment.split())  # one line, whatever was given
+    return f"{text} {comment}" if comment else text
+
+
+def write_private_key(key: Ed25519PrivateKey, path: Path) -> None:
+    """Write ``key`` to a new file ``path`` (mode 0600); refuses to replace an existing file."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        msg = f"{path} exists: choose another file, or remove it if you mean to replace the key"
+        raise SignatureProblem(msg) from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+
+
+def read_private_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SignatureProblem(f"cannot read the private key {path}: {e.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        msg = f"{path} is not an unencrypted PEM private key (made by `hotswap keygen`): {e}"
+        raise SignatureProblem(msg) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SignatureProblem(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
+    return key
+
+
+def sign(key: Ed25519PrivateKey, claim: Claim) -> bytes:
+    return key.sign(claim_bytes(claim))
+
+
+def parse_public_line(line: str, where: str = "key") -> Ed25519PublicKey:
+    parts = line.split()
+    if len(parts) < 2 or parts[0] != PUBLIC_PREFIX:
+        msg = f"{where}: expected `{PUBLIC_PREFIX} <base64 key> [comment]`, got {line[:60]!r}"
+        raise SignatureProblem(msg)
+    try:
+        raw = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureProblem(f"{where}: the key is not valid base64") from None
+    if len(raw) != 32:
+        raise SignatureProblem(f"{where}: an Ed25519 public key has 32 bytes, this one {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+class TrustedKeys:
+    """The public keys a node accepts signed changes from."""
+
+    def __init__(self, keys: list[Ed25519PublicKey]) -> None:
+        self._keys = {key_id(k): k for k in keys}
+
+    @classmethod
+    def from_files(cls, paths: list[Path]) -> TrustedKeys:
+        """Keys from trust files: one public line each, blank lines and ``#`` comments skipped.
+        A file without a key is refused: a node that meant to trust someone would trust no
+        one."""
+        keys = []
+        for path in paths:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise SignatureProblem(f"cannot read the trust file {path}: {e}") from None
+            found = 0
+            for number, line in enumerate(text.splitlines(), 1):
+                if line.strip() and not line.lstrip().startswith("#"):
+                    keys.append(parse_public_line(line, f"{path}:{number}"))
+                    found += 1
+            if not found:
+                raise SignatureProblem(f"the trust file {path} holds no key")
+        return cls(keys)
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def check(self, claim: Claim, signature: bytes) -> str:
+        """The id of the trusted key that signed ``claim``; :class:`SignatureProblem` saying
+        why not otherwise (no signature, a malformed one, or none of the keys signed these
+        bytes: another change, another generation, or an untrusted key)."""
+        if not signature:
+            msg = (
+                f"{claim.action} of {claim.machine} needs a signature by a trusted key "
+                f"(this node trusts {', '.join(self.ids)}): sign it with `hotswap sign`"
+            )
+            raise SignatureProblem(msg)
+        if len(signature) != SIGNATURE_BYTES:
+            msg = f"a signature has {SIGNATURE_BYTES} bytes, this one {len(signature)}"
+            raise SignatureProblem(msg)
+        data = claim_bytes(claim)
+        for ident, key in self._keys.items():
+            try:
+                key.verify(signature, data)
+            except InvalidSignature:
+                continue
+            return ident
+        msg = (
+            f"the signature does not allow {claim.action} of {claim.machine} from "
+            f"{claim.expected[:12] or 'nothing'} at generation {claim.generation} to "
+            f"{claim.code[:12]}: it was made for another change or generation, or by a key "
+            "this node does not trust"
+        )
+        raise SignatureProblem(msg)
