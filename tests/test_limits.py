@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from hotswap.cam.build import machine_module
@@ -19,10 +21,11 @@ from hotswap.cam.module import Module
 from hotswap.cam.values import ZERO_WIDTH_ALLOWANCE, encode_value, value_decoder
 from hotswap.errors import DecodeError, Trap
 from hotswap.lang import prims
+from hotswap.lang.check import MAX_STR_LEN
 from hotswap.lang.persistent import make_list
 from hotswap.lang.prims import TRUE
-from hotswap.lang.terms import FST, SND, Fanout, Lit, Op, Prim, compose
-from hotswap.lang.types import BOOL, INT, UNIT, ListT, Prod
+from hotswap.lang.terms import FST, SND, Fanout, Lit, Op, Prim, Term, Terminal, compose
+from hotswap.lang.types import BOOL, INT, STR, UNIT, ListT, Prod
 
 L_UNIT = ListT(UNIT)
 EXECUTORS: tuple[Executor, ...] = ("fast", "vm")
@@ -91,3 +94,30 @@ def test_a_huge_argument_traps_out_of_fuel_in_time_of_the_fuel() -> None:
         assert trapped.value.kind == "out_of_fuel"
     for executor in EXECUTORS:
         assert module.step(make_list([row]), 0, executor=executor, fuel=100_000) == (0, TRUE)
+
+
+def _concatenations(n: int) -> Module:
+    """A step whose output is ``n`` concatenations ``s + s`` of its input, all kept."""
+    out, term = STR, compose(Fanout(FST, FST), Prim(Op.STR_CONCAT))
+    tree: Term = term
+    for _ in range(n - 1):
+        tree, out = Fanout(term, tree), Prod(STR, out)
+    return machine_module(STR, UNIT, out, Terminal(), Fanout(SND, tree))
+
+
+def test_fuel_bounds_the_memory_of_a_run_of_concatenations() -> None:
+    """Forty concatenations of megabyte texts in one stretch of code with no fold: with fuel
+    for three, the run stops at the fourth on both executors, having held four texts, not
+    forty (the fast path compares the fuel with zero after each concatenation)."""
+    module = load(_concatenations(40))
+    half = "x" * (MAX_STR_LEN // 2)
+    for executor in EXECUTORS:
+        tracemalloc.start()
+        try:
+            with pytest.raises(Trap) as trapped:
+                module.step(half, (), executor=executor, fuel=3 * (1 + MAX_STR_LEN // 16) + 50)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert trapped.value.kind == "out_of_fuel"
+        assert peak < 12 * MAX_STR_LEN, f"{executor}: {peak} bytes at the peak"

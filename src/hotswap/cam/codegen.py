@@ -223,7 +223,9 @@ class _Generator:
             a, b = self.operands(reg, out, indent)
             name = self.fresh()
             out.append(f"{indent}{name} = {a} + {b}")
-            self.flush(pending + 1, out, indent, f"_len({name}) // {prims.TEXT_CHUNK}")
+            # checked: text is what a run could pile up (65,536 instructions of megabyte texts
+            # in one stretch) before the next comparison
+            self.flush(pending + 1, out, indent, f"_len({name}) // {prims.TEXT_CHUNK}", check=True)
             limit = f"_len({name}) > {MAX_STR_LEN}"
             out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({a}, {b}))")
             return _Expr(name)
