@@ -544,3 +544,17 @@ def test_a_record_comes_back_only_as_its_own_class_and_only_when_nothing_in_it_c
     given_holder = _Holder([1, 2])
     new, _ = run_holder(given_holder, _Holder([]))
     assert new == given_holder and new is not given_holder and new.items is not given_holder.items
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _ByIdentity:
+    n: int
+
+
+def test_a_record_compared_by_identity_is_never_handed_back() -> None:
+    """``eq=False``: two such records are different objects whatever they hold, so the plain
+    function's new one must not come back as the input's."""
+    s = schema_of_type(_ByIdentity)
+    given = _ByIdentity(1)
+    new, _ = _run(s, s, lambda pair: (pair[0], pair[0]))(given, _ByIdentity(2))
+    assert new is not given and type(new) is _ByIdentity and new.n == 1

@@ -23,6 +23,8 @@ RANK = {
     "cam": 2,
     "names": 3,
     "protocol": 3,
+    "auth": 3,
+    "signing": 3,
     "address": 4,
     "code": 4,
     "dsl": 4,

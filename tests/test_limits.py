@@ -14,18 +14,36 @@ import tracemalloc
 
 import pytest
 
-from hotswap.cam.build import machine_module
+from hotswap.cam.build import build_function, machine_module
+from hotswap.cam.codegen import compile_metered, generate_source
 from hotswap.cam.encoding import uleb
 from hotswap.cam.loaded import Executor, load
 from hotswap.cam.module import Module
 from hotswap.cam.values import ZERO_WIDTH_ALLOWANCE, encode_value, value_decoder
+from hotswap.cam.vm import VM
 from hotswap.errors import DecodeError, Trap
 from hotswap.lang import prims
 from hotswap.lang.check import MAX_STR_LEN
-from hotswap.lang.persistent import make_list
+from hotswap.lang.persistent import OMap, make_list, safe_key
 from hotswap.lang.prims import TRUE
-from hotswap.lang.terms import FST, SND, Fanout, Lit, Op, Prim, Term, Terminal, compose
-from hotswap.lang.types import BOOL, INT, STR, UNIT, ListT, Prod
+from hotswap.lang.terms import (
+    DISTL,
+    FST,
+    ID,
+    SND,
+    TERMINAL,
+    Case,
+    Fanout,
+    Fold,
+    Inl,
+    Lit,
+    Op,
+    Prim,
+    Term,
+    Terminal,
+    compose,
+)
+from hotswap.lang.types import BOOL, INT, STR, UNIT, ListT, MapT, Prod
 
 L_UNIT = ListT(UNIT)
 EXECUTORS: tuple[Executor, ...] = ("fast", "vm")
@@ -121,3 +139,79 @@ def test_fuel_bounds_the_memory_of_a_run_of_concatenations() -> None:
             tracemalloc.stop()
         assert trapped.value.kind == "out_of_fuel"
         assert peak < 12 * MAX_STR_LEN, f"{executor}: {peak} bytes at the peak"
+
+
+def test_an_equality_runs_once_where_it_is_charged_not_in_every_iteration() -> None:
+    """An ``EQUAL`` in a fold's environment is charged once; the fast path must compare once
+    too (it used to splice the comparison into the loop body: each iteration compared two
+    big lists again for no fuel)."""
+    equal = compose(FST, Prim(Op.EQUAL))
+    body = compose(
+        Fanout(compose(SND, SND), FST),
+        DISTL,
+        Case(
+            compose(FST, Inl(UNIT)),
+            compose(FST, Fanout(ID, Lit(1)), Prim(Op.ADD), Inl(UNIT)),
+        ),
+    )  # count the elements while the two lists are equal
+    term = compose(
+        Fanout(equal, Fanout(SND, Lit(0))), Fold(body), Case(ID, compose(TERMINAL, Lit(0)))
+    )
+    function = build_function(term, Prod(Prod(ListT(INT), ListT(INT)), ListT(INT)), INT)
+    source = generate_source(function.code)
+    loop = source[source.index("for ") :]
+    assert source.count("==") == 1 and "==" not in loop, source
+    a, ys = make_list(range(50)), make_list(range(7))
+    fast = compile_metered(function.code)(((a, make_list(range(50))), ys), 10_000)
+    vm = VM(function.code)
+    assert vm.run(((a, make_list(range(50))), ys), 10_000) == fast[0] == 7
+    assert vm.statistics().fuel == 10_000 - fast[1]
+
+
+def test_membership_in_an_empty_list_costs_nothing_under_any_cap() -> None:
+    heavy = "x" * 16_000  # weight 1,000
+    for cap in (0, 5, 10**6):
+        assert prims.COST[Op.LIST_CONTAINS]((make_list([]), heavy), cap) == 0
+
+
+_MASK = (1 << 64) - 1
+_P1, _P2, _P5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+
+
+def _pairs_with_one_hash(n: int) -> list[tuple[int, int]]:
+    """``n`` keys ``(a, b)`` of Ints whose Python hashes are all equal: CPython's tuple hash is
+    xxHash's round over the items' hashes with no secret, and an int below 2**61 - 1 hashes to
+    itself, so the round can be run backwards from a chosen result to the ``b`` for each ``a``."""
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (64 - r))) & _MASK
+
+    def after(acc: int, lane: int) -> int:
+        return rotl((acc + lane * _P2) & _MASK, 31) * _P1 & _MASK
+
+    target = after(after(_P5, 1), 2)  # the state hash((1, 2)) ends in, before its length
+    keys, a = [], 3
+    while len(keys) < n:
+        first = after(_P5, a)
+        x = target * pow(_P1, -1, 1 << 64) & _MASK
+        x = ((x >> 31) | (x << 33)) & _MASK  # undo the rotation
+        lane = (x - first) * pow(_P2, -1, 1 << 64) & _MASK
+        if lane < (1 << 61) - 1:
+            keys.append((a, lane))
+        a += 1
+    return keys
+
+
+def test_keys_chosen_to_collide_in_pythons_hash_do_not_collide_in_a_map() -> None:
+    """Such keys would make every insert into a map, and the decoder's duplicate check, walk
+    all the others (a 380 KB input took 99 s to decode). Indexed by ``safe_key``, they spread."""
+    keys = _pairs_with_one_hash(300)
+    assert len({hash(k) for k in keys}) == 1 == len({hash(k) for k in [*keys, (1, 2)]})
+    assert len({hash(safe_key(k)) for k in keys}) == len(keys)
+    t = MapT(Prod(INT, INT), INT)
+    m = OMap((k, i) for i, k in enumerate(keys))
+    again = value_decoder(t, bounded=True)(encode_value(m, t))
+    assert again == m and [again[k] for k in keys] == list(range(len(keys)))
+    with pytest.raises(DecodeError, match="a map key appears twice"):
+        entry = encode_value((keys[5], 0), Prod(Prod(INT, INT), INT))
+        value_decoder(t)(uleb(2) + entry + entry)

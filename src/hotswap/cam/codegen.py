@@ -247,9 +247,11 @@ class _Generator:
         else:
             extra = f"{self.prim_function(op, 'c')}({arg}, _f)" if op in prims.COST else ""
         self.flush(pending + 1, out, indent, extra, check=bool(extra))
-        if op in (Op.EQUAL, Op.NOT_EQUAL):
+        if op in (Op.EQUAL, Op.NOT_EQUAL):  # computed once, here, where it is charged
             word = "==" if op is Op.EQUAL else "!="
-            return self.bind(_Cond(f"({arg}[0] {word} {arg}[1])"), out, indent)
+            name = self.fresh()
+            out.append(f"{indent}{name} = {arg}[0] {word} {arg}[1]")
+            return _Cond(name)
         name = self.fresh()
         out.append(f"{indent}{name} = {self.prim_function(op, 'p')}({arg})")
         return _Expr(name)

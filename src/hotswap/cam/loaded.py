@@ -27,7 +27,7 @@ from hotswap.cam.vm import VM
 from hotswap.errors import HotswapError, Trap
 from hotswap.lang.check import MAX_STATE_BYTES
 from hotswap.lang.evaluate import Value
-from hotswap.lang.persistent import encoded_size
+from hotswap.lang.persistent import state_size
 from hotswap.lang.types import Type
 
 Executor = Literal["fast", "vm"]
@@ -141,7 +141,7 @@ class LoadedModule:
         state_limit: int | None = MAX_STATE_BYTES,
     ) -> tuple[Value, Value]:
         """One step: ``(new_state, output)``; a trap raises :class:`hotswap.errors.Trap`. A new
-        state that would encode in more than ``state_limit`` bytes traps ``too_large`` (None:
+        state whose size is above ``state_limit`` bytes traps ``too_large`` (None:
         no limit, for replaying what was accepted before)."""
         if self.machine is None:
             raise HotswapError(f"module {self.identity[:12]} is not a machine")
@@ -166,12 +166,13 @@ class LoadedModule:
 
 
 def _limited(state: Value, limit: int | None) -> Value:
-    """``state``, unless it encodes in more than ``limit`` bytes: then the trap ``too_large``.
-    Measuring costs what the run changed (collections keep their measured size)."""
+    """``state``, unless its size (:func:`~hotswap.lang.persistent.state_size`, its encoded
+    size with non-ASCII text at four bytes per code point) is above ``limit``: then the trap
+    ``too_large``. Measuring costs what the run changed (collections keep their size)."""
     if limit is not None:
-        size = encoded_size(state, limit)
+        size = state_size(state, limit)
         if size > limit:
-            msg = f"the new state would encode in more than {limit} bytes (the state limit)"
+            msg = f"the new state would take more than {limit} bytes (the state limit)"
             raise Trap("too_large", msg)
     return state
 

@@ -27,7 +27,7 @@ from hotswap.errors import DecodeError, ValueTypeError
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
 from hotswap.lang.evaluate import Value
 from hotswap.lang.ints import in_range
-from hotswap.lang.persistent import OMap, bulk, make_list, set_size
+from hotswap.lang.persistent import OMap, bulk, make_list, safe_key
 from hotswap.lang.types import (
     INT,
     STR,
@@ -306,22 +306,17 @@ def _build_decoder(t: Type, budget: _Budget | None = None) -> _Dec:
                                 f"hold (one per byte of its encoding, plus {ZERO_WIDTH_ALLOWANCE})"
                             )
                     x, _ = each(data, pos)
-                    made = make_list(repeat(x, n))
-                    made._size = pos - at  # its encoded size, known from here on
-                    return made, pos
+                    return make_list(repeat(x, n)), pos
 
                 return repeated
 
             def items(data: bytes, pos: int) -> tuple[Value, int]:
-                start = pos
                 n, pos = _count(data, pos, "list", width)
                 out = []
                 for _ in range(n):
                     x, pos = each(data, pos)
                     out.append(x)
-                made = make_list(out)
-                made._size = pos - start
-                return made, pos
+                return make_list(out), pos
 
             return items
         case MapT(key, value):
@@ -329,21 +324,19 @@ def _build_decoder(t: Type, budget: _Budget | None = None) -> _Dec:
             width = min_width(key) + min_width(value)  # 0: one key at most, the rest repeat it
 
             def entries(data: bytes, pos: int) -> tuple[Value, int]:
-                start = pos
                 n, pos = _count(data, pos, "map", width)
                 out = []
-                seen = set()
+                seen = set()  # of safe keys: chosen hash collisions cost no more than others
                 for _ in range(n):
                     at = pos
                     k, pos = on_key(data, pos)
-                    if k in seen:
+                    safe = safe_key(k)
+                    if safe in seen:
                         raise DecodeError(f"value at byte {at}: a map key appears twice")
-                    seen.add(k)
+                    seen.add(safe)
                     x, pos = on_value(data, pos)
                     out.append((k, x))
-                made = OMap(out)
-                set_size(made, pos - start)
-                return made, pos
+                return OMap(out), pos
 
             return entries
         case _:

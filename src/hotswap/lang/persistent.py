@@ -32,10 +32,10 @@ __all__ = [
     "EMPTY_MAP",
     "OMap",
     "PVector",
-    "encoded_size",
     "is_list",
     "make_list",
-    "set_size",
+    "safe_key",
+    "state_size",
 ]
 
 EMPTY_LIST: PVector[Any] = PVector()
@@ -51,12 +51,25 @@ def make_list(items: Iterable[Any]) -> PVector[Any]:
 
 _EMPTY_INDEX: immutables.Map[Any, int] = immutables.Map()
 
-#: The map's index is keyed by ``(_SALT, key)``, not by ``key``: the trie hashes keys to 32
-#: bits, and ints hash to themselves, so keys chosen to collide (``i * (2**32 + 1)``) would all
-#: land in one bucket and make every insert copy the others (an input of 20,000 such keys
-#: blocked a node for seconds). A tuple's hash mixes the salt's hash, random per process, into
-#: the key's, so collisions cannot be chosen from outside.
+#: The map's index is keyed by :func:`safe_key`, not by the key: hashes of keys chosen to
+#: collide would put every key in one bucket and make each insert walk or copy the others.
+#:
+#: - An int hashes to itself and the trie folds hashes to 32 bits, so ints ``i * (2**32 + 1)``
+#:   would collide there (20,000 of them in one input blocked a node for seconds). Paired with
+#:   a salt random per process, ``(_SALT, i)``, the hash mixes in the salt's: unknown outside.
+#: - A tuple's hash is a fixed function of its items' hashes, with no secret in it: for a key
+#:   ``(a, b)`` of ints, anyone can solve for keys with one full 64-bit hash (a 380 KB input of
+#:   such keys took 99 s to decode), and no salt around it helps. A tuple key is indexed by its
+#:   ``repr`` instead, a ``str``, whose hash is keyed by the process's secret (SipHash): the
+#:   ``repr`` of a key (ints, texts and tuples of them) is one-to-one.
+#: - A ``str`` hashes with that secret already.
 _SALT = secrets.randbits(62)
+
+
+def safe_key(key: Any) -> Any:
+    """What a map's index (and the decoder's duplicate check) keys ``key`` by: equal exactly
+    when the keys are equal, with a hash no one outside the process can make collide."""
+    return repr(key) if type(key) is tuple else (_SALT, key)
 
 
 @contextmanager
@@ -106,8 +119,8 @@ class OMap:
     key to its slot and ``_slots`` holds ``(key, value)`` or None (deleted) in insertion order.
     Which one a map is never shows: every operation gives the same results either way.
 
-    ``_size`` is the map's encoded size when known, else -1 (as a vector's): ``set`` and
-    ``delete`` keep a known size up to date from the entry they change."""
+    ``_size`` is the map's :func:`state_size` when known, else -1 (as a vector's): ``set``
+    and ``delete`` keep a known size up to date from the entry they change."""
 
     __slots__ = ("_index", "_size", "_slots", "_small")
     _size: int
@@ -116,16 +129,28 @@ class OMap:
     _slots: PVector[tuple[Any, Any] | None]
 
     def __init__(self, items: Iterable[tuple[Any, Any]] = ()) -> None:
-        d = dict(items)
         _put_size(self, -1)
-        if len(d) <= SMALL:
-            _put_small(self, d)
+        pairs = items if isinstance(items, list) else list(items)
+        if len(pairs) <= SMALL:  # a dict of a few keys: collisions cost nothing
+            _put_small(self, dict(pairs))
             return
-        _put_small(self, None)
+        index: dict[Any, int] = {}
+        slots: list[tuple[Any, Any]] = []
         with bulk():
-            index = {(_SALT, k): i for i, k in enumerate(d)}
-            _put_index(self, immutables.Map(index))  # type: ignore[arg-type]
-            _put_slots(self, PVector(list(d.items())))
+            for k, v in pairs:
+                safe = safe_key(k)
+                at = index.get(safe)
+                if at is None:
+                    index[safe] = len(slots)
+                    slots.append((k, v))
+                else:  # a key again: its last value, in its first place (as dict does)
+                    slots[at] = (k, v)
+            if len(slots) <= SMALL:
+                _put_small(self, dict(slots))
+                return
+            _put_small(self, None)
+            _put_index(self, immutables.Map(index))
+            _put_slots(self, PVector(slots))
 
     @staticmethod
     def from_dict(d: dict[Any, Any]) -> OMap:
@@ -143,13 +168,13 @@ class OMap:
 
     def __contains__(self, key: object) -> bool:
         small = self._small
-        return key in small if small is not None else (_SALT, key) in self._index
+        return key in small if small is not None else safe_key(key) in self._index
 
     def get(self, key: Any, default: Any = None) -> Any:
         small = self._small
         if small is not None:
             return small.get(key, default)
-        at = self._index.get((_SALT, key))
+        at = self._index.get(safe_key(key))
         if at is None:
             return default
         slot = self._slots[at]
@@ -160,7 +185,7 @@ class OMap:
         small = self._small
         if small is not None:
             return small[key]
-        slot = self._slots[self._index[(_SALT, key)]]
+        slot = self._slots[self._index[safe_key(key)]]
         assert slot is not None
         return slot[1]
 
@@ -170,10 +195,10 @@ class OMap:
             old = self.get(key, _ABSENT)
             if old is _ABSENT:
                 n = len(self)
-                size += encoded_size(key) + encoded_size(value) + count_width(n + 1)
+                size += state_size(key) + state_size(value) + count_width(n + 1)
                 size -= count_width(n)
             else:
-                size += encoded_size(value) - encoded_size(old)
+                size += state_size(value) - state_size(old)
         if small is not None:
             if len(small) < SMALL or key in small:
                 d = small.copy()
@@ -184,7 +209,7 @@ class OMap:
             big = OMap(d.items())
             _put_size(big, size)
             return big
-        salted = (_SALT, key)
+        salted = safe_key(key)
         at = self._index.get(salted)
         if at is None:
             return _new_large(
@@ -200,13 +225,13 @@ class OMap:
         size = self._size
         if size >= 0:
             n = len(self)
-            size -= encoded_size(key) + encoded_size(old) + count_width(n) - count_width(n - 1)
+            size -= state_size(key) + state_size(old) + count_width(n) - count_width(n - 1)
         small = self._small
         if small is not None:
             d = small.copy()
             del d[key]
             return _new_small(d, size) if d else EMPTY_MAP
-        salted = (_SALT, key)
+        salted = safe_key(key)
         at = self._index[salted]
         index = self._index.delete(salted)
         if not index:
@@ -304,11 +329,6 @@ _put_size: Any = vars(OMap)["_size"].__set__
 _ABSENT = object()
 
 
-def set_size(m: OMap, size: int) -> None:
-    """Record the encoded size of a map just decoded (the decoder knows it from the bytes)."""
-    _put_size(m, size)
-
-
 EMPTY_MAP = OMap()
 
 
@@ -320,51 +340,54 @@ def _sleb_width(n: int) -> int:
     return (n.bit_length() + 7) // 7 if n >= 0 else ((~n).bit_length() + 7) // 7
 
 
-def encoded_size(v: Any, cap: int = 1 << 62) -> int:
-    """The number of bytes of ``v``'s canonical encoding (docs/bytecode.md, section 11.2),
-    computed from the value alone: an injection ``(tag, payload)`` takes the byte of its tag as
-    an Int pair's small first component does, and a value of a zero-width type is ``()`` or a
-    tuple of them. Lists and maps remember what they measured (``_size``), and their updates
-    keep it, so measuring a state again after a step costs only what the step changed.
+def state_size(v: Any, cap: int = 1 << 62) -> int:
+    """The size the state limit counts (docs/bytecode.md, section 11.3): the length of ``v``'s
+    canonical encoding, except that a text that is not all ASCII counts four bytes per code
+    point (the most UTF-8 can take), so that no text is ever scanned to measure it. Computed
+    from the value alone: an injection ``(tag, payload)`` takes the byte of its tag as an Int
+    pair's small first component does, and a value of a zero-width type is ``()`` or a tuple of
+    them. A list or map remembers its size once measured (``_size``; never an empty one, which
+    may be a shared constant), and its updates keep it, so measuring a state again after a step
+    costs what the step changed.
 
-    Exact up to ``cap``; past it, some number above ``cap`` (the walk stops there, so a huge
-    collection costs no more than ``cap`` worth of walking)."""
+    Exact up to ``cap``; past it, some number above ``cap`` (the walk stops there)."""
     t = type(v)
     if t is int:
         return _sleb_width(v)
     if t is tuple:
         total = 0
         for x in v:
-            total += encoded_size(x, cap - total)
+            total += state_size(x, cap - total)
             if total > cap:
                 return total
         return total
     if t is str:
-        n = len(v) if v.isascii() else len(v.encode("utf-8"))
+        n = len(v) if v.isascii() else 4 * len(v)
         return _uleb_width(n) + n
     size: int = v._size
     if size >= 0:
         return size
     n = len(v)
+    if not n:
+        return 1
     total = _uleb_width(n)
     if t is OMap:
         for k, x in v.items():
-            total += encoded_size(k, cap - total) + encoded_size(x, cap - total)
+            total += state_size(k, cap - total) + state_size(x, cap - total)
             if total > cap:
                 return total
         _put_size(v, total)
         return total
-    if n:
-        first = encoded_size(v[0], cap - total)
-        if first == 0:  # a zero-width type: every element is the same, in no bytes
-            v._size = total
+    first = state_size(v[0], cap - total)
+    if first == 0:  # a zero-width type: every element is the same, in no bytes
+        v._size = total
+        return total
+    for x in v:
+        total += state_size(x, cap - total)
+        if total > cap:
             return total
-        for x in v:
-            total += encoded_size(x, cap - total)
-            if total > cap:
-                return total
     v._size = total
     return total
 
 
-vector.measure = encoded_size
+vector.measure = state_size

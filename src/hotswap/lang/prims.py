@@ -265,6 +265,8 @@ def _contains_cost(v: Value, cap: int = NO_CAP) -> int:
     """Each element compared costs 1 plus the weight of ``x``, which bounds the work of one
     comparison (equality stops at the smaller value)."""
     xs, x = v
+    if not xs:
+        return 0
     each = 1 + weight(x, cap)
     if each > cap:
         return each

@@ -10,10 +10,10 @@ collector O(log n), not O(n) (a vector whose one object holds the whole tree is 
 full at every collection that meets it, which made each step of a machine holding a million
 entries cost tens of milliseconds).
 
-A vector may know its encoded size (docs/bytecode.md, section 11.2) in ``_size``, -1 when it does
-not: the decoder records it, ``hotswap.lang.persistent.encoded_size`` records it when it
-measures a vector, and ``append`` and ``set`` keep it up to date from the one element they
-change, so a node can check the size of a state after every step without walking it.
+A vector may know its size for the state limit (``hotswap.lang.persistent.state_size``) in
+``_size``, -1 when it does not: ``state_size`` records it when it measures a vector, and
+``append`` and ``set`` keep it up to date from the one element they change, so a node can
+check the size of a state after every step without walking it.
 
 Invariants: ``_tail`` holds the last 1 to 32 elements (none when the vector is empty); the
 trie ``_root`` holds the first ``tailoff = n - len(_tail)`` elements in full leaves of 32,
@@ -191,8 +191,8 @@ def _unset(x: object) -> int:
     raise AssertionError("hotswap.lang.persistent sets the measure of elements")
 
 
-#: The encoded size of an element: ``hotswap.lang.persistent.encoded_size``, which knows maps
-#: too, set when that module is imported (it imports this one).
+#: The size of an element: ``hotswap.lang.persistent.state_size``, which knows maps too, set
+#: when that module is imported (it imports this one).
 measure: Callable[[Any], int] = _unset
 
 

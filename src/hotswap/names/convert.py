@@ -707,10 +707,9 @@ def _shareable(s: Schema) -> bool:
         case TupleSchema(items):
             return all(_shareable(t) for t in items)
         case RecordSchema(cls=cls) if cls is not None:
-            params = getattr(cls, "__dataclass_params__", None)
-            return bool(getattr(params, "frozen", False)) and all(
-                _shareable(f.schema) for f in s.fields
-            )
+            params = getattr(cls, "__dataclass_params__", None)  # eq=False: identity matters
+            frozen, eq = getattr(params, "frozen", False), getattr(params, "eq", False)
+            return bool(frozen and eq) and all(_shareable(f.schema) for f in s.fields)
         case UnionSchema(alternatives):
             return all(_shareable(t) for t in alternatives)
     return False
