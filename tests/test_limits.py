@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -190,7 +191,8 @@ def _pairs_with_one_hash(n: int) -> list[tuple[int, int]]:
         return rotl((acc + lane * _P2) & _MASK, 31) * _P1 & _MASK
 
     target = after(after(_P5, 1), 2)  # the state hash((1, 2)) ends in, before its length
-    keys, a = [], 3
+    keys: list[tuple[int, int]] = []
+    a = 3
     while len(keys) < n:
         first = after(_P5, a)
         x = target * pow(_P1, -1, 1 << 64) & _MASK
@@ -215,3 +217,15 @@ def test_keys_chosen_to_collide_in_pythons_hash_do_not_collide_in_a_map() -> Non
     with pytest.raises(DecodeError, match="a map key appears twice"):
         entry = encode_value((keys[5], 0), Prod(Prod(INT, INT), INT))
         value_decoder(t)(uleb(2) + entry + entry)
+
+
+def test_equality_pays_for_the_pairs_it_compares() -> None:
+    """A record of 1,024 Ints is 1,023 pairs: comparing two such records costs that, not 0,
+    so a machine comparing wide records runs out of fuel in proportion to the work."""
+    wide: Any = 0
+    for i in range(1, 1024):
+        wide = (wide, i)
+    assert prims.weight(wide) == 1023
+    assert prims.weight((1, ())) == 1  # an injection: a Bool
+    assert prims.weight(make_list([(0, ()), (1, ())])) == 2 + 2
+    assert prims.COST[Op.EQUAL]((wide, wide)) == 1023
