@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench.bench_core", "bench.bench_dsl", "bench.bench_node"]
+BENCHMARKS = ["bench.bench_core", "bench.bench_dsl", "bench.bench_node", "bench.bench_instances"]
 
 
 def main() -> None:

@@ -210,7 +210,7 @@ BAD_PAYLOADS: list[tuple[bytes, bool, str]] = [
     (b"\xa5" + _VALID_SEND[1:] + b"\x62id\x02", True, "not a valid CBOR item"),
     # integer key
     (b"\xa5\x01\x02" + _VALID_SEND[1:], True, "not a valid CBOR item"),
-    (cbor2.dumps({"type": "hello", "version": 3}), True, "unsupported protocol version 3"),
+    (cbor2.dumps({"type": "hello", "version": 4}), True, "unsupported protocol version 4"),
     (
         cbor2.dumps(
             {"type": "hello", "version": 1, "max_frame": 100, "agent": "x"}, canonical=True
@@ -338,14 +338,15 @@ def test_bad_events_cannot_be_encoded(event: Message, reason: str) -> None:
 DOC = Path(__file__).parent.parent / "docs" / "protocol.md"
 
 DOCUMENTED_FRAMES: list[tuple[Message, bool]] = [
-    (Hello(), True),
-    (Welcome(node="node-a"), False),
+    (Hello(version=2), True),
+    (Welcome(version=2, node="node-a"), False),
     (Send(7, "counter", b"\x00"), True),
     (Output(7, b"\x00", b"\x01"), False),
     (Error(8, ErrorCode.TRAP, "overflow"), False),
     (Error(8, ErrorCode.TRAP, "overflow", trap="overflow"), False),
     (Goodbye(ErrorCode.UNSUPPORTED_VERSION, "speaks 1"), False),
 ]
+DOCUMENTED_FRAMES.append((Send(9, "counter", b"\x00", False, "user-42"), True))  # version 3
 
 
 def documented_frames() -> list[bytes]:

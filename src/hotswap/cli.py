@@ -31,7 +31,7 @@ from hotswap.names.lint import nominal_notes
 from hotswap.names.pysource import python_source
 from hotswap.names.schema import describe
 from hotswap.names.section import module_schemas
-from hotswap.protocol.events import Upgraded
+from hotswap.protocol.events import MAX_PAGE, StatusReply, Upgraded
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -41,7 +41,8 @@ def _send(args: argparse.Namespace) -> int:
         sig = code.machine
         assert sig is not None
         value = _parse_input(args.value, code)
-        reply = client.send_raw(args.machine, encode_value(value, sig.input), code.identity)
+        data = encode_value(value, sig.input)
+        reply = client.send_raw(args.machine, data, code.identity, key=args.key)
         output = decode_value(reply.output, sig.output)
         state = decode_value(reply.state, sig.state)
         schemas = schemas_of(code) if args.names else None
@@ -116,7 +117,11 @@ def _upgrade(args: argparse.Namespace) -> int:
             _report_dry_run(args.machine, client.dry_run(args.machine, change, inputs=inputs))
             return 0
         reply = client.upgrade(
-            args.machine, change, trial=args.trial, trial_seconds=args.trial_seconds
+            args.machine,
+            change,
+            trial=args.trial,
+            trial_seconds=args.trial_seconds,
+            check_all=args.check_all,
         )
         notes = reply.notes or nominal_notes(client.code(reply.old), load_module(new))
     bounds = [f"{args.trial} input(s)"] * bool(args.trial)
@@ -164,7 +169,7 @@ def _rollback(args: argparse.Namespace) -> int:
     if args.migration:
         migration = module_bytes(import_object(args.migration), args.migration)
     with connect(args.node) as client:
-        reply = client.rollback(args.machine, migration)
+        reply = client.rollback(args.machine, migration, check_all=args.check_all)
     _report(args.machine, reply, (), derived=migration is None)
     return 0
 
@@ -240,6 +245,10 @@ def _report(
 
 
 def _status(args: argparse.Namespace) -> int:
+    if args.key is not None:
+        if not args.machine:
+            raise HotswapError("--key names an instance of one machine: give the machine too")
+        return _instance_status(args)
     with connect(args.node) as client:
         names = [args.machine] if args.machine else [name for name, _ in client.machines()]
         for name in names:
@@ -264,10 +273,86 @@ def _status(args: argparse.Namespace) -> int:
             print(f"  state   {render(state, state_type)}")
             if schemas is not None:
                 print(f"          {render_named(state, schemas['state'])}")
+            if s.instances:
+                _print_instances(s)
+    return 0
+
+
+def _print_instances(s: StatusReply) -> None:
+    """The keyed instances part of a machine's status."""
+    codes = ", ".join(f"{c.identity[:12]}: {c.instances}" for c in s.codes)
+    print(f"  instances {s.instances} (by code: {codes})")
+    if s.sweep is not None:
+        sweep = s.sweep
+        rate = f"{sweep.rate}/s" if sweep.rate else "off"
+        print(
+            f"  sweeper {rate}: {sweep.migrated} migrated, {sweep.remaining} not on the running "
+            f"code yet, {sweep.trapped} trapped"
+        )
+    for t in s.trapped:
+        print(f"  trapped {t.key!r}: {t.reason}")
+
+
+def _instance_status(args: argparse.Namespace) -> int:
+    with connect(args.node) as client:
+        s = client.status_raw(args.machine, key=args.key)
+        state_type = decode_type(s.state_type)
+        state = decode_value(s.state, state_type)
+        print(f"{args.machine}[{args.key!r}]: {s.identity}")
+        print(f"  inputs  {s.inputs}")
+        print(f"  generation {s.generation} (of the machine's code it runs)")
+        print(f"  state   {render(state, state_type)}")
+        schemas = schemas_of(client.code(s.identity))
+        if schemas is not None:
+            print(f"          {render_named(state, schemas['state'])}")
+        for t in s.trapped:
+            print(f"  trapped {t.reason}")
+    return 0
+
+
+def _instances(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise HotswapError(f"--limit counts the keys to list: give N >= 1, not {args.limit}")
+    left = args.limit
+    after = args.after
+    with connect(args.node) as client:
+        while left is None or left > 0:
+            page = client.instances(
+                args.machine, args.prefix, after, MAX_PAGE if left is None else min(left, MAX_PAGE)
+            )
+            for key in page.keys:
+                print(key)
+            if left is not None:
+                left -= len(page.keys)
+            if not page.more:
+                break
+            after = page.after
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with connect(args.node) as client:
+        gone = client.delete(args.machine, args.key)
+    print(f"Deleted {args.machine}[{gone.key!r}] after {gone.inputs} input(s)")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    code = import_object(args.code)
+    module_bytes(code, args.code)  # a bad reference fails here, named
+    with connect(args.node) as client:
+        done = client.deploy(args.name, code)
+    if done.started:
+        print(f"Deployed machine {args.name!r} on {done.identity[:12]}")
+    else:
+        print(f"Machine {args.name!r} already runs {done.identity[:12]}: nothing changed")
     return 0
 
 
 ROLES = ("input", "state", "output")
+CHECK_ALL_HELP = (
+    "first run the migration on every keyed instance; refuse, changing nothing, if it traps on any"
+)
 
 
 def _types(args: argparse.Namespace) -> int:
@@ -330,6 +415,7 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     send.add_argument(
         "--names", action="store_true", help="show output and state by their Python names"
     )
+    send.add_argument("--key", default=None, help="the keyed instance (default: the machine's)")
     send.set_defaults(func=_send)
 
     upgrade = client_command("upgrade", "upgrade a running machine")
@@ -379,6 +465,7 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="T",
         help="provisional for T seconds (with --trial: whichever ends first)",
     )
+    upgrade.add_argument("--check-all", action="store_true", help=CHECK_ALL_HELP)
     upgrade.set_defaults(func=_upgrade)
 
     for name, what in (("confirm", "keep"), ("revert", "take back")):
@@ -419,11 +506,30 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="module:attribute",
         help="the state migration back (default: derived from the state types' names)",
     )
+    rollback.add_argument("--check-all", action="store_true", help=CHECK_ALL_HELP)
     rollback.set_defaults(func=_rollback)
 
     status = client_command("status", "show machines, their code, types and state")
     status.add_argument("machine", nargs="?")
+    status.add_argument("--key", default=None, help="show this keyed instance of the machine")
     status.set_defaults(func=_status)
+
+    instances = client_command("instances", "list a machine's keyed instances, in key order")
+    instances.add_argument("machine")
+    instances.add_argument("--prefix", default=None, help="only keys starting with this")
+    instances.add_argument("--after", default=None, help="only keys after this one")
+    instances.add_argument("--limit", type=int, default=None, help="at most N keys (all)")
+    instances.set_defaults(func=_instances)
+
+    delete = client_command("delete", "end a keyed instance of a machine")
+    delete.add_argument("machine")
+    delete.add_argument("--key", required=True, help="the instance to end")
+    delete.set_defaults(func=_delete)
+
+    deploy = client_command("deploy", "add a machine to the running node")
+    deploy.add_argument("name")
+    deploy.add_argument("--code", required=True, metavar="module:attribute")
+    deploy.set_defaults(func=_deploy)
 
     types = client_command("types", "print a version's types as Python dataclasses")
     types.add_argument("machine")

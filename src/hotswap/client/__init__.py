@@ -38,7 +38,7 @@ from hotswap.client.aio import AsyncClient, AsyncTransport
 from hotswap.client.blocking import Client, Transport, connect
 from hotswap.client.convert import ClassesUnknownWarning, schemas_of
 from hotswap.client.migrations import derived_migration
-from hotswap.client.session import DryRunOutcome, MachineStatus, Rehearsed
+from hotswap.client.session import DryRunOutcome, InstancePage, MachineStatus, Rehearsed
 from hotswap.client.wire import DEFAULT_TIMEOUT
 from hotswap.code import Upgrade
 from hotswap.names.schema import Record
@@ -50,6 +50,7 @@ __all__ = [
     "ClassesUnknownWarning",
     "Client",
     "DryRunOutcome",
+    "InstancePage",
     "MachineStatus",
     "Record",
     "Rehearsed",

@@ -11,10 +11,25 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar, cast
 
 from hotswap.address import default_address, parse_address
-from hotswap.client.session import DRY_RUN_INPUTS, DryRunOutcome, Flow, MachineStatus, Session
+from hotswap.client.session import (
+    DRY_RUN_INPUTS,
+    DryRunOutcome,
+    Flow,
+    InstancePage,
+    MachineStatus,
+    Session,
+)
 from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
 from hotswap.code import Upgrade
-from hotswap.protocol.events import NEED_DATA, Released, Request, TrialEnded, Upgraded
+from hotswap.protocol.events import (
+    NEED_DATA,
+    Deleted,
+    Deployed,
+    Released,
+    Request,
+    TrialEnded,
+    Upgraded,
+)
 
 T = TypeVar("T")
 
@@ -166,13 +181,19 @@ class AsyncClient:
         except StopIteration as done:
             return cast(T, done.value)
 
-    async def send(self, machine: str, value: Any) -> Any:
-        return await self._run(self.wire.session.send(machine, value))
+    async def send(self, machine: str, value: Any, *, key: str | None = None) -> Any:
+        return await self._run(self.wire.session.send(machine, value, key))
 
     async def upgrade(
-        self, machine: str, upgrade: Upgrade, *, trial: int = 0, trial_seconds: int = 0
+        self,
+        machine: str,
+        upgrade: Upgrade,
+        *,
+        trial: int = 0,
+        trial_seconds: int = 0,
+        check_all: bool = False,
     ) -> Upgraded:
-        flow = self.wire.session.upgrade(machine, upgrade, trial, trial_seconds)
+        flow = self.wire.session.upgrade(machine, upgrade, trial, trial_seconds, check_all)
         return await self._run(flow)
 
     async def dry_run(
@@ -189,11 +210,28 @@ class AsyncClient:
     async def release(self, upgrades: Mapping[str, Upgrade]) -> Released:
         return await self._run(self.wire.session.release(upgrades))
 
-    async def rollback(self, machine: str, migration: object | None = None) -> Upgraded:
-        return await self._run(self.wire.session.rollback(machine, migration))
+    async def rollback(
+        self, machine: str, migration: object | None = None, *, check_all: bool = False
+    ) -> Upgraded:
+        return await self._run(self.wire.session.rollback(machine, migration, check_all))
 
-    async def status(self, machine: str) -> MachineStatus:
-        return await self._run(self.wire.session.status(machine))
+    async def status(self, machine: str, *, key: str | None = None) -> MachineStatus:
+        return await self._run(self.wire.session.status(machine, key))
+
+    async def instances(
+        self,
+        machine: str,
+        prefix: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> InstancePage:
+        return await self._run(self.wire.session.instances(machine, prefix, after, limit))
+
+    async def delete(self, machine: str, key: str) -> Deleted:
+        return await self._run(self.wire.session.delete(machine, key))
+
+    async def deploy(self, name: str, machine: object) -> Deployed:
+        return await self._run(self.wire.session.deploy(name, machine))
 
     async def machines(self) -> list[tuple[str, str]]:
         return await self._run(self.wire.session.machines())

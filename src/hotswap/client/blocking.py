@@ -17,6 +17,7 @@ from hotswap.client.session import (
     DRY_RUN_INPUTS,
     DryRunOutcome,
     Flow,
+    InstancePage,
     MachineStatus,
     Session,
     expect,
@@ -26,6 +27,8 @@ from hotswap.code import Upgrade
 from hotswap.errors import HotswapError
 from hotswap.protocol.events import (
     NEED_DATA,
+    Deleted,
+    Deployed,
     Output,
     Released,
     Request,
@@ -184,37 +187,57 @@ class Client:
     # --- the API ----------------------------------------------------------------------------
 
     def send_raw(
-        self, machine: str, data: bytes, code: str | None = None, *, state: bool = True
+        self,
+        machine: str,
+        data: bytes,
+        code: str | None = None,
+        *,
+        state: bool = True,
+        key: str | None = None,
     ) -> Output:
         """Send canonical input bytes; the reply carries output and state bytes (the state
         empty with ``state=False``: then the node does not encode it). With ``code`` (the
         identity the bytes were encoded for) the node refuses them if other code runs
-        (``wrong_version``), rather than read them at a type they were not written for."""
+        (``wrong_version``), rather than read them at a type they were not written for. With
+        ``key``, to that keyed instance (its state in the reply, on the running code)."""
         rid = self.wire.session.request_id()
         event = (
-            Send(rid, machine, data, state)
+            Send(rid, machine, data, state, key)
             if code is None
-            else SendChecked(rid, machine, code, data, state)
+            else SendChecked(rid, machine, code, data, state, key)
         )
         return expect(self.request(event), Output)
 
-    def send(self, machine: str, value: Any) -> Any:
-        """Send one input (a Python value); returns the output as a Python value.
+    def send(self, machine: str, value: Any, *, key: str | None = None) -> Any:
+        """Send one input (a Python value); returns the output as a Python value. With
+        ``key``, to that keyed instance of the machine (made from ``init`` by its first input,
+        migrated to the running code when it last ran older code); without, to the machine's
+        default instance.
 
         The input is encoded for the code this client last saw running; if the machine has
         been upgraded since, the node refuses it and it is re-encoded, by names, for the new
         code: inputs stay compatible across versions as long as their names do. The output's
         records are instances of the user's classes (see :class:`Client`)."""
-        return self._run(self.wire.session.send(machine, value))
+        return self._run(self.wire.session.send(machine, value, key))
 
     def upgrade(
-        self, machine: str, upgrade: Upgrade, *, trial: int = 0, trial_seconds: int = 0
+        self,
+        machine: str,
+        upgrade: Upgrade,
+        *,
+        trial: int = 0,
+        trial_seconds: int = 0,
+        check_all: bool = False,
     ) -> Upgraded:
         """Upgrade a machine; :class:`UpgradeRejected` says why the node refused. With
         ``trial`` or ``trial_seconds``, provisionally for that many inputs or seconds,
         whichever ends first: a trap in the new code, or :meth:`revert`, takes it back
-        exactly; :meth:`confirm` or the trial's end keeps it."""
-        return self._run(self.wire.session.upgrade(machine, upgrade, trial, trial_seconds))
+        exactly; :meth:`confirm` or the trial's end keeps it. The switch is one change of the
+        machine's code, whatever its number of keyed instances: each migrates when next
+        touched. With ``check_all``, the node first runs the migration on every instance and
+        refuses (``migration_trap``, naming them, changing nothing) if it traps on any."""
+        flow = self.wire.session.upgrade(machine, upgrade, trial, trial_seconds, check_all)
+        return self._run(flow)
 
     def dry_run(
         self, machine: str, upgrade: Upgrade, *, inputs: int = DRY_RUN_INPUTS
@@ -237,16 +260,41 @@ class Client:
         none does (:class:`UpgradeRejected` names the machine that failed a check)."""
         return self._run(self.wire.session.release(upgrades))
 
-    def rollback(self, machine: str, migration: object | None = None) -> Upgraded:
+    def rollback(
+        self, machine: str, migration: object | None = None, *, check_all: bool = False
+    ) -> Upgraded:
         """Go back to the latest code before the current one: an upgrade to older code, with
         ``migration`` from the current state (derived when not given)."""
-        return self._run(self.wire.session.rollback(machine, migration))
+        return self._run(self.wire.session.rollback(machine, migration, check_all))
 
-    def status_raw(self, machine: str) -> StatusReply:
-        return self._run(self.wire.session.status_raw(machine))
+    def status_raw(self, machine: str, *, key: str | None = None) -> StatusReply:
+        return self._run(self.wire.session.status_raw(machine, key))
 
-    def status(self, machine: str) -> MachineStatus:
-        return self._run(self.wire.session.status(machine))
+    def status(self, machine: str, *, key: str | None = None) -> MachineStatus:
+        """The machine's code, types, default state, history and its keyed instances (count,
+        per code, trapped, the sweeper); with ``key``, one keyed instance's code, state and
+        input count (reading it migrates it, as an input would)."""
+        return self._run(self.wire.session.status(machine, key))
+
+    def instances(
+        self,
+        machine: str,
+        prefix: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> InstancePage:
+        """A page of the machine's instance keys in order (by UTF-8 bytes): those starting
+        with ``prefix``, after ``after``, at most ``limit`` (1 to 1000)."""
+        return self._run(self.wire.session.instances(machine, prefix, after, limit))
+
+    def delete(self, machine: str, key: str) -> Deleted:
+        """End the keyed instance ``key`` (logged); a later input makes a new one."""
+        return self._run(self.wire.session.delete(machine, key))
+
+    def deploy(self, name: str, machine: object) -> Deployed:
+        """Add ``machine`` (a DSL machine, a ``Module`` or module bytes) to the running node as
+        ``name``, persisted; deploying the code it already runs again changes nothing."""
+        return self._run(self.wire.session.deploy(name, machine))
 
     def machines(self) -> list[tuple[str, str]]:
         """``(name, identity)`` of every machine on the node, sorted by name."""

@@ -41,13 +41,20 @@ from hotswap.lang.types import Type
 from hotswap.lang.values import render
 from hotswap.names.display import render_by_name
 from hotswap.protocol.events import (
+    CodeCount,
     Confirm,
+    Delete,
+    Deleted,
+    Deploy,
+    Deployed,
     DryRun,
     DryRunReport,
     Error,
     ErrorCode,
     GetModule,
     HistoryEntry,
+    InstancesReply,
+    InstancesRequest,
     Machines,
     MachinesReply,
     ModuleReply,
@@ -60,6 +67,8 @@ from hotswap.protocol.events import (
     SendChecked,
     Status,
     StatusReply,
+    SweepProgress,
+    TrappedInstance,
     TrialEnded,
     Upgraded,
     UpgradeRequest,
@@ -92,11 +101,36 @@ class MachineStatus:
     trial: int | None = None
     #: When the trial upgrade in progress ends, if it is bounded by time (epoch seconds).
     trial_until: float | None = None
+    #: A keyed instance's status: its key (``identity``, the types, ``state`` and ``inputs``
+    #: are then the instance's, ``generation`` that of the code it runs).
+    key: str | None = None
+    #: How many keyed instances the machine has (None from a node before version 3).
+    instances: int | None = None
+    #: How many keyed instances run each code, by identity: "who still runs X".
+    codes: tuple[CodeCount, ...] = ()
+    #: Instances whose migration to the running code trapped (for a keyed status: this one).
+    trapped: tuple[TrappedInstance, ...] = ()
+    #: The sweeper's progress migrating instances to the running code.
+    sweep: SweepProgress | None = None
 
     @property
     def in_trial(self) -> bool:
         """Whether an upgrade of this machine is still provisional."""
         return self.trial is not None or self.trial_until is not None
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePage:
+    """A page of a machine's instance keys, in order; ``more`` when keys after ``keys[-1]``
+    match too: ask again with ``after=page.keys[-1]``."""
+
+    keys: tuple[str, ...]
+    more: bool
+
+    @property
+    def after(self) -> str | None:
+        """Where the next page starts (the last key of this one)."""
+        return self.keys[-1] if self.keys else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +170,12 @@ class DryRunOutcome:
 
 def reply_error(reply: Error, upgrade: bool) -> NodeError:
     """The exception an Error reply raises: :class:`UpgradeRejected` for an upgrade,
-    :class:`StepTrapped` (a :class:`hotswap.errors.Trap`) for a step that trapped; the reply's
-    version 2 fields become the exception's ``running``, ``generation`` and ``trap``."""
+    :class:`StepTrapped` (a :class:`hotswap.errors.Trap`) for a step that trapped, and
+    :class:`UpgradeRejected` for an input or status whose keyed instance could not migrate to
+    the running code (``migration_trap``); the reply's version 2 fields become the
+    exception's ``running``, ``generation`` and ``trap``."""
     fields = {"running": reply.running, "generation": reply.generation, "trap": reply.trap}
-    if upgrade:
+    if upgrade or reply.code == ErrorCode.MIGRATION_TRAP:
         return UpgradeRejected(str(reply.code), reply.message, **fields)  # type: ignore[arg-type]
     if reply.code == ErrorCode.TRAP:
         return StepTrapped(reply.trap or "trap", reply.message)
@@ -245,9 +281,10 @@ class Session:
             code = self.codes[identity] = load_module((yield from self.fetch(identity)))
         return code
 
-    def status_raw(self, machine: str) -> Flow[StatusReply]:
-        reply = expect((yield Status(self.request_id(), machine)), StatusReply)
-        self.running[machine] = reply.identity
+    def status_raw(self, machine: str, key: str | None = None) -> Flow[StatusReply]:
+        reply = expect((yield Status(self.request_id(), machine, key)), StatusReply)
+        if key is None:  # a keyed instance may still run older code than the machine
+            self.running[machine] = reply.identity
         return reply
 
     def running_code(self, machine: str, refresh: bool) -> Flow[LoadedModule]:
@@ -258,9 +295,10 @@ class Session:
 
     # --- flows: the API -----------------------------------------------------------------------
 
-    def send(self, machine: str, value: Any) -> Flow[Any]:
+    def send(self, machine: str, value: Any, key: str | None = None) -> Flow[Any]:
         """Encode for the code last seen running; if that has changed (the node refuses a stale
-        encoding, or the value does not convert), refresh and encode by names again, once."""
+        encoding, or the value does not convert), refresh and encode by names again, once.
+        With ``key``, to that keyed instance (made by its first input)."""
         prefer = self.classes.learn_value(value)  # the reply in the value's own classes
         stale: Error | None = None
         for attempt in (0, 1):
@@ -277,7 +315,7 @@ class Session:
                     continue  # perhaps encoded for old code: look again
                 raise
             # The output is all this returns: the node need not encode and send the state.
-            reply = yield SendChecked(self.request_id(), machine, code.identity, data, False)
+            reply = yield SendChecked(self.request_id(), machine, code.identity, data, False, key)
             stale_code = isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION
             if stale_code and attempt == 0 and has_names(code):
                 stale = cast(Error, reply)
@@ -288,10 +326,16 @@ class Session:
         raise HotswapError("unreachable")  # pragma: no cover
 
     def upgrade(
-        self, machine: str, upgrade: Upgrade, trial: int = 0, trial_seconds: int = 0
+        self,
+        machine: str,
+        upgrade: Upgrade,
+        trial: int = 0,
+        trial_seconds: int = 0,
+        check_all: bool = False,
     ) -> Flow[Upgraded]:
         """The reply's ``notes`` hold what the node noted and, for a derived migration, which
-        value each new field got."""
+        value each new field got. ``check_all``: the node first runs the migration on every
+        keyed instance, and refuses if it traps on any."""
         _check_count("trial", trial)
         _check_count("trial_seconds", trial_seconds)
         if upgrade.generation is not None:
@@ -307,6 +351,7 @@ class Session:
             rename=upgrade.rename,
             trial=trial,
             trial_seconds=trial_seconds,
+            check_all=check_all,
         )
         reply = expect((yield request), Upgraded)
         self.running[machine] = reply.new
@@ -365,14 +410,33 @@ class Session:
             self.running[entry.machine] = entry.new
         return reply
 
-    def rollback(self, machine: str, migration: object | None) -> Flow[Upgraded]:
+    def rollback(
+        self, machine: str, migration: object | None, check_all: bool = False
+    ) -> Flow[Upgraded]:
         status = yield from self.status_raw(machine)
         target = rollback_target(status)
         module = yield from self.fetch(target)
-        return (yield from self.upgrade(machine, Upgrade(status.identity, module, migration)))
+        back = Upgrade(status.identity, module, migration)
+        return (yield from self.upgrade(machine, back, check_all=check_all))
 
-    def status(self, machine: str) -> Flow[MachineStatus]:
-        reply = yield from self.status_raw(machine)
+    def instances(
+        self, machine: str, prefix: str | None, after: str | None, limit: int
+    ) -> Flow[InstancePage]:
+        _check_count("limit", limit, low=1)
+        request = InstancesRequest(self.request_id(), machine, limit, prefix or None, after)
+        reply = expect((yield request), InstancesReply)
+        return InstancePage(reply.keys, reply.more)
+
+    def delete(self, machine: str, key: str) -> Flow[Deleted]:
+        return expect((yield Delete(self.request_id(), machine, key)), Deleted)
+
+    def deploy(self, name: str, machine: object) -> Flow[Deployed]:
+        self._remember(machine)
+        data = module_bytes(machine, f"the machine {name!r}")
+        return expect((yield Deploy(self.request_id(), name, data)), Deployed)
+
+    def status(self, machine: str, key: str | None = None) -> Flow[MachineStatus]:
+        reply = yield from self.status_raw(machine, key)
         code = yield from self.code_of(reply.identity)
         state_type = decode_type(reply.state_type)
         state = self.to_python(machine, code, decode_value(reply.state, state_type), "state", ())
@@ -388,6 +452,11 @@ class Session:
             reply.generation,
             reply.trial,
             reply.trial_until,
+            reply.key,
+            reply.instances,
+            reply.codes,
+            reply.trapped,
+            reply.sweep,
         )
 
     def machines(self) -> Flow[list[tuple[str, str]]]:

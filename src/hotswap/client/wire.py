@@ -19,10 +19,13 @@ from hotswap.protocol.events import (
     NEED_DATA,
     Confirm,
     ConnectionClosed,
+    Delete,
+    Deploy,
     DryRun,
     GetModule,
     Goodbye,
     Hello,
+    InstancesRequest,
     NeedData,
     Request,
     Revert,
@@ -32,7 +35,7 @@ from hotswap.protocol.events import (
     UpgradeRequest,
     Welcome,
 )
-from hotswap.protocol.fields import IDENTITY, InvalidField
+from hotswap.protocol.fields import IDENTITY, InvalidField, key_problem
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -45,10 +48,23 @@ def check_identity(identity: str) -> None:
         raise HotswapError(msg) from None
 
 
+def check_key(key: object, what: str = "key") -> None:
+    """Refuse what is not an instance key (1 to 256 bytes of UTF-8, no NUL), saying why."""
+    if not isinstance(key, str):
+        raise HotswapError(f"bad {what} {key!r}: an instance key is a string (str)")
+    problem = key_problem(key)
+    if problem is not None:
+        raise HotswapError(f"bad {what} {key[:40]!r}: {problem}")
+
+
 def check_request(event: Request) -> None:
     """Refuse, before the connection sees any of a batch, a request whose fields the protocol
     cannot carry, with a message that names the field: one mistyped machine name must not leave
     half a pipeline sent."""
+    for what in ("key", "prefix", "after"):
+        value = getattr(event, what, None)
+        if value is not None:
+            check_key(value, what)
     match event:
         case (
             Send(machine=name)
@@ -56,6 +72,9 @@ def check_request(event: Request) -> None:
             | Status(machine=name)
             | Confirm(machine=name)
             | Revert(machine=name)
+            | InstancesRequest(machine=name)
+            | Delete(machine=name)
+            | Deploy(machine=name)
         ):
             check_machine_name(name)
         case (

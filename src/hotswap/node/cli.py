@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from hotswap.address import default_address, parse_address
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.errors import HotswapError
+from hotswap.node.instances import DEFAULT_CACHE, DEFAULT_SWEEP_RATE
 from hotswap.node.main import NodeOptions, run
 from hotswap.node.registry import MAX_FUEL
 from hotswap.node.service import NodeConfig
@@ -27,6 +29,23 @@ def fuel_option(text: str) -> int:
             f"got {text!r} (the default is {DEFAULT_FUEL:_})"
         )
     return fuel
+
+
+def count_option(what: str, low: int) -> Callable[[str], int]:
+    """A whole-number option of at least ``low`` (``--cache``, ``--sweep-rate``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= 2**31:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} as a whole number from {low} to {2**31}, got {text!r}"
+            )
+        return value
+
+    return parse
 
 
 def _node(args: argparse.Namespace) -> int:
@@ -49,6 +68,8 @@ def _node(args: argparse.Namespace) -> int:
             name=args.name,
             idle_timeout=args.idle_timeout,
             handshake_timeout=args.handshake_timeout,
+            cache=args.cache,
+            sweep_rate=args.sweep_rate,
         ),
     )
     run(options, Trace(args.trace, background=True), args.loop)
@@ -81,6 +102,21 @@ def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=SNAPSHOT_EVERY,
         metavar="N",
         help="snapshot each machine every N inputs, more rarely for a large state (%(default)s)",
+    )
+    node.add_argument(
+        "--cache",
+        type=count_option("the number of keyed instances kept in memory", 1),
+        default=DEFAULT_CACHE,
+        metavar="N",
+        help="keyed instances kept live in memory, the rest on disk (%(default)s)",
+    )
+    node.add_argument(
+        "--sweep-rate",
+        type=count_option("the instances migrated a second by the sweeper", 0),
+        default=DEFAULT_SWEEP_RATE,
+        metavar="N",
+        help="instances a second migrated to the running code in the background; 0: off "
+        "(%(default)s)",
     )
     node.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS")
     node.add_argument(

@@ -85,6 +85,13 @@ class MemoryNode:
             conn.pending.clear()
         self._connections.clear()
 
+    def sweep(self, budget: int) -> int:
+        """Let the sweeper migrate up to ``budget`` instances now, and commit (a served node
+        does this in the background, ``--sweep-rate`` a second); how many it looked at."""
+        looked = self.service.sweep(budget)
+        self.service.commit()
+        return looked
+
     def reopen(self) -> None:
         """Close the store without a checkpoint, as a killed node would leave it, and start
         again from it: the machines are what recovery makes of the durable log."""

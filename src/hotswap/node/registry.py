@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import value_decoder
 from hotswap.errors import BytecodeError, HotswapError, NodeError, Trap, UpgradeRejected
+from hotswap.lang.check import MAX_STATE_BYTES
 from hotswap.lang.evaluate import Value
 from hotswap.names.lint import migration_name_differences, nominal_notes
+from hotswap.node.instances import Keyed
 from hotswap.node.rehearse import (
     RECENT,
     DryRunResult,
@@ -78,8 +81,9 @@ class Change:
 
 @dataclass(slots=True)
 class Machine:
-    """A running machine: its code, its state, how many inputs it has processed; the inputs
-    kept for dry runs, and the trial upgrade in progress if there is one."""
+    """A running machine: its code, its (default instance's) state, how many inputs it has
+    processed; the inputs kept for dry runs, the trial upgrade in progress if there is one,
+    and its keyed instances (:mod:`hotswap.node.instances`)."""
 
     name: str
     code: LoadedModule
@@ -88,6 +92,7 @@ class Machine:
     history: list[Change] = field(default_factory=list)
     recent: deque[Recent] = field(default_factory=recent_window)
     trial: Trial | None = None
+    keyed: Keyed = field(default_factory=Keyed)
 
     @property
     def identity(self) -> str:
@@ -127,12 +132,15 @@ def why(trap: Trap) -> str:
     return str(trap)
 
 
-def apply_input(machine: Machine, value: Value, fuel: int) -> tuple[Value, bool]:
+def apply_input(
+    machine: Machine, value: Value, fuel: int, state_limit: int | None = MAX_STATE_BYTES
+) -> tuple[Value, bool]:
     """Run one input on ``machine`` with a budget of ``fuel`` (raises :class:`Trap`, changing
     nothing); keeps it for dry runs and counts it against a trial. Returns the output and
-    whether a trial just became permanent. Recovery replays the log through this too."""
+    whether a trial just became permanent. Recovery replays the log through this too, with no
+    fuel or state limit: what was accepted once is accepted again."""
     before = machine.state
-    state, output = machine.code.step(value, before, fuel=fuel)
+    state, output = machine.code.step(value, before, fuel=fuel, state_limit=state_limit)
     machine.recent.append(Recent(machine.inputs, before, value, output))
     machine.state = state
     machine.inputs += 1
@@ -159,6 +167,7 @@ def revert_trial(machine: Machine, now: float, fuel: int) -> TrialEnd:
     machine.code, machine.state, machine.inputs = code, state, inputs
     machine.history.append(Change(code.identity, HistoryKind.UPGRADE, inputs, now))
     machine.recent.clear()
+    machine.keyed.code_changed()
     return ended
 
 
@@ -207,6 +216,20 @@ def _check_version(machine: Machine, expected: str, generation: int | None) -> N
     raise UpgradeRejected(
         ErrorCode.WRONG_VERSION, why, running=running, generation=machine.generation
     )
+
+
+def _refuse_with_instances(machine: Machine, what: str) -> None:
+    """Trials and dry runs replay one state's recent inputs: they are refused on a machine
+    with keyed instances (docs/upgrades.md, "Keyed instances")."""
+    count = machine.keyed.total
+    if count:
+        raise UpgradeRejected(
+            ErrorCode.BAD_REQUEST,
+            f"{machine.name} has {count} keyed instance(s): {what} rehearses one state, so "
+            "it is refused on a machine with keyed instances; upgrade with check_all=True "
+            "(hotswap upgrade --check-all) to run the migration on every instance first, "
+            "changing nothing if it traps on any",
+        )
 
 
 class Registry:
@@ -336,6 +359,7 @@ class Registry:
         """What the upgrade would do to the last ``inputs`` inputs, changing nothing: every
         check of a real upgrade first (a dry run of an upgrade the node would refuse is
         refused the same way), then :func:`hotswap.node.rehearse.dry_run`."""
+        _refuse_with_instances(self.get(name), "a dry run")
         swap = self.prepare(name, expected, module, migration, generation=generation, rename=rename)
         machine = self.get(name)
         recent = list(machine.recent)[-inputs:] if inputs > 0 else []
@@ -353,19 +377,25 @@ class Registry:
         rename: bool = False,
         trial: int = 0,
         trial_seconds: int = 0,
+        check: Callable[[Swap], None] | None = None,
     ) -> Swap:
         """Check everything, migrate the state, swap; :class:`UpgradeRejected` changes nothing.
         With ``trial`` or ``trial_seconds``, the upgrade is provisional for that many inputs or
-        seconds, whichever ends first."""
+        seconds, whichever ends first. ``check``, given the prepared swap, may refuse it too
+        (``--check-all``: the migration on every keyed instance)."""
         if not (0 <= trial <= MAX_TRIAL_INPUTS and 0 <= trial_seconds <= MAX_TRIAL_SECONDS):
             raise UpgradeRejected(
                 ErrorCode.BAD_REQUEST,
                 f"a trial lasts 0 to {MAX_TRIAL_INPUTS} inputs and 0 to {MAX_TRIAL_SECONDS} "
                 f"seconds, not {trial} inputs and {trial_seconds} seconds",
             )
+        if trial or trial_seconds:
+            _refuse_with_instances(self.get(name), "a trial upgrade")
         prepared = self.prepare(
             name, expected, module, migration, now, generation=generation, rename=rename
         )
+        if check is not None:
+            check(prepared)
         until = None
         if trial_seconds > 0:
             until = (time.time() if now is None else now) + trial_seconds
@@ -499,4 +529,5 @@ class Registry:
         machine.code, machine.state = prepared.new, prepared.state
         machine.history.append(prepared.change)
         machine.recent.clear()
+        machine.keyed.code_changed()
         return prepared

@@ -37,6 +37,8 @@ HIGH_WATER = 4 * 1024 * 1024
 TICK = 1.0
 #: On shutdown, how long to wait for clients to take the replies already written.
 SHUTDOWN_GRACE = 5.0
+#: How often the sweeper migrates its share of instances (``--sweep-rate`` a second).
+SWEEP_TICK = 0.05
 
 
 class Node:
@@ -87,6 +89,22 @@ class Node:
             return
         asyncio.get_running_loop().call_later(TICK, self._tick)
 
+    def _sweep(self) -> None:
+        """Every SWEEP_TICK: migrate ``--sweep-rate`` x SWEEP_TICK instances to the running
+        code, between two requests, and commit them."""
+        if self.failure is not None or self.stopped.is_set():
+            return
+        rate = self.service.config.sweep_rate
+        if rate <= 0:
+            return
+        try:
+            if self.service.sweep(max(1, round(rate * SWEEP_TICK))):
+                self.service.commit()
+        except StoreError as e:
+            self.fail(e)
+            return
+        asyncio.get_running_loop().call_later(SWEEP_TICK, self._sweep)
+
     def fail(self, error: HotswapError) -> None:
         """The store refused a write, or handling a request failed unexpectedly: the machines
         in memory may be ahead of the store, so nothing they did since the last commit may be
@@ -118,9 +136,11 @@ class Node:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopped.set)
         ticker = loop.call_later(TICK, self._tick)
+        sweeper = loop.call_later(SWEEP_TICK, self._sweep)
         async with server:
             await self.stopped.wait()
         ticker.cancel()
+        sweeper.cancel()
         self.commit()
         await self._finish_peers()
         if self.failure is not None:

@@ -29,15 +29,22 @@ from hotswap.errors import (
     StoreError,
     UpgradeRejected,
 )
-from hotswap.node.registry import Registry, TrialReverted
+from hotswap.node.instances import DEFAULT_CACHE, DEFAULT_SWEEP_RATE, Instances, check_key
+from hotswap.node.registry import Machine, Registry, TrialReverted, load_machine_code
 from hotswap.node.rehearse import DryRunResult, TrialEnd
 from hotswap.node.store import Store
 from hotswap.node.trace import Trace
 from hotswap.protocol.connection import FrameTooLarge, ServerConnection
 from hotswap.protocol.events import (
+    MAX_TRAPPED_LISTED,
     NEED_DATA,
+    CodeCount,
     Confirm,
     ConnectionClosed,
+    Delete,
+    Deleted,
+    Deploy,
+    Deployed,
     DryRun,
     DryRunDifference,
     DryRunReport,
@@ -47,6 +54,8 @@ from hotswap.protocol.events import (
     Goodbye,
     Hello,
     HistoryEntry,
+    InstancesReply,
+    InstancesRequest,
     MachineEntry,
     Machines,
     MachinesReply,
@@ -62,6 +71,8 @@ from hotswap.protocol.events import (
     SendChecked,
     Status,
     StatusReply,
+    SweepProgress,
+    TrappedInstance,
     TrialEnded,
     Upgraded,
     UpgradeRequest,
@@ -76,6 +87,11 @@ class NodeConfig:
     idle_timeout: float | None = None
     #: A client that has not said hello within this many seconds is disconnected.
     handshake_timeout: float = 10.0
+    #: How many keyed instances stay live in memory (``--cache``): the node's memory depends
+    #: on this, not on the number of instances.
+    cache: int = DEFAULT_CACHE
+    #: Instances the sweeper migrates a second to the running code (``--sweep-rate``; 0: off).
+    sweep_rate: int = DEFAULT_SWEEP_RATE
 
 
 def _notes(notes: tuple[str, ...]) -> tuple[str, ...]:
@@ -104,6 +120,9 @@ class Service:
         self.config = config or NodeConfig()
         #: No timed trial ends before this (infinity: none runs); checked before each request.
         self._due = registry.next_deadline() or math.inf
+        self.instances = Instances(store, registry.fuel, self.config.cache, store.replay_window)
+        for machine in registry.machines.values():
+            self.instances.recover(machine)
 
     def tick(self, now: float) -> bool:
         """Make permanent the trials whose time is up, logging each; whether any was (then
@@ -121,11 +140,19 @@ class Service:
         if self._due <= time.time():
             self.tick(time.time())  # a trial whose time is up ends before this request
         match event:
-            case Send(id=rid, machine=name, input=data, state=want):
+            case Send(id=rid, machine=name, input=data, state=want, key=None):
                 return self._step(rid, name, data, None, want)
-            case SendChecked(id=rid, machine=name, code=code, input=data, state=want):
+            case SendChecked(id=rid, machine=name, code=code, input=data, state=want, key=None):
                 return self._step(rid, name, data, code, want)
+            case Send(id=rid, machine=name, input=data, state=want, key=str(key)):
+                return self._keyed_step(rid, name, key, data, None, want)
+            case SendChecked(id=rid, machine=name, code=code, input=data, state=want, key=str(key)):
+                return self._keyed_step(rid, name, key, data, code, want)
             case UpgradeRequest(id=rid, machine=name, expected=expected, module=new, migration=mig):
+                check = None
+                if event.check_all and name in self.registry.machines:
+                    target = self.registry.machines[name]
+                    check = lambda swap: self.instances.check_all(target, swap)  # noqa: E731
                 try:
                     swap = self.registry.upgrade(
                         name,
@@ -136,6 +163,7 @@ class Service:
                         rename=event.rename,
                         trial=event.trial,
                         trial_seconds=event.trial_seconds,
+                        check=check,
                     )
                 except UpgradeRejected as e:
                     self.trace.rejected(e.code, e.reason)
@@ -162,8 +190,27 @@ class Service:
                 self.trace.released([(s.machine, s.notes) for s in done])
                 swapped = tuple(ReleasedEntry(s.machine, s.old, s.new.identity) for s in done)
                 return Released(rid, swapped)
-            case Status(id=rid, machine=name):
+            case Status(id=rid, machine=name, key=None):
                 return self._status(rid, name)
+            case Status(id=rid, machine=name, key=str(key)):
+                return self._keyed_status(rid, name, key)
+            case InstancesRequest(id=rid, machine=name):
+                try:
+                    machine = self.registry.get(name)
+                    keys, more = self.instances.page(
+                        machine, event.prefix, event.after, event.limit
+                    )
+                except NodeError as e:
+                    return error_reply(rid, e)
+                return InstancesReply(rid, name, tuple(keys), more)
+            case Delete(id=rid, machine=name, key=key):
+                try:
+                    gone = self.instances.delete(self.registry.get(name), check_key(key))
+                except NodeError as e:
+                    return error_reply(rid, e)
+                return Deleted(rid, name, key, gone.inputs)
+            case Deploy(id=rid, machine=name, module=data):
+                return self._deploy(rid, name, data)
             case Machines(id=rid):
                 entries = tuple(
                     MachineEntry(name, self.registry.machines[name].identity)
@@ -222,6 +269,87 @@ class Service:
         state = value_encoder(sig.state)(stepped.state) if want_state else b""
         return Output(rid, value_encoder(sig.output)(stepped.output), state)
 
+    def _keyed_step(
+        self, rid: int, name: str, key: str, data: bytes, code: str | None, want_state: bool
+    ) -> Reply:
+        """One input to the keyed instance ``key`` (made by it if new, migrated first)."""
+        try:
+            machine = self.registry.get(name)
+            check_key(key)
+            if code is not None and code != machine.identity:
+                raise NodeError(
+                    ErrorCode.WRONG_VERSION,
+                    f"{name} runs {machine.identity[:12]}, the input was encoded for "
+                    f"{code[:12]}: re-encode it for the running code",
+                )
+            value = self.registry.decode_input(machine, data)
+            output, instance = self.instances.step(machine, key, value, data)
+        except NodeError as e:
+            return error_reply(rid, e)
+        sig = machine.code.machine
+        assert sig is not None
+        self.trace.step(machine.code, output, instance.state)
+        state = value_encoder(sig.state)(instance.state) if want_state else b""
+        return Output(rid, value_encoder(sig.output)(output), state)
+
+    def _keyed_status(self, rid: int, name: str, key: str) -> Reply:
+        """One keyed instance: its code's types, its state and inputs (migrated if it can)."""
+        try:
+            machine = self.registry.get(name)
+            instance, trap = self.instances.status(machine, check_key(key))
+        except NodeError as e:
+            return error_reply(rid, e)
+        sig = instance.code.machine
+        assert sig is not None
+        trapped = () if trap is None else (TrappedInstance(key, trap[:1024]),)
+        return StatusReply(
+            rid,
+            name,
+            instance.code.identity,
+            encode_type(sig.input),
+            encode_type(sig.state),
+            encode_type(sig.output),
+            encode_value(instance.state, sig.state),
+            instance.inputs,
+            self._history(machine),
+            instance.generation,
+            key=key,
+            trapped=trapped,
+        )
+
+    def _deploy(self, rid: int, name: str, data: bytes) -> Reply:
+        """Add machine ``name`` on ``data``, logged; again on the code it runs: nothing."""
+        try:
+            code = load_machine_code(data)
+            running = self.registry.machines.get(name)
+            if running is not None:
+                if running.identity == code.identity:
+                    return Deployed(rid, name, code.identity, False)
+                raise NodeError(
+                    ErrorCode.BAD_REQUEST,
+                    f"machine {name!r} already runs {running.identity[:12]}, not "
+                    f"{code.identity[:12]}: upgrade it to change its code",
+                )
+            machine = self.registry.start(name, code)
+        except NodeError as e:
+            return error_reply(rid, e)
+        self.store.log_start(machine)
+        self.trace.note(f"Deployed machine {name!r} on {code.identity[:12]}")
+        return Deployed(rid, name, code.identity, True)
+
+    def sweep(self, budget: int) -> int:
+        """Let the sweeper migrate up to ``budget`` instances, machine by machine; how many it
+        looked at (the caller commits)."""
+        looked = 0
+        for machine in self.registry.machines.values():
+            if looked >= budget:
+                break
+            looked += self.instances.sweep(machine, budget - looked)
+        return looked
+
+    def _history(self, machine: Machine) -> tuple[HistoryEntry, ...]:
+        return tuple(HistoryEntry(c.identity, c.kind, c.seq, c.time) for c in machine.history)
+
     def _trial_ended(self, rid: int, name: str, ended: TrialEnd) -> TrialEnded:
         """Log and trace the end of a trial; the reply to a confirm or revert."""
         machine = self.registry.get(name)
@@ -258,7 +386,22 @@ class Service:
             return error_reply(rid, e)
         sig = machine.code.machine
         assert sig is not None
-        history = tuple(HistoryEntry(c.identity, c.kind, c.seq, c.time) for c in machine.history)
+        history = self._history(machine)
+        keyed = machine.keyed
+        codes: dict[str, int] = {}
+        for generation, count in keyed.counts.items():
+            identity = machine.history[generation].identity
+            codes[identity] = codes.get(identity, 0) + count
+        trapped = tuple(
+            TrappedInstance(k, keyed.trapped[k][:1024])
+            for k in sorted(keyed.trapped)[:MAX_TRAPPED_LISTED]
+        )
+        sweep = SweepProgress(
+            self.config.sweep_rate,
+            keyed.swept,
+            self.instances.remaining(machine),
+            len(keyed.trapped),
+        )
         return StatusReply(
             rid,
             name,
@@ -272,6 +415,10 @@ class Service:
             machine.generation,
             None if machine.trial is None else machine.trial.left,
             None if machine.trial is None else machine.trial.until,
+            instances=keyed.total,
+            codes=tuple(CodeCount(i, n) for i, n in sorted(codes.items())),
+            trapped=trapped,
+            sweep=sweep,
         )
 
     def to_prepare(self, event: Request) -> list[bytes]:
@@ -284,6 +431,8 @@ class Service:
                 wanted = [(name, expected, new, mig)]
             case Release(items=items):
                 wanted = [(i.machine, i.expected, i.module, i.migration) for i in items]
+            case Deploy(machine=name, module=data):
+                return [] if name in self.registry.machines or is_loaded(data) else [data]
             case _:
                 return []
         generation = getattr(event, "generation", None)
@@ -295,12 +444,18 @@ class Service:
         return todo
 
     def commit(self) -> None:
-        """Make everything applied so far durable (:class:`StoreError` if the store refuses)."""
+        """Make everything applied so far durable (:class:`StoreError` if the store refuses):
+        the inputs, and the checkpoints of keyed instances made or migrated since the last."""
+        for machine in self.registry.machines.values():
+            self.instances.flush(machine)
         self.store.commit(self.registry.machines)
         self.trace.flush()
 
     def checkpoint(self) -> None:
-        """Snapshot every machine (on a clean stop), so the next start replays nothing."""
+        """Snapshot every machine and checkpoint every live keyed instance (on a clean stop),
+        so the next start replays nothing."""
+        for machine in self.registry.machines.values():
+            self.instances.checkpoint(machine)
         self.store.checkpoint(self.registry.machines)
 
 
@@ -400,6 +555,9 @@ class Conversation:
                     | DryRun()
                     | Confirm()
                     | Revert()
+                    | InstancesRequest()
+                    | Delete()
+                    | Deploy()
                 ):
                     if event.id in unanswered:  # its twin's reply is not sent yet: ambiguous
                         msg = f"duplicate request id {event.id}: still awaiting its reply"

@@ -1,21 +1,27 @@
 """The node's durable store: SQLite in WAL mode.
 
-Four tables (docs/node.md, "Persistence"):
+Five tables (docs/node.md, "Persistence"):
 
 - ``meta``: the store's schema version;
 - ``modules``: content-addressed store of every module the node has run, keyed by identity;
 - ``log``: append-only, globally ordered: every machine start, every acknowledged input (with
   the identity of the code that processed it), every upgrade (new code and migration), every
-  trial upgrade (``trial``: the same, provisional for ``trial`` inputs or ``until`` a time) and
-  the end of each trial (``confirm`` or ``revert``);
+  trial upgrade (``trial``: the same, provisional for ``trial`` inputs or ``until`` a time),
+  the end of each trial (``confirm`` or ``revert``), and the end of a keyed instance
+  (``delete``); a keyed instance's input carries its ``key`` and ``generation``;
+- ``instances``: one checkpoint per keyed instance (``hotswap.node.instances``), the state after
+  log entry ``seq`` on the code of ``generation``, queued by the service (:meth:`save_instance`)
+  and written by the next commit, in one statement;
 - ``snapshots``: per machine, the state after the log entry ``seq``, taken at its start, at
   the end of a trial, on clean shutdown, and every ``snapshot_every`` inputs, or more rarely
   for a large state (:meth:`Store.snapshot_interval`: a snapshot of S bytes is taken at most
   once every S / :data:`SNAPSHOT_BYTES_PER_INPUT` inputs, so its cost per input stays small),
   but never during a trial: recovery needs the state from before it to take it back.
 
-Schema 2 added the trial kinds and the ``trial`` and ``until`` columns; a schema 1 store is
-upgraded in place when it is opened (``tests/fixtures/store_v1.sqlite3`` is one).
+Schema 2 added the trial kinds and the ``trial`` and ``until`` columns; schema 3 keyed
+instances (the ``key`` and ``generation`` columns, the ``delete`` kind, the ``instances``
+table). Older stores are upgraded in place when opened (``tests/fixtures/store_v1.sqlite3``,
+``store_v2.sqlite3`` and ``store_v2_pre_instances.sqlite3`` are such).
 
 Writes are grouped: the service (``service.py``) queues a row for each input it applies
 (:meth:`Store.log_input`), and the server or in-memory node calls :meth:`Store.commit` once per
@@ -25,7 +31,9 @@ default ``NORMAL`` survives a crash of the process, which is what WAL guarantees
 fsync per commit.
 
 Recovery loads each machine's snapshot, then replays its later log entries on the code each
-entry names, so the state is the one every acknowledged input produced. It replays inputs and
+entry names, so the state is the one every acknowledged input produced. Keyed instances are
+recovered from their checkpoints, lazily, and from the last :data:`REPLAY_WINDOW` log entries
+for those whose checkpoint is behind (:meth:`Store.recover_instances`). It replays inputs and
 migrations with no fuel limit (:data:`REPLAY_FUEL`): each was accepted, so it finished within
 the budget of the node that accepted it, whatever ``--fuel`` the restarted node has. (A revert
 replays the trial's inputs on the old code with the node's fuel, skipping those that trap, as
@@ -55,20 +63,29 @@ from hotswap.cam.values import decode_value, value_decoder, value_encoder
 from hotswap.errors import BytecodeError, HotswapError, StoreError, Trap
 from hotswap.lang.evaluate import Value
 from hotswap.lang.persistent import bulk
+from hotswap.node.instances import Instance, prefix_end
 from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, revert_trial
 from hotswap.node.rehearse import Trial, TrialEnd
 from hotswap.protocol.events import HistoryKind
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SNAPSHOT_EVERY = 20_000
 #: A snapshot of S bytes is taken at most once every S / SNAPSHOT_BYTES_PER_INPUT inputs: a
 #: state of a million map entries (4 MB) is snapshotted every 250,000 inputs, not 20,000, which
 #: keeps the encoding's cost per input to about 16 bytes' worth (a few microseconds).
 SNAPSHOT_BYTES_PER_INPUT = 16
+#: Only the last REPLAY_WINDOW log entries may be newer than their keyed instance's checkpoint:
+#: the service checkpoints a live instance before its oldest unsaved input gets older, so
+#: recovery reads that many entries at most, whatever the number of instances. The log needs
+#: no index by key, so an input appends to it and writes nowhere else.
+REPLAY_WINDOW = 100_000
+#: SQLite's page cache, in KiB (``PRAGMA cache_size``).
+CACHE_KIB = 64 * 1024
 #: The fuel of recovery's replay of inputs and migrations: none runs out (each was accepted).
 REPLAY_FUEL = MAX_FUEL
 
-_LOG = """
+#: The log of schema 2 (recreated by the upgrade from schema 1, before the one to schema 3).
+_LOG_2 = """
 CREATE TABLE IF NOT EXISTS log (
     seq INTEGER PRIMARY KEY,
     machine TEXT NOT NULL,
@@ -85,6 +102,54 @@ CREATE TABLE IF NOT EXISTS log (
 CREATE INDEX IF NOT EXISTS log_changes ON log (machine, seq) WHERE kind != 'input';
 """
 
+#: Schema 3: a ``key`` (NULL: the default instance) and the ``generation`` it ran on for the
+#: entries of keyed instances, and the ``delete`` kind. The columns are listed in every
+#: INSERT, and the SQL is plain enough for PostgreSQL (TEXT keys compared bytewise there with
+#: COLLATE "C").
+_LOG = """
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY,
+    machine TEXT NOT NULL,
+    kind TEXT NOT NULL
+        CHECK (kind IN ('start', 'input', 'upgrade', 'trial', 'confirm', 'revert', 'delete')),
+    identity TEXT NOT NULL,
+    payload BLOB,
+    migration TEXT,
+    inputs INTEGER NOT NULL,
+    time REAL NOT NULL,
+    trial INTEGER,
+    until REAL,
+    key TEXT,
+    generation INTEGER
+);
+CREATE INDEX IF NOT EXISTS log_changes ON log (machine, seq) WHERE kind != 'input';
+"""
+
+#: One row per keyed instance: its checkpoint (the state after log entry ``seq``, on the code
+#: of ``generation``, ``identity``). Written when an instance is made or migrated, leaves the
+#: cache, has run far enough, and on a clean stop.
+_INSTANCES = """
+CREATE TABLE IF NOT EXISTS instances (
+    machine TEXT NOT NULL,
+    key TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    identity TEXT NOT NULL,
+    state BLOB NOT NULL,
+    inputs INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (machine, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS instances_by_generation ON instances (machine, generation, key);
+"""
+
+_COLUMNS = "(seq, machine, kind, identity, payload, migration, inputs, time, trial, until)"
+#: The default instance's inputs, as before keyed instances (the hot path binds six values).
+_INPUT = "INSERT INTO log VALUES (?, ?, 'input', ?, ?, NULL, ?, ?, NULL, NULL, NULL, NULL)"
+_KEYED_INPUT = (
+    "INSERT INTO log (seq, machine, kind, identity, payload, inputs, time, key, generation) "
+    "VALUES (?, ?, 'input', ?, ?, 0, ?, ?, ?)"
+)
+
 _SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,6 +163,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 """
     + _LOG
+    + _INSTANCES
 )
 
 #: Schema 1 -> 2: the log gains the trial kinds (a CHECK constraint, so the table is rebuilt)
@@ -105,10 +171,22 @@ CREATE TABLE IF NOT EXISTS snapshots (
 _UPGRADE_1_TO_2 = [
     "ALTER TABLE log RENAME TO log_v1",
     "DROP INDEX IF EXISTS log_changes",
-    *(statement for statement in _LOG.split(";") if statement.strip()),
+    *(statement for statement in _LOG_2.split(";") if statement.strip()),
     "INSERT INTO log SELECT seq, machine, kind, identity, payload, migration, inputs, time, "
     "NULL, NULL FROM log_v1",
     "DROP TABLE log_v1",
+]
+
+#: Schema 2 -> 3: the log gains ``key``, ``generation`` and the ``delete`` kind (rebuilt, for
+#: the CHECK constraint); the instances table is new. Every entry of a schema 2 store is the
+#: default instance's.
+_UPGRADE_2_TO_3 = [
+    "ALTER TABLE log RENAME TO log_v2",
+    "DROP INDEX IF EXISTS log_changes",
+    *(statement for statement in _LOG.split(";") if statement.strip()),
+    f"INSERT INTO log {_COLUMNS} SELECT seq, machine, kind, identity, payload, migration, "
+    "inputs, time, trial, until FROM log_v2",
+    "DROP TABLE log_v2",
 ]
 
 
@@ -129,6 +207,8 @@ class Store:
     ) -> None:
         self.path = Path(path)
         self.snapshot_every = snapshot_every
+        #: How far back recovery looks for keyed inputs newer than their checkpoint.
+        self.replay_window = REPLAY_WINDOW
         try:
             self.db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0.1
@@ -138,6 +218,9 @@ class Store:
             self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            # Keyed instances are read and written at random keys: a page cache of 64 MiB
+            # (SQLite's default is 2 MiB) keeps the hot part of their tables in memory.
+            self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             self.db.execute("BEGIN IMMEDIATE")  # take the lock now, not at the first input
             self.db.execute("COMMIT")
             self._open_schema()
@@ -151,27 +234,37 @@ class Store:
             raise StoreError(f"cannot open the store {self.path}: {e}") from None
         self.last_seq: int = row[0]
         self._pending_inputs: list[tuple[int, str, str, bytes, int, float]] = []
+        self._pending_keyed: list[tuple[int, str, str, bytes, float, str, int | None]] = []
+        #: (machine, key) -> an instance whose checkpoint the next commit writes
+        self._unsaved: dict[tuple[str, str], Instance] = {}
+        self._modules: dict[str, LoadedModule] = {}  # identity -> loaded, for instances
         self._last_snapshot: dict[str, int] = {}  # machine -> inputs at its last snapshot
         self._snapshot_size: dict[str, int] = {}  # machine -> bytes of its last snapshot
         self._snapshot_seq: dict[str, int] = {}  # machine -> the log entry it was taken after
         self._machine_seq: dict[str, int] = {}  # machine -> seq of its last log entry
+        #: machine -> entries of its keyed instances since its (default) snapshot: they count
+        #: toward the snapshot cadence, so recovery's scan for the default instance stays short
+        self._keyed_entries: dict[str, int] = {}
 
     def _open_schema(self) -> None:
         """Create the tables of a new store, or upgrade an older schema in place, in one
         transaction: a failure leaves the store as it was."""
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is not None and row[0] == "1":
+        if row is not None and row[0] in ("1", "2"):
             self.db.execute("BEGIN")
             try:
-                for statement in _UPGRADE_1_TO_2:
+                if row[0] == "1":
+                    for statement in _UPGRADE_1_TO_2:
+                        self.db.execute(statement)
+                for statement in _UPGRADE_2_TO_3:
                     self.db.execute(statement)
-                self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", ("2",))
+                self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", ("3",))
                 self.db.execute("COMMIT")
             except sqlite3.Error:
                 self.db.execute("ROLLBACK")
                 raise
-            row = ("2",)
+            row = ("3",)
         self.db.executescript(_SCHEMA)
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -196,6 +289,8 @@ class Store:
             yield
         except sqlite3.Error as e:
             self._pending_inputs.clear()
+            self._pending_keyed.clear()
+            self._unsaved.clear()
             if self.db.in_transaction:
                 with suppress(sqlite3.Error):  # the original error is the one to report
                     self.db.execute("ROLLBACK")
@@ -228,17 +323,33 @@ class Store:
             change = machine.history[-1]
             seq = self._next_seq(machine.name)
             self.db.execute(
-                "INSERT INTO log VALUES (?, ?, 'start', ?, NULL, NULL, 0, ?, NULL, NULL)",
+                f"INSERT INTO log {_COLUMNS} "
+                "VALUES (?, ?, 'start', ?, NULL, NULL, 0, ?, NULL, NULL)",
                 (seq, machine.name, machine.identity, change.time),
             )
             self._snapshot(machine)
 
-    def log_input(self, machine: Machine, payload: bytes, identity: str) -> None:
-        """Queue an applied input; it is durable after the next :meth:`commit`."""
+    def log_input(
+        self,
+        machine: Machine,
+        payload: bytes,
+        identity: str,
+        key: str | None = None,
+        generation: int | None = None,
+    ) -> int:
+        """Queue an applied input (of the keyed instance ``key`` on ``generation``, or of the
+        default instance); it is durable after the next :meth:`commit`. Returns its seq."""
         seq = self._next_seq(machine.name)
-        self._pending_inputs.append(
-            (seq, machine.name, identity, payload, machine.inputs, time.time())
-        )
+        if key is None:
+            self._pending_inputs.append(
+                (seq, machine.name, identity, payload, machine.inputs, time.time())
+            )
+        else:
+            self._keyed_entries[machine.name] = self._keyed_entries.get(machine.name, 0) + 1
+            self._pending_keyed.append(
+                (seq, machine.name, identity, payload, time.time(), key, generation)
+            )
+        return seq
 
     def log_upgrade(self, machine: Machine, swap: Swap) -> None:
         """Log an applied upgrade with both modules (a trial upgrade, ``machine.trial`` set, as
@@ -253,7 +364,7 @@ class Store:
             seq = self._next_seq(machine.name)
             change = swap.change
             self.db.execute(
-                "INSERT INTO log VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+                f"INSERT INTO log {_COLUMNS} VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
                 (
                     seq,
                     machine.name,
@@ -276,7 +387,7 @@ class Store:
             self._begin()
             seq = self._next_seq(machine.name)
             self.db.execute(
-                "INSERT INTO log VALUES (?, ?, ?, ?, NULL, NULL, ?, ?, NULL, NULL)",
+                f"INSERT INTO log {_COLUMNS} VALUES (?, ?, ?, ?, NULL, NULL, ?, ?, NULL, NULL)",
                 (seq, machine.name, kind, machine.identity, machine.inputs, now),
             )
             self._snapshot(machine)
@@ -284,11 +395,12 @@ class Store:
     def _flush_inputs(self) -> None:
         if self._pending_inputs:
             self._begin()
-            self.db.executemany(
-                "INSERT INTO log VALUES (?, ?, 'input', ?, ?, NULL, ?, ?, NULL, NULL)",
-                self._pending_inputs,
-            )
+            self.db.executemany(_INPUT, self._pending_inputs)
             self._pending_inputs.clear()
+        if self._pending_keyed:
+            self._begin()
+            self.db.executemany(_KEYED_INPUT, self._pending_keyed)
+            self._pending_keyed.clear()
 
     def _snapshot(self, machine: Machine) -> None:
         sig = machine.code.machine
@@ -304,6 +416,7 @@ class Store:
         self._taken(machine.name, machine.inputs, len(state), seq)
 
     def _taken(self, name: str, inputs: int, size: int, seq: int) -> None:
+        self._keyed_entries[name] = 0
         self._last_snapshot[name] = inputs
         self._snapshot_size[name] = size
         self._snapshot_seq[name] = seq
@@ -320,10 +433,12 @@ class Store:
         """Make everything logged so far durable; snapshot machines that ran far enough."""
         with self._writing("commit to"):
             self._flush_inputs()
+            self._flush_rows()
             if not self.db.in_transaction:
                 return
             for name, machine in machines.items():
                 since = machine.inputs - self._last_snapshot.get(name, 0)
+                since += self._keyed_entries.get(name, 0)
                 if since >= self.snapshot_interval(name) and machine.trial is None:
                     self._snapshot(machine)
             self.db.execute("COMMIT")
@@ -394,7 +509,7 @@ class Store:
         the code, so it is not one)."""
         rows = self.db.execute(
             "SELECT kind, identity, migration, inputs, time FROM log "
-            "WHERE machine = ? AND kind NOT IN ('input', 'confirm') ORDER BY seq",
+            "WHERE machine = ? AND kind NOT IN ('input', 'confirm', 'delete') ORDER BY seq",
             (name,),
         )
         return [
@@ -412,7 +527,7 @@ class Store:
         run with :data:`REPLAY_FUEL`, a revert's replay with ``fuel``."""
         rows = self.db.execute(
             "SELECT seq, kind, identity, payload, migration, trial, until, time FROM log "
-            "WHERE machine = ? AND seq > ? ORDER BY seq",
+            "WHERE machine = ? AND seq > ? AND key IS NULL ORDER BY seq",
             (machine.name, after),
         )
         count = 0
@@ -431,14 +546,14 @@ class Store:
                     assert sig is not None
                     decode = decoders[identity] = value_decoder(sig.input)
                 try:
-                    apply_input(machine, decode(bytes(payload)), REPLAY_FUEL)
+                    apply_input(machine, decode(bytes(payload)), REPLAY_FUEL, None)
                 except (HotswapError, Trap) as e:
                     raise StoreError(f"replaying log entry {seq} failed: {e}") from None
             elif kind in ("upgrade", "trial"):
                 new, migrate = self._load(identity), self._load(migration)
                 before = machine.state
                 try:
-                    machine.state = migrate.migrate(before, fuel=REPLAY_FUEL)
+                    machine.state = migrate.migrate(before, fuel=REPLAY_FUEL, state_limit=None)
                 except Trap as e:
                     raise StoreError(f"replaying the upgrade at {seq} trapped: {e}") from None
                 if kind == "trial":
@@ -453,3 +568,225 @@ class Store:
             else:
                 raise StoreError(f"log entry {seq} starts {machine.name!r} a second time")
         return count
+
+    # --- keyed instances (hotswap.node.instances.Backing) -----------------------------------
+
+    def loaded(self, identity: str) -> LoadedModule:
+        """The stored module ``identity``, loaded once (the codes keyed instances ran)."""
+        code = self._modules.get(identity)
+        if code is None:
+            code = self._modules[identity] = self._load(identity)
+        return code
+
+    def load_instance(self, machine: Machine, key: str) -> Instance | None:
+        """Instance ``key`` of ``machine`` from its checkpoint (one read by primary key,
+        whatever the number of instances), or the instance itself if its checkpoint is queued;
+        None if there is none. A checkpoint is never behind its instance's log entries unless
+        the instance is live (:data:`REPLAY_WINDOW`), so it is the instance."""
+        queued = self._unsaved.get((machine.name, key))
+        if queued is not None:  # it left the cache in this batch: itself (still queued)
+            return queued
+        with self._reading(f"reading instance {key!r} of {machine.name!r} from"):
+            row = self.db.execute(
+                "SELECT generation, identity, state, inputs, seq FROM instances "
+                "WHERE machine = ? AND key = ?",
+                (machine.name, key),
+            ).fetchone()
+        if row is None:
+            # Every committed instance has a row (written with its first input), and an
+            # instance made in this batch is in the cache, or left it with its row queued:
+            # no row, no instance (a delete removes the row).
+            return None
+        return self._instance(machine.name, key, row)
+
+    def _instance(self, name: str, key: str, row: tuple[int, str, bytes, int, int]) -> Instance:
+        generation, identity, data, inputs, seq = row
+        code = self.loaded(identity)
+        assert code.machine is not None
+        try:
+            state = decode_value(bytes(data), code.machine.state)
+        except HotswapError as e:
+            raise StoreError(f"the checkpoint of instance {key!r} of {name!r}: {e}") from None
+        return Instance(key, code, generation, state, inputs, seq, inputs, generation, len(data))
+
+    def recover_instances(
+        self,
+        machine: Machine,
+        replay: Callable[[Instance | None, int, str, bytes], Instance | None],
+    ) -> list[Instance]:
+        """The instances of ``machine`` whose checkpoint is behind their log after a crash,
+        rebuilt by ``replay`` of each input logged after their checkpoint (a delete ends one).
+
+        Only the last :data:`REPLAY_WINDOW` log entries can be newer than their instance's
+        checkpoint (the service checkpoints every live instance before its oldest unsaved entry
+        leaves the window), so this reads at most that many entries, in log order, and as
+        many checkpoints: the work is bounded by the window, not by the number of instances."""
+        with self._reading(f"recovering the instances of {machine.name!r} from"):
+            # One pass over the window's keyed entries, joined to their checkpoints by primary
+            # key inside SQLite: only the keys with an entry newer than their checkpoint. A
+            # key without one was deleted (every committed instance has a checkpoint).
+            behind = self.db.execute(
+                "SELECT l.key, i.generation, i.identity, i.state, i.inputs, i.seq "
+                "FROM (SELECT key, MAX(seq) AS last FROM log WHERE seq > ? AND machine = ? "
+                "AND key IS NOT NULL GROUP BY key) AS l "
+                "JOIN instances AS i ON i.machine = ? AND i.key = l.key "
+                "WHERE l.last > i.seq",
+                (self.last_seq - self.replay_window, machine.name, machine.name),
+            ).fetchall()
+            start = self.last_seq - self.replay_window
+            rows = {key: rest for key, *rest in behind}
+            logged: dict[str, list[tuple[int, str, int, bytes]]] = {key: [] for key in rows}
+            entries = self.db.execute(
+                "SELECT seq, key, kind, generation, payload FROM log "
+                "WHERE seq > ? AND machine = ? AND key IS NOT NULL ORDER BY seq",
+                (start, machine.name),
+            )
+            for seq, key, kind, generation, payload in entries:  # one pass over the window
+                entry = logged.get(key)
+                if entry is not None and seq > rows[key][4]:
+                    entry.append((seq, kind, generation, payload))
+        found = []
+        for key, entries_of in logged.items():
+            generation0, identity, state, inputs, after = rows[key]
+            instance: Instance | None = self._instance(
+                machine.name, key, (generation0, identity, state, inputs, after)
+            )
+            for seq, kind, generation, payload in entries_of:
+                if kind == "delete":
+                    instance = None
+                    continue
+                try:
+                    instance = replay(instance, int(generation), key, bytes(payload))
+                except (HotswapError, Trap) as e:
+                    raise StoreError(f"replaying log entry {seq} ({key!r}) failed: {e}") from None
+                assert instance is not None
+                instance.seq = seq
+            if instance is not None:
+                found.append(instance)
+        return found
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise StoreError(f"{what} {self.path} failed: {e}") from None
+
+    def save_instance(self, machine: Machine, instance: Instance) -> None:
+        """Queue ``instance``'s checkpoint: written, as the instance is then, with the queued
+        inputs at the next commit (one statement for all of a batch), durable with them. Until
+        then :meth:`load_instance` returns the instance itself."""
+        self._unsaved[machine.name, instance.key] = instance
+
+    def _flush_rows(self) -> None:
+        """Write the queued checkpoints, in the open transaction."""
+        if not self._unsaved:
+            return
+        rows = []
+        for (name, key), instance in self._unsaved.items():
+            sig = instance.code.machine
+            assert sig is not None
+            state = value_encoder(sig.state)(instance.state)
+            generation, inputs = instance.generation, instance.inputs
+            rows.append(
+                (name, key, generation, instance.code.identity, state, inputs, instance.seq)
+            )
+            instance.saved_inputs, instance.saved_generation = inputs, generation
+            instance.saved_size = len(state)
+        self._unsaved.clear()
+        self._begin()
+        self.db.executemany(
+            "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (machine, key) DO "
+            "UPDATE SET generation = excluded.generation, identity = excluded.identity, "
+            "state = excluded.state, inputs = excluded.inputs, seq = excluded.seq",
+            rows,
+        )
+
+    def flush(self) -> None:
+        """Write everything queued (inputs, checkpoints) into the open transaction, so that
+        queries see it."""
+        with self._writing("writing to"):
+            self._flush_inputs()
+            self._flush_rows()
+
+    def log_delete(self, machine: Machine, instance: Instance) -> None:
+        """Log the end of ``instance`` and remove its checkpoint (commit follows)."""
+        self._unsaved.pop((machine.name, instance.key), None)
+        with self._writing("logging a delete to"):
+            self._flush_inputs()
+            self._begin()
+            seq = self._next_seq(machine.name)
+            self._keyed_entries[machine.name] = self._keyed_entries.get(machine.name, 0) + 1
+            self.db.execute(
+                "INSERT INTO log (seq, machine, kind, identity, inputs, time, key, generation) "
+                "VALUES (?, ?, 'delete', ?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    machine.name,
+                    instance.code.identity,
+                    instance.inputs,
+                    time.time(),
+                    instance.key,
+                    instance.generation,
+                ),
+            )
+            self.db.execute(
+                "DELETE FROM instances WHERE machine = ? AND key = ?", (machine.name, instance.key)
+            )
+
+    def instance_counts(self, name: str) -> dict[int, int]:
+        """How many instances of ``name`` are checkpointed on each generation (an index scan:
+        every committed instance has a checkpoint on the generation it runs)."""
+        with self._reading("counting instances in"):
+            rows = self.db.execute(
+                "SELECT generation, COUNT(*) FROM instances WHERE machine = ? GROUP BY generation",
+                (name,),
+            ).fetchall()
+        return {int(g): int(n) for g, n in rows}
+
+    def instance_keys(
+        self, name: str, prefix: str | None, after: str | None, limit: int
+    ) -> list[str]:
+        """Up to ``limit`` keys of ``name`` in order, starting with ``prefix``, after ``after``
+        (an index range: bounded work whatever the number of instances)."""
+        low = max(prefix or "", after or "")
+        sql = "SELECT key FROM instances WHERE machine = ? AND key >= ?"
+        args: list[object] = [name, low]
+        if after is not None:
+            sql += " AND key > ?"
+            args.append(after)
+        end = None if prefix is None else prefix_end(prefix)
+        if end is not None:
+            sql += " AND key < ?"
+            args.append(end)
+        if prefix is not None and end is None:  # only U+10FFFF: check the prefix itself
+            sql += " AND substr(key, 1, ?) = ?"
+            args += [len(prefix), prefix]
+        self.flush()
+        with self._reading("listing instances in"):
+            rows = self.db.execute(sql + " ORDER BY key LIMIT ?", (*args, limit)).fetchall()
+        return [row[0] for row in rows]
+
+    def keys_on(self, name: str, generation: int, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` keys of ``name`` checkpointed on ``generation``, after ``after``."""
+        self.flush()
+        with self._reading("sweeping instances in"):
+            rows = self.db.execute(
+                "SELECT key FROM instances WHERE machine = ? AND generation = ? AND key > ? "
+                "ORDER BY key LIMIT ?",
+                (name, generation, after, limit),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def stored_instances(self, name: str) -> Iterator[tuple[str, int, str, bytes]]:
+        """Every checkpoint of ``name``: key, generation, identity, state (a live instance may
+        be ahead of its checkpoint: the caller prefers it)."""
+        self.flush()
+        with self._reading("reading instances from"):
+            rows = self.db.execute(
+                "SELECT key, generation, identity, state FROM instances WHERE machine = ? "
+                "ORDER BY key",
+                (name,),
+            )
+            for key, generation, identity, state in rows:  # a cursor: rows as read
+                yield key, int(generation), identity, bytes(state)

@@ -29,12 +29,18 @@ from hotswap.protocol.events import (
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
     Confirm,
+    Delete,
+    Deleted,
+    Deploy,
+    Deployed,
     DryRun,
     DryRunReport,
     Error,
     GetModule,
     Goodbye,
     Hello,
+    InstancesReply,
+    InstancesRequest,
     Machines,
     MachinesReply,
     Message,
@@ -63,19 +69,25 @@ from hotswap.protocol.fastpath import (
 from hotswap.protocol.fields import (
     BOOL,
     BYTES,
+    CODE_COUNTS,
     DIFFERENCES,
     ERROR_CODE,
     FLOAT,
     FRAME_LIMIT,
     HISTORY,
     IDENTITY,
+    KEY,
+    KEY_LIST,
     MACHINE_LIST,
     MESSAGE_TEXT,
     NAME,
     NOTES,
+    PAGE_LIMIT,
     RELEASE_ITEMS,
     RELEASED_LIST,
     SHORT_TEXT,
+    SWEEP,
+    TRAPPED_LIST,
     UINT,
     InvalidField,
     Kind,
@@ -106,10 +118,11 @@ class Schema:
     keys: tuple[str, ...]
     #: floats need cbor2's canonical mode to get the shortest encoding
     has_float: bool
-    #: Fields added in protocol version 2, after ``fields`` in the event: (key, kind, default).
-    #: A field equal to its default is omitted from the map (one encoding per message), and
-    #: none is ever sent to, or accepted from, a version 1 peer.
-    optional: tuple[tuple[str, Kind, object], ...] = ()
+    #: Fields added in a later protocol version, after ``fields`` in the event: (key, kind,
+    #: default, version). A field equal to its default is omitted from the map (one encoding
+    #: per message), and none is ever sent to, or accepted from, a peer of an earlier version:
+    #: a reply leaves it out for such a peer, a request that needs it cannot be sent to one.
+    optional: tuple[tuple[str, Kind, object, int], ...] = ()
     #: The protocol version that introduced the message.
     since: int = 1
 
@@ -120,27 +133,31 @@ def _schema(
     from_client: bool,
     *,
     since: int = 1,
-    optional: tuple[tuple[str, Kind, object], ...] = (),
+    optional: tuple[tuple[str, Kind, object, int], ...] = (),
     **fields: Kind,
 ) -> Schema:
-    kinds = [*fields.values(), *(kind for _, kind, _ in optional)]
+    kinds = [*fields.values(), *(kind for _, kind, _, _ in optional)]
     has_float = any(kind.has_float() for kind in kinds)
     keys = canonical_order(["type", *fields])
     return Schema(name, event, tuple(fields.items()), from_client, keys, has_float, optional, since)
 
 
-#: ``send`` and ``send_checked`` may leave the state out of their reply (version 2).
-_NO_STATE: tuple[tuple[str, Kind, object], ...] = (("state", BOOL, True),)
+#: ``send`` and ``send_checked`` may leave the state out of their reply (version 2) and name
+#: a keyed instance (version 3).
+_SEND_OPTIONAL: tuple[tuple[str, Kind, object, int], ...] = (
+    ("state", BOOL, True, 2),
+    ("key", KEY, None, 3),
+)
 
 # docs/protocol.md, "Messages": one line per message, fields in dataclass order.
 SCHEMAS: tuple[Schema, ...] = (
     _schema("hello", Hello, True, version=UINT, max_frame=FRAME_LIMIT, agent=SHORT_TEXT),
-    _schema("send", Send, True, optional=_NO_STATE, id=UINT, machine=NAME, input=BYTES),
+    _schema("send", Send, True, optional=_SEND_OPTIONAL, id=UINT, machine=NAME, input=BYTES),
     _schema(
         "send_checked",
         SendChecked,
         True,
-        optional=_NO_STATE,
+        optional=_SEND_OPTIONAL,
         id=UINT,
         machine=NAME,
         code=IDENTITY,
@@ -151,10 +168,11 @@ SCHEMAS: tuple[Schema, ...] = (
         UpgradeRequest,
         True,
         optional=(
-            ("generation", UINT, None),
-            ("rename", BOOL, False),
-            ("trial", UINT, 0),
-            ("trial_seconds", UINT, 0),
+            ("generation", UINT, None, 2),
+            ("rename", BOOL, False, 2),
+            ("trial", UINT, 0, 2),
+            ("trial_seconds", UINT, 0, 2),
+            ("check_all", BOOL, False, 3),
         ),
         id=UINT,
         machine=NAME,
@@ -168,7 +186,7 @@ SCHEMAS: tuple[Schema, ...] = (
         DryRun,
         True,
         since=2,
-        optional=(("rename", BOOL, False), ("generation", UINT, None)),
+        optional=(("rename", BOOL, False, 2), ("generation", UINT, None, 2)),
         id=UINT,
         machine=NAME,
         expected=IDENTITY,
@@ -178,7 +196,19 @@ SCHEMAS: tuple[Schema, ...] = (
     ),
     _schema("confirm", Confirm, True, since=2, id=UINT, machine=NAME),
     _schema("revert", Revert, True, since=2, id=UINT, machine=NAME),
-    _schema("status", Status, True, id=UINT, machine=NAME),
+    _schema("status", Status, True, optional=(("key", KEY, None, 3),), id=UINT, machine=NAME),
+    _schema(
+        "instances",
+        InstancesRequest,
+        True,
+        since=3,
+        optional=(("prefix", KEY, None, 3), ("after", KEY, None, 3)),
+        id=UINT,
+        machine=NAME,
+        limit=PAGE_LIMIT,
+    ),
+    _schema("delete", Delete, True, since=3, id=UINT, machine=NAME, key=KEY),
+    _schema("deploy", Deploy, True, since=3, id=UINT, machine=NAME, module=BYTES),
     _schema("machines", Machines, True, id=UINT),
     _schema("get_module", GetModule, True, id=UINT, identity=IDENTITY),
     _schema(
@@ -195,7 +225,7 @@ SCHEMAS: tuple[Schema, ...] = (
         "upgraded",
         Upgraded,
         False,
-        optional=(("generation", UINT, None), ("notes", NOTES, ())),
+        optional=(("generation", UINT, None, 2), ("notes", NOTES, (), 2)),
         id=UINT,
         old=IDENTITY,
         new=IDENTITY,
@@ -206,9 +236,14 @@ SCHEMAS: tuple[Schema, ...] = (
         StatusReply,
         False,
         optional=(
-            ("generation", UINT, None),
-            ("trial", UINT, None),
-            ("trial_until", FLOAT, None),
+            ("generation", UINT, None, 2),
+            ("trial", UINT, None, 2),
+            ("trial_until", FLOAT, None, 2),
+            ("key", KEY, None, 3),
+            ("instances", UINT, None, 3),
+            ("codes", CODE_COUNTS, (), 3),
+            ("trapped", TRAPPED_LIST, (), 3),
+            ("sweep", SWEEP, None, 3),
         ),
         id=UINT,
         machine=NAME,
@@ -222,6 +257,27 @@ SCHEMAS: tuple[Schema, ...] = (
     ),
     _schema("machines_reply", MachinesReply, False, id=UINT, machines=MACHINE_LIST),
     _schema("module_reply", ModuleReply, False, id=UINT, module=BYTES),
+    _schema(
+        "instances_reply",
+        InstancesReply,
+        False,
+        since=3,
+        id=UINT,
+        machine=NAME,
+        keys=KEY_LIST,
+        more=BOOL,
+    ),
+    _schema("deleted", Deleted, False, since=3, id=UINT, machine=NAME, key=KEY, inputs=UINT),
+    _schema(
+        "deployed",
+        Deployed,
+        False,
+        since=3,
+        id=UINT,
+        machine=NAME,
+        identity=IDENTITY,
+        started=BOOL,
+    ),
     _schema(
         "dry_run_report",
         DryRunReport,
@@ -251,9 +307,9 @@ SCHEMAS: tuple[Schema, ...] = (
         Error,
         False,
         optional=(
-            ("trap", SHORT_TEXT, None),
-            ("running", IDENTITY, None),
-            ("generation", UINT, None),
+            ("trap", SHORT_TEXT, None, 2),
+            ("running", IDENTITY, None, 2),
+            ("generation", UINT, None, 2),
         ),
         id=UINT,
         code=ERROR_CODE,
@@ -275,7 +331,7 @@ def encode_message(message: Message, version: int = PROTOCOL_VERSION) -> bytes:
     field is not of its kind or the message does not exist in that version. Fields a version 1
     peer does not know are left out for it."""
     fast = _FAST_ENCODERS.get(type(message))
-    if fast is not None:
+    if fast is not None and (version >= 3 or getattr(message, "key", None) is None):
         if version < 2 and isinstance(message, Send | SendChecked) and not message.state:
             message = replace(message, state=True)  # a version 1 node always sends the state
         payload = fast(message)
@@ -298,13 +354,17 @@ def encode_schema(message: Message, version: int = PROTOCOL_VERSION) -> bytes:
     try:
         for key, kind in schema.fields:
             item[key] = kind.encode(getattr(message, key))
-        if version >= 2:
-            for key, kind, default in schema.optional:
-                value = getattr(message, key)
-                if value != default:
-                    item[key] = kind.encode(value)
-            if len(item) > len(schema.fields):
-                keys = canonical_order(["type", *item])
+        for key, kind, default, since in schema.optional:
+            value = getattr(message, key)
+            if value == default:
+                continue
+            if version >= since:
+                item[key] = kind.encode(value)
+            elif schema.from_client and since >= 3:  # dropping it would change the request
+                msg = f"cannot send {schema.name!r} with {key!r}: it needs protocol version"
+                raise LocalProtocolError(f"{msg} {since}, and this connection speaks {version}")
+        if len(item) > len(schema.fields):
+            keys = canonical_order(["type", *item])
     except InvalidField as exc:
         msg = f"cannot send {schema.name!r}: field {key!r}: {exc}"
         raise LocalProtocolError(msg) from None
@@ -355,7 +415,7 @@ def decode_message(
     fast: Message | None
     if from_client:
         fast = decode_send(payload) or decode_send_checked(payload)
-        if fast is not None and (fast.state or version >= 2):
+        if fast is not None and (fast.state or version >= 2) and (fast.key is None or version >= 3):
             return fast
     else:
         fast = decode_output(payload)
@@ -405,12 +465,12 @@ def decode_schema(payload: bytes, *, from_client: bool, version: int = PROTOCOL_
         if len(item) == len(schema.keys) or version < 2 or not schema.optional:
             check_keys(item, schema.keys)
         else:
-            names = {k for k, _, _ in schema.optional}
+            names = {k for k, _, _, since in schema.optional if since <= version}
             present = [k for k in item if k in names]
             check_keys(item, canonical_order([*schema.keys, *present]))
         for key, kind in schema.fields:
             values.append(kind.decode(item[key]))
-        for key, kind, default in schema.optional:
+        for key, kind, default, _ in schema.optional:
             if key in item:
                 value = kind.decode(item[key])
                 if value == default:

@@ -30,6 +30,10 @@ from hotswap.protocol.events import (
     SUPPORTED_VERSIONS,
     Confirm,
     ConnectionClosed,
+    Delete,
+    Deleted,
+    Deploy,
+    Deployed,
     DryRun,
     DryRunReport,
     Error,
@@ -38,6 +42,8 @@ from hotswap.protocol.events import (
     GetModule,
     Goodbye,
     Hello,
+    InstancesReply,
+    InstancesRequest,
     Machines,
     MachinesReply,
     Message,
@@ -225,6 +231,9 @@ class Connection:
                 | DryRun()
                 | Confirm()
                 | Revert()
+                | InstancesRequest()
+                | Delete()
+                | Deploy()
             ):
                 self._request(event, sender)
             case (
@@ -235,6 +244,9 @@ class Connection:
                 | ModuleReply()
                 | DryRunReport()
                 | TrialEnded()
+                | InstancesReply()
+                | Deleted()
+                | Deployed()
                 | Error()
             ):
                 self._reply(event, sender)

@@ -8,11 +8,13 @@ Three groups, by direction:
 
 - handshake: ``Hello`` (client) and ``Welcome`` (server), section "Hello and versioning";
 - requests (client to server), each with a client-chosen ``id``: ``Send``, ``SendChecked``,
-  ``UpgradeRequest``, ``Release``, ``Status``, ``Machines``, ``GetModule``, and in version 2
-  ``DryRun``, ``Confirm``, ``Revert``;
+  ``UpgradeRequest``, ``Release``, ``Status``, ``Machines``, ``GetModule``, in version 2
+  ``DryRun``, ``Confirm``, ``Revert``, and in version 3 ``InstancesRequest``, ``Delete``,
+  ``Deploy`` (and a ``key`` on ``Send``, ``SendChecked`` and ``Status``: keyed instances);
 - replies (server to client), carrying the ``id`` of their request: ``Output``, ``Upgraded``,
   ``Released``, ``StatusReply``, ``MachinesReply``, ``ModuleReply``, in version 2
-  ``DryRunReport`` and ``TrialEnded``, and ``Error`` for any of them;
+  ``DryRunReport`` and ``TrialEnded``, in version 3 ``InstancesReply``, ``Deleted`` and
+  ``Deployed``, and ``Error`` for any of them;
 
 plus ``Goodbye`` (server, connection-level error, the server closes after it) and
 ``ConnectionClosed``, which is not a message: it reports that the peer closed its side.
@@ -29,11 +31,18 @@ from enum import Enum, StrEnum
 from typing import TypeAlias
 
 #: The protocol version this implementation speaks (docs/protocol.md, "Hello and versioning").
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 #: Versions a server built from this module accepts in a client's hello. Version 2 adds
-#: optional fields (generation, trap kind, ...) and the dry run and trial messages; a version
-#: 1 client gets exactly the messages of version 1.
-SUPPORTED_VERSIONS = frozenset({1, 2})
+#: optional fields (generation, trap kind, ...) and the dry run and trial messages; version 3
+#: keyed instances (a ``key`` on send, send_checked and status; instances, delete, deploy) and
+#: the instance fields of a status. A version 1 or 2 client gets exactly the messages of its
+#: version, and reaches each machine's default instance only.
+SUPPORTED_VERSIONS = frozenset({1, 2, 3})
+#: The longest instance key, in bytes of UTF-8 (a key is 1 to this many bytes, without NUL).
+MAX_KEY_BYTES = 256
+#: The most keys one ``instances`` reply lists, and the most trapped instances a status lists.
+MAX_PAGE = 1000
+MAX_TRAPPED_LISTED = 100
 #: Largest payload a connection accepts unless its hello/welcome says otherwise: upgrades carry
 #: whole modules, so this is generous; the node may announce less.
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
@@ -65,6 +74,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"
     INTERNAL = "internal"
     OVERLOADED = "overloaded"
+    UNKNOWN_INSTANCE = "unknown_instance"
 
 
 class HistoryKind(StrEnum):
@@ -108,6 +118,8 @@ class Send:
     machine: str
     input: bytes
     state: bool = True
+    #: Version 3: the instance addressed (1 to 256 bytes of UTF-8); None, the default one.
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,8 @@ class SendChecked:
     code: str
     input: bytes
     state: bool = True
+    #: Version 3: the instance addressed; None, the default one.
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +156,9 @@ class UpgradeRequest:
     rename: bool = False
     trial: int = 0
     trial_seconds: int = 0
+    #: Version 3: first run the migration read-only on every keyed instance, and refuse the
+    #: upgrade (``migration_trap``, naming them) if it traps on any.
+    check_all: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +214,44 @@ class Release:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """Ask for a machine's code, types, state, input count and history."""
+    """Ask for a machine's code, types, state, input count and history; version 3, with
+    ``key``, for one keyed instance (touching it: it migrates to the running code first)."""
 
     id: int
     machine: str
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstancesRequest:
+    """Version 3. A page of a machine's instance keys, in increasing order of their UTF-8
+    bytes: those starting with ``prefix`` (if given), after ``after`` (if given), at most
+    ``limit`` (1 to ``MAX_PAGE``)."""
+
+    id: int
+    machine: str
+    limit: int
+    prefix: str | None = None
+    after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Version 3. End a keyed instance: it is gone, and a later input makes a new one."""
+
+    id: int
+    machine: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    """Version 3. Add a machine to the running node, on ``module``; deploying the code a
+    machine already runs again changes nothing."""
+
+    id: int
+    machine: str
+    module: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +340,44 @@ class StatusReply:
     trial: int | None = None
     #: Version 2: when the trial in progress becomes permanent (seconds since the epoch).
     trial_until: float | None = None
+    #: Version 3, a keyed status: the instance's key (then ``identity``, the types, ``state``
+    #: and ``inputs`` are the instance's, and ``trapped`` its migration trap, if any).
+    key: str | None = None
+    #: Version 3: how many keyed instances the machine has.
+    instances: int | None = None
+    #: Version 3: how many keyed instances run each code, by identity.
+    codes: tuple[CodeCount, ...] = ()
+    #: Version 3: instances whose migration trapped (at most ``MAX_TRAPPED_LISTED``).
+    trapped: tuple[TrappedInstance, ...] = ()
+    #: Version 3: the background migration of instances to the running code.
+    sweep: SweepProgress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeCount:
+    """How many of a machine's keyed instances last ran the code ``identity``."""
+
+    identity: str
+    instances: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrappedInstance:
+    """A keyed instance whose migration to the running code trapped: it stays on its code."""
+
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SweepProgress:
+    """The sweeper: its rate (instances a second, 0: off), instances it has migrated since
+    the node started, instances not yet on the running code, and how many of those trap."""
+
+    rate: int
+    migrated: int
+    remaining: int
+    trapped: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +402,38 @@ class ModuleReply:
 
     id: int
     module: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InstancesReply:
+    """Version 3. Answer to ``InstancesRequest``: keys in increasing order; ``more`` when
+    keys after the last one match too (ask again with ``after`` set to it)."""
+
+    id: int
+    machine: str
+    keys: tuple[str, ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """Version 3. Answer to ``Delete``: the instance ended after ``inputs`` inputs."""
+
+    id: int
+    machine: str
+    key: str
+    inputs: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deployed:
+    """Version 3. Answer to ``Deploy``: the machine runs ``identity``; ``started`` is false
+    when it already ran that code."""
+
+    id: int
+    machine: str
+    identity: str
+    started: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +527,9 @@ Request: TypeAlias = (
     | DryRun
     | Confirm
     | Revert
+    | InstancesRequest
+    | Delete
+    | Deploy
 )
 Reply: TypeAlias = (
     Output
@@ -416,6 +540,9 @@ Reply: TypeAlias = (
     | ModuleReply
     | DryRunReport
     | TrialEnded
+    | InstancesReply
+    | Deleted
+    | Deployed
     | Error
 )
 Message: TypeAlias = Hello | Welcome | Request | Reply | Goodbye

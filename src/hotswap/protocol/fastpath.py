@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import re
 
-from hotswap.protocol.events import MAX_UINT, Output, Send, SendChecked
+from hotswap.protocol.events import MAX_KEY_BYTES, MAX_UINT, Output, Send, SendChecked
 
 _UINT, _BYTES, _TEXT = 0x00, 0x40, 0x60
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}").fullmatch
 
-# The fixed parts, in canonical key order: id, type, then the others shortest key first.
+# The fixed parts, in canonical key order: id, key (version 3), code, type, then the others
+# shortest key first. A map's head counts its pairs: 4, one more for a key, one more for
+# "state": false, one more for the code of a send_checked.
+_ID = b"\x62id"  # "id", after the map's head
+_KEY = b"\x63key"  # "key", after the request id
 _SEND_OPEN = b"\xa4\x62id"  # map(4), "id"
 _SEND_MIDDLE = b"\x64type\x64send\x65input"  # "type": "send", "input"
 _SEND_MACHINE = b"\x67machine"
@@ -78,23 +82,66 @@ def _read_head(payload: bytes, position: int, major: int) -> tuple[int, int]:
 def encode_send(event: Send) -> bytes | None:
     """The canonical payload of ``event``, or None if a field is not of its kind."""
     tail = _input_and_machine_bytes(event.id, event.input, event.machine, event.state)
-    if tail is None:
+    key = _key_bytes(event.key)
+    if tail is None or key is None:
         return None
-    opening = _SEND_OPEN if event.state is True else _SEND_OPEN_NO_STATE
-    return b"".join((opening, head(_UINT, event.id), _SEND_MIDDLE, *tail))
+    if not key:
+        opening = _SEND_OPEN if event.state is True else _SEND_OPEN_NO_STATE
+        return b"".join((opening, head(_UINT, event.id), _SEND_MIDDLE, *tail))
+    pairs = bytes((0xA5 if event.state is True else 0xA6,))
+    return b"".join((pairs, _ID, head(_UINT, event.id), key, _SEND_MIDDLE, *tail))
 
 
 def encode_send_checked(event: SendChecked) -> bytes | None:
     """The canonical payload of ``event``, or None if a field is not of its kind."""
     code = event.code
     tail = _input_and_machine_bytes(event.id, event.input, event.machine, event.state)
-    if tail is None or type(code) is not str or not code.isascii():
+    key = _key_bytes(event.key)
+    if tail is None or key is None or type(code) is not str or not code.isascii():
         return None
     raw = code.encode("ascii")
     if _IDENTITY(raw) is None:
         return None
-    opening = _CHECKED_OPEN if event.state is True else _CHECKED_OPEN_NO_STATE
-    return b"".join((opening, head(_UINT, event.id), _CHECKED_CODE, raw, _CHECKED_MIDDLE, *tail))
+    if not key:
+        opening = _CHECKED_OPEN if event.state is True else _CHECKED_OPEN_NO_STATE
+        rid = head(_UINT, event.id)
+        return b"".join((opening, rid, _CHECKED_CODE, raw, _CHECKED_MIDDLE, *tail))
+    pairs = bytes((0xA6 if event.state is True else 0xA7,))
+    return b"".join(
+        (pairs, _ID, head(_UINT, event.id), key, _CHECKED_CODE, raw, _CHECKED_MIDDLE, *tail)
+    )
+
+
+def _key_bytes(key: object) -> bytes | None:
+    """``"key": key`` as it follows the request id; ``b""`` for no key; None if invalid."""
+    if key is None:
+        return b""
+    if type(key) is not str or not key or "\0" in key:
+        return None
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    if len(raw) > MAX_KEY_BYTES:
+        return None
+    return b"".join((_KEY, head(_TEXT, len(raw)), raw))
+
+
+def _read_key(payload: bytes, position: int) -> tuple[str | None, int]:
+    """The key at ``position`` if one is there (and the position after it), ``(None,
+    position)`` if none is, ``(None, -1)`` if it is not a valid key in shortest form."""
+    if not payload.startswith(_KEY, position):
+        return None, position
+    size, start = _read_head(payload, position + len(_KEY), _TEXT)
+    if not 1 <= size <= MAX_KEY_BYTES or start + size > len(payload):
+        return None, -1
+    try:
+        key = payload[start : start + size].decode("utf-8")
+    except UnicodeDecodeError:
+        return None, -1
+    if "\0" in key:
+        return None, -1
+    return key, start + size
 
 
 def _input_and_machine_bytes(
@@ -147,24 +194,36 @@ def encode_output(event: Output) -> bytes | None:
 
 def decode_send(payload: bytes) -> Send | None:
     """The Send in ``payload`` if it is one in canonical form with valid fields, else None."""
-    state = payload.startswith(_SEND_OPEN)
-    if not state and not payload.startswith(_SEND_OPEN_NO_STATE):
+    if not payload.startswith(_ID, 1):
         return None
     request_id, position = _read_head(payload, 4, _UINT)
-    if request_id < 0 or not payload.startswith(_SEND_MIDDLE, position):
+    if request_id < 0:
         return None
+    key, position = _read_key(payload, position)
+    if position < 0 or not payload.startswith(_SEND_MIDDLE, position):
+        return None
+    pairs = payload[0] - (key is not None)
+    if pairs not in (0xA4, 0xA5):
+        return None
+    state = pairs == 0xA4
     rest = _input_and_machine(payload, position + len(_SEND_MIDDLE), state)
-    return None if rest is None else Send(request_id, rest[1], rest[0], state)
+    return None if rest is None else Send(request_id, rest[1], rest[0], state, key)
 
 
 def decode_send_checked(payload: bytes) -> SendChecked | None:
     """The SendChecked in ``payload`` if it is one in canonical form with valid fields."""
-    state = payload.startswith(_CHECKED_OPEN)
-    if not state and not payload.startswith(_CHECKED_OPEN_NO_STATE):
+    if not payload.startswith(_ID, 1):
         return None
     request_id, position = _read_head(payload, 4, _UINT)
-    if request_id < 0 or not payload.startswith(_CHECKED_CODE, position):
+    if request_id < 0:
         return None
+    key, position = _read_key(payload, position)
+    if position < 0 or not payload.startswith(_CHECKED_CODE, position):
+        return None
+    pairs = payload[0] - (key is not None)
+    if pairs not in (0xA5, 0xA6):
+        return None
+    state = pairs == 0xA5
     position += len(_CHECKED_CODE)
     code = payload[position : position + 64]
     if _IDENTITY(code) is None or not payload.startswith(_CHECKED_MIDDLE, position + 64):
@@ -172,7 +231,7 @@ def decode_send_checked(payload: bytes) -> SendChecked | None:
     rest = _input_and_machine(payload, position + 64 + len(_CHECKED_MIDDLE), state)
     if rest is None:
         return None
-    return SendChecked(request_id, rest[1], code.decode("ascii"), rest[0], state)
+    return SendChecked(request_id, rest[1], code.decode("ascii"), rest[0], state, key)
 
 
 def _input_and_machine(payload: bytes, position: int, state: bool) -> tuple[bytes, str] | None:

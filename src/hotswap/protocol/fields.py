@@ -22,7 +22,10 @@ from typing import Any
 from hotswap.protocol.events import (
     HANDSHAKE_MAX_FRAME,
     MAX_FRAME_LIMIT,
+    MAX_KEY_BYTES,
+    MAX_PAGE,
     MAX_UINT,
+    CodeCount,
     DryRunDifference,
     ErrorCode,
     HistoryEntry,
@@ -30,6 +33,8 @@ from hotswap.protocol.events import (
     MachineEntry,
     ReleasedEntry,
     ReleaseItem,
+    SweepProgress,
+    TrappedInstance,
 )
 
 
@@ -138,6 +143,75 @@ class Text(Kind):
         if self.matches is not None and self.matches(value) is None:
             raise InvalidField(f"expected {self.description}, got {value[:80]!r}")
         return value
+
+
+class Key(Kind):
+    """An instance key: a text string of 1 to ``MAX_KEY_BYTES`` bytes of UTF-8, without NUL
+    (a key must fit any SQL text column, PostgreSQL's included, which refuses NUL)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(f"an instance key (1 to {MAX_KEY_BYTES} bytes of UTF-8, no NUL)")
+
+    def decode(self, value: object) -> object:
+        if type(value) is not str:
+            raise self._wrong(value)
+        problem = key_problem(value)
+        if problem is not None:
+            raise InvalidField(problem)
+        return value
+
+
+def key_problem(key: str) -> str | None:
+    """What is wrong with ``key`` as an instance key, or None."""
+    if not key:
+        return "an instance key is 1 to 256 bytes of UTF-8, not empty"
+    if len(key) > MAX_KEY_BYTES:
+        return f"an instance key is at most {MAX_KEY_BYTES} bytes of UTF-8, this one is longer"
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        return f"an instance key must be valid UTF-8: {e.reason} at character {e.start}"
+    if size > MAX_KEY_BYTES:
+        return f"an instance key is at most {MAX_KEY_BYTES} bytes of UTF-8, this one is {size}"
+    if "\0" in key:
+        return "an instance key may not contain NUL (U+0000)"
+    return None
+
+
+class TextArray(Kind):
+    """An array of at most ``max_items`` items of ``item`` (a text kind), decoded to a tuple,
+    strictly increasing when ``increasing`` (by code point, which is UTF-8 byte order)."""
+
+    __slots__ = ("increasing", "item", "max_items")
+
+    def __init__(self, item: Kind, max_items: int, *, increasing: bool = False) -> None:
+        order = ", strictly increasing" if increasing else ""
+        super().__init__(f"an array of at most {max_items} {item.description}s{order}")
+        self.item = item
+        self.max_items = max_items
+        self.increasing = increasing
+
+    def decode(self, value: object) -> object:
+        if type(value) is not list or len(value) > self.max_items:
+            raise self._wrong(value)
+        items = tuple(_item(self.item.decode, element, i) for i, element in enumerate(value))
+        self._check(items)
+        return items
+
+    def encode(self, value: object) -> object:
+        if type(value) is not tuple or len(value) > self.max_items:
+            raise InvalidField(f"expected a tuple of at most {self.max_items} items")
+        items = [_item(self.item.encode, element, i) for i, element in enumerate(value)]
+        self._check(value)
+        return items
+
+    def _check(self, items: tuple[Any, ...]) -> None:
+        if self.increasing:
+            for i in range(1, len(items)):
+                if not items[i - 1] < items[i]:
+                    raise InvalidField(f"item {i} does not follow item {i - 1} in order")
 
 
 class Boolean(Kind):
@@ -350,6 +424,18 @@ DIFFERENCES = ArrayOf(
     ),
     "seq",
 )
+KEY = Key()
+PAGE_LIMIT = UInt(1, MAX_PAGE)
+KEY_LIST = TextArray(KEY, MAX_PAGE, increasing=True)
+CODE_COUNTS = ArrayOf(Record(CodeCount, {"identity": IDENTITY, "instances": UINT}), "identity")
+TRAPPED_LIST = ArrayOf(
+    Record(
+        TrappedInstance,
+        {"key": KEY, "reason": Text("a text string of at most 1024 characters", 1024)},
+    ),
+    "key",
+)
+SWEEP = Record(SweepProgress, {"rate": UINT, "migrated": UINT, "remaining": UINT, "trapped": UINT})
 RELEASED_LIST = ArrayOf(
     Record(ReleasedEntry, {"machine": NAME, "old": IDENTITY, "new": IDENTITY}), "machine"
 )

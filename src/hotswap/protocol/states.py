@@ -25,6 +25,10 @@ from enum import Enum
 from hotswap.protocol.events import (
     Confirm,
     ConnectionClosed,
+    Delete,
+    Deleted,
+    Deploy,
+    Deployed,
     DryRun,
     DryRunReport,
     Error,
@@ -32,6 +36,8 @@ from hotswap.protocol.events import (
     GetModule,
     Goodbye,
     Hello,
+    InstancesReply,
+    InstancesRequest,
     Machines,
     MachinesReply,
     ModuleReply,
@@ -90,6 +96,12 @@ KIND_OF: Mapping[type, str] = {
     DryRun: "request",
     Confirm: "request",
     Revert: "request",
+    InstancesRequest: "request",
+    Delete: "request",
+    Deploy: "request",
+    InstancesReply: "reply",
+    Deleted: "reply",
+    Deployed: "reply",
     DryRunReport: "reply",
     TrialEnded: "reply",
     Output: "reply",
@@ -139,6 +151,9 @@ REPLY_TO: Mapping[type, type] = {
     DryRun: DryRunReport,
     Confirm: TrialEnded,
     Revert: TrialEnded,
+    InstancesRequest: InstancesReply,
+    Delete: Deleted,
+    Deploy: Deployed,
 }
 
 _ANY_REQUEST = {ErrorCode.INTERNAL, ErrorCode.OVERLOADED}
@@ -157,8 +172,17 @@ _REFUSED_UPGRADE = frozenset(
 
 #: The error codes that may answer each request (docs/protocol.md, "Error codes").
 ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
+    # MIGRATION_TRAP and BAD_REQUEST answer a send to a keyed instance only (version 3): its
+    # migration to the running code trapped; a keyed send during a trial upgrade.
     Send: frozenset(
-        {ErrorCode.UNKNOWN_MACHINE, ErrorCode.BAD_INPUT, ErrorCode.TRAP, ErrorCode.TOO_LARGE}
+        {
+            ErrorCode.UNKNOWN_MACHINE,
+            ErrorCode.BAD_INPUT,
+            ErrorCode.TRAP,
+            ErrorCode.TOO_LARGE,
+            ErrorCode.MIGRATION_TRAP,
+            ErrorCode.BAD_REQUEST,
+        }
         | _ANY_REQUEST
     ),
     SendChecked: frozenset(
@@ -168,6 +192,8 @@ ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
             ErrorCode.BAD_INPUT,
             ErrorCode.TRAP,
             ErrorCode.TOO_LARGE,
+            ErrorCode.MIGRATION_TRAP,
+            ErrorCode.BAD_REQUEST,
         }
         | _ANY_REQUEST
     ),
@@ -178,7 +204,24 @@ ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
     DryRun: _REFUSED_UPGRADE | {ErrorCode.TOO_LARGE},
     Confirm: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.BAD_REQUEST} | _ANY_REQUEST),
     Revert: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.BAD_REQUEST} | _ANY_REQUEST),
-    Status: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.TOO_LARGE} | _ANY_REQUEST),
+    Status: frozenset(
+        {
+            ErrorCode.UNKNOWN_MACHINE,
+            ErrorCode.TOO_LARGE,
+            ErrorCode.UNKNOWN_INSTANCE,
+            ErrorCode.BAD_REQUEST,
+        }
+        | _ANY_REQUEST
+    ),
+    InstancesRequest: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.TOO_LARGE} | _ANY_REQUEST),
+    Delete: frozenset(
+        {ErrorCode.UNKNOWN_MACHINE, ErrorCode.UNKNOWN_INSTANCE, ErrorCode.BAD_REQUEST}
+        | _ANY_REQUEST
+    ),
+    Deploy: frozenset(
+        {ErrorCode.BAD_MODULE, ErrorCode.BAD_REQUEST, ErrorCode.TRAP, ErrorCode.TOO_LARGE}
+        | _ANY_REQUEST
+    ),
     Machines: frozenset({ErrorCode.TOO_LARGE} | _ANY_REQUEST),
     GetModule: frozenset({ErrorCode.UNKNOWN_MODULE, ErrorCode.TOO_LARGE} | _ANY_REQUEST),
 }

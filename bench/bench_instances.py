@@ -1,0 +1,268 @@
+"""Keyed-instance benchmark: a machine with 1,000 and 100,000 instances (other counts with
+``HOTSWAP_BENCH_COUNTS=1000,100000,1000000``), on a real node process and in process.
+
+Prints, for each count: the time to make the instances in process (step + log + group commit
+through the service, as the node does), pipelined durable inputs per second over one
+connection with uniform and with Zipf-skewed keys, the node's RSS with the default cache, the
+upgrade pause as the largest gap between answered inputs around each of 10 upgrades (a process
+streaming keyed inputs one at a time meanwhile), the node-side cost of those upgrades, restart
+time after a kill (recovery reads only its replay window, never every instance), and the
+sweeper's migrations per second. The upgrade pause is measured with inputs to a working set
+that fits the cache (the upgrade alone) and, for larger counts, to every key (each input a
+cache miss, so every gap is longer). Figures only; nothing here passes or fails.
+
+Anchors: Erlang pays per process for an upgrade (84 ms for 10,000 processes on this kind of
+machine, linear); the goals of issue 9: the pause independent of the count (median < 1 ms),
+RSS under 500 MB and flat as the count grows, restart under 2 s, 30,000 inputs/s uniform.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.nodes import start_node, stop
+from hotswap.cam.build import migration_module
+from hotswap.cam.module import encode_module
+from hotswap.client import Client
+from hotswap.examples import handbuilt
+from hotswap.lang.terms import ID
+from hotswap.lang.types import INT
+from hotswap.node.main import NodeOptions, open_service
+from hotswap.node.trace import Trace
+from hotswap.protocol.codec import encode_message
+from hotswap.protocol.events import PROTOCOL_VERSION, Hello, Send, UpgradeRequest
+from hotswap.protocol.framing import frame
+
+INCR = b"\x00"
+#: A working set that fits the default cache (10,000 instances).
+HOT = 5000
+COUNTER = "hotswap.examples.handbuilt:counter_module"
+A = encode_module(handbuilt.counter_module())
+B = encode_module(handbuilt.counter_commuted_module())
+SAME = encode_module(migration_module(INT, INT, ID))
+
+_STREAMER = """
+import json, random, sys, time
+from hotswap.client import Client
+client = Client(sys.argv[1])
+count = int(sys.argv[3])
+stamps = []
+deadline = time.perf_counter() + float(sys.argv[2])
+rng = random.Random(1)
+while time.perf_counter() < deadline:
+    client.send_raw("counter", b"\\x00", key=f"user-{rng.randrange(count)}", state=False)
+    stamps.append(time.perf_counter())
+json.dump(stamps, sys.stdout)
+"""
+
+
+def _key(i: int) -> str:
+    return f"user-{i}"
+
+
+def _fill(data: Path, count: int, *, kill: bool) -> float:
+    """Make ``count`` instances in process, one input each (commit every 2,000), as the node
+    does; leave the store as a kill would (``kill``) or checkpointed. Returns inputs/s."""
+    service = open_service(NodeOptions(data=data, machines=(("counter", COUNTER),)), Trace("off"))
+    started = time.perf_counter()
+    for i in range(count):
+        service.handle(Send(i, "counter", INCR, False, _key(i)))
+        if i % 2000 == 1999:
+            service.commit()
+    service.commit()
+    rate = count / (time.perf_counter() - started)
+    if not kill:
+        service.checkpoint()
+    service.store.close()
+    return rate
+
+
+def _zipf_keys(count: int, n: int, rng: random.Random, s: float = 1.1) -> list[int]:
+    """``n`` draws from a Zipf(s) distribution over ``count`` ranks (rank 0 the hottest)."""
+    weights = [1.0 / (r + 1) ** s for r in range(count)]
+    return rng.choices(range(count), weights=weights, k=n)
+
+
+def _pipelined(address: str, keys: list[int], window: int = 2000) -> float:
+    """Pipelined keyed inputs over one raw connection, ``window`` in flight: inputs/s."""
+    host, port = address.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    version = PROTOCOL_VERSION
+    sock.sendall(frame(encode_message(Hello(version=version))))
+    _read_frames(sock, 1)
+    frames = [
+        frame(encode_message(Send(i + 1, "counter", INCR, False, _key(k)), version))
+        for i, k in enumerate(keys)
+    ]
+    started = time.perf_counter()
+    for i in range(0, len(frames), window):
+        sock.sendall(b"".join(frames[i : i + window]))
+        _read_frames(sock, len(frames[i : i + window]))
+    rate = len(frames) / (time.perf_counter() - started)
+    sock.close()
+    return rate
+
+
+def _read_frames(sock: socket.socket, n: int) -> None:
+    buffer = b""
+    seen = 0
+    while seen < n:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise RuntimeError("node closed the connection")
+        buffer += chunk
+        while len(buffer) >= 4:
+            size = int.from_bytes(buffer[:4])
+            if len(buffer) < 4 + size:
+                break
+            buffer = buffer[4 + size :]
+            seen += 1
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _upgrade_pauses(address: str, count: int, upgrades: int = 10) -> tuple[list[float], float]:
+    """Largest gap between answered inputs of a streaming process around each upgrade, and
+    the median gap elsewhere (seconds). The streamer sends to ``count`` keys: pass a working
+    set that fits the cache to see the upgrade alone, all keys to see it among cache misses."""
+    seconds = upgrades * 0.15 + 1.0
+    streamer = subprocess.Popen(
+        [sys.executable, "-c", _STREAMER, address, str(seconds), str(count)],
+        stdout=subprocess.PIPE,
+    )
+    time.sleep(0.5)
+    windows = []
+    with Client(address) as upgrader:
+        expected = upgrader.status_raw("counter").identity
+        for i in range(upgrades):
+            time.sleep(0.1)
+            new = B if i % 2 == 0 else A
+            sent = time.perf_counter()
+            reply = upgrader.request(UpgradeRequest(1000 + i, "counter", expected, new, SAME))
+            windows.append((sent, time.perf_counter()))
+            expected = reply.new  # type: ignore[attr-defined]
+    out, _ = streamer.communicate(timeout=seconds + 30)
+    stamps: list[float] = json.loads(out)
+    gaps: list[float] = []
+    inside_any: set[int] = set()
+    for start, end in windows:
+        inside = [i for i, t in enumerate(stamps) if start <= t <= end + 0.001]
+        if inside:
+            lo, hi = max(inside[0] - 1, 0), inside[-1]
+            inside_any.update(range(lo, hi + 1))
+            gaps.append(max(stamps[j + 1] - stamps[j] for j in range(lo, hi)) if hi > lo else 0)
+    normal = [stamps[j + 1] - stamps[j] for j in range(len(stamps) - 1) if j not in inside_any]
+    return gaps, statistics.median(normal)
+
+
+def _in_process(data: Path, count: int) -> tuple[float, float, float]:
+    """Node-side upgrade cost (checks, swap, log, commit; modules loaded before) with
+    ``count`` instances, median of 10; keyed input cost on a cached instance; sweeper
+    migrations a second. On a copy of the store in ``data``."""
+    options = NodeOptions(data=data, machines=(("counter", COUNTER),))
+    service = open_service(options, Trace("off"))
+    expected = service.registry.machines["counter"].identity
+    times = []
+    for i in range(10):
+        new = B if i % 2 == 0 else A
+        started = time.perf_counter()
+        reply = service.handle(UpgradeRequest(i, "counter", expected, new, SAME))
+        service.commit()
+        times.append(time.perf_counter() - started)
+        expected = reply.new  # type: ignore[union-attr]
+    upgrade = statistics.median(times)
+    hot = 1000
+    started = time.perf_counter()
+    for i in range(hot * 10):
+        service.handle(Send(i, "counter", INCR, False, _key(i % hot)))
+        if i % 1000 == 999:
+            service.commit()
+    step = (time.perf_counter() - started) / (hot * 10)
+    service.handle(UpgradeRequest(99, "counter", expected, B, SAME))  # after 10: on A again
+    service.commit()
+    started = time.perf_counter()
+    swept = 0
+    while time.perf_counter() - started < 2.0:
+        looked = service.sweep(1000)
+        service.commit()
+        if not looked:
+            break
+        swept += looked
+    sweep_rate = swept / (time.perf_counter() - started)
+    service.store.close()
+    return upgrade, step, sweep_rate
+
+
+def measure(count: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="hotswap-bench-") as tmp:
+        data = Path(tmp)
+        fill = _fill(data, count, kill=True)
+        proc, address, ready = start_node(data, "--sweep-rate", "0")
+        try:
+            rng = random.Random(2)
+            total = min(200_000, max(20_000, count))
+            uniform = _pipelined(address, [rng.randrange(count) for _ in range(total)])
+            skewed = _pipelined(address, _zipf_keys(count, total, rng))
+            rss = _rss(proc.pid)
+            gaps, usual = _upgrade_pauses(address, min(count, HOT))
+            cold_gaps, cold_usual = _upgrade_pauses(address, count) if count > HOT else ([], 0.0)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+        proc, address, restart = start_node(data, "--sweep-rate", "0")
+        stop(proc)
+        upgrade, step, sweep = _in_process(data, count)
+    gap_ms = sorted(g * 1000 for g in gaps)
+    print(f"  {count:>9,} instances: made in process at {fill:,.0f} inputs/s")
+    print(
+        f"    pipelined durable inputs over 1 connection: uniform {uniform:,.0f}/s, "
+        f"Zipf(1.1) {skewed:,.0f}/s   goal >= 30,000/s uniform"
+    )
+    print(f"    node RSS after that, default cache (10,000): {rss / 2**20:,.0f} MiB   goal < 500")
+    print(
+        f"    upgrade pause under load (largest gap between answered inputs, 10 upgrades; "
+        f"inputs to {min(count, HOT):,} keys): median {statistics.median(gap_ms):.2f} ms, max "
+        f"{gap_ms[-1]:.2f} ms; usual gap {usual * 1000:.2f} ms   goal median < 1 ms; Erlang 84 "
+        "ms for 10,000 processes"
+    )
+    if cold_gaps:
+        cold = sorted(g * 1000 for g in cold_gaps)
+        print(
+            f"      the same with inputs to all {count:,} keys (mostly cache misses): median "
+            f"{statistics.median(cold):.2f} ms, max {cold[-1]:.2f} ms; usual gap "
+            f"{cold_usual * 1000:.2f} ms"
+        )
+    print(f"    upgrade node-side (checks + swap + log + commit): {upgrade * 1000:.2f} ms")
+    print(f"    keyed input on a cached instance, in process: {step * 1e6:.1f} us")
+    print(
+        f"    restart to listening: {ready:.2f} s after the fill (left as by a kill), "
+        f"{restart:.2f} s after a SIGKILL under load   goal < 2 s"
+    )
+    print(f"    sweeper: {sweep:,.0f} migrations/s in process")
+
+
+def main() -> None:
+    print("instances: one machine, N keyed instances (Int counter), trace off, default durability")
+    counts = [int(c) for c in os.environ.get("HOTSWAP_BENCH_COUNTS", "1000,100000").split(",")]
+    for count in counts:
+        measure(count)
+
+
+if __name__ == "__main__":
+    main()
