@@ -11,7 +11,7 @@ from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.errors import HotswapError
 from hotswap.node.instances import DEFAULT_CACHE, DEFAULT_SWEEP_RATE
 from hotswap.node.main import NodeOptions, run
-from hotswap.node.registry import MAX_FUEL
+from hotswap.node.registry import DEFAULT_MAX_INPUT, MAX_FUEL
 from hotswap.node.service import NodeConfig
 from hotswap.node.store import SNAPSHOT_EVERY
 from hotswap.node.trace import Trace
@@ -70,6 +70,7 @@ def _node(args: argparse.Namespace) -> int:
             handshake_timeout=args.handshake_timeout,
             cache=args.cache,
             sweep_rate=args.sweep_rate,
+            max_input=args.max_input,
         ),
     )
     run(options, Trace(args.trace, background=True), args.loop)
@@ -117,6 +118,13 @@ def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="N",
         help="instances a second migrated to the running code in the background; 0: off "
         "(%(default)s)",
+    )
+    node.add_argument(
+        "--max-input",
+        type=count_option("the most bytes of one input", 1),
+        default=DEFAULT_MAX_INPUT,
+        metavar="BYTES",
+        help="refuse inputs longer than this, before decoding them (%(default)s)",
     )
     node.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS")
     node.add_argument(

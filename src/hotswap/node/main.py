@@ -57,7 +57,7 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
 
 
 def _start(options: NodeOptions, trace: Trace, store: Store) -> Service:
-    registry = Registry(options.fuel)
+    registry = Registry(options.fuel, options.config.max_input)
     recovery = store.recover(options.fuel)
     for machine in recovery.machines:
         registry.restore(machine)

@@ -49,6 +49,12 @@ from hotswap.node.rehearse import (
 from hotswap.protocol.events import ErrorCode, HistoryKind
 
 VERSION_MISMATCH = "The version running isn't the one the upgrade expects. Aborting upgrade."
+#: The most bytes of one input a node decodes unless told (``--max-input``). Decoding is
+#: linear but not cheap: a megabyte of one-byte elements (empty lists) takes a few seconds
+#: and about a hundred times its size in memory, so the default keeps one input well short
+#: of stalling the node.
+DEFAULT_MAX_INPUT = 1024 * 1024
+
 #: The longest trial upgrade, in inputs and in seconds (ten years): the store keeps both as
 #: signed 64-bit numbers.
 MAX_TRIAL_INPUTS = 2**62
@@ -235,9 +241,11 @@ def _refuse_with_instances(machine: Machine, what: str) -> None:
 class Registry:
     """The machines of one node, by name; every run of their code has ``fuel``."""
 
-    def __init__(self, fuel: int = DEFAULT_FUEL) -> None:
+    def __init__(self, fuel: int = DEFAULT_FUEL, max_input: int = DEFAULT_MAX_INPUT) -> None:
         self.machines: dict[str, Machine] = {}
         self.fuel = check_fuel(fuel)
+        #: The most bytes an input may have (``--max-input``), checked before it is decoded.
+        self.max_input = max_input
 
     def _check_names_are_its_own(self, code: LoadedModule, machine: str) -> None:
         """Refuse code for ``machine`` whose identity another machine runs with other custom
@@ -289,6 +297,12 @@ class Registry:
     def decode_input(self, machine: Machine, data: bytes) -> Value:
         sig = machine.code.machine
         assert sig is not None
+        if len(data) > self.max_input:
+            raise NodeError(
+                ErrorCode.BAD_INPUT,
+                f"an input of {len(data)} bytes is more than this node takes ({self.max_input}; "
+                "hotswap node --max-input BYTES): send it in parts, or raise the limit",
+            )
         try:
             return value_decoder(sig.input, bounded=True)(data)
         except BytecodeError as e:

@@ -30,7 +30,13 @@ from hotswap.errors import (
     UpgradeRejected,
 )
 from hotswap.node.instances import DEFAULT_CACHE, DEFAULT_SWEEP_RATE, Instances, check_key
-from hotswap.node.registry import Machine, Registry, TrialReverted, load_machine_code
+from hotswap.node.registry import (
+    DEFAULT_MAX_INPUT,
+    Machine,
+    Registry,
+    TrialReverted,
+    load_machine_code,
+)
 from hotswap.node.rehearse import DryRunResult, TrialEnd
 from hotswap.node.store import Store
 from hotswap.node.trace import Trace
@@ -92,6 +98,8 @@ class NodeConfig:
     cache: int = DEFAULT_CACHE
     #: Instances the sweeper migrates a second to the running code (``--sweep-rate``; 0: off).
     sweep_rate: int = DEFAULT_SWEEP_RATE
+    #: The most bytes of one input (``--max-input``), refused before decoding.
+    max_input: int = DEFAULT_MAX_INPUT
 
 
 def _notes(notes: tuple[str, ...]) -> tuple[str, ...]:

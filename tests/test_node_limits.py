@@ -1,0 +1,40 @@
+"""Limits a node applies to what a client sends, before any work is done on it."""
+
+from __future__ import annotations
+
+import pytest
+
+from hotswap.cam.values import encode_value
+from hotswap.client import Client
+from hotswap.errors import NodeError
+from hotswap.examples import cart
+from hotswap.node.memory import MemoryNode
+from hotswap.node.registry import DEFAULT_MAX_INPUT
+from hotswap.node.service import NodeConfig
+
+
+def test_an_input_longer_than_the_limit_is_refused_before_it_is_decoded() -> None:
+    """Decoding costs time and memory in proportion to the input (a megabyte of empty lists
+    takes seconds and a hundred times its size): past ``--max-input`` an input is refused
+    unread, whatever machine it is for, keyed or not, and nothing changes."""
+    config = NodeConfig(max_input=200)
+    small = cart.AddItem("book-1", "A book", 1200, 2)
+    big = cart.AddItem("book-2", "x" * 300, 1200, 2)
+    signature = cart.cart_sm.loaded.machine
+    assert signature is not None
+    data = encode_value(cart.cart_sm.to_core_input(big), signature.input)
+    with (
+        MemoryNode({"cart": cart.cart_sm}, config=config) as node,
+        Client(transport=node.connection()) as c,
+    ):
+        c.send("cart", small)
+        for key in (None, "user-1"):
+            with pytest.raises(NodeError) as refused:
+                c.send_raw("cart", data, key=key)
+            assert refused.value.code == "bad_input"
+            assert "is more than this node takes (200; hotswap node --max-input BYTES)" in str(
+                refused.value
+            )
+        assert c.status("cart").inputs == 1
+        assert list(c.status("cart").state.lines) == ["book-1"]
+    assert DEFAULT_MAX_INPUT == 1024 * 1024
