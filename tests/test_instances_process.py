@@ -59,6 +59,13 @@ def test_the_cli_sends_lists_shows_deletes_and_deploys_instances(tmp_path: Path)
         assert bad.returncode == 1 and "not empty" in bad.stderr
         gone = run_cli("status", "tally", "--key", "nobody", *node)
         assert gone.returncode == 1 and "no instance 'nobody'" in gone.stderr
+        assert (
+            run_cli("send", "tally", "Add(1)", "--key", "two\nlines\x1b[2J", *node).returncode == 0
+        )
+        shown_keys = run_cli("instances", "tally", *node).stdout.splitlines()
+        assert shown_keys == ["'two\\nlines\\x1b[2J'", "user-1", "user-2"]  # quoted, one line
+        first = run_cli("instances", "tally", "--limit", "1", *node)
+        assert first.stdout.splitlines() == ["'two\\nlines\\x1b[2J'"] and "--after" in first.stderr
     finally:
         served.stop()
 

@@ -38,3 +38,18 @@ def test_an_input_longer_than_the_limit_is_refused_before_it_is_decoded() -> Non
         assert c.status("cart").inputs == 1
         assert list(c.status("cart").state.lines) == ["book-1"]
     assert DEFAULT_MAX_INPUT == 1024 * 1024
+
+
+def test_a_first_input_that_traps_makes_no_instance() -> None:
+    """A trap changes nothing: for a key that had no instance, that means none is made (it
+    would otherwise be listed, counted and stored with no input logged)."""
+    with MemoryNode({"cart": cart.cart_sm}) as node, Client(transport=node.connection()) as c:
+        with pytest.raises(NodeError, match="no instance made") as trapped:
+            c.send("cart", cart.Checkout(), key="ghost")
+        assert trapped.value.code == "trap"
+        c.send("cart", cart.AddItem("pen", "A pen", 150, 1), key="real")
+        assert c.instances("cart").keys == ("real",)
+        assert c.status("cart").instances == 1
+        node.reopen()
+        with Client(transport=node.connection()) as again:
+            assert again.instances("cart").keys == ("real",)

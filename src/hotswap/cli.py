@@ -321,12 +321,16 @@ def _instances(args: argparse.Namespace) -> int:
                 args.machine, args.prefix, after, MAX_PAGE if left is None else min(left, MAX_PAGE)
             )
             for key in page.keys:
-                print(key)
+                # one key a line, as typed: a key holding a newline or a terminal escape is
+                # shown quoted (as Python writes it), never passed to the terminal raw
+                print(key if key.isprintable() else repr(key))
             if left is not None:
                 left -= len(page.keys)
             if not page.more:
                 break
             after = page.after
+            if left == 0:
+                print(f"(more keys follow: --after {after!r})", file=sys.stderr)
     return 0
 
 

@@ -22,6 +22,7 @@ sweeps, and leaves durability to the store's group commit.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -44,7 +45,7 @@ DEFAULT_CACHE = 10_000
 #: How many instances a second the sweeper migrates unless told (``--sweep-rate``; 0: off).
 DEFAULT_SWEEP_RATE = 1000
 #: A trap reason is kept and shown cut to this many characters.
-MAX_REASON = 1000
+MAX_REASON = 300
 
 
 def check_key(key: object, what: str = "key") -> str:
@@ -177,12 +178,15 @@ class Backing(Protocol):
     def stored_instances(self, name: str) -> Iterator[tuple[str, int, str, bytes]]: ...
 
 
-def chain_start(history: list[Change], generation: int) -> int:
-    """Where an instance on ``generation`` starts migrating: the latest generation since then
-    that runs the same code (after A -> B -> A an instance on the first A needs no migration,
-    so a rollback resolves the instances an upgrade's migration trapped on)."""
+def chain_start(history: list[Change], generation: int, target: int | None = None) -> int:
+    """Where an instance on ``generation`` starts migrating to ``target`` (the last generation
+    if None): the latest generation since then, up to ``target``, that runs the same code
+    (after A -> B -> A an instance on the first A needs no migration, so a rollback resolves
+    the instances an upgrade's migration trapped on). Never past ``target``: recovery brings
+    instances to the generations their inputs were logged on, not to the last one."""
     identity = history[generation].identity
-    for g in range(len(history) - 1, generation, -1):
+    last = len(history) - 1 if target is None else target
+    for g in range(last, generation, -1):
         if history[g].identity == identity:
             return g
     return generation
@@ -200,7 +204,7 @@ def migrated(
     migrations logged since its generation (raises :class:`Trap`, changing nothing); recovery
     passes no ``state_limit``."""
     state = instance.state
-    for g in range(chain_start(history, instance.generation) + 1, target + 1):
+    for g in range(chain_start(history, instance.generation, target) + 1, target + 1):
         change = history[g]
         if change.migration is None:  # a revert: the instance would cross a taken-back trial
             raise HotswapError(
@@ -303,8 +307,9 @@ class Instances:
             keyed.trapped[instance.key] = reason[:MAX_REASON]
             raise UpgradeRejected(
                 ErrorCode.MIGRATION_TRAP,
-                f"{reason}; the instance stays on {instance.code.identity[:12]} with its state "
-                "(a later upgrade or a rollback can resolve it)",
+                f"{reason}; the instance stays on {old} with its state (going back to {old}, by "
+                "a rollback or an upgrade to it, resolves it; an upgrade to other code does "
+                "not, as the migration that trapped still runs first)",
                 trap=e.kind,
             ) from None
         keyed.trapped.pop(instance.key, None)
@@ -332,6 +337,7 @@ class Instances:
         self.check_usable(machine)
         keyed = machine.keyed
         instance = self._find(machine, key)
+        fresh = instance is None
         if instance is None:
             try:
                 state = machine.code.init(fuel=self.fuel)
@@ -340,16 +346,18 @@ class Instances:
                     ErrorCode.TRAP, f"init of {machine.name}[{key!r}] trapped: {e}", trap=e.kind
                 ) from None
             instance = Instance(key, machine.code, machine.generation, state, 0)
-            keyed.count(instance.generation, 1)
-            self._keep(machine, instance)
         else:
             self._migrate(machine, instance)
         try:
             state, output = machine.code.step(value, instance.state, fuel=self.fuel)
         except Trap as e:
+            unchanged = "no instance made" if fresh else "state unchanged"
             raise NodeError(
-                ErrorCode.TRAP, f"{machine.name}[{key!r}]: {e}; state unchanged", trap=e.kind
+                ErrorCode.TRAP, f"{machine.name}[{key!r}]: {e}; {unchanged}", trap=e.kind
             ) from None
+        if fresh:  # made by an input that ran: one that traps leaves no instance behind
+            keyed.count(instance.generation, 1)
+            self._keep(machine, instance)
         instance.state = state
         instance.inputs += 1
         instance.seq = self.store.log_input(
@@ -454,9 +462,11 @@ class Instances:
 
     # --- the sweeper ----------------------------------------------------------------------
 
-    def sweep(self, machine: Machine, budget: int) -> int:
+    def sweep(self, machine: Machine, budget: int, until: float | None = None) -> int:
         """Migrate up to ``budget`` instances not yet on the running code, oldest generation
-        first, without filling the cache; how many it looked at (0: none is left to try)."""
+        first, without filling the cache, and stop early once ``time.perf_counter()`` passes
+        ``until`` (instances can be large: a count alone would let one slice hold the event
+        loop for seconds); how many it looked at (0: none is left to try)."""
         if machine.trial is not None or budget <= 0:
             return 0
         keyed = machine.keyed
@@ -468,6 +478,8 @@ class Instances:
             after = keyed.sweep_after.get(generation, "")
             keys = self.store.keys_on(machine.name, generation, after, budget - looked)
             for key in keys:
+                if until is not None and looked and time.perf_counter() > until:
+                    return looked
                 looked += 1
                 keyed.sweep_after[generation] = key
                 if key in keyed.trapped:

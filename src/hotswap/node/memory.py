@@ -85,10 +85,11 @@ class MemoryNode:
             conn.pending.clear()
         self._connections.clear()
 
-    def sweep(self, budget: int) -> int:
-        """Let the sweeper migrate up to ``budget`` instances now, and commit (a served node
-        does this in the background, ``--sweep-rate`` a second); how many it looked at."""
-        looked = self.service.sweep(budget)
+    def sweep(self, budget: int, seconds: float | None = None) -> int:
+        """Let the sweeper migrate up to ``budget`` instances now, for at most about
+        ``seconds``, and commit (a served node does this in the background, ``--sweep-rate`` a
+        second, 5 ms at a time); how many it looked at."""
+        looked = self.service.sweep(budget, seconds)
         self.service.commit()
         return looked
 

@@ -39,6 +39,8 @@ TICK = 1.0
 SHUTDOWN_GRACE = 5.0
 #: How often the sweeper migrates its share of instances (``--sweep-rate`` a second).
 SWEEP_TICK = 0.05
+#: The longest the sweeper runs in one tick, whatever the size of the instances it migrates.
+SWEEP_SLICE = 0.005
 
 
 class Node:
@@ -98,7 +100,7 @@ class Node:
         if rate <= 0:
             return
         try:
-            if self.service.sweep(max(1, round(rate * SWEEP_TICK))):
+            if self.service.sweep(max(1, round(rate * SWEEP_TICK)), SWEEP_SLICE):
                 self.service.commit()
         except StoreError as e:
             self.fail(e)

@@ -13,6 +13,7 @@ it and the reply is ``Upgraded``.
 
 from __future__ import annotations
 
+import heapq
 import math
 import sys
 import time
@@ -345,14 +346,15 @@ class Service:
         self.trace.note(f"Deployed machine {name!r} on {code.identity[:12]}")
         return Deployed(rid, name, code.identity, True)
 
-    def sweep(self, budget: int) -> int:
-        """Let the sweeper migrate up to ``budget`` instances, machine by machine; how many it
-        looked at (the caller commits)."""
+    def sweep(self, budget: int, seconds: float | None = None) -> int:
+        """Let the sweeper migrate up to ``budget`` instances, machine by machine, for at most
+        about ``seconds`` (None: no time limit); how many it looked at (the caller commits)."""
+        until = None if seconds is None else time.perf_counter() + seconds
         looked = 0
         for machine in self.registry.machines.values():
-            if looked >= budget:
+            if looked >= budget or (until is not None and looked and time.perf_counter() > until):
                 break
-            looked += self.instances.sweep(machine, budget - looked)
+            looked += self.instances.sweep(machine, budget - looked, until)
         return looked
 
     def _history(self, machine: Machine) -> tuple[HistoryEntry, ...]:
@@ -402,7 +404,7 @@ class Service:
             codes[identity] = codes.get(identity, 0) + count
         trapped = tuple(
             TrappedInstance(k, keyed.trapped[k][:1024])
-            for k in sorted(keyed.trapped)[:MAX_TRAPPED_LISTED]
+            for k in heapq.nsmallest(MAX_TRAPPED_LISTED, keyed.trapped)
         )
         sweep = SweepProgress(
             self.config.sweep_rate,
