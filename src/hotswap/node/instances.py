@@ -507,10 +507,19 @@ class Instances:
     # --- checking an upgrade on every instance ----------------------------------------------
 
     def check_all(self, machine: Machine, swap: Swap) -> None:
-        """Run ``swap``'s migration, read-only, on every instance brought to the running code;
-        :class:`UpgradeRejected` ``migration_trap`` listing those it traps on (changing
+        """Migrate every instance, read-only, the way it would migrate once ``swap`` is
+        installed (through the chain from its own code to the new one, as a lazy migration
+        will: so a rollback to the code of instances that trapped passes, as it should);
+        :class:`UpgradeRejected` ``migration_trap`` listing those that trap (changing
         nothing), or nothing."""
         self.flush(machine)
+        future = [*machine.history, swap.change]
+        target = len(future) - 1
+        given = {swap.new.identity: swap.new, swap.migration.identity: swap.migration}
+
+        def load(identity: str) -> LoadedModule:
+            return given.get(identity) or self.store.loaded(identity)
+
         traps: list[str] = []
         count = 0
         for key, generation, identity, data in self.store.stored_instances(machine.name):
@@ -527,17 +536,7 @@ class Instances:
                     ) from None
                 instance = Instance(key, code, generation, state, 0)
             try:
-                if instance.generation != machine.generation:
-                    _, state = migrated(
-                        machine.history,
-                        instance,
-                        machine.generation,
-                        self.store.loaded,
-                        self.fuel,
-                    )
-                else:
-                    state = instance.state
-                swap.migration.migrate(state, fuel=self.fuel)
+                migrated(future, instance, target, load, self.fuel)
             except Trap as e:
                 count += 1
                 if len(traps) < MAX_TRAPPED_LISTED:
@@ -546,7 +545,7 @@ class Instances:
             shown = ", ".join(traps[:10]) + (f" and {count - 10} more" if count > 10 else "")
             raise UpgradeRejected(
                 ErrorCode.MIGRATION_TRAP,
-                f"upgrade refused by --check-all, nothing changed: the migration traps on "
-                f"{count} instance(s) of {machine.name}: {shown}",
+                f"upgrade refused by --check-all, nothing changed: migrating to the new code "
+                f"traps on {count} instance(s) of {machine.name}: {shown}",
                 trap="check_all",
             )
