@@ -11,6 +11,7 @@ two together as the ``hotswap`` program. Every failure is one line on stderr,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from hotswap.cam.disasm import disassemble
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_type, decode_value, encode_value
-from hotswap.client import DryRunOutcome, Upgrade, connect, schemas_of
+from hotswap.client import Client, DryRunOutcome, Upgrade, connect, schemas_of
 from hotswap.client.session import DRY_RUN_INPUTS
 from hotswap.code import import_object, module_bytes
 from hotswap.errors import HotswapError, ValueTypeError
@@ -32,6 +33,7 @@ from hotswap.names.pysource import python_source
 from hotswap.names.schema import describe
 from hotswap.names.section import module_schemas
 from hotswap.protocol.events import MAX_PAGE, StatusReply, Upgraded
+from hotswap.signing import generate_key, key_id, public_line, write_private_key
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -108,6 +110,7 @@ def _upgrade(args: argparse.Namespace) -> int:
         migration = import_object(args.migration)
         module_bytes(migration, args.migration)  # a bad reference fails here, named
     with connect(args.node) as client:
+        _sign(client, args)
         status = client.status_raw(args.machine)
         expected = args.expect or status.identity
         generation = args.generation if args.generation is not None else status.generation
@@ -169,6 +172,7 @@ def _rollback(args: argparse.Namespace) -> int:
     if args.migration:
         migration = module_bytes(import_object(args.migration), args.migration)
     with connect(args.node) as client:
+        _sign(client, args)
         reply = client.rollback(args.machine, migration, check_all=args.check_all)
     _report(args.machine, reply, (), derived=migration is None)
     return 0
@@ -341,10 +345,41 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sign_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sign",
+        default=None,
+        metavar="KEYFILE",
+        help="sign the change with this private key, for a node started with --trust "
+        "(default: $HOTSWAP_SIGNING_KEY, if set)",
+    )
+
+
+def _sign(client: Client, args: argparse.Namespace) -> None:
+    key = args.sign or os.environ.get("HOTSWAP_SIGNING_KEY") or None
+    if key is not None:
+        client.session.sign_with(key)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    private, public = Path(args.out), Path(args.out + ".pub")
+    if public.exists():
+        raise HotswapError(f"{public} exists: choose another --out, or remove the old key pair")
+    key = generate_key()
+    write_private_key(key, private)
+    line = public_line(key.public_key(), args.comment)
+    public.write_text(line + "\n", encoding="utf-8")
+    print(f"Private key {private} (keep it secret), public key {public}:")
+    print(line)
+    print(f"Key id {key_id(key.public_key())}: start nodes with --trust {public}")
+    return 0
+
+
 def _deploy(args: argparse.Namespace) -> int:
     code = import_object(args.code)
     module_bytes(code, args.code)  # a bad reference fails here, named
     with connect(args.node) as client:
+        _sign(client, args)
         done = client.deploy(args.name, code)
     if done.started:
         print(f"Deployed machine {args.name!r} on {done.identity[:12]}")
@@ -470,6 +505,7 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="provisional for T seconds (with --trial: whichever ends first)",
     )
     upgrade.add_argument("--check-all", action="store_true", help=CHECK_ALL_HELP)
+    _sign_option(upgrade)
     upgrade.set_defaults(func=_upgrade)
 
     for name, what in (("confirm", "keep"), ("revert", "take back")):
@@ -511,6 +547,7 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="the state migration back (default: derived from the state types' names)",
     )
     rollback.add_argument("--check-all", action="store_true", help=CHECK_ALL_HELP)
+    _sign_option(rollback)
     rollback.set_defaults(func=_rollback)
 
     status = client_command("status", "show machines, their code, types and state")
@@ -533,7 +570,15 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     deploy = client_command("deploy", "add a machine to the running node")
     deploy.add_argument("name")
     deploy.add_argument("--code", required=True, metavar="module:attribute")
+    _sign_option(deploy)
     deploy.set_defaults(func=_deploy)
+
+    keygen = sub.add_parser("keygen", help="make a key pair to sign changes of code with")
+    keygen.add_argument(
+        "--out", required=True, metavar="FILE", help="the private key; the public one: FILE.pub"
+    )
+    keygen.add_argument("--comment", default="", help="a note kept with the public key")
+    keygen.set_defaults(func=_keygen)
 
     types = client_command("types", "print a version's types as Python dataclasses")
     types.add_argument("machine")

@@ -207,7 +207,8 @@ class TrustedKeys:
         if not signature:
             msg = (
                 f"{claim.action} of {claim.machine} needs a signature by a trusted key "
-                f"(this node trusts {', '.join(self.ids)}): sign it with `hotswap sign`"
+                f"(this node trusts {', '.join(self.ids)}): sign it with `--sign KEYFILE` "
+                "(the CLI) or `client.session.sign_with(key)`"
             )
             raise SignatureProblem(msg)
         if len(signature) != SIGNATURE_BYTES:

@@ -18,7 +18,10 @@ import sys
 import warnings
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar, cast
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.module import module_identity
@@ -73,6 +76,7 @@ from hotswap.protocol.events import (
     Upgraded,
     UpgradeRequest,
 )
+from hotswap.signing import Claim, read_private_key, sign
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -214,6 +218,17 @@ class Session:
         self._converters: dict[tuple[str, tuple[str, ...]], tuple[int, Converter]] = {}
         self._warned: set[str] = set()  # identities warned about (ClassesUnknownWarning)
         self._searched: set[str] = set()  # identities looked for among the program's machines
+        #: The key upgrades, rollbacks and deploys are signed with (:meth:`sign_with`), for a
+        #: node started with ``--trust``; None: unsigned.
+        self.signer: Ed25519PrivateKey | None = None
+
+    def sign_with(self, key: Ed25519PrivateKey | str | Path | None) -> None:
+        """Sign every later change of code with ``key`` (a private key, or the file
+        ``hotswap keygen`` wrote); None: stop signing."""
+        if key is None or isinstance(key, Ed25519PrivateKey):
+            self.signer = key
+        else:
+            self.signer = read_private_key(Path(key))
 
     def request_id(self) -> int:
         self._next_id += 1
@@ -341,17 +356,34 @@ class Session:
         if upgrade.generation is not None:
             _check_count("generation", upgrade.generation)
         parts = yield from self.upgrade_parts(upgrade)
+        generation, signature = upgrade.generation, b""
+        if self.signer is not None:  # the signature binds the generation: send it too
+            if generation is None:
+                generation = (yield from self.status_raw(machine)).generation
+            if generation is None:
+                msg = f"the node reports no generation of {machine}: it cannot check signatures"
+                raise HotswapError(msg)
+            claim = Claim(
+                "upgrade",
+                machine,
+                parts.expected,
+                generation,
+                module_identity(parts.module),
+                module_identity(parts.migration),
+            )
+            signature = sign(self.signer, claim)
         request = UpgradeRequest(
             self.request_id(),
             machine,
             parts.expected,
             parts.module,
             parts.migration,
-            generation=upgrade.generation,
+            generation=generation,
             rename=upgrade.rename,
             trial=trial,
             trial_seconds=trial_seconds,
             check_all=check_all,
+            signature=signature,
         )
         reply = expect((yield request), Upgraded)
         self.running[machine] = reply.new
@@ -433,7 +465,10 @@ class Session:
     def deploy(self, name: str, machine: object) -> Flow[Deployed]:
         self._remember(machine)
         data = module_bytes(machine, f"the machine {name!r}")
-        return expect((yield Deploy(self.request_id(), name, data)), Deployed)
+        signature = b""
+        if self.signer is not None:
+            signature = sign(self.signer, Claim("deploy", name, "", 0, module_identity(data)))
+        return expect((yield Deploy(self.request_id(), name, data, signature)), Deployed)
 
     def status(self, machine: str, key: str | None = None) -> Flow[MachineStatus]:
         reply = yield from self.status_raw(machine, key)

@@ -15,6 +15,7 @@ from hotswap.node.registry import DEFAULT_MAX_INPUT, MAX_FUEL
 from hotswap.node.service import NodeConfig
 from hotswap.node.store import SNAPSHOT_EVERY
 from hotswap.node.trace import Trace
+from hotswap.signing import TrustedKeys
 
 
 def fuel_option(text: str) -> int:
@@ -71,6 +72,7 @@ def _node(args: argparse.Namespace) -> int:
             cache=args.cache,
             sweep_rate=args.sweep_rate,
             max_input=args.max_input,
+            trust=TrustedKeys.from_files([Path(p) for p in args.trust]) if args.trust else None,
         ),
     )
     run(options, Trace(args.trace, background=True), args.loop)
@@ -125,6 +127,14 @@ def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=DEFAULT_MAX_INPUT,
         metavar="BYTES",
         help="refuse inputs longer than this, before decoding them (%(default)s)",
+    )
+    node.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="KEYFILE",
+        help="accept upgrades, rollbacks and deploys only signed by a key in KEYFILE "
+        "(public keys from `hotswap keygen`, one a line; repeatable)",
     )
     node.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS")
     node.add_argument(

@@ -88,6 +88,12 @@ def _start(options: NodeOptions, trace: Trace, store: Store) -> Service:
     store.commit(registry.machines)
     if not registry.machines:
         raise NodeError("bad_request", "no machines: give --machine NAME=module:attribute")
+    trust = options.config.trust
+    if trust is not None:
+        trace.note(
+            f"Changes of code must be signed by one of {len(trust)} trusted key(s): "
+            + ", ".join(trust.ids)
+        )
     return Service(registry, store, trace, options.config)
 
 

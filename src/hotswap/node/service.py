@@ -21,6 +21,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from hotswap.cam.loaded import is_loaded, load_module
+from hotswap.cam.module import module_identity
 from hotswap.cam.values import encode_type, encode_value, value_encoder
 from hotswap.errors import (
     HotswapError,
@@ -85,6 +86,16 @@ from hotswap.protocol.events import (
     UpgradeRequest,
     Welcome,
 )
+from hotswap.signing import Claim, SignatureProblem, TrustedKeys
+
+
+def _id(data: bytes) -> str:
+    """The identity of module bytes, or "" when they are not a module (no signature covers
+    that: the change is refused as unsigned, before its bytes are looked at further)."""
+    try:
+        return module_identity(data)
+    except HotswapError:
+        return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +112,8 @@ class NodeConfig:
     sweep_rate: int = DEFAULT_SWEEP_RATE
     #: The most bytes of one input (``--max-input``), refused before decoding.
     max_input: int = DEFAULT_MAX_INPUT
+    #: The keys a change of code must be signed by (``--trust``); None: no signature needed.
+    trust: TrustedKeys | None = None
 
 
 def _notes(notes: tuple[str, ...]) -> tuple[str, ...]:
@@ -143,11 +156,45 @@ class Service:
         self._due = self.registry.next_deadline() or math.inf
         return bool(ended)
 
+    def unsigned(self, event: Request) -> str | None:
+        """Why ``event``, a change of code, may not be made on this node for want of a valid
+        signature by a trusted key (``--trust``), or None. Checked before anything of the
+        change is decoded, and again when it is applied."""
+        trusted = self.config.trust
+        if trusted is None:
+            return None
+        match event:
+            case UpgradeRequest(machine=name, expected=expected, module=new, migration=mig):
+                machine = self.registry.machines.get(name)
+                if machine is None:
+                    return None  # refused as unknown, whatever it carries
+                generation = machine.generation if event.generation is None else event.generation
+                claim = Claim("upgrade", name, expected, generation, _id(new), _id(mig))
+            case Deploy(machine=name, module=data):
+                claim = Claim("deploy", name, "", 0, _id(data))
+            case Release():
+                return (
+                    "this node takes only signed changes of code (--trust), and a release "
+                    "cannot be signed yet: upgrade its machines one by one, each signed"
+                )
+            case _:
+                return None
+        try:
+            trusted.check(claim, event.signature)
+        except SignatureProblem as e:
+            return str(e)
+        return None
+
     def handle(self, event: Request) -> Reply:
         """Apply one request; the reply (possibly an Error) is what the client will receive.
         Raises :class:`StoreError` if logging an upgrade fails: the node must then stop."""
         if self._due <= time.time():
             self.tick(time.time())  # a trial whose time is up ends before this request
+        if self.config.trust is not None and isinstance(event, UpgradeRequest | Deploy | Release):
+            problem = self.unsigned(event)
+            if problem is not None:
+                self.trace.rejected(ErrorCode.FORBIDDEN, problem)
+                return Error(event.id, ErrorCode.FORBIDDEN, f"change refused: {problem}")
         match event:
             case Send(id=rid, machine=name, input=data, state=want, key=None):
                 return self._step(rid, name, data, None, want)
@@ -433,7 +480,10 @@ class Service:
 
     def to_prepare(self, event: Request) -> list[bytes]:
         """The modules of an upgrade, release or dry run that are not loaded yet, when the
-        request names the running code (one for other code is refused at once, unloaded)."""
+        request names the running code (one for other code, or without the signature the node
+        requires, is refused at once, unloaded)."""
+        if self.unsigned(event) is not None:
+            return []
         match event:
             case UpgradeRequest(machine=name, expected=expected, module=new, migration=mig) | (
                 DryRun(machine=name, expected=expected, module=new, migration=mig)

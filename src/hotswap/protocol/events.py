@@ -75,6 +75,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
     OVERLOADED = "overloaded"
     UNKNOWN_INSTANCE = "unknown_instance"
+    FORBIDDEN = "forbidden"
 
 
 class HistoryKind(StrEnum):
@@ -159,6 +160,9 @@ class UpgradeRequest:
     #: Version 3: first run the migration read-only on every keyed instance, and refuse the
     #: upgrade (``migration_trap``, naming them) if it traps on any.
     check_all: bool = False
+    #: Version 3: an Ed25519 signature over the change (docs/protocol.md, "Signed changes"),
+    #: which a node started with ``--trust`` requires; empty: none.
+    signature: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +256,8 @@ class Deploy:
     id: int
     machine: str
     module: bytes
+    #: An Ed25519 signature over the deploy, as for ``UpgradeRequest``; empty: none.
+    signature: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -389,6 +389,23 @@ def _item(convert: Callable[[object], object], value: object, index: int) -> obj
 UINT = UInt()
 FRAME_LIMIT = UInt(HANDSHAKE_MAX_FRAME, MAX_FRAME_LIMIT)
 BYTES = Bytes()
+
+
+class Signature(Kind):
+    """An Ed25519 signature: 64 bytes (or none, empty, where a field is optional)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("a signature (64 bytes)")
+
+    def decode(self, value: object) -> object:
+        if type(value) is not bytes or len(value) not in (0, 64):
+            raise self._wrong(value)
+        return value
+
+
+SIGNATURE = Signature()
 NAME = Text("a machine name ([A-Za-z0-9_.-]{1,64})", 64, r"[A-Za-z0-9_.\-]{1,64}")
 IDENTITY = Text("an identity (64 lowercase hex digits)", 64, r"[0-9a-f]{64}")
 SHORT_TEXT = Text("a text string of at most 256 characters", 256)

@@ -199,8 +199,9 @@ ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
     ),
     # BAD_REQUEST for an upgrade: a trial out of bounds (only version 2 requests have one);
     # for a release: no items.
-    UpgradeRequest: _REFUSED_UPGRADE,
-    Release: _REFUSED_UPGRADE,
+    # FORBIDDEN (version 3): a node with --trust refuses a change without a valid signature.
+    UpgradeRequest: _REFUSED_UPGRADE | {ErrorCode.FORBIDDEN},
+    Release: _REFUSED_UPGRADE | {ErrorCode.FORBIDDEN},
     DryRun: _REFUSED_UPGRADE | {ErrorCode.TOO_LARGE},
     Confirm: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.BAD_REQUEST} | _ANY_REQUEST),
     Revert: frozenset({ErrorCode.UNKNOWN_MACHINE, ErrorCode.BAD_REQUEST} | _ANY_REQUEST),
@@ -219,7 +220,13 @@ ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
         | _ANY_REQUEST
     ),
     Deploy: frozenset(
-        {ErrorCode.BAD_MODULE, ErrorCode.BAD_REQUEST, ErrorCode.TRAP, ErrorCode.TOO_LARGE}
+        {
+            ErrorCode.BAD_MODULE,
+            ErrorCode.BAD_REQUEST,
+            ErrorCode.TRAP,
+            ErrorCode.TOO_LARGE,
+            ErrorCode.FORBIDDEN,
+        }
         | _ANY_REQUEST
     ),
     Machines: frozenset({ErrorCode.TOO_LARGE} | _ANY_REQUEST),

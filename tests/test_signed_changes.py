@@ -1,0 +1,139 @@
+"""A node started with ``--trust`` changes code only with a valid signature by a trusted key:
+unsigned, wrongly signed and replayed changes are refused with ``forbidden`` and change
+nothing, and nothing of them is decoded first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hotswap.cam.module import module_identity
+from hotswap.client import Client, Upgrade
+from hotswap.errors import NodeError
+from hotswap.examples.counter import Incr, counter_sm, counter_sm2, downgrade_state, upgrade_state
+from hotswap.node.memory import MemoryNode
+from hotswap.node.service import NodeConfig
+from hotswap.protocol.events import Error, UpgradeRequest
+from hotswap.signing import (
+    Claim,
+    TrustedKeys,
+    generate_key,
+    public_line,
+    sign,
+    write_private_key,
+)
+from served import Served, run_cli
+
+
+def _node(trusted: TrustedKeys) -> MemoryNode:
+    return MemoryNode({"counter": counter_sm}, config=NodeConfig(trust=trusted))
+
+
+def test_only_changes_signed_by_a_trusted_key_are_made() -> None:
+    ours, theirs = generate_key(), generate_key()
+    with _node(TrustedKeys([ours.public_key()])) as node, Client(transport=node.connection()) as c:
+        c.send("counter", Incr())
+        for signer in (None, theirs):
+            c.session.sign_with(signer)
+            with pytest.raises(NodeError) as refused:
+                c.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
+            assert refused.value.code == "forbidden"
+            assert c.status("counter").identity == counter_sm.identity
+        assert "needs a signature by a trusted key" in str(_refusal(c, None))
+        c.session.sign_with(ours)
+        done = c.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
+        assert done.new == counter_sm2.identity
+        back = c.rollback("counter", downgrade_state)  # a rollback is an upgrade: signed too
+        assert back.new == counter_sm.identity
+        with pytest.raises(NodeError, match="a release cannot be signed yet"):
+            c.release({"counter": Upgrade(counter_sm, counter_sm2, upgrade_state)})
+        assert c.send("counter", Incr()) is None and c.status("counter").inputs == 2
+        c.session.sign_with(None)
+        with pytest.raises(NodeError, match="deploy of more needs a signature"):
+            c.deploy("more", counter_sm)
+        c.session.sign_with(ours)
+        assert c.deploy("more", counter_sm).started
+
+
+def _refusal(c: Client, signer: object) -> str:
+    c.session.sign_with(None)
+    try:
+        c.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
+    except NodeError as e:
+        return str(e)
+    raise AssertionError("the unsigned upgrade was accepted")
+
+
+def test_a_signed_upgrade_cannot_be_replayed_once_the_machine_moved_on() -> None:
+    """The same signed request, sent again after the code went and came back (the same
+    identity is expected again), names a generation the machine has left."""
+    key = generate_key()
+    module, migration = counter_sm2.module, upgrade_state.module
+    claim = Claim(
+        "upgrade",
+        "counter",
+        counter_sm.identity,
+        0,
+        module_identity(module),
+        module_identity(migration),
+    )
+    request = UpgradeRequest(
+        1,
+        "counter",
+        counter_sm.identity,
+        module,
+        migration,
+        generation=0,
+        signature=sign(key, claim),
+    )
+    with _node(TrustedKeys([key.public_key()])) as node, Client(transport=node.connection()) as c:
+        c.session.sign_with(key)
+        first = c.request(request)
+        assert not isinstance(first, Error), first
+        c.rollback("counter", downgrade_state)
+        assert c.status("counter").identity == counter_sm.identity
+        again = c.request(request)
+        # the signature holds for generation 0, which the machine has left
+        assert isinstance(again, Error) and again.code == "wrong_version", again
+        tampered = UpgradeRequest(
+            2,
+            "counter",
+            counter_sm.identity,
+            module,
+            migration,
+            generation=2,
+            signature=sign(key, claim),
+        )
+        refused = c.request(tampered)
+        assert isinstance(refused, Error) and refused.code == "forbidden"
+        assert "made for another change or generation" in refused.message
+        assert c.status("counter").identity == counter_sm.identity
+
+
+def test_the_cli_makes_keys_and_signs_with_them(tmp_path: Path) -> None:
+    made = run_cli("keygen", "--out", str(tmp_path / "release.key"))
+    assert made.returncode == 0, made.stderr
+    public = (tmp_path / "release.key.pub").read_text(encoding="utf-8")
+    assert public.startswith("hotswap-ed25519 ")
+    again = run_cli("keygen", "--out", str(tmp_path / "release.key"))
+    assert again.returncode == 1 and "exists" in again.stderr
+    trusted = TrustedKeys.from_files([tmp_path / "release.key.pub"])
+    assert len(trusted) == 1 and trusted.ids[0] in made.stdout
+    other = generate_key()
+    write_private_key(other, tmp_path / "other.key")
+    assert public_line(other.public_key()) not in public
+    served = Served(tmp_path / "node", {"counter": counter_sm}, config=NodeConfig(trust=trusted))
+    try:
+        node = ("--node", served.address)
+        upgrade = ("upgrade", "counter", "--to", "hotswap.examples.counter:counter_sm2", *node)
+        unsigned = run_cli(*upgrade)
+        assert unsigned.returncode == 1 and "needs a signature by a trusted key" in unsigned.stderr
+        wrong = run_cli(*upgrade, "--sign", str(tmp_path / "other.key"))
+        assert wrong.returncode == 1 and "does not trust" in wrong.stderr
+        signed = run_cli(*upgrade, "--sign", str(tmp_path / "release.key"))
+        assert signed.returncode == 0, signed.stderr
+        with Client(served.address) as c:
+            assert c.status("counter").identity == counter_sm2.identity
+    finally:
+        served.stop()
