@@ -326,11 +326,11 @@ def _build_decoder(t: Type, budget: _Budget | None = None) -> _Dec:
             def entries(data: bytes, pos: int) -> tuple[Value, int]:
                 n, pos = _count(data, pos, "map", width)
                 out = []
-                seen = set()  # of safe keys: chosen hash collisions cost no more than others
-                for _ in range(n):
+                seen = set()  # chosen hash collisions cost no more than others: a tuple key
+                for _ in range(n):  # is seen by its safe key (an int or a str is safe in a set)
                     at = pos
                     k, pos = on_key(data, pos)
-                    safe = safe_key(k)
+                    safe = safe_key(k) if type(k) is tuple else k
                     if safe in seen:
                         raise DecodeError(f"value at byte {at}: a map key appears twice")
                     seen.add(safe)

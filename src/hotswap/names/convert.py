@@ -741,7 +741,7 @@ def machine_runner(
     d = _dec(src, output, "o", tail, "    ", 0, checked=False)
     lines = [
         "def run(i, s):",
-        "    _memo = {}",
+        *(["    _memo = {}"] if src.noted else []),  # no record to note: no memo to make
         "    try:",
         *body,
         "    except Exception:",

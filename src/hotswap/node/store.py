@@ -62,7 +62,7 @@ from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_value, value_decoder, value_encoder
 from hotswap.errors import BytecodeError, HotswapError, StoreError, Trap
 from hotswap.lang.evaluate import Value
-from hotswap.lang.persistent import bulk
+from hotswap.lang.persistent import bulk, state_size
 from hotswap.node.instances import Instance, prefix_end
 from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, revert_trial
 from hotswap.node.rehearse import Trial, TrialEnd
@@ -496,6 +496,7 @@ class Store:
                 state = decode_value(bytes(state_bytes), code.machine.state)
             except HotswapError as e:
                 raise StoreError(f"snapshot of {name!r} is unreadable: {e}") from None
+            state_size(state)  # measured now, at start, not by the first input's state check
             machine = Machine(name, code, state, inputs, [])
             replayed += self._replay(machine, seq, fuel)
             machine.history = self._history(name)
