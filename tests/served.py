@@ -32,10 +32,11 @@ class Served:
         *,
         trace: TraceMode = "seed",
         config: NodeConfig | None = None,
+        auth: bool = False,
     ) -> None:
         self.out = io.StringIO()
         options = NodeOptions(
-            data=data, machines=tuple(machines.items()), config=config or NodeConfig()
+            data=data, machines=tuple(machines.items()), config=config or NodeConfig(), auth=auth
         )
         self.node = Node(open_service(options, Trace(trace, self.out)))
         self.loop = asyncio.new_event_loop()

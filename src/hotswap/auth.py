@@ -31,6 +31,7 @@ from pathlib import Path
 from hotswap.errors import HotswapError
 
 __all__ = [
+    "LOCAL_TOKEN",
     "ROLES",
     "CredentialProblem",
     "Credentials",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 ROLES = ("read", "send", "upgrade", "admin")
+#: The file in a node's data directory (``--auth``) holding a token for clients on its machine.
+LOCAL_TOKEN = "client.token"
 TOKEN_PREFIX = "hst_"
 FILE_VERSION = 1
 #: A token is refused unread past this many characters (a request's bound before it is

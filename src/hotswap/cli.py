@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from hotswap.auth import ROLES as AUTH_ROLES
+from hotswap.auth import Credentials
 from hotswap.cam.disasm import disassemble
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_type, decode_value, encode_value
@@ -37,7 +39,7 @@ from hotswap.signing import generate_key, key_id, public_line, write_private_key
 
 
 def _send(args: argparse.Namespace) -> int:
-    with connect(args.node) as client:
+    with _connect(args) as client:
         status = client.status_raw(args.machine)
         code = client.code(status.identity)
         sig = code.machine
@@ -109,7 +111,7 @@ def _upgrade(args: argparse.Namespace) -> int:
     if args.migration:
         migration = import_object(args.migration)
         module_bytes(migration, args.migration)  # a bad reference fails here, named
-    with connect(args.node) as client:
+    with _connect(args) as client:
         _sign(client, args)
         status = client.status_raw(args.machine)
         expected = args.expect or status.identity
@@ -151,7 +153,7 @@ def _report_dry_run(machine: str, outcome: DryRunOutcome) -> None:
 
 def _end_trial(args: argparse.Namespace) -> int:
     revert = args.command == "revert"
-    with connect(args.node) as client:
+    with _connect(args) as client:
         ended = client.revert(args.machine) if revert else client.confirm(args.machine)
     if revert:
         print(
@@ -171,7 +173,7 @@ def _rollback(args: argparse.Namespace) -> int:
     migration = None
     if args.migration:
         migration = module_bytes(import_object(args.migration), args.migration)
-    with connect(args.node) as client:
+    with _connect(args) as client:
         _sign(client, args)
         reply = client.rollback(args.machine, migration, check_all=args.check_all)
     _report(args.machine, reply, (), derived=migration is None)
@@ -184,7 +186,7 @@ def _release(args: argparse.Namespace) -> int:
     unknown = sorted(set(migrations) - set(targets))
     if unknown:
         raise HotswapError(f"--migration for {', '.join(unknown)}, which the release lacks")
-    with connect(args.node) as client:
+    with _connect(args) as client:
         upgrades = {}
         for name, ref in targets.items():
             migration = None
@@ -253,7 +255,7 @@ def _status(args: argparse.Namespace) -> int:
         if not args.machine:
             raise HotswapError("--key names an instance of one machine: give the machine too")
         return _instance_status(args)
-    with connect(args.node) as client:
+    with _connect(args) as client:
         names = [args.machine] if args.machine else [name for name, _ in client.machines()]
         for name in names:
             s = client.status_raw(name)  # one reply: inputs and state from the same moment
@@ -298,7 +300,7 @@ def _print_instances(s: StatusReply) -> None:
 
 
 def _instance_status(args: argparse.Namespace) -> int:
-    with connect(args.node) as client:
+    with _connect(args) as client:
         s = client.status_raw(args.machine, key=args.key)
         state_type = decode_type(s.state_type)
         state = decode_value(s.state, state_type)
@@ -319,7 +321,7 @@ def _instances(args: argparse.Namespace) -> int:
         raise HotswapError(f"--limit counts the keys to list: give N >= 1, not {args.limit}")
     left = args.limit
     after = args.after
-    with connect(args.node) as client:
+    with _connect(args) as client:
         while left is None or left > 0:
             page = client.instances(
                 args.machine, args.prefix, after, MAX_PAGE if left is None else min(left, MAX_PAGE)
@@ -339,9 +341,39 @@ def _instances(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    with connect(args.node) as client:
+    with _connect(args) as client:
         gone = client.delete(args.machine, args.key)
     print(f"Deleted {args.machine}[{gone.key!r}] after {gone.inputs} input(s)")
+    return 0
+
+
+def _connect(args: argparse.Namespace) -> Client:
+    return connect(args.node, token=getattr(args, "token", None))
+
+
+def _token(args: argparse.Namespace) -> int:
+    """``hotswap token add|revoke|list``: the principals of a node's data directory (the node
+    reads them when it starts)."""
+    path = Path(args.data) / "credentials.json"
+    credentials = Credentials.load(path)
+    if args.action == "add":
+        if not args.name or not args.roles:
+            raise HotswapError("`hotswap token add NAME --roles ROLE[,ROLE]` names whom and what")
+        token = credentials.add(args.name, [r.strip() for r in args.roles.split(",") if r])
+        credentials.save(path)
+        print(f"Token for {args.name} (shown once; restart the node to use it):")
+        print(token)
+    elif args.action == "revoke":
+        if not args.name:
+            raise HotswapError("`hotswap token revoke NAME` names whose tokens to revoke")
+        gone = credentials.revoke(args.name)
+        if not gone:
+            raise HotswapError(f"{path} has no token for {args.name!r}")
+        credentials.save(path)
+        print(f"Revoked {gone} token(s) of {args.name} (restart the node to drop them)")
+    else:
+        for p in credentials.principals:
+            print(f"{p.name}: {', '.join(sorted(p.roles, key=AUTH_ROLES.index))}")
     return 0
 
 
@@ -378,7 +410,7 @@ def _keygen(args: argparse.Namespace) -> int:
 def _deploy(args: argparse.Namespace) -> int:
     code = import_object(args.code)
     module_bytes(code, args.code)  # a bad reference fails here, named
-    with connect(args.node) as client:
+    with _connect(args) as client:
         _sign(client, args)
         done = client.deploy(args.name, code)
     if done.started:
@@ -396,7 +428,7 @@ CHECK_ALL_HELP = (
 
 def _types(args: argparse.Namespace) -> int:
     """A version's types as an importable module, for migrations written against them."""
-    with connect(args.node) as client:
+    with _connect(args) as client:
         status = client.status_raw(args.machine)
         identity = args.version or status.identity
         known = [entry.identity for entry in status.history]
@@ -423,7 +455,7 @@ def _types(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    with connect(args.node) as client:
+    with _connect(args) as client:
         for generation, entry in enumerate(client.status_raw(args.machine).history):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.time))
             print(
@@ -446,6 +478,12 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     def client_command(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         p.add_argument("--node", default=None, help="HOST:PORT (default: $HOTSWAP_NODE)")
+        p.add_argument(
+            "--token",
+            default=None,
+            help="for a node started with --auth (default: $HOTSWAP_TOKEN, or for a node on "
+            "this machine its data directory's client.token)",
+        )
         return p
 
     send = client_command("send", "send one input: 'L Unit' (the seed's syntax) or 'Incr()'")
@@ -572,6 +610,13 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     deploy.add_argument("--code", required=True, metavar="module:attribute")
     _sign_option(deploy)
     deploy.set_defaults(func=_deploy)
+
+    token = sub.add_parser("token", help="add, revoke or list the tokens of a node (--auth)")
+    token.add_argument("action", choices=["add", "revoke", "list"])
+    token.add_argument("name", nargs="?", default=None)
+    token.add_argument("--roles", default=None, help=f"comma-separated, of {', '.join(AUTH_ROLES)}")
+    token.add_argument("--data", default="hotswap-data", help="the node's data directory")
+    token.set_defaults(func=_token)
 
     keygen = sub.add_parser("keygen", help="make a key pair to sign changes of code with")
     keygen.add_argument(

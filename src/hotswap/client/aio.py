@@ -89,10 +89,11 @@ class AsyncClient:
         transport: AsyncTransport,
         timeout: float = DEFAULT_TIMEOUT,
         machines: Iterable[object] = (),
+        token: str | None = None,
     ) -> None:
         self.transport = transport
         self.timeout = timeout
-        self.wire = Wire(transport.address)
+        self.wire = Wire(transport.address, token)
         self.wire.session.remember(*machines)
         self.address = transport.address
         self.node_name = ""
@@ -109,8 +110,10 @@ class AsyncClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         machines: Iterable[object] = (),
+        token: str | None = None,
     ) -> AsyncClient:
-        """A client for the node at ``address`` (default: ``$HOTSWAP_NODE``)."""
+        """A client for the node at ``address`` (default: ``$HOTSWAP_NODE``); ``token`` as
+        :func:`hotswap.client.connect` takes it."""
         machines = tuple(machines)
         Session().remember(*machines)  # a wrong machine is refused before connecting
         address = address or default_address()
@@ -119,7 +122,7 @@ class AsyncClient:
             transport = await asyncio.wait_for(StreamTransport.open(address), timeout)
         except (OSError, TimeoutError) as e:
             raise Wire(address).cannot_reach(e) from None
-        return await cls.over(transport, timeout=timeout, machines=machines)
+        return await cls.over(transport, timeout=timeout, machines=machines, token=token)
 
     @classmethod
     async def over(
@@ -128,10 +131,11 @@ class AsyncClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         machines: Iterable[object] = (),
+        token: str | None = None,
     ) -> AsyncClient:
         """A client on an open transport, once the node has answered its hello."""
         try:
-            client = cls(transport, timeout, machines)
+            client = cls(transport, timeout, machines, token)
         except BaseException:
             transport.close()
             raise

@@ -92,17 +92,18 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         transport: Transport | None = None,
         machines: Iterable[object] = (),
+        token: str | None = None,
     ) -> None:
         machines = tuple(machines)
         if transport is None:
             address = address or default_address()
-            wire = Wire(address)
+            wire = Wire(address, token)
             try:
                 transport = SocketTransport(address, timeout)
             except OSError as e:
                 raise wire.cannot_reach(e) from None
         else:
-            wire = Wire(transport.address)
+            wire = Wire(transport.address, token)
         self.wire = wire
         self.transport = transport
         self.address = wire.address
@@ -314,7 +315,9 @@ def connect(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     machines: Iterable[object] = (),
+    token: str | None = None,
 ) -> Client:
     """A blocking client for the node at ``address`` (default: ``$HOTSWAP_NODE``); values come
-    back as the classes of ``machines`` (DSL machines) and of the values sent."""
-    return Client(address, timeout=timeout, machines=machines)
+    back as the classes of ``machines`` (DSL machines) and of the values sent. ``token``: for a
+    node that authenticates its clients (default: :func:`hotswap.client.wire.default_token`)."""
+    return Client(address, timeout=timeout, machines=machines, token=token)

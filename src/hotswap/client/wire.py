@@ -9,9 +9,12 @@ for the answer to the next request (docs/protocol.md, section 11). The connectio
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from hotswap.address import check_machine_name
+from hotswap.auth import LOCAL_TOKEN
 from hotswap.client.session import Session
 from hotswap.errors import HotswapError, NodeError, ProtocolError
 from hotswap.protocol.connection import ClientConnection
@@ -89,11 +92,30 @@ def check_request(event: Request) -> None:
             pass
 
 
+def default_token(address: str) -> str | None:
+    """``$HOTSWAP_TOKEN``; else, for a node on this machine (a loopback address), the token its
+    data directory holds (``$HOTSWAP_DATA``, default ``hotswap-data``); else none. A token from
+    a file is never sent to another machine."""
+    token = os.environ.get("HOTSWAP_TOKEN")
+    if token:
+        return token
+    host = address.rpartition(":")[0].strip("[]")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    path = Path(os.environ.get("HOTSWAP_DATA", "hotswap-data")) / LOCAL_TOKEN
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
 class Wire:
     """One client connection's protocol state, for a node at ``address``."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, token: str | None = None) -> None:
         self.address = address
+        #: Sent in the hello, for a node that authenticates its clients (``--auth``).
+        self.token = token if token is not None else default_token(address)
         self.conn = ClientConnection()
         self.session = Session()
         #: Why the connection is unusable, once a request went unanswered.
@@ -102,9 +124,11 @@ class Wire:
     # --- the handshake ----------------------------------------------------------------------
 
     def hello(self) -> bytes:
-        return self.conn.send(Hello())
+        return self.conn.send(Hello(token=self.token))
 
     def welcome(self, event: object) -> Welcome:
+        if isinstance(event, Goodbye):
+            raise NodeError(str(event.code), f"the node refused the connection: {event.message}")
         if not isinstance(event, Welcome):
             raise NodeError("bad_request", f"node answered hello with {event!r}")
         return event

@@ -65,6 +65,7 @@ def _node(args: argparse.Namespace) -> int:
         fsync=args.fsync,
         snapshot_every=args.snapshot_every,
         fuel=args.fuel,
+        auth=args.auth,
         config=NodeConfig(
             name=args.name,
             idle_timeout=args.idle_timeout,
@@ -127,6 +128,12 @@ def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=DEFAULT_MAX_INPUT,
         metavar="BYTES",
         help="refuse inputs longer than this, before decoding them (%(default)s)",
+    )
+    node.add_argument(
+        "--auth",
+        action="store_true",
+        help="clients must present a token (made by `hotswap token add`; on the first start an "
+        "admin token for this machine's clients is written to DATA/client.token)",
     )
     node.add_argument(
         "--trust",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hotswap.address import DEFAULT_PORT, check_machine_name
+from hotswap.auth import LOCAL_TOKEN, Credentials
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.code import import_object, module_bytes
 from hotswap.errors import HotswapError, NodeError
@@ -32,6 +34,9 @@ class NodeOptions:
     config: NodeConfig = field(default_factory=NodeConfig)
     #: The fuel budget of every step, init and migration (``--fuel``).
     fuel: int = DEFAULT_FUEL
+    #: Authenticate clients (``--auth``) by the data directory's credentials file, made on the
+    #: first start with one admin token for this machine's clients (``client.token``).
+    auth: bool = False
 
 
 def open_service(options: NodeOptions, trace: Trace) -> Service:
@@ -46,6 +51,10 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
             f"bad node name: at most 256 characters, got {len(options.config.name)}"
         ) from None
     options.data.mkdir(parents=True, exist_ok=True)
+    if options.auth:
+        options = replace(
+            options, config=replace(options.config, credentials=_credentials(options.data, trace))
+        )
     store = Store(
         options.data / "node.sqlite3", fsync=options.fsync, snapshot_every=options.snapshot_every
     )
@@ -54,6 +63,28 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
     except BaseException:
         store.close()  # release the store's lock: the caller may fix the problem and retry
         raise
+
+
+def _credentials(data: Path, trace: Trace) -> Credentials:
+    """The principals of ``data/credentials.json``; on the first start, one: ``local``, an
+    admin, whose token is written to ``data/client.token`` (mode 0600), where clients on this
+    machine find it."""
+    path = data / "credentials.json"
+    credentials = Credentials.load(path)
+    if not len(credentials):
+        token = credentials.add("local", ["admin"])
+        credentials.save(path)
+        local = data / LOCAL_TOKEN
+        fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(token + "\n")
+        trace.note(
+            f"Authentication on: made the admin token of 'local' in {local} (clients on this "
+            "machine use it); `hotswap token add NAME --roles ROLES` makes others"
+        )
+    names = ", ".join(f"{p.name} ({'/'.join(sorted(p.roles))})" for p in credentials.principals)
+    trace.note(f"Clients authenticate with a token: {len(credentials)} known, {names}")
+    return credentials
 
 
 def _start(options: NodeOptions, trace: Trace, store: Store) -> Service:

@@ -20,6 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from hotswap.auth import Credentials, Principal
 from hotswap.cam.loaded import is_loaded, load_module
 from hotswap.cam.module import module_identity
 from hotswap.cam.values import encode_type, encode_value, value_encoder
@@ -114,6 +115,9 @@ class NodeConfig:
     max_input: int = DEFAULT_MAX_INPUT
     #: The keys a change of code must be signed by (``--trust``); None: no signature needed.
     trust: TrustedKeys | None = None
+    #: Who may connect, and with which roles (``--auth``: the data directory's credentials
+    #: file); None: anyone who reaches the port may do anything.
+    credentials: Credentials | None = None
 
 
 def _notes(notes: tuple[str, ...]) -> tuple[str, ...]:
@@ -539,6 +543,41 @@ class Fed:
     prepare: list[bytes] = field(default_factory=list)
 
 
+#: The role each request needs on a node that authenticates (``hotswap.auth``, ``--auth``).
+ROLE_OF: dict[type, str] = {
+    Status: "read",
+    Machines: "read",
+    GetModule: "read",
+    InstancesRequest: "read",
+    Send: "send",
+    SendChecked: "send",
+    DryRun: "send",
+    UpgradeRequest: "upgrade",
+    Release: "upgrade",
+    Confirm: "upgrade",
+    Revert: "upgrade",
+    Deploy: "upgrade",
+    Delete: "upgrade",
+}
+_NO_TOKEN = (
+    "this node authenticates its clients: connect with a token (`hotswap --token`, "
+    "$HOTSWAP_TOKEN, Client(token=...)); on the node's machine, its data directory's "
+    "client.token holds one"
+)
+_UNAUTHORIZED = "the token is not one this node knows (revoked, or for another node)"
+
+
+def _forbidden(event: Request, principal: Principal, role: str) -> Error:
+    held = ", ".join(sorted(principal.roles))
+    what = type(event).__name__
+    return Error(
+        event.id,
+        ErrorCode.FORBIDDEN,
+        f"{principal.name} (roles: {held}) may not make a {what} request: it needs the "
+        f"{role} role (`hotswap token add NAME --roles {role}` on the node)",
+    )
+
+
 class Conversation:
     """One client connection, sans-IO: bytes in, frames out, through the :class:`Service`.
 
@@ -555,6 +594,8 @@ class Conversation:
         self.conn = ServerConnection()
         self.over = False
         self.prepare = prepare
+        #: Who this connection authenticated as (None: the node does not authenticate).
+        self.principal: Principal | None = None
         self._held: Request | None = None
         #: Ids whose replies wait for the current batch's commit (held requests included).
         self._unanswered: set[int] = set()
@@ -599,6 +640,14 @@ class Conversation:
             match event:
                 case Hello(version=version):
                     config = self.service.config
+                    if config.credentials is not None:
+                        self.principal = config.credentials.authenticate(event.token)
+                        if self.principal is None:
+                            why = _UNAUTHORIZED if event.token else _NO_TOKEN
+                            goodbye = Goodbye(ErrorCode.UNAUTHORIZED, why)
+                            fed.replies.append(self.conn.send(goodbye))
+                            self.over = fed.close = True
+                            break
                     welcome = Welcome(version=version, max_frame=config.max_frame, node=config.name)
                     fed.replies.append(self.conn.send(welcome))
                     fed.welcomed = True
@@ -619,6 +668,14 @@ class Conversation:
                     | Delete()
                     | Deploy()
                 ):
+                    if self.principal is not None:
+                        role = ROLE_OF[type(event)]
+                        if not self.principal.may(role):
+                            unanswered.add(event.id)
+                            fed.replies.append(
+                                self.conn.send(_forbidden(event, self.principal, role))
+                            )
+                            continue
                     if event.id in unanswered:  # its twin's reply is not sent yet: ambiguous
                         msg = f"duplicate request id {event.id}: still awaiting its reply"
                         fed.replies.append(self.conn.send(Goodbye(ErrorCode.BAD_REQUEST, msg)))

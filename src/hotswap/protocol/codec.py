@@ -88,6 +88,7 @@ from hotswap.protocol.fields import (
     SHORT_TEXT,
     SIGNATURE,
     SWEEP,
+    TOKEN,
     TRAPPED_LIST,
     UINT,
     InvalidField,
@@ -152,7 +153,15 @@ _SEND_OPTIONAL: tuple[tuple[str, Kind, object, int], ...] = (
 
 # docs/protocol.md, "Messages": one line per message, fields in dataclass order.
 SCHEMAS: tuple[Schema, ...] = (
-    _schema("hello", Hello, True, version=UINT, max_frame=FRAME_LIMIT, agent=SHORT_TEXT),
+    _schema(
+        "hello",
+        Hello,
+        True,
+        optional=(("token", TOKEN, None, 3),),
+        version=UINT,
+        max_frame=FRAME_LIMIT,
+        agent=SHORT_TEXT,
+    ),
     _schema("send", Send, True, optional=_SEND_OPTIONAL, id=UINT, machine=NAME, input=BYTES),
     _schema(
         "send_checked",
@@ -360,6 +369,8 @@ def encode_schema(message: Message, version: int = PROTOCOL_VERSION) -> bytes:
     if schema.since > version:
         msg = f"cannot send {schema.name!r}: it needs protocol version {schema.since}"
         raise LocalProtocolError(f"{msg}, and this connection speaks version {version}")
+    if isinstance(message, Hello):
+        version = message.version  # a hello's fields are those of the version it asks for
     item: dict[str, object] = {}
     keys = schema.keys
     try:
@@ -466,6 +477,8 @@ def decode_schema(payload: bytes, *, from_client: bool, version: int = PROTOCOL_
         asked = item.get("version")
         if type(asked) is int and asked >= 0 and asked not in SUPPORTED_VERSIONS:
             raise UnsupportedVersion(asked)
+        if type(asked) is int and asked in SUPPORTED_VERSIONS:
+            version = asked  # a hello's fields are those of the version it asks for
     if schema.since > version:
         detail = f"it needs protocol version {schema.since}; the connection speaks {version}"
         raise _remote(f"invalid {name!r} message", detail)

@@ -76,6 +76,7 @@ class ErrorCode(StrEnum):
     OVERLOADED = "overloaded"
     UNKNOWN_INSTANCE = "unknown_instance"
     FORBIDDEN = "forbidden"
+    UNAUTHORIZED = "unauthorized"
 
 
 class HistoryKind(StrEnum):
@@ -95,6 +96,8 @@ class Hello:
     version: int = PROTOCOL_VERSION
     max_frame: int = DEFAULT_MAX_FRAME
     agent: str = DEFAULT_AGENT
+    #: Version 3: the client's token, for a node that authenticates its clients (``--auth``).
+    token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

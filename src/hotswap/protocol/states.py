@@ -156,7 +156,8 @@ REPLY_TO: Mapping[type, type] = {
     Deploy: Deployed,
 }
 
-_ANY_REQUEST = {ErrorCode.INTERNAL, ErrorCode.OVERLOADED}
+#: FORBIDDEN (version 3): the connection's principal lacks the role the request needs.
+_ANY_REQUEST = {ErrorCode.INTERNAL, ErrorCode.OVERLOADED, ErrorCode.FORBIDDEN}
 #: What may refuse an upgrade, a release or a dry run (the same checks).
 _REFUSED_UPGRADE = frozenset(
     {
@@ -236,6 +237,7 @@ ERROR_CODES: Mapping[type, frozenset[ErrorCode]] = {
 #: The codes a goodbye may carry: why the whole connection ends.
 GOODBYE_CODES: frozenset[ErrorCode] = frozenset(
     {
+        ErrorCode.UNAUTHORIZED,
         ErrorCode.BAD_REQUEST,
         ErrorCode.UNSUPPORTED_VERSION,
         ErrorCode.INTERNAL,
