@@ -4,11 +4,12 @@ nothing, and nothing of them is decoded first."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from hotswap.cam.module import module_identity
+from hotswap.cam.module import decode_module, encode_module, module_identity
 from hotswap.client import Client, Upgrade
 from hotswap.errors import NodeError
 from hotswap.examples.counter import Incr, counter_sm, counter_sm2, downgrade_state, upgrade_state
@@ -18,6 +19,7 @@ from hotswap.protocol.events import Error, UpgradeRequest
 from hotswap.signing import (
     Claim,
     TrustedKeys,
+    digest,
     generate_key,
     public_line,
     sign,
@@ -75,8 +77,8 @@ def test_a_signed_upgrade_cannot_be_replayed_once_the_machine_moved_on() -> None
         "counter",
         counter_sm.identity,
         0,
-        module_identity(module),
-        module_identity(migration),
+        digest(module),
+        digest(migration),
     )
     request = UpgradeRequest(
         1,
@@ -137,3 +139,46 @@ def test_the_cli_makes_keys_and_signs_with_them(tmp_path: Path) -> None:
             assert c.status("counter").identity == counter_sm2.identity
     finally:
         served.stop()
+
+
+def test_a_signature_covers_the_names_too() -> None:
+    """A module's identity leaves out its custom sections, names included; a signature covers
+    all its bytes, so names changed under a signed module (``Incr`` shown as ``Count``) fail."""
+    key = generate_key()
+    module = decode_module(counter_sm2.module)
+    renamed = encode_module(replace(module, custom=(*module.custom, ("zz-extra", b"x"))))
+    assert module_identity(renamed) == counter_sm2.identity and renamed != counter_sm2.module
+    with _node(TrustedKeys([key.public_key()])) as node, Client(transport=node.connection()) as c:
+        migration = upgrade_state.module
+        claim = Claim(
+            "upgrade",
+            "counter",
+            counter_sm.identity,
+            0,
+            digest(counter_sm2.module),
+            digest(migration),
+        )
+        request = UpgradeRequest(
+            1,
+            "counter",
+            counter_sm.identity,
+            renamed,
+            migration,
+            generation=0,
+            signature=sign(key, claim),
+        )
+        refused = c.request(request)
+        assert isinstance(refused, Error) and refused.code == "forbidden"
+        options = UpgradeRequest(
+            2,
+            "counter",
+            counter_sm.identity,
+            counter_sm2.module,
+            migration,
+            generation=0,
+            check_all=True,
+            signature=sign(key, claim),
+        )
+        refused = c.request(options)  # the signer did not ask for --check-all: not this one
+        assert isinstance(refused, Error) and refused.code == "forbidden"
+        assert c.status("counter").identity == counter_sm.identity

@@ -45,6 +45,10 @@ def test_a_signature_allows_exactly_its_claim() -> None:
         "generation": 4,  # the same change replayed once the machine moved on
         "code": "e" * 64,
         "migration": "",
+        "rename": True,
+        "trial": 5,
+        "trial_seconds": 60,
+        "check_all": True,  # a signed check cannot be dropped
     }
     for field, value in changes.items():
         other = dataclasses.replace(CLAIM, **{field: value})
@@ -70,10 +74,22 @@ def test_untrusted_missing_and_malformed_signatures_are_refused() -> None:
 def test_the_signed_bytes_are_a_canonical_cbor_array() -> None:
     """What another implementation signs: the domain first, then the claim's fields in order."""
     data = claim_bytes(CLAIM)
-    assert cbor2.loads(data) == [DOMAIN, "upgrade", "counter", "a" * 64, 3, "b" * 64, "c" * 64]
-    assert data[0] == 0x87  # an array of 7, definite length
+    assert cbor2.loads(data) == [
+        DOMAIN,
+        "upgrade",
+        "counter",
+        "a" * 64,
+        3,
+        "b" * 64,
+        "c" * 64,
+        False,
+        0,
+        0,
+        False,
+    ]
+    assert data[0] == 0x8B  # an array of 11, definite length
     assert claim_bytes(Claim("deploy", "m", "", 0, "f" * 64)).startswith(
-        b"\x87\x77" + DOMAIN.encode()
+        b"\x8b\x77" + DOMAIN.encode()
     )
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "SignatureProblem",
     "TrustedKeys",
     "claim_bytes",
+    "digest",
     "generate_key",
     "key_id",
     "public_line",
@@ -64,8 +65,10 @@ class SignatureProblem(HotswapError):
 @dataclass(frozen=True, slots=True)
 class Claim:
     """What a signature allows: ``action`` on ``machine``, replacing the code ``expected`` (a
-    module identity; empty for a deploy) at ``generation``, with the module ``code`` and the
-    migration ``migration`` (empty for none)."""
+    module identity; empty for a deploy) at ``generation``, with the module whose bytes hash to
+    ``code`` and the migration whose bytes hash to ``migration`` (:func:`digest`, over the
+    whole bytes, names and other custom sections included; empty for none), and the upgrade's
+    options as the request gives them."""
 
     action: str
     machine: str
@@ -73,6 +76,10 @@ class Claim:
     generation: int
     code: str
     migration: str = ""
+    rename: bool = False
+    trial: int = 0
+    trial_seconds: int = 0
+    check_all: bool = False
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -82,9 +89,17 @@ class Claim:
             raise SignatureProblem(f"generation {self.generation} is out of range")
 
 
+def digest(data: bytes) -> str:
+    """What a claim names module bytes by: the hex SHA-256 of all of them. Not the module's
+    identity, which leaves out its custom sections: a signature must also cover the names, or
+    the names of a signed module could be changed (``Incr`` shown as ``Count``) under it."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def claim_bytes(claim: Claim) -> bytes:
-    """The bytes signed: ``[DOMAIN, action, machine, expected, generation, code, migration]`` in
-    canonical CBOR (definite lengths, shortest integers; text strings as UTF-8)."""
+    """The bytes signed: ``[DOMAIN, action, machine, expected, generation, code, migration,
+    rename, trial, trial_seconds, check_all]`` in canonical CBOR (definite lengths, shortest
+    integers; text strings as UTF-8; booleans as CBOR true and false)."""
     return cbor2.dumps(
         [
             DOMAIN,
@@ -94,6 +109,10 @@ def claim_bytes(claim: Claim) -> bytes:
             claim.generation,
             claim.code,
             claim.migration,
+            claim.rename,
+            claim.trial,
+            claim.trial_seconds,
+            claim.check_all,
         ],
         canonical=True,
     )

@@ -76,7 +76,7 @@ from hotswap.protocol.events import (
     Upgraded,
     UpgradeRequest,
 )
-from hotswap.signing import Claim, read_private_key, sign
+from hotswap.signing import Claim, digest, read_private_key, sign
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -368,8 +368,12 @@ class Session:
                 machine,
                 parts.expected,
                 generation,
-                module_identity(parts.module),
-                module_identity(parts.migration),
+                digest(parts.module),
+                digest(parts.migration),
+                upgrade.rename,
+                trial,
+                trial_seconds,
+                check_all,
             )
             signature = sign(self.signer, claim)
         request = UpgradeRequest(
@@ -467,7 +471,7 @@ class Session:
         data = module_bytes(machine, f"the machine {name!r}")
         signature = b""
         if self.signer is not None:
-            signature = sign(self.signer, Claim("deploy", name, "", 0, module_identity(data)))
+            signature = sign(self.signer, Claim("deploy", name, "", 0, digest(data)))
         return expect((yield Deploy(self.request_id(), name, data, signature)), Deployed)
 
     def status(self, machine: str, key: str | None = None) -> Flow[MachineStatus]:

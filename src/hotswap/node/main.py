@@ -70,8 +70,10 @@ def _credentials(data: Path, trace: Trace) -> Credentials:
     admin, whose token is written to ``data/client.token`` (mode 0600), where clients on this
     machine find it."""
     path = data / "credentials.json"
+    os.chmod(data, 0o700)  # the store holds every state and input: its owner's alone
+    first = not path.exists()
     credentials = Credentials.load(path)
-    if not len(credentials):
+    if first:  # only then: a file whose last principal was revoked stays empty
         token = credentials.add("local", ["admin"])
         credentials.save(path)
         local = data / LOCAL_TOKEN

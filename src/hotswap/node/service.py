@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from hotswap.auth import Credentials, Principal
 from hotswap.cam.loaded import is_loaded, load_module
-from hotswap.cam.module import module_identity
 from hotswap.cam.values import encode_type, encode_value, value_encoder
 from hotswap.errors import (
     HotswapError,
@@ -43,6 +42,7 @@ from hotswap.node.registry import (
 from hotswap.node.rehearse import DryRunResult, TrialEnd
 from hotswap.node.store import Store
 from hotswap.node.trace import Trace
+from hotswap.protocol.codec import SCHEMA_OF
 from hotswap.protocol.connection import FrameTooLarge, ServerConnection
 from hotswap.protocol.events import (
     MAX_TRAPPED_LISTED,
@@ -87,16 +87,7 @@ from hotswap.protocol.events import (
     UpgradeRequest,
     Welcome,
 )
-from hotswap.signing import Claim, SignatureProblem, TrustedKeys
-
-
-def _id(data: bytes) -> str:
-    """The identity of module bytes, or "" when they are not a module (no signature covers
-    that: the change is refused as unsigned, before its bytes are looked at further)."""
-    try:
-        return module_identity(data)
-    except HotswapError:
-        return ""
+from hotswap.signing import Claim, SignatureProblem, TrustedKeys, digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +164,20 @@ class Service:
                 if machine is None:
                     return None  # refused as unknown, whatever it carries
                 generation = machine.generation if event.generation is None else event.generation
-                claim = Claim("upgrade", name, expected, generation, _id(new), _id(mig))
+                claim = Claim(
+                    "upgrade",
+                    name,
+                    expected,
+                    generation,
+                    digest(new),
+                    digest(mig),
+                    event.rename,
+                    event.trial,
+                    event.trial_seconds,
+                    event.check_all,
+                )
             case Deploy(machine=name, module=data):
-                claim = Claim("deploy", name, "", 0, _id(data))
+                claim = Claim("deploy", name, "", 0, digest(data))
             case Release():
                 return (
                     "this node takes only signed changes of code (--trust), and a release "
@@ -551,7 +553,7 @@ ROLE_OF: dict[type, str] = {
     InstancesRequest: "read",
     Send: "send",
     SendChecked: "send",
-    DryRun: "send",
+    DryRun: "upgrade",  # it decodes and compiles the modules it is given
     UpgradeRequest: "upgrade",
     Release: "upgrade",
     Confirm: "upgrade",
@@ -560,21 +562,21 @@ ROLE_OF: dict[type, str] = {
     Delete: "upgrade",
 }
 _NO_TOKEN = (
-    "this node authenticates its clients: connect with a token (`hotswap --token`, "
-    "$HOTSWAP_TOKEN, Client(token=...)); on the node's machine, its data directory's "
-    "client.token holds one"
+    "this node authenticates its clients: connect with a token (`--token TOKEN` on a hotswap "
+    "command, $HOTSWAP_TOKEN, Client(token=...), protocol version 3); on the node's machine, "
+    "its data directory's client.token holds one"
 )
 _UNAUTHORIZED = "the token is not one this node knows (revoked, or for another node)"
 
 
 def _forbidden(event: Request, principal: Principal, role: str) -> Error:
     held = ", ".join(sorted(principal.roles))
-    what = type(event).__name__
+    what = SCHEMA_OF[type(event)].name
     return Error(
         event.id,
         ErrorCode.FORBIDDEN,
-        f"{principal.name} (roles: {held}) may not make a {what} request: it needs the "
-        f"{role} role (`hotswap token add NAME --roles {role}` on the node)",
+        f"{principal.name} (roles: {held}) may not send {what!r}: it needs the {role} role "
+        f"(`hotswap token add NAME --roles {role}` on the node)",
     )
 
 
@@ -644,6 +646,7 @@ class Conversation:
                         self.principal = config.credentials.authenticate(event.token)
                         if self.principal is None:
                             why = _UNAUTHORIZED if event.token else _NO_TOKEN
+                            self.service.trace.note(f"Connection refused (unauthorized): {why}")
                             goodbye = Goodbye(ErrorCode.UNAUTHORIZED, why)
                             fed.replies.append(self.conn.send(goodbye))
                             self.over = fed.close = True
@@ -672,9 +675,11 @@ class Conversation:
                         role = ROLE_OF[type(event)]
                         if not self.principal.may(role):
                             unanswered.add(event.id)
-                            fed.replies.append(
-                                self.conn.send(_forbidden(event, self.principal, role))
+                            refused = _forbidden(event, self.principal, role)
+                            self.service.trace.note(
+                                f"Request refused (forbidden): {refused.message}"
                             )
+                            fed.replies.append(self.conn.send(refused))
                             continue
                     if event.id in unanswered:  # its twin's reply is not sent yet: ambiguous
                         msg = f"duplicate request id {event.id}: still awaiting its reply"
