@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from hotswap.cam.values import encode_value
@@ -11,6 +14,7 @@ from hotswap.examples import cart
 from hotswap.node.memory import MemoryNode
 from hotswap.node.registry import DEFAULT_MAX_INPUT
 from hotswap.node.service import NodeConfig
+from served import Served
 
 
 def test_an_input_longer_than_the_limit_is_refused_before_it_is_decoded() -> None:
@@ -53,3 +57,29 @@ def test_a_first_input_that_traps_makes_no_instance() -> None:
         node.reopen()
         with Client(transport=node.connection()) as again:
             assert again.instances("cart").keys == ("real",)
+
+
+def test_connections_past_the_limit_are_refused_at_once(tmp_path: Path) -> None:
+    """``--max-connections``: the next connection gets goodbye ``overloaded`` and holds
+    nothing; once one closes, a new one is served again."""
+    served = Served(tmp_path, {"cart": cart.cart_sm}, config=NodeConfig(max_connections=2))
+    try:
+        first, second = Client(served.address), Client(served.address)
+        with pytest.raises(NodeError, match=r"its limit \(--max-connections\)") as refused:
+            Client(served.address)
+        assert refused.value.code == "overloaded"
+        first.close()
+        deadline = time.monotonic() + 5
+        while True:  # the node notices the close on its next turn of the loop
+            try:
+                third = Client(served.address)
+                break
+            except NodeError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert third.status("cart").inputs == 0
+        third.close()
+        second.close()
+    finally:
+        served.stop()
+    assert NodeConfig().idle_timeout == 600.0  # idle connections are closed by default

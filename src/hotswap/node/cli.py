@@ -68,7 +68,8 @@ def _node(args: argparse.Namespace) -> int:
         auth=args.auth,
         config=NodeConfig(
             name=args.name,
-            idle_timeout=args.idle_timeout,
+            idle_timeout=args.idle_timeout or None,
+            max_connections=args.max_connections,
             handshake_timeout=args.handshake_timeout,
             cache=args.cache,
             sweep_rate=args.sweep_rate,
@@ -143,7 +144,20 @@ def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="accept upgrades, rollbacks and deploys only signed by a key in KEYFILE "
         "(public keys from `hotswap keygen`, one a line; repeatable)",
     )
-    node.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS")
+    node.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="close connections that send nothing for this long; 0: never (%(default)s)",
+    )
+    node.add_argument(
+        "--max-connections",
+        type=count_option("the most connections served at once", 1),
+        default=1024,
+        metavar="N",
+        help="refuse connections beyond N with goodbye overloaded (%(default)s)",
+    )
     node.add_argument(
         "--handshake-timeout",
         type=float,

@@ -30,6 +30,9 @@ from typing import cast
 from hotswap.cam.loaded import load_module
 from hotswap.errors import HotswapError, StoreError
 from hotswap.node.service import Conversation, Fed, Service
+from hotswap.protocol.codec import encode_message
+from hotswap.protocol.events import ErrorCode, Goodbye
+from hotswap.protocol.framing import frame
 
 #: Pause reading from a client whose unread replies exceed this many bytes.
 HIGH_WATER = 4 * 1024 * 1024
@@ -194,6 +197,14 @@ class _Peer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # TCP: a stream transport
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        limit = self.node.service.config.max_connections
+        if len(self.node.peers) >= limit:  # refused before it holds anything
+            message = f"the node serves {limit} connections, its limit (--max-connections)"
+            goodbye = Goodbye(ErrorCode.OVERLOADED, message)  # before any hello: as for garbage
+            self.transport.write(frame(encode_message(goodbye, 1)))
+            self.closing = True
+            self.transport.close()
+            return
         self.node.peers.add(self)
         if self.node.stopped.is_set():
             self.finish()

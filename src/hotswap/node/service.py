@@ -94,7 +94,10 @@ from hotswap.signing import Claim, SignatureProblem, TrustedKeys, digest
 class NodeConfig:
     name: str = "hotswap-node"
     max_frame: int = 64 * 1024 * 1024
-    idle_timeout: float | None = None
+    #: Connections with no request for this long are closed (``--idle-timeout``; None: never).
+    idle_timeout: float | None = 600.0
+    #: Connections beyond this many are refused at once (``--max-connections``).
+    max_connections: int = 1024
     #: A client that has not said hello within this many seconds is disconnected.
     handshake_timeout: float = 10.0
     #: How many keyed instances stay live in memory (``--cache``): the node's memory depends
