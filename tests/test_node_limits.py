@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 from pathlib import Path
 
@@ -14,6 +16,9 @@ from hotswap.examples import cart
 from hotswap.node.memory import MemoryNode
 from hotswap.node.registry import DEFAULT_MAX_INPUT
 from hotswap.node.service import NodeConfig
+from hotswap.protocol.codec import encode_message
+from hotswap.protocol.events import Hello
+from hotswap.protocol.framing import frame
 from served import Served
 
 
@@ -83,3 +88,31 @@ def test_connections_past_the_limit_are_refused_at_once(tmp_path: Path) -> None:
     finally:
         served.stop()
     assert NodeConfig().idle_timeout == 600.0  # idle connections are closed by default
+
+
+def test_unfinished_frames_are_held_within_one_budget_for_all_connections(tmp_path: Path) -> None:
+    """A connection that sends the start of a large frame and stalls holds memory; past the
+    node's budget for all connections (``--max-buffered``) the one that passed it is told
+    goodbye ``overloaded`` and closed, and others are served."""
+    config = NodeConfig(max_buffered=100_000)
+    served = Served(tmp_path, {"cart": cart.cart_sm}, config=config)
+    try:
+        host, port = served.address.rsplit(":", 1)
+        with Client(served.address) as honest:
+            hello = frame(encode_message(Hello()))
+            stalled = []
+            for _ in range(3):
+                sock = socket.create_connection((host, int(port)))
+                sock.sendall(hello + struct.pack(">I", 1_000_000) + b"x" * 40_000)
+                stalled.append(sock)
+            last = stalled[-1]  # its bytes passed 100,000: told so and closed
+            last.settimeout(5)
+            data = b""
+            while chunk := last.recv(65536):
+                data += chunk
+            assert b"overloaded" in data and b"--max-buffered" in data
+            for sock in stalled:
+                sock.close()
+            assert honest.status("cart").inputs == 0
+    finally:
+        served.stop()

@@ -70,6 +70,7 @@ def _node(args: argparse.Namespace) -> int:
             name=args.name,
             idle_timeout=args.idle_timeout or None,
             max_connections=args.max_connections,
+            max_buffered=args.max_buffered,
             handshake_timeout=args.handshake_timeout,
             cache=args.cache,
             sweep_rate=args.sweep_rate,
@@ -150,6 +151,14 @@ def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=600.0,
         metavar="SECONDS",
         help="close connections that send nothing for this long; 0: never (%(default)s)",
+    )
+    node.add_argument(
+        "--max-buffered",
+        type=count_option("the most bytes of unfinished frames held for all connections", 1),
+        default=256 * 1024 * 1024,
+        metavar="BYTES",
+        help="bytes of unfinished frames held for all connections together: the connection "
+        "that passes it is closed (%(default)s)",
     )
     node.add_argument(
         "--max-connections",

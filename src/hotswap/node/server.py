@@ -53,6 +53,8 @@ class Node:
         self.service = service
         self._waiting: dict[_Peer, list[bytes]] = {}
         self.peers: set[_Peer] = set()
+        #: Bytes of unfinished frames held for all peers (each peer's share in ``held``).
+        self.buffered = 0
         self.stopped = asyncio.Event()
         #: The store error that stopped the node, if one did.
         self.failure: HotswapError | None = None
@@ -193,6 +195,8 @@ class _Peer(asyncio.Protocol):
         self._preparing = False  # an upgrade's modules are loading: nothing more is read
         self._finished = False  # our side is ended: nothing more may be written
         self._timer: asyncio.TimerHandle | None = None
+        #: This peer's share of the node's buffered bytes (``Node.buffered``).
+        self.held = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # TCP: a stream transport
@@ -289,6 +293,24 @@ class _Peer(asyncio.Protocol):
         if self.closing or self.node.failure is not None:
             return
         self._fed(self.conversation.receive(data))  # buffered while an upgrade is held
+        self._account(self.conversation.conn.buffered)
+
+    def _account(self, held: int) -> None:
+        """Count this peer's unfinished bytes in the node's total; past the node's budget,
+        this peer (whose bytes just passed it) is told goodbye ``overloaded`` and closed."""
+        node = self.node
+        node.buffered += held - self.held
+        self.held = held
+        limit = node.service.config.max_buffered
+        if node.buffered > limit and not self.closing and self.transport is not None:
+            message = (
+                f"the node holds {node.buffered} bytes of unfinished frames from its "
+                f"connections, past its limit of {limit} (--max-buffered): try again later"
+            )
+            self.write(frame(encode_message(Goodbye(ErrorCode.OVERLOADED, message))))
+            self.closing = True
+            self.transport.close()
+            self._account(0)
 
     def eof_received(self) -> bool | None:
         if not self.closing:
@@ -336,6 +358,7 @@ class _Peer(asyncio.Protocol):
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._account(0)
         self.closing = True
         if self._timer is not None:
             self._timer.cancel()

@@ -98,6 +98,9 @@ class NodeConfig:
     idle_timeout: float | None = 600.0
     #: Connections beyond this many are refused at once (``--max-connections``).
     max_connections: int = 1024
+    #: Bytes of unfinished frames the node holds for all its connections together
+    #: (``--max-buffered``): the connection whose bytes pass it is closed.
+    max_buffered: int = 256 * 1024 * 1024
     #: A client that has not said hello within this many seconds is disconnected.
     handshake_timeout: float = 10.0
     #: How many keyed instances stay live in memory (``--cache``): the node's memory depends

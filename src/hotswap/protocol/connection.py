@@ -126,6 +126,12 @@ class Connection:
         return self._their_max_frame
 
     @property
+    def buffered(self) -> int:
+        """Bytes received and not yet handed out as events: an unfinished frame, or frames
+        not read yet."""
+        return self._reader.buffered
+
+    @property
     def our_max_frame(self) -> int:
         """Largest payload we accept now: the limit ``next_event`` enforces."""
         return self._reader.max_frame
