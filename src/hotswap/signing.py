@@ -240,10 +240,15 @@ class TrustedKeys:
             except InvalidSignature:
                 continue
             return ident
+        if claim.action == "deploy":
+            change = f"deploy of {claim.machine} on module {claim.code[:12]}"
+        else:
+            change = (
+                f"upgrade of {claim.machine} from {claim.expected[:12]} at generation "
+                f"{claim.generation} to module {claim.code[:12]}"
+            )
         msg = (
-            f"the signature does not allow {claim.action} of {claim.machine} from "
-            f"{claim.expected[:12] or 'nothing'} at generation {claim.generation} to "
-            f"{claim.code[:12]}: it was made for another change or generation, or by a key "
-            "this node does not trust"
+            f"the signature does not allow this {change}: it was made for another change or "
+            "generation, or by a key this node does not trust"
         )
         raise SignatureProblem(msg)

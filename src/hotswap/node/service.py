@@ -677,6 +677,11 @@ class Conversation:
                     | Delete()
                     | Deploy()
                 ):
+                    if event.id in unanswered:  # its twin's reply is not sent yet: ambiguous
+                        msg = f"duplicate request id {event.id}: still awaiting its reply"
+                        fed.replies.append(self.conn.send(Goodbye(ErrorCode.BAD_REQUEST, msg)))
+                        self.over = fed.close = True
+                        break
                     if self.principal is not None:
                         role = ROLE_OF[type(event)]
                         if not self.principal.may(role):
@@ -687,11 +692,6 @@ class Conversation:
                             )
                             fed.replies.append(self.conn.send(refused))
                             continue
-                    if event.id in unanswered:  # its twin's reply is not sent yet: ambiguous
-                        msg = f"duplicate request id {event.id}: still awaiting its reply"
-                        fed.replies.append(self.conn.send(Goodbye(ErrorCode.BAD_REQUEST, msg)))
-                        self.over = fed.close = True
-                        break
                     if self.prepare and not isinstance(event, Send | SendChecked):
                         todo = self.service.to_prepare(event)
                         if todo:
