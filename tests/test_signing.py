@@ -39,7 +39,7 @@ def test_a_signature_allows_exactly_its_claim() -> None:
     signature = sign(key, CLAIM)
     assert trusted.check(CLAIM, signature) == key_id(key.public_key())
     changes: dict[str, Any] = {
-        "action": "release",
+        "action": "deploy",
         "machine": "counter2",
         "expected": "d" * 64,
         "generation": 4,  # the same change replayed once the machine moved on

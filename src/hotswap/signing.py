@@ -49,8 +49,8 @@ __all__ = [
     "write_private_key",
 ]
 
-#: What a signature can allow.
-ACTIONS = ("upgrade", "release", "rollback", "deploy")
+#: What a signature can allow (a rollback is an upgrade; releases cannot be signed yet).
+ACTIONS = ("upgrade", "deploy")
 #: The first element of every signed array: the format, so that no other message signed with
 #: the same key can pass for a claim.
 DOMAIN = "hotswap/signed-change/1"

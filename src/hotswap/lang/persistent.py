@@ -5,11 +5,13 @@ collection of n entries costs O(log n) time and memory, never a copy:
 
 - a list is a :class:`~hotswap.lang.vector.PVector`, a 32-way trie of tuples: index, set and
   append are O(log32 n), concatenation and slicing copy only what they return;
-- a map is :class:`OMap`: an ``immutables.Map`` (a hash array mapped trie, in C) from each
-  key to its slot, and a vector of ``(key, value)`` slots in insertion order. Lookup and update
-  are O(log n); deleting leaves an empty slot, and the slots are compacted once empty ones
-  outnumber live ones, so deletion is O(log n) amortised. Iteration follows insertion order,
-  as Python's ``dict`` does; equality ignores order, as ``dict`` equality does.
+- a map is :class:`OMap`: up to :data:`SMALL` entries, a ``dict`` copied to change; past it,
+  an ``immutables.Map`` (a hash array mapped trie, in C) from each key's :func:`safe_key` to
+  its slot, and a vector of ``(key, value)`` slots in insertion order. Lookup and update are
+  O(log n); deleting leaves an empty slot, and the slots are compacted once empty ones
+  outnumber live ones, so deletion is O(log n) amortised (when each version is deleted from
+  once). Iteration follows insertion order, as Python's ``dict`` does; equality ignores order,
+  as ``dict`` equality does.
 
 Values of these types are compared with ``==`` by every executor; a list equals only a list.
 """
@@ -17,6 +19,7 @@ Values of these types are compared with ``==`` by every executor; a list equals 
 from __future__ import annotations
 
 import gc
+import itertools
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -382,7 +385,8 @@ def state_size(v: Any, cap: int = 1 << 62) -> int:
     if first == 0:  # a zero-width type: every element is the same, in no bytes
         v._size = total
         return total
-    for x in v:
+    total += first
+    for x in itertools.islice(v, 1, None):
         total += state_size(x, cap - total)
         if total > cap:
             return total

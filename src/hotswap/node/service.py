@@ -141,6 +141,7 @@ class Service:
         self.store = store
         self.trace = trace
         self.config = config or NodeConfig()
+        self._digests: dict[int, tuple[bytes, str]] = {}
         #: No timed trial ends before this (infinity: none runs); checked before each request.
         self._due = registry.next_deadline() or math.inf
         self.instances = Instances(store, registry.fuel, self.config.cache, store.replay_window)
@@ -156,6 +157,19 @@ class Service:
             self.trace.trial_ended(name, end)
         self._due = self.registry.next_deadline() or math.inf
         return bool(ended)
+
+    def _digest(self, data: bytes) -> str:
+        """``signing.digest`` of module bytes, remembered for the few requests in flight: a
+        held upgrade is checked when it is prepared and again when it is applied (the
+        machine's generation may have moved in between), and hashing 16 MiB takes a while."""
+        hit = self._digests.get(id(data))
+        if hit is not None and hit[0] is data:
+            return hit[1]
+        if len(self._digests) >= 8:
+            self._digests.clear()
+        value = digest(data)
+        self._digests[id(data)] = (data, value)
+        return value
 
     def unsigned(self, event: Request) -> str | None:
         """Why ``event``, a change of code, may not be made on this node for want of a valid
@@ -175,15 +189,15 @@ class Service:
                     name,
                     expected,
                     generation,
-                    digest(new),
-                    digest(mig),
+                    self._digest(new),
+                    self._digest(mig),
                     event.rename,
                     event.trial,
                     event.trial_seconds,
                     event.check_all,
                 )
             case Deploy(machine=name, module=data):
-                claim = Claim("deploy", name, "", 0, digest(data))
+                claim = Claim("deploy", name, "", 0, self._digest(data))
             case Release():
                 return (
                     "this node takes only signed changes of code (--trust), and a release "
