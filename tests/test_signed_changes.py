@@ -15,9 +15,10 @@ from hotswap.errors import NodeError
 from hotswap.examples.counter import Incr, counter_sm, counter_sm2, downgrade_state, upgrade_state
 from hotswap.node.memory import MemoryNode
 from hotswap.node.service import NodeConfig
-from hotswap.protocol.events import Error, UpgradeRequest
+from hotswap.protocol.events import Error, Release, Released, ReleaseItem, UpgradeRequest
 from hotswap.signing import (
     Claim,
+    ReleaseClaim,
     TrustedKeys,
     digest,
     generate_key,
@@ -48,8 +49,6 @@ def test_only_changes_signed_by_a_trusted_key_are_made() -> None:
         assert done.new == counter_sm2.identity
         back = c.rollback("counter", downgrade_state)  # a rollback is an upgrade: signed too
         assert back.new == counter_sm.identity
-        with pytest.raises(NodeError, match="a release cannot be signed yet"):
-            c.release({"counter": Upgrade(counter_sm, counter_sm2, upgrade_state)})
         assert c.send("counter", Incr()) is None and c.status("counter").inputs == 2
         c.session.sign_with(None)
         with pytest.raises(NodeError, match="deploy of more needs a signature"):
@@ -182,3 +181,40 @@ def test_a_signature_covers_the_names_too() -> None:
         refused = c.request(options)  # the signer did not ask for --check-all: not this one
         assert isinstance(refused, Error) and refused.code == "forbidden"
         assert c.status("counter").identity == counter_sm.identity
+
+
+def test_a_release_is_signed_as_a_whole() -> None:
+    """One signature covers every machine of a release at its generation: unsigned, signed by
+    another key, a part of a signed release, or the same release again are all refused."""
+    ours, theirs = generate_key(), generate_key()
+    config = NodeConfig(trust=TrustedKeys([ours.public_key()]))
+    machines = {"a": counter_sm, "b": counter_sm}
+    both = {name: Upgrade(counter_sm, counter_sm2, upgrade_state) for name in machines}
+    with MemoryNode(machines, config=config) as node, Client(transport=node.connection()) as c:
+        for signer, why in ((None, "release of a, b needs a signature"), (theirs, "another")):
+            c.session.sign_with(signer)
+            with pytest.raises(NodeError, match=why) as refused:
+                c.release(both)
+            assert refused.value.code == "forbidden"
+        module, migration = counter_sm2.module, upgrade_state.module
+        items = tuple(ReleaseItem(n, counter_sm.identity, module, migration) for n in machines)
+        claims = tuple(
+            Claim("release", n, counter_sm.identity, 0, digest(module), digest(migration))
+            for n in machines
+        )
+        signature = sign(ours, ReleaseClaim(claims))
+        part = c.request(Release(1, items[:1], signature))  # a itself, under the pair's signature
+        assert isinstance(part, Error) and part.code == "forbidden", part
+        as_upgrade = c.request(
+            UpgradeRequest(2, "a", counter_sm.identity, module, migration, 0, signature=signature)
+        )
+        assert isinstance(as_upgrade, Error) and as_upgrade.code == "forbidden", as_upgrade
+        assert {c.status(n).identity for n in machines} == {counter_sm.identity}
+        done = c.request(Release(3, items, signature))
+        assert isinstance(done, Released), done
+        assert {c.status(n).identity for n in machines} == {counter_sm2.identity}
+        c.session.sign_with(ours)
+        c.release({n: Upgrade(counter_sm2, counter_sm, downgrade_state) for n in machines})
+        again = c.request(Release(4, items, signature))  # generations have moved on: refused
+        assert isinstance(again, Error) and again.code == "forbidden", again
+        assert {c.status(n).identity for n in machines} == {counter_sm.identity}

@@ -37,6 +37,7 @@ from hotswap.errors import HotswapError
 __all__ = [
     "ACTIONS",
     "Claim",
+    "ReleaseClaim",
     "SignatureProblem",
     "TrustedKeys",
     "claim_bytes",
@@ -49,8 +50,9 @@ __all__ = [
     "write_private_key",
 ]
 
-#: What a signature can allow (a rollback is an upgrade; releases cannot be signed yet).
-ACTIONS = ("upgrade", "deploy")
+#: What a signature can allow (a rollback is an upgrade; a release signs one claim per machine,
+#: all together, as a :class:`ReleaseClaim`).
+ACTIONS = ("upgrade", "deploy", "release")
 #: The first element of every signed array: the format, so that no other message signed with
 #: the same key can pass for a claim.
 DOMAIN = "hotswap/signed-change/1"
@@ -89,6 +91,24 @@ class Claim:
             raise SignatureProblem(f"generation {self.generation} is out of range")
 
 
+@dataclass(frozen=True, slots=True)
+class ReleaseClaim:
+    """What one signature over a release allows: every item's upgrade (each a :class:`Claim`
+    of action ``release``, without options), together and only together, in machine order. A
+    part of a signed release is not signed: neither as a smaller release nor as an upgrade."""
+
+    items: tuple[Claim, ...]
+
+    def __post_init__(self) -> None:
+        if not self.items:
+            raise SignatureProblem("a release claim names at least one machine")
+        if any(item.action != "release" for item in self.items):
+            raise SignatureProblem("every item of a release claim has the action 'release'")
+        names = [item.machine for item in self.items]
+        if names != sorted(set(names)):
+            raise SignatureProblem("a release claim's machines are distinct, in name order")
+
+
 def digest(data: bytes) -> str:
     """What a claim names module bytes by: the hex SHA-256 of all of them. Not the module's
     identity, which leaves out its custom sections: a signature must also cover the names, or
@@ -96,10 +116,14 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def claim_bytes(claim: Claim) -> bytes:
+def claim_bytes(claim: Claim | ReleaseClaim) -> bytes:
     """The bytes signed: ``[DOMAIN, action, machine, expected, generation, code, migration,
     rename, trial, trial_seconds, check_all]`` in canonical CBOR (definite lengths, shortest
-    integers; text strings as UTF-8; booleans as CBOR true and false)."""
+    integers; text strings as UTF-8; booleans as CBOR true and false); for a release,
+    ``[DOMAIN, "release", [[machine, expected, generation, code, migration], ...]]``."""
+    if isinstance(claim, ReleaseClaim):
+        items = [[i.machine, i.expected, i.generation, i.code, i.migration] for i in claim.items]
+        return cbor2.dumps([DOMAIN, "release", items], canonical=True)
     return cbor2.dumps(
         [
             DOMAIN,
@@ -168,7 +192,7 @@ def read_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def sign(key: Ed25519PrivateKey, claim: Claim) -> bytes:
+def sign(key: Ed25519PrivateKey, claim: Claim | ReleaseClaim) -> bytes:
     return key.sign(claim_bytes(claim))
 
 
@@ -219,13 +243,13 @@ class TrustedKeys:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def check(self, claim: Claim, signature: bytes) -> str:
+    def check(self, claim: Claim | ReleaseClaim, signature: bytes) -> str:
         """The id of the trusted key that signed ``claim``; :class:`SignatureProblem` saying
         why not otherwise (no signature, a malformed one, or none of the keys signed these
         bytes: another change, another generation, or an untrusted key)."""
         if not signature:
             msg = (
-                f"{claim.action} of {claim.machine} needs a signature by a trusted key "
+                f"{_change(claim)} needs a signature by a trusted key "
                 f"(this node trusts {', '.join(self.ids)}): sign it with `--sign KEYFILE` "
                 "(the CLI) or `client.session.sign_with(key)`"
             )
@@ -240,15 +264,25 @@ class TrustedKeys:
             except InvalidSignature:
                 continue
             return ident
-        if claim.action == "deploy":
-            change = f"deploy of {claim.machine} on module {claim.code[:12]}"
-        else:
-            change = (
-                f"upgrade of {claim.machine} from {claim.expected[:12]} at generation "
-                f"{claim.generation} to module {claim.code[:12]}"
-            )
         msg = (
-            f"the signature does not allow this {change}: it was made for another change or "
-            "generation, or by a key this node does not trust"
+            f"the signature does not allow this {_change(claim, detail=True)}: it was made for "
+            "another change or generation, or by a key this node does not trust"
         )
         raise SignatureProblem(msg)
+
+
+def _change(claim: Claim | ReleaseClaim, detail: bool = False) -> str:
+    """The change a claim describes, for messages."""
+    if isinstance(claim, ReleaseClaim):
+        if not detail:
+            return f"release of {', '.join(i.machine for i in claim.items)}"
+        parts = [f"{i.machine} at generation {i.generation}" for i in claim.items]
+        return f"release of {', '.join(parts)}"
+    if not detail:
+        return f"{claim.action} of {claim.machine}"
+    if claim.action == "deploy":
+        return f"deploy of {claim.machine} on module {claim.code[:12]}"
+    return (
+        f"upgrade of {claim.machine} from {claim.expected[:12]} at generation "
+        f"{claim.generation} to module {claim.code[:12]}"
+    )

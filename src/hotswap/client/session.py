@@ -76,7 +76,7 @@ from hotswap.protocol.events import (
     Upgraded,
     UpgradeRequest,
 )
-from hotswap.signing import Claim, digest, read_private_key, sign
+from hotswap.signing import Claim, ReleaseClaim, digest, read_private_key, sign
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -441,7 +441,27 @@ class Session:
             except UpgradeRejected as e:  # name the machine: a release spans several
                 raise UpgradeRejected(e.code, f"{name}: {e}") from None
             items.append(ReleaseItem(name, parts.expected, parts.module, parts.migration))
-        reply = expect((yield Release(self.request_id(), tuple(items))), Released)
+        signature = b""
+        if self.signer is not None:  # one signature over every item, at today's generations
+            claims = []
+            for item in items:
+                generation = (yield from self.status_raw(item.machine)).generation
+                if generation is None:
+                    msg = f"the node reports no generation of {item.machine}: it cannot check "
+                    raise HotswapError(msg + "signatures")
+                claims.append(
+                    Claim(
+                        "release",
+                        item.machine,
+                        item.expected,
+                        generation,
+                        digest(item.module),
+                        digest(item.migration),
+                    )
+                )
+            signature = sign(self.signer, ReleaseClaim(tuple(claims)))
+        request = Release(self.request_id(), tuple(items), signature)
+        reply = expect((yield request), Released)
         for entry in reply.machines:
             self.running[entry.machine] = entry.new
         return reply

@@ -87,7 +87,7 @@ from hotswap.protocol.events import (
     UpgradeRequest,
     Welcome,
 )
-from hotswap.signing import Claim, SignatureProblem, TrustedKeys, digest
+from hotswap.signing import Claim, ReleaseClaim, SignatureProblem, TrustedKeys, digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +178,7 @@ class Service:
         trusted = self.config.trust
         if trusted is None:
             return None
+        claim: Claim | ReleaseClaim
         match event:
             case UpgradeRequest(machine=name, expected=expected, module=new, migration=mig):
                 machine = self.registry.machines.get(name)
@@ -198,11 +199,26 @@ class Service:
                 )
             case Deploy(machine=name, module=data):
                 claim = Claim("deploy", name, "", 0, self._digest(data))
-            case Release():
-                return (
-                    "this node takes only signed changes of code (--trust), and a release "
-                    "cannot be signed yet: upgrade its machines one by one, each signed"
-                )
+            case Release(items=items):
+                claims = []
+                for item in items:
+                    machine = self.registry.machines.get(item.machine)
+                    if machine is None:
+                        return None  # refused as unknown, whatever it carries
+                    claims.append(
+                        Claim(
+                            "release",
+                            item.machine,
+                            item.expected,
+                            machine.generation,
+                            self._digest(item.module),
+                            self._digest(item.migration),
+                        )
+                    )
+                try:
+                    claim = ReleaseClaim(tuple(claims))
+                except SignatureProblem as e:
+                    return str(e)
             case _:
                 return None
         try:

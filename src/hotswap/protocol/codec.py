@@ -191,7 +191,14 @@ SCHEMAS: tuple[Schema, ...] = (
         module=BYTES,
         migration=BYTES,
     ),
-    _schema("release", Release, True, id=UINT, items=RELEASE_ITEMS),
+    _schema(
+        "release",
+        Release,
+        True,
+        optional=(("signature", SIGNATURE, b"", 3),),
+        id=UINT,
+        items=RELEASE_ITEMS,
+    ),
     _schema(
         "dry_run",
         DryRun,

@@ -213,10 +213,13 @@ class ReleaseItem:
 @dataclass(frozen=True, slots=True)
 class Release:
     """Upgrade several machines at once: every item is checked before any swap, and either
-    all swap between the same two inputs or none does. Items are sorted by machine name."""
+    all swap between the same two inputs or none does. Items are sorted by machine name.
+    Version 3: ``signature``, over all the items (``signing.ReleaseClaim``), for a node that
+    takes only signed changes (``--trust``)."""
 
     id: int
     items: tuple[ReleaseItem, ...]
+    signature: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
