@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import ssl
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,12 +34,13 @@ class Served:
         trace: TraceMode = "seed",
         config: NodeConfig | None = None,
         auth: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.out = io.StringIO()
         options = NodeOptions(
             data=data, machines=tuple(machines.items()), config=config or NodeConfig(), auth=auth
         )
-        self.node = Node(open_service(options, Trace(trace, self.out)))
+        self.node = Node(open_service(options, Trace(trace, self.out)), tls)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._address: str | None = None
@@ -64,7 +66,7 @@ class Served:
         while not task.done():
             for line in self.out.getvalue().splitlines():
                 if line.startswith("Listening on "):
-                    self._address = line.removeprefix("Listening on ")
+                    self._address = line.removeprefix("Listening on ").split(" ")[0]
                     self._ready.set()
                     await task
                     return

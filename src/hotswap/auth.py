@@ -14,9 +14,14 @@ Tokens look like ``hst_<8 hex of the principal's id>_<43 characters of base64url
 lets a secret scanner find leaked ones and lets a node say which principal a refused token
 claimed to be, without revealing anything.
 
+A principal may instead prove itself with a client certificate (mutual TLS, ``--tls-ca``):
+one added with ``certificate`` authenticates as the verified certificate whose subject common
+name is its name, and has no token.
+
 The credentials file (``credentials.json`` in a node's data directory, mode 0600) holds::
 
-    {"version": 1, "principals": [{"name": "ci", "roles": ["send"], "sha256": "<hex>"}]}
+    {"version": 1, "principals": [{"name": "ci", "roles": ["send"], "sha256": "<hex>"},
+                                  {"name": "deployer", "roles": ["upgrade"], "certificate": true}]}
 """
 
 from __future__ import annotations
@@ -99,15 +104,36 @@ def _check_principal(name: object, roles: object, where: str) -> tuple[str, froz
 class Credentials:
     """The principals a node knows, by the hash of their tokens."""
 
-    def __init__(self, entries: dict[str, Principal] | None = None) -> None:
+    def __init__(
+        self,
+        entries: dict[str, Principal] | None = None,
+        certified: dict[str, Principal] | None = None,
+    ) -> None:
         self._by_digest: dict[str, Principal] = dict(entries or {})
+        #: Principals who authenticate by a client certificate, by its common name.
+        self._by_cert: dict[str, Principal] = dict(certified or {})
 
     def __len__(self) -> int:
-        return len(self._by_digest)
+        return len(self._by_digest) + len(self._by_cert)
 
     @property
     def principals(self) -> list[Principal]:
-        return sorted(self._by_digest.values(), key=lambda p: p.name)
+        every = [*self._by_digest.values(), *self._by_cert.values()]
+        return sorted(every, key=lambda p: p.name)
+
+    def by_certificate(self, name: str) -> bool:
+        """Whether ``name`` authenticates by a client certificate."""
+        return name in self._by_cert
+
+    def certified(self, common_name: str | None) -> Principal | None:
+        """The principal a verified client certificate with this common name is, or None."""
+        return None if common_name is None else self._by_cert.get(common_name)
+
+    def add_certified(self, name: str, roles: list[str] | tuple[str, ...]) -> None:
+        """Add (or change the roles of) a principal who authenticates by a client certificate
+        whose subject common name is ``name``."""
+        name, checked = _check_principal(name, list(roles), "principal")
+        self._by_cert[name] = Principal(name, checked)
 
     def authenticate(self, token: object) -> Principal | None:
         """The principal ``token`` belongs to, or None."""
@@ -128,7 +154,7 @@ class Credentials:
         gone = [d for d, p in self._by_digest.items() if p.name == name]
         for d in gone:
             del self._by_digest[d]
-        return len(gone)
+        return len(gone) + (self._by_cert.pop(name, None) is not None)
 
     # -- the file ----------------------------------------------------------------------------
 
@@ -152,6 +178,7 @@ class Credentials:
             msg = f"{path}: expected a credentials file of version {FILE_VERSION}"
             raise CredentialProblem(msg)
         entries: dict[str, Principal] = {}
+        certified: dict[str, Principal] = {}
         listed = doc.get("principals")
         if not isinstance(listed, list):
             raise CredentialProblem(f"{path}: `principals` must be a list")
@@ -160,11 +187,14 @@ class Credentials:
             if not isinstance(entry, dict):
                 raise CredentialProblem(f"{where} must be an object")
             name, roles = _check_principal(entry.get("name"), entry.get("roles"), where)
+            if entry.get("certificate") is True and "sha256" not in entry:
+                certified[name] = Principal(name, roles)
+                continue
             digest = entry.get("sha256")
             if not isinstance(digest, str) or len(digest) != 64 or not _is_hex(digest):
                 raise CredentialProblem(f"{where}: `sha256` must be 64 hex digits")
             entries[digest] = Principal(name, roles)
-        return cls(entries)
+        return cls(entries, certified)
 
     def save(self, path: Path) -> None:
         """Write the file atomically, mode 0600."""
@@ -173,6 +203,10 @@ class Credentials:
             "principals": [
                 {"name": p.name, "roles": sorted(p.roles, key=ROLES.index), "sha256": d}
                 for d, p in sorted(self._by_digest.items(), key=lambda e: (e[1].name, e[0]))
+            ]
+            + [
+                {"name": p.name, "roles": sorted(p.roles, key=ROLES.index), "certificate": True}
+                for _, p in sorted(self._by_cert.items())
             ],
         }
         partial = path.with_name(path.name + ".partial")

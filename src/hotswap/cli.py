@@ -36,6 +36,7 @@ from hotswap.names.schema import describe
 from hotswap.names.section import module_schemas
 from hotswap.protocol.events import MAX_PAGE, StatusReply, Upgraded
 from hotswap.signing import generate_key, key_id, public_line, write_private_key
+from hotswap.tls import client_context, write_authority
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -348,7 +349,14 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _connect(args: argparse.Namespace) -> Client:
-    return connect(args.node, token=getattr(args, "token", None))
+    tls = None  # the environment's choice
+    given = [getattr(args, f"tls_{n}", None) for n in ("ca", "cert", "key")]
+    if any(given):  # what is not given comes from the environment
+        environ = [os.environ.get(f"HOTSWAP_TLS_{n}") for n in ("CA", "CERT", "KEY")]
+        files: list[str | None] = [g or e or None for g, e in zip(given, environ, strict=True)]
+        ca, cert, key = (Path(f) if f else None for f in files)
+        tls = client_context(ca, cert, key)
+    return connect(args.node, token=getattr(args, "token", None), tls=tls)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -359,7 +367,16 @@ def _token(args: argparse.Namespace) -> int:
     if args.action == "add":
         if not args.name or not args.roles:
             raise HotswapError("`hotswap token add NAME --roles ROLE[,ROLE]` names whom and what")
-        token = credentials.add(args.name, [r.strip() for r in args.roles.split(",") if r])
+        roles = [r.strip() for r in args.roles.split(",") if r]
+        if args.certificate:
+            credentials.add_certified(args.name, roles)
+            credentials.save(path)
+            print(
+                f"{args.name} authenticates by a client certificate whose common name is "
+                f"{args.name!r} (restart the node to use it)"
+            )
+            return 0
+        token = credentials.add(args.name, roles)
         credentials.save(path)
         print(f"Token for {args.name} (shown once; restart the node to use it):")
         print(token)
@@ -373,7 +390,22 @@ def _token(args: argparse.Namespace) -> int:
         print(f"Revoked {gone} token(s) of {args.name} (restart the node to drop them)")
     else:
         for p in credentials.principals:
-            print(f"{p.name}: {', '.join(sorted(p.roles, key=AUTH_ROLES.index))}")
+            how = " (client certificate)" if credentials.by_certificate(p.name) else ""
+            print(f"{p.name}: {', '.join(sorted(p.roles, key=AUTH_ROLES.index))}{how}")
+    return 0
+
+
+def _tls_init(args: argparse.Namespace) -> int:
+    made = write_authority(Path(args.out), args.host, args.client)
+    print(f"Authority {made.ca} (its key {made.ca.with_suffix('.key')}: keep it offline)")
+    print(
+        f"Node: hotswap node --tls-cert {made.node_cert} --tls-key {made.node_key} "
+        f"[--tls-ca {made.ca} to require client certificates]"
+    )
+    for name, cert, key in made.clients:
+        print(f"Client {name}: --tls-ca {made.ca} --tls-cert {cert} --tls-key {key}")
+    if not made.clients:
+        print(f"Clients: --tls-ca {made.ca} (or HOTSWAP_TLS_CA={made.ca})")
     return 0
 
 
@@ -483,6 +515,23 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
             default=None,
             help="for a node started with --auth (default: $HOTSWAP_TOKEN, or for a node on "
             "this machine its data directory's client.token)",
+        )
+        p.add_argument(
+            "--tls-ca",
+            default=None,
+            metavar="FILE",
+            help="connect over TLS, checking the node's certificate against this authority "
+            "(default: $HOTSWAP_TLS_CA; $HOTSWAP_TLS=1 for the system's)",
+        )
+        p.add_argument(
+            "--tls-cert",
+            default=None,
+            metavar="FILE",
+            help="this client's certificate, for a node that requires one (default: "
+            "$HOTSWAP_TLS_CERT)",
+        )
+        p.add_argument(
+            "--tls-key", default=None, metavar="FILE", help="its key (default: $HOTSWAP_TLS_KEY)"
         )
         return p
 
@@ -616,7 +665,30 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     token.add_argument("name", nargs="?", default=None)
     token.add_argument("--roles", default=None, help=f"comma-separated, of {', '.join(AUTH_ROLES)}")
     token.add_argument("--data", default="hotswap-data", help="the node's data directory")
+    token.add_argument(
+        "--certificate",
+        action="store_true",
+        help="add: the principal authenticates by a client certificate whose common name is "
+        "NAME (mutual TLS, a node with --tls-ca), and gets no token",
+    )
     token.set_defaults(func=_token)
+
+    tls = sub.add_parser("tls-init", help="make a TLS authority, a node certificate and clients'")
+    tls.add_argument("--out", required=True, metavar="DIR", help="where to write the files")
+    tls.add_argument(
+        "--host",
+        action="append",
+        required=True,
+        help="a name or IP address clients reach the node at (repeatable)",
+    )
+    tls.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a client certificate with this common name (repeatable)",
+    )
+    tls.set_defaults(func=_tls_init)
 
     keygen = sub.add_parser("keygen", help="make a key pair to sign changes of code with")
     keygen.add_argument(

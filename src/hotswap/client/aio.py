@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar, cast
@@ -30,6 +31,7 @@ from hotswap.protocol.events import (
     TrialEnded,
     Upgraded,
 )
+from hotswap.tls import chosen_context
 
 T = TypeVar("T")
 
@@ -60,9 +62,14 @@ class StreamTransport:
         self.writer = writer
 
     @classmethod
-    async def open(cls, address: str) -> StreamTransport:
+    async def open(cls, address: str, tls: ssl.SSLContext | None = None) -> StreamTransport:
         host, port = parse_address(address)
-        reader, writer = await asyncio.open_connection(host, port)
+        if tls is None:
+            reader, writer = await asyncio.open_connection(host, port)
+        else:
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=tls, server_hostname=host.strip("[]")
+            )
         return cls(address, reader, writer)
 
     def send(self, data: bytes) -> None:
@@ -111,17 +118,19 @@ class AsyncClient:
         timeout: float = DEFAULT_TIMEOUT,
         machines: Iterable[object] = (),
         token: str | None = None,
+        tls: ssl.SSLContext | bool | None = None,
     ) -> AsyncClient:
-        """A client for the node at ``address`` (default: ``$HOTSWAP_NODE``); ``token`` as
-        :func:`hotswap.client.connect` takes it."""
+        """A client for the node at ``address`` (default: ``$HOTSWAP_NODE``); ``token`` and
+        ``tls`` as :func:`hotswap.client.connect` takes them."""
         machines = tuple(machines)
         Session().remember(*machines)  # a wrong machine is refused before connecting
         address = address or default_address()
         parse_address(address)  # a bad address is the caller's mistake, not an unreachable node
+        context = chosen_context(tls)
         try:
-            transport = await asyncio.wait_for(StreamTransport.open(address), timeout)
+            transport = await asyncio.wait_for(StreamTransport.open(address, context), timeout)
         except (OSError, TimeoutError) as e:
-            raise Wire(address).cannot_reach(e) from None
+            raise Wire(address).cannot_reach(e, tls=context is not None) from None
         return await cls.over(transport, timeout=timeout, machines=machines, token=token)
 
     @classmethod

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast
@@ -38,6 +39,7 @@ from hotswap.protocol.events import (
     TrialEnded,
     Upgraded,
 )
+from hotswap.tls import chosen_context
 
 T = TypeVar("T")
 
@@ -58,13 +60,21 @@ class Transport(Protocol):
 
 
 class SocketTransport:
-    """A TCP connection with a timeout on every read."""
+    """A TCP connection with a timeout on every read; over TLS with ``tls`` (a client
+    context: the node's certificate must name the host of ``address``)."""
 
-    def __init__(self, address: str, timeout: float) -> None:
+    def __init__(self, address: str, timeout: float, tls: ssl.SSLContext | None = None) -> None:
         self.address = address
         host, port = parse_address(address)
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=host.strip("[]"))
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -93,15 +103,17 @@ class Client:
         transport: Transport | None = None,
         machines: Iterable[object] = (),
         token: str | None = None,
+        tls: ssl.SSLContext | bool | None = None,
     ) -> None:
         machines = tuple(machines)
         if transport is None:
             address = address or default_address()
             wire = Wire(address, token)
+            context = chosen_context(tls)
             try:
-                transport = SocketTransport(address, timeout)
+                transport = SocketTransport(address, timeout, context)
             except OSError as e:
-                raise wire.cannot_reach(e) from None
+                raise wire.cannot_reach(e, tls=context is not None) from None
         else:
             wire = Wire(transport.address, token)
         self.wire = wire
@@ -316,8 +328,12 @@ def connect(
     timeout: float = DEFAULT_TIMEOUT,
     machines: Iterable[object] = (),
     token: str | None = None,
+    tls: ssl.SSLContext | bool | None = None,
 ) -> Client:
     """A blocking client for the node at ``address`` (default: ``$HOTSWAP_NODE``); values come
     back as the classes of ``machines`` (DSL machines) and of the values sent. ``token``: for a
-    node that authenticates its clients (default: :func:`hotswap.client.wire.default_token`)."""
-    return Client(address, timeout=timeout, machines=machines, token=token)
+    node that authenticates its clients (default: :func:`hotswap.client.wire.default_token`).
+    ``tls``: a context from :func:`hotswap.tls.client_context`, True for the system's
+    authorities, False for plain TCP; default: as ``$HOTSWAP_TLS_CA`` and the other
+    ``HOTSWAP_TLS_*`` variables say (:mod:`hotswap.tls`), else plain TCP."""
+    return Client(address, timeout=timeout, machines=machines, token=token, tls=tls)

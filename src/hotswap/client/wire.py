@@ -10,6 +10,7 @@ for the answer to the next request (docs/protocol.md, section 11). The connectio
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -120,6 +121,7 @@ class Wire:
         self.session = Session()
         #: Why the connection is unusable, once a request went unanswered.
         self.broken: str | None = None
+        self.welcomed = False
 
     # --- the handshake ----------------------------------------------------------------------
 
@@ -131,7 +133,17 @@ class Wire:
             raise NodeError(str(event.code), f"the node refused the connection: {event.message}")
         if not isinstance(event, Welcome):
             raise NodeError("bad_request", f"node answered hello with {event!r}")
+        self.welcomed = True
         return event
+
+    def _before_welcome(self) -> str:
+        """What a connection that ends before the node's welcome may mean."""
+        if self.welcomed:
+            return ""
+        return (
+            " before answering hello (a node that serves TLS closes plain connections: "
+            "connect with TLS, e.g. --tls-ca FILE or $HOTSWAP_TLS_CA)"
+        )
 
     # --- requests and replies ---------------------------------------------------------------
 
@@ -167,7 +179,8 @@ class Wire:
         if isinstance(event, Goodbye):
             raise NodeError(str(event.code), f"node closed the connection: {event.message}")
         if isinstance(event, ConnectionClosed):
-            raise NodeError("unreachable", f"node at {self.address} closed the connection")
+            message = f"node at {self.address} closed the connection{self._before_welcome()}"
+            raise NodeError("unreachable", message)
         return NEED_DATA if event is NEED_DATA else event
 
     def unanswered(self, error: BaseException) -> None:
@@ -176,11 +189,20 @@ class Wire:
 
     # --- errors of the transport ------------------------------------------------------------
 
-    def cannot_reach(self, error: BaseException) -> NodeError:
-        return NodeError("unreachable", f"cannot reach a node at {self.address}: {error}")
+    def cannot_reach(self, error: BaseException, tls: bool = False) -> NodeError:
+        message = f"cannot reach a node at {self.address}: {error}"
+        if isinstance(error, ssl.SSLCertVerificationError):
+            message += (
+                " (the node's certificate must be signed by the authority given as tls_ca, "
+                "--tls-ca or $HOTSWAP_TLS_CA, and name the host connected to)"
+            )
+        elif tls and isinstance(error, ssl.SSLError):
+            message += " (does the node serve TLS? it is started with --tls-cert and --tls-key)"
+        return NodeError("unreachable", message)
 
     def lost(self, error: BaseException) -> NodeError:
-        return NodeError("unreachable", f"lost the node at {self.address}: {error}")
+        message = f"lost the node at {self.address}: {error}{self._before_welcome()}"
+        return NodeError("unreachable", message)
 
     def timed_out(self) -> NodeError:
         return NodeError("timeout", f"no reply from {self.address} in time")

@@ -66,6 +66,10 @@ def _node(args: argparse.Namespace) -> int:
         snapshot_every=args.snapshot_every,
         fuel=args.fuel,
         auth=args.auth,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        tls_ca=Path(args.tls_ca) if args.tls_ca else None,
+        insecure=args.insecure,
         config=NodeConfig(
             name=args.name,
             idle_timeout=args.idle_timeout or None,
@@ -142,8 +146,25 @@ def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="append",
         default=[],
         metavar="KEYFILE",
-        help="accept upgrades, rollbacks and deploys only signed by a key in KEYFILE "
+        help="accept upgrades, releases, rollbacks and deploys only signed by a key in KEYFILE "
         "(public keys from `hotswap keygen`, one a line; repeatable)",
+    )
+    node.add_argument(
+        "--tls-cert", default=None, metavar="FILE", help="serve over TLS: the node's certificate"
+    )
+    node.add_argument("--tls-key", default=None, metavar="FILE", help="its private key")
+    node.add_argument(
+        "--tls-ca",
+        default=None,
+        metavar="FILE",
+        help="require client certificates signed by this authority (mutual TLS; with --auth, "
+        "a certificate's common name names its principal)",
+    )
+    node.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening beyond this machine without TLS and authentication (logged "
+        "as a warning; for trusted networks only)",
     )
     node.add_argument(
         "--idle-timeout",

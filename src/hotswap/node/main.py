@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import os
 import socket
+import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from hotswap.node.service import NodeConfig, Service
 from hotswap.node.store import SNAPSHOT_EVERY, Store
 from hotswap.node.trace import Trace
 from hotswap.protocol.fields import SHORT_TEXT, InvalidField
+from hotswap.tls import server_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,68 @@ class NodeOptions:
     #: Authenticate clients (``--auth``) by the data directory's credentials file, made on the
     #: first start with one admin token for this machine's clients (``client.token``).
     auth: bool = False
+    #: TLS (``--tls-cert``, ``--tls-key``); with ``tls_ca``, clients must present a
+    #: certificate that authority signed (mutual TLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    #: Listen on a non-loopback address without TLS and authentication (``--insecure``).
+    insecure: bool = False
+
+
+def tls_context(options: NodeOptions) -> ssl.SSLContext | None:
+    """The node's TLS context, or None; a file that does not load is named."""
+    if options.tls_cert is None and options.tls_key is None:
+        if options.tls_ca is not None:
+            raise HotswapError(
+                "--tls-ca needs --tls-cert and --tls-key: the node's own certificate"
+            )
+        return None
+    if options.tls_cert is None or options.tls_key is None:
+        raise HotswapError("TLS needs both --tls-cert FILE and --tls-key FILE")
+    return server_context(options.tls_cert, options.tls_key, options.tls_ca)
+
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    if host in ("", "*"):
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False  # listen() reports it
+    return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def check_exposure(options: NodeOptions, trace: Trace) -> None:
+    """Refuse to listen beyond this machine unless clients must use TLS and authenticate
+    (``--auth``, or client certificates with ``--tls-ca``), or ``--insecure`` says to."""
+    if loopback(options.host):
+        return
+    protected = options.tls_cert is not None and (options.auth or options.tls_ca is not None)
+    if protected:
+        return
+    missing = []
+    if options.tls_cert is None:
+        missing.append("TLS (--tls-cert FILE --tls-key FILE)")
+    if not options.auth and options.tls_ca is None:
+        missing.append("authentication (--auth, or client certificates with --tls-ca FILE)")
+    where = f"{options.host}:{options.port}"
+    if not options.insecure:
+        raise HotswapError(
+            f"refusing to listen on {where}, beyond this machine, without "
+            f"{' and '.join(missing)}: anyone who reaches the port could read every state, "
+            "send inputs and replace code (docs/security.md). Give them, or --insecure to "
+            "accept that"
+        )
+    trace.note(
+        f"WARNING: --insecure: listening on {where} without {' and '.join(missing)}; anyone "
+        "who reaches this port can read every state, send inputs and replace any code"
+    )
 
 
 def open_service(options: NodeOptions, trace: Trace) -> Service:
@@ -157,9 +222,11 @@ def run(options: NodeOptions, trace: Trace, loop: str = "auto") -> None:
     """Serve until SIGINT/SIGTERM. ``loop``: ``uvloop``, ``asyncio`` or ``auto`` (uvloop if
     installed)."""
     try:
+        context = tls_context(options)  # a certificate that does not load stops us here
+        check_exposure(options, trace)
         sock = listen(options.host, options.port)
         try:
-            node = Node(open_service(options, trace))
+            node = Node(open_service(options, trace), context)
         except BaseException:
             sock.close()
             raise

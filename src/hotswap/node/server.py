@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import ssl
 import time
 from typing import cast
 
@@ -33,6 +34,7 @@ from hotswap.node.service import Conversation, Fed, Service
 from hotswap.protocol.codec import encode_message
 from hotswap.protocol.events import ErrorCode, Goodbye
 from hotswap.protocol.framing import frame
+from hotswap.tls import peer_name
 
 #: Pause reading from a client whose unread replies exceed this many bytes.
 HIGH_WATER = 4 * 1024 * 1024
@@ -47,10 +49,11 @@ SWEEP_SLICE = 0.005
 
 
 class Node:
-    """Serves one :class:`Service` over TCP."""
+    """Serves one :class:`Service` over TCP, or over TLS with ``tls`` (a server context)."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, tls: ssl.SSLContext | None = None) -> None:
         self.service = service
+        self.tls = tls
         self._waiting: dict[_Peer, list[bytes]] = {}
         self.peers: set[_Peer] = set()
         #: Bytes of unfinished frames held for all peers (each peer's share in ``held``).
@@ -133,12 +136,21 @@ class Node:
         """Listen (on ``host:port``, or on a bound ``sock``) until stopped; announces
         ``Listening on HOST:PORT`` once ready."""
         loop = asyncio.get_running_loop()
+        # a TLS handshake must end within the handshake timeout, like a hello
+        handshake = self.service.config.handshake_timeout if self.tls is not None else None
         if sock is not None:
-            server = await loop.create_server(lambda: _Peer(self), sock=sock)
+            server = await loop.create_server(
+                lambda: _Peer(self), sock=sock, ssl=self.tls, ssl_handshake_timeout=handshake
+            )
         else:
-            server = await loop.create_server(lambda: _Peer(self), host, port)
+            server = await loop.create_server(
+                lambda: _Peer(self), host, port, ssl=self.tls, ssl_handshake_timeout=handshake
+            )
         bound = server.sockets[0].getsockname()
-        self.service.trace.note(f"Listening on {bound[0]}:{bound[1]}")
+        over = ""
+        if self.tls is not None:
+            over = " (TLS, client certificates required)" if _mutual(self.tls) else " (TLS)"
+        self.service.trace.note(f"Listening on {bound[0]}:{bound[1]}{over}")
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopped.set)
@@ -173,6 +185,10 @@ class Node:
         for peer in list(self.peers):
             peer.close_now()
         await asyncio.sleep(0)  # let the transports call connection_lost
+
+
+def _mutual(context: ssl.SSLContext) -> bool:
+    return context.verify_mode == ssl.CERT_REQUIRED
 
 
 def _load_all(modules: list[bytes]) -> None:
@@ -210,6 +226,8 @@ class _Peer(asyncio.Protocol):
             self.transport.close()
             return
         self.node.peers.add(self)
+        # over mutual TLS the certificate is verified before this is called: who it names
+        self.conversation.certificate = peer_name(self.transport.get_extra_info("peercert"))
         if self.node.stopped.is_set():
             self.finish()
             return

@@ -600,9 +600,14 @@ ROLE_OF: dict[type, str] = {
 _NO_TOKEN = (
     "this node authenticates its clients: connect with a token (`--token TOKEN` on a hotswap "
     "command, $HOTSWAP_TOKEN, Client(token=...), protocol version 3); on the node's machine, "
-    "its data directory's client.token holds one"
+    "its data directory's client.token holds one; or, on a node with --tls-ca, with a client "
+    "certificate of a principal added with --certificate"
 )
 _UNAUTHORIZED = "the token is not one this node knows (revoked, or for another node)"
+_UNCERTIFIED = (
+    "the client certificate's common name {name!r} is no principal of this node: add it with "
+    "`hotswap token add {name} --roles ROLES --certificate`, or connect with a token"
+)
 
 
 def _forbidden(event: Request, principal: Principal, role: str) -> Error:
@@ -634,6 +639,9 @@ class Conversation:
         self.prepare = prepare
         #: Who this connection authenticated as (None: the node does not authenticate).
         self.principal: Principal | None = None
+        #: The common name of the client's verified TLS certificate (mutual TLS), set by the
+        #: shell before any byte is received; a hello without a token authenticates by it.
+        self.certificate: str | None = None
         self._held: Request | None = None
         #: Ids whose replies wait for the current batch's commit (held requests included).
         self._unanswered: set[int] = set()
@@ -679,9 +687,13 @@ class Conversation:
                 case Hello(version=version):
                     config = self.service.config
                     if config.credentials is not None:
-                        self.principal = config.credentials.authenticate(event.token)
-                        if self.principal is None:
+                        if event.token or self.certificate is None:
+                            self.principal = config.credentials.authenticate(event.token)
                             why = _UNAUTHORIZED if event.token else _NO_TOKEN
+                        else:
+                            self.principal = config.credentials.certified(self.certificate)
+                            why = _UNCERTIFIED.format(name=self.certificate)
+                        if self.principal is None:
                             self.service.trace.note(f"Connection refused (unauthorized): {why}")
                             goodbye = Goodbye(ErrorCode.UNAUTHORIZED, why)
                             fed.replies.append(self.conn.send(goodbye))
