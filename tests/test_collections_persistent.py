@@ -316,3 +316,69 @@ def test_empty_collections_are_shared_and_empty() -> None:
     assert make_list([]) == EMPTY_LIST
     assert OMap() == EMPTY_MAP
     assert EMPTY_MAP.set("k", 1).delete("k") is EMPTY_MAP  # the last delete gives the empty map
+
+
+big_keys = st.one_of(st.integers(0, 300), st.tuples(st.integers(0, 40), st.booleans()))
+big_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), big_keys, st.integers(-5, 5)),
+        st.tuples(st.just("delete"), big_keys),
+        st.tuples(st.just("branch"), st.integers(0, 1000)),  # go on from an earlier version
+    ),
+    max_size=400,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(33, 260), big_ops)
+def test_large_maps_stay_dicts_through_rebuilds_on_any_version(start: int, ops: list[Any]) -> None:
+    """Maps past SMALL entries, deleted from heavily (so rebuilds start, run and end), with
+    changes made to earlier versions as well as the latest: every version is its dict, and
+    the slots stay within a bound of the live entries."""
+    m = OMap((i, i) for i in range(start))
+    d = {i: i for i in range(start)}
+    versions: list[tuple[OMap, dict[Any, Any]]] = [(m, dict(d))]
+    for op in ops:
+        if op[0] == "branch":
+            m, d = versions[op[1] % len(versions)]
+            d = dict(d)
+            continue
+        m, d = apply(m, d, op)
+        versions.append((m, dict(d)))
+        if m._small is None:
+            assert len(m._slots) <= 3 * len(m) + 48, (len(m._slots), len(m))
+    for old, old_dict in versions[:: max(1, len(versions) // 20)]:
+        same(old, old_dict, [0, 1, 299, (3, True)])
+
+
+def test_deleting_again_and_again_from_one_version_costs_what_one_delete_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A version one delete short of a rebuild, deleted from 2,000 times: each delete copies
+    at most REBUILD_STEP slots, however large the map (no O(n) compaction per version)."""
+    from hotswap.lang import persistent  # noqa: PLC0415 - to count its calls
+
+    m = OMap((i, i) for i in range(6000))
+    for i in range(0, 2000):
+        m = m.delete(i)
+    while m._next is None:  # the last version before a rebuild starts
+        before, m = m, m.delete(next(iter(m.keys())))
+    m = before
+    assert m._next is None
+    calls = 0
+    salted = persistent.safe_key
+
+    def counting(key: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return salted(key)
+
+    monkeypatch.setattr(persistent, "safe_key", counting)
+    keys = list(m.keys())
+    most = 0
+    for k in keys[:2000]:
+        calls = 0
+        shorter = m.delete(k)
+        most = max(most, calls)
+        assert k not in shorter and len(shorter) == len(m) - 1
+    assert most <= persistent.REBUILD_STEP + 2, most

@@ -8,10 +8,14 @@ collection of n entries costs O(log n) time and memory, never a copy:
 - a map is :class:`OMap`: up to :data:`SMALL` entries, a ``dict`` copied to change; past it,
   an ``immutables.Map`` (a hash array mapped trie, in C) from each key's :func:`safe_key` to
   its slot, and a vector of ``(key, value)`` slots in insertion order. Lookup and update are
-  O(log n); deleting leaves an empty slot, and the slots are compacted once empty ones
-  outnumber live ones, so deletion is O(log n) amortised (when each version is deleted from
-  once). Iteration follows insertion order, as Python's ``dict`` does; equality ignores order,
-  as ``dict`` equality does.
+  O(log n); deleting leaves an empty slot. Once empty slots outnumber live ones, the map
+  starts a *rebuild*, a second index and vector holding the live entries only, and each later
+  change copies :data:`REBUILD_STEP` more slots into it; when all are copied the rebuild
+  replaces the old pair. So every operation is O(log n) in the worst case, on any version of
+  a map (a version kept and deleted from again and again costs what the first delete did),
+  and the slots never exceed about three times the live entries plus 32. Iteration follows
+  insertion order, as Python's ``dict`` does; equality ignores order, as ``dict`` equality
+  does.
 
 Values of these types are compared with ``==`` by every executor; a list equals only a list.
 """
@@ -96,22 +100,59 @@ def bulk() -> Iterator[None]:
 #: the map's own cost (converting Python values at ``.run``'s boundary, building a small map
 #: in a step) is that of a ``dict``. Past it, the map is the trie and the slots.
 SMALL = 32
+#: Slots a large map's rebuild copies at each change (a set or a delete) while it runs: more
+#: than the one slot a change can add, so a rebuild of L slots ends within L / 7 changes.
+REBUILD_STEP = 8
+
+
+#: A rebuild in progress: the live entries of the slots before ``copied``, their index and
+#: slots (``nslots[nindex[safe_key(k)]] == (k, v)`` for each).
+Rebuild = tuple["immutables.Map[Any, int]", PVector[Any], int]
 
 
 def _new_small(d: dict[Any, Any], size: int = -1) -> OMap:
     m = _new(OMap)
     _put_small(m, d)
     _put_size(m, size)
+    _put_next(m, None)
     return m
 
 
-def _new_large(index: immutables.Map[Any, int], slots: PVector[Any], size: int = -1) -> OMap:
+def _new_large(
+    index: immutables.Map[Any, int],
+    slots: PVector[Any],
+    size: int = -1,
+    rebuild: Rebuild | None = None,
+) -> OMap:
     m = _new(OMap)
     _put_small(m, None)
     _put_index(m, index)
     _put_slots(m, slots)
     _put_size(m, size)
+    _put_next(m, rebuild)
     return m
+
+
+def _step(
+    index: immutables.Map[Any, int], slots: PVector[Any], rebuild: Rebuild, size: int
+) -> OMap:
+    """A large map whose rebuild has copied :data:`REBUILD_STEP` more slots; once it has
+    copied them all, the rebuild is the map (a small one if it holds few enough entries)."""
+    nindex, nslots, copied = rebuild
+    end = min(copied + REBUILD_STEP, len(slots))
+    if copied < end:
+        building = nindex.mutate()
+        for at in range(copied, end):
+            slot = slots[at]
+            if slot is not None:
+                building[safe_key(slot[0])] = len(nslots)
+                nslots = nslots.append(slot)
+        nindex = building.finish()
+    if end < len(slots):
+        return _new_large(index, slots, size, (nindex, nslots, end))
+    if len(nindex) <= SMALL:
+        return _new_small(dict(s for s in nslots if s is not None), size)
+    return _new_large(nindex, nslots, size)
 
 
 class OMap:
@@ -123,16 +164,20 @@ class OMap:
     Which one a map is never shows: every operation gives the same results either way.
 
     ``_size`` is the map's :func:`state_size` when known, else -1 (as a vector's): ``set``
-    and ``delete`` keep a known size up to date from the entry they change."""
+    and ``delete`` keep a known size up to date from the entry they change. ``_next`` is a
+    large map's rebuild in progress, or None (:data:`Rebuild`); the index and slots stay the
+    map's until it ends."""
 
-    __slots__ = ("_index", "_size", "_slots", "_small")
+    __slots__ = ("_index", "_next", "_size", "_slots", "_small")
     _size: int
     _small: dict[Any, Any] | None
     _index: immutables.Map[Any, int]
     _slots: PVector[tuple[Any, Any] | None]
+    _next: Rebuild | None
 
     def __init__(self, items: Iterable[tuple[Any, Any]] = ()) -> None:
         _put_size(self, -1)
+        _put_next(self, None)
         pairs = items if isinstance(items, list) else list(items)
         if len(pairs) <= SMALL:  # a dict of a few keys: collisions cost nothing
             _put_small(self, dict(pairs))
@@ -213,12 +258,18 @@ class OMap:
             _put_size(big, size)
             return big
         salted = safe_key(key)
-        at = self._index.get(salted)
-        if at is None:
-            return _new_large(
-                self._index.set(salted, len(self._slots)), self._slots.append((key, value)), size
-            )
-        return _new_large(self._index, self._slots.set(at, (key, value)), size)
+        index, slots, rebuild = self._index, self._slots, self._next
+        at = index.get(salted)
+        if at is None:  # a new key goes last: the rebuild copies it when it gets there
+            index, slots = index.set(salted, len(slots)), slots.append((key, value))
+        else:
+            slots = slots.set(at, (key, value))
+            if rebuild is not None and at < rebuild[2]:  # copied already: change the copy
+                nindex, nslots, copied = rebuild
+                rebuild = (nindex, nslots.set(nindex[salted], (key, value)), copied)
+        if rebuild is None:
+            return _new_large(index, slots, size)
+        return _step(index, slots, rebuild, size)
 
     def delete(self, key: Any) -> OMap:
         """The map without ``key`` (the same map if ``key`` is absent)."""
@@ -235,16 +286,22 @@ class OMap:
             del d[key]
             return _new_small(d, size) if d else EMPTY_MAP
         salted = safe_key(key)
+        rebuild = self._next
         at = self._index[salted]
         index = self._index.delete(salted)
         if not index:
             return EMPTY_MAP
         slots = self._slots.set(at, None)
-        if len(slots) > 2 * len(index) + 32:  # compact: empty slots outnumber live ones
-            compact = OMap(s for s in slots if s is not None)
-            _put_size(compact, size)
-            return compact
-        return _new_large(index, slots, size)
+        if rebuild is not None:
+            nindex, nslots, copied = rebuild
+            if at < copied:  # copied already: delete the copy too
+                nslots = nslots.set(nindex[salted], None)
+                rebuild = (nindex.delete(salted), nslots, copied)
+        elif len(slots) > 2 * len(index) + 32:  # empty slots outnumber live ones: rebuild
+            rebuild = (_EMPTY_INDEX, EMPTY_LIST, 0)
+        if rebuild is None:
+            return _new_large(index, slots, size)
+        return _step(index, slots, rebuild, size)
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         small = self._small
@@ -329,6 +386,7 @@ _put_small: Any = vars(OMap)["_small"].__set__
 _put_index: Any = vars(OMap)["_index"].__set__
 _put_slots: Any = vars(OMap)["_slots"].__set__
 _put_size: Any = vars(OMap)["_size"].__set__
+_put_next: Any = vars(OMap)["_next"].__set__
 _ABSENT = object()
 
 
