@@ -32,6 +32,7 @@ bench: $(STAMP)
 
 fuzz: $(STAMP)
 	$(BIN)/python -m bench.fuzz_modules
+	HOTSWAP_FUZZ_SECONDS=120 $(BIN)/pytest -n 0 -q tests/test_fuzz_auth.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

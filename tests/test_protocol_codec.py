@@ -210,7 +210,7 @@ BAD_PAYLOADS: list[tuple[bytes, bool, str]] = [
     (b"\xa5" + _VALID_SEND[1:] + b"\x62id\x02", True, "not a valid CBOR item"),
     # integer key
     (b"\xa5\x01\x02" + _VALID_SEND[1:], True, "not a valid CBOR item"),
-    (cbor2.dumps({"type": "hello", "version": 4}), True, "unsupported protocol version 4"),
+    (cbor2.dumps({"type": "hello", "version": 5}), True, "unsupported protocol version 5"),
     (
         cbor2.dumps(
             {"type": "hello", "version": 1, "max_frame": 100, "agent": "x"}, canonical=True

@@ -353,18 +353,18 @@ def test_welcome_must_answer_the_version_asked_for() -> None:
     client.receive_data(
         raw({"type": "welcome", "version": 1, "max_frame": 4096, "agent": "a", "node": "n"})
     )
-    with pytest.raises(RemoteProtocolError, match="welcome for version 1 answers hello for 3"):
+    with pytest.raises(RemoteProtocolError, match="welcome for version 1 answers hello for 4"):
         client.next_event()
 
 
 def test_unsupported_version_gets_a_goodbye_saying_so() -> None:
-    """A hello for version 4 makes the server say goodbye with unsupported_version."""
+    """A hello for version 5 makes the server say goodbye with unsupported_version."""
     client, server = ClientConnection(), ServerConnection()
-    with pytest.raises(LocalProtocolError, match="version 4 is not supported"):
-        ClientConnection().send(Hello(version=4))
-    client.send(Hello())  # the client believes it asked for version 3
-    server.receive_data(raw({"type": "hello", "version": 4, "max_frame": 4096, "agent": "x"}))
-    with pytest.raises(UnsupportedVersion, match="unsupported protocol version 4"):
+    with pytest.raises(LocalProtocolError, match="version 5 is not supported"):
+        ClientConnection().send(Hello(version=5))
+    client.send(Hello())  # the client believes it asked for version 4
+    server.receive_data(raw({"type": "hello", "version": 5, "max_frame": 4096, "agent": "x"}))
+    with pytest.raises(UnsupportedVersion, match="unsupported protocol version 5"):
         server.next_event()
     goodbye = server.failure
     assert goodbye is not None

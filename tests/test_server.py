@@ -278,10 +278,10 @@ def test_a_request_held_for_its_modules_is_not_applied_once_the_node_stops(
     loading, release = threading.Event(), threading.Event()
     real = server_module._load_all
 
-    def slow(modules: list[bytes]) -> None:
+    def slow(modules: list[bytes], fuel: int) -> None:
         loading.set()
         release.wait(10)
-        real(modules)
+        real(modules, fuel)
 
     monkeypatch.setattr(server_module, "_load_all", slow)
     fresh = (("t", os.urandom(8).hex().encode()),)

@@ -6,6 +6,7 @@ import gc
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -304,3 +305,75 @@ def test_recovery_pauses_the_cyclic_collector_and_restores_it(
         finally:
             gc.enable()
     assert seen == [False, False]
+
+
+FIXTURE_V3 = Path(__file__).parent / "fixtures" / "store_v3.sqlite3"
+
+
+def _schema_3_history(c: object) -> None:
+    """What tests/fixtures/record_schema3.py did to the store it wrote (the oracle's run)."""
+    from hotswap.code import Upgrade  # noqa: PLC0415
+
+    client: Any = c
+    for _ in range(4):
+        client.send("counter", counter.Incr())
+    for _ in range(3):
+        client.send("counter", counter.Incr(), key="user-1")
+    client.send("counter", counter.Incr(), key="gone")
+    client.delete("counter", "gone")
+    client.upgrade("counter", Upgrade(counter.counter_sm, counter.counter_sm2))
+    client.send("counter", counter.Incr())
+    client.send("counter", counter.Count())
+    client.send("counter", counter.Incr(), key="user-2")
+    client.send("bank", bank.Deposit(50))
+    client.send("bank", bank.Withdraw(20))
+
+
+def test_a_store_written_by_schema_3_upgrades_in_place_and_recovers_the_same(
+    tmp_path: Path,
+) -> None:
+    """tests/fixtures/store_v3.sqlite3 was written by the release of store schema 3 (before the
+    audit trail): the counter with an upgrade and keyed instances (one behind its checkpoint,
+    one deleted), the bank; killed. It opens at schema 4 (two columns added in place), every
+    state and instance is what the same requests give on a new node, and its history names
+    nobody."""
+    from hotswap.client import Client  # noqa: PLC0415
+    from hotswap.node.memory import MemoryNode  # noqa: PLC0415
+
+    machines = {"counter": counter.counter_sm, "bank": bank.bank_sm}
+    known = [counter.counter_sm2, bank.bank_sm]
+    with MemoryNode(machines) as fresh:
+        oracle = Client(transport=fresh.connection(), machines=known)
+        _schema_3_history(oracle)
+        want = {
+            "counter": oracle.status("counter"),
+            "bank": oracle.status("bank"),
+            "user-1": oracle.status("counter", key="user-1"),
+            "user-2": oracle.status("counter", key="user-2"),
+        }
+    shutil.copyfile(FIXTURE_V3, tmp_path / "node.sqlite3")
+    for _ in range(2):  # upgraded, then reopened at the current schema
+        with MemoryNode(machines, data=tmp_path) as node:
+            c = Client(transport=node.connection(), machines=known)
+            got = {
+                "counter": c.status("counter"),
+                "bank": c.status("bank"),
+                "user-1": c.status("counter", key="user-1"),
+                "user-2": c.status("counter", key="user-2"),
+            }
+            for name, status in got.items():
+                expected = want[name]
+                assert (status.identity, status.state, status.inputs) == (
+                    expected.identity,
+                    expected.state,
+                    expected.inputs,
+                ), name
+            assert got["counter"].instances == 2
+            assert [(e.kind, e.by, e.signer) for e in got["counter"].history] == [
+                ("start", None, None),
+                ("upgrade", None, None),
+            ]
+            db = node.service.store.db
+            assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
+            columns = [row[1] for row in db.execute("PRAGMA table_info(log)")]
+            assert columns[-2:] == ["principal", "signer"]

@@ -112,6 +112,13 @@ class Credentials:
         self._by_digest: dict[str, Principal] = dict(entries or {})
         #: Principals who authenticate by a client certificate, by its common name.
         self._by_cert: dict[str, Principal] = dict(certified or {})
+        #: The file these were loaded from (:meth:`refresh` reads it again), and its stamp.
+        self.path: Path | None = None
+        self._stamp: tuple[int, int, int] | None = None
+        self._refused: tuple[int, int, int] | None = None
+        #: Counts the reloads that changed something: a connection authenticated at another
+        #: version authenticates again before its next request.
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self._by_digest) + len(self._by_cert)
@@ -120,6 +127,25 @@ class Credentials:
     def principals(self) -> list[Principal]:
         every = [*self._by_digest.values(), *self._by_cert.values()]
         return sorted(every, key=lambda p: p.name)
+
+    def refresh(self) -> bool:
+        """Read the file again if it changed since it was read (``hotswap token`` wrote it);
+        whether it had. A file that does not load raises :class:`CredentialProblem` and
+        changes nothing; a removed file leaves no principal (nobody gets in)."""
+        if self.path is None:
+            return False
+        stamp = _stamp(self.path)
+        if stamp in (self._stamp, self._refused):
+            return False
+        try:
+            fresh = Credentials.load(self.path)
+        except CredentialProblem:
+            self._refused = stamp  # said once; the next change of the file is read again
+            raise
+        self._by_digest, self._by_cert = fresh._by_digest, fresh._by_cert
+        self._stamp = fresh._stamp
+        self.version += 1
+        return True
 
     def by_certificate(self, name: str) -> bool:
         """Whether ``name`` authenticates by a client certificate."""
@@ -160,10 +186,13 @@ class Credentials:
 
     @classmethod
     def load(cls, path: Path) -> Credentials:
+        stamp = _stamp(path)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return cls()
+            empty = cls()
+            empty.path = path
+            return empty
         except (OSError, UnicodeDecodeError) as e:
             raise CredentialProblem(f"cannot read {path}: {e}") from None
         mode = os.stat(path).st_mode & 0o077
@@ -194,7 +223,9 @@ class Credentials:
             if not isinstance(digest, str) or len(digest) != 64 or not _is_hex(digest):
                 raise CredentialProblem(f"{where}: `sha256` must be 64 hex digits")
             entries[digest] = Principal(name, roles)
-        return cls(entries, certified)
+        loaded = cls(entries, certified)
+        loaded.path, loaded._stamp = path, stamp
+        return loaded
 
     def save(self, path: Path) -> None:
         """Write the file atomically, mode 0600."""
@@ -217,6 +248,15 @@ class Credentials:
             out.flush()
             os.fsync(out.fileno())
         os.replace(partial, path)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of a file from another: its inode, size and change time."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _is_hex(text: str) -> bool:

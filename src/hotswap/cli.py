@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from hotswap.auth import ROLES as AUTH_ROLES
@@ -21,8 +22,9 @@ from hotswap.auth import Credentials
 from hotswap.cam.disasm import disassemble
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_type, decode_value, encode_value
+from hotswap.changes import capture, read_change, signer_id, write_change
 from hotswap.client import Client, DryRunOutcome, Upgrade, connect, schemas_of
-from hotswap.client.session import DRY_RUN_INPUTS
+from hotswap.client.session import DRY_RUN_INPUTS, Flow, expect
 from hotswap.code import import_object, module_bytes
 from hotswap.errors import HotswapError, ValueTypeError
 from hotswap.fleet import Fleet
@@ -34,8 +36,23 @@ from hotswap.names.lint import nominal_notes
 from hotswap.names.pysource import python_source
 from hotswap.names.schema import describe
 from hotswap.names.section import module_schemas
-from hotswap.protocol.events import MAX_PAGE, StatusReply, Upgraded
-from hotswap.signing import generate_key, key_id, public_line, write_private_key
+from hotswap.protocol.events import (
+    MAX_PAGE,
+    Deploy,
+    Deployed,
+    Release,
+    Released,
+    StatusReply,
+    Upgraded,
+    UpgradeRequest,
+)
+from hotswap.signing import (
+    generate_key,
+    key_id,
+    public_line,
+    read_private_key,
+    write_private_key,
+)
 from hotswap.tls import client_context, write_authority
 
 
@@ -118,6 +135,17 @@ def _upgrade(args: argparse.Namespace) -> int:
         expected = args.expect or status.identity
         generation = args.generation if args.generation is not None else status.generation
         change = Upgrade(expected, target, migration, generation=generation, rename=args.rename)
+        if args.out:
+            if args.dry_run:
+                raise HotswapError("--dry-run changes nothing; --out writes a change: choose one")
+            flow = client.session.upgrade(
+                args.machine,
+                change,
+                trial=args.trial,
+                trial_seconds=args.trial_seconds,
+                check_all=args.check_all,
+            )
+            return _write_out(client, args, flow)
         if args.dry_run:
             inputs = DRY_RUN_INPUTS if args.inputs is None else args.inputs
             _report_dry_run(args.machine, client.dry_run(args.machine, change, inputs=inputs))
@@ -176,6 +204,9 @@ def _rollback(args: argparse.Namespace) -> int:
         migration = module_bytes(import_object(args.migration), args.migration)
     with _connect(args) as client:
         _sign(client, args)
+        if args.out:
+            flow = client.session.rollback(args.machine, migration, check_all=args.check_all)
+            return _write_out(client, args, flow)
         reply = client.rollback(args.machine, migration, check_all=args.check_all)
     _report(args.machine, reply, (), derived=migration is None)
     return 0
@@ -188,6 +219,7 @@ def _release(args: argparse.Namespace) -> int:
     if unknown:
         raise HotswapError(f"--migration for {', '.join(unknown)}, which the release lacks")
     with _connect(args) as client:
+        _sign(client, args)
         upgrades = {}
         for name, ref in targets.items():
             migration = None
@@ -195,6 +227,8 @@ def _release(args: argparse.Namespace) -> int:
                 migration = module_bytes(import_object(migrations[name]), migrations[name])
             running = client.status_raw(name).identity
             upgrades[name] = Upgrade(running, import_object(ref), migration)
+        if args.out:
+            return _write_out(client, args, client.session.release(upgrades))
         reply = client.release(upgrades)
     print(f"Release successful! {len(reply.machines)} machines swapped together:")
     for entry in reply.machines:
@@ -417,6 +451,71 @@ def _sign_option(p: argparse.ArgumentParser) -> None:
         help="sign the change with this private key, for a node started with --trust "
         "(default: $HOTSWAP_SIGNING_KEY, if set)",
     )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="write the change to FILE instead of making it: `hotswap sign FILE --key KEYFILE` "
+        "signs it, `hotswap apply FILE` makes it",
+    )
+
+
+def _write_out(client: Client, args: argparse.Namespace, flow: Flow[object]) -> int:
+    """``--out FILE``: the change the command would make, written down (signed with
+    ``--sign``), not made."""
+
+    def generation(machine: str) -> int:
+        found = client.status_raw(machine).generation
+        if found is None:
+            raise HotswapError(f"the node reports no generation of {machine}: upgrade the node")
+        return found
+
+    change = capture(flow, client.request, generation)
+    path = Path(args.out)
+    write_change(change, path)
+    print(f"Wrote {path}, which makes this change:")
+    for line in change.lines():
+        print(f"  {line}")
+    if change.signature:
+        print(f"Signed. `hotswap apply {path}` makes it")
+    else:
+        print(f"Unsigned: `hotswap sign {path} --key KEYFILE`, then `hotswap apply {path}`")
+    return 0
+
+
+def _sign_file(args: argparse.Namespace) -> int:
+    """``hotswap sign FILE --key KEYFILE``: sign a change file, offline."""
+    path = Path(args.file)
+    change = read_change(path)
+    key = read_private_key(Path(args.key))
+    print(f"Signing with key {signer_id(key)}:")
+    for line in change.lines():
+        print(f"  {line}")
+    out = Path(args.out) if args.out else path
+    write_change(change.signed(key), out)
+    print(f"Wrote {out}: `hotswap apply {out}` makes the change")
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    """``hotswap apply FILE``: make the change a change file holds."""
+    change = read_change(Path(args.file))
+    with _connect(args) as client:
+        request = replace(change.request, id=client.session.request_id())
+        reply = client.request(request)
+    match request:
+        case UpgradeRequest(machine=name):
+            _report(name, expect(reply, Upgraded), (), derived=False)
+        case Release():
+            released = expect(reply, Released)
+            print(f"Release successful! {len(released.machines)} machines swapped together:")
+            for entry in released.machines:
+                print(f"  {entry.machine}: {entry.old[:12]} -> {entry.new[:12]}")
+        case Deploy(machine=name):
+            done = expect(reply, Deployed)
+            state = "Deployed" if done.started else "Already running:"
+            print(f"{state} machine {name!r} on {done.identity[:12]}")
+    return 0
 
 
 def _sign(client: Client, args: argparse.Namespace) -> None:
@@ -444,6 +543,8 @@ def _deploy(args: argparse.Namespace) -> int:
     module_bytes(code, args.code)  # a bad reference fails here, named
     with _connect(args) as client:
         _sign(client, args)
+        if args.out:
+            return _write_out(client, args, client.session.deploy(args.name, code))
         done = client.deploy(args.name, code)
     if done.started:
         print(f"Deployed machine {args.name!r} on {done.identity[:12]}")
@@ -490,9 +591,13 @@ def _history(args: argparse.Namespace) -> int:
     with _connect(args) as client:
         for generation, entry in enumerate(client.status_raw(args.machine).history):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.time))
+            by = entry.by or "-"  # who made the change: none known without --auth
+            if not by.isprintable() or " " in by:
+                by = repr(by)
+            signed = "" if entry.signer is None else f"  signed {entry.signer}"
             print(
                 f"{when}  {entry.kind:<8} {entry.identity}  after {entry.seq} inputs"
-                f"  (generation {generation})"
+                f"  by {by}{signed}  (generation {generation})"
             )
     return 0
 
@@ -609,6 +714,7 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="NAME=module:attribute",
         help="the state migration of one machine (default: derived from names)",
     )
+    _sign_option(release)
     release.set_defaults(func=_release)
 
     fleet = sub.add_parser("fleet-upgrade", help="upgrade a machine on several nodes, rolling")
@@ -673,6 +779,16 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     token.set_defaults(func=_token)
 
+    signer = sub.add_parser("sign", help="sign a change file (`upgrade ... --out FILE`), offline")
+    signer.add_argument("file")
+    signer.add_argument("--key", required=True, metavar="KEYFILE", help="from `hotswap keygen`")
+    signer.add_argument("--out", default=None, metavar="FILE", help="(default: sign in place)")
+    signer.set_defaults(func=_sign_file)
+
+    apply = client_command("apply", "make the change a change file holds (signed or not)")
+    apply.add_argument("file")
+    apply.set_defaults(func=_apply)
+
     tls = sub.add_parser("tls-init", help="make a TLS authority, a node certificate and clients'")
     tls.add_argument("--out", required=True, metavar="DIR", help="where to write the files")
     tls.add_argument(
@@ -707,7 +823,9 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     types.set_defaults(func=_types)
 
-    history = client_command("history", "show the code versions a machine has run")
+    history = client_command(
+        "history", "show the code versions a machine has run, and who installed each"
+    )
     history.add_argument("machine")
     history.set_defaults(func=_history)
 

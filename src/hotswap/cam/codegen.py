@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 from hotswap.cam.instructions import Code, Opcode
@@ -600,6 +601,29 @@ def compile_metered(code: Code) -> Metered:
     return fn
 
 
+#: The file name generated code is compiled under.
+SOURCE_NAME = "<hotswap fast path>"
+
+
+def _compile_here(source: str) -> CodeType:
+    return compile(source, SOURCE_NAME, "exec", dont_inherit=True)  # no __future__ of ours
+
+
+#: Turns generated source into a code object. Python's ``compile`` holds the GIL for the whole
+#: of it (half a second for a function at the instruction limit), so a node, whose event loop
+#: must keep serving while an upgrade's modules load on a worker thread, compiles large sources
+#: in a child process instead (:func:`set_compiler`, ``hotswap.node.compiling``).
+_compiler: Callable[[str], CodeType] = _compile_here
+
+
+def set_compiler(compiler: Callable[[str], CodeType] | None) -> None:
+    """Compile generated source with ``compiler`` (None: Python's ``compile``, here). It must
+    return what ``compile(source, SOURCE_NAME, "exec", dont_inherit=True)`` would, or raise
+    what it would."""
+    global _compiler  # noqa: PLW0603 - one way of compiling per process
+    _compiler = _compile_here if compiler is None else compiler
+
+
 def _exec(source: str, constants: dict[str, object]) -> Any:
     namespace: dict[str, Any] = {
         "__builtins__": {},
@@ -614,7 +638,7 @@ def _exec(source: str, constants: dict[str, object]) -> Any:
         "_EM": EMPTY_MAP,
         **constants,
     }
-    exec(compile(source, "<hotswap fast path>", "exec"), namespace)
+    exec(_compiler(source), namespace)
     return namespace["f"]
 
 

@@ -1,4 +1,5 @@
-"""Loaded modules: decoded, verified and compiled once, cached by identity.
+"""Loaded modules: decoded, verified and compiled once, cached by identity within a budget of
+bytes.
 
 ``load_module(data)`` is the one door through which bytes from elsewhere become runnable code.
 """
@@ -27,7 +28,7 @@ from hotswap.cam.vm import VM
 from hotswap.errors import HotswapError, Trap
 from hotswap.lang.check import MAX_STATE_BYTES
 from hotswap.lang.evaluate import Value
-from hotswap.lang.persistent import state_size
+from hotswap.lang.persistent import bulk, state_size
 from hotswap.lang.types import Type
 
 Executor = Literal["fast", "vm"]
@@ -52,6 +53,9 @@ class LoadedModule:
         self.identity = module_identity(data)
         self.machine = module.machine
         self.custom: Mapping[str, bytes] = MappingProxyType(dict(module.custom))
+        #: What other layers derive from the module once and keep with it (the schemas of its
+        #: names section): it lives as long as the module does.
+        self.memo: dict[str, object] = {}
         self.migration: MigrationSig | None = None
         if module.migration is not None:
             f = module.functions[module.migration]
@@ -177,33 +181,173 @@ def _limited(state: Value, limit: int | None) -> Value:
     return state
 
 
-_CACHE_SIZE = 256
-_cache: OrderedDict[bytes, LoadedModule] = OrderedDict()
+#: What the cache may hold, in bytes (:func:`cost`): 64 MiB, two modules at the size limit with
+#: their copies, or thousands of ordinary ones. ``set_cache_bytes`` changes it.
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+#: Loaded modules by identity, least recently used first, with their cost.
+_cache: OrderedDict[str, tuple[LoadedModule, int]] = OrderedDict()
+#: The same entries by the ``id`` of their bytes: a lookup with the very bytes object that was
+#: loaded (an upgrade's modules, loaded on a worker thread, then used on the event loop) costs
+#: no hashing of up to 16 MiB.
+_by_object: dict[int, LoadedModule] = {}
+_cache_bytes = 0
+_cache_limit = DEFAULT_CACHE_BYTES
+#: Results held for a request in flight (:func:`preload`), by the ``id`` of their bytes:
+#: (bytes, module or the error loading raised, holders).
+_held: dict[int, tuple[bytes, LoadedModule | HotswapError, int]] = {}
 _cache_lock = threading.Lock()
+#: Below this many bytes, finding a module's identity to look it up costs next to nothing.
+_SMALL = 1 << 20
+#: Bytes counted for each instruction: its decoded form, and the Python compiled from it.
+_INSTRUCTION_COST = 256
+
+
+def cost(loaded: LoadedModule) -> int:
+    """What ``loaded`` holds, in bytes, roughly: its bytes, the copies of its custom sections,
+    and about :data:`_INSTRUCTION_COST` bytes an instruction (measured: 160 to 200)."""
+    instructions = sum(len(f.code) for f in loaded.module.functions)
+    custom = sum(len(v) for v in loaded.custom.values())
+    return len(loaded.data) + custom + _INSTRUCTION_COST * instructions
+
+
+def set_cache_bytes(limit: int) -> None:
+    """Let the cache hold ``limit`` bytes of modules (0: cache nothing)."""
+    global _cache_limit  # noqa: PLW0603 - one cache per process
+    with _cache_lock:
+        _cache_limit = max(0, limit)
+        _evict()
+
+
+def cache_usage() -> tuple[int, int]:
+    """(modules, bytes) the cache holds."""
+    with _cache_lock:
+        return len(_cache), _cache_bytes
+
+
+def _identity(data: bytes) -> str | None:
+    """The identity the cache files ``data`` under; None for bytes that are not a module."""
+    if not isinstance(data, bytes):
+        return None
+    try:
+        return module_identity(data)
+    except HotswapError:
+        return None
+
+
+def _lookup(data: bytes, identity: str | None) -> LoadedModule | HotswapError | None:
+    """A held result or a cached module for exactly these bytes (lock held)."""
+    held = _held.get(id(data))
+    if held is not None and held[0] is data:
+        return held[1]
+    hit = _by_object.get(id(data))
+    if hit is None or hit.data is not data:
+        entry = None if identity is None else _cache.get(identity)
+        hit = None if entry is None or entry[0].data != data else entry[0]
+    if hit is not None:
+        _cache.move_to_end(hit.identity)
+    return hit
+
+
+def _remember(loaded: LoadedModule) -> None:
+    """Cache ``loaded`` (lock held), in place of another module of its identity."""
+    global _cache_bytes  # noqa: PLW0603
+    old = _cache.pop(loaded.identity, None)
+    if old is not None:
+        _by_object.pop(id(old[0].data), None)
+        _cache_bytes -= old[1]
+    size = cost(loaded)
+    _cache[loaded.identity] = (loaded, size)
+    _by_object[id(loaded.data)] = loaded
+    _cache_bytes += size
+    _evict()
+
+
+def _evict() -> None:
+    global _cache_bytes  # noqa: PLW0603
+    while _cache and _cache_bytes > _cache_limit:
+        _, (gone, size) = _cache.popitem(last=False)
+        _by_object.pop(id(gone.data), None)
+        _cache_bytes -= size
+
+
+def _load(data: bytes) -> LoadedModule:
+    key = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else b""
+    module = decode_module(data)
+    return LoadedModule(key, module, verify_module(module))
 
 
 def load_module(data: bytes) -> LoadedModule:
     """Decode, verify and compile module bytes; raises a :class:`HotswapError` subclass
-    (:class:`DecodeError`, :class:`VerifyError`) naming what is wrong. Cached by content."""
-    key = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else b""
+    (:class:`DecodeError`, :class:`VerifyError`) naming what is wrong. Cached by identity
+    (and bytes: another module's names are another module), within a budget of bytes
+    (:func:`set_cache_bytes`); a module that fails to load is not cached."""
+    identity = None if id(data) in _held or id(data) in _by_object else _identity(data)
     with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-            return hit
-    module = decode_module(data)
-    loaded = LoadedModule(key, module, verify_module(module))
+        hit = _lookup(data, identity)
+    if isinstance(hit, HotswapError):
+        raise hit
+    if hit is not None:
+        return hit
+    loaded = _load(data)
     with _cache_lock:
-        _cache[key] = loaded
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+        _remember(loaded)
     return loaded
 
 
-def is_loaded(data: bytes) -> bool:
-    """Whether ``load_module(data)`` would return at once, from the cache."""
+def preload(data: bytes, fuel: int = DEFAULT_FUEL) -> None:
+    """Load ``data`` for a request in flight, without caching it: until :func:`release`,
+    ``load_module`` of these very bytes returns the module, or raises the error loading it
+    raised, at once (so that a request whose modules were loaded away from the event loop never
+    loads them again there, not even to fail again). Every function is compiled in the form
+    runs with ``fuel`` take, and the cyclic garbage collector waits meanwhile: its passes over
+    the objects loading makes would hold the GIL, and another thread's event loop, for tens of
+    milliseconds at a time (loading makes no cycles)."""
+    identity = _identity(data)
     with _cache_lock:
-        return bytes(data) in _cache
+        held = _held.get(id(data))
+        if held is not None and held[0] is data:
+            _held[id(data)] = (data, held[1], held[2] + 1)
+            return
+        hit = _lookup(data, identity)
+    result: LoadedModule | HotswapError
+    if isinstance(hit, LoadedModule):
+        result = hit
+    else:
+        try:
+            with bulk():
+                result = _load(data)
+                for index in range(len(result.module.functions)):
+                    result.function(index, fuel)
+        except HotswapError as e:
+            result = e
+    with _cache_lock:
+        held = _held.get(id(data))
+        count = held[2] if held is not None and held[0] is data else 0
+        _held[id(data)] = (data, result, count + 1)
+
+
+def release(data: bytes, keep: bool = False) -> None:
+    """The request ``preload`` held ``data`` for is answered: forget what was loaded, unless
+    ``keep`` (the module is now in use: it is cached)."""
+    with _cache_lock:
+        held = _held.get(id(data))
+        if held is None or held[0] is not data:
+            return
+        if held[2] > 1:
+            _held[id(data)] = (data, held[1], held[2] - 1)
+            return
+        del _held[id(data)]
+        if keep and isinstance(held[1], LoadedModule) and _lookup(data, None) is None:
+            _remember(held[1])
+
+
+def is_loaded(data: bytes) -> bool:
+    """Whether ``load_module(data)`` would return at once: from the cache, or held for a
+    request (a module of more than a megabyte counts only as the very bytes loaded)."""
+    small = isinstance(data, bytes) and len(data) <= _SMALL
+    identity = _identity(data) if small else None
+    with _cache_lock:
+        return _lookup(data, identity) is not None
 
 
 def load(module: Module) -> LoadedModule:

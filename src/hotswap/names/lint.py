@@ -11,7 +11,9 @@ written ``state.cart[k]`` (a dict's values), ``state.cart.key`` (its keys) and `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from hotswap.cam.loaded import LoadedModule
 from hotswap.errors import HotswapError
@@ -25,7 +27,7 @@ from hotswap.names.schema import (
     core_type,
     describe,
 )
-from hotswap.names.section import SECTION, decode_names, module_schemas
+from hotswap.names.section import SECTION, decode_names, module_schemas, section_roles
 
 
 def nominal_differences(
@@ -95,12 +97,19 @@ def _compare_records(a: RecordSchema, b: RecordSchema, path: str, out: list[str]
 
 def nominal_notes(old: LoadedModule, new: LoadedModule) -> tuple[str, ...]:
     """The lint for two machine modules, as notes; empty when either carries no names.
-    Unreadable names are reported as a note: names are advisory and never block an upgrade."""
-    old_names, new_names = old.custom.get(SECTION), new.custom.get(SECTION)
-    if old_names is None or new_names is None:
+    Unreadable names are reported as a note: names are advisory and never block an upgrade.
+    Worked out once for two modules (kept with ``new``): a node works it out on the worker
+    thread that loads an upgrade's modules, and finds it done when it applies the upgrade."""
+    return _remembered(new, "nominal notes", (old,), lambda: _nominal_notes(old, new))
+
+
+def _nominal_notes(old: LoadedModule, new: LoadedModule) -> tuple[str, ...]:
+    if old.custom.get(SECTION) is None or new.custom.get(SECTION) is None:
         return ()
     try:
-        return tuple(nominal_differences(old_names, new_names))
+        old_roles, new_roles = section_roles(old), section_roles(new)
+        assert old_roles is not None and new_roles is not None
+        return tuple(nominal_differences(old_roles, new_roles))
     except HotswapError as e:
         return (f"names not compared: {e}",)
 
@@ -111,18 +120,51 @@ def migration_name_differences(
     """Where a migration's names disagree with the states it is applied between: its domain
     against the running machine's state, its codomain against the new machine's. A migration
     declared for other machines has the right layout but other names (``Quota`` where the
-    running state is a ``Temp``). Empty when any of the three modules carries no names."""
+    running state is a ``Temp``). Empty when any of the three modules carries no names. Worked
+    out once for three modules (kept with ``migration``), as :func:`nominal_notes` is."""
+    work = lambda: _migration_names(old, new, migration)  # noqa: E731
+    return list(_remembered(migration, "migration names", (old, new), work))
+
+
+def _migration_names(
+    old: LoadedModule, new: LoadedModule, migration: LoadedModule
+) -> tuple[str, ...]:
     try:
         old_roles, new_roles = module_schemas(old), module_schemas(new)
-        data = migration.custom.get(SECTION)
-        if old_roles is None or new_roles is None or data is None:
-            return []
-        roles = decode_names(data)
+        roles = section_roles(migration)
+        if old_roles is None or new_roles is None or roles is None:
+            return ()
     except HotswapError:  # unreadable names cannot be compared; the trace notes them
-        return []
+        return ()
     out: list[str] = []
     if "old" in roles:
         out += nominal_differences({"old state": old_roles["state"]}, {"old state": roles["old"]})
     if "new" in roles:
         out += nominal_differences({"new state": new_roles["state"]}, {"new state": roles["new"]})
-    return out
+    return tuple(out)
+
+
+def _remembered(
+    code: LoadedModule,
+    name: str,
+    others: tuple[LoadedModule, ...],
+    work: Callable[[], tuple[str, ...]],
+) -> tuple[str, ...]:
+    """``work()``, kept in ``code``'s memo under ``name`` for the ``others``. They are held
+    weakly: what a module remembers of others never keeps them alive (a running module
+    remembering the one it replaced, which remembered the one before, and so on)."""
+    memo_key = f"{name}: {' '.join(str(id(m)) for m in others)}"
+    kept = code.memo.get(memo_key)
+    if isinstance(kept, _Kept) and all(
+        ref() is m for ref, m in zip(kept.others, others, strict=True)
+    ):
+        return kept.result
+    result = work()
+    code.memo[memo_key] = _Kept(tuple(weakref.ref(m) for m in others), result)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    others: tuple[weakref.ref[LoadedModule], ...]
+    result: tuple[str, ...]

@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from types import MappingProxyType
 from typing import Any, assert_never
 
@@ -295,34 +294,59 @@ def describe(s: Schema) -> str:
             assert_never(s)
 
 
-@cache
+#: Core types of small schemas, which the DSL asks for again and again. A large one (decoded
+#: from a names section a stranger sent) is not kept: its module keeps what it needs of it.
+_core_types: dict[Schema, Type] = {}
+_CORE_TYPES_KEPT = 4096
+_CORE_TYPE_KEPT_NODES = 256
+
+
 def core_type(s: Schema) -> Type:
-    """The core type a schema stands for."""
+    """The core type a schema stands for (in time linear in the schema's size)."""
+    hit = _core_types.get(s)
+    if hit is not None:
+        return hit
+    nodes = [0]
+    result = _core_type(s, {}, nodes)
+    if nodes[0] <= _CORE_TYPE_KEPT_NODES:
+        if len(_core_types) >= _CORE_TYPES_KEPT:
+            _core_types.clear()
+        _core_types[s] = result
+    return result
+
+
+def _core_type(s: Schema, seen: dict[int, Type], nodes: list[int]) -> Type:
+    nodes[0] += 1  # the size of the tree: a part it shares counts each time
+    hit = seen.get(id(s))
+    if hit is not None:
+        return hit
+    result: Type
     match s:
         case IntSchema():
-            return INT
+            result = INT
         case BoolSchema():
-            return BOOL
+            result = BOOL
         case NoneSchema():
-            return UNIT
+            result = UNIT
         case StrSchema():
-            return STR
+            result = STR
         case ListSchema(item):
-            return ListT(core_type(item))
+            result = ListT(_core_type(item, seen, nodes))
         case DictSchema(key, value):
-            return MapT(core_type(key), core_type(value))
+            result = MapT(_core_type(key, seen, nodes), _core_type(value, seen, nodes))
         case TupleSchema(items):
-            return product_type([core_type(i) for i in items])
+            result = product_type([_core_type(i, seen, nodes) for i in items])
         case RecordSchema(fields=fields):
-            return product_type([core_type(f.schema) for f in fields])
+            result = product_type([_core_type(f.schema, seen, nodes) for f in fields])
         case UnionSchema(alternatives):
-            types = [core_type(a) for a in alternatives]
+            types = [_core_type(a, seen, nodes) for a in alternatives]
             result = types[-1]
             for t in reversed(types[:-1]):
                 result = Sum(t, result)
-            return result
         case _:
             assert_never(s)
+    seen[id(s)] = result
+    return result
 
 
 def product_type(types: list[Type]) -> Type:

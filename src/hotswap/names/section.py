@@ -26,7 +26,7 @@ two modules' names is :mod:`hotswap.names.lint`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, assert_never
 
 from hotswap.cam.loaded import LoadedModule
@@ -194,12 +194,14 @@ def _record(name: object, fields: object, depth: int, path: str) -> Schema:
     if not isinstance(fields, list):
         raise DecodeError(f"names section: record {name} needs a list of fields")
     out: list[Field] = []
+    seen: set[str] = set()  # a record of 30,000 fields: a linear check, not 450 million steps
     for entry in fields:
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
             raise DecodeError(f"names section: record {name} has a malformed field")
         fname = entry[0]
-        if not fname.isidentifier() or fname in (f.name for f in out):
+        if not fname.isidentifier() or fname in seen:
             raise DecodeError(f"names section: record {name} has a bad field name {fname!r}")
+        seen.add(fname)
         out.append(Field(fname, _schema(entry[1], depth + 1, f"{path}.{fname}")))
     return RecordSchema(name, tuple(out))
 
@@ -218,9 +220,39 @@ def names_for(data: bytes, types: Mapping[str, Type]) -> dict[str, Schema]:
 
 def module_schemas(code: LoadedModule) -> dict[str, Schema] | None:
     """The schemas of a machine module's ``input``, ``state`` and ``output`` from its names
-    section, checked against its types; None if it is not a machine or carries no names."""
+    section, checked against its types; None if it is not a machine or carries no names.
+    Decoded once per module (the trace shows every input by them): the result, or the error,
+    is kept with the module."""
     sig = code.machine
     data = code.custom.get(SECTION)
     if sig is None or data is None:
         return None
-    return names_for(data, {"input": sig.input, "state": sig.state, "output": sig.output})
+    types = {"input": sig.input, "state": sig.state, "output": sig.output}
+    return _once(code, "names: schemas", lambda: names_for(data, types))
+
+
+def section_roles(code: LoadedModule) -> dict[str, Schema] | None:
+    """Every role of a module's names section (a migration's ``old`` and ``new``), unchecked
+    against its types; None if it carries none. Decoded once per module."""
+    data = code.custom.get(SECTION)
+    if data is None:
+        return None
+    return _once(code, "names: roles", lambda: decode_names(data))
+
+
+def _once(
+    code: LoadedModule, key: str, decode: Callable[[], dict[str, Schema]]
+) -> dict[str, Schema]:
+    """``decode()``, or what it returned or raised the first time for ``code`` (a copy: the
+    caller may change it)."""
+    kept = code.memo.get(key)
+    if kept is None:
+        try:
+            kept = decode()
+        except DecodeError as e:
+            kept = e
+        code.memo[key] = kept
+    if isinstance(kept, DecodeError):
+        raise kept
+    assert isinstance(kept, dict)
+    return dict(kept)

@@ -13,7 +13,7 @@ from hotswap.node.instances import DEFAULT_CACHE, DEFAULT_SWEEP_RATE
 from hotswap.node.main import NodeOptions, run
 from hotswap.node.registry import DEFAULT_MAX_INPUT, MAX_FUEL
 from hotswap.node.service import NodeConfig
-from hotswap.node.store import SNAPSHOT_EVERY
+from hotswap.node.store import DEFAULT_RETAIN, SNAPSHOT_EVERY
 from hotswap.node.trace import Trace
 from hotswap.signing import TrustedKeys
 
@@ -49,6 +49,22 @@ def count_option(what: str, low: int) -> Callable[[str], int]:
     return parse
 
 
+def retain_option(text: str) -> int | None:
+    """``--retain N``: a whole number of log entries, or ``all`` (None: no compaction)."""
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 2**62:
+        raise argparse.ArgumentTypeError(
+            f"expected the log entries to keep as a whole number from 0 to {2**62}, or all, "
+            f"got {text!r}"
+        )
+    return value
+
+
 def _node(args: argparse.Namespace) -> int:
     host, port = parse_address(args.listen)
     machines: list[tuple[str, object]] = []
@@ -66,6 +82,8 @@ def _node(args: argparse.Namespace) -> int:
         snapshot_every=args.snapshot_every,
         fuel=args.fuel,
         auth=args.auth,
+        retain=args.retain,
+        accept_loss=args.accept_loss,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         tls_ca=Path(args.tls_ca) if args.tls_ca else None,
@@ -112,6 +130,20 @@ def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=SNAPSHOT_EVERY,
         metavar="N",
         help="snapshot each machine every N inputs, more rarely for a large state (%(default)s)",
+    )
+    node.add_argument(
+        "--retain",
+        type=retain_option,
+        default=DEFAULT_RETAIN,
+        metavar="N|all",
+        help="keep at least the last N log entries; older inputs that recovery no longer needs "
+        "are deleted in small batches; all: keep the whole log (%(default)s)",
+    )
+    node.add_argument(
+        "--accept-loss",
+        action="store_true",
+        help="start even if the store is behind its position file (it lost committed work, "
+        "as when its -wal file was removed after a crash): on what it holds, noting the loss",
     )
     node.add_argument(
         "--cache",

@@ -16,10 +16,11 @@ from hotswap.auth import LOCAL_TOKEN, Credentials
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.code import import_object, module_bytes
 from hotswap.errors import HotswapError, NodeError
+from hotswap.node.compiling import keep_the_loop_free
 from hotswap.node.registry import Registry, check_fuel, load_machine_code
 from hotswap.node.server import Node
 from hotswap.node.service import NodeConfig, Service
-from hotswap.node.store import SNAPSHOT_EVERY, Store
+from hotswap.node.store import DEFAULT_RETAIN, SNAPSHOT_EVERY, Store
 from hotswap.node.trace import Trace
 from hotswap.protocol.fields import SHORT_TEXT, InvalidField
 from hotswap.tls import server_context
@@ -40,6 +41,10 @@ class NodeOptions:
     #: Authenticate clients (``--auth``) by the data directory's credentials file, made on the
     #: first start with one admin token for this machine's clients (``client.token``).
     auth: bool = False
+    #: The log keeps at least its last this many entries (``--retain``; None: all of them).
+    retain: int | None = DEFAULT_RETAIN
+    #: Start on a store found behind its position file, noting the loss (``--accept-loss``).
+    accept_loss: bool = False
     #: TLS (``--tls-cert``, ``--tls-key``); with ``tls_ca``, clients must present a
     #: certificate that authority signed (mutual TLS).
     tls_cert: Path | None = None
@@ -121,8 +126,19 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
             options, config=replace(options.config, credentials=_credentials(options.data, trace))
         )
     store = Store(
-        options.data / "node.sqlite3", fsync=options.fsync, snapshot_every=options.snapshot_every
+        options.data / "node.sqlite3",
+        fsync=options.fsync,
+        snapshot_every=options.snapshot_every,
+        retain=options.retain,
+        accept_loss=options.accept_loss,
     )
+    if store.lost is not None:
+        held, recorded = store.lost
+        said = "was unreadable" if recorded is None else f"recorded entry {recorded:,}"
+        trace.note(
+            f"Accepted loss (--accept-loss): the store ends at log entry {held:,}, its "
+            f"position file {said}; starting on what the store holds"
+        )
     try:
         return _start(options, trace, store)
     except BaseException:
@@ -149,8 +165,12 @@ def _credentials(data: Path, trace: Trace) -> Credentials:
             f"Authentication on: made the admin token of 'local' in {local} (clients on this "
             "machine use it); `hotswap token add NAME --roles ROLES` makes others"
         )
+        credentials = Credentials.load(path)  # as saved: later changes to the file are seen
     names = ", ".join(f"{p.name} ({'/'.join(sorted(p.roles))})" for p in credentials.principals)
-    trace.note(f"Clients authenticate with a token: {len(credentials)} known, {names}")
+    trace.note(
+        f"Clients authenticate: {len(credentials)} principal(s) known, {names}; changes to "
+        f"{path} take effect within a second"
+    )
     return credentials
 
 
@@ -240,6 +260,7 @@ def run(options: NodeOptions, trace: Trace, loop: str = "auto") -> None:
 
 
 def _serve(node: Node, sock: socket.socket, loop: str) -> None:
+    keep_the_loop_free()  # an upgrade's modules load on a worker thread meanwhile
     if loop != "asyncio":
         try:
             import uvloop  # noqa: PLC0415 - optional: the node runs on plain asyncio too

@@ -23,7 +23,7 @@ from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.errors import HotswapError, StoreError
 from hotswap.node.main import NodeOptions, open_service
 from hotswap.node.service import Conversation, NodeConfig, Service
-from hotswap.node.store import SNAPSHOT_EVERY
+from hotswap.node.store import DEFAULT_RETAIN, SNAPSHOT_EVERY
 from hotswap.node.trace import Trace
 
 
@@ -40,6 +40,7 @@ class MemoryNode:
         config: NodeConfig | None = None,
         snapshot_every: int = SNAPSHOT_EVERY,
         fuel: int = DEFAULT_FUEL,
+        retain: int | None = DEFAULT_RETAIN,
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data is None:
@@ -53,6 +54,7 @@ class MemoryNode:
             snapshot_every=snapshot_every,
             config=config or NodeConfig(),
             fuel=fuel,
+            retain=retain,
         )
         self.service: Service = open_service(self._options, self.trace)
         #: The error that stopped the node (a failed commit, a bug in a handler), if one did.

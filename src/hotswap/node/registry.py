@@ -76,13 +76,18 @@ def check_fuel(fuel: object) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One change of code on a machine; ``seq`` counts the inputs processed before it."""
+    """One change of code on a machine; ``seq`` counts the inputs processed before it. ``by``
+    is who made it (the authenticated principal's name; None on a node without ``--auth``, or
+    for a change the node made itself, such as the revert of a trial whose input trapped), and
+    ``signer`` the id of the trusted key that signed it (None: not signed)."""
 
     identity: str
     kind: HistoryKind
     seq: int
     time: float
     migration: str | None = None
+    by: str | None = None
+    signer: str | None = None
 
 
 @dataclass(slots=True)
@@ -163,15 +168,15 @@ def apply_input(
     return output, True
 
 
-def revert_trial(machine: Machine, now: float, fuel: int) -> TrialEnd:
+def revert_trial(machine: Machine, now: float, fuel: int, by: str | None = None) -> TrialEnd:
     """Take the machine's trial upgrade back (:mod:`hotswap.node.rehearse`), replaying its
-    inputs on the old code with ``fuel`` each."""
+    inputs on the old code with ``fuel`` each; ``by``: who asked (None: the node itself)."""
     trial = machine.trial
     assert trial is not None
     machine.trial = None
     code, state, inputs, ended = revert(trial, fuel)
     machine.code, machine.state, machine.inputs = code, state, inputs
-    machine.history.append(Change(code.identity, HistoryKind.UPGRADE, inputs, now))
+    machine.history.append(Change(code.identity, HistoryKind.UPGRADE, inputs, now, by=by))
     machine.recent.clear()
     machine.keyed.code_changed()
     return ended
@@ -272,8 +277,16 @@ class Registry:
             raise NodeError(ErrorCode.UNKNOWN_MACHINE, f"no machine {name!r} (known: {known})")
         return machine
 
-    def start(self, name: str, code: LoadedModule, now: float | None = None) -> Machine:
-        """Add a machine in its initial state."""
+    def start(
+        self,
+        name: str,
+        code: LoadedModule,
+        now: float | None = None,
+        *,
+        by: str | None = None,
+        signer: str | None = None,
+    ) -> Machine:
+        """Add a machine in its initial state (``by``, ``signer``: who, :class:`Change`)."""
         if name in self.machines:
             raise NodeError(ErrorCode.BAD_REQUEST, f"machine {name!r} already exists")
         if code.machine is None:
@@ -285,7 +298,8 @@ class Registry:
             raise NodeError(
                 ErrorCode.TRAP, f"init of {name!r} trapped: {why(e)}", trap=e.kind
             ) from None
-        change = Change(code.identity, HistoryKind.START, 0, time.time() if now is None else now)
+        when = time.time() if now is None else now
+        change = Change(code.identity, HistoryKind.START, 0, when, by=by, signer=signer)
         machine = Machine(name, code, state, 0, [change])
         self.machines[name] = machine
         return machine
@@ -351,13 +365,13 @@ class Registry:
         machine.trial = None
         return TrialEnd(False, machine.identity)
 
-    def revert(self, name: str, now: float | None = None) -> TrialEnd:
+    def revert(self, name: str, now: float | None = None, *, by: str | None = None) -> TrialEnd:
         """Take the trial upgrade of ``name`` back: old code, the exact pre-upgrade state, and
-        the trial's inputs replayed through the old code."""
+        the trial's inputs replayed through the old code (``by``: who asked)."""
         machine = self.get(name)
         if machine.trial is None:
             raise NodeError(ErrorCode.BAD_REQUEST, f"{name} has no trial upgrade to revert")
-        return revert_trial(machine, time.time() if now is None else now, self.fuel)
+        return revert_trial(machine, time.time() if now is None else now, self.fuel, by)
 
     def dry_run(
         self,
@@ -392,6 +406,8 @@ class Registry:
         trial: int = 0,
         trial_seconds: int = 0,
         check: Callable[[Swap], None] | None = None,
+        by: str | None = None,
+        signer: str | None = None,
     ) -> Swap:
         """Check everything, migrate the state, swap; :class:`UpgradeRejected` changes nothing.
         With ``trial`` or ``trial_seconds``, the upgrade is provisional for that many inputs or
@@ -406,7 +422,15 @@ class Registry:
         if trial or trial_seconds:
             _refuse_with_instances(self.get(name), "a trial upgrade")
         prepared = self.prepare(
-            name, expected, module, migration, now, generation=generation, rename=rename
+            name,
+            expected,
+            module,
+            migration,
+            now,
+            generation=generation,
+            rename=rename,
+            by=by,
+            signer=signer,
         )
         if check is not None:
             check(prepared)
@@ -427,6 +451,21 @@ class Registry:
             return False
         return True
 
+    def rehearse_names(self, name: str, module: bytes, migration: bytes) -> None:
+        """On the worker thread that loaded an upgrade's modules: what :meth:`prepare` will
+        ask of their names (decoding them, comparing them with the running code's), worked
+        out now and kept with the modules, so that the event loop finds it done. Changes
+        nothing; a problem is for ``prepare`` to report."""
+        machine = self.machines.get(name)
+        if machine is None:
+            return
+        try:
+            new, migrate = load_module(module), load_module(migration)
+        except BytecodeError:
+            return
+        migration_name_differences(machine.code, new, migrate)
+        nominal_notes(machine.code, new)
+
     def expire_trials(self, now: float) -> list[tuple[str, TrialEnd]]:
         """Confirm every trial whose time is up; the machines and how they ended."""
         ended = []
@@ -443,7 +482,12 @@ class Registry:
         return min(times, default=None)
 
     def release(
-        self, items: list[tuple[str, str, bytes, bytes]], now: float | None = None
+        self,
+        items: list[tuple[str, str, bytes, bytes]],
+        now: float | None = None,
+        *,
+        by: str | None = None,
+        signer: str | None = None,
     ) -> list[Swap]:
         """Upgrade several machines, ``(name, expected, module, migration)`` each: all are
         checked and migrated first, then all swap, so a failure in any changes nothing."""
@@ -452,10 +496,19 @@ class Registry:
             raise UpgradeRejected(
                 ErrorCode.BAD_REQUEST, "a release names one or more machines, each once"
             )
+        for name, expected, *_ in items:  # every item's version before any item's modules
+            try:
+                _check_version(self.get(name), expected, None)
+            except NodeError as e:
+                raise UpgradeRejected(
+                    e.code, f"{name}: {e}", running=e.running, generation=e.generation, trap=e.trap
+                ) from None
         prepared = []
         for name, expected, module, migration in items:
             try:
-                prepared.append(self.prepare(name, expected, module, migration, now))
+                prepared.append(
+                    self.prepare(name, expected, module, migration, now, by=by, signer=signer)
+                )
             except NodeError as e:  # name the machine: a release spans several
                 raise UpgradeRejected(
                     e.code, f"{name}: {e}", running=e.running, generation=e.generation, trap=e.trap
@@ -472,6 +525,8 @@ class Registry:
         *,
         generation: int | None = None,
         rename: bool = False,
+        by: str | None = None,
+        signer: str | None = None,
     ) -> Swap:
         """Every check of an upgrade and the migrated state, without touching the machine.
 
@@ -529,6 +584,8 @@ class Registry:
             machine.inputs,
             time.time() if now is None else now,
             migrate.identity,
+            by,
+            signer,
         )
         notes = nominal_notes(machine.code, new) + tuple(f"renamed: {r}" for r in renamed)
         return Swap(name, machine.identity, new, migrate, state, change, notes)

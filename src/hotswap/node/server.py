@@ -21,6 +21,7 @@ next start recovers the durable state.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import signal
 import socket
@@ -28,16 +29,20 @@ import ssl
 import time
 from typing import cast
 
-from hotswap.cam.loaded import load_module
+from hotswap.auth import CredentialProblem
+from hotswap.cam.loaded import preload, release
 from hotswap.errors import HotswapError, StoreError
 from hotswap.node.service import Conversation, Fed, Service
 from hotswap.protocol.codec import encode_message
-from hotswap.protocol.events import ErrorCode, Goodbye
+from hotswap.protocol.events import ErrorCode, Goodbye, Request
 from hotswap.protocol.framing import frame
 from hotswap.tls import peer_name
 
-#: Pause reading from a client whose unread replies exceed this many bytes.
+#: Pause reading from a client whose unread replies exceed this many bytes; a batch of its
+#: requests stops when its replies reach it, the rest waiting until those are sent.
 HIGH_WATER = 4 * 1024 * 1024
+#: The longest one connection's batch of requests runs before the others get their turn.
+TURN = 0.01
 #: How often the node looks for trial upgrades whose time is up, in seconds.
 TICK = 1.0
 #: On shutdown, how long to wait for clients to take the replies already written.
@@ -83,7 +88,12 @@ class Node:
             return
         waiting, self._waiting = self._waiting, {}
         for peer, chunks in waiting.items():
-            peer.write(b"".join(chunks))
+            try:
+                peer.write(b"".join(chunks))
+            except Exception as e:  # noqa: BLE001 - one peer's transport must not cost the others
+                self.service.trace.note(f"Connection dropped: writing its replies failed: {e!r}")
+                peer.close_now()
+                continue
             if peer.closing:
                 peer.close_soon()
 
@@ -91,6 +101,7 @@ class Node:
         """Once a second: end the trials whose time is up (durably), even with no traffic."""
         if self.failure is not None or self.stopped.is_set():
             return
+        self._refresh_credentials()
         try:
             if self.service.tick(time.time()):
                 self.service.commit()
@@ -98,6 +109,22 @@ class Node:
             self.fail(e)
             return
         asyncio.get_running_loop().call_later(TICK, self._tick)
+
+    def _refresh_credentials(self) -> None:
+        """Take in what ``hotswap token`` changed in the credentials file (within a tick)."""
+        credentials = self.service.config.credentials
+        if credentials is None:
+            return
+        try:
+            changed = credentials.refresh()
+        except CredentialProblem as e:
+            self.service.trace.note(f"Kept the credentials in use: {e}")
+            return
+        if changed:
+            self.service.trace.note(
+                f"Credentials reloaded: {len(credentials)} principal(s); connections "
+                "authenticate again before their next request"
+            )
 
     def _sweep(self) -> None:
         """Every SWEEP_TICK: migrate ``--sweep-rate`` x SWEEP_TICK instances to the running
@@ -191,12 +218,26 @@ def _mutual(context: ssl.SSLContext) -> bool:
     return context.verify_mode == ssl.CERT_REQUIRED
 
 
-def _load_all(modules: list[bytes]) -> None:
-    """Decode, verify and compile modules into the cache; errors are left for the request's
-    own checks to report (its reply says what is wrong with which module)."""
+#: The worker thread that loads held requests' modules, one request at a time: loading a module
+#: at the limits takes seconds and a few hundred megabytes at its peak, so requests from many
+#: connections at once wait their turn rather than multiply that.
+_LOADER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hotswap-load")
+
+
+def _load_all(modules: list[bytes], fuel: int) -> None:
+    """Decode, verify and compile modules for the request held, on a worker thread; errors
+    are left for the request's own checks to report (its reply says what is wrong with which
+    module). Nothing is cached yet: the modules of a refused request never are."""
     for data in modules:
-        with contextlib.suppress(HotswapError):
-            load_module(data)
+        preload(data, fuel)
+
+
+def _prepare_held(modules: list[bytes], fuel: int, service: Service, held: Request | None) -> None:
+    """The worker thread's part of a held request: load its modules, then work out what its
+    checks will ask of their names (``Service.rehearse``)."""
+    _load_all(modules, fuel)
+    if held is not None:
+        service.rehearse(held)
 
 
 class _Peer(asyncio.Protocol):
@@ -204,11 +245,13 @@ class _Peer(asyncio.Protocol):
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.conversation = Conversation(node.service, prepare=True)
+        self.conversation = Conversation(node.service, prepare=True, budget=HIGH_WATER, turn=TURN)
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self._paused = False
         self._preparing = False  # an upgrade's modules are loading: nothing more is read
+        self._more = False  # requests wait in the conversation until the replies are sent
+        self._proceeding = False  # a call of _proceed is scheduled
         self._finished = False  # our side is ended: nothing more may be written
         self._timer: asyncio.TimerHandle | None = None
         #: This peer's share of the node's buffered bytes (``Node.buffered``).
@@ -264,8 +307,29 @@ class _Peer(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and self._paused:
             self._paused = False
-            if not self._preparing:  # still loading an upgrade's modules: keep waiting
+            if self._more:  # the requests already received come first
+                self._proceed_soon()
+            elif not self._preparing:  # still loading an upgrade's modules: keep waiting
                 self.transport.resume_reading()
+
+    def _proceed_soon(self) -> None:
+        """Answer the requests left in the conversation on the loop's next turn: other
+        connections are served in between."""
+        if not self._proceeding:
+            self._proceeding = True
+            asyncio.get_running_loop().call_soon(self._proceed)
+
+    def _proceed(self) -> None:
+        self._proceeding = False
+        if not self._more or self._paused or self._preparing or self.transport is None:
+            return  # resume_writing or _prepared calls again
+        self._more = False
+        if self.closing or self.node.failure is not None:
+            return
+        self._fed(self.conversation.proceed())
+        self._account(self.conversation.conn.buffered)
+        if not (self._more or self.closing or self._paused or self._preparing):
+            self.transport.resume_reading()
 
     def unsent(self) -> bool:
         """Whether replies written to this connection still wait in its buffer."""
@@ -333,7 +397,8 @@ class _Peer(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if not self.closing:
             self._fed(self.conversation.receive(b""))
-        return None
+        # Requests still to answer: stay open to send their replies (TLS cannot half-close).
+        return True if (self._more or self._preparing) and self.node.tls is None else None
 
     def _fed(self, fed: Fed) -> None:
         node = self.node
@@ -349,13 +414,19 @@ class _Peer(asyncio.Protocol):
             if not fed.replies:
                 self.close_soon()
         node.commit()
+        if fed.more and not self.closing:  # stop reading until those requests are answered
+            self._more = True
+            if self.transport is not None and not self._paused:
+                self.transport.pause_reading()
+                self._proceed_soon()
         if fed.prepare:
             self._prepare(fed.prepare)
 
     def _prepare(self, modules: list[bytes]) -> None:
-        """Load an upgrade's modules on a worker thread, reading nothing more from this client
-        meanwhile (its requests are answered in order); other clients are served as usual. The
-        held request is answered once they are in the cache."""
+        """Load an upgrade's modules on the loader thread (after those of requests before it
+        from other connections), reading nothing more from this client meanwhile (its requests
+        are answered in order); other clients are served as usual. The held request is
+        answered once they are loaded, and held for it (``cam.loaded.preload``)."""
         if self.transport is not None and not self._paused and not self._preparing:
             self.transport.pause_reading()
         self._preparing = True
@@ -363,17 +434,26 @@ class _Peer(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         loop = asyncio.get_running_loop()
-        done = loop.run_in_executor(None, _load_all, modules)
-        done.add_done_callback(lambda _: self._prepared())
+        service = self.node.service
+        held = self.conversation.held
+        done = loop.run_in_executor(
+            _LOADER, _prepare_held, modules, service.registry.fuel, service, held
+        )
+        done.add_done_callback(lambda _: self._prepared(modules))
 
-    def _prepared(self) -> None:
+    def _prepared(self, modules: list[bytes]) -> None:
         self._preparing = False
-        if self.node.failure is not None or self.transport is None or self.closing:
-            return  # stopping, timed out or gone: the held request is never applied
-        self._rearm()
-        self._fed(self.conversation.resume())  # may hold the next upgrade: _preparing again
-        if not (self.closing or self._paused or self._preparing):
-            self.transport.resume_reading()
+        try:
+            if self.node.failure is not None or self.transport is None or self.closing:
+                return  # stopping, timed out or gone: the held request is never applied
+            self._rearm()
+            self._fed(self.conversation.resume())  # may hold the next upgrade: _preparing again
+            if not (self.closing or self._paused or self._preparing or self._more):
+                self.transport.resume_reading()
+        finally:
+            running = {id(m.code.data) for m in self.node.service.registry.machines.values()}
+            for data in modules:  # cached only if a machine now runs it
+                release(data, keep=id(data) in running)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._account(0)

@@ -13,6 +13,7 @@ it and the reply is ``Upgraded``.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import sys
@@ -31,6 +32,7 @@ from hotswap.errors import (
     StoreError,
     UpgradeRejected,
 )
+from hotswap.names.section import module_schemas
 from hotswap.node.instances import DEFAULT_CACHE, DEFAULT_SWEEP_RATE, Instances, check_key
 from hotswap.node.registry import (
     DEFAULT_MAX_INPUT,
@@ -117,6 +119,10 @@ class NodeConfig:
     credentials: Credentials | None = None
 
 
+#: At most this many refused changes of code are traced a second (the rest are counted).
+REFUSALS_TRACED = 100
+
+
 def _notes(notes: tuple[str, ...]) -> tuple[str, ...]:
     """Notes as the wire carries them: at most 64, each at most 1024 characters."""
     return tuple(note if len(note) <= 1024 else note[:1021] + "..." for note in notes[:64])
@@ -142,6 +148,10 @@ class Service:
         self.trace = trace
         self.config = config or NodeConfig()
         self._digests: dict[int, tuple[bytes, str]] = {}
+        #: The id of the trusted key whose signature the last :meth:`unsigned` accepted.
+        self.signer: str | None = None
+        #: Refused changes traced: (the second, how many traced in it, how many not).
+        self._refusals = (0, 0, 0)
         #: No timed trial ends before this (infinity: none runs); checked before each request.
         self._due = registry.next_deadline() or math.inf
         self.instances = Instances(store, registry.fuel, self.config.cache, store.replay_window)
@@ -175,6 +185,7 @@ class Service:
         """Why ``event``, a change of code, may not be made on this node for want of a valid
         signature by a trusted key (``--trust``), or None. Checked before anything of the
         change is decoded, and again when it is applied."""
+        self.signer = None
         trusted = self.config.trust
         if trusted is None:
             return None
@@ -222,21 +233,51 @@ class Service:
             case _:
                 return None
         try:
-            trusted.check(claim, event.signature)
+            self.signer = trusted.check(claim, event.signature)
         except SignatureProblem as e:
             return str(e)
         return None
 
-    def handle(self, event: Request) -> Reply:
-        """Apply one request; the reply (possibly an Error) is what the client will receive.
-        Raises :class:`StoreError` if logging an upgrade fails: the node must then stop."""
+    def _refused(self, event: Request, by: str | None, why: str) -> None:
+        """Note a refused change of code in the trace with who tried (the audit trail keeps
+        accepted changes only: a refusal changes nothing, the store included). A node that
+        knows no one (no ``--auth``, no ``--trust``) prints the seed's lines alone."""
+        if by is None and self.config.credentials is None and self.config.trust is None:
+            return
+        if isinstance(event, Release):
+            target = ", ".join(repr(item.machine) for item in event.items)
+        else:
+            target = repr(getattr(event, "machine", "?"))
+        why = why if len(why) <= 300 else why[:297] + "..."
+        what = SCHEMA_OF[type(event)].name
+        second = int(time.monotonic())
+        if second != self._refusals[0]:  # a new second: say how many the last one left out
+            if self._refusals[2]:
+                self.trace.note(f"({self._refusals[2]:,} more refused changes not traced)")
+            self._refusals = (second, 0, 0)
+        at, noted, untraced = self._refusals
+        if noted >= REFUSALS_TRACED:  # a flood of refusals must not flood the trace
+            self._refusals = (at, noted, untraced + 1)
+            return
+        self._refusals = (at, noted + 1, untraced)
+        self.trace.note(f"Refused {what} of {target} by {by or '-'}: {why}")
+
+    def handle(self, event: Request, principal: Principal | None = None) -> Reply:
+        """Apply one request of ``principal`` (None: the node does not authenticate); the
+        reply (possibly an Error) is what the client will receive. Raises
+        :class:`StoreError` if logging an upgrade fails: the node must then stop. A change of
+        code records who made it, and the key that signed it (the audit trail)."""
         if self._due <= time.time():
             self.tick(time.time())  # a trial whose time is up ends before this request
+        by = None if principal is None else principal.name[:256]
+        signer = None
         if self.config.trust is not None and isinstance(event, UpgradeRequest | Deploy | Release):
             problem = self.unsigned(event)
             if problem is not None:
                 self.trace.rejected(ErrorCode.FORBIDDEN, problem)
+                self._refused(event, by, f"forbidden: {problem}")
                 return Error(event.id, ErrorCode.FORBIDDEN, f"change refused: {problem}")
+            signer = self.signer
         match event:
             case Send(id=rid, machine=name, input=data, state=want, key=None):
                 return self._step(rid, name, data, None, want)
@@ -262,11 +303,15 @@ class Service:
                         trial=event.trial,
                         trial_seconds=event.trial_seconds,
                         check=check,
+                        by=by,
+                        signer=signer,
                     )
                 except UpgradeRejected as e:
                     self.trace.rejected(e.code, e.reason)
+                    self._refused(event, by, f"{e.code}: {e.reason}")
                     return error_reply(rid, e)
                 except NodeError as e:
+                    self._refused(event, by, f"{e.code}: {e}")
                     return error_reply(rid, e)
                 machine = self.registry.get(name)
                 if event.trial_seconds:  # a timed trial began: its end is the next to watch
@@ -279,9 +324,10 @@ class Service:
             case Release(id=rid, items=items):
                 wanted = [(i.machine, i.expected, i.module, i.migration) for i in items]
                 try:
-                    done = self.registry.release(wanted)
+                    done = self.registry.release(wanted, by=by, signer=signer)
                 except UpgradeRejected as e:
                     self.trace.rejected(e.code, e.reason)
+                    self._refused(event, by, f"{e.code}: {e.reason}")
                     return error_reply(rid, e)
                 for swap in done:
                     self.store.log_upgrade(self.registry.get(swap.machine), swap)
@@ -308,7 +354,10 @@ class Service:
                     return error_reply(rid, e)
                 return Deleted(rid, name, key, gone.inputs)
             case Deploy(id=rid, machine=name, module=data):
-                return self._deploy(rid, name, data)
+                reply = self._deploy(rid, name, data, by, signer)
+                if isinstance(reply, Error):
+                    self._refused(event, by, f"{reply.code}: {reply.message}")
+                return reply
             case Machines(id=rid):
                 entries = tuple(
                     MachineEntry(name, self.registry.machines[name].identity)
@@ -316,7 +365,10 @@ class Service:
                 )
                 return MachinesReply(rid, entries)
             case GetModule(id=rid, identity=identity):
-                module = self.store.module(identity)
+                running = (m.code for m in self.registry.machines.values())
+                module = next((c.data for c in running if c.identity == identity), None)
+                if module is None:  # not running: read it (a running one costs no copy)
+                    module = self.store.module(identity)
                 if module is None:
                     return Error(rid, ErrorCode.UNKNOWN_MODULE, f"no module {identity}")
                 return ModuleReply(rid, module)
@@ -339,10 +391,11 @@ class Service:
                     if isinstance(event, Confirm):
                         ended = self.registry.confirm(name)
                     else:
-                        ended = self.registry.revert(name)
+                        ended = self.registry.revert(name, by=by)
                 except NodeError as e:
+                    self._refused(event, by, f"{e.code}: {e}")
                     return error_reply(rid, e)
-                return self._trial_ended(rid, name, ended)
+                return self._trial_ended(rid, name, ended, by)
         raise NodeError(ErrorCode.BAD_REQUEST, f"unexpected {type(event).__name__}")
 
     def _step(
@@ -415,8 +468,11 @@ class Service:
             trapped=trapped,
         )
 
-    def _deploy(self, rid: int, name: str, data: bytes) -> Reply:
-        """Add machine ``name`` on ``data``, logged; again on the code it runs: nothing."""
+    def _deploy(
+        self, rid: int, name: str, data: bytes, by: str | None = None, signer: str | None = None
+    ) -> Reply:
+        """Add machine ``name`` on ``data``, logged (with who: ``by``, ``signer``); again on
+        the code it runs: nothing."""
         try:
             code = load_machine_code(data)
             running = self.registry.machines.get(name)
@@ -428,7 +484,7 @@ class Service:
                     f"machine {name!r} already runs {running.identity[:12]}, not "
                     f"{code.identity[:12]}: upgrade it to change its code",
                 )
-            machine = self.registry.start(name, code)
+            machine = self.registry.start(name, code, by=by, signer=signer)
         except NodeError as e:
             return error_reply(rid, e)
         self.store.log_start(machine)
@@ -447,12 +503,17 @@ class Service:
         return looked
 
     def _history(self, machine: Machine) -> tuple[HistoryEntry, ...]:
-        return tuple(HistoryEntry(c.identity, c.kind, c.seq, c.time) for c in machine.history)
+        return tuple(
+            HistoryEntry(c.identity, c.kind, c.seq, c.time, c.by, c.signer) for c in machine.history
+        )
 
-    def _trial_ended(self, rid: int, name: str, ended: TrialEnd) -> TrialEnded:
-        """Log and trace the end of a trial; the reply to a confirm or revert."""
+    def _trial_ended(
+        self, rid: int, name: str, ended: TrialEnd, by: str | None = None
+    ) -> TrialEnded:
+        """Log and trace the end of a trial (``by`` whom; None: the node's own doing); the
+        reply to a confirm or revert."""
         machine = self.registry.get(name)
-        self.store.log_trial_end(machine, ended, time.time())
+        self.store.log_trial_end(machine, ended, time.time(), by)
         self.trace.trial_ended(name, ended)
         return TrialEnded(
             rid, name, machine.identity, machine.generation, ended.replayed, ended.skipped
@@ -533,8 +594,8 @@ class Service:
                 wanted = [(name, expected, new, mig)]
             case Release(items=items):
                 wanted = [(i.machine, i.expected, i.module, i.migration) for i in items]
-            case Deploy(machine=name, module=data):
-                return [] if name in self.registry.machines or is_loaded(data) else [data]
+            case Deploy(module=data):  # for a machine that exists too: its identity decides
+                return [] if is_loaded(data) else [data]
             case _:
                 return []
         generation = getattr(event, "generation", None)
@@ -544,6 +605,26 @@ class Service:
                 return []  # refused without loading anything: no need to wait
             todo += [data for data in (new, mig) if not is_loaded(data)]
         return todo
+
+    def rehearse(self, event: Request) -> None:
+        """On the worker thread, once a held request's modules are loaded: work out what its
+        checks will ask of their names (decoding them, comparing them with the running code's)
+        and keep it with the modules, so that the event loop finds it done."""
+        match event:
+            case UpgradeRequest(machine=name, module=new, migration=mig) | (
+                DryRun(machine=name, module=new, migration=mig)
+            ):
+                wanted = [(name, new, mig)]
+            case Release(items=items):
+                wanted = [(i.machine, i.module, i.migration) for i in items]
+            case Deploy(module=data):
+                with contextlib.suppress(HotswapError):  # the reply will say what is wrong
+                    module_schemas(load_module(data))
+                return
+            case _:
+                return
+        for name, new, mig in wanted:
+            self.registry.rehearse_names(name, new, mig)
 
     def commit(self) -> None:
         """Make everything applied so far durable (:class:`StoreError` if the store refuses):
@@ -579,6 +660,11 @@ class Fed:
     failure: HotswapError | None = None
     #: Module bytes to load before the held request can be answered (``Conversation.resume``).
     prepare: list[bytes] = field(default_factory=list)
+    #: Bytes of the replies to requests in ``replies``.
+    size: int = 0
+    #: The replies passed the conversation's budget, or handling took its turn: the
+    #: requests received after them wait in its buffer until :meth:`Conversation.proceed`.
+    more: bool = False
 
 
 #: The role each request needs on a node that authenticates (``hotswap.auth``, ``--auth``).
@@ -632,19 +718,41 @@ class Conversation:
     Meanwhile other connections are served: the machine stops taking inputs only for the
     migration, the swap and the log entry."""
 
-    def __init__(self, service: Service, *, prepare: bool = False) -> None:
+    def __init__(
+        self,
+        service: Service,
+        *,
+        prepare: bool = False,
+        budget: int | None = None,
+        turn: float | None = None,
+    ) -> None:
         self.service = service
         self.conn = ServerConnection()
         self.over = False
         self.prepare = prepare
+        #: With a budget, handling stops once a batch's replies reach that many bytes; the
+        #: requests after them stay buffered until :meth:`proceed` (back-pressure: a few
+        #: bytes of ``get_module`` requests must not make the node hold gigabytes of replies).
+        self.budget = budget
+        #: With a turn, handling also stops once a batch has taken that many seconds, so
+        #: that a client pipelining thousands of requests in one chunk does not keep the
+        #: others waiting for all of them.
+        self.turn = turn
         #: Who this connection authenticated as (None: the node does not authenticate).
         self.principal: Principal | None = None
         #: The common name of the client's verified TLS certificate (mutual TLS), set by the
         #: shell before any byte is received; a hello without a token authenticates by it.
         self.certificate: str | None = None
+        self._token: str | None = None  # the hello's, checked again if the credentials change
+        self._authenticated_at = 0  # the credentials' version at the last check
         self._held: Request | None = None
         #: Ids whose replies wait for the current batch's commit (held requests included).
         self._unanswered: set[int] = set()
+
+    @property
+    def held(self) -> Request | None:
+        """The request that waits for its modules, if one does."""
+        return self._held
 
     @property
     def holding(self) -> bool:
@@ -671,9 +779,26 @@ class Conversation:
         self._answer(held, fed, self._unanswered)
         return fed if self.over else self._run(fed)
 
+    def proceed(self) -> Fed:
+        """After a batch that passed the budget (:attr:`Fed.more`) was committed and sent:
+        answer the requests still buffered, as :meth:`receive` does with new bytes."""
+        if self.over or self._held is not None:
+            return Fed()
+        self._unanswered = set()
+        return self._run(Fed())
+
     def _run(self, fed: Fed) -> Fed:
         unanswered = self._unanswered
+        until = math.inf if self.turn is None else time.perf_counter() + self.turn
+        began = True  # every batch handles one event at least
         while not self.over:
+            if not began and (
+                (self.budget is not None and fed.size >= self.budget)
+                or (until < math.inf and time.perf_counter() > until)
+            ):
+                fed.more = True  # the rest once these replies are sent (``proceed``)
+                break
+            began = False
             try:
                 event = self.conn.next_event()
             except ProtocolError:
@@ -687,12 +812,8 @@ class Conversation:
                 case Hello(version=version):
                     config = self.service.config
                     if config.credentials is not None:
-                        if event.token or self.certificate is None:
-                            self.principal = config.credentials.authenticate(event.token)
-                            why = _UNAUTHORIZED if event.token else _NO_TOKEN
-                        else:
-                            self.principal = config.credentials.certified(self.certificate)
-                            why = _UNCERTIFIED.format(name=self.certificate)
+                        self._token = event.token
+                        self.principal, why = self._authenticate(config.credentials)
                         if self.principal is None:
                             self.service.trace.note(f"Connection refused (unauthorized): {why}")
                             goodbye = Goodbye(ErrorCode.UNAUTHORIZED, why)
@@ -724,6 +845,8 @@ class Conversation:
                         fed.replies.append(self.conn.send(Goodbye(ErrorCode.BAD_REQUEST, msg)))
                         self.over = fed.close = True
                         break
+                    if self.principal is not None and self._revoked(fed):
+                        break
                     if self.principal is not None:
                         role = ROLE_OF[type(event)]
                         if not self.principal.may(role):
@@ -732,7 +855,9 @@ class Conversation:
                             self.service.trace.note(
                                 f"Request refused (forbidden): {refused.message}"
                             )
-                            fed.replies.append(self.conn.send(refused))
+                            frame = self.conn.send(refused)
+                            fed.replies.append(frame)
+                            fed.size += len(frame)
                             continue
                     if self.prepare and not isinstance(event, Send | SendChecked):
                         todo = self.service.to_prepare(event)
@@ -743,11 +868,37 @@ class Conversation:
                     self._answer(event, fed, unanswered)
         return fed
 
+    def _authenticate(self, credentials: Credentials) -> tuple[Principal | None, str]:
+        """Who the hello's token, or else the client's certificate, proves this connection
+        is, and why not when nobody."""
+        self._authenticated_at = credentials.version
+        if self._token or self.certificate is None:
+            why = _UNAUTHORIZED if self._token else _NO_TOKEN
+            return credentials.authenticate(self._token), why
+        why = _UNCERTIFIED.format(name=self.certificate)
+        return credentials.certified(self.certificate), why
+
+    def _revoked(self, fed: Fed) -> bool:
+        """After the credentials file changed, authenticate again: a connection whose token
+        or certificate no longer names a principal is told goodbye ``unauthorized``; one
+        whose roles changed has the new ones from this request on."""
+        credentials = self.service.config.credentials
+        if credentials is None or credentials.version == self._authenticated_at:
+            return False
+        self.principal, why = self._authenticate(credentials)
+        if self.principal is not None:
+            return False
+        why = f"the node's credentials changed: {why}"
+        self.service.trace.note(f"Connection closed (unauthorized): {why}")
+        fed.replies.append(self.conn.send(Goodbye(ErrorCode.UNAUTHORIZED, why)))
+        self.over = fed.close = True
+        return True
+
     def _answer(self, event: Request, fed: Fed, unanswered: set[int]) -> None:
         unanswered.add(event.id)
         fed.requests += 1
         try:
-            reply = self.service.handle(event)
+            reply = self.service.handle(event, self.principal)
         except StoreError as e:  # logging an upgrade failed: stop, reply nothing
             fed.failure = e
         except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
@@ -762,3 +913,4 @@ class Conversation:
         except FrameTooLarge as e:
             frame = self.conn.send(Error(event.id, ErrorCode.TOO_LARGE, str(e)))
         fed.replies.append(frame)
+        fed.size += len(frame)

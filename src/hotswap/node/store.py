@@ -3,12 +3,16 @@
 Five tables (docs/node.md, "Persistence"):
 
 - ``meta``: the store's schema version;
-- ``modules``: content-addressed store of every module the node has run, keyed by identity;
-- ``log``: append-only, globally ordered: every machine start, every acknowledged input (with
-  the identity of the code that processed it), every upgrade (new code and migration), every
-  trial upgrade (``trial``: the same, provisional for ``trial`` inputs or ``until`` a time),
-  the end of each trial (``confirm`` or ``revert``), and the end of a keyed instance
-  (``delete``); a keyed instance's input carries its ``key`` and ``generation``;
+- ``modules``: content-addressed store of the modules the node may still run or be asked for,
+  keyed by identity (:meth:`Store.collect_modules` deletes the others);
+- ``log``: globally ordered: every machine start, every acknowledged input (with the identity
+  of the code that processed it), every upgrade (new code and migration), every trial upgrade
+  (``trial``: the same, provisional for ``trial`` inputs or ``until`` a time), the end of each
+  trial (``confirm`` or ``revert``), and the end of a keyed instance (``delete``); a keyed
+  instance's input carries its ``key`` and ``generation``, a change of code who made it
+  (``principal``, ``signer``: the audit trail). Inputs and deletes that recovery no longer
+  reads are deleted in small batches (:meth:`Store.compaction_horizon`, ``--retain``); changes
+  of code never are;
 - ``instances``: one checkpoint per keyed instance (``hotswap.node.instances``), the state after
   log entry ``seq`` on the code of ``generation``, queued by the service (:meth:`save_instance`)
   and written by the next commit, in one statement;
@@ -20,8 +24,14 @@ Five tables (docs/node.md, "Persistence"):
 
 Schema 2 added the trial kinds and the ``trial`` and ``until`` columns; schema 3 keyed
 instances (the ``key`` and ``generation`` columns, the ``delete`` kind, the ``instances``
-table). Older stores are upgraded in place when opened (``tests/fixtures/store_v1.sqlite3``,
-``store_v2.sqlite3`` and ``store_v2_pre_instances.sqlite3`` are such).
+table); schema 4 the audit trail (``principal`` and ``signer``). Older stores are upgraded in
+place when opened (``tests/fixtures/store_v1.sqlite3``, ``store_v2.sqlite3``,
+``store_v2_pre_instances.sqlite3`` and ``store_v3.sqlite3`` are such).
+
+Beside the database, the position file (``node.position``) holds the seq of the last committed
+entry, rewritten after each commit: a store found behind it at start lost committed work (its
+write-ahead log removed or truncated after a crash) and is refused unless ``accept_loss``
+(``hotswap node --accept-loss``).
 
 Writes are grouped: the service (``service.py``) queues a row for each input it applies
 (:meth:`Store.log_input`), and the server or in-memory node calls :meth:`Store.commit` once per
@@ -50,8 +60,10 @@ stop and recover (the node does).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -68,8 +80,22 @@ from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, 
 from hotswap.node.rehearse import Trial, TrialEnd
 from hotswap.protocol.events import HistoryKind
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SNAPSHOT_EVERY = 20_000
+#: ``--retain``'s default: the log keeps at least its last this many entries; older inputs
+#: that recovery no longer needs (they are behind their machine's snapshot, or their keyed
+#: instance's replay window) are deleted. None (``--retain all``): the log keeps everything.
+DEFAULT_RETAIN = 100_000
+#: Compaction waits until this many log entries are due, then deletes at most this many a
+#: commit (or twice the commit's own new entries, when more), so it keeps up with any input
+#: rate without making one commit long.
+COMPACT_BATCH = 4096
+#: While keyed instances on old generations keep migrations, collection looks again this
+#: often (seconds): the sweeper moves them on without any change of code or snapshot.
+COLLECT_EVERY = 60.0
+#: The position file's one record: a magic, the seq of the last committed log entry, and the
+#: CRC-32 of what precedes it; always the same length, rewritten in place after each commit.
+_POSITION = "hotswap-position 1 {seq:020d}"
 #: A snapshot of S bytes is taken at most once every S / SNAPSHOT_BYTES_PER_INPUT inputs: a
 #: state of a million map entries (4 MB) is snapshotted every 250,000 inputs, not 20,000, which
 #: keeps the encoding's cost per input to about 16 bytes' worth (a few microseconds).
@@ -105,8 +131,8 @@ CREATE INDEX IF NOT EXISTS log_changes ON log (machine, seq) WHERE kind != 'inpu
 #: Schema 3: a ``key`` (NULL: the default instance) and the ``generation`` it ran on for the
 #: entries of keyed instances, and the ``delete`` kind. The columns are listed in every
 #: INSERT, and the SQL is plain enough for PostgreSQL (TEXT keys compared bytewise there with
-#: COLLATE "C").
-_LOG = """
+#: COLLATE "C"). (Recreated by the upgrade from schema 2, before the one to schema 4.)
+_LOG_3 = """
 CREATE TABLE IF NOT EXISTS log (
     seq INTEGER PRIMARY KEY,
     machine TEXT NOT NULL,
@@ -124,6 +150,15 @@ CREATE TABLE IF NOT EXISTS log (
 );
 CREATE INDEX IF NOT EXISTS log_changes ON log (machine, seq) WHERE kind != 'input';
 """
+
+#: Schema 4: the audit trail. A change of code (``start``, ``upgrade``, ``trial``,
+#: ``confirm``, ``revert``) names who made it: ``principal``, the authenticated principal's
+#: name (NULL without ``--auth``, or when the node made it itself), and ``signer``, the id of
+#: the trusted key that signed it (NULL: unsigned). Inputs leave both NULL. The columns come
+#: last, where ``ALTER TABLE ... ADD COLUMN`` puts them in a schema 3 store.
+_LOG = _LOG_3.replace(
+    "    generation INTEGER\n", "    generation INTEGER,\n    principal TEXT,\n    signer TEXT\n"
+)
 
 #: One row per keyed instance: its checkpoint (the state after log entry ``seq``, on the code
 #: of ``generation``, ``identity``). Written when an instance is made or migrated, leaves the
@@ -143,8 +178,15 @@ CREATE INDEX IF NOT EXISTS instances_by_generation ON instances (machine, genera
 """
 
 _COLUMNS = "(seq, machine, kind, identity, payload, migration, inputs, time, trial, until)"
+#: The columns of a change of code: those of schema 2 and who made it (schema 4).
+_CHANGE = (
+    "(seq, machine, kind, identity, payload, migration, inputs, time, trial, until, principal, "
+    "signer)"
+)
 #: The default instance's inputs, as before keyed instances (the hot path binds six values).
-_INPUT = "INSERT INTO log VALUES (?, ?, 'input', ?, ?, NULL, ?, ?, NULL, NULL, NULL, NULL)"
+_INPUT = (
+    "INSERT INTO log VALUES (?, ?, 'input', ?, ?, NULL, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL)"
+)
 _KEYED_INPUT = (
     "INSERT INTO log (seq, machine, kind, identity, payload, inputs, time, key, generation) "
     "VALUES (?, ?, 'input', ?, ?, 0, ?, ?, ?)"
@@ -183,10 +225,17 @@ _UPGRADE_1_TO_2 = [
 _UPGRADE_2_TO_3 = [
     "ALTER TABLE log RENAME TO log_v2",
     "DROP INDEX IF EXISTS log_changes",
-    *(statement for statement in _LOG.split(";") if statement.strip()),
+    *(statement for statement in _LOG_3.split(";") if statement.strip()),
     f"INSERT INTO log {_COLUMNS} SELECT seq, machine, kind, identity, payload, migration, "
     "inputs, time, trial, until FROM log_v2",
     "DROP TABLE log_v2",
+]
+
+#: Schema 3 -> 4: who made each change of code (two columns, added in place: no copy of the
+#: log, however long). Every change of a schema 3 store was made by no one known.
+_UPGRADE_3_TO_4 = [
+    "ALTER TABLE log ADD COLUMN principal TEXT",
+    "ALTER TABLE log ADD COLUMN signer TEXT",
 ]
 
 
@@ -199,16 +248,48 @@ class Recovery:
     seconds: float
 
 
+def _read_position(data: bytes) -> int | None:
+    """The seq a position file's bytes record: 0 for an empty file (none written yet), None
+    for anything that is not a whole record with the right checksum."""
+    if not data:
+        return 0
+    text = data.decode("ascii", "replace")
+    head, _, rest = text.partition("\n")[0].rpartition(" ")
+    parts = head.split(" ")
+    if (
+        len(parts) != 3
+        or parts[:2] != ["hotswap-position", "1"]
+        or not parts[2].isdigit()
+        or rest != f"{zlib.crc32(head.encode()):08x}"
+    ):
+        return None
+    return int(parts[2])
+
+
 class Store:
     """One node's database. Not thread-safe: the node's event loop owns it."""
 
     def __init__(
-        self, path: Path | str, *, fsync: bool = False, snapshot_every: int = SNAPSHOT_EVERY
+        self,
+        path: Path | str,
+        *,
+        fsync: bool = False,
+        snapshot_every: int = SNAPSHOT_EVERY,
+        retain: int | None = DEFAULT_RETAIN,
+        accept_loss: bool = False,
     ) -> None:
         self.path = Path(path)
         self.snapshot_every = snapshot_every
         #: How far back recovery looks for keyed inputs newer than their checkpoint.
         self.replay_window = REPLAY_WINDOW
+        #: The log keeps at least its last ``retain`` entries (``--retain``; None: all).
+        self.retain = retain
+        #: Where the seq of the last committed entry is kept, beside the database.
+        self.position_path = self.path.with_suffix(".position")
+        #: With ``accept_loss``, a store found behind its position file opens anyway: then
+        #: ``(the store's last seq, the position's)`` (the caller reports it), else None.
+        self.lost: tuple[int, int | None] | None = None
+        self._fsync = fsync
         try:
             self.db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0.1
@@ -224,7 +305,17 @@ class Store:
             self.db.execute("BEGIN IMMEDIATE")  # take the lock now, not at the first input
             self.db.execute("COMMIT")
             self._open_schema()
-            row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM log").fetchone()
+            # The last entry ever committed: compaction may have deleted it from the log, but
+            # only once a snapshot covers it, and a snapshot keeps the seq of the entry it
+            # was taken after.
+            row = self.db.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM log), 0), "
+                "COALESCE((SELECT MAX(seq) FROM snapshots), 0))"
+            ).fetchone()
+            first = self.db.execute(
+                "SELECT seq FROM log WHERE kind IN ('input', 'delete') ORDER BY seq LIMIT 1"
+            ).fetchone()
+            keyed = self.db.execute("SELECT 1 FROM instances LIMIT 1").fetchone() is not None
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
                 msg = f"the store {self.path} is in use by another node"
@@ -233,6 +324,29 @@ class Store:
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the store {self.path}: {e}") from None
         self.last_seq: int = row[0]
+        #: Every input and delete entry up to this seq is compacted away (or never was).
+        self._compacted = self.last_seq if first is None else int(first[0]) - 1
+        #: Whether the store holds keyed instances: then recovery reads the replay window.
+        self._keyed = keyed
+        self._committed_seq = self.last_seq  # last_seq at the previous commit
+        #: machine -> seq of its first default-instance input after its latest snapshot
+        self._unsnapped: dict[str, int] = {}
+        #: machines whose code changed since their snapshot: a snapshot of one may make
+        #: migrations unreachable (:meth:`collect_modules`)
+        self._changed: set[str] = set()
+        self._collect_due = True  # at the first commit: what an older node left
+        #: When collection kept a migration for keyed instances alone (then it looks again
+        #: after COLLECT_EVERY seconds), else None.
+        self._held_for_instances: float | None = None
+        #: How many modules :meth:`collect_modules` deleted since the store opened.
+        self.collected = 0
+        self._position_fd = -1
+        self._position = -1  # the seq the position file holds
+        try:
+            self._open_position(accept_loss)
+        except BaseException:
+            self.close()  # the database and the position file: a refused store stays as it was
+            raise
         self._pending_inputs: list[tuple[int, str, str, bytes, int, float]] = []
         self._pending_keyed: list[tuple[int, str, str, bytes, float, str, int | None]] = []
         #: (machine, key) -> an instance whose checkpoint the next commit writes
@@ -251,20 +365,25 @@ class Store:
         transaction: a failure leaves the store as it was."""
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is not None and row[0] in ("1", "2"):
+        if row is not None and row[0] in ("1", "2", "3"):
             self.db.execute("BEGIN")
             try:
                 if row[0] == "1":
                     for statement in _UPGRADE_1_TO_2:
                         self.db.execute(statement)
-                for statement in _UPGRADE_2_TO_3:
+                if row[0] in ("1", "2"):
+                    for statement in _UPGRADE_2_TO_3:
+                        self.db.execute(statement)
+                for statement in _UPGRADE_3_TO_4:
                     self.db.execute(statement)
-                self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", ("3",))
+                self.db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
+                )
                 self.db.execute("COMMIT")
             except sqlite3.Error:
                 self.db.execute("ROLLBACK")
                 raise
-            row = ("3",)
+            row = (str(SCHEMA_VERSION),)
         self.db.executescript(_SCHEMA)
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -276,6 +395,70 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+        if self._position_fd >= 0:
+            os.close(self._position_fd)
+            self._position_fd = -1
+
+    # --- the position file ------------------------------------------------------------------
+
+    def _open_position(self, accept_loss: bool) -> None:
+        """Check the store against its position file (the seq of the last entry committed,
+        written after each commit) and keep the file open for the next commits.
+
+        A store behind its position lost committed, so acknowledged, work: its write-ahead
+        log was truncated or removed after a crash, or an older copy of the database was put
+        in its place. Such a store is refused, unless ``accept_loss``: then it opens on what
+        it holds, :attr:`lost` says what was lost, and the position is reset to the store's."""
+        path = self.position_path
+        try:
+            self._position_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            data = os.pread(self._position_fd, 256, 0)
+        except OSError as e:
+            raise StoreError(f"cannot open the position file {path}: {e}") from None
+        recorded = _read_position(data)
+        if recorded is None or recorded > self.last_seq:
+            if not accept_loss:
+                raise StoreError(self._damaged(recorded))
+            self.lost = (self.last_seq, recorded)
+        elif recorded == self.last_seq:
+            self._position = recorded
+        self._record_position()
+
+    def _damaged(self, recorded: int | None) -> str:
+        path, wal = self.position_path, f"{self.path}-wal"
+        if recorded is None:
+            what = f"its position file {path} is unreadable (not a record this node writes)"
+        else:
+            what = (
+                f"its log ends at entry {self.last_seq:,}, but {path} records that entry "
+                f"{recorded:,} was committed (and acknowledged): entries "
+                f"{self.last_seq + 1:,} to {recorded:,} are missing, as when the write-ahead "
+                f"log {wal} is truncated or removed after a crash, or an older copy of the "
+                "database is put in its place"
+            )
+        return (
+            f"the store {self.path} is damaged: {what}. The node did not start and changed "
+            "nothing. To start anyway on what the store holds, run the same command with "
+            "--accept-loss (the node notes the loss in its trace)"
+        )
+
+    def _record_position(self) -> None:
+        """Write the seq of the last committed entry into the position file (and fsync it
+        with ``--fsync``), in place: one ``pwrite`` of a fixed-length record."""
+        if self._position == self.last_seq or self._position_fd < 0:
+            return
+        head = _POSITION.format(seq=self.last_seq)
+        record = f"{head} {zlib.crc32(head.encode()):08x}\n".encode()
+        try:
+            os.pwrite(self._position_fd, record, 0)
+            if self._position < 0:  # the first write: drop whatever followed the record
+                os.ftruncate(self._position_fd, len(record))
+            if self._fsync:  # the record's length never changes: its data is what to sync
+                getattr(os, "fdatasync", os.fsync)(self._position_fd)
+        except OSError as e:
+            msg = f"writing the position file {self.position_path} failed: {e}"
+            raise StoreError(msg) from None
+        self._position = self.last_seq
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -323,9 +506,9 @@ class Store:
             change = machine.history[-1]
             seq = self._next_seq(machine.name)
             self.db.execute(
-                f"INSERT INTO log {_COLUMNS} "
-                "VALUES (?, ?, 'start', ?, NULL, NULL, 0, ?, NULL, NULL)",
-                (seq, machine.name, machine.identity, change.time),
+                f"INSERT INTO log {_CHANGE} "
+                "VALUES (?, ?, 'start', ?, NULL, NULL, 0, ?, NULL, NULL, ?, ?)",
+                (seq, machine.name, machine.identity, change.time, change.by, change.signer),
             )
             self._snapshot(machine)
 
@@ -341,10 +524,12 @@ class Store:
         default instance); it is durable after the next :meth:`commit`. Returns its seq."""
         seq = self._next_seq(machine.name)
         if key is None:
+            self._unsnapped.setdefault(machine.name, seq)
             self._pending_inputs.append(
                 (seq, machine.name, identity, payload, machine.inputs, time.time())
             )
         else:
+            self._keyed = True
             self._keyed_entries[machine.name] = self._keyed_entries.get(machine.name, 0) + 1
             self._pending_keyed.append(
                 (seq, machine.name, identity, payload, time.time(), key, generation)
@@ -363,8 +548,9 @@ class Store:
             self._add_module(swap.migration)
             seq = self._next_seq(machine.name)
             change = swap.change
+            self._changed.add(machine.name)
             self.db.execute(
-                f"INSERT INTO log {_COLUMNS} VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+                f"INSERT INTO log {_CHANGE} VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     seq,
                     machine.name,
@@ -375,20 +561,27 @@ class Store:
                     change.time,
                     None if trial is None else trial.left,
                     None if trial is None else trial.until,
+                    change.by,
+                    change.signer,
                 ),
             )
 
-    def log_trial_end(self, machine: Machine, ended: TrialEnd, now: float) -> None:
+    def log_trial_end(
+        self, machine: Machine, ended: TrialEnd, now: float, by: str | None = None
+    ) -> None:
         """Log the end of a trial, after the inputs already queued, and snapshot the state it
-        left (the old code's after a revert)."""
+        left (the old code's after a revert); ``by``: who ended it (None: the node, when its
+        time or inputs ran out or an input trapped)."""
         kind = "revert" if ended.reverted else "confirm"
         with self._writing(f"logging a {kind} to"):
             self._flush_inputs()
             self._begin()
             seq = self._next_seq(machine.name)
+            self._changed.add(machine.name)
             self.db.execute(
-                f"INSERT INTO log {_COLUMNS} VALUES (?, ?, ?, ?, NULL, NULL, ?, ?, NULL, NULL)",
-                (seq, machine.name, kind, machine.identity, machine.inputs, now),
+                f"INSERT INTO log {_CHANGE} "
+                "VALUES (?, ?, ?, ?, NULL, NULL, ?, ?, NULL, NULL, ?, NULL)",
+                (seq, machine.name, kind, machine.identity, machine.inputs, now, by),
             )
             self._snapshot(machine)
 
@@ -414,6 +607,10 @@ class Store:
             (machine.name, seq, machine.identity, state, machine.inputs),
         )
         self._taken(machine.name, machine.inputs, len(state), seq)
+        self._unsnapped.pop(machine.name, None)
+        if machine.name in self._changed:  # its upgrades' migrations may be done with now
+            self._changed.discard(machine.name)
+            self._collect_due = True
 
     def _taken(self, name: str, inputs: int, size: int, seq: int) -> None:
         self._keyed_entries[name] = 0
@@ -430,18 +627,134 @@ class Store:
         return max(self.snapshot_every, size // SNAPSHOT_BYTES_PER_INPUT)
 
     def commit(self, machines: dict[str, Machine]) -> None:
-        """Make everything logged so far durable; snapshot machines that ran far enough."""
+        """Make everything logged so far durable; snapshot machines that ran far enough (or
+        that hold back the compaction of the log); compact a batch of the log; collect the
+        modules nothing can use any more; then record the position."""
         with self._writing("commit to"):
             self._flush_inputs()
             self._flush_rows()
             if not self.db.in_transaction:
-                return
+                if not self._collect_due:
+                    return
+                self._begin()  # nothing new, but modules to collect (the first commit)
             for name, machine in machines.items():
                 since = machine.inputs - self._last_snapshot.get(name, 0)
                 since += self._keyed_entries.get(name, 0)
-                if since >= self.snapshot_interval(name) and machine.trial is None:
+                due = since >= self.snapshot_interval(name) or self._holds_back(name)
+                if due and machine.trial is None:
                     self._snapshot(machine)
+            self._compact()
+            held = self._held_for_instances
+            if self._collect_due or (held is not None and time.monotonic() - held >= COLLECT_EVERY):
+                self.collect_modules()
             self.db.execute("COMMIT")
+        self._committed_seq = self.last_seq
+        self._record_position()
+
+    # --- retention: the log compacted behind snapshots (``--retain``) -----------------------
+
+    def _holds_back(self, name: str) -> bool:
+        """Whether machine ``name`` keeps the log from being compacted beyond the retention:
+        its oldest input not covered by a snapshot is older than the retained entries and
+        than its own snapshot interval (a machine that went quiet after a few inputs). A
+        snapshot then lets compaction go on; its cost stays within the cadence's (at most one
+        per ``snapshot_interval`` entries of the whole log)."""
+        first = self._unsnapped.get(name)
+        if self.retain is None or first is None:
+            return False
+        return first <= self.last_seq - max(self.retain, self.snapshot_interval(name))
+
+    def compaction_horizon(self) -> int:
+        """The last seq up to which no input or delete entry is needed any more: older than
+        the retained entries, behind the snapshot of its machine (every default-instance input
+        after a snapshot is needed by recovery, and a machine on trial is never snapshotted,
+        so what its revert and recovery replay stays), and, on a store with keyed instances,
+        outside the replay window (recovery of instances reads the window only)."""
+        if self.retain is None:
+            return self._compacted
+        horizon = self.last_seq - self.retain
+        if self._keyed:
+            horizon = min(horizon, self.last_seq - self.replay_window)
+        if self._unsnapped:
+            horizon = min(horizon, min(self._unsnapped.values()) - 1)
+        return horizon
+
+    def _compact(self) -> None:
+        """Delete one batch of the inputs and deletes that no recovery needs (in the open
+        transaction): a range of the primary key, so its cost is the rows it deletes. Changes
+        of code (the history) are never deleted."""
+        horizon = self.compaction_horizon()
+        if horizon - self._compacted < COMPACT_BATCH:
+            return
+        batch = max(COMPACT_BATCH, 2 * (self.last_seq - self._committed_seq))
+        upto = min(horizon, self._compacted + batch)
+        self.db.execute(
+            "DELETE FROM log WHERE seq > ? AND seq <= ? AND kind IN ('input', 'delete')",
+            (self._compacted, upto),
+        )
+        self._compacted = upto
+
+    # --- module collection ------------------------------------------------------------------
+
+    def collect_modules(self) -> int:
+        """Delete the stored modules nothing can run or ask for any more (in the open
+        transaction, or its own); how many.
+
+        Kept: the code of every entry of every machine's history (a rollback may return to
+        any of them, and ``get_module`` serves them), the code of every snapshot and
+        checkpoint, and the migrations still needed: those of upgrades after their machine's
+        snapshot (recovery runs them again) and those of generations newer than the oldest
+        generation a keyed instance of the machine is checkpointed on (lazy migration runs
+        them). What goes: migrations of upgrades that every state has passed, and modules no
+        entry, snapshot or checkpoint names at all (the store keeps only modules of logged
+        changes, so those are left by older releases or by hand).
+
+        It reads the store alone (the changes of code through their index, the snapshots, the
+        oldest generation of each machine's checkpoints through theirs), never the number of
+        inputs or instances."""
+        self._collect_due = False
+        self._held_for_instances = None
+        keep: set[str] = set()
+        snapshots = {
+            name: (int(seq), identity)
+            for name, seq, identity in self.db.execute(
+                "SELECT machine, seq, identity FROM snapshots"
+            )
+        }
+        keep.update(identity for _, identity in snapshots.values())
+        changes = self.db.execute(
+            "SELECT machine, seq, kind, identity, migration FROM log WHERE kind != 'input' "
+            "ORDER BY machine, seq"
+        ).fetchall()
+        machine, generation, oldest, snapshot = None, -1, None, 0
+        for name, seq, kind, identity, migration in changes:
+            if kind in ("confirm", "delete"):
+                continue
+            if name != machine:
+                machine, generation = name, -1
+                snapshot = snapshots.get(name, (0, ""))[0]
+                row = self.db.execute(
+                    "SELECT MIN(generation) FROM instances WHERE machine = ?", (name,)
+                ).fetchone()
+                oldest = None if row[0] is None else int(row[0])
+            generation += 1
+            keep.add(identity)
+            if migration is None or migration in keep:
+                continue
+            if seq > snapshot:
+                keep.add(migration)
+            elif oldest is not None and generation > oldest:
+                keep.add(migration)
+                self._held_for_instances = time.monotonic()
+        stored = [identity for (identity,) in self.db.execute("SELECT identity FROM modules")]
+        gone = [(identity,) for identity in stored if identity not in keep]
+        if gone:
+            self._begin()
+            self.db.executemany("DELETE FROM modules WHERE identity = ?", gone)
+            for (identity,) in gone:
+                self._modules.pop(identity, None)
+            self.collected += len(gone)
+        return len(gone)
 
     def checkpoint(self, machines: dict[str, Machine]) -> None:
         """Snapshot every machine now (on clean shutdown), so the next start replays nothing;
@@ -509,13 +822,21 @@ class Store:
         """Every change of code: starts, upgrades, trial upgrades and reverts (a confirm keeps
         the code, so it is not one)."""
         rows = self.db.execute(
-            "SELECT kind, identity, migration, inputs, time FROM log "
+            "SELECT kind, identity, migration, inputs, time, principal, signer FROM log "
             "WHERE machine = ? AND kind NOT IN ('input', 'confirm', 'delete') ORDER BY seq",
             (name,),
         )
         return [
-            Change(ident, HistoryKind.START if kind == "start" else HistoryKind.UPGRADE, n, t, mig)
-            for kind, ident, mig, n, t in rows
+            Change(
+                ident,
+                HistoryKind.START if kind == "start" else HistoryKind.UPGRADE,
+                n,
+                t,
+                mig,
+                by,
+                signer,
+            )
+            for kind, ident, mig, n, t, by, signer in rows
         ]
 
     def _last_seq_of(self, name: str) -> int:
@@ -536,6 +857,7 @@ class Store:
         for seq, kind, identity, payload, migration, trial, until, when in rows:
             count += 1
             if kind == "input":
+                self._unsnapped.setdefault(machine.name, seq)
                 if identity != machine.identity:
                     raise StoreError(
                         f"log entry {seq} ran on {identity[:12]}, replay has "
@@ -551,6 +873,7 @@ class Store:
                 except (HotswapError, Trap) as e:
                     raise StoreError(f"replaying log entry {seq} failed: {e}") from None
             elif kind in ("upgrade", "trial"):
+                self._changed.add(machine.name)  # its next snapshot passes this migration
                 new, migrate = self._load(identity), self._load(migration)
                 before = machine.state
                 try:

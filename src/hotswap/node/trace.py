@@ -255,6 +255,8 @@ class Trace:
         """At most :data:`SHOWN` characters of ``value`` and what was left out."""
         flat = self._flat.get(t)
         if flat is None:
+            if len(self._flat) >= 1024:  # types of the codes traced lately, not all ever
+                self._flat.clear()
             flat = self._flat[t] = is_v1_type(t)
         cut = ""
         if not flat:  # it may be large: render only what will be shown

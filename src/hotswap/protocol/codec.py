@@ -75,6 +75,7 @@ from hotswap.protocol.fields import (
     FLOAT,
     FRAME_LIMIT,
     HISTORY,
+    HISTORY_4,
     IDENTITY,
     KEY,
     KEY_LIST,
@@ -97,6 +98,7 @@ from hotswap.protocol.fields import (
     check_keys,
     describe,
 )
+from hotswap.protocol.plain import read_plain, write_plain
 
 
 class UnsupportedVersion(RemoteProtocolError):
@@ -127,6 +129,17 @@ class Schema:
     optional: tuple[tuple[str, Kind, object, int], ...] = ()
     #: The protocol version that introduced the message.
     since: int = 1
+    #: Fields whose kind grew in a later version (key, kind, version): from that version on,
+    #: the field has that kind (a record with optional fields of its own), before it the one
+    #: in ``fields``.
+    later: tuple[tuple[str, Kind, int], ...] = ()
+
+    def fields_at(self, version: int) -> tuple[tuple[str, Kind], ...]:
+        """The fields and their kinds on a connection of protocol ``version``."""
+        if not self.later:
+            return self.fields
+        grown = {key: kind for key, kind, since in self.later if version >= since}
+        return tuple((key, grown.get(key, kind)) for key, kind in self.fields)
 
 
 def _schema(
@@ -136,12 +149,16 @@ def _schema(
     *,
     since: int = 1,
     optional: tuple[tuple[str, Kind, object, int], ...] = (),
+    later: tuple[tuple[str, Kind, int], ...] = (),
     **fields: Kind,
 ) -> Schema:
     kinds = [*fields.values(), *(kind for _, kind, _, _ in optional)]
+    kinds += [kind for _, kind, _ in later]
     has_float = any(kind.has_float() for kind in kinds)
     keys = canonical_order(["type", *fields])
-    return Schema(name, event, tuple(fields.items()), from_client, keys, has_float, optional, since)
+    return Schema(
+        name, event, tuple(fields.items()), from_client, keys, has_float, optional, since, later
+    )
 
 
 #: ``send`` and ``send_checked`` may leave the state out of their reply (version 2) and name
@@ -272,6 +289,7 @@ SCHEMAS: tuple[Schema, ...] = (
             ("trapped", TRAPPED_LIST, (), 3),
             ("sweep", SWEEP, None, 3),
         ),
+        later=(("history", HISTORY_4, 4),),
         id=UINT,
         machine=NAME,
         identity=IDENTITY,
@@ -381,7 +399,7 @@ def encode_schema(message: Message, version: int = PROTOCOL_VERSION) -> bytes:
     item: dict[str, object] = {}
     keys = schema.keys
     try:
-        for key, kind in schema.fields:
+        for key, kind in schema.fields_at(version):
             item[key] = kind.encode(getattr(message, key))
         for key, kind, default, since in schema.optional:
             value = getattr(message, key)
@@ -399,6 +417,12 @@ def encode_schema(message: Message, version: int = PROTOCOL_VERSION) -> bytes:
         raise LocalProtocolError(msg) from None
     item["type"] = schema.name
     ordered = {key: item[key] for key in keys}
+    if not schema.has_float and any(
+        isinstance(v, bytes | str) and len(v) >= PLAIN_FROM for v in ordered.values()
+    ):
+        payload = write_plain(ordered)  # a module or a state: cbor2 copied it twice, slowly
+        if payload is not None:
+            return payload
     # Keys are already in canonical order and cbor2 always writes minimal integers and
     # lengths, so only floats need the (slower) canonical mode.
     return cbor2.dumps(ordered, canonical=schema.has_float)
@@ -426,6 +450,8 @@ _NO_TAGS: dict[int, Callable[..., Any]] = dict.fromkeys(
 )
 #: status_reply -> history -> entry is the deepest message: three nested containers.
 MAX_NESTING = 3
+#: Payloads of at least this many bytes are read by ``plain.read_plain`` first.
+PLAIN_FROM = 256 * 1024
 
 
 def _remote(what: str, detail: str) -> RemoteProtocolError:
@@ -433,7 +459,7 @@ def _remote(what: str, detail: str) -> RemoteProtocolError:
 
 
 def decode_message(
-    payload: bytes, *, from_client: bool, version: int = PROTOCOL_VERSION
+    payload: bytes | memoryview, *, from_client: bool, version: int = PROTOCOL_VERSION
 ) -> Message:
     """The message in ``payload``, sent by a client or by a server speaking protocol
     ``version``, checked strictly.
@@ -442,6 +468,8 @@ def decode_message(
     RemoteProtocolError for anything else that is wrong.
     """
     fast: Message | None
+    if not isinstance(payload, bytes):  # a view of a large frame: no message of a fast path
+        return decode_schema(payload, from_client=from_client, version=version)
     if from_client:
         fast = decode_send(payload) or decode_send_checked(payload)
         if fast is not None and (fast.state or version >= 2) and (fast.key is None or version >= 3):
@@ -453,19 +481,29 @@ def decode_message(
     return decode_schema(payload, from_client=from_client, version=version)
 
 
-def decode_schema(payload: bytes, *, from_client: bool, version: int = PROTOCOL_VERSION) -> Message:
+def decode_schema(
+    payload: bytes | memoryview, *, from_client: bool, version: int = PROTOCOL_VERSION
+) -> Message:
     """``decode_message`` without the fast paths: the reference decoder."""
     schemas, sender = (FROM_CLIENT, "client") if from_client else (FROM_SERVER, "server")
+    # A large payload (an upgrade's modules) is read in one pass that also checks it is the
+    # canonical encoding of what it holds: cbor2 copying it in and out again took 130 ms of
+    # the event loop for 32 MiB. Anything that reader does not judge goes the reference way.
+    item = read_plain(payload) if len(payload) >= PLAIN_FROM else None
+    read = item is not None
+    if not read and not isinstance(payload, bytes):
+        payload = bytes(payload)
     try:
-        item = cbor2.loads(
-            payload,
-            semantic_decoders=_NO_TAGS,
-            tag_hook=_reject_tag,
-            max_depth=MAX_NESTING,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-            strict_hashable_types=True,
-        )
+        if not read:
+            item = cbor2.loads(
+                payload,
+                semantic_decoders=_NO_TAGS,
+                tag_hook=_reject_tag,
+                max_depth=MAX_NESTING,
+                allow_indefinite=False,
+                allow_duplicate_keys=False,
+                strict_hashable_types=True,
+            )
     except (cbor2.CBORError, ValueError, TypeError, OverflowError) as exc:
         cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
         raise _remote("payload is not a valid CBOR item", f"{exc}{cause}") from None
@@ -499,7 +537,7 @@ def decode_schema(payload: bytes, *, from_client: bool, version: int = PROTOCOL_
             names = {k for k, _, _, since in schema.optional if since <= version}
             present = [k for k in item if k in names]
             check_keys(item, canonical_order([*schema.keys, *present]))
-        for key, kind in schema.fields:
+        for key, kind in schema.fields_at(version):
             values.append(kind.decode(item[key]))
         for key, kind, default, _ in schema.optional:
             if key in item:
@@ -510,8 +548,8 @@ def decode_schema(payload: bytes, *, from_client: bool, version: int = PROTOCOL_
     except InvalidField as exc:
         where = "" if key == "type" else f"field {key!r}: "
         raise _remote(f"invalid {name!r} message", f"{where}{exc}") from None
-    if cbor2.dumps(item, canonical=schema.has_float) != payload:
-        raise _remote(f"invalid {name!r} message", _non_canonical(payload))
+    if (not read or schema.has_float) and cbor2.dumps(item, canonical=schema.has_float) != payload:
+        raise _remote(f"invalid {name!r} message", _non_canonical(bytes(payload)))
     return cast(Message, schema.event(*values, **extra))
 
 

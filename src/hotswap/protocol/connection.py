@@ -153,7 +153,7 @@ class Connection:
             self._raise_again()
         event: Event
         try:
-            payload = self._reader.next_frame()
+            payload = self._reader.next_view()  # a large frame is not copied out
             if payload is not None:
                 event = decode_message(
                     payload, from_client=self.our_role is SERVER, version=self.version or 1

@@ -31,13 +31,15 @@ from enum import Enum, StrEnum
 from typing import TypeAlias
 
 #: The protocol version this implementation speaks (docs/protocol.md, "Hello and versioning").
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 #: Versions a server built from this module accepts in a client's hello. Version 2 adds
 #: optional fields (generation, trap kind, ...) and the dry run and trial messages; version 3
 #: keyed instances (a ``key`` on send, send_checked and status; instances, delete, deploy) and
-#: the instance fields of a status. A version 1 or 2 client gets exactly the messages of its
-#: version, and reaches each machine's default instance only.
-SUPPORTED_VERSIONS = frozenset({1, 2, 3})
+#: the instance fields of a status; version 4 who made each change of code (``by`` and
+#: ``signer`` in a status's history entries). A client of an earlier version gets exactly the
+#: messages of its version, and a version 1 or 2 client reaches each machine's default
+#: instance only.
+SUPPORTED_VERSIONS = frozenset({1, 2, 3, 4})
 #: The longest instance key, in bytes of UTF-8 (a key is 1 to this many bytes, without NUL).
 MAX_KEY_BYTES = 256
 #: The most keys one ``instances`` reply lists, and the most trapped instances a status lists.
@@ -325,12 +327,16 @@ class Released:
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    """One change of code: ``seq`` is the number of inputs processed before it took over."""
+    """One change of code: ``seq`` is the number of inputs processed before it took over.
+    Version 4: ``by``, the principal who made it (None: unknown, on a node without ``--auth``,
+    or made by the node itself), and ``signer``, the id of the trusted key that signed it."""
 
     identity: str
     kind: HistoryKind
     seq: int
     time: float
+    by: str | None = None
+    signer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

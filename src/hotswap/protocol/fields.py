@@ -288,32 +288,64 @@ class Choice(Kind):
 
 
 class Record(Kind):
-    """A map with exactly ``fields`` (in canonical order), decoded to an instance of ``cls``."""
+    """A map with exactly ``fields`` (in canonical order), decoded to an instance of ``cls``;
+    and ``optional`` fields (key -> kind and default), present only when not their default,
+    by the rule of top-level optional fields (docs/protocol.md, section 3.2). A kind without
+    them never encodes them: a peer of an earlier version gets the record without them."""
 
-    __slots__ = ("cls", "fields", "keys")
+    __slots__ = ("cls", "fields", "keys", "optional")
 
-    def __init__(self, cls: type, fields: dict[str, Kind]) -> None:
+    def __init__(
+        self,
+        cls: type,
+        fields: dict[str, Kind],
+        optional: dict[str, tuple[Kind, object]] | None = None,
+    ) -> None:
         super().__init__(f"a {cls.__name__} map")
         self.cls = cls
         self.fields = fields  # in the dataclass's field order
         self.keys = canonical_order(fields)
+        self.optional = optional or {}
 
     def decode(self, value: object) -> object:
         if type(value) is not dict:
             raise self._wrong(value)
-        check_keys(value, self.keys)
+        if not self.optional or len(value) == len(self.keys):
+            check_keys(value, self.keys)
+            extra: dict[str, object] = {}
+        else:
+            present = [key for key in value if key in self.optional]
+            check_keys(value, canonical_order([*self.fields, *present]))
+            extra = {}
+            for key in present:
+                kind, default = self.optional[key]
+                item = _field(kind.decode, value[key], key)
+                if item == default:
+                    raise InvalidField(f"field {key!r}: has its default value: leave it out")
+                extra[key] = item
         return self.cls(
-            *[_field(kind.decode, value[key], key) for key, kind in self.fields.items()]
+            *[_field(kind.decode, value[key], key) for key, kind in self.fields.items()],
+            **extra,
         )
 
     def encode(self, value: object) -> object:
         if type(value) is not self.cls:
             msg = f"expected a {self.cls.__name__}, got {type(value).__name__}"
             raise InvalidField(msg)
-        return {key: _field(self.fields[key].encode, getattr(value, key), key) for key in self.keys}
+        item = {key: _field(self.fields[key].encode, getattr(value, key), key) for key in self.keys}
+        extra = {
+            key: _field(kind.encode, getattr(value, key), key)
+            for key, (kind, default) in self.optional.items()
+            if getattr(value, key) != default
+        }
+        if not extra:
+            return item
+        item.update(extra)
+        return {key: item[key] for key in canonical_order(item)}
 
     def has_float(self) -> bool:
-        return any(kind.has_float() for kind in self.fields.values())
+        kinds = [*self.fields.values(), *(kind for kind, _ in self.optional.values())]
+        return any(kind.has_float() for kind in kinds)
 
 
 class ArrayOf(Kind):
@@ -415,10 +447,22 @@ FLOAT = Finite()
 BOOL = Boolean()
 NOTES = TextList(Text("a text string of at most 1024 characters", 1024), 64)
 ERROR_CODE = Choice(ErrorCode)
-HISTORY = ArrayOf(
+_HISTORY_FIELDS: dict[str, Kind] = {
+    "identity": IDENTITY,
+    "kind": Choice(HistoryKind),
+    "seq": UINT,
+    "time": FLOAT,
+}
+#: A history entry as versions 1 to 3 have it (``by`` and ``signer`` never sent).
+HISTORY = ArrayOf(Record(HistoryEntry, _HISTORY_FIELDS))
+#: The id of a trusted key (``hotswap.signing.key_id``: 16 lowercase hex digits).
+KEY_ID = Text("a key id (at most 64 lowercase hex digits)", 64, r"[0-9a-f]{1,64}")
+#: Version 4: who made each change of code, when the node knows.
+HISTORY_4 = ArrayOf(
     Record(
         HistoryEntry,
-        {"identity": IDENTITY, "kind": Choice(HistoryKind), "seq": UINT, "time": FLOAT},
+        _HISTORY_FIELDS,
+        {"by": (SHORT_TEXT, None), "signer": (KEY_ID, None)},
     )
 )
 MACHINE_LIST = ArrayOf(Record(MachineEntry, {"name": NAME, "identity": IDENTITY}), "name")

