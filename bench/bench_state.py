@@ -193,6 +193,26 @@ def _row(label: str, figures: dict[int, float], unit: str, goal: str = "") -> No
     print(f"  {label}\n    {cells}   (1,000,000/100 {ratio:,.1f}x){goal}")
 
 
+def _deletes(entries: int, count: int = 2000) -> tuple[float, float]:
+    """Microseconds a delete: along one line of versions, and from one version kept just
+    short of starting a rebuild (persistence lets a fold delete from it again and again)."""
+    m = OMap((i, i) for i in range(entries))
+    for i in range(entries // 3):
+        m = m.delete(i)
+    while m._next is None:
+        before, m = m, m.delete(next(iter(m.keys())))
+    keys = list(before.keys())[:count]
+    started = time.perf_counter()
+    line = before
+    for k in keys:
+        line = line.delete(k)
+    linear = (time.perf_counter() - started) / count * 1e6
+    started = time.perf_counter()
+    for k in keys:
+        before.delete(k)
+    return linear, (time.perf_counter() - started) / count * 1e6
+
+
 def main() -> None:
     print(
         "state: one input updating one entry of a map of N entries (Map Int Int), "
@@ -263,6 +283,12 @@ def main() -> None:
     )
     _row("fast-path step on core values (LoadedModule.step):", fast, "us")
     print(f"  snapshots: {'; '.join(snapshots)}")
+    linear, kept = _deletes(200_000)
+    print(
+        f"  map delete at 200,000 entries: {linear:.1f} us along one line of versions (the "
+        f"baseline), {kept:.1f} us from one version kept and deleted from again and again "
+        f"({kept / linear:.1f}x; goal: O(log n), no compaction of the whole map)"
+    )
     per_entry = (rss[SIZES[-1]] - rss[SIZES[0]]) / (SIZES[-1] - SIZES[0])
     print(
         f"  memory per map entry: node RSS {per_entry:,.0f} bytes "

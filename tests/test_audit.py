@@ -263,9 +263,40 @@ def test_a_flood_of_refusals_does_not_flood_the_trace(monkeypatch: pytest.Monkey
             for _ in range(10):
                 with pytest.raises(NodeError):
                     c.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
-    lines = [line for line in out.getvalue().splitlines() if "efused" in line]
+    lines = [line for line in out.getvalue().splitlines() if "efus" in line]
     assert lines == [
         *["Refused upgrade of 'counter' by -: forbidden: " + lines[0].split(": ", 2)[2]] * 3,
-        "(7 more refused changes not traced)",
+        "(7 more refusals not traced)",
         *["Refused upgrade of 'counter' by -: forbidden: " + lines[0].split(": ", 2)[2]] * 3,
     ]
+
+
+def test_role_refusals_and_strangers_share_the_refusals_budget(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Requests beyond a token's roles, and connections without a known token, are traced
+    within the same budget: a stranger with no token cannot flood the trace either; the
+    count of the untraced is said at the next tick even if no refusal follows."""
+    from hotswap.node import service  # noqa: PLC0415
+
+    now = [1000.0]
+    monkeypatch.setattr(service, "REFUSALS_TRACED", 3)
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    credentials = Credentials()
+    reader = credentials.add("reader", ["read"])
+    out = io.StringIO()
+    config = NodeConfig(credentials=credentials)
+    with MemoryNode({"counter": counter_sm}, config=config, trace=Trace("off", out)) as node:
+        with Client(transport=node.connection(), token=reader) as c:
+            for _ in range(5):
+                with pytest.raises(NodeError):
+                    c.send("counter", Incr())
+        for _ in range(5):
+            with pytest.raises(NodeError):
+                Client(transport=node.connection(), token="hst_nobody")
+        now[0] += 1
+        node.service.tick(time.time())
+    lines = [line for line in out.getvalue().splitlines() if "efus" in line]
+    assert len(lines) == 4, lines
+    assert all("(machine 'counter')" in line for line in lines[:3])
+    assert lines[3] == "(7 more refusals not traced)"

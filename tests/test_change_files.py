@@ -153,3 +153,11 @@ def test_bad_change_files_are_named(tmp_path: Path) -> None:
         read_change(tmp_path / "missing.hsc")
     shown = run_cli("sign", str(bad), "--key", str(tmp_path / "k"))
     assert shown.returncode != 0 and "a `message`" in shown.stderr
+
+
+def test_a_change_file_with_keys_of_its_own_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "extra.hsc"
+    doc = {"format": "hotswap-change/1", "message": b"", "generations": {}, "note": "hi"}
+    bad.write_bytes(cbor2.dumps(doc))
+    with pytest.raises(ChangeProblem, match="has no key note"):
+        read_change(bad)

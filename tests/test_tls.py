@@ -280,3 +280,34 @@ def test_tls_init_prints_how_to_use_what_it_wrote(tmp_path: Path) -> None:
     assert "--tls-cert" in made.stdout and "ops.pem" in made.stdout
     again = run_cli("tls-init", "--out", str(tmp_path / "pki"), "--host", "127.0.0.1")
     assert again.returncode != 0 and "exist" in again.stderr
+
+
+def test_a_certificate_rejected_by_mutual_tls_is_told_what_to_give(
+    tmp_path: Path, pki: Written, other_pki: Written
+) -> None:
+    tls = server_context(pki.node_cert, pki.node_key, pki.ca)
+    with Served(tmp_path / "data", {"counter": counter_sm}, tls=tls) as node:
+        cert, key = _client_of(other_pki, "deployer")  # signed by another authority
+        with pytest.raises(NodeError, match="requires client certificates") as refused:
+            Client(node.address, tls=client_context(pki.ca, cert, key), timeout=5)
+        assert "connect with TLS" not in str(refused.value)
+
+
+def test_mutual_tls_without_auth_names_each_change_by_its_certificate(
+    tmp_path: Path, pki: Written
+) -> None:
+    tls = server_context(pki.node_cert, pki.node_key, pki.ca)
+    with Served(tmp_path / "data", {"counter": counter_sm}, tls=tls) as node:
+        cert, key = _client_of(pki, "eve")  # no --auth: any certificate of the authority
+        with Client(node.address, tls=client_context(pki.ca, cert, key)) as c:
+            c.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
+            history = c.status_raw("counter").history
+        assert history[-1].by == "eve"
+
+
+def test_token_add_makes_the_data_directory_of_a_node_not_started_yet(tmp_path: Path) -> None:
+    data = tmp_path / "not-yet"
+    added = run_cli("token", "add", "ops", "--roles", "admin", "--certificate", "--data", str(data))
+    assert added.returncode == 0, added.stderr
+    assert os.stat(data).st_mode & 0o077 == 0
+    assert Credentials.load(data / "credentials.json").certified("ops") is not None

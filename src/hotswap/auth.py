@@ -240,6 +240,8 @@ class Credentials:
                 for _, p in sorted(self._by_cert.items())
             ],
         }
+        if not path.parent.exists():  # a data directory made before the node's first start
+            path.parent.mkdir(mode=0o700, parents=True)
         partial = path.with_name(path.name + ".partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:

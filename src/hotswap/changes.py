@@ -197,6 +197,9 @@ def read_change(path: Path) -> Change:
         raise ChangeProblem(f"{path} is not a change file (not CBOR: {e})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ChangeProblem(f"{path} is not a change file of format {FORMAT}")
+    extra = sorted(str(k) for k in doc if k not in ("format", "message", "generations"))
+    if extra:
+        raise ChangeProblem(f"{path}: a change file has no key {', '.join(extra)}")
     message, generations = doc.get("message"), doc.get("generations")
     if not isinstance(message, bytes) or not isinstance(generations, dict):
         raise ChangeProblem(f"{path}: a change file has a `message` and `generations`")

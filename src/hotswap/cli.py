@@ -394,8 +394,8 @@ def _connect(args: argparse.Namespace) -> Client:
 
 
 def _token(args: argparse.Namespace) -> int:
-    """``hotswap token add|revoke|list``: the principals of a node's data directory (the node
-    reads them when it starts)."""
+    """``hotswap token add|revoke|list``: the principals of a node's data directory (a running
+    node takes a change in within a second)."""
     path = Path(args.data) / "credentials.json"
     credentials = Credentials.load(path)
     if args.action == "add":
@@ -407,12 +407,13 @@ def _token(args: argparse.Namespace) -> int:
             credentials.save(path)
             print(
                 f"{args.name} authenticates by a client certificate whose common name is "
-                f"{args.name!r} (restart the node to use it)"
+                f"{args.name!r} (on a node with --tls-ca; a running node takes it in within a "
+                "second)"
             )
             return 0
         token = credentials.add(args.name, roles)
         credentials.save(path)
-        print(f"Token for {args.name} (shown once; restart the node to use it):")
+        print(f"Token for {args.name} (shown once; a running node takes it in within a second):")
         print(token)
     elif args.action == "revoke":
         if not args.name:
@@ -421,7 +422,10 @@ def _token(args: argparse.Namespace) -> int:
         if not gone:
             raise HotswapError(f"{path} has no token for {args.name!r}")
         credentials.save(path)
-        print(f"Revoked {gone} token(s) of {args.name} (restart the node to drop them)")
+        print(
+            f"Revoked {args.name} ({gone} credential(s)); a running node drops it within a "
+            "second, closing its connections"
+        )
     else:
         for p in credentials.principals:
             how = " (client certificate)" if credentials.by_certificate(p.name) else ""

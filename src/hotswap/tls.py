@@ -85,11 +85,14 @@ def client_context(
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca is not None:
-        _load_ca(context, ca, "tls_ca")
+        _load_ca(context, ca, "the authority (--tls-ca, $HOTSWAP_TLS_CA, tls_ca)")
     if (cert is None) != (key is None):
-        raise TlsProblem("a client certificate needs its key: give both tls_cert and tls_key")
+        raise TlsProblem(
+            "a client certificate needs its key: give both --tls-cert and --tls-key "
+            "($HOTSWAP_TLS_CERT and $HOTSWAP_TLS_KEY; client_context(ca, cert, key))"
+        )
     if cert is not None and key is not None:
-        _load_chain(context, cert, key, "tls_cert/tls_key")
+        _load_chain(context, cert, key, "the client certificate (--tls-cert, --tls-key)")
     return context
 
 

@@ -60,6 +60,7 @@ class StreamTransport:
         self.address = address
         self.reader = reader
         self.writer = writer
+        self.tls = writer.get_extra_info("sslcontext") is not None
 
     @classmethod
     async def open(cls, address: str, tls: ssl.SSLContext | None = None) -> StreamTransport:
@@ -101,6 +102,7 @@ class AsyncClient:
         self.transport = transport
         self.timeout = timeout
         self.wire = Wire(transport.address, token)
+        self.wire.tls = getattr(transport, "tls", False)
         self.wire.session.remember(*machines)
         self.address = transport.address
         self.node_name = ""

@@ -75,6 +75,7 @@ class SocketTransport:
                 sock.close()
                 raise
         self.sock = sock
+        self.tls = tls is not None
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -116,6 +117,7 @@ class Client:
                 raise wire.cannot_reach(e, tls=context is not None) from None
         else:
             wire = Wire(transport.address, token)
+        wire.tls = getattr(transport, "tls", False)
         self.wire = wire
         self.transport = transport
         self.address = wire.address

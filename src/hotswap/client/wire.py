@@ -122,6 +122,9 @@ class Wire:
         #: Why the connection is unusable, once a request went unanswered.
         self.broken: str | None = None
         self.welcomed = False
+        #: Whether the transport is TLS (set by the client that opens it): what to suggest
+        #: when the node ends the connection before its welcome.
+        self.tls = False
 
     # --- the handshake ----------------------------------------------------------------------
 
@@ -140,6 +143,13 @@ class Wire:
         """What a connection that ends before the node's welcome may mean."""
         if self.welcomed:
             return ""
+        if self.tls:
+            return (
+                " before answering hello (over TLS, a node that requires client certificates "
+                "(--tls-ca) ends the session of a client without a valid one: give a "
+                "certificate its authority signed, not expired, with --tls-cert and --tls-key "
+                "or $HOTSWAP_TLS_CERT and $HOTSWAP_TLS_KEY)"
+            )
         return (
             " before answering hello (a node that serves TLS closes plain connections: "
             "connect with TLS, e.g. --tls-ca FILE or $HOTSWAP_TLS_CA)"

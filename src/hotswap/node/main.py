@@ -125,6 +125,15 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
         options = replace(
             options, config=replace(options.config, credentials=_credentials(options.data, trace))
         )
+        known = options.config.credentials
+        assert known is not None
+        certified = [p.name for p in known.principals if known.by_certificate(p.name)]
+        if certified and options.tls_ca is None:
+            trace.note(
+                f"Note: {', '.join(certified)} authenticate(s) by client certificate, which "
+                "this node does not ask for: start it with --tls-ca FILE (and --tls-cert, "
+                "--tls-key) for them to connect"
+            )
     store = Store(
         options.data / "node.sqlite3",
         fsync=options.fsync,

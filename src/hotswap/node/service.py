@@ -161,6 +161,7 @@ class Service:
     def tick(self, now: float) -> bool:
         """Make permanent the trials whose time is up, logging each; whether any was (then
         the caller commits). The server calls it on a timer and before each request."""
+        self.flush_refusals()
         ended = self.registry.expire_trials(now)
         for name, end in ended:
             self.store.log_trial_end(self.registry.get(name), end, now)
@@ -238,10 +239,39 @@ class Service:
             return str(e)
         return None
 
-    def _refused(self, event: Request, by: str | None, why: str) -> None:
+    def may_trace_refusal(self) -> bool:
+        """Whether one more refusal may be traced this second: at most
+        :data:`REFUSALS_TRACED` a second, of every kind together (refused changes, role
+        refusals, unauthorized connections), so that nobody, with or without a token, floods
+        the trace; the rest are counted, and the count said once the second is over (at the
+        next refusal or the next tick)."""
+        self.flush_refusals()
+        at, noted, untraced = self._refusals
+        if noted >= REFUSALS_TRACED:
+            self._refusals = (at, noted, untraced + 1)
+            return False
+        self._refusals = (at, noted + 1, untraced)
+        return True
+
+    def flush_refusals(self) -> None:
+        """Once a second has passed: say how many refusals it left untraced."""
+        second = int(time.monotonic())
+        if second != self._refusals[0]:
+            if self._refusals[2]:
+                self.trace.note(f"({self._refusals[2]:,} more refusals not traced)")
+            self._refusals = (second, 0, 0)
+
+    def _refused(
+        self, event: Request, by: str | None, why: str, seed: tuple[str, str] | None = None
+    ) -> None:
         """Note a refused change of code in the trace with who tried (the audit trail keeps
-        accepted changes only: a refusal changes nothing, the store included). A node that
-        knows no one (no ``--auth``, no ``--trust``) prints the seed's lines alone."""
+        accepted changes only: a refusal changes nothing, the store included): ``seed``, the
+        seed's ``Upgrade rejected`` line (code, reason), then, on a node that knows someone
+        (``--auth`` or ``--trust``), who tried. Within the rate of :meth:`may_trace_refusal`."""
+        if not self.may_trace_refusal():
+            return
+        if seed is not None:
+            self.trace.rejected(*seed)
         if by is None and self.config.credentials is None and self.config.trust is None:
             return
         if isinstance(event, Release):
@@ -250,16 +280,6 @@ class Service:
             target = repr(getattr(event, "machine", "?"))
         why = why if len(why) <= 300 else why[:297] + "..."
         what = SCHEMA_OF[type(event)].name
-        second = int(time.monotonic())
-        if second != self._refusals[0]:  # a new second: say how many the last one left out
-            if self._refusals[2]:
-                self.trace.note(f"({self._refusals[2]:,} more refused changes not traced)")
-            self._refusals = (second, 0, 0)
-        at, noted, untraced = self._refusals
-        if noted >= REFUSALS_TRACED:  # a flood of refusals must not flood the trace
-            self._refusals = (at, noted, untraced + 1)
-            return
-        self._refusals = (at, noted + 1, untraced)
         self.trace.note(f"Refused {what} of {target} by {by or '-'}: {why}")
 
     def handle(self, event: Request, principal: Principal | None = None) -> Reply:
@@ -274,8 +294,8 @@ class Service:
         if self.config.trust is not None and isinstance(event, UpgradeRequest | Deploy | Release):
             problem = self.unsigned(event)
             if problem is not None:
-                self.trace.rejected(ErrorCode.FORBIDDEN, problem)
-                self._refused(event, by, f"forbidden: {problem}")
+                seed = (ErrorCode.FORBIDDEN, problem)
+                self._refused(event, by, f"forbidden: {problem}", seed)
                 return Error(event.id, ErrorCode.FORBIDDEN, f"change refused: {problem}")
             signer = self.signer
         match event:
@@ -307,8 +327,7 @@ class Service:
                         signer=signer,
                     )
                 except UpgradeRejected as e:
-                    self.trace.rejected(e.code, e.reason)
-                    self._refused(event, by, f"{e.code}: {e.reason}")
+                    self._refused(event, by, f"{e.code}: {e.reason}", (e.code, e.reason))
                     return error_reply(rid, e)
                 except NodeError as e:
                     self._refused(event, by, f"{e.code}: {e}")
@@ -326,8 +345,7 @@ class Service:
                 try:
                     done = self.registry.release(wanted, by=by, signer=signer)
                 except UpgradeRejected as e:
-                    self.trace.rejected(e.code, e.reason)
-                    self._refused(event, by, f"{e.code}: {e.reason}")
+                    self._refused(event, by, f"{e.code}: {e.reason}", (e.code, e.reason))
                     return error_reply(rid, e)
                 for swap in done:
                     self.store.log_upgrade(self.registry.get(swap.machine), swap)
@@ -811,11 +829,17 @@ class Conversation:
             match event:
                 case Hello(version=version):
                     config = self.service.config
+                    if config.credentials is None and self.certificate is not None:
+                        # mutual TLS without --auth: any certificate of the authority may do
+                        # anything, and the audit trail names it by its common name
+                        self.principal = Principal(self.certificate, frozenset({"admin"}))
                     if config.credentials is not None:
                         self._token = event.token
                         self.principal, why = self._authenticate(config.credentials)
                         if self.principal is None:
-                            self.service.trace.note(f"Connection refused (unauthorized): {why}")
+                            if self.service.may_trace_refusal():
+                                note = f"Connection refused (unauthorized): {why}"
+                                self.service.trace.note(note)
                             goodbye = Goodbye(ErrorCode.UNAUTHORIZED, why)
                             fed.replies.append(self.conn.send(goodbye))
                             self.over = fed.close = True
@@ -852,9 +876,11 @@ class Conversation:
                         if not self.principal.may(role):
                             unanswered.add(event.id)
                             refused = _forbidden(event, self.principal, role)
-                            self.service.trace.note(
-                                f"Request refused (forbidden): {refused.message}"
-                            )
+                            if self.service.may_trace_refusal():
+                                machine = getattr(event, "machine", None)
+                                on = "" if machine is None else f" (machine {machine!r})"
+                                note = f"Request refused (forbidden): {refused.message}{on}"
+                                self.service.trace.note(note)
                             frame = self.conn.send(refused)
                             fed.replies.append(frame)
                             fed.size += len(frame)
@@ -889,7 +915,8 @@ class Conversation:
         if self.principal is not None:
             return False
         why = f"the node's credentials changed: {why}"
-        self.service.trace.note(f"Connection closed (unauthorized): {why}")
+        if self.service.may_trace_refusal():
+            self.service.trace.note(f"Connection closed (unauthorized): {why}")
         fed.replies.append(self.conn.send(Goodbye(ErrorCode.UNAUTHORIZED, why)))
         self.over = fed.close = True
         return True
