@@ -20,10 +20,12 @@ from hotswap.client.session import (
     MachineStatus,
     Session,
 )
-from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
+from hotswap.client.wire import DEFAULT_TIMEOUT, FALLBACK_VERSION, Wire, older_node
 from hotswap.code import Upgrade
+from hotswap.errors import NodeError
 from hotswap.protocol.events import (
     NEED_DATA,
+    PROTOCOL_VERSION,
     Deleted,
     Deployed,
     Released,
@@ -129,11 +131,21 @@ class AsyncClient:
         address = address or default_address()
         parse_address(address)  # a bad address is the caller's mistake, not an unreachable node
         context = chosen_context(tls)
-        try:
-            transport = await asyncio.wait_for(StreamTransport.open(address, context), timeout)
-        except (OSError, TimeoutError) as e:
-            raise Wire(address).cannot_reach(e, tls=context is not None) from None
-        return await cls.over(transport, timeout=timeout, machines=machines, token=token)
+        version = PROTOCOL_VERSION
+        while True:
+            try:
+                opening = StreamTransport.open(address, context)
+                transport = await asyncio.wait_for(opening, timeout)
+            except (OSError, TimeoutError) as e:
+                raise Wire(address).cannot_reach(e, tls=context is not None) from None
+            try:
+                return await cls.over(
+                    transport, timeout=timeout, machines=machines, token=token, version=version
+                )
+            except NodeError as e:
+                if not older_node(e, version):
+                    raise
+                version = FALLBACK_VERSION  # a node of the previous release: a new connection
 
     @classmethod
     async def over(
@@ -143,15 +155,17 @@ class AsyncClient:
         timeout: float = DEFAULT_TIMEOUT,
         machines: Iterable[object] = (),
         token: str | None = None,
+        version: int = PROTOCOL_VERSION,
     ) -> AsyncClient:
-        """A client on an open transport, once the node has answered its hello."""
+        """A client on an open transport, once the node has answered its hello (of
+        ``version``)."""
         try:
             client = cls(transport, timeout, machines, token)
         except BaseException:
             transport.close()
             raise
         try:
-            transport.send(client.wire.hello())
+            transport.send(client.wire.hello(version))
             client.node_name = client.wire.welcome(await client._next()).node
         except BaseException:
             transport.close()

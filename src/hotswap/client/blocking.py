@@ -23,11 +23,12 @@ from hotswap.client.session import (
     Session,
     expect,
 )
-from hotswap.client.wire import DEFAULT_TIMEOUT, Wire
+from hotswap.client.wire import DEFAULT_TIMEOUT, FALLBACK_VERSION, Wire, older_node
 from hotswap.code import Upgrade
-from hotswap.errors import HotswapError
+from hotswap.errors import HotswapError, NodeError
 from hotswap.protocol.events import (
     NEED_DATA,
+    PROTOCOL_VERSION,
     Deleted,
     Deployed,
     Output,
@@ -107,27 +108,36 @@ class Client:
         tls: ssl.SSLContext | bool | None = None,
     ) -> None:
         machines = tuple(machines)
-        if transport is None:
-            address = address or default_address()
-            wire = Wire(address, token)
-            context = chosen_context(tls)
+        opened = transport is None
+        context = chosen_context(tls) if opened else None
+        version = PROTOCOL_VERSION
+        while True:
+            if transport is None:
+                address = address or default_address()
+                wire = Wire(address, token)
+                try:
+                    transport = SocketTransport(address, timeout, context)
+                except OSError as e:
+                    raise wire.cannot_reach(e, tls=context is not None) from None
+            else:
+                wire = Wire(transport.address, token)
+            wire.tls = getattr(transport, "tls", False)
+            self.wire = wire
+            self.transport = transport
+            self.address = wire.address
             try:
-                transport = SocketTransport(address, timeout, context)
-            except OSError as e:
-                raise wire.cannot_reach(e, tls=context is not None) from None
-        else:
-            wire = Wire(transport.address, token)
-        wire.tls = getattr(transport, "tls", False)
-        self.wire = wire
-        self.transport = transport
-        self.address = wire.address
-        try:
-            wire.session.remember(*machines)
-            self._write(wire.hello())
-            self.node_name = wire.welcome(self._next()).node
-        except BaseException:
-            transport.close()
-            raise
+                wire.session.remember(*machines)
+                self._write(wire.hello(version))
+                self.node_name = wire.welcome(self._next()).node
+                return
+            except NodeError as e:
+                transport.close()
+                if not (opened and older_node(e, version)):
+                    raise
+                version, transport = FALLBACK_VERSION, None  # a node of the previous release
+            except BaseException:
+                transport.close()
+                raise
 
     @property
     def session(self) -> Session:

@@ -21,6 +21,7 @@ from hotswap.errors import HotswapError, NodeError, ProtocolError
 from hotswap.protocol.connection import ClientConnection
 from hotswap.protocol.events import (
     NEED_DATA,
+    PROTOCOL_VERSION,
     Confirm,
     ConnectionClosed,
     Delete,
@@ -42,6 +43,14 @@ from hotswap.protocol.events import (
 from hotswap.protocol.fields import IDENTITY, InvalidField, key_problem
 
 DEFAULT_TIMEOUT = 30.0
+#: The version a client says hello with again, on a new connection, when a node refuses the
+#: latest as unsupported (a node of the previous release, during a rolling upgrade of nodes).
+FALLBACK_VERSION = 3
+
+
+def older_node(error: NodeError, version: int) -> bool:
+    """Whether ``error``, the answer to a hello of ``version``, asks for the fallback."""
+    return error.code == "unsupported_version" and version > FALLBACK_VERSION
 
 
 def check_identity(identity: str) -> None:
@@ -128,8 +137,10 @@ class Wire:
 
     # --- the handshake ----------------------------------------------------------------------
 
-    def hello(self) -> bytes:
-        return self.conn.send(Hello(token=self.token))
+    def hello(self, version: int = PROTOCOL_VERSION) -> bytes:
+        """The hello, for ``version``: the latest, or :data:`FALLBACK_VERSION` for a node of
+        the previous release (it lacks only the audit trail's fields)."""
+        return self.conn.send(Hello(version=version, token=self.token))
 
     def welcome(self, event: object) -> Welcome:
         if isinstance(event, Goodbye):
