@@ -33,9 +33,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hotswap.errors import HotswapError, RemoteProtocolError
 from hotswap.protocol.codec import decode_message, encode_message
 from hotswap.protocol.events import Deploy, Release, Request, UpgradeRequest
-from hotswap.signing import Claim, ReleaseClaim, digest, key_id, sign
+from hotswap.signing import Claim, ReleaseClaim, digest, sign
 
-__all__ = ["FORMAT", "Change", "ChangeProblem", "capture", "read_change", "write_change"]
+__all__ = [
+    "FORMAT",
+    "Change",
+    "ChangeProblem",
+    "capture",
+    "claim_of",
+    "read_change",
+    "write_change",
+]
 
 FORMAT = "hotswap-change/1"
 #: A change file is refused unread past this size (two modules at their limit, and more).
@@ -58,37 +66,9 @@ class Change:
     @property
     def claim(self) -> Claim | ReleaseClaim:
         """What a signature over this change allows (``hotswap.signing``)."""
-        match self.request:
-            case UpgradeRequest() as r:
-                return Claim(
-                    "upgrade",
-                    r.machine,
-                    r.expected,
-                    self._generation(r.machine),
-                    digest(r.module),
-                    digest(r.migration),
-                    r.rename,
-                    r.trial,
-                    r.trial_seconds,
-                    r.check_all,
-                )
-            case Release(items=items):
-                return ReleaseClaim(
-                    tuple(
-                        Claim(
-                            "release",
-                            i.machine,
-                            i.expected,
-                            self._generation(i.machine),
-                            digest(i.module),
-                            digest(i.migration),
-                        )
-                        for i in items
-                    )
-                )
-            case Deploy(machine=name, module=data):
-                return Claim("deploy", name, "", 0, digest(data))
-        raise ChangeProblem(f"not a change of code: {type(self.request).__name__}")
+        claim = claim_of(self.request, self._generation)
+        assert claim is not None  # _generation raises for a machine the file lacks
+        return claim
 
     def _generation(self, machine: str) -> int:
         try:
@@ -138,6 +118,51 @@ class Change:
     @property
     def signature(self) -> bytes:
         return self.request.signature
+
+
+def claim_of(
+    request: Changing,
+    generation: Callable[[str], int | None],
+    hashed: Callable[[bytes], str] = digest,
+) -> Claim | ReleaseClaim | None:
+    """What a signature over ``request`` allows (docs/protocol.md, section 3.4): the one rule
+    the signing client, the change file and the node share. An upgrade is claimed at the
+    generation it names, else at ``generation(machine)``; a release's items at
+    ``generation(machine)`` each; a deploy at 0. None if ``generation`` knows no machine the
+    change replaces (the node refuses it as unknown); :class:`SignatureProblem` for a release
+    whose machines are not distinct and in order. ``hashed``: :func:`digest`, or a memo of it."""
+    match request:
+        case UpgradeRequest(machine=name) as r:
+            known = generation(name)
+            if known is None:
+                return None
+            at = known if r.generation is None else r.generation
+            return Claim(
+                "upgrade",
+                name,
+                r.expected,
+                at,
+                hashed(r.module),
+                hashed(r.migration),
+                r.rename,
+                r.trial,
+                r.trial_seconds,
+                r.check_all,
+            )
+        case Release(items=items):
+            claims = []
+            for i in items:
+                current = generation(i.machine)
+                if current is None:
+                    return None
+                claim = Claim(
+                    "release", i.machine, i.expected, current, hashed(i.module), hashed(i.migration)
+                )
+                claims.append(claim)
+            return ReleaseClaim(tuple(claims))
+        case Deploy(machine=name, module=data):
+            return Claim("deploy", name, "", 0, hashed(data))
+    return None
 
 
 def capture(
@@ -222,8 +247,3 @@ def read_change(path: Path) -> Change:
         )
         raise ChangeProblem(msg)
     return change
-
-
-def signer_id(key: Ed25519PrivateKey) -> str:
-    """The key id of a private key's public half."""
-    return key_id(key.public_key())

@@ -22,7 +22,7 @@ from hotswap.auth import Credentials
 from hotswap.cam.disasm import disassemble
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.values import decode_type, decode_value, encode_value
-from hotswap.changes import capture, read_change, signer_id, write_change
+from hotswap.changes import capture, read_change, write_change
 from hotswap.client import Client, DryRunOutcome, Upgrade, connect, schemas_of
 from hotswap.client.session import DRY_RUN_INPUTS, Flow, expect
 from hotswap.code import import_object, module_bytes
@@ -53,7 +53,7 @@ from hotswap.signing import (
     read_private_key,
     write_private_key,
 )
-from hotswap.tls import client_context, write_authority
+from hotswap.tls import default_client_context, write_authority
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -383,14 +383,10 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _connect(args: argparse.Namespace) -> Client:
-    tls = None  # the environment's choice
     given = [getattr(args, f"tls_{n}", None) for n in ("ca", "cert", "key")]
-    if any(given):  # what is not given comes from the environment
-        environ = [os.environ.get(f"HOTSWAP_TLS_{n}") for n in ("CA", "CERT", "KEY")]
-        files: list[str | None] = [g or e or None for g, e in zip(given, environ, strict=True)]
-        ca, cert, key = (Path(f) if f else None for f in files)
-        tls = client_context(ca, cert, key)
-    return connect(args.node, token=getattr(args, "token", None), tls=tls)
+    ca, cert, key = (Path(g) if g else None for g in given)
+    tls = default_client_context(ca, cert, key)  # what is not given comes from the environment
+    return connect(args.node, token=getattr(args, "token", None), tls=tls or False)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -492,7 +488,7 @@ def _sign_file(args: argparse.Namespace) -> int:
     path = Path(args.file)
     change = read_change(path)
     key = read_private_key(Path(args.key))
-    print(f"Signing with key {signer_id(key)}:")
+    print(f"Signing with key {key_id(key.public_key())}:")
     for line in change.lines():
         print(f"  {line}")
     out = Path(args.out) if args.out else path

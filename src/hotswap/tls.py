@@ -96,15 +96,19 @@ def client_context(
     return context
 
 
-def default_client_context() -> ssl.SSLContext | None:
+def default_client_context(
+    ca: Path | None = None, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext | None:
     """The TLS context the environment asks for (``HOTSWAP_TLS_CA``, ``HOTSWAP_TLS_CERT``,
-    ``HOTSWAP_TLS_KEY``, ``HOTSWAP_TLS=1``), or None: plain TCP."""
-    ca, cert, key = (os.environ.get(f"HOTSWAP_TLS_{n}") or None for n in ("CA", "CERT", "KEY"))
-    if ca is None and cert is None and key is None and os.environ.get("HOTSWAP_TLS") != "1":
+    ``HOTSWAP_TLS_KEY``, ``HOTSWAP_TLS=1``), each file given here in place of its variable
+    (the CLI's ``--tls-ca`` and the others), or None: plain TCP."""
+    files = [
+        g if g else Path(e) if (e := os.environ.get(f"HOTSWAP_TLS_{n}")) else None
+        for g, n in zip((ca, cert, key), ("CA", "CERT", "KEY"), strict=True)
+    ]
+    if not any(files) and os.environ.get("HOTSWAP_TLS") != "1":
         return None
-    return client_context(
-        Path(ca) if ca else None, Path(cert) if cert else None, Path(key) if key else None
-    )
+    return client_context(*files)
 
 
 def chosen_context(tls: ssl.SSLContext | bool | None) -> ssl.SSLContext | None:

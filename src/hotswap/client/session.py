@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.module import module_identity
 from hotswap.cam.values import decode_type, decode_value, encode_value
+from hotswap.changes import claim_of
 from hotswap.client.convert import (
     Classes,
     ClassesUnknownWarning,
@@ -76,10 +77,12 @@ from hotswap.protocol.events import (
     Upgraded,
     UpgradeRequest,
 )
-from hotswap.signing import Claim, ReleaseClaim, digest, read_private_key, sign
+from hotswap.signing import read_private_key, sign
 
 T = TypeVar("T")
 R = TypeVar("R")
+#: A request that changes code, as :meth:`Session._signed` signs it.
+Changing = TypeVar("Changing", UpgradeRequest, Release, Deploy)
 #: How many recent inputs a dry run replays unless told: all the node keeps.
 DRY_RUN_INPUTS = 1000
 #: An operation as a generator: it yields requests, receives their replies, returns its result.
@@ -230,6 +233,15 @@ class Session:
         else:
             self.signer = read_private_key(Path(key))
 
+    def _signed(self, request: Changing, generations: Mapping[str, int | None]) -> Changing:
+        """``request``, a change of code, signed with :attr:`signer` (if any) for the
+        machines' ``generations`` (``changes.claim_of``: the rule the node checks)."""
+        if self.signer is None:
+            return request
+        claim = claim_of(request, generations.get)
+        assert claim is not None  # every machine it changes has its generation
+        return replace(request, signature=sign(self.signer, claim))
+
     def request_id(self) -> int:
         self._next_id += 1
         return self._next_id
@@ -356,26 +368,13 @@ class Session:
         if upgrade.generation is not None:
             _check_count("generation", upgrade.generation)
         parts = yield from self.upgrade_parts(upgrade)
-        generation, signature = upgrade.generation, b""
+        generation = upgrade.generation
         if self.signer is not None:  # the signature binds the generation: send it too
             if generation is None:
                 generation = (yield from self.status_raw(machine)).generation
             if generation is None:
                 msg = f"the node reports no generation of {machine}: it cannot check signatures"
                 raise HotswapError(msg)
-            claim = Claim(
-                "upgrade",
-                machine,
-                parts.expected,
-                generation,
-                digest(parts.module),
-                digest(parts.migration),
-                upgrade.rename,
-                trial,
-                trial_seconds,
-                check_all,
-            )
-            signature = sign(self.signer, claim)
         request = UpgradeRequest(
             self.request_id(),
             machine,
@@ -387,8 +386,8 @@ class Session:
             trial=trial,
             trial_seconds=trial_seconds,
             check_all=check_all,
-            signature=signature,
         )
+        request = self._signed(request, {machine: generation})
         reply = expect((yield request), Upgraded)
         self.running[machine] = reply.new
         if parts.notes:
@@ -441,26 +440,15 @@ class Session:
             except UpgradeRejected as e:  # name the machine: a release spans several
                 raise UpgradeRejected(e.code, f"{name}: {e}") from None
             items.append(ReleaseItem(name, parts.expected, parts.module, parts.migration))
-        signature = b""
+        request = Release(self.request_id(), tuple(items))
         if self.signer is not None:  # one signature over every item, at today's generations
-            claims = []
+            generations: dict[str, int | None] = {}
             for item in items:
-                generation = (yield from self.status_raw(item.machine)).generation
-                if generation is None:
+                generations[item.machine] = (yield from self.status_raw(item.machine)).generation
+                if generations[item.machine] is None:
                     msg = f"the node reports no generation of {item.machine}: it cannot check "
                     raise HotswapError(msg + "signatures")
-                claims.append(
-                    Claim(
-                        "release",
-                        item.machine,
-                        item.expected,
-                        generation,
-                        digest(item.module),
-                        digest(item.migration),
-                    )
-                )
-            signature = sign(self.signer, ReleaseClaim(tuple(claims)))
-        request = Release(self.request_id(), tuple(items), signature)
+            request = self._signed(request, generations)
         reply = expect((yield request), Released)
         for entry in reply.machines:
             self.running[entry.machine] = entry.new
@@ -489,10 +477,8 @@ class Session:
     def deploy(self, name: str, machine: object) -> Flow[Deployed]:
         self._remember(machine)
         data = module_bytes(machine, f"the machine {name!r}")
-        signature = b""
-        if self.signer is not None:
-            signature = sign(self.signer, Claim("deploy", name, "", 0, digest(data)))
-        return expect((yield Deploy(self.request_id(), name, data, signature)), Deployed)
+        request = self._signed(Deploy(self.request_id(), name, data), {})
+        return expect((yield request), Deployed)
 
     def status(self, machine: str, key: str | None = None) -> Flow[MachineStatus]:
         reply = yield from self.status_raw(machine, key)

@@ -82,10 +82,12 @@ def loopback(host: str) -> bool:
     return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
-def check_exposure(options: NodeOptions, trace: Trace) -> None:
+def check_exposure(options: NodeOptions, trace: Trace, bound: str | None = None) -> None:
     """Refuse to listen beyond this machine unless clients must use TLS and authenticate
-    (``--auth``, or client certificates with ``--tls-ca``), or ``--insecure`` says to."""
-    if loopback(options.host):
+    (``--auth``, or client certificates with ``--tls-ca``), or ``--insecure`` says to.
+    ``bound``: the address the socket is bound to (else the host asked for): what it was
+    bound to, not what a name resolved to another time, decides."""
+    if loopback(options.host if bound is None else bound):
         return
     protected = options.tls_cert is not None and (options.auth or options.tls_ca is not None)
     if protected:
@@ -252,9 +254,9 @@ def run(options: NodeOptions, trace: Trace, loop: str = "auto") -> None:
     installed)."""
     try:
         context = tls_context(options)  # a certificate that does not load stops us here
-        check_exposure(options, trace)
         sock = listen(options.host, options.port)
         try:
+            check_exposure(options, trace, sock.getsockname()[0])  # before the store opens
             node = Node(open_service(options, trace), context)
         except BaseException:
             sock.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from hotswap.auth import Credentials, Principal
 from hotswap.cam.loaded import is_loaded, load_module
 from hotswap.cam.values import encode_type, encode_value, value_encoder
+from hotswap.changes import claim_of
 from hotswap.errors import (
     HotswapError,
     InternalError,
@@ -89,7 +90,7 @@ from hotswap.protocol.events import (
     UpgradeRequest,
     Welcome,
 )
-from hotswap.signing import Claim, ReleaseClaim, SignatureProblem, TrustedKeys, digest
+from hotswap.signing import SignatureProblem, TrustedKeys, digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,49 +191,19 @@ class Service:
         trusted = self.config.trust
         if trusted is None:
             return None
-        claim: Claim | ReleaseClaim
-        match event:
-            case UpgradeRequest(machine=name, expected=expected, module=new, migration=mig):
-                machine = self.registry.machines.get(name)
-                if machine is None:
-                    return None  # refused as unknown, whatever it carries
-                generation = machine.generation if event.generation is None else event.generation
-                claim = Claim(
-                    "upgrade",
-                    name,
-                    expected,
-                    generation,
-                    self._digest(new),
-                    self._digest(mig),
-                    event.rename,
-                    event.trial,
-                    event.trial_seconds,
-                    event.check_all,
-                )
-            case Deploy(machine=name, module=data):
-                claim = Claim("deploy", name, "", 0, self._digest(data))
-            case Release(items=items):
-                claims = []
-                for item in items:
-                    machine = self.registry.machines.get(item.machine)
-                    if machine is None:
-                        return None  # refused as unknown, whatever it carries
-                    claims.append(
-                        Claim(
-                            "release",
-                            item.machine,
-                            item.expected,
-                            machine.generation,
-                            self._digest(item.module),
-                            self._digest(item.migration),
-                        )
-                    )
-                try:
-                    claim = ReleaseClaim(tuple(claims))
-                except SignatureProblem as e:
-                    return str(e)
-            case _:
-                return None
+        if not isinstance(event, UpgradeRequest | Release | Deploy):
+            return None
+
+        def generation(name: str) -> int | None:
+            machine = self.registry.machines.get(name)
+            return None if machine is None else machine.generation
+
+        try:
+            claim = claim_of(event, generation, self._digest)
+        except SignatureProblem as e:
+            return str(e)
+        if claim is None:
+            return None  # refused as unknown, whatever it carries
         try:
             self.signer = trusted.check(claim, event.signature)
         except SignatureProblem as e:
@@ -869,9 +840,9 @@ class Conversation:
                         fed.replies.append(self.conn.send(Goodbye(ErrorCode.BAD_REQUEST, msg)))
                         self.over = fed.close = True
                         break
-                    if self.principal is not None and self._revoked(fed):
-                        break
                     if self.principal is not None:
+                        if self._revoked(fed):
+                            break
                         role = ROLE_OF[type(event)]
                         if not self.principal.may(role):
                             unanswered.add(event.id)
