@@ -12,6 +12,7 @@ import pytest
 
 from hotswap.cam.module import encode_module
 from hotswap.examples import handbuilt
+from hotswap.examples.counter import counter_sm
 from served import Served, run_cli
 
 COUNTER = "hotswap.examples.handbuilt:counter_module"
@@ -177,3 +178,17 @@ def test_cli_refuses_options_that_would_be_ignored(tmp_path: Path) -> None:
         ):
             result = run_cli(*up, *extra)
             assert result.returncode == 1 and message in result.stderr, (extra, result.stderr)
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`hotswap ... | head`: the reader closes the pipe; no traceback, no error line."""
+    module = tmp_path / "counter.hsm"
+    module.write_bytes(counter_sm.module)
+    program = [sys.executable, "-m", "hotswap", "dis", str(module)]
+    proc = subprocess.Popen(program, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before the command writes a byte
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 141
+    assert err == b""

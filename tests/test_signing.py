@@ -52,8 +52,11 @@ def test_a_signature_allows_exactly_its_claim() -> None:
     }
     for field, value in changes.items():
         other = dataclasses.replace(CLAIM, **{field: value})
-        with pytest.raises(SignatureProblem, match="made for another change or generation"):
+        why = "1 generation.s. earlier" if field == "generation" else "another change or gener"
+        with pytest.raises(SignatureProblem, match=why):
             trusted.check(other, signature)
+    with pytest.raises(SignatureProblem, match="another change or generation"):  # not earlier
+        trusted.check(dataclasses.replace(CLAIM, generation=2), signature)
 
 
 def test_untrusted_missing_and_malformed_signatures_are_refused() -> None:

@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import socket
 import ssl
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ from hotswap.client import AsyncClient, Client, Upgrade
 from hotswap.errors import HotswapError, NodeError
 from hotswap.examples.counter import Incr, counter_sm, counter_sm2, upgrade_state
 from hotswap.node.main import NodeOptions, check_exposure, loopback, tls_context
+from hotswap.node.service import NodeConfig
 from hotswap.node.trace import Trace
 from hotswap.tls import (
     TlsProblem,
@@ -154,7 +159,72 @@ def test_mutual_tls_names_the_principal_by_its_certificate(tmp_path: Path, pki: 
         with pytest.raises(NodeError) as anonymous:  # no certificate: no TLS session at all
             Client(node.address, tls=client_context(pki.ca), timeout=5)
         assert anonymous.value.code == "unreachable"
-    assert any("Connection refused (unauthorized)" in line for line in node.lines())
+    lines = [line for line in node.lines() if "refused (unauthorized)" in line]
+    assert lines and all(re.search(r"Connection from 127\.0\.0\.1:\d+ ", x) for x in lines)
+    failed = [line for line in node.lines() if "TLS handshake from 127.0.0.1:" in line]
+    assert any("the client gave no certificate" in line for line in failed), failed
+
+
+def test_failed_handshakes_are_traced_with_the_peer_and_why(
+    tmp_path: Path, pki: Written, other_pki: Written
+) -> None:
+    tls = server_context(pki.node_cert, pki.node_key, pki.ca)
+    config = NodeConfig(handshake_timeout=0.5)
+    with Served(tmp_path / "data", {"counter": counter_sm}, tls=tls, config=config) as node:
+        with socket.create_connection(_host_port(node.address), timeout=5) as plain:
+            plain.sendall(b"GET / HTTP/1.0\r\n\r\n")  # not TLS at all
+            assert plain.recv(100) == b""  # closed, nothing said in plain bytes
+        cert, key = _client_of(other_pki, "deployer")
+        with pytest.raises(NodeError):
+            Client(node.address, tls=client_context(pki.ca, cert, key), timeout=5)
+        with socket.create_connection(_host_port(node.address), timeout=5) as silent:
+            assert silent.recv(100) == b""  # says nothing: closed after the handshake timeout
+        lines = _wait_for(node, 3, "TLS handshake from")
+    assert "not a TLS client" in lines[0], lines
+    assert "certificate was refused" in lines[1], lines
+    assert "handshake timeout" in lines[2], lines
+    assert all(re.match(r".*TLS handshake from 127\.0\.0\.1:\d+ failed: ", x) for x in lines)
+
+
+def test_handshakes_in_progress_count_against_the_connection_limit(
+    tmp_path: Path, pki: Written
+) -> None:
+    """Connections that never finish their TLS handshake hold a place among
+    --max-connections (each for at most the handshake timeout): the next is refused at once,
+    and traced; once they are gone, clients connect again."""
+    tls = server_context(pki.node_cert, pki.node_key)
+    config = NodeConfig(max_connections=3, handshake_timeout=2.0)
+    with Served(tmp_path / "data", {"counter": counter_sm}, tls=tls, config=config) as node:
+        stalled = [socket.create_connection(_host_port(node.address)) for _ in range(3)]
+        try:
+            _wait_until(lambda: len(node.node.handshakes) == 3)
+            with pytest.raises(NodeError, match="--max-connections"):
+                Client(node.address, tls=client_context(pki.ca), timeout=5)
+        finally:
+            for sock in stalled:
+                sock.close()
+        _wait_until(lambda: not node.node.handshakes)
+        with Client(node.address, tls=client_context(pki.ca)) as c:
+            assert c.send("counter", Incr()) is None
+    assert any("refused: the node serves 3 connections" in line for line in node.lines())
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.01)
+
+
+def _wait_for(node: Served, count: int, text: str) -> list[str]:
+    """The first ``count`` trace lines holding ``text``, waiting for them to appear."""
+    _wait_until(lambda: sum(text in line for line in node.lines()) >= count)
+    return [line for line in node.lines() if text in line][:count]
 
 
 def test_a_token_still_works_over_mutual_tls(tmp_path: Path, pki: Written) -> None:
@@ -184,7 +254,7 @@ def test_a_node_process_serves_mutual_tls_on_uvloop(tmp_path: Path, pki: Written
         sent = run_cli(
             "send", "counter", "L Unit", *given, "--tls-cert", str(cert), "--tls-key", str(key)
         )
-        assert sent.returncode == 0, sent.stderr
+        assert sent.returncode == 0, (sent.stderr, node.lines())
         shown = run_cli("status", "counter", *given, "--tls-cert", str(cert), "--tls-key", str(key))
         assert "inputs  1\n" in shown.stdout, shown.stdout
         cert, key = _client_of(pki, "eve")

@@ -838,6 +838,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the command ``args`` selected; any failure is one line on stderr and status 1."""
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a reader gone away is found here, not at the interpreter's exit
+    except BrokenPipeError:  # `hotswap status | head`: the reader took what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell says of a command that SIGPIPE ended
     except HotswapError as e:
         print(f"hotswap: {e}", file=sys.stderr)
         return 1

@@ -24,7 +24,7 @@ import base64
 import binascii
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cbor2
@@ -62,6 +62,10 @@ SIGNATURE_BYTES = 64
 
 class SignatureProblem(HotswapError):
     """A key that does not load, or a signature that does not allow the change."""
+
+
+#: How many generations back a refused signature is tried, to tell a replay by its message.
+REPLAY_LOOKBACK = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +261,24 @@ class TrustedKeys:
         if len(signature) != SIGNATURE_BYTES:
             msg = f"a signature has {SIGNATURE_BYTES} bytes, this one {len(signature)}"
             raise SignatureProblem(msg)
+        ident = self._signer(claim, signature)
+        if ident is not None:
+            return ident
+        earlier = self._replayed(claim, signature)
+        if earlier is not None:
+            msg = (
+                f"the signature does not allow this {_change(claim, detail=True)}: it was made "
+                f"for the same change {earlier} generation(s) earlier, which was applied then; "
+                "a signed change applies once (sign it again for the machine's generation now)"
+            )
+            raise SignatureProblem(msg)
+        msg = (
+            f"the signature does not allow this {_change(claim, detail=True)}: it was made for "
+            "another change or generation, or by a key this node does not trust"
+        )
+        raise SignatureProblem(msg)
+
+    def _signer(self, claim: Claim | ReleaseClaim, signature: bytes) -> str | None:
         data = claim_bytes(claim)
         for ident, key in self._keys.items():
             try:
@@ -264,11 +286,24 @@ class TrustedKeys:
             except InvalidSignature:
                 continue
             return ident
-        msg = (
-            f"the signature does not allow this {_change(claim, detail=True)}: it was made for "
-            "another change or generation, or by a key this node does not trust"
-        )
-        raise SignatureProblem(msg)
+        return None
+
+    def _replayed(self, claim: Claim | ReleaseClaim, signature: bytes) -> int | None:
+        """How many generations ago ``signature`` allowed this very change (a replay), looking
+        back :data:`REPLAY_LOOKBACK` generations at most; None if it never did."""
+        for back in range(1, REPLAY_LOOKBACK + 1):
+            if isinstance(claim, ReleaseClaim):
+                if any(item.generation < back for item in claim.items):
+                    return None
+                items = tuple(replace(i, generation=i.generation - back) for i in claim.items)
+                earlier: Claim | ReleaseClaim = ReleaseClaim(items)
+            else:
+                if claim.generation < back:
+                    return None
+                earlier = replace(claim, generation=claim.generation - back)
+            if self._signer(earlier, signature) is not None:
+                return back
+        return None
 
 
 def _change(claim: Claim | ReleaseClaim, detail: bool = False) -> str:

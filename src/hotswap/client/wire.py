@@ -217,6 +217,15 @@ class Wire:
                 " (the node's certificate must be signed by the authority given as tls_ca, "
                 "--tls-ca or $HOTSWAP_TLS_CA, and name the host connected to)"
             )
+        elif tls and (
+            isinstance(error, (ssl.SSLEOFError, ConnectionResetError))
+            or getattr(error, "reason", None) == "UNEXPECTED_EOF_WHILE_READING"
+        ):
+            message += (
+                " (the node ended the connection during the TLS handshake: it may be at its "
+                "limit of connections, --max-connections, or not serve TLS; try again later, "
+                "and see the node's trace)"
+            )
         elif tls and isinstance(error, ssl.SSLError):
             message += " (does the node serve TLS? it is started with --tls-cert and --tls-key)"
         return NodeError("unreachable", message)

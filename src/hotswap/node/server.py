@@ -61,6 +61,8 @@ class Node:
         self.tls = tls
         self._waiting: dict[_Peer, list[bytes]] = {}
         self.peers: set[_Peer] = set()
+        #: TLS handshakes in progress (``_TlsServer``): each holds a connection of the limit.
+        self.handshakes: set[asyncio.Task[None]] = set()
         #: Bytes of unfinished frames held for all peers (each peer's share in ``held``).
         self.buffered = 0
         self.stopped = asyncio.Event()
@@ -163,21 +165,22 @@ class Node:
         """Listen (on ``host:port``, or on a bound ``sock``) until stopped; announces
         ``Listening on HOST:PORT`` once ready."""
         loop = asyncio.get_running_loop()
-        # a TLS handshake must end within the handshake timeout, like a hello
-        handshake = self.service.config.handshake_timeout if self.tls is not None else None
-        if sock is not None:
-            server = await loop.create_server(
-                lambda: _Peer(self), sock=sock, ssl=self.tls, ssl_handshake_timeout=handshake
-            )
+        server: asyncio.AbstractServer | _TlsServer
+        if self.tls is None:
+            if sock is not None:
+                server = await loop.create_server(lambda: _Peer(self), sock=sock)
+            else:
+                server = await loop.create_server(lambda: _Peer(self), host, port)
+            bound = server.sockets[0].getsockname()
+            self.service.trace.note(f"Listening on {address(bound)}")
         else:
-            server = await loop.create_server(
-                lambda: _Peer(self), host, port, ssl=self.tls, ssl_handshake_timeout=handshake
-            )
-        bound = server.sockets[0].getsockname()
-        over = ""
-        if self.tls is not None:
-            over = " (TLS, client certificates required)" if _mutual(self.tls) else " (TLS)"
-        self.service.trace.note(f"Listening on {bound[0]}:{bound[1]}{over}")
+            # TLS connections are accepted here, not by a server: a handshake in progress
+            # then counts against --max-connections, and one that fails is traced
+            if sock is None:
+                sock = socket.create_server((host or "127.0.0.1", port), backlog=1024)
+            server = _TlsServer(self, sock, self.tls)
+            tls = " (TLS, client certificates required)" if _mutual(self.tls) else " (TLS)"
+            self.service.trace.note(f"Listening on {address(sock.getsockname())}{tls}")
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopped.set)
@@ -218,6 +221,14 @@ def _mutual(context: ssl.SSLContext) -> bool:
     return context.verify_mode == ssl.CERT_REQUIRED
 
 
+def address(sockname: object) -> str:
+    """A socket address as ``host:port``, an IPv6 host in brackets (``[::1]:7000``)."""
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        return str(sockname)
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
 #: The worker thread that loads held requests' modules, one request at a time: loading a module
 #: at the limits takes seconds and a few hundred megabytes at its peak, so requests from many
 #: connections at once wait their turn rather than multiply that.
@@ -240,6 +251,97 @@ def _prepare_held(modules: list[bytes], fuel: int, service: Service, held: Reque
         service.rehearse(held)
 
 
+class _TlsServer:
+    """Accepts connections on ``sock`` and makes each a TLS connection of a :class:`_Peer`:
+    a handshake holds one of the node's --max-connections from the accept on, ends within
+    the handshake timeout, and one that fails is traced with the peer and why (within the
+    budget for refusals: a flood of failed handshakes cannot flood the trace)."""
+
+    def __init__(self, node: Node, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self.node = node
+        self.sock = sock
+        self.context = context
+        self._accepting: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _TlsServer:
+        self.sock.setblocking(False)
+        self._accepting = asyncio.get_running_loop().create_task(self._accept())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._accepting is not None
+        self._accepting.cancel()
+        for task in list(self.node.handshakes):
+            task.cancel()
+        await asyncio.gather(self._accepting, *self.node.handshakes, return_exceptions=True)
+        self.sock.close()
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        node = self.node
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(self.sock)
+            except OSError as e:  # out of file descriptors, say: try again soon
+                if node.service.may_trace_refusal():
+                    node.service.trace.note(f"Accepting a connection failed: {e}")
+                await asyncio.sleep(0.1)
+                continue
+            limit = node.service.config.max_connections
+            if len(node.peers) + len(self.node.handshakes) >= limit:
+                if node.service.may_trace_refusal():
+                    node.service.trace.note(
+                        f"Connection from {address(peer)} refused: the node serves {limit} "
+                        "connections, its limit (--max-connections)"
+                    )
+                conn.close()  # before any TLS: a goodbye would read as garbage
+                continue
+            task = loop.create_task(self._handshake(conn, address(peer)))
+            self.node.handshakes.add(task)
+            task.add_done_callback(self.node.handshakes.discard)
+
+    async def _handshake(self, conn: socket.socket, peer: str) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.node.service.config.handshake_timeout
+        began = loop.time()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: _Peer(self.node), conn, ssl=self.context, ssl_handshake_timeout=timeout
+            )
+        except (TimeoutError, OSError) as e:
+            # ssl.SSLError is an OSError: a refused certificate, garbage, a reset; a timeout
+            # is a ConnectionAbortedError on asyncio's loop
+            conn.close()
+            service = self.node.service
+            if not self.node.stopped.is_set() and service.may_trace_refusal():
+                why = _handshake_error(None if loop.time() - began >= timeout else e)
+                service.trace.note(f"TLS handshake from {peer} failed: {why}")
+
+
+#: What a TLS handshake's failure means, by OpenSSL's reason, for the trace.
+_HANDSHAKE_REASONS = {
+    "WRONG_VERSION_NUMBER": "not a TLS client (plain TCP, or garbage)",
+    "HTTP_REQUEST": "not a TLS client (plain HTTP)",
+    "UNKNOWN_PROTOCOL": "not a TLS client",
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the client gave no certificate (--tls-ca asks for one)",
+    "TLSV1_ALERT_UNKNOWN_CA": "the client refused the node's certificate (unknown authority)",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the client refused the node's certificate",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the client refused the node's certificate",
+}
+
+
+def _handshake_error(error: BaseException | None) -> str:
+    """Why a TLS handshake failed, in words."""
+    if error is None or isinstance(error, TimeoutError):
+        return "no handshake within the handshake timeout (--handshake-timeout)"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"its certificate was refused: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        reason = str(error.reason or error)
+        return _HANDSHAKE_REASONS.get(reason, reason.lower().replace("_", " "))
+    return f"the connection ended during the handshake ({error.__class__.__name__})"
+
+
 class _Peer(asyncio.Protocol):
     """One client connection: a transport and its :class:`Conversation`."""
 
@@ -256,10 +358,14 @@ class _Peer(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         #: This peer's share of the node's buffered bytes (``Node.buffered``).
         self.held = 0
+        #: The client's address, ``host:port``, for the trace.
+        self.peer = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # TCP: a stream transport
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.peer = address(self.transport.get_extra_info("peername"))
+        self.conversation.peer = self.peer
         limit = self.node.service.config.max_connections
         if len(self.node.peers) >= limit:  # refused before it holds anything
             message = f"the node serves {limit} connections, its limit (--max-connections)"

@@ -732,6 +732,8 @@ class Conversation:
         #: The common name of the client's verified TLS certificate (mutual TLS), set by the
         #: shell before any byte is received; a hello without a token authenticates by it.
         self.certificate: str | None = None
+        #: The client's address (``host:port``), set by the network shell, for the trace.
+        self.peer: str | None = None
         self._token: str | None = None  # the hello's, checked again if the credentials change
         self._authenticated_at = 0  # the credentials' version at the last check
         self._held: Request | None = None
@@ -809,7 +811,8 @@ class Conversation:
                         self.principal, why = self._authenticate(config.credentials)
                         if self.principal is None:
                             if self.service.may_trace_refusal():
-                                note = f"Connection refused (unauthorized): {why}"
+                                whence = f" from {self.peer}" if self.peer else ""
+                                note = f"Connection{whence} refused (unauthorized): {why}"
                                 self.service.trace.note(note)
                             goodbye = Goodbye(ErrorCode.UNAUTHORIZED, why)
                             fed.replies.append(self.conn.send(goodbye))
