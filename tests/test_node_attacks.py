@@ -130,9 +130,10 @@ def test_loading_an_accepted_upgrade_does_not_hold_up_other_machines(
     """Decoding, verifying and compiling the modules of an upgrade the node accepts happens on
     a worker thread (Python's compiler in a child process), and other machines' clients are
     served meanwhile. The modules have 65,000 instructions each (3 s of work); padded, 16 MiB
-    each. What is left on the event loop: reading the frame, the migration, and the store
-    writing the modules (for 32 MiB, 120 ms here, and 250 ms for a probe: the padded case's
-    bound is 400 ms)."""
+    each, and then written to the store on that thread too, in parts of 1 MiB (an older node
+    wrote them on the event loop: 120 ms for 32 MiB, and 230 to 300 ms for a probe; now 25 to
+    40 ms). What is left on the event loop: reading the frame, the migration, and the rows
+    that reference the parts."""
     v2, migration = busy_counter()
     padded_too = size == "busy and padded"
     modules = busy if padded_too else (encode_module(v2), encode_module(migration))
@@ -149,7 +150,7 @@ def test_loading_an_accepted_upgrade_does_not_hold_up_other_machines(
         return seen
 
     print(f"\naccepted upgrade, {size}:")
-    within(attack, grow_at_most=400 * MIB, bound=0.4 if padded_too else 0.1)
+    within(attack, grow_at_most=400 * MIB)
 
 
 # --- 2. refused modules are not cached ---------------------------------------------------

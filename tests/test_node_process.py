@@ -9,14 +9,17 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from hotswap import load_module
-from hotswap.cam.module import encode_module
+from hotswap.cam.module import Module, encode_module
 from hotswap.client import Upgrade, connect
-from hotswap.errors import NodeError
+from hotswap.errors import NodeError, StoreError
 from hotswap.examples import handbuilt
-from hotswap.node.store import Store
+from hotswap.node.store import PART_BYTES, Store
 from hotswap.protocol import ClientConnection, Hello
 from hotswap.protocol.events import NEED_DATA, ConnectionClosed, Output, Send, Welcome
 from nodeproc import NodeProcess
@@ -92,6 +95,47 @@ def test_sigkill_loses_no_acknowledged_input_or_upgrade(tmp_path: Path) -> None:
     for _ in range(status.inputs - 1000):
         state, _ = fresh_v2.step(INCR, state)
     assert status.state == state == (1000, status.inputs - 1000)
+
+
+def _padded(module: Module, tag: bytes, size: int = 7 * PART_BYTES // 2) -> bytes:
+    """``module`` made larger than PART_BYTES by a custom section of its own ``tag``."""
+    pad = (tag * (size // len(tag) + 1))[:size]
+    return encode_module(replace(module, custom=(*module.custom, ("zz-pad", pad))))
+
+
+def test_sigkill_after_a_large_upgrade_recovers_its_modules_exactly(tmp_path: Path) -> None:
+    """An upgrade whose modules are kept in parts (staged by the loader thread), acknowledged,
+    a few inputs, SIGKILL: the restarted node runs the new code from its parts, serves both
+    modules byte for byte, and holds its store against any other opener meanwhile."""
+    v1 = encode_module(handbuilt.counter_module())
+    v2 = _padded(handbuilt.counter2_module(), b"new code ")
+    migrate = _padded(handbuilt.upgrade_state_module(), b"migration ")
+    node = NodeProcess(tmp_path, {"counter": COUNTER}, "--trace", "off")
+    try:
+        with connect(node.address) as client:
+            for _ in range(3):
+                client.send_raw("counter", INCR_BYTES)
+            done = client.upgrade("counter", Upgrade(v1, v2, migrate))
+            for _ in range(2):
+                client.send_raw("counter", INCR_BYTES)
+    finally:
+        node.kill()
+    with NodeProcess(tmp_path, {"counter": COUNTER}, "--trace", "off") as again:
+        with connect(again.address) as client:
+            status = client.status_raw("counter")
+            assert (status.identity, status.inputs) == (done.new, 5)
+            assert client.module(done.new) == v2
+            assert client.module(load_module(migrate).identity) == migrate
+        with pytest.raises(StoreError, match="in use by another node"):
+            Store(tmp_path / "node.sqlite3")
+    store = Store(tmp_path / "node.sqlite3")
+    try:
+        rows = dict(store.db.execute("SELECT identity, length(data) FROM modules"))
+        assert rows[done.new] == rows[load_module(migrate).identity] == 70  # references
+        assert store.db.execute("SELECT COUNT(*) FROM module_parts").fetchone()[0] == 8
+    finally:
+        store.close()
+    assert _recover(tmp_path) == (5, (3, 2))
 
 
 def test_sigterm_delivers_the_replies_of_committed_inputs(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from hotswap.lang.types import INT
 from hotswap.names.schema import to_core
 from hotswap.node.registry import Machine, Registry
 from hotswap.node.store import SCHEMA_VERSION, SNAPSHOT_BYTES_PER_INPUT, Store
+from hotswap.protocol.events import HistoryKind
 from test_node_trace import BUMP, COUNTS
 
 INCR = b"\x00"
@@ -334,9 +335,9 @@ def test_a_store_written_by_schema_3_upgrades_in_place_and_recovers_the_same(
 ) -> None:
     """tests/fixtures/store_v3.sqlite3 was written by the release of store schema 3 (before the
     audit trail): the counter with an upgrade and keyed instances (one behind its checkpoint,
-    one deleted), the bank; killed. It opens at schema 4 (two columns added in place), every
-    state and instance is what the same requests give on a new node, and its history names
-    nobody."""
+    one deleted), the bank; killed. It opens at the current schema (two columns added in place
+    for schema 4, a table for schema 5), every state and instance is what the same requests
+    give on a new node, and its history names nobody."""
     from hotswap.client import Client  # noqa: PLC0415
     from hotswap.node.memory import MemoryNode  # noqa: PLC0415
 
@@ -377,3 +378,98 @@ def test_a_store_written_by_schema_3_upgrades_in_place_and_recovers_the_same(
             assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
             columns = [row[1] for row in db.execute("PRAGMA table_info(log)")]
             assert columns[-2:] == ["principal", "signer"]
+
+
+FIXTURE_V4 = Path(__file__).parent / "fixtures" / "store_v4.sqlite3"
+
+#: What a node shows of one machine or instance: its code, state, inputs, generation, count
+#: of instances and history (kind, code, by, signer).
+Shown = tuple[
+    str, bytes, int, int | None, int | None, list[tuple[HistoryKind, str, str | None, str | None]]
+]
+
+
+def test_a_store_written_by_schema_4_upgrades_in_place_and_recovers_exactly(
+    tmp_path: Path,
+) -> None:
+    """tests/fixtures/store_v4.sqlite3 was written by the release of store schema 4, before
+    modules were kept in parts (tests/fixtures/record_schema4.py): an audited and signed
+    history, keyed instances, a deployed module of 64 KiB; killed. It opens at schema 5 (a
+    table added, every module left whole in its row), and every state, instance, history entry
+    (who made it, which key signed it) and stored module is what the same requests give on a
+    new node; a module kept in parts then joins the whole ones."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
+    from fixtures.record_schema4 import SEED, abacus_module, history  # noqa: PLC0415
+    from hotswap.auth import Credentials  # noqa: PLC0415
+    from hotswap.client import Client, Upgrade  # noqa: PLC0415
+    from hotswap.node.memory import MemoryNode  # noqa: PLC0415
+    from hotswap.node.service import NodeConfig  # noqa: PLC0415
+    from hotswap.node.store import PART_BYTES, PARTS_REFERENCE  # noqa: PLC0415
+    from hotswap.signing import TrustedKeys, key_id  # noqa: PLC0415
+
+    key = Ed25519PrivateKey.from_private_bytes(SEED)
+    signer = key_id(key.public_key())
+    credentials = Credentials()
+    token = credentials.add("ci", ["upgrade"])
+    config = NodeConfig(credentials=credentials, trust=TrustedKeys([key.public_key()]))
+    machines = {"counter": counter.counter_sm, "bank": bank.bank_sm}
+
+    def client(node: MemoryNode) -> Client:
+        c = Client(transport=node.connection(), token=token, machines=[counter.counter_sm2])
+        c.session.sign_with(key)
+        return c
+
+    def seen(node: MemoryNode) -> tuple[dict[str, Shown], dict[str, bytes]]:
+        """Every machine and instance as shown, and every module of their histories."""
+        c = client(node)
+        replies = {name: c.status_raw(name) for name in ("counter", "bank", "abacus")}
+        replies |= {k: c.status_raw("counter", key=k) for k in ("user-1", "user-2")}
+        shown = {
+            name: (
+                s.identity,
+                s.state,
+                s.inputs,
+                s.generation,
+                s.instances,
+                [(e.kind, e.identity, e.by, e.signer) for e in s.history],
+            )
+            for name, s in replies.items()
+        }
+        modules = {e.identity: c.module(e.identity) for s in replies.values() for e in s.history}
+        return shown, modules
+
+    with MemoryNode(machines, config=config) as fresh:
+        history(client(fresh), abacus_module())
+        want, modules = seen(fresh)
+    assert [e[2:] for e in want["counter"][5]] == [(None, None), ("ci", signer)]
+    assert [e[2:] for e in want["abacus"][5]] == [("ci", signer)]
+    shutil.copyfile(FIXTURE_V4, tmp_path / "node.sqlite3")
+    big = _padded(handbuilt.counter2_module(), 3 * PART_BYTES // 2)
+    with MemoryNode(machines, data=tmp_path, config=config) as node:
+        assert seen(node) == (want, modules)
+        db = node.service.store.db
+        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "5"
+        rows = [bytes(data) for (data,) in db.execute("SELECT data FROM modules")]
+        assert rows and not [data for data in rows if data.startswith(PARTS_REFERENCE)]
+        assert db.execute("SELECT COUNT(*) FROM module_parts").fetchone() == (0,)
+        migration = encode_module(handbuilt.upgrade_state_module())  # then a module in parts
+        done = client(node).upgrade("abacus", Upgrade(abacus_module(), big, migration))
+    with MemoryNode(machines, data=tmp_path, config=config) as node:
+        shown, stored = seen(node)
+        assert shown["abacus"][0] == done.new and stored[done.new] == big
+        assert {k: v for k, v in shown.items() if k != "abacus"} == {
+            k: v for k, v in want.items() if k != "abacus"
+        }
+        assert {k: v for k, v in stored.items() if k != done.new} == modules
+        parts = node.service.store.db.execute("SELECT COUNT(*) FROM module_parts").fetchone()
+        assert parts == (2,)
+
+
+def _padded(module: Any, size: int) -> bytes:
+    """``module``'s bytes with a custom section of ``size`` bytes."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    return encode_module(replace(module, custom=(*module.custom, ("zz-pad", b"p" * size))))

@@ -215,6 +215,7 @@ def _start(options: NodeOptions, trace: Trace, store: Store) -> Service:
         store.log_start(machine)
         trace.note(f"Started machine {name!r} on {code.identity[:12]}")
     store.commit(registry.machines)
+    store.discard()  # parts the first commit's collection found unreferenced (a crash's)
     if not registry.machines:
         raise NodeError("bad_request", "no machines: give --machine NAME=module:attribute")
     trust = options.config.trust

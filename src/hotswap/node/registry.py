@@ -537,6 +537,55 @@ class Registry:
         # The version first: an upgrade for other code is refused before its modules are
         # decoded, verified or compiled, work a stranger could otherwise make the node do.
         _check_version(machine, expected, generation)
+        new, migrate, renamed = self._checked_modules(machine, module, migration, rename)
+        try:
+            state = migrate.migrate(machine.state, fuel=self.fuel)
+        except Trap as e:
+            raise UpgradeRejected(
+                ErrorCode.MIGRATION_TRAP, f"migration trapped: {why(e)}", trap=e.kind
+            ) from None
+        change = Change(
+            new.identity,
+            HistoryKind.UPGRADE,
+            machine.inputs,
+            time.time() if now is None else now,
+            migrate.identity,
+            by,
+            signer,
+        )
+        notes = nominal_notes(machine.code, new) + tuple(f"renamed: {r}" for r in renamed)
+        return Swap(name, machine.identity, new, migrate, state, change, notes)
+
+    def would_store(
+        self,
+        name: str,
+        expected: str,
+        module: bytes,
+        migration: bytes,
+        *,
+        generation: int | None = None,
+        rename: bool = False,
+    ) -> bool:
+        """Whether an upgrade of ``name`` passes every check of :meth:`prepare` but the run of
+        its migration (which needs the state): on the worker thread that loaded its modules,
+        whether to write them to the store before it is applied (``Service.stage``).
+        Changes nothing."""
+        machine = self.machines.get(name)
+        if machine is None:
+            return False
+        try:
+            _check_version(machine, expected, generation)
+            self._checked_modules(machine, module, migration, rename)
+        except NodeError:
+            return False
+        return True
+
+    def _checked_modules(
+        self, machine: Machine, module: bytes, migration: bytes, rename: bool
+    ) -> tuple[LoadedModule, LoadedModule, list[str]]:
+        """The checks of an upgrade's modules against ``machine``: the new code and the
+        migration, loaded, and the renames the migration makes (allowed with ``rename``)."""
+        name = machine.name
         try:
             new = load_module(module)
         except BytecodeError as e:
@@ -572,23 +621,7 @@ class Registry:
                 "It may be declared for other machines; if this is a deliberate rename, "
                 "upgrade with rename=True (hotswap upgrade --rename)",
             )
-        try:
-            state = migrate.migrate(machine.state, fuel=self.fuel)
-        except Trap as e:
-            raise UpgradeRejected(
-                ErrorCode.MIGRATION_TRAP, f"migration trapped: {why(e)}", trap=e.kind
-            ) from None
-        change = Change(
-            new.identity,
-            HistoryKind.UPGRADE,
-            machine.inputs,
-            time.time() if now is None else now,
-            migrate.identity,
-            by,
-            signer,
-        )
-        notes = nominal_notes(machine.code, new) + tuple(f"renamed: {r}" for r in renamed)
-        return Swap(name, machine.identity, new, migrate, state, change, notes)
+        return new, migrate, renamed
 
     def install(self, prepared: Swap, trial: int = 0, until: float | None = None) -> Swap:
         """Install a prepared swap: nothing here can fail. With ``trial`` (a number of inputs)

@@ -244,11 +244,13 @@ def _load_all(modules: list[bytes], fuel: int) -> None:
 
 
 def _prepare_held(modules: list[bytes], fuel: int, service: Service, held: Request | None) -> None:
-    """The worker thread's part of a held request: load its modules, then work out what its
-    checks will ask of their names (``Service.rehearse``)."""
+    """The worker thread's part of a held request: load its modules, work out what its checks
+    will ask of their names (``Service.rehearse``), and write those of its modules the store
+    keeps in parts (``Service.stage``)."""
     _load_all(modules, fuel)
     if held is not None:
         service.rehearse(held)
+        service.stage(held, modules)
 
 
 class _TlsServer:
@@ -560,6 +562,9 @@ class _Peer(asyncio.Protocol):
             running = {id(m.code.data) for m in self.node.service.registry.machines.values()}
             for data in modules:  # cached only if a machine now runs it
                 release(data, keep=id(data) in running)
+            store = self.node.service.store
+            if store.unstage(modules):  # parts no row references: deleted off the loop
+                asyncio.get_running_loop().run_in_executor(_LOADER, store.discard)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._account(0)

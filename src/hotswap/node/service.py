@@ -43,7 +43,7 @@ from hotswap.node.registry import (
     load_machine_code,
 )
 from hotswap.node.rehearse import DryRunResult, TrialEnd
-from hotswap.node.store import Store
+from hotswap.node.store import PART_BYTES, Store
 from hotswap.node.trace import Trace
 from hotswap.protocol.codec import SCHEMA_OF
 from hotswap.protocol.connection import FrameTooLarge, ServerConnection
@@ -269,6 +269,12 @@ class Service:
                 self._refused(event, by, f"forbidden: {problem}", seed)
                 return Error(event.id, ErrorCode.FORBIDDEN, f"change refused: {problem}")
             signer = self.signer
+        if isinstance(event, UpgradeRequest | Release | Deploy):
+            failed = self.store.staging_error(_carried(event))
+            if failed is not None:  # its modules could not be stored: nothing is changed
+                self._refused(event, by, f"overloaded: {failed}")
+                why = f"the change was not made: {failed}; try again later"
+                return Error(event.id, ErrorCode.OVERLOADED, why)
         match event:
             case Send(id=rid, machine=name, input=data, state=want, key=None):
                 return self._step(rid, name, data, None, want)
@@ -357,7 +363,10 @@ class Service:
                 running = (m.code for m in self.registry.machines.values())
                 module = next((c.data for c in running if c.identity == identity), None)
                 if module is None:  # not running: read it (a running one costs no copy)
-                    module = self.store.module(identity)
+                    try:
+                        module = self.store.module(identity)
+                    except StoreError as e:  # a damaged module: said, and nothing changed
+                        return Error(rid, ErrorCode.INTERNAL, str(e))
                 if module is None:
                     return Error(rid, ErrorCode.UNKNOWN_MODULE, f"no module {identity}")
                 return ModuleReply(rid, module)
@@ -615,6 +624,39 @@ class Service:
         for name, new, mig in wanted:
             self.registry.rehearse_names(name, new, mig)
 
+    def stage(self, event: Request, modules: list[bytes]) -> None:
+        """On the worker thread, once a held request's modules are loaded: write those the
+        store keeps in parts (above :data:`~hotswap.node.store.PART_BYTES`) into it now, off
+        the event loop (``Store.stage``), so that applying the request writes their small rows
+        alone there. Only for a change of code whose modules pass its checks (a dry run stores
+        nothing, nor does an upgrade the checks refuse, nor a deploy for a machine that
+        exists); a failure is the request's error (:meth:`handle`). Parts of a request that is
+        then refused are deleted off the loop too once it is answered (``Store.unstage``)."""
+        match event:
+            case UpgradeRequest(machine=name, expected=expected, module=new, migration=mig):
+                fits = self.registry.would_store(
+                    name, expected, new, mig, generation=event.generation, rename=event.rename
+                )
+            case Release(items=items):
+                fits = all(
+                    self.registry.would_store(i.machine, i.expected, i.module, i.migration)
+                    for i in items
+                )
+            case Deploy(machine=name):
+                fits = name not in self.registry.machines
+            case _:
+                return
+        if not fits:
+            return
+        for data in modules:
+            if len(data) <= PART_BYTES:
+                continue
+            try:
+                code = load_module(data)  # loaded already: at once
+            except HotswapError:
+                continue  # refused for it: nothing to store
+            self.store.stage(data, code.data)
+
     def commit(self) -> None:
         """Make everything applied so far durable (:class:`StoreError` if the store refuses):
         the inputs, and the checkpoints of keyed instances made or migrated since the last."""
@@ -629,6 +671,17 @@ class Service:
         for machine in self.registry.machines.values():
             self.instances.checkpoint(machine)
         self.store.checkpoint(self.registry.machines)
+
+
+def _carried(event: UpgradeRequest | Release | Deploy) -> list[bytes]:
+    """The module bytes a change of code carries."""
+    match event:
+        case UpgradeRequest(module=new, migration=mig):
+            return [new, mig]
+        case Release(items=items):
+            return [data for item in items for data in (item.module, item.migration)]
+        case Deploy(module=data):
+            return [data]
 
 
 @dataclass(slots=True)

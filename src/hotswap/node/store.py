@@ -1,10 +1,17 @@
 """The node's durable store: SQLite in WAL mode.
 
-Five tables (docs/node.md, "Persistence"):
+Six tables (docs/node.md, "Persistence"):
 
 - ``meta``: the store's schema version;
 - ``modules``: content-addressed store of the modules the node may still run or be asked for,
-  keyed by identity (:meth:`Store.collect_modules` deletes the others);
+  keyed by identity (:meth:`Store.collect_modules` deletes the others); a module of more than
+  :data:`PART_BYTES` is kept in parts, and its row holds a reference to them instead of its
+  bytes (``parts:`` and the hex SHA-256 of the bytes: never a module, which begins with
+  ``\\0hsm``);
+- ``module_parts``: the parts of those modules, by that digest and number, each at most
+  :data:`PART_BYTES`. They are written before the row that references them, off the event
+  loop when they come with a held request (:meth:`Store.stage`), and deleted off it too
+  (:meth:`Store.discard`) once no row references them and no request in flight holds them;
 - ``log``: globally ordered: every machine start, every acknowledged input (with the identity
   of the code that processed it), every upgrade (new code and migration), every trial upgrade
   (``trial``: the same, provisional for ``trial`` inputs or ``until`` a time), the end of each
@@ -24,9 +31,18 @@ Five tables (docs/node.md, "Persistence"):
 
 Schema 2 added the trial kinds and the ``trial`` and ``until`` columns; schema 3 keyed
 instances (the ``key`` and ``generation`` columns, the ``delete`` kind, the ``instances``
-table); schema 4 the audit trail (``principal`` and ``signer``). Older stores are upgraded in
-place when opened (``tests/fixtures/store_v1.sqlite3``, ``store_v2.sqlite3``,
-``store_v2_pre_instances.sqlite3`` and ``store_v3.sqlite3`` are such).
+table); schema 4 the audit trail (``principal`` and ``signer``); schema 5 the ``module_parts``
+table (a schema 4 store keeps every module whole in its row, and still reads so). Older stores
+are upgraded in place when opened (``tests/fixtures/store_v1.sqlite3``, ``store_v2.sqlite3``,
+``store_v2_pre_instances.sqlite3``, ``store_v3.sqlite3`` and ``store_v4.sqlite3`` are such).
+
+Two connections share the database: the event loop's, which does everything else, and the
+staging connection, which writes and deletes parts from the loader thread, one part per short
+``BEGIN IMMEDIATE`` transaction, so the loop waits for the write lock at most one part's write
+(about 2 ms for 1 MiB). The loop's transactions are ``BEGIN IMMEDIATE`` too: a transaction
+that took its snapshot before the other connection's commit never has to be retried. Since the
+database is shared, what keeps a second node off it is an exclusive lock on a small database
+beside it (``node.lock``), held by the loop's connection for as long as it is open.
 
 Beside the database, the position file (``node.position``) holds the seq of the last committed
 entry, rewritten after each commit: a store found behind it at start lost committed work (its
@@ -60,11 +76,13 @@ stop and recover (the node does).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
+import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +98,7 @@ from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, 
 from hotswap.node.rehearse import Trial, TrialEnd
 from hotswap.protocol.events import HistoryKind
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SNAPSHOT_EVERY = 20_000
 #: ``--retain``'s default: the log keeps at least its last this many entries; older inputs
 #: that recovery no longer needs (they are behind their machine's snapshot, or their keyed
@@ -109,6 +127,22 @@ REPLAY_WINDOW = 100_000
 CACHE_KIB = 64 * 1024
 #: The fuel of recovery's replay of inputs and migrations: none runs out (each was accepted).
 REPLAY_FUEL = MAX_FUEL
+#: A module of more than this many bytes is kept in parts of at most this many (a row of 1 MiB
+#: is written and committed in about 2 ms, a module of 16 MiB in 120): its row in ``modules``
+#: holds a reference, its bytes are in ``module_parts``. Smaller modules are kept whole.
+PART_BYTES = 1 << 20
+#: The longest the event loop's connection waits for the write lock, which the staging
+#: connection holds for one part at a time (a few ms; this is for a disk that stalls), before
+#: its write fails (and the node stops, acknowledging nothing more).
+LOOP_WAIT = 10.0
+#: The longest the staging connection waits for the write lock, which the loop's transactions
+#: hold (a commit; a snapshot of a large state takes most of a second), before staging fails:
+#: then the request whose modules it wrote is refused (``overloaded``), and nothing else is.
+STAGING_WAIT = 30.0
+#: What the ``modules`` row of a module kept in parts holds: this, then the hex SHA-256 of the
+#: module's bytes, under which ``module_parts`` keeps them. A module begins with ``\\0hsm``.
+PARTS_REFERENCE = b"parts:"
+_REFERENCE_BYTES = len(PARTS_REFERENCE) + 64
 
 #: The log of schema 2 (recreated by the upgrade from schema 1, before the one to schema 3).
 _LOG_2 = """
@@ -177,6 +211,27 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE INDEX IF NOT EXISTS instances_by_generation ON instances (machine, generation, key);
 """
 
+#: Schema 5: the parts of the modules kept in parts (above :data:`PART_BYTES`), by the hex
+#: SHA-256 of the module's bytes (``digest``; not its identity, which leaves out its custom
+#: sections: two modules of one identity may differ in their names, and the parts of one must
+#: not be written over the other's) and their number from 0. Each part is a row of its own, so
+#: that each is written, and deleted, in a short transaction of its own.
+_MODULE_PARTS = """
+CREATE TABLE IF NOT EXISTS module_parts (
+    digest TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (digest, part)
+);
+"""
+#: One part, written again if it was there (the same digest: the same bytes).
+_PUT_PART = (
+    "INSERT INTO module_parts VALUES (?, ?, ?) ON CONFLICT (digest, part) DO UPDATE "
+    "SET data = excluded.data"
+)
+#: Whether a row references a digest's parts (``length`` first: it reads no module's bytes).
+_REFERENCED = "SELECT 1 FROM modules WHERE length(data) = ? AND data = ?"
+
 _COLUMNS = "(seq, machine, kind, identity, payload, migration, inputs, time, trial, until)"
 #: The columns of a change of code: those of schema 2 and who made it (schema 4).
 _CHANGE = (
@@ -206,6 +261,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
     + _LOG
     + _INSTANCES
+    + _MODULE_PARTS
 )
 
 #: Schema 1 -> 2: the log gains the trial kinds (a CHECK constraint, so the table is rebuilt)
@@ -238,6 +294,39 @@ _UPGRADE_3_TO_4 = [
     "ALTER TABLE log ADD COLUMN signer TEXT",
 ]
 
+#: Schema 4 -> 5: the table of module parts (every module of a schema 4 store is whole in its
+#: row, and stays so: a module's row says which it is).
+_UPGRADE_4_TO_5 = [statement for statement in _MODULE_PARTS.split(";") if statement.strip()]
+
+
+def _digest(data: bytes) -> str:
+    """The key of a module's parts: the hex SHA-256 of all its bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _reference(digest: str) -> bytes:
+    """The ``modules`` row of a module kept in parts under ``digest``."""
+    return PARTS_REFERENCE + digest.encode("ascii")
+
+
+def _referenced_digest(data: bytes) -> str | None:
+    """The digest a ``modules`` row's data references, or None if it is a whole module."""
+    if len(data) != _REFERENCE_BYTES or not data.startswith(PARTS_REFERENCE):
+        return None
+    return data[len(PARTS_REFERENCE) :].decode("ascii")
+
+
+@dataclass(slots=True, eq=False)
+class _Staged:
+    """Module bytes staged for a request in flight (:meth:`Store.stage`)."""
+
+    data: bytes  # the bytes the request carried
+    code: bytes  # the loaded module's bytes: these, or equal ones the module cache held
+    digest: str
+    holders: int = 1  # unstaged once each holder's request is answered
+    done: bool = False  # every part is committed
+    error: str | None = None  # why staging failed: the request's error
+
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
@@ -267,7 +356,9 @@ def _read_position(data: bytes) -> int | None:
 
 
 class Store:
-    """One node's database. Not thread-safe: the node's event loop owns it."""
+    """One node's database. The node's event loop owns it: only :meth:`stage` and
+    :meth:`discard`, which work through a connection of their own, run on another thread (the
+    loader), and the bookkeeping they share with the loop is behind a lock."""
 
     def __init__(
         self,
@@ -286,6 +377,20 @@ class Store:
         self.retain = retain
         #: Where the seq of the last committed entry is kept, beside the database.
         self.position_path = self.path.with_suffix(".position")
+        #: The small database whose exclusive lock keeps other nodes off this store.
+        self.lock_path = self.path.with_suffix(".lock")
+        #: Module bytes staged for requests in flight, by the ``id`` of the bytes; the digests
+        #: of parts that may be unreferenced now (:meth:`discard` checks and deletes them).
+        #: Both shared with the loader thread, behind ``_lock``.
+        self._staged: dict[int, _Staged] = {}
+        self._to_discard: set[str] = set()
+        self._lock = threading.Lock()
+        #: Held for each staging or discard, whose connection (opened on first use) it guards.
+        self._stage_lock = threading.Lock()
+        self._stager: sqlite3.Connection | None = None
+        self._closing = False
+        #: How many parts :meth:`discard` deleted since the store opened.
+        self.discarded = 0
         #: With ``accept_loss``, a store found behind its position file opens anyway: then
         #: ``(the store's last seq, the position's)`` (the caller reports it), else None.
         self.lost: tuple[int, int | None] | None = None
@@ -294,16 +399,15 @@ class Store:
             self.db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0.1
             )
-            # One node owns its store: an exclusive lock keeps a second node off it, and spares
-            # every commit SQLite's file-lock system calls.
-            self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self.db.execute("PRAGMA journal_mode=WAL")
+            self._lock_out_other_nodes()
+            # From now on the loop waits for the staging connection's part (0.1 s above: a
+            # second node is told at once that the store is in use).
+            self.db.execute(f"PRAGMA busy_timeout={int(LOOP_WAIT * 1000)}")
             self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             # Keyed instances are read and written at random keys: a page cache of 64 MiB
             # (SQLite's default is 2 MiB) keeps the hot part of their tables in memory.
             self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            self.db.execute("BEGIN IMMEDIATE")  # take the lock now, not at the first input
-            self.db.execute("COMMIT")
             self._open_schema()
             # The last entry ever committed: compaction may have deleted it from the log, but
             # only once a snapshot covers it, and a snapshot keeps the seq of the entry it
@@ -360,13 +464,29 @@ class Store:
         #: toward the snapshot cadence, so recovery's scan for the default instance stays short
         self._keyed_entries: dict[str, int] = {}
 
+    def _lock_out_other_nodes(self) -> None:
+        """Keep every other node off this store while this one runs: the staging connection
+        shares the database, so it cannot be locked exclusively; instead the loop's
+        connection attaches a small database beside it (:attr:`lock_path`, which holds
+        nothing) and locks that exclusively, until the connection closes (a node that is
+        killed, or a store closed, frees it). A second node's attach finds it locked."""
+        try:
+            self.db.execute("ATTACH DATABASE ? AS guard", (str(self.lock_path),))
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e):
+                raise  # in use: said by the caller
+            raise StoreError(f"cannot open the store's lock {self.lock_path}: {e}") from None
+        self.db.execute("PRAGMA guard.locking_mode=EXCLUSIVE")
+        self.db.execute("BEGIN EXCLUSIVE")  # takes the guard's lock, kept after the commit
+        self.db.execute("COMMIT")
+
     def _open_schema(self) -> None:
         """Create the tables of a new store, or upgrade an older schema in place, in one
         transaction: a failure leaves the store as it was."""
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is not None and row[0] in ("1", "2", "3"):
-            self.db.execute("BEGIN")
+        if row is not None and row[0] in ("1", "2", "3", "4"):
+            self.db.execute("BEGIN IMMEDIATE")
             try:
                 if row[0] == "1":
                     for statement in _UPGRADE_1_TO_2:
@@ -374,7 +494,10 @@ class Store:
                 if row[0] in ("1", "2"):
                     for statement in _UPGRADE_2_TO_3:
                         self.db.execute(statement)
-                for statement in _UPGRADE_3_TO_4:
+                if row[0] in ("1", "2", "3"):
+                    for statement in _UPGRADE_3_TO_4:
+                        self.db.execute(statement)
+                for statement in _UPGRADE_4_TO_5:
                     self.db.execute(statement)
                 self.db.execute(
                     "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
@@ -394,10 +517,17 @@ class Store:
             )
 
     def close(self) -> None:
-        self.db.close()
+        """Close the store (what is not committed is lost, as in a crash). A staging on the
+        loader thread stops after its current part; its request is never applied."""
+        self._closing = True
+        self.db.close()  # first: a staging may be waiting for this connection's write lock
         if self._position_fd >= 0:
             os.close(self._position_fd)
             self._position_fd = -1
+        with self._stage_lock:
+            if self._stager is not None:
+                self._stager.close()
+                self._stager = None
 
     # --- the position file ------------------------------------------------------------------
 
@@ -480,8 +610,11 @@ class Store:
             raise StoreError(f"{what} {self.path} failed: {e}") from None
 
     def _begin(self) -> None:
+        """Open a write transaction, taking the write lock at once (``IMMEDIATE``): one that
+        took its snapshot first and then found the staging connection's newer commit could
+        not write at all (``SQLITE_BUSY_SNAPSHOT``, which no waiting cures)."""
         if not self.db.in_transaction:
-            self.db.execute("BEGIN")
+            self.db.execute("BEGIN IMMEDIATE")
 
     def _next_seq(self, machine: str) -> int:
         self.last_seq += 1
@@ -491,12 +624,194 @@ class Store:
     def _add_module(self, code: LoadedModule) -> None:
         """Keep ``code`` under its identity. Code of one identity differs only in its custom
         sections (its names); the latest given wins, so a machine that renamed its types keeps
-        its new names (the registry refuses two machines that would disagree)."""
+        its new names (the registry refuses two machines that would disagree).
+
+        A module of more than :data:`PART_BYTES` is kept in parts, and its row references
+        them: staged for its request (:meth:`stage`), only that small row is written here; if
+        not (an in-memory node, a machine started by ``--machine``), its parts too, in this
+        transaction. The parts of bytes it replaces go at the next collection."""
+        data = code.data
+        if len(data) > PART_BYTES:
+            digest = self._staged_digest(data)
+            if digest is None:
+                digest = _digest(data)
+                rows = self._parts(digest, data)
+                self.db.executemany(_PUT_PART, rows)
+            data = _reference(digest)
+        # the lengths first: a whole module of a schema 4 store is not read to be compared
         self.db.execute(
             "INSERT INTO modules VALUES (?, ?) ON CONFLICT (identity) DO UPDATE "
-            "SET data = excluded.data WHERE data != excluded.data",
-            (code.identity, code.data),
+            "SET data = excluded.data "
+            "WHERE length(data) != length(excluded.data) OR data != excluded.data",
+            (code.identity, data),
         )
+
+    @staticmethod
+    def _parts(digest: str, data: bytes) -> Iterator[tuple[str, int, memoryview]]:
+        """The rows of ``module_parts`` for ``data``: at most :data:`PART_BYTES` each."""
+        view = memoryview(data)
+        for number, start in enumerate(range(0, len(data), PART_BYTES)):
+            yield digest, number, view[start : start + PART_BYTES]
+
+    # --- staging: large modules written off the event loop ----------------------------------
+
+    def stage(self, data: bytes, loaded: bytes | None = None) -> bool:
+        """Write module ``data``, of more than :data:`PART_BYTES`, into ``module_parts`` now,
+        from the thread that loaded it for a held request (never the event loop's), through
+        the staging connection: one part per ``BEGIN IMMEDIATE`` transaction, so the loop's
+        connection waits at most one part's write for the write lock. Applying the request
+        then writes only the module's small row (:meth:`_add_module`, which knows the module
+        by ``loaded``, the loaded module's bytes: ``data`` or equal bytes the module cache
+        held). Bytes whose parts a row references already are not written again.
+
+        Until :meth:`unstage`, the parts are in flight: neither collection nor
+        :meth:`discard` deletes them. Whether staging succeeded: a failure (a full disk, the
+        store closing) is kept for the request's reply (:meth:`staging_error`), and costs
+        nothing acknowledged: the loop's connection is not involved."""
+        if len(data) <= PART_BYTES:
+            return True  # kept whole: its row is all there is to write
+        digest = _digest(data)  # hashed outside any lock: 10 ms for 16 MiB
+        with self._lock:
+            entry = self._staged.get(id(data))
+            if entry is not None and entry.data is data:  # twice in one request
+                entry.holders += 1
+                return entry.error is None
+            entry = self._staged[id(data)] = _Staged(
+                data, data if loaded is None else loaded, digest
+            )
+        error = None
+        with self._stage_lock:
+            try:
+                self._write_parts(digest, data)
+            except sqlite3.Error as e:
+                error = f"writing a module of {len(data):,} bytes to {self.path} failed: {e}"
+            except StoreError as e:
+                error = str(e)
+        with self._lock:
+            entry.done, entry.error = error is None, error
+        return error is None
+
+    def _write_parts(self, digest: str, data: bytes) -> None:
+        db = self._staging()
+        reference = _reference(digest)
+        try:
+            for row in self._parts(digest, data):
+                db.execute("BEGIN IMMEDIATE")
+                if row[1] == 0 and db.execute(_REFERENCED, (len(reference), reference)).fetchone():
+                    db.execute("COMMIT")  # the same bytes are stored: every part is there
+                    return
+                db.execute(_PUT_PART, row)
+                db.execute("COMMIT")
+                if self._closing:
+                    raise StoreError(f"the store {self.path} closed while a module was staged")
+        finally:
+            if db.in_transaction:
+                with suppress(sqlite3.Error):  # the original error is the one to report
+                    db.execute("ROLLBACK")
+        # Copy what staging added to the write-ahead log into the database now, here, rather
+        # than in the loop's next commit (which would, past 1,000 pages). Never waits; if it
+        # fails, a later commit copies it.
+        with suppress(sqlite3.Error):
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _staging(self) -> sqlite3.Connection:
+        """The staging connection (``_stage_lock`` held), opened on first use."""
+        if self._closing:
+            raise StoreError(f"the store {self.path} is closed")
+        if self._stager is None:
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=STAGING_WAIT
+            )
+            db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+            self._stager = db
+        return self._stager
+
+    def staging(self) -> sqlite3.Connection:
+        """The staging connection (opened now if it is not open yet), for tests and tools."""
+        with self._stage_lock:
+            return self._staging()
+
+    def _staged_digest(self, data: bytes) -> str | None:
+        """The digest of these very bytes if they are staged, every part committed."""
+        with self._lock:
+            for entry in self._staged.values():
+                if entry.done and (entry.code is data or entry.data is data):
+                    return entry.digest
+        return None
+
+    def staging_error(self, modules: Iterable[bytes]) -> str | None:
+        """Why staging one of ``modules`` failed, if it did (the request is then refused)."""
+        with self._lock:
+            for data in modules:
+                entry = self._staged.get(id(data))
+                if entry is not None and entry.data is data and entry.error is not None:
+                    return entry.error
+        return None
+
+    def unstage(self, modules: Iterable[bytes]) -> bool:
+        """The request ``modules`` were staged for is answered (applied, refused, or dropped
+        with its connection): they are no longer in flight, and their parts are left for
+        :meth:`discard`, which keeps those a row references. Whether a discard is due (for
+        these or for what collection found): the caller runs one off the event loop."""
+        with self._lock:
+            for data in modules:
+                entry = self._staged.get(id(data))
+                if entry is None or entry.data is not data:
+                    continue
+                entry.holders -= 1
+                if entry.holders <= 0:
+                    del self._staged[id(data)]
+                    self._to_discard.add(entry.digest)
+            return bool(self._to_discard)
+
+    def _in_flight(self) -> set[str]:
+        """The digests staged for requests in flight (``_lock`` held)."""
+        return {entry.digest for entry in self._staged.values()}
+
+    def discard(self) -> int:
+        """Delete the parts left for discarding (by :meth:`unstage` and by collection) that no
+        row references and no request in flight holds, through the staging connection, one
+        part per transaction: deleting a module of 16 MiB takes about as long as writing it,
+        so it is done off the event loop too (the node runs this on its loader thread, and
+        once at start). How many parts; a failure leaves the rest for the next collection."""
+        deleted = 0
+        with self._stage_lock:
+            while True:
+                with self._lock:
+                    if self._closing or not self._to_discard:
+                        break
+                    digest = self._to_discard.pop()
+                try:
+                    deleted += self._discard(digest)
+                except (sqlite3.Error, StoreError):
+                    break  # collection finds them again
+        self.discarded += deleted
+        return deleted
+
+    def _discard(self, digest: str) -> int:
+        db = self._staging()
+        reference = _reference(digest)
+        deleted = 0
+        try:
+            while not self._closing:
+                db.execute("BEGIN IMMEDIATE")  # the loop's commits are all in: up to date
+                with self._lock:
+                    held = digest in self._in_flight()
+                if held or db.execute(_REFERENCED, (len(reference), reference)).fetchone():
+                    break
+                (last,) = db.execute(
+                    "SELECT MAX(part) FROM module_parts WHERE digest = ?", (digest,)
+                ).fetchone()
+                if last is None:
+                    break
+                db.execute("DELETE FROM module_parts WHERE digest = ? AND part = ?", (digest, last))
+                db.execute("COMMIT")
+                deleted += 1
+        finally:
+            if db.in_transaction:
+                with suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+        return deleted
 
     def log_start(self, machine: Machine) -> None:
         """Log a new machine and snapshot its initial state (commit follows)."""
@@ -711,8 +1026,15 @@ class Store:
 
         It reads the store alone (the changes of code through their index, the snapshots, the
         oldest generation of each machine's checkpoints through theirs), never the number of
-        inputs or instances."""
+        inputs or instances.
+
+        Parts (``module_parts``) that no row references then, and that no request in flight
+        holds (:meth:`stage`), are left for :meth:`discard`, off the event loop: those of the
+        modules deleted here, of bytes another module of their identity replaced, of a
+        refused request, or of a staging a crash cut short. The transaction is taken first
+        (``BEGIN IMMEDIATE``): what it reads, the staging connection cannot change."""
         self._collect_due = False
+        self._begin()
         self._held_for_instances = None
         keep: set[str] = set()
         snapshots = {
@@ -749,11 +1071,22 @@ class Store:
         stored = [identity for (identity,) in self.db.execute("SELECT identity FROM modules")]
         gone = [(identity,) for identity in stored if identity not in keep]
         if gone:
-            self._begin()
             self.db.executemany("DELETE FROM modules WHERE identity = ?", gone)
             for (identity,) in gone:
                 self._modules.pop(identity, None)
             self.collected += len(gone)
+        referenced = {
+            digest
+            for (data,) in self.db.execute(
+                "SELECT data FROM modules WHERE length(data) = ?", (_REFERENCE_BYTES,)
+            )
+            if (digest := _referenced_digest(bytes(data))) is not None
+        }
+        parts = {
+            digest for (digest,) in self.db.execute("SELECT DISTINCT digest FROM module_parts")
+        }
+        with self._lock:
+            self._to_discard |= parts - referenced - self._in_flight()
         return len(gone)
 
     def checkpoint(self, machines: dict[str, Machine]) -> None:
@@ -772,17 +1105,50 @@ class Store:
     # --- reading ----------------------------------------------------------------------------
 
     def module(self, identity: str) -> bytes | None:
-        row = self.db.execute("SELECT data FROM modules WHERE identity = ?", (identity,)).fetchone()
-        return None if row is None else bytes(row[0])
+        """The stored bytes of module ``identity``, or None: its row's, or, for a module kept
+        in parts, its parts joined, in order, checked against the digest they are kept under
+        (10 ms for 16 MiB), so that they are the very bytes stored (:class:`StoreError` if
+        not)."""
+        with self._reading(f"reading module {identity[:12]} from"):
+            row = self.db.execute(
+                "SELECT data FROM modules WHERE identity = ?", (identity,)
+            ).fetchone()
+            if row is None:
+                return None
+            data = bytes(row[0])
+            digest = _referenced_digest(data)
+            if digest is None:
+                return data
+            rows = self.db.execute(
+                "SELECT part, data FROM module_parts WHERE digest = ? ORDER BY part", (digest,)
+            ).fetchall()
+        if [number for number, _ in rows] != list(range(len(rows))) or not rows:
+            raise StoreError(
+                f"module {identity[:12]} in {self.path} lacks parts: {len(rows)} found, "
+                f"numbered {[number for number, _ in rows][:8]}"
+            )
+        data = b"".join(part for _, part in rows)
+        if _digest(data) != digest:
+            raise StoreError(
+                f"the parts of module {identity[:12]} in {self.path} are not the bytes stored "
+                f"(their SHA-256 is not {digest[:12]})"
+            )
+        return data
 
     def _load(self, identity: str) -> LoadedModule:
+        """The stored module ``identity``, loaded, and checked to be that module."""
         data = self.module(identity)
         if data is None:
             raise StoreError(f"the store lacks module {identity}")
         try:
-            return load_module(data)
+            loaded = load_module(data)
         except BytecodeError as e:
             raise StoreError(f"stored module {identity[:12]} no longer loads: {e}") from None
+        if loaded.identity != identity:
+            raise StoreError(
+                f"the module stored as {identity[:12]} is another: {loaded.identity[:12]}"
+            )
+        return loaded
 
     def recover(self, fuel: int = DEFAULT_FUEL) -> Recovery:
         """Rebuild every machine from its snapshot and the log entries after it (``fuel``: the
