@@ -6,8 +6,10 @@ nothing references them (``Store.discard``). What is read back is the very bytes
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,11 +63,6 @@ def _sizes(length: int) -> list[int]:
     return [min(PART_BYTES, length - start) for start in range(0, length, PART_BYTES)]
 
 
-def _reader(path: Path) -> sqlite3.Connection:
-    """A read-only connection of the test's own (the store is shared: WAL readers may)."""
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-
-
 def test_a_large_module_is_kept_in_parts_and_read_back_the_same(tmp_path: Path) -> None:
     """Written by the loop itself (an in-memory node, a machine started by ``--machine``): the
     row holds a reference, the parts at most PART_BYTES each; small modules are rows as before;
@@ -112,7 +109,6 @@ def test_damaged_parts_are_a_store_error(tmp_path: Path) -> None:
     store.log_start(registry.start("counter", load_module(data)))
     store.commit(registry.machines)
     store.close()
-    db = sqlite3.connect(path)
     damage = [
         ("UPDATE module_parts SET data = randomblob(length(data)) WHERE part = 1", ()),
         ("DELETE FROM module_parts WHERE part = 1", ()),
@@ -125,15 +121,15 @@ def test_damaged_parts_are_a_store_error(tmp_path: Path) -> None:
         f"stored as {V1.identity[:12]} is another",
     ]
     for (sql, args), error in zip(damage, errors, strict=True):
-        db.execute(sql, args)
-        db.commit()
+        with closing(sqlite3.connect(path)) as db:  # closed: the store takes it exclusively
+            db.execute(sql, args)
+            db.commit()
         damaged = Store(path)
         try:
             with pytest.raises(StoreError, match=error):
                 damaged.recover()
         finally:
             damaged.close()
-    db.close()
 
 
 @pytest.fixture
@@ -157,10 +153,17 @@ def test_a_served_upgrade_and_rollback_stage_their_modules_off_the_loop(
     v2 = _big(V2, b"v2")
     forward = _big(handbuilt.upgrade_state_module(), b"forward")
     back = _big(DOWNGRADE, b"back")
-    statements: list[str] = []
-    store.db.set_trace_callback(statements.append)
-    staged: list[str] = []  # what the staging connection did, without the bytes
-    store.staging().set_trace_callback(lambda sql: staged.append(sql[:24]))
+    statements: list[str] = []  # what the event loop's thread did
+    staged: list[str] = []  # what the loader thread did, without the bytes
+    loop_thread = served._thread
+
+    def traced(sql: str) -> None:
+        if threading.current_thread() is loop_thread:
+            statements.append(sql)
+        else:
+            staged.append(sql[:24])
+
+    store.db.set_trace_callback(traced)
     with Client(served.address) as c:
         c.send_raw("abacus", INCR)
         done = c.upgrade("abacus", Upgrade(v1, v2, forward))
@@ -215,13 +218,10 @@ def test_a_refused_upgrade_leaves_nothing_referenced(served: Served, tmp_path: P
         assert refused.value.code == "bad_request"
         assert c.status_raw("abacus").identity == V1.identity
     _wait_for(lambda: store.discarded == 6, "the parts were discarded")  # 3 each, one at a time
-    reader = _reader(tmp_path / "node.sqlite3")
-    try:
-        assert _parts(reader) == before
-        referencing = [i for i, data in _rows(reader).items() if data.startswith(PARTS_REFERENCE)]
-        assert referencing == [V1.identity]
-    finally:
-        reader.close()
+    # the node holds its store exclusively: read through its own connection
+    assert _parts(store.db) == before
+    referencing = [i for i, data in _rows(store.db).items() if data.startswith(PARTS_REFERENCE)]
+    assert referencing == [V1.identity]
 
 
 def test_parts_in_flight_are_kept_and_orphans_collected() -> None:
@@ -247,7 +247,7 @@ def test_parts_in_flight_are_kept_and_orphans_collected() -> None:
 
 
 def test_a_staging_failure_is_the_requests_error_and_loses_nothing(tmp_path: Path) -> None:
-    """The disk fills while a held upgrade's modules are staged (the staging connection's
+    """The disk fills while a held upgrade's modules are staged (the store
     database may grow by one part, not two): the upgrade is refused ``overloaded`` and changes
     nothing, its part is deleted, the inputs around it are durable, and the node goes on."""
     with MemoryNode({"abacus": handbuilt.counter_module}, data=tmp_path) as node:
@@ -255,10 +255,9 @@ def test_a_staging_failure_is_the_requests_error_and_loses_nothing(tmp_path: Pat
         for rid in (1, 2):
             assert isinstance(service.handle(Send(rid, "abacus", INCR)), Output)
         service.commit()
-        staging = store.staging()
-        pages = staging.execute("PRAGMA page_count").fetchone()[0]
-        size = staging.execute("PRAGMA page_size").fetchone()[0]
-        staging.execute(f"PRAGMA max_page_count = {pages + PART_BYTES // size + 64}")
+        pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+        size = store.db.execute("PRAGMA page_size").fetchone()[0]
+        store.db.execute(f"PRAGMA max_page_count = {pages + PART_BYTES // size + 64}")
         v2 = _big(V2, b"full")
         migration = _big(handbuilt.upgrade_state_module(), b"full")
         request = UpgradeRequest(3, "abacus", V1.identity, v2, migration)

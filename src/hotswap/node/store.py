@@ -36,13 +36,11 @@ table (a schema 4 store keeps every module whole in its row, and still reads so)
 are upgraded in place when opened (``tests/fixtures/store_v1.sqlite3``, ``store_v2.sqlite3``,
 ``store_v2_pre_instances.sqlite3``, ``store_v3.sqlite3`` and ``store_v4.sqlite3`` are such).
 
-Two connections share the database: the event loop's, which does everything else, and the
-staging connection, which writes and deletes parts from the loader thread, one part per short
-``BEGIN IMMEDIATE`` transaction, so the loop waits for the write lock at most one part's write
-(about 2 ms for 1 MiB). The loop's transactions are ``BEGIN IMMEDIATE`` too: a transaction
-that took its snapshot before the other connection's commit never has to be retried. Since the
-database is shared, what keeps a second node off it is an exclusive lock on a small database
-beside it (``node.lock``), held by the loop's connection for as long as it is open.
+One connection, in SQLite's exclusive locking mode (which keeps a second node off the store
+and spares every commit SQLite's file locks), serves two threads: the event loop, which does
+everything else, and the loader thread, which writes and deletes parts, one part per short
+transaction. A lock in the store (``_txn``) keeps their transactions apart: the loop waits at
+most one part's write (about 2 ms for 1 MiB) to begin one of its own.
 
 Beside the database, the position file (``node.position``) holds the seq of the last committed
 entry, rewritten after each commit: a store found behind it at start lost committed work (its
@@ -131,13 +129,13 @@ REPLAY_FUEL = MAX_FUEL
 #: is written and committed in about 2 ms, a module of 16 MiB in 120): its row in ``modules``
 #: holds a reference, its bytes are in ``module_parts``. Smaller modules are kept whole.
 PART_BYTES = 1 << 20
-#: The longest the event loop's connection waits for the write lock, which the staging
-#: connection holds for one part at a time (a few ms; this is for a disk that stalls), before
-#: its write fails (and the node stops, acknowledging nothing more).
+#: The longest the event loop waits to begin a transaction while the loader thread writes one
+#: part (a few ms; this is for a disk that stalls), before its write fails (and the node
+#: stops, acknowledging nothing more).
 LOOP_WAIT = 10.0
-#: The longest the staging connection waits for the write lock, which the loop's transactions
-#: hold (a commit; a snapshot of a large state takes most of a second), before staging fails:
-#: then the request whose modules it wrote is refused (``overloaded``), and nothing else is.
+#: The longest the loader thread waits to write a part while the loop's transaction is open
+#: (a commit; a snapshot of a large state takes most of a second), before staging fails: then
+#: the request whose modules it wrote is refused (``overloaded``), and nothing else is.
 STAGING_WAIT = 30.0
 #: What the ``modules`` row of a module kept in parts holds: this, then the hex SHA-256 of the
 #: module's bytes, under which ``module_parts`` keeps them. A module begins with ``\\0hsm``.
@@ -377,17 +375,21 @@ class Store:
         self.retain = retain
         #: Where the seq of the last committed entry is kept, beside the database.
         self.position_path = self.path.with_suffix(".position")
-        #: The small database whose exclusive lock keeps other nodes off this store.
-        self.lock_path = self.path.with_suffix(".lock")
         #: Module bytes staged for requests in flight, by the ``id`` of the bytes; the digests
         #: of parts that may be unreferenced now (:meth:`discard` checks and deletes them).
         #: Both shared with the loader thread, behind ``_lock``.
         self._staged: dict[int, _Staged] = {}
         self._to_discard: set[str] = set()
         self._lock = threading.Lock()
-        #: Held for each staging or discard, whose connection (opened on first use) it guards.
+        #: Held for each staging or discard (the loader thread's work, one at a time).
         self._stage_lock = threading.Lock()
-        self._stager: sqlite3.Connection | None = None
+        #: Held for every write transaction on :attr:`db`, the one connection, which the
+        #: event loop and the loader thread share: by the loop from :meth:`_begin` to its
+        #: commit or rollback (``_in_txn``), by the loader thread for each part it writes or
+        #: deletes. So the loop waits at most one part's write, and neither ever finds the
+        #: other's transaction open.
+        self._txn = threading.Lock()
+        self._in_txn = False
         self._closing = False
         #: How many parts :meth:`discard` deleted since the store opened.
         self.discarded = 0
@@ -399,15 +401,17 @@ class Store:
             self.db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0.1
             )
+            # One node owns its store: an exclusive lock keeps a second node off it, and spares
+            # every commit SQLite's file-lock system calls and its shared-memory index (the
+            # loader thread writes module parts through this same connection: ``_txn``).
+            self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self.db.execute("PRAGMA journal_mode=WAL")
-            self._lock_out_other_nodes()
-            # From now on the loop waits for the staging connection's part (0.1 s above: a
-            # second node is told at once that the store is in use).
-            self.db.execute(f"PRAGMA busy_timeout={int(LOOP_WAIT * 1000)}")
             self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             # Keyed instances are read and written at random keys: a page cache of 64 MiB
             # (SQLite's default is 2 MiB) keeps the hot part of their tables in memory.
             self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            self.db.execute("BEGIN IMMEDIATE")  # take the lock now, not at the first input
+            self.db.execute("COMMIT")
             self._open_schema()
             # The last entry ever committed: compaction may have deleted it from the log, but
             # only once a snapshot covers it, and a snapshot keeps the seq of the entry it
@@ -464,22 +468,6 @@ class Store:
         #: toward the snapshot cadence, so recovery's scan for the default instance stays short
         self._keyed_entries: dict[str, int] = {}
 
-    def _lock_out_other_nodes(self) -> None:
-        """Keep every other node off this store while this one runs: the staging connection
-        shares the database, so it cannot be locked exclusively; instead the loop's
-        connection attaches a small database beside it (:attr:`lock_path`, which holds
-        nothing) and locks that exclusively, until the connection closes (a node that is
-        killed, or a store closed, frees it). A second node's attach finds it locked."""
-        try:
-            self.db.execute("ATTACH DATABASE ? AS guard", (str(self.lock_path),))
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e):
-                raise  # in use: said by the caller
-            raise StoreError(f"cannot open the store's lock {self.lock_path}: {e}") from None
-        self.db.execute("PRAGMA guard.locking_mode=EXCLUSIVE")
-        self.db.execute("BEGIN EXCLUSIVE")  # takes the guard's lock, kept after the commit
-        self.db.execute("COMMIT")
-
     def _open_schema(self) -> None:
         """Create the tables of a new store, or upgrade an older schema in place, in one
         transaction: a failure leaves the store as it was."""
@@ -520,14 +508,13 @@ class Store:
         """Close the store (what is not committed is lost, as in a crash). A staging on the
         loader thread stops after its current part; its request is never applied."""
         self._closing = True
-        self.db.close()  # first: a staging may be waiting for this connection's write lock
+        if self._in_txn:  # the loop's own transaction, never committed: lost
+            self._release()
+        with self._txn:  # a staging's part in progress ends first; the next sees _closing
+            self.db.close()
         if self._position_fd >= 0:
             os.close(self._position_fd)
             self._position_fd = -1
-        with self._stage_lock:
-            if self._stager is not None:
-                self._stager.close()
-                self._stager = None
 
     # --- the position file ------------------------------------------------------------------
 
@@ -604,17 +591,32 @@ class Store:
             self._pending_inputs.clear()
             self._pending_keyed.clear()
             self._unsaved.clear()
-            if self.db.in_transaction:
-                with suppress(sqlite3.Error):  # the original error is the one to report
-                    self.db.execute("ROLLBACK")
+            if self._in_txn:
+                if self.db.in_transaction:
+                    with suppress(sqlite3.Error):  # the original error is the one to report
+                        self.db.execute("ROLLBACK")
+                self._release()
             raise StoreError(f"{what} {self.path} failed: {e}") from None
 
     def _begin(self) -> None:
-        """Open a write transaction, taking the write lock at once (``IMMEDIATE``): one that
-        took its snapshot first and then found the staging connection's newer commit could
-        not write at all (``SQLITE_BUSY_SNAPSHOT``, which no waiting cures)."""
-        if not self.db.in_transaction:
+        """Open the event loop's write transaction, if it is not open: once the loader thread
+        is done with the part it writes, if it writes one (``_txn``)."""
+        if not self._in_txn:
+            if not self._txn.acquire(timeout=LOOP_WAIT):
+                raise sqlite3.OperationalError(
+                    f"the store stayed busy with a module's part for {LOOP_WAIT} s"
+                )
+            self._in_txn = True
             self.db.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        """Commit the event loop's write transaction and let the loader thread write."""
+        self.db.execute("COMMIT")
+        self._release()
+
+    def _release(self) -> None:
+        self._in_txn = False
+        self._txn.release()
 
     def _next_seq(self, machine: str) -> int:
         self.last_seq += 1
@@ -657,9 +659,9 @@ class Store:
 
     def stage(self, data: bytes, loaded: bytes | None = None) -> bool:
         """Write module ``data``, of more than :data:`PART_BYTES`, into ``module_parts`` now,
-        from the thread that loaded it for a held request (never the event loop's), through
-        the staging connection: one part per ``BEGIN IMMEDIATE`` transaction, so the loop's
-        connection waits at most one part's write for the write lock. Applying the request
+        from the thread that loaded it for a held request (never the event loop's): one part
+        per short transaction (:meth:`_part_transaction`), so the loop waits at most one
+        part's write to begin one of its own. Applying the request
         then writes only the module's small row (:meth:`_add_module`, which knows the module
         by ``loaded``, the loaded module's bytes: ``data`` or equal bytes the module cache
         held). Bytes whose parts a row references already are not written again.
@@ -667,7 +669,7 @@ class Store:
         Until :meth:`unstage`, the parts are in flight: neither collection nor
         :meth:`discard` deletes them. Whether staging succeeded: a failure (a full disk, the
         store closing) is kept for the request's reply (:meth:`staging_error`), and costs
-        nothing acknowledged: the loop's connection is not involved."""
+        nothing acknowledged: the loop's transactions are not involved."""
         if len(data) <= PART_BYTES:
             return True  # kept whole: its row is all there is to write
         digest = _digest(data)  # hashed outside any lock: 10 ms for 16 MiB
@@ -692,44 +694,38 @@ class Store:
         return error is None
 
     def _write_parts(self, digest: str, data: bytes) -> None:
-        db = self._staging()
         reference = _reference(digest)
-        try:
-            for row in self._parts(digest, data):
-                db.execute("BEGIN IMMEDIATE")
+        for row in self._parts(digest, data):
+            with self._part_transaction("staging a module") as db:
                 if row[1] == 0 and db.execute(_REFERENCED, (len(reference), reference)).fetchone():
-                    db.execute("COMMIT")  # the same bytes are stored: every part is there
-                    return
+                    return  # the same bytes are stored: every part is there
                 db.execute(_PUT_PART, row)
-                db.execute("COMMIT")
-                if self._closing:
-                    raise StoreError(f"the store {self.path} closed while a module was staged")
-        finally:
-            if db.in_transaction:
-                with suppress(sqlite3.Error):  # the original error is the one to report
-                    db.execute("ROLLBACK")
         # Copy what staging added to the write-ahead log into the database now, here, rather
-        # than in the loop's next commit (which would, past 1,000 pages). Never waits; if it
-        # fails, a later commit copies it.
-        with suppress(sqlite3.Error):
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        # than in the loop's next commit (which would, past 1,000 pages).
+        with self._txn, suppress(sqlite3.Error):
+            if not self._closing:
+                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def _staging(self) -> sqlite3.Connection:
-        """The staging connection (``_stage_lock`` held), opened on first use."""
-        if self._closing:
-            raise StoreError(f"the store {self.path} is closed")
-        if self._stager is None:
-            db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=STAGING_WAIT
-            )
-            db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
-            self._stager = db
-        return self._stager
-
-    def staging(self) -> sqlite3.Connection:
-        """The staging connection (opened now if it is not open yet), for tests and tools."""
-        with self._stage_lock:
-            return self._staging()
+    @contextmanager
+    def _part_transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One short write transaction of the loader thread's on the shared connection (the
+        loop's transactions wait meanwhile, and it waits for theirs); rolled back on error."""
+        if not self._txn.acquire(timeout=STAGING_WAIT):
+            raise StoreError(f"{what}: the store {self.path} stayed busy for {STAGING_WAIT} s")
+        try:
+            if self._closing:
+                raise StoreError(f"the store {self.path} closed while {what}")
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    with suppress(sqlite3.Error):  # the original error is the one to report
+                        db.execute("ROLLBACK")
+        finally:
+            self._txn.release()
 
     def _staged_digest(self, data: bytes) -> str | None:
         """The digest of these very bytes if they are staged, every part committed."""
@@ -770,8 +766,7 @@ class Store:
 
     def discard(self) -> int:
         """Delete the parts left for discarding (by :meth:`unstage` and by collection) that no
-        row references and no request in flight holds, through the staging connection, one
-        part per transaction: deleting a module of 16 MiB takes about as long as writing it,
+        row references and no request in flight holds, one part per short transaction: deleting a module of 16 MiB takes about as long as writing it,
         so it is done off the event loop too (the node runs this on its loader thread, and
         once at start). How many parts; a failure leaves the rest for the next collection."""
         deleted = 0
@@ -789,29 +784,21 @@ class Store:
         return deleted
 
     def _discard(self, digest: str) -> int:
-        db = self._staging()
         reference = _reference(digest)
         deleted = 0
-        try:
-            while not self._closing:
-                db.execute("BEGIN IMMEDIATE")  # the loop's commits are all in: up to date
-                with self._lock:
+        while True:
+            with self._part_transaction("deleting a module's parts") as db:
+                with self._lock:  # the loop's commits are all in: up to date
                     held = digest in self._in_flight()
                 if held or db.execute(_REFERENCED, (len(reference), reference)).fetchone():
-                    break
+                    return deleted
                 (last,) = db.execute(
                     "SELECT MAX(part) FROM module_parts WHERE digest = ?", (digest,)
                 ).fetchone()
                 if last is None:
-                    break
+                    return deleted
                 db.execute("DELETE FROM module_parts WHERE digest = ? AND part = ?", (digest, last))
-                db.execute("COMMIT")
-                deleted += 1
-        finally:
-            if db.in_transaction:
-                with suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-        return deleted
+            deleted += 1
 
     def log_start(self, machine: Machine) -> None:
         """Log a new machine and snapshot its initial state (commit follows)."""
@@ -948,7 +935,7 @@ class Store:
         with self._writing("commit to"):
             self._flush_inputs()
             self._flush_rows()
-            if not self.db.in_transaction:
+            if not self._in_txn:
                 if not self._collect_due:
                     return
                 self._begin()  # nothing new, but modules to collect (the first commit)
@@ -962,7 +949,7 @@ class Store:
             held = self._held_for_instances
             if self._collect_due or (held is not None and time.monotonic() - held >= COLLECT_EVERY):
                 self.collect_modules()
-            self.db.execute("COMMIT")
+            self._commit()
         self._committed_seq = self.last_seq
         self._record_position()
 
@@ -1031,8 +1018,8 @@ class Store:
         Parts (``module_parts``) that no row references then, and that no request in flight
         holds (:meth:`stage`), are left for :meth:`discard`, off the event loop: those of the
         modules deleted here, of bytes another module of their identity replaced, of a
-        refused request, or of a staging a crash cut short. The transaction is taken first
-        (``BEGIN IMMEDIATE``): what it reads, the staging connection cannot change."""
+        refused request, or of a staging a crash cut short. The transaction is taken first:
+        what it reads, the loader thread cannot change meanwhile."""
         self._collect_due = False
         self._begin()
         self._held_for_instances = None
