@@ -766,9 +766,10 @@ class Store:
 
     def discard(self) -> int:
         """Delete the parts left for discarding (by :meth:`unstage` and by collection) that no
-        row references and no request in flight holds, one part per short transaction: deleting a module of 16 MiB takes about as long as writing it,
-        so it is done off the event loop too (the node runs this on its loader thread, and
-        once at start). How many parts; a failure leaves the rest for the next collection."""
+        row references and no request in flight holds, one part per short transaction:
+        deleting a module of 16 MiB takes about as long as writing it, so it is done off the
+        event loop too (the node runs this on its loader thread, and once at start). How many
+        parts; a failure leaves the rest for the next collection."""
         deleted = 0
         with self._stage_lock:
             while True:
