@@ -60,6 +60,7 @@ class Node:
         self.service = service
         self.tls = tls
         self._waiting: dict[_Peer, list[bytes]] = {}
+        self._commit_due = False  # a commit is scheduled for the end of this turn
         self.peers: set[_Peer] = set()
         #: TLS handshakes in progress (``_TlsServer``): each holds a connection of the limit.
         self.handshakes: set[asyncio.Task[None]] = set()
@@ -76,11 +77,24 @@ class Node:
         if frames:
             self._waiting.setdefault(peer, []).extend(frames)
 
+    def commit_soon(self) -> None:
+        """Commit once the loop has handed every connection that has data its chunk: all the
+        chunks read in one turn of the loop share one commit (16 clients sending one input at
+        a time each make one commit a turn, not 16), and a lone client waits one turn more."""
+        if not self._commit_due:
+            self._commit_due = True
+            asyncio.get_running_loop().call_soon(self._commit_now)
+
+    def _commit_now(self) -> None:
+        self._commit_due = False
+        self.commit()
+
     def commit(self) -> None:
         """Make everything applied durable, then release the replies that acknowledge it.
 
-        Called after each chunk a connection delivers: a chunk holds every request the client
-        pipelined into it, so under load one commit covers many inputs."""
+        Called once a turn of the loop after the chunks connections delivered in it
+        (:meth:`commit_soon`): a chunk holds every request the client pipelined into it, so
+        under load one commit covers many inputs."""
         if not self._waiting or self.failure is not None:
             return
         try:
@@ -521,7 +535,7 @@ class _Peer(asyncio.Protocol):
             self.closing = True
             if not fed.replies:
                 self.close_soon()
-        node.commit()
+        node.commit_soon()
         if fed.more and not self.closing:  # stop reading until those requests are answered
             self._more = True
             if self.transport is not None and not self._paused:

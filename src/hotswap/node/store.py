@@ -112,6 +112,7 @@ COLLECT_EVERY = 60.0
 #: The position file's one record: a magic, the seq of the last committed log entry, and the
 #: CRC-32 of what precedes it; always the same length, rewritten in place after each commit.
 _POSITION = "hotswap-position 1 {seq:020d}"
+_POSITION_BYTES = _POSITION.replace("{seq:020d}", "%020d").encode()
 #: A snapshot of S bytes is taken at most once every S / SNAPSHOT_BYTES_PER_INPUT inputs: a
 #: state of a million map entries (4 MB) is snapshotted every 250,000 inputs, not 20,000, which
 #: keeps the encoding's cost per input to about 16 bytes' worth (a few microseconds).
@@ -564,8 +565,8 @@ class Store:
         with ``--fsync``), in place: one ``pwrite`` of a fixed-length record."""
         if self._position == self.last_seq or self._position_fd < 0:
             return
-        head = _POSITION.format(seq=self.last_seq)
-        record = f"{head} {zlib.crc32(head.encode()):08x}\n".encode()
+        head = _POSITION_BYTES % self.last_seq  # the hot path: bytes formatting, no encode
+        record = b"%s %08x\n" % (head, zlib.crc32(head))
         try:
             os.pwrite(self._position_fd, record, 0)
             if self._position < 0:  # the first write: drop whatever followed the record
