@@ -1,5 +1,5 @@
-"""Keyed-instance benchmark: a machine with 1,000 and 100,000 instances (other counts with
-``HOTSWAP_BENCH_COUNTS=1000,100000,1000000``), on a real node process and in process.
+"""Keyed-instance benchmark: a machine with 1,000, 500,000 and 1,000,000 instances (other
+counts with ``HOTSWAP_BENCH_COUNTS=1000,100000``), on a real node process and in process.
 
 Prints, for each count: the time to make the instances in process (step + log + group commit
 through the service, as the node does), pipelined durable inputs per second over one
@@ -209,7 +209,8 @@ def _in_process(data: Path, count: int) -> tuple[float, float, float]:
     return upgrade, step, sweep_rate
 
 
-def measure(count: int) -> None:
+def measure(count: int) -> int:
+    """Measure and print the figures for ``count`` instances; the node's RSS (bytes)."""
     with tempfile.TemporaryDirectory(prefix="hotswap-bench-") as tmp:
         data = Path(tmp)
         fill = _fill(data, count, kill=True)
@@ -255,13 +256,24 @@ def measure(count: int) -> None:
         f"{restart:.2f} s after a SIGKILL under load   goal < 2 s"
     )
     print(f"    sweeper: {sweep:,.0f} migrations/s in process")
+    return rss
 
 
 def main() -> None:
     print("instances: one machine, N keyed instances (Int counter), trace off, default durability")
-    counts = [int(c) for c in os.environ.get("HOTSWAP_BENCH_COUNTS", "1000,100000").split(",")]
+    given = os.environ.get("HOTSWAP_BENCH_COUNTS", "1000,500000,1000000")
+    counts = [int(c) for c in given.split(",")]
+    rss: dict[int, int] = {}
     for count in counts:
-        measure(count)
+        # the largest counts take minutes: say what is being made
+        print(f"  ({count:,} instances: making them, then measuring...)", flush=True)
+        rss[count] = measure(count)
+    for count in counts:
+        if 2 * count in rss:
+            print(
+                f"  RSS with {2 * count:,} instances / with {count:,}: "
+                f"{rss[2 * count] / rss[count]:.2f}x   goal: flat (1.0x) when the count doubles"
+            )
 
 
 if __name__ == "__main__":
