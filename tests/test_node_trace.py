@@ -209,3 +209,16 @@ def test_without_a_file_descriptor_the_trace_writes_at_once() -> None:
     trace.step(load(handbuilt.counter_module()), (0, ()), 1)
     assert out.getvalue() == "Output:    L Unit\nNew state: Int 1\n\n"
     trace.close()
+
+
+def test_a_key_cut_short_is_not_merged_with_the_key_it_then_reads_as() -> None:
+    """A map's key cut short by the room left could read as an earlier key ("k41" cut to
+    "k4"): the clipped map then showed the earlier key with the later value."""
+    entries = OMap((f"k{i}", i) for i in range(3000))
+    t = MapT(STR, INT)
+    whole = render(entries, t)
+    for room in range(1, 120):
+        clipped, _ = clip(entries, t, room)
+        assert render(clipped, t)[:room] == whole[:room], room
+        # every key shown whole shows its own value (the last may be cut: then no key)
+        assert all(entries[k] == x for k, x in clipped.items() if k in entries), room

@@ -113,7 +113,11 @@ def _clip(v: Value, t: Type, walk: _Cut) -> Value:
             for k, x in v.items():
                 if walk.room <= 0:
                     break
-                k2, y = _clip(k, key, walk), _clip(x, value, walk)
+                k2 = _clip(k, key, walk)
+                if k2 is not k and k2 in v:  # cut short, the key is another key of the map:
+                    k2 = k  # kept whole (rare, and as large as the key), or OMap would merge
+                    walk.room = 0  # them; the rest of the text is cut anyway
+                y = _clip(x, value, walk)
                 same = same and k2 is k and y is x
                 entries.append((k2, y))
             if len(entries) < len(v):
