@@ -5,7 +5,9 @@ Also the price of writing a machine in the DSL rather than as terms by hand: fas
 second of the DSL counter against the hand-built counter of ``hotswap.examples.handbuilt``; the
 price of ``.run`` (Python values in and out, the conversions compiled around the fast path)
 against the plain Python function, with the reference walkers for comparison; and the client's
-conversions of one bank command and reply. Figures only; nothing here passes or fails.
+conversions of one bank command and reply. Figures only; nothing here passes or fails. The
+functions compared are timed side by side, in turns, the best turn of each (``interleaved_rates``):
+this machine's speed drifts by up to 2x within a run.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from bench.timing import once_us, rate
+from bench.timing import interleaved_rates, once_us, rate
 from hotswap.cam.loaded import load
 from hotswap.client.convert import Classes, converter_for
 from hotswap.dsl import Machine, Migration, compile_source
@@ -108,12 +110,12 @@ def _cart_cases() -> list[tuple[Any, Any]]:
     ]
 
 
-def _per_call_us(fn: Callable[[Any, Any], object], cases: list[tuple[Any, Any]]) -> float:
+def _calls(fn: Callable[[Any, Any], object], cases: list[tuple[Any, Any]]) -> Callable[[], None]:
     def run() -> None:
         for a, b in cases:
             fn(a, b)
 
-    return 1e6 / (rate(run) * len(cases))
+    return run
 
 
 def _walked_run(m: Machine[..., Any]) -> Callable[[Any, Any], object]:
@@ -135,14 +137,21 @@ def _run_against_plain(
 ) -> None:
     for inp, state in cases:
         assert m.run(inp, state) == m(inp, state)
-    plain = _per_call_us(m, cases)
-    run = _per_call_us(m.run, cases)
-    walked = _per_call_us(_walked_run(m), cases)
+    core = [_core_case(m, inp, state) for inp, state in cases]
+    rates = interleaved_rates(
+        {
+            "plain": _calls(m, cases),
+            "run": _calls(m.run, cases),
+            "walked": _calls(_walked_run(m), cases),
+            "step": _calls(_step_only(m), core),
+        }
+    )
+    us = {k: 1e6 / (r * len(cases)) for k, r in rates.items()}
+    plain, run, walked, step = us["plain"], us["run"], us["walked"], us["step"]
     print(
         f"{name:<10} plain {plain:.2f} us, .run {run:.2f} us: {run / plain:.2f}x (goal <= {goal}); "
         f"with the reference walkers {walked:.2f} us ({walked / plain:.1f}x)"
     )
-    step = _per_call_us(_step_only(m), [_core_case(m, inp, state) for inp, state in cases])
     print(
         f"{'':<10} of .run: the step on core values {step:.2f} us ({step / plain:.2f}x the plain "
         f"function), converting in and out {run - step:.2f} us"
@@ -182,7 +191,8 @@ def _client_conversions(cases: list[tuple[Any, Any]]) -> None:
         to_core_reference(m.input_schema, inp, "input")
         from_core_reference(m.output_schema, out)
 
-    fast, slow = _per_call_us(compiled, values), _per_call_us(walked, values)
+    rates = interleaved_rates({"fast": _calls(compiled, values), "slow": _calls(walked, values)})
+    fast, slow = (1e6 / (rates[k] * len(values)) for k in ("fast", "slow"))
     print(
         f"client     bank input to core + output back: {fast:.2f} us compiled, "
         f"{slow:.2f} us with the reference walkers"

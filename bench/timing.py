@@ -34,3 +34,16 @@ def once_us(fn: Callable[[], object], repeats: int = 20) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e6
+
+
+def interleaved_rates(
+    fns: dict[str, Callable[[], object]], *, rounds: int = 7, min_time: float = 0.05
+) -> dict[str, float]:
+    """Calls per second of each of ``fns``, timed in turn ``rounds`` times over: the best
+    round of each. On a shared machine whose speed drifts, functions timed side by side see
+    the same drift, and the best round is the one least slowed by others (noise only adds)."""
+    best = dict.fromkeys(fns, 0.0)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = max(best[name], rate(fn, min_time=min_time, repeats=3))
+    return best

@@ -558,3 +558,248 @@ def test_a_record_compared_by_identity_is_never_handed_back() -> None:
     given = _ByIdentity(1)
     new, _ = _run(s, s, lambda pair: (pair[0], pair[0]))(given, _ByIdentity(2))
     assert new is not given and type(new) is _ByIdentity and new.n == 1
+
+
+# --- records built as their classes build them ----------------------------------------------
+#
+# A decoder builds a record the way :func:`convert.construction` says gives what the walker's
+# ``cls(**fields)`` gives: a dataclass's own ``__init__`` by filling the new object's ``__dict__``,
+# other classes by calling them. Each class below stands for one way a class can differ.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plain:
+    a: int
+    b: str
+
+
+@dataclasses.dataclass
+class _Mutable:
+    a: int
+    b: str
+
+
+class _Derived(_Plain):
+    """A subclass that is not decorated again: its parent's generated ``__init__``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _PostInit:
+    a: int
+    b: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seen", (self.a, self.b))
+
+
+@dataclasses.dataclass(frozen=True)
+class _OwnInit:
+    a: int
+    b: str
+
+    def __init__(self, a: int, b: str) -> None:
+        object.__setattr__(self, "a", a + 1)
+        object.__setattr__(self, "b", b)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Slots:
+    a: int
+    b: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _KeywordOnly:
+    a: int
+    b: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _OwnKeywords:
+    a: int
+    b: str
+
+    def __init__(self, *, b: str, a: int) -> None:
+        object.__setattr__(self, "b", b)
+        object.__setattr__(self, "a", a)
+
+
+@dataclasses.dataclass
+class _Watched:
+    a: int
+    b: str
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, f"set_{name}", True)
+
+
+class _Stored:
+    """A data descriptor: the field's value goes elsewhere than ``__dict__['a']``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return 0 if obj is None else vars(obj)[self.slot]
+
+    def __set__(self, obj: object, value: object) -> None:
+        vars(obj)[self.slot] = value
+
+
+@dataclasses.dataclass
+class _Described:
+    a: int = _Stored()  # type: ignore[assignment]
+    b: str = ""
+
+
+class _Meta(type):
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        made = super().__call__(*args, **kwargs)
+        object.__setattr__(made, "via", "meta")
+        return made
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithMeta(metaclass=_Meta):
+    a: int
+    b: str
+
+
+_CONSTRUCTIONS: dict[type, str] = {
+    _Plain: "direct",
+    _Mutable: "direct",
+    _Derived: "direct",
+    _PostInit: "positional",
+    _OwnInit: "positional",
+    _Slots: "positional",
+    _KeywordOnly: "direct",
+    _OwnKeywords: "keyword",
+    _Watched: "positional",
+    _Described: "positional",
+    _WithMeta: "keyword",
+}
+
+
+def test_each_class_is_built_the_way_that_gives_what_calling_it_gives() -> None:
+    for cls, how in _CONSTRUCTIONS.items():
+        assert convert.construction(cls, ("a", "b")) == how, cls
+    assert convert.construction(_Plain, ("b", "a")) != "direct"  # the fields in another order
+    assert convert.construction(Record, ("a",)) == "keyword"  # not a dataclass; takes **fields
+
+
+def _state(v: object) -> tuple[Any, ...]:
+    """Everything an instance holds, in order: its class, its ``__dict__`` and its slots."""
+    held = tuple(vars(v).items()) if hasattr(v, "__dict__") else ()
+    slots = tuple((n, getattr(v, n)) for n in getattr(type(v), "__slots__", ()) if hasattr(v, n))
+    return type(v), held, slots
+
+
+@settings(max_examples=20)
+@given(st.integers(-5, 5), st.text(max_size=3), st.sampled_from(sorted(_CONSTRUCTIONS, key=str)))
+def test_decoded_records_are_what_calling_their_class_makes(a: int, b: str, cls: type) -> None:
+    """Whatever the class: a decoded record holds exactly what ``cls(a=..., b=...)`` holds (its
+    ``__post_init__``, ``__init__``, ``__setattr__``, descriptor or metaclass did their part),
+    in a union, a list, a dict and through a runner as an output."""
+    record = RecordSchema(cls.__name__, (Field("a", INT_SCHEMA), Field("b", StrSchema())), cls)
+    expected = _state(cls(a=a, b=b))
+    core = (a, b)
+    assert _state(from_core_function(record)(core)) == expected
+    assert _state(trusted_from_core_function(record)(core)) == expected
+    assert _state(from_core_reference(record, core)) == expected
+    either = UnionSchema((NONE_SCHEMA, record))
+    assert _state(from_core_function(either)((1, core))) == expected
+    many = ListSchema(DictSchema(StrSchema(), record))
+    (got,) = from_core_function(many)(make_list([OMap([("k", core)])]))
+    assert _state(got["k"]) == expected
+    run = machine_runner(INT_SCHEMA, INT_SCHEMA, record, lambda pair: (pair[1], core))
+    assert _state(run(0, 0)[1]) == expected
+
+
+def test_records_known_by_name_are_built_as_record_builds_them() -> None:
+    s = _classless(schema_of_type(_Line))
+    got = from_core_function(s)(("x", 3))
+    assert type(got) is Record and got == Record("_Line", name="x", qty=3)
+    assert list(got.record_fields.items()) == [("name", "x"), ("qty", 3)]
+    with pytest.raises(AttributeError, match="immutable"):
+        got.name = "y"
+
+
+def test_nothing_noted_before_a_value_went_to_the_walker_comes_back() -> None:
+    """The compiled conversion refuses a ``str`` subclass (the walker copies its text), after
+    it noted the lines before it: the runner starts over with the walker and forgets those
+    notes, whose core values are gone (another value could take their place)."""
+
+    class Text(str):
+        pass
+
+    lines = {f"sku-{i}": cart.Line(f"item {i}", 100 + i, 1) for i in range(5)}
+    lines["odd"] = cart.Line(Text("odd"), 1, 1)
+    state = cart.Cart(lines)
+    new, out = cart.cart_sm.run(cart.SetQty("sku-3", 5), state)
+    assert (new, out) == cart.cart_sm(cart.SetQty("sku-3", 5), state)
+    assert type(new.lines["odd"].name) is str
+    assert not any(new.lines[k] is lines[k] for k in lines)
+
+
+# --- nothing is shared that either side could change -----------------------------------------
+
+
+def _scramble(v: Any, seen: set[int] | None = None) -> None:
+    """Change every list and dict reachable from ``v`` in place (records hold them too)."""
+    seen = set() if seen is None else seen
+    if id(v) in seen:
+        return
+    seen.add(id(v))
+    if isinstance(v, list):
+        for x in v:
+            _scramble(x, seen)
+        v.append("changed")
+    elif isinstance(v, dict):
+        for x in v.values():
+            _scramble(x, seen)
+        v.clear()
+    elif isinstance(v, tuple):
+        for x in v:
+            _scramble(x, seen)
+    elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+        for f in dataclasses.fields(v):
+            _scramble(getattr(v, f.name), seen)
+    elif isinstance(v, Record):
+        for x in v.record_fields.values():
+            _scramble(x, seen)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_values_converted_share_nothing_that_can_change(data: st.DataObject) -> None:
+    """A value converted, then changed by its owner, leaves what it was converted to as it was,
+    both ways and through a runner: its input and state in, its state and output out."""
+    s = data.draw(collection_schemas())
+    value = data.draw(collection_values(s))
+    expected = _tree(value)
+    core = to_core_function(s)(value, "value")
+    core_tree = _tree(core)
+    _scramble(value)
+    assert _tree(core) == core_tree
+    back = from_core_function(s)(core)
+    again = trusted_from_core_function(s)(core)
+    assert _tree(back) == _tree(again) == expected
+    _scramble(back)
+    assert _tree(core) == core_tree
+    assert _tree(again) == expected  # two decodings share nothing either
+
+    x, y = data.draw(collection_values(s)), data.draw(collection_values(s))
+    x_tree, y_tree = _tree(x), _tree(y)
+    run = machine_runner(s, s, s, lambda pair: (pair[1], pair[0]))
+    new_state, output = run(x, y)
+    assert (_tree(new_state), _tree(output)) == (y_tree, x_tree)
+    _scramble(x)
+    _scramble(y)
+    assert (_tree(new_state), _tree(output)) == (y_tree, x_tree)
+    x, y = data.draw(collection_values(s)), data.draw(collection_values(s))
+    x_tree, y_tree = _tree(x), _tree(y)
+    new_state, output = run(x, y)
+    _scramble(new_state)
+    _scramble(output)
+    assert (_tree(x), _tree(y)) == (x_tree, y_tree)

@@ -33,6 +33,42 @@ def test_run_goes_through_the_module() -> None:
     assert upgrade_state.run(5) == (5, 0)
 
 
+_ARGUMENTS = """
+@machine(init=0)
+def adder(inp: int, total: int) -> tuple[int, int]:
+    return total + inp, inp
+"""
+
+
+def test_run_binds_its_arguments_as_the_plain_function_does() -> None:
+    """Once compiled, ``.run`` is the compiled runner itself (nothing in between for
+    ``run(input, state)``): every other way of calling it binds like the plain function, and
+    every wrong call is still a HotswapError naming the machine, before and after."""
+    adder = compile_source(_ARGUMENTS)["adder"]
+    assert isinstance(adder, Machine)
+    wrong: list[tuple[tuple[object, ...], dict[str, object]]] = [
+        ((), {}),
+        ((1,), {}),
+        ((1, 2, 3), {}),
+        ((1,), {"inp": 2}),
+        ((1, 2), {"other": 3}),
+        ((), {"inp": 1, "state": 2}),
+    ]
+    for first in (True, False):
+        for args, kwargs in wrong:
+            with pytest.raises(HotswapError, match="adder") as info:
+                adder.run(*args, **kwargs)
+            assert type(info.value) is HotswapError
+        if first:  # the calls above did not compile it: this one does
+            assert "run" not in vars(adder)
+            assert adder.run(1, 2) == (3, 1)
+            assert vars(adder)["run"] is adder._runner
+    assert adder.run(1, total=5) == adder(1, total=5) == (6, 1)
+    assert adder.run(total=5, inp=2) == adder(total=5, inp=2) == (7, 2)
+    with pytest.raises(ValueTypeError, match="state: expected int"):
+        adder.run(1, total="x")
+
+
 def test_module_identity_and_types() -> None:
     """The module bytes decode to the same identity and carry the machine's core types."""
     loaded = load_module(counter_sm.module)

@@ -32,7 +32,7 @@ from hotswap.dsl.source import function_source, register_source
 from hotswap.errors import HotswapError, LimitError, SourceError
 from hotswap.lang.evaluate import Value, evaluate
 from hotswap.lang.types import Type
-from hotswap.names.convert import machine_runner, migration_runner
+from hotswap.names.convert import UNSET, machine_runner, migration_runner
 from hotswap.names.schema import Schema, core_type, from_core, to_core
 from hotswap.names.section import module_schemas
 
@@ -187,7 +187,10 @@ class Machine(_Compiled[P, R]):
         return from_core(self.compiled.output, v)
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """One step through the compiled module on the fast path; traps raise :class:`Trap`."""
+        """One step through the compiled module on the fast path; traps raise :class:`Trap`.
+
+        Once compiled, a machine of two plain parameters answers ``.run`` with the compiled
+        runner itself (:meth:`_runner`), which takes the same arguments."""
         if kwargs or len(args) != self._positional:
             args = tuple(self._arguments(args, kwargs))  # type: ignore[assignment]
         result: R = self._runner(*args)
@@ -195,11 +198,26 @@ class Machine(_Compiled[P, R]):
 
     @cached_property
     def _runner(self) -> Callable[..., Any]:
-        """The step in Python values: the conversions compiled around the fast path."""
+        """The step in Python values: the conversions compiled around the fast path. With two
+        plain parameters it becomes this machine's ``run`` too (in the instance's ``__dict__``,
+        where it hides the method): ``run(input, state)`` calls it with nothing in between, and
+        any other call goes through :meth:`_rebind`, which binds as the method does."""
         c, loaded = self.compiled, self.loaded
         assert loaded.machine is not None
         step = loaded.function(loaded.machine.step)
-        return machine_runner(c.input, c.state, c.output, step)
+        if self._positional != 2:
+            return machine_runner(c.input, c.state, c.output, step)
+        runner = machine_runner(c.input, c.state, c.output, step, self._rebind)
+        runner.__doc__ = Machine.run.__doc__
+        vars(self)["run"] = runner
+        return runner
+
+    def _rebind(
+        self, inp: object, state: object, rest: tuple[object, ...], kwargs: dict[str, object]
+    ) -> Any:
+        """``run`` called otherwise than ``run(input, state)``: bound like the plain function."""
+        given = tuple(a for a in (inp, state) if a is not UNSET) + rest
+        return self._runner(*self._arguments(given, kwargs))
 
     def evaluate(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """One step through the reference evaluator on the step term (no CAM involved)."""

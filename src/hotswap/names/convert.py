@@ -20,22 +20,31 @@ converts to itself, as ``int`` and ``str`` do, a loop that only checks and one c
 it is not ASCII, for lone surrogates (by encoding it), as :func:`hotswap.lang.values.check_text`
 does.
 
+A record comes back as what the walker's ``cls(**fields)`` makes, built the cheapest way that
+makes exactly that (:func:`construction`): a plain dataclass (the ``__init__`` dataclasses
+generated, nothing of its own around it) is a new object whose ``__dict__`` gets the fields in
+order, three times faster than the frozen ``__init__``'s ``object.__setattr__`` calls; other
+classes are called, by position when their signature takes the fields in order; a
+:class:`Record` gets its two slots.
+
 Safety: the source is generated from a schema alone; variables come from a counter; classes,
 record names and other objects reach the code through its namespace, never as text; a field
-name is spliced (``v.amount``, ``C(amount=...)``) only when it is an ASCII identifier and not a
-keyword, else it goes through the namespace too (``getattr(v, K)``, ``C(**{K: ...})``); the code
-runs with no builtins but the few it names. Nesting is bounded: past :data:`_NEST_LIMIT` nested
-branches, a sub-schema gets a function of its own.
+name is spliced (``v.amount``, ``C(amount=...)``, ``d['amount']``) only when it is an ASCII
+identifier and not a keyword, else it goes through the namespace too (``getattr(v, K)``,
+``C(**{K: ...})``); the code runs with no builtins but the few it names. Nesting is bounded:
+past :data:`_NEST_LIMIT` nested branches, a sub-schema gets a function of its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import keyword
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import attrgetter
+from types import FunctionType, MappingProxyType
 from typing import Any
 
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
@@ -67,6 +76,13 @@ _EXPR_DEPTH = 8
 
 Encoder = Callable[[object, str], Value]
 Decoder = Callable[[Value], Any]
+
+
+#: The setters of a :class:`Record`'s two slots, which its ``__init__`` sets.
+_RECORD_NAME: Callable[[Record, str], None] = vars(Record)["_name"].__set__
+_RECORD_FIELDS: Callable[[Record, Mapping[str, Any]], None] = vars(Record)["_fields"].__set__
+#: A class whose ``__new__`` is this one makes its instances as ``object`` does.
+_OBJECT_NEW: object = object.__new__
 
 
 class _Bad(Exception):
@@ -152,6 +168,10 @@ class _Source:
             "_T": TRUE,
             "_F": FALSE,
             "_Record": Record,
+            "_new": object.__new__,
+            "_rec_name": _RECORD_NAME,
+            "_rec_fields": _RECORD_FIELDS,
+            "_Proxy": MappingProxyType,
             "_id": id,
         }
         self._consts: dict[int, str] = {}
@@ -296,7 +316,8 @@ def _enc(src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int) 
                 out.append(f"{ind}    {acc}[{kc.text}] = {vc.text}")
                 result = src.fresh("m")
                 out.append(f"{ind}{result} = _OMap_of({acc})")
-            out.append(f"{ind}if len({result}) != len({x}): raise _Bad")  # two keys made one
+            if kc.text != k:  # two keys may have made one (keys that are their own core can't)
+                out.append(f"{ind}if len({result}) != len({x}): raise _Bad")
             return _E(result)
         case TupleSchema(items):
             out.append(
@@ -314,7 +335,7 @@ def _enc(src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int) 
             core = src.fresh("c")
             src.noted.add(cls)
             out.append(f"{ind}{core} = {made.text}")
-            out.append(f"{ind}_memo[_id({core})] = ({core}, {x})")
+            out.append(f"{ind}_memo[_id({core})] = {x}")
             return _E(core)
         case RecordSchema(name=name):
             found = src.fresh("fs")
@@ -526,11 +547,9 @@ def _dec(
                 out.append(f"{ind}if len({result}) != len({x}): raise _Bad")
             return _E(result)
         case RecordSchema(cls=cls) if src.memo and not checked and cls in src.noted:
-            result, hit, c = src.fresh(), src.fresh("h"), src.const(cls)
-            out.append(f"{ind}{hit} = _memo.get(_id({x}))")
-            out.append(f"{ind}if {hit} is not None and {hit}[0] is {x} and type({hit}[1]) is {c}:")
-            out.append(f"{ind}    {result} = {hit}[1]")
-            out.append(f"{ind}else:")
+            result = src.fresh()
+            out.append(f"{ind}{result} = _memo.get(_id({x}))")
+            out.append(f"{ind}if type({result}) is not {src.const(cls)}:")
             src.memo = False  # the record's own fields are built as usual
             made = _dec(src, s, x, out, ind + "    ", level, checked)
             src.memo = True
@@ -543,21 +562,105 @@ def _dec(
             ]
             if isinstance(s, TupleSchema):
                 return _E(f"({', '.join(p.text for p in parts)},)", 1 + max(p.depth for p in parts))
-            made_by = src.const(s.cls) if s.cls is not None else None
-            make = f"{made_by}(" if made_by is not None else f"_Record({src.const(s.name)}, "
-            if all(_plain_name(f.name) for f in s.fields):
-                args = ", ".join(f"{f.name}={p.text}" for f, p in zip(s.fields, parts, strict=True))
-            else:
-                named = (
-                    f"{src.const(f.name)}: {p.text}" for f, p in zip(s.fields, parts, strict=True)
-                )
-                args = f"**{{{', '.join(named)}}}"
-            result = src.fresh()
-            out.append(f"{ind}{result} = {make}{args})")
-            return _E(result)
+            return _make_record(src, s, parts, out, ind)
         case UnionSchema(alternatives):
             return _dec_union(src, alternatives, x, out, ind, level, checked)
     raise AssertionError(s)  # pragma: no cover - the match is exhaustive
+
+
+def _make_record(src: _Source, s: RecordSchema, parts: list[_E], out: list[str], ind: str) -> _E:
+    """Emit the construction of a record of ``s`` from its fields' values ``parts``: what the
+    reference walker's ``cls(**fields)`` (or ``Record(name, **fields)``) makes, built as
+    :func:`construction` says is the same."""
+    result = src.fresh()
+    names = s.field_names()
+    plain = all(_plain_name(n) for n in names)
+    keys = [repr(n) if plain else src.const(n) for n in names]  # an ASCII identifier's repr
+    entries = ", ".join(f"{k}: {p.text}" for k, p in zip(keys, parts, strict=True))
+    if s.cls is None:  # our own Record, its two slots set as its __init__ sets them
+        out.append(f"{ind}{result} = _new(_Record)")
+        out.append(f"{ind}_rec_name({result}, {src.const(s.name)})")
+        out.append(f"{ind}_rec_fields({result}, _Proxy({{{entries}}}))")
+        return _E(result)
+    cls = src.const(s.cls)
+    how = construction(s.cls, names)
+    if how == "direct":
+        out.append(f"{ind}{result} = _new({cls})")
+        if parts:
+            fields = src.fresh("f")
+            out.append(f"{ind}{fields} = {result}.__dict__")
+            out.extend(f"{ind}{fields}[{k}] = {p.text}" for k, p in zip(keys, parts, strict=True))
+    elif how == "positional":
+        out.append(f"{ind}{result} = {cls}({', '.join(p.text for p in parts)})")
+    elif plain:
+        args = ", ".join(f"{n}={p.text}" for n, p in zip(names, parts, strict=True))
+        out.append(f"{ind}{result} = {cls}({args})")
+    else:
+        out.append(f"{ind}{result} = {cls}(**{{{entries}}})")
+    return _E(result)
+
+
+def construction(cls: type, names: tuple[str, ...]) -> str:
+    """How compiled code may build an instance of ``cls`` from the values of the fields
+    ``names`` (in order) and get exactly what ``cls(**fields)`` gives:
+
+    - ``"direct"``: a new object whose ``__dict__`` gets the fields in order, which is all the
+      ``__init__`` a dataclass generates does (for a frozen one, through
+      ``object.__setattr__``) when nothing else is involved: no ``__post_init__``, no
+      ``__new__``, ``__getattribute__`` or metaclass of its own, no descriptor (a slot, a
+      property) under a field's name, every field set by ``__init__``, and an ``__init__``
+      made by ``dataclasses`` itself, taking the fields in that order;
+    - ``"positional"``: ``cls(a, b, ...)``, when its signature takes exactly the fields, in
+      order, each by position or keyword;
+    - ``"keyword"``: ``cls(name=a, ...)`` otherwise.
+
+    Decided when the conversion is compiled, from the class as it is then."""
+    if type(cls) is not type or getattr(cls, "__new__", None) is not _OBJECT_NEW:
+        return "keyword"
+    if _generated_init(cls, names):
+        return "direct"
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):  # pragma: no cover - a class's signature is always known
+        return "keyword"
+    by_position = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    if [p.name for p in params] == list(names) and all(p.kind is by_position for p in params):
+        return "positional"
+    return "keyword"
+
+
+def _generated_init(cls: type, names: tuple[str, ...]) -> bool:
+    """Whether building ``cls`` is setting ``names`` in its instance's ``__dict__``, in order
+    (:func:`construction`)."""
+    if not dataclasses.is_dataclass(cls) or hasattr(cls, "__post_init__"):
+        return False
+    params = getattr(cls, "__dataclass_params__", None)
+    fields = dataclasses.fields(cls)
+    if (
+        not getattr(params, "init", False)
+        or tuple(f.name for f in fields) != names
+        or not all(f.init for f in fields)
+        or not cls.__dictoffset__  # instances without a __dict__ (slots)
+        or cls.__getattribute__ is not object.__getattribute__
+        or not (getattr(params, "frozen", False) or cls.__setattr__ is object.__setattr__)
+    ):
+        return False
+    for name in names:  # a data descriptor on the class would take the field's value
+        found = inspect.getattr_static(cls, name, None)
+        kind = type(found)
+        if hasattr(kind, "__set__") or hasattr(kind, "__delete__"):
+            return False
+    init = inspect.getattr_static(cls, "__init__", None)
+    if not isinstance(init, FunctionType):
+        return False
+    code = init.__code__
+    # dataclasses compiles __init__ from text, inside a function __create_fn__ (3.11 to 3.13)
+    if code.co_filename != "<string>" or code.co_qualname != "__create_fn__.<locals>.__init__":
+        return False
+    taken = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]  # after self
+    in_order = [f.name for f in fields if not f.kw_only] + [f.name for f in fields if f.kw_only]
+    starred = code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
+    return list(taken) == in_order and not starred
 
 
 def _dec_part(
@@ -715,18 +818,43 @@ def _shareable(s: Schema) -> bool:
     return False
 
 
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: What a :func:`machine_runner` with ``rebind`` sees in place of an argument not given.
+UNSET: Any = _Unset()
+
+#: ``rebind(i, s, rest, kw)``: a machine's run called otherwise than with two positional
+#: arguments (``i`` and ``s`` the first two or :data:`UNSET`, then the others and the keywords).
+Rebind = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]
+
+
 def machine_runner(
-    input: Schema, state: Schema, output: Schema, step: Callable[[Value], Value]
-) -> Callable[[object, object], tuple[Any, Any]]:
+    input: Schema,
+    state: Schema,
+    output: Schema,
+    step: Callable[[Value], Value],
+    rebind: Rebind | None = None,
+) -> Callable[..., tuple[Any, Any]]:
     """``run(input, state) -> (state, output)`` in Python values around the fast-path ``step``
     of a machine whose types are those of the schemas: one function, the conversions inline.
     A value that does not convert raises what ``to_core(schema, value, "input"/"state")`` does.
+    Given ``rebind``, ``run`` takes any arguments, and any call but ``run(input, state)`` is
+    ``rebind``'s (which binds them as the plain function would): so ``run`` can stand for
+    ``Machine.run`` itself, with no wrapper to call first.
 
     Records the step passes through untouched come back as the very objects that went in, as
     they do from the plain function (``dict(cart.lines)`` shares its lines): each frozen record
-    converted on the way in is noted by the core value made of it (``_memo``), and on the way
-    out a core value found there, of the same class, is that record again. Only records that
-    nothing can change (:func:`_shareable`) are noted, so sharing one is never observable."""
+    converted on the way in is noted by the ``id`` of the core value made of it (``_memo``),
+    and on the way out a core value of that ``id``, where the same class is expected, is that
+    record again. An ``id`` names one object only while it lives: every core value noted is
+    part of the converted input or state, which the function holds until it returns (and when
+    the walker converts them instead, the notes are dropped). Only records that nothing can
+    change (:func:`_shareable`) are noted, so sharing one is never observable."""
     src = _Source()
     src.memo = True
     src.ns["_step"] = step
@@ -739,19 +867,28 @@ def machine_runner(
     tail: list[str] = []
     c = _dec(src, state, "n", tail, "    ", 0, checked=False)
     d = _dec(src, output, "o", tail, "    ", 0, checked=False)
+    if rebind is None:
+        head = ["def run(i, s):"]
+    else:
+        src.ns["_rebind"], src.ns["_UNSET"] = rebind, UNSET
+        head = [
+            "def run(i=_UNSET, s=_UNSET, /, *rest, **kw):",
+            "    if rest or kw or s is _UNSET: return _rebind(i, s, rest, kw)",
+        ]
     lines = [
-        "def run(i, s):",
+        *head,
         *(["    _memo = {}"] if src.noted else []),  # no record to note: no memo to make
         "    try:",
         *body,
         "    except Exception:",
+        *(["        _memo.clear()"] if src.noted else []),  # what it noted may be gone
         f'        {a} = _in(i, "input")',
         f'        {b} = _st(s, "state")',
         f"    n, o = _step(({a}, {b}))",
         *tail,
         f"    return ({c.text}, {d.text})",
     ]
-    fn: Callable[[object, object], tuple[Any, Any]] = src.compile(lines, "run")
+    fn: Callable[..., tuple[Any, Any]] = src.compile(lines, "run")
     return fn
 
 
