@@ -266,17 +266,18 @@ def test_a_flood_of_refusals_does_not_flood_the_trace(monkeypatch: pytest.Monkey
     lines = [line for line in out.getvalue().splitlines() if "efus" in line]
     assert lines == [
         *["Refused upgrade of 'counter' by -: forbidden: " + lines[0].split(": ", 2)[2]] * 3,
-        "(7 more refusals not traced)",
+        "(7 more refusals of principals not traced)",
         *["Refused upgrade of 'counter' by -: forbidden: " + lines[0].split(": ", 2)[2]] * 3,
     ]
 
 
-def test_role_refusals_and_strangers_share_the_refusals_budget(
+def test_role_refusals_and_strangers_have_budgets_of_their_own(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Requests beyond a token's roles, and connections without a known token, are traced
-    within the same budget: a stranger with no token cannot flood the trace either; the
-    count of the untraced is said at the next tick even if no refusal follows."""
+    within budgets of their own: a stranger with no token cannot flood the trace, nor hide
+    a principal's refusals in it; the count of the untraced is said at the next tick even if
+    no refusal follows."""
     from hotswap.node import service  # noqa: PLC0415
 
     now = [1000.0]
@@ -297,6 +298,10 @@ def test_role_refusals_and_strangers_share_the_refusals_budget(
         now[0] += 1
         node.service.tick(time.time())
     lines = [line for line in out.getvalue().splitlines() if "efus" in line]
-    assert len(lines) == 4, lines
+    assert len(lines) == 8, lines
     assert all("(machine 'counter')" in line for line in lines[:3])
-    assert lines[3] == "(7 more refusals not traced)"
+    assert all("refused (unauthorized)" in line for line in lines[3:6])
+    assert sorted(lines[6:]) == [
+        "(2 more refusals before a hello not traced)",
+        "(2 more refusals of principals not traced)",
+    ]

@@ -5,6 +5,7 @@ nothing references them (``Store.discard``). What is read back is the very bytes
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 import time
@@ -277,3 +278,35 @@ def test_a_staging_failure_is_the_requests_error_and_loses_nothing(tmp_path: Pat
         service.commit()
         node.reopen()
         assert node.service.registry.get("abacus").inputs == 3
+
+
+def test_a_module_the_disk_cannot_take_is_refused_before_a_part_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With less free space than twice a module and the reserve, its upgrade is refused
+    ``overloaded``, saying how much is free and needed, before anything is written: staging
+    never fills the disk that the inputs need (it did: the node then stopped on its next
+    commit, and again after each restart)."""
+    from hotswap.node import store as store_module  # noqa: PLC0415
+
+    with MemoryNode({"abacus": handbuilt.counter_module}, data=tmp_path) as node:
+        service, store = node.service, node.service.store
+        before = _parts(store.db)
+        v2 = _big(V2, b"room")
+        migration = _big(handbuilt.upgrade_state_module(), b"room")
+        free = 2 * (len(v2) + len(migration)) + store_module.STAGING_RESERVE - 1  # 1 B short
+        usage = shutil.disk_usage(tmp_path)._replace(free=free)
+        monkeypatch.setattr(shutil, "disk_usage", lambda _: usage)
+        request = UpgradeRequest(1, "abacus", V1.identity, v2, migration)
+        modules = service.to_prepare(request)
+        _prepare_held(modules, service.registry.fuel, service, request)
+        reply = service.handle(request)
+        assert isinstance(reply, Error) and reply.code == "overloaded", reply
+        assert "MiB free" in reply.message and "free some space" in reply.message
+        assert _parts(store.db) == before  # not a part written
+        assert service.registry.get("abacus").identity == V1.identity
+        for data in modules:
+            release(data)
+        store.unstage(modules)
+        assert isinstance(service.handle(Send(2, "abacus", INCR)), Output)
+        service.commit()  # the node goes on

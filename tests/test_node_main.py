@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from hotswap.errors import HotswapError
+from hotswap.errors import HotswapError, StoreError
 from hotswap.examples.counter import counter_sm
 from hotswap.node.main import NodeOptions, open_service
 from hotswap.node.service import NodeConfig
 from hotswap.node.trace import Trace
-from served import run_cli
+from served import Served, run_cli
 
 COUNTER = "hotswap.examples.counter:counter_sm"
 
@@ -73,3 +73,17 @@ def test_a_failed_start_releases_the_store(tmp_path: Path) -> None:
         open_service(_options(tmp_path, counter="no.such:machine"), Trace("off", io.StringIO()))
     service = open_service(_options(tmp_path, counter=COUNTER), Trace("off", io.StringIO()))
     service.store.close()
+
+
+def test_a_second_node_on_a_data_directory_in_use_writes_nothing_into_it(tmp_path: Path) -> None:
+    """It stopped at the store's lock only after making the first start's credentials (an
+    admin token, credentials.json, the directory's mode) in the running node's directory."""
+    data = tmp_path / "data"
+    with Served(data, {"counter": counter_sm}):
+        before = sorted(p.name for p in data.iterdir())
+        mode = data.stat().st_mode
+        options = NodeOptions(data=data, machines=(("counter", counter_sm),), auth=True)
+        with pytest.raises(StoreError, match="in use by another node"):
+            open_service(options, Trace("off"))
+        assert sorted(p.name for p in data.iterdir()) == before
+        assert data.stat().st_mode == mode

@@ -95,6 +95,12 @@ def test_a_tls_node_serves_tls_clients_and_tells_plain_ones_why(
             assert c.status("counter").inputs == 1
 
 
+def test_tls_files_may_be_given_as_strings(tmp_path: Path, pki: Written) -> None:
+    cert, key = _client_of(pki, "deployer")
+    assert isinstance(client_context(str(pki.ca), str(cert), str(key)), ssl.SSLContext)
+    assert isinstance(server_context(str(pki.node_cert), str(pki.node_key)), ssl.SSLContext)
+
+
 def test_a_tls_client_of_a_plain_node_is_told_to_check_the_node(
     tmp_path: Path, pki: Written
 ) -> None:
@@ -190,23 +196,50 @@ def test_handshakes_in_progress_count_against_the_connection_limit(
     tmp_path: Path, pki: Written
 ) -> None:
     """Connections that never finish their TLS handshake hold a place among
-    --max-connections (each for at most the handshake timeout): the next is refused at once,
-    and traced; once they are gone, clients connect again."""
+    --max-connections, but cannot keep clients out: at the limit, the oldest connection not
+    past its hello is closed to make room for the new one. Once every connection said its
+    hello, the next is refused, and traced."""
     tls = server_context(pki.node_cert, pki.node_key)
-    config = NodeConfig(max_connections=3, handshake_timeout=2.0)
+    config = NodeConfig(max_connections=3, handshake_timeout=5.0)
     with Served(tmp_path / "data", {"counter": counter_sm}, tls=tls, config=config) as node:
         stalled = [socket.create_connection(_host_port(node.address)) for _ in range(3)]
+        clients: list[Client] = []
         try:
             _wait_until(lambda: len(node.node.handshakes) == 3)
+            for _ in range(3):  # each takes the place of a stalled handshake
+                clients.append(Client(node.address, tls=client_context(pki.ca), timeout=5))
+                assert clients[-1].send("counter", Incr()) is None
+            assert not node.node.handshakes
             with pytest.raises(NodeError, match="--max-connections"):
                 Client(node.address, tls=client_context(pki.ca), timeout=5)
         finally:
             for sock in stalled:
                 sock.close()
-        _wait_until(lambda: not node.node.handshakes)
-        with Client(node.address, tls=client_context(pki.ca)) as c:
-            assert c.send("counter", Incr()) is None
-    assert any("refused: the node serves 3 connections" in line for line in node.lines())
+            for client in clients:
+                client.close()
+    made_room = [line for line in node.lines() if "to make room for 127.0.0.1:" in line]
+    assert len(made_room) == 3, node.lines()
+    assert any("every one past its hello" in line for line in node.lines())
+
+
+def test_connections_that_never_say_hello_make_room_for_clients(tmp_path: Path) -> None:
+    """Over plain TCP too: silent connections at the limit are closed, oldest first, for new
+    clients; clients past their hello are never closed for another."""
+    config = NodeConfig(max_connections=2, handshake_timeout=5.0)
+    with Served(tmp_path / "data", {"counter": counter_sm}, config=config) as node:
+        silent = [socket.create_connection(_host_port(node.address)) for _ in range(2)]
+        try:
+            _wait_until(lambda: len(node.node.peers) == 2)
+            with Client(node.address, timeout=5) as a, Client(node.address, timeout=5) as b:
+                assert a.send("counter", Incr()) is None and b.send("counter", Incr()) is None
+                assert silent[0].recv(100) == b""  # the oldest went first
+                with pytest.raises(NodeError, match="--max-connections") as refused:
+                    Client(node.address, timeout=5)
+                assert refused.value.code == "overloaded"
+                assert a.status("counter").inputs == 2  # neither client was closed
+        finally:
+            for sock in silent:
+                sock.close()
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -247,7 +280,10 @@ def test_a_node_process_serves_mutual_tls_on_uvloop(tmp_path: Path, pki: Written
     credentials.add_certified("deployer", ["send"])
     credentials.save(data / "credentials.json")
     tls = ["--tls-cert", str(pki.node_cert), "--tls-key", str(pki.node_key)]
-    node = NodeProcess(data, {"counter": COUNTER}, *tls, "--tls-ca", str(pki.ca), "--auth")
+    # asyncio's loop is the default over TLS: uvloop's TLS is asked for, and must work too
+    node = NodeProcess(
+        data, {"counter": COUNTER}, *tls, "--tls-ca", str(pki.ca), "--auth", "--loop", "uvloop"
+    )
     try:
         cert, key = _client_of(pki, "deployer")
         given = ["--node", node.address, "--tls-ca", str(pki.ca)]

@@ -268,8 +268,9 @@ class TrustedKeys:
         if earlier is not None:
             msg = (
                 f"the signature does not allow this {_change(claim, detail=True)}: it was made "
-                f"for the same change {earlier} generation(s) earlier, which was applied then; "
-                "a signed change applies once (sign it again for the machine's generation now)"
+                f"for the same change {earlier} generation(s) earlier; a signature allows a "
+                "change at one generation only, so that it cannot be replayed (sign it again "
+                "for the machine's generation now)"
             )
             raise SignatureProblem(msg)
         msg = (

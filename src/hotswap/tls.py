@@ -42,7 +42,8 @@ class TlsProblem(HotswapError):
     """A certificate, key or authority that cannot be used, and why."""
 
 
-def _load_chain(context: ssl.SSLContext, cert: Path, key: Path, who: str) -> None:
+def _load_chain(context: ssl.SSLContext, cert: Path | str, key: Path | str, who: str) -> None:
+    cert, key = Path(cert), Path(key)  # a str path works as it does for the authority
     for path in (cert, key):
         if not path.is_file():
             raise TlsProblem(f"{who}: cannot read {path}: no such file")
@@ -55,7 +56,7 @@ def _load_chain(context: ssl.SSLContext, cert: Path, key: Path, who: str) -> Non
         raise TlsProblem(f"{who}: cannot read {cert} or {key}: {e.strerror or e}") from None
 
 
-def _load_ca(context: ssl.SSLContext, ca: Path, who: str) -> None:
+def _load_ca(context: ssl.SSLContext, ca: Path | str, who: str) -> None:
     try:
         context.load_verify_locations(cafile=ca)
     except ssl.SSLError as e:
@@ -64,7 +65,9 @@ def _load_ca(context: ssl.SSLContext, ca: Path, who: str) -> None:
         raise TlsProblem(f"{who}: cannot read the authority {ca}: {e.strerror or e}") from None
 
 
-def server_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext:
+def server_context(
+    cert: Path | str, key: Path | str, ca: Path | str | None = None
+) -> ssl.SSLContext:
     """A node's TLS context: its certificate and key; with ``ca``, clients must present a
     certificate that authority signed (mutual TLS)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -77,7 +80,7 @@ def server_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLCont
 
 
 def client_context(
-    ca: Path | None = None, cert: Path | None = None, key: Path | None = None
+    ca: Path | str | None = None, cert: Path | str | None = None, key: Path | str | None = None
 ) -> ssl.SSLContext:
     """A client's TLS context: the node's certificate is checked against ``ca`` (else the
     system's authorities) and must name the host connected to; ``cert`` and ``key``: this

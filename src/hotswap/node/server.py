@@ -23,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import signal
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import cast
 
 from hotswap.auth import CredentialProblem
@@ -64,11 +66,45 @@ class Node:
         self.peers: set[_Peer] = set()
         #: TLS handshakes in progress (``_TlsServer``): each holds a connection of the limit.
         self.handshakes: set[asyncio.Task[None]] = set()
+        #: Connections not past their hello yet (handshakes included), oldest first, each
+        #: with what closes it: at the limit, the oldest makes room for a new connection.
+        self.unwelcomed: dict[object, Callable[[], None]] = {}
         #: Bytes of unfinished frames held for all peers (each peer's share in ``held``).
         self.buffered = 0
         self.stopped = asyncio.Event()
         #: The store error that stopped the node, if one did.
         self.failure: HotswapError | None = None
+
+    # --- admission -----------------------------------------------------------------------
+
+    def admit(self, peer: str, connections: int) -> bool:
+        """Whether a new connection from ``peer`` may be served, the node serving
+        ``connections`` already: under --max-connections, or at it when the oldest connection
+        that has not said its hello yet (nor finished its TLS handshake) is closed to make
+        room. So connections that never authenticate cannot keep clients out: to hold every
+        place, they would have to be opened faster than a client says its hello. A node whose
+        connections all said hello refuses the new one."""
+        limit = self.service.config.max_connections
+        if connections < limit:
+            return True
+        service = self.service
+        if self.unwelcomed:
+            oldest = next(iter(self.unwelcomed))
+            close = self.unwelcomed.pop(oldest)
+            close()
+            if service.may_trace_refusal(before_hello=True):
+                service.trace.note(
+                    f"Connection closed before its hello, to make room for {peer}: the node "
+                    f"serves {limit} connections (--max-connections), and it was the oldest "
+                    "not past its hello"
+                )
+            return True
+        if service.may_trace_refusal(before_hello=True):
+            service.trace.note(
+                f"Connection from {peer} refused: the node serves {limit} connections, its "
+                "limit (--max-connections), every one past its hello"
+            )
+        return False
 
     # --- group commit -----------------------------------------------------------------------
 
@@ -299,22 +335,21 @@ class _TlsServer:
             try:
                 conn, peer = await loop.sock_accept(self.sock)
             except OSError as e:  # out of file descriptors, say: try again soon
-                if node.service.may_trace_refusal():
+                if node.service.may_trace_refusal(before_hello=True):
                     node.service.trace.note(f"Accepting a connection failed: {e}")
                 await asyncio.sleep(0.1)
                 continue
-            limit = node.service.config.max_connections
-            if len(node.peers) + len(self.node.handshakes) >= limit:
-                if node.service.may_trace_refusal():
-                    node.service.trace.note(
-                        f"Connection from {address(peer)} refused: the node serves {limit} "
-                        "connections, its limit (--max-connections)"
-                    )
+            if not node.admit(address(peer), len(node.peers) + len(node.handshakes)):
                 conn.close()  # before any TLS: a goodbye would read as garbage
                 continue
             task = loop.create_task(self._handshake(conn, address(peer)))
-            self.node.handshakes.add(task)
-            task.add_done_callback(self.node.handshakes.discard)
+            node.handshakes.add(task)
+            node.unwelcomed[task] = functools.partial(_cancel, task)
+            task.add_done_callback(self._handshake_over)
+
+    def _handshake_over(self, task: asyncio.Task[None]) -> None:
+        self.node.handshakes.discard(task)
+        self.node.unwelcomed.pop(task, None)
 
     async def _handshake(self, conn: socket.socket, peer: str) -> None:
         loop = asyncio.get_running_loop()
@@ -324,14 +359,21 @@ class _TlsServer:
             await loop.connect_accepted_socket(
                 lambda: _Peer(self.node), conn, ssl=self.context, ssl_handshake_timeout=timeout
             )
+        except asyncio.CancelledError:  # closed to make room (Node.admit), or stopping
+            conn.close()
+            raise
         except (TimeoutError, OSError) as e:
             # ssl.SSLError is an OSError: a refused certificate, garbage, a reset; a timeout
             # is a ConnectionAbortedError on asyncio's loop
             conn.close()
             service = self.node.service
-            if not self.node.stopped.is_set() and service.may_trace_refusal():
+            if not self.node.stopped.is_set() and service.may_trace_refusal(before_hello=True):
                 why = _handshake_error(None if loop.time() - began >= timeout else e)
                 service.trace.note(f"TLS handshake from {peer} failed: {why}")
+
+
+def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
 
 
 #: What a TLS handshake's failure means, by OpenSSL's reason, for the trace.
@@ -382,15 +424,18 @@ class _Peer(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
         self.peer = address(self.transport.get_extra_info("peername"))
         self.conversation.peer = self.peer
-        limit = self.node.service.config.max_connections
-        if len(self.node.peers) >= limit:  # refused before it holds anything
+        node = self.node
+        # over TLS, admitted before its handshake (``_TlsServer``)
+        if node.tls is None and not node.admit(self.peer, len(node.peers)):
+            limit = node.service.config.max_connections
             message = f"the node serves {limit} connections, its limit (--max-connections)"
             goodbye = Goodbye(ErrorCode.OVERLOADED, message)  # before any hello: as for garbage
             self.transport.write(frame(encode_message(goodbye, 1)))
             self.closing = True
             self.transport.close()
             return
-        self.node.peers.add(self)
+        node.peers.add(self)
+        node.unwelcomed[self] = self._make_room
         # over mutual TLS the certificate is verified before this is called: who it names
         self.conversation.certificate = peer_name(self.transport.get_extra_info("peercert"))
         if self.node.stopped.is_set():
@@ -398,6 +443,12 @@ class _Peer(asyncio.Protocol):
             return
         timeout = self.node.service.config.handshake_timeout
         self._timer = asyncio.get_running_loop().call_later(timeout, self._timeout)
+
+    def _make_room(self) -> None:
+        """Closed by :meth:`Node.admit` before its hello, for a newer connection."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def _timeout(self) -> None:
         """No hello in time, or idle too long: close."""
@@ -525,6 +576,8 @@ class _Peer(asyncio.Protocol):
     def _fed(self, fed: Fed) -> None:
         node = self.node
         idle = node.service.config.idle_timeout
+        if fed.welcomed:
+            node.unwelcomed.pop(self, None)
         if fed.welcomed or (fed.requests and self._timer is not None and idle):
             self._rearm()
         if fed.failure is not None:
@@ -581,6 +634,7 @@ class _Peer(asyncio.Protocol):
                 asyncio.get_running_loop().run_in_executor(_LOADER, store.discard)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.node.unwelcomed.pop(self, None)
         self._account(0)
         self.closing = True
         if self._timer is not None:

@@ -120,7 +120,9 @@ class NodeConfig:
     credentials: Credentials | None = None
 
 
-#: At most this many refused changes of code are traced a second (the rest are counted).
+#: At most this many refusals of each kind are traced a second (the rest are counted): those
+#: of connections before their hello (strangers: failed TLS handshakes, bad tokens, the
+#: connection limit), and those of principals (role refusals, refused changes of code).
 REFUSALS_TRACED = 100
 
 
@@ -152,7 +154,8 @@ class Service:
         #: The id of the trusted key whose signature the last :meth:`unsigned` accepted.
         self.signer: str | None = None
         #: Refused changes traced: (the second, how many traced in it, how many not).
-        self._refusals = (0, 0, 0)
+        #: (second, traced, untraced) for refusals before a hello, and for principals'.
+        self._refusals = {True: (0, 0, 0), False: (0, 0, 0)}
         #: No timed trial ends before this (infinity: none runs); checked before each request.
         self._due = registry.next_deadline() or math.inf
         self.instances = Instances(store, registry.fuel, self.config.cache, store.replay_window)
@@ -210,27 +213,31 @@ class Service:
             return str(e)
         return None
 
-    def may_trace_refusal(self) -> bool:
+    def may_trace_refusal(self, before_hello: bool = False) -> bool:
         """Whether one more refusal may be traced this second: at most
-        :data:`REFUSALS_TRACED` a second, of every kind together (refused changes, role
-        refusals, unauthorized connections), so that nobody, with or without a token, floods
-        the trace; the rest are counted, and the count said once the second is over (at the
-        next refusal or the next tick)."""
+        :data:`REFUSALS_TRACED` a second of refusals ``before_hello`` (of connections that
+        have not authenticated: failed TLS handshakes, unknown tokens, the connection limit),
+        and as many of the rest (what principals were refused: roles, changes of code), so
+        that nobody floods the trace, and strangers cannot hide a principal's refusals; the
+        rest are counted, and the count said once the second is over (at the next refusal or
+        the next tick)."""
         self.flush_refusals()
-        at, noted, untraced = self._refusals
+        at, noted, untraced = self._refusals[before_hello]
         if noted >= REFUSALS_TRACED:
-            self._refusals = (at, noted, untraced + 1)
+            self._refusals[before_hello] = (at, noted, untraced + 1)
             return False
-        self._refusals = (at, noted + 1, untraced)
+        self._refusals[before_hello] = (at, noted + 1, untraced)
         return True
 
     def flush_refusals(self) -> None:
         """Once a second has passed: say how many refusals it left untraced."""
         second = int(time.monotonic())
-        if second != self._refusals[0]:
-            if self._refusals[2]:
-                self.trace.note(f"({self._refusals[2]:,} more refusals not traced)")
-            self._refusals = (second, 0, 0)
+        for before_hello, (at, _, untraced) in list(self._refusals.items()):
+            if second != at:
+                if untraced:
+                    whose = "before a hello" if before_hello else "of principals"
+                    self.trace.note(f"({untraced:,} more refusals {whose} not traced)")
+                self._refusals[before_hello] = (second, 0, 0)
 
     def _refused(
         self, event: Request, by: str | None, why: str, seed: tuple[str, str] | None = None
@@ -648,14 +655,16 @@ class Service:
                 return
         if not fits:
             return
-        for data in modules:
-            if len(data) <= PART_BYTES:
-                continue
+        large = [data for data in modules if len(data) > PART_BYTES]
+        left = sum(len(data) for data in large)  # the disk must take them all
+        for data in large:
             try:
                 code = load_module(data)  # loaded already: at once
             except HotswapError:
                 continue  # refused for it: nothing to store
-            self.store.stage(data, code.data)
+            if not self.store.stage(data, code.data, room=left):
+                return  # refused: the rest is not written either
+            left -= len(data)
 
     def commit(self) -> None:
         """Make everything applied so far durable (:class:`StoreError` if the store refuses):
@@ -863,7 +872,7 @@ class Conversation:
                         self._token = event.token
                         self.principal, why = self._authenticate(config.credentials)
                         if self.principal is None:
-                            if self.service.may_trace_refusal():
+                            if self.service.may_trace_refusal(before_hello=True):
                                 whence = f" from {self.peer}" if self.peer else ""
                                 note = f"Connection{whence} refused (unauthorized): {why}"
                                 self.service.trace.note(note)

@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -138,6 +139,9 @@ LOOP_WAIT = 10.0
 #: (a commit; a snapshot of a large state takes most of a second), before staging fails: then
 #: the request whose modules it wrote is refused (``overloaded``), and nothing else is.
 STAGING_WAIT = 30.0
+#: The free space a module's staging leaves on the store's disk for everything else: a
+#: module that would leave less is refused before any of it is written.
+STAGING_RESERVE = 64 << 20
 #: What the ``modules`` row of a module kept in parts holds: this, then the hex SHA-256 of the
 #: module's bytes, under which ``module_parts`` keeps them. A module begins with ``\\0hsm``.
 PARTS_REFERENCE = b"parts:"
@@ -427,7 +431,10 @@ class Store:
             keyed = self.db.execute("SELECT 1 FROM instances LIMIT 1").fetchone() is not None
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
-                msg = f"the store {self.path} is in use by another node"
+                msg = (
+                    f"the store {self.path} is in use by another node (or another program "
+                    "has it open: a node holds its store alone)"
+                )
                 raise StoreError(msg) from None
             raise StoreError(f"cannot open the store {self.path}: {e}") from None
         except sqlite3.Error as e:
@@ -658,7 +665,7 @@ class Store:
 
     # --- staging: large modules written off the event loop ----------------------------------
 
-    def stage(self, data: bytes, loaded: bytes | None = None) -> bool:
+    def stage(self, data: bytes, loaded: bytes | None = None, room: int = 0) -> bool:
         """Write module ``data``, of more than :data:`PART_BYTES`, into ``module_parts`` now,
         from the thread that loaded it for a held request (never the event loop's): one part
         per short transaction (:meth:`_part_transaction`), so the loop waits at most one
@@ -666,6 +673,9 @@ class Store:
         then writes only the module's small row (:meth:`_add_module`, which knows the module
         by ``loaded``, the loaded module's bytes: ``data`` or equal bytes the module cache
         held). Bytes whose parts a row references already are not written again.
+
+        ``room``: the bytes of this module and the request's modules staged after it, which
+        the disk must have room for (:meth:`_no_room_for`) before a part is written.
 
         Until :meth:`unstage`, the parts are in flight: neither collection nor
         :meth:`discard` deletes them. Whether staging succeeded: a failure (a full disk, the
@@ -682,10 +692,11 @@ class Store:
             entry = self._staged[id(data)] = _Staged(
                 data, data if loaded is None else loaded, digest
             )
-        error = None
+        error = self._no_room_for(max(room, len(data)))  # room: this and the request's rest
         with self._stage_lock:
             try:
-                self._write_parts(digest, data)
+                if error is None:
+                    self._write_parts(digest, data)
             except sqlite3.Error as e:
                 error = f"writing a module of {len(data):,} bytes to {self.path} failed: {e}"
             except StoreError as e:
@@ -693,6 +704,24 @@ class Store:
         with self._lock:
             entry.done, entry.error = error is None, error
         return error is None
+
+    def _no_room_for(self, size: int) -> str | None:
+        """Why the store's disk cannot take a module of ``size`` bytes now, if it cannot: its
+        parts, their copy in the write-ahead log, and :data:`STAGING_RESERVE` left for the
+        inputs and commits that go on meanwhile. Checked before a part is written, so a
+        module too large for the disk is refused whole, and never fills it for the rest."""
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError as e:
+            return f"cannot tell the free space of {self.path.parent}: {e}"
+        needed = 2 * size + STAGING_RESERVE
+        if free >= needed:
+            return None
+        return (
+            f"the disk of {self.path} has {free / 2**20:,.0f} MiB free; storing modules of "
+            f"{size / 2**20:,.1f} MiB needs {needed / 2**20:,.0f} MiB (twice its size, and "
+            f"{STAGING_RESERVE // 2**20} MiB left for inputs): free some space, then try again"
+        )
 
     def _write_parts(self, digest: str, data: bytes) -> None:
         reference = _reference(digest)
