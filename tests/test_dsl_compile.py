@@ -1074,6 +1074,41 @@ REJECTED: dict[str, tuple[str, str, int, int]] = {
         5,
         15,
     ),
+    "print as a statement": (
+        """
+        @machine(init=0)
+        def m(inp: int, s: int) -> tuple[int, int]:
+            print(inp)
+            return s, inp
+        """,
+        "print is not available in a machine",
+        3,
+        5,
+    ),
+    "a call of a builtin as a statement": (
+        """
+        @machine(init=0)
+        def m(inp: int, s: int) -> tuple[int, int]:
+            abs(inp)
+            return s, inp
+        """,
+        "abs(...) as a statement has no effect: only a call of a DSL function",
+        3,
+        5,
+    ),
+    "list module constant": (
+        """
+        COINS = [5, 10, 25]
+
+        @machine(init=0)
+        def m(inp: int, s: int) -> tuple[int, bool]:
+            return s, inp in COINS
+        """,
+        "COINS is a list: only int, bool and str constants can be used: write a helper "
+        "function, def coins() -> list[int]: return [5, 10, 25], and call it, coins()",
+        5,
+        22,
+    ),
     "syntax error": (
         """
         @machine(init=0)

@@ -246,6 +246,28 @@ def test_raise_traps_with_the_class_and_message() -> None:
     assert compiled_outcome(store.run, Take("zz"), {}) == ("trap", "missing_key")
 
 
+def test_a_helper_called_as_a_statement_runs_and_may_raise() -> None:
+    """``check(n)`` alone on its line: evaluated for its trap, its result dropped."""
+    source = textwrap.dedent(
+        """
+        def check(n: int) -> None:
+            if n < 0:
+                raise ValueError(f"negative: {n}")
+
+        @machine(init=0)
+        def m(inp: int, s: int) -> tuple[int, int]:
+            check(inp)
+            check(s - inp)
+            return s + inp, s
+        """
+    )
+    m = compile_source(source)["m"]
+    assert isinstance(m, Machine)
+    assert agrees(m, 2, 5) == ("ok", (7, 5))
+    assert agrees(m, -1, 5) == ("trap", "raised", "ValueError: negative: -1")
+    assert agrees(m, 6, 5) == ("trap", "raised", "ValueError: negative: -1")
+
+
 def test_get_gives_the_optional_union() -> None:
     assert store.output_schema == UnionSchema((IntSchema(), StrSchema(), NoneSchema()))
     assert store.run(Put("a", 1), {"a": 2}) == ({"a": 3}, 2)
@@ -475,6 +497,16 @@ ERRORS = {
             return s, len(ks)
         """,
         "is a view, not a list",
+    ),
+    "or on an optional": (
+        """
+        @machine(init=0)
+        def m(inp: dict[str, str], s: int) -> tuple[int, str]:
+            return s, inp.get("k") or "none"
+        """,
+        "inp.get('k') is str | None, which is not a condition: write x = inp.get('k'), then "
+        "x if x is not None else 'none' (or inp.get('k', \"\") or 'none', which also replaces "
+        "an empty value, as or does)",
     ),
     "in on an int": (
         """

@@ -604,6 +604,141 @@ ERRORS = {
         "for ... else is not supported",
         "",
     ),
+    "stored, then a fresh value on one path only": (
+        """
+        @machine(init=[])
+        def m(inp: list[int], s: list[list[int]]) -> tuple[list[list[int]], int]:
+            rows: list[list[int]] = []
+            row: list[int] = []
+            for x in inp:
+                row.append(x)
+                if x == 0:
+                    rows.append(row)
+                if x == 1:
+                    row = []
+            return s + rows, len(row)
+        """,
+        "row's value is stored on line 15 (rows.append(row)) and would change with it (row is "
+        "not assigned a fresh value on every path from there to here)",
+        "write row = row + [x]",
+    ),
+    "stored, then continue before the fresh value": (
+        """
+        @machine(init=[])
+        def m(inp: list[int], s: list[list[int]]) -> tuple[list[list[int]], int]:
+            rows: list[list[int]] = []
+            row: list[int] = []
+            for x in inp:
+                row.append(x)
+                if x == 0:
+                    rows.append(row)
+                    if len(row) > 2:
+                        continue
+                    row = []
+            return s + rows, len(row)
+        """,
+        "row's value is stored on line 15",
+        "",
+    ),
+    "stored, then a fresh value in one case of a match": (
+        """
+        @machine(init=[])
+        def m(inp: list[int], s: list[list[int]]) -> tuple[list[list[int]], int]:
+            rows: list[list[int]] = []
+            row: list[int] = [1]
+            match len(inp):
+                case 0:
+                    rows.append(row)
+                case _:
+                    row = []
+            row.append(2)
+            return s + rows, len(row)
+        """,
+        "row's value is stored on line 14",
+        "",
+    ),
+    "empty list, then an int in the loop": (
+        """
+        @machine(init=0)
+        def m(inp: list[int], s: int) -> tuple[int, int]:
+            acc = []
+            for x in inp:
+                acc = x
+            return s, 0
+        """,
+        "acc is list when the loop starts but int here",
+        "",
+    ),
+    "pop as a value": (
+        """
+        @machine(init=[])
+        def m(inp: int, s: list[int]) -> tuple[list[int], int]:
+            xs = list(s)
+            last = xs.pop()
+            return xs, last
+        """,
+        "xs.pop() as a value is not supported: write last = xs[-1], then xs.pop() "
+        "(or xs = xs[:-1])",
+        "",
+    ),
+    "dict pop with a default as a value": (
+        """
+        @machine(init=S({}, []))
+        def m(inp: str, s: S) -> tuple[S, int]:
+            d = dict(s.items)
+            v = d.pop(inp, -1)
+            return replace(s, items=d), v
+        """,
+        "d.pop(inp, -1) as a value is not supported: write v = d.get(inp, -1), then "
+        "d.pop(inp, -1) as a statement",
+        "",
+    ),
+    "remove": (
+        """
+        @machine(init=[])
+        def m(inp: int, s: list[int]) -> tuple[list[int], int]:
+            xs = list(s)
+            xs.remove(inp)
+            return xs, len(xs)
+        """,
+        "list[int].remove() is not supported: to drop every item equal to inp, write "
+        "xs = [y for y in xs if y != inp]; to drop only the first, as remove() does, write "
+        "i = [j for j, y in enumerate(xs) if y == inp][0], then del xs[i]",
+        "",
+    ),
+    "append to an item of a dict": (
+        """
+        @machine(init={})
+        def m(inp: str, s: dict[str, list[int]]) -> tuple[dict[str, list[int]], int]:
+            d = dict(s)
+            d[inp].append(1)
+            return d, 0
+        """,
+        "d[inp] may be shared",
+        "write d[inp] = d[inp] + [1]",
+    ),
+    "append to an item of a list": (
+        """
+        @machine(init=[])
+        def m(inp: int, s: list[list[int]]) -> tuple[list[list[int]], int]:
+            rows = list(s)
+            rows[0].append(inp)
+            return rows, 0
+        """,
+        "rows[0] may be shared",
+        "write rows[0] = rows[0] + [inp]",
+    ),
+    "setdefault": (
+        """
+        @machine(init={})
+        def m(inp: str, s: dict[str, list[str]]) -> tuple[dict[str, list[str]], int]:
+            d = dict(s)
+            d.setdefault(inp[:1], []).append(inp)
+            return d, len(d)
+        """,
+        "setdefault() is not supported: write d[inp[:1]] = d.get(inp[:1], []) + [inp]",
+        "",
+    ),
 }
 
 
@@ -657,6 +792,99 @@ ACCEPTED = {
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_changes_of_fresh_copies_are_accepted(snippet: str, data: st.DataObject) -> None:
+    found = compile_source(HEADER + textwrap.dedent(snippet).lstrip("\n"))
+    m = found["m"]
+    assert isinstance(m, Machine)
+    agrees(m, data.draw(values(m.input_schema)), data.draw(values(m.state_schema)))
+
+
+#: Resets of empty collections, a stored row replaced on every path, reversed in zip.
+RESETS_AND_ROWS = {
+    "empty list reset in a loop": """
+        @machine(init=S({}, []))
+        def m(inp: int, s: S) -> tuple[S, list[int]]:
+            acc = []
+            for x in s.xs:
+                if x < inp:
+                    acc = []
+                else:
+                    acc.append(x)
+            return s, acc
+        """,
+    "empty dict reset in a loop": """
+        @machine(init=S({}, []))
+        def m(inp: int, s: S) -> tuple[S, int]:
+            d = {}
+            for x in s.xs:
+                if x < inp:
+                    d = {}
+                else:
+                    d[x] = inp
+            return s, len(d)
+        """,
+    "empty list on one path of an if": """
+        @machine(init=S({}, []))
+        def m(inp: int, s: S) -> tuple[S, int]:
+            if inp > 0:
+                row = []
+            else:
+                row = [inp, 1]
+            return s, len(row)
+        """,
+    "empty list before the loop, a list in it": """
+        @machine(init=S({}, []))
+        def m(inp: int, s: S) -> tuple[S, int]:
+            acc = []
+            for x in s.xs:
+                acc = [x, inp]
+            return s, len(acc)
+        """,
+    "stored, then a fresh value on every path": """
+        @machine(init=S({}, []))
+        def m(inp: int, s: S) -> tuple[S, list[list[int]]]:
+            rows: list[list[int]] = []
+            row: list[int] = []
+            for x in s.xs:
+                if x < 0:
+                    continue
+                row.append(x)
+                if x % 3 == inp % 3:
+                    rows.append(row)
+                    if len(row) > 2:
+                        row = [x]
+                    else:
+                        row = []
+            rows.append(row)
+            return s, rows
+        """,
+    "rows of rows, none annotated": """
+        @machine(init=S({}, []))
+        def m(inp: int, s: S) -> tuple[S, int]:
+            rows = []
+            row = []
+            for x in s.xs:
+                if x % 4 == inp % 4:
+                    rows.append(row)
+                    row = []
+                else:
+                    row.append(x)
+            return s, len(rows) * 100 + len(row)
+        """,
+    "zip with reversed": """
+        @machine(init=S({}, []))
+        def m(inp: int, s: S) -> tuple[S, list[int]]:
+            out = [a - b for a, b in zip(s.xs, reversed(s.xs))]
+            for i, x in enumerate(reversed(s.xs), inp % 5):
+                out.append(i * x)
+            return s, out
+        """,
+}
+
+
+@pytest.mark.parametrize("snippet", RESETS_AND_ROWS.values(), ids=RESETS_AND_ROWS.keys())
+@settings(max_examples=8, deadline=None)
+@given(data=st.data())
+def test_resets_and_fresh_rows_mean_what_python_means(snippet: str, data: st.DataObject) -> None:
     found = compile_source(HEADER + textwrap.dedent(snippet).lstrip("\n"))
     m = found["m"]
     assert isinstance(m, Machine)

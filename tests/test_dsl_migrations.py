@@ -82,6 +82,12 @@ def test_derived_notes_name_the_places() -> None:
         (dict[str, int], dict[int, int], "state.keys(): str -> int"),
         (list[int], dict[int, int], "list[int] -> dict[int, int]"),
         (str, int, "str -> int"),
+        (
+            tuple[int, int],
+            tuple[int, int, int],
+            "tuple[int, int] -> tuple[int, int, int] (a tuple's items are matched by position, "
+            "so a tuple of 2 items does not derive to one of 3: a new item has no value to take)",
+        ),
     ],
 )
 def test_what_cannot_be_derived_is_refused(old: object, new: object, message: str) -> None:

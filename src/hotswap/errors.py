@@ -45,10 +45,19 @@ class ValueTypeError(LanguageError):
 
 
 class Trap(HotswapError):
-    """A run of a machine failed: integer overflow or division by zero.
+    """A run of a machine failed.
 
     A trap fails one step: the state is unchanged and the caller receives this error. ``kind``
-    is a stable machine-readable word (``"overflow"`` or ``"division_by_zero"``).
+    is a stable machine-readable word, one of:
+
+    - ``"overflow"``: integer arithmetic left the signed 64-bit range;
+    - ``"division_by_zero"``: ``//`` or ``%`` by zero;
+    - ``"index_error"``: a list or str index out of range (Python's ``IndexError``);
+    - ``"missing_key"``: a dict key that is not there (Python's ``KeyError``);
+    - ``"raised"``: the machine raised an exception (``raise E(message)``: ``E: message``);
+    - ``"too_large"``: a str, list or dict would pass its size limit, or a new state its
+      byte limit;
+    - ``"out_of_fuel"``: the run used all of its fuel budget.
     """
 
     def __init__(self, kind: str, message: str) -> None:

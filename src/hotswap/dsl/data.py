@@ -509,6 +509,8 @@ def method_call(c: FunctionCompiler, node: ast.Call, env: Env) -> Typed:
 
             _arity(c, node, 1)
             return loops.join(c, node, receiver, args[0], env)
+        case ((ListSchema() | DictSchema()), "pop" | "setdefault"):
+            raise c.error(node, _value_of_change(c, node, schema))
         case ((ListSchema() | DictSchema()), _) if name in _MUTATING:
             msg = (
                 f"{shown}() changes {ast.unparse(func.value)} in place and gives None: "
@@ -516,6 +518,40 @@ def method_call(c: FunctionCompiler, node: ast.Call, env: Env) -> Typed:
             )
             raise c.error(node, msg)
     raise c.error(func, f"{describe(schema)} has no method {name} here")
+
+
+def _value_of_change(c: FunctionCompiler, node: ast.Call, schema: Schema) -> str:
+    """``last = xs.pop()``, ``v = d.pop(k, -1)``, ``d.setdefault(k, v)`` as a value: not
+    supported, with the forms that are."""
+    func = node.func
+    assert isinstance(func, ast.Attribute)
+    owner = ast.unparse(func.value)
+    args = [ast.unparse(a) for a in node.args]
+    shown = f"{owner}.{func.attr}({', '.join(args)})"
+    parent = c.function.aliasing.parent.get(node)
+    target = "x"
+    if isinstance(parent, ast.Assign | ast.AnnAssign) and parent.value is node:
+        targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
+        if len(targets) == 1 and isinstance(targets[0], ast.Name):
+            target = targets[0].id
+    if func.attr == "setdefault":
+        k = args[0] if args else "k"
+        v = args[1] if len(args) > 1 else "None"
+        return (
+            f"{shown} is not supported: write {target} = {owner}.get({k}, {v}), and "
+            f"{owner}[{k}] = {target} to store it"
+        )
+    if isinstance(schema, ListSchema):
+        i = args[0] if args else "-1"
+        form = f"{target} = {owner}[{i}], then {shown}"
+        if not args:
+            form += f" (or {owner} = {owner}[:-1])"
+    elif len(args) == 2:
+        form = f"{target} = {owner}.get({args[0]}, {args[1]}), then {shown} as a statement"
+    else:
+        k = args[0] if args else "k"
+        form = f"{target} = {owner}[{k}], then del {owner}[{k}]"
+    return f"{shown} as a value is not supported: write {form}"
 
 
 _TEXT_METHODS = frozenset({"split", "strip", "lstrip", "rstrip", "find", "count", "replace"})

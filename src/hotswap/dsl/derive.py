@@ -247,8 +247,16 @@ class _Derivation:
                             self.default(s, f"{where}[{i}]") for i, s in enumerate(new.items[1:], 1)
                         ]
                     return build_product([head, *rest])
+        why = ""
+        if isinstance(old, TupleSchema) and isinstance(new, TupleSchema):
+            n, m = len(old.items), len(new.items)
+            change = "a new item has no value to take" if m > n else "an old item would be lost"
+            why = (
+                f" (a tuple's items are matched by position, so a tuple of {n} items does not "
+                f"derive to one of {m}: {change})"
+            )
         raise MigrationError(
-            f"cannot derive a migration for {where}: {describe(old)} -> {describe(new)}{HINT}"
+            f"cannot derive a migration for {where}: {describe(old)} -> {describe(new)}{why}{HINT}"
         )
 
     def widened(self, old: Schema, first: Schema, where: str) -> Term | None:

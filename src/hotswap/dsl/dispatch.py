@@ -24,7 +24,8 @@ from hotswap.dsl.expressions import Typed
 from hotswap.dsl.functions import DslFunction, Session, dsl_function
 from hotswap.dsl.joins import Continuation, Return, carried_names
 from hotswap.errors import SourceError
-from hotswap.lang.terms import Op, Prim, Term
+from hotswap.lang.optimise import may_trap
+from hotswap.lang.terms import ID, Fanout, Op, Prim, Term
 from hotswap.names.schema import BOOL_SCHEMA, BoolSchema, Schema, describe
 
 #: The context is rebuilt as a balanced tuple when its type grows higher than this, leaving
@@ -86,8 +87,12 @@ class FunctionCompiler:
                 attr in flow.MUTATING_METHODS
             ):
                 return mutation.statement(self, stmt, rest, env, k)
-            case ast.Expr():
-                raise self.error(stmt, "this expression statement has no effect")
+            case ast.Expr(value=ast.Call(func=func) as call) if (
+                dsl_function(expressions.static(self.function, func)) is not None
+            ):
+                return self._call_statement(call, rest, env, k, stmt)
+            case ast.Expr(value=value):
+                raise self.error(stmt, _no_effect(value))
             case ast.Return():
                 return statements.return_statement(self, stmt, env, k)
             case ast.Raise():
@@ -125,6 +130,17 @@ class FunctionCompiler:
                 return statements.match_statement(self, stmt, rest, env, k)
             case _:
                 raise self.error(stmt, statements.unsupported(stmt))
+
+    def _call_statement(
+        self, call: ast.Call, rest: Sequence[ast.stmt], env: Env, k: Continuation, stmt: ast.stmt
+    ) -> Term:
+        """``check(x)`` of a DSL function as a statement: evaluated (it may raise), its result
+        dropped, as ``_ = check(x)`` without the name."""
+        typed = self.expr(call, env)
+        if not may_trap(typed.term):
+            return self.block(rest, env, k, stmt)
+        inner, _ = env.push(typed.schema)
+        return seq(Fanout(ID, typed.term), self.block(rest, inner, k, stmt))
 
     # --- expressions ------------------------------------------------------------------------
 
@@ -261,3 +277,19 @@ class FunctionCompiler:
             )
             raise self.error(node.func, msg)
         return calls.inline_call(self, fn, node, env)
+
+
+def _no_effect(value: ast.expr) -> str:
+    """Why an expression statement other than a change in place or a DSL call is refused."""
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+        name = value.func.id
+        if name == "print":
+            return (
+                "print is not available in a machine: a step has no effects besides its "
+                "result (return what it should report in its output)"
+            )
+        return (
+            f"{name}(...) as a statement has no effect: only a call of a DSL function "
+            "(which may raise) or a change in place can stand on its own"
+        )
+    return "this expression statement has no effect"

@@ -145,7 +145,37 @@ def module_constant(c: FunctionCompiler, node: ast.expr) -> Typed:
     if callable(value):
         raise c.error(node, f"{name} is a function: functions are not values here")
     kind = type(value).__name__
-    raise c.error(node, f"{name} is a {kind}: only int, bool and str constants can be used")
+    msg = f"{name} is a {kind}: only int, bool and str constants can be used"
+    if isinstance(value, list | dict | tuple):
+        shown = _constant_schema(value)
+        literal = repr(value)
+        helper = name.rsplit(".", 1)[-1].lower()
+        if shown is not None and len(literal) <= 60:
+            msg += f": write a helper function, def {helper}() -> {shown}: return {literal}"
+        else:
+            msg += f": write a helper function that returns it, def {helper}() -> ...: return ..."
+        msg += f", and call it, {helper}()"
+    raise c.error(node, msg)
+
+
+def _constant_schema(value: object) -> str | None:
+    """The annotation of a module-level list, dict or tuple of ints, bools or strs, if simple."""
+    kinds = {bool: "bool", int: "int", str: "str"}
+
+    def one(items: list[object]) -> str | None:
+        found = {type(v) for v in items}
+        return kinds.get(found.pop()) if len(found) == 1 else None
+
+    if isinstance(value, list) and value:
+        item = one(value)
+        return None if item is None else f"list[{item}]"
+    if isinstance(value, dict) and value:
+        k, v = one(list(value)), one(list(value.values()))
+        return None if k is None or v is None else f"dict[{k}, {v}]"
+    if isinstance(value, tuple) and len(value) >= 2:
+        items = [kinds.get(type(v)) for v in value]
+        return None if None in items else f"tuple[{', '.join(i for i in items if i)}]"
+    return None
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -244,6 +274,41 @@ def unary(c: FunctionCompiler, node: ast.UnaryOp, env: Env) -> Typed:
             raise c.error(node, "operator ~ is not supported")
 
 
+def _optional_operand(node: ast.BoolOp, schema: Schema) -> str | None:
+    """``d.get(k) or "none"`` on an optional: the message, with the forms that work."""
+    if not (
+        isinstance(schema, UnionSchema)
+        and any(isinstance(a, NoneSchema) for a in schema.alternatives)
+        and len(node.values) == 2
+    ):
+        return None
+    word = "and" if isinstance(node.op, ast.And) else "or"
+    shown, other = ast.unparse(node.values[0]), ast.unparse(node.values[1])
+    msg = f"{shown} is {describe(schema)}, which is not a condition"
+    if word == "and":
+        return f"{msg}: test it, {shown} is not None and ..."
+    name = shown if isinstance(node.values[0], ast.Name) else "x"
+    form = f"{name} if {name} is not None else {other}"
+    if name != shown:
+        form = f"{name} = {shown}, then {form}"
+    msg = f"{msg}: write {form}"
+    others = [a for a in schema.alternatives if not isinstance(a, NoneSchema)]
+    empty = {StrSchema: '""', ListSchema: "[]", DictSchema: "{}"}
+    match node.values[0]:
+        case ast.Call(func=ast.Attribute(value=owner, attr="get"), args=[key], keywords=[]) if (
+            len(others) == 1 and type(others[0]) in empty
+        ):
+            # exactly Python's: a missing key and an empty value both give the default
+            get = f"{ast.unparse(owner)}.get({ast.unparse(key)}, {empty[type(others[0])]})"
+            msg += f" (or {get} or {other}, which also replaces an empty value, as or does)"
+        case ast.Name() if any(type(a) in empty for a in others):
+            msg += (
+                f" (or ({name} or {other}) if {name} is not None else {other}, which also "
+                "replaces an empty value, as or does)"
+            )
+    return msg
+
+
 def boolean(c: FunctionCompiler, node: ast.BoolOp, env: Env) -> Typed:
     """``a and b  =>  <id, a> ; distl ; [fst ; false | fst ; b]``, or ``<a, b> ; and``."""
     word = "and" if isinstance(node.op, ast.And) else "or"
@@ -252,6 +317,9 @@ def boolean(c: FunctionCompiler, node: ast.BoolOp, env: Env) -> Typed:
     first = c.synth(node.values[0], env, None)
     if data.truth(first) is not None:  # name or "anonymous": a str, list or dict chosen
         return data.choice(c, node, first, env)
+    optional = _optional_operand(node, first.schema)
+    if optional is not None:
+        raise c.error(node.values[0], optional)
     terms = [c.expr(v, env, BOOL_SCHEMA, f"operand of {word}").term for v in node.values]
     result = terms[-1]
     for a in reversed(terms[:-1]):

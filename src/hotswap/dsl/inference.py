@@ -10,6 +10,11 @@ without asking the user to write ``out: list[int] = []``:
    marked *tentative*; the first ``out.append(e)``, ``out[k] = v``, ``out += [e]``,
    ``out + [e]`` or ``out | {k: v}`` that puts in something else raises :class:`Retry` with the
    type it needs, and the assignment compiles the rest again with that type.
+
+An empty ``[]`` assigned to a name that already holds a list (``acc = []`` to reset it in a
+loop) starts from that list's type; one that reaches the end of an ``if``, ``match`` or a
+loop's iteration where another path brings a list of a known type takes that type (the
+variable is declared so and the statement compiled again, or the first ``[]`` learns it).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from hotswap.names.schema import (
     SchemaProblem,
     TupleSchema,
     UnionSchema,
+    describe,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +66,61 @@ def guess(kind: type) -> Schema:
     return ListSchema(NONE_SCHEMA) if kind is ListSchema else DictSchema(NONE_SCHEMA, NONE_SCHEMA)
 
 
+def guessed(schema: Schema | None) -> bool:
+    """Whether ``schema`` is the tentative guess for an empty ``[]`` or ``{}`` (its item type
+    not known yet): never shown to a user."""
+    return schema == guess(ListSchema) or schema == guess(DictSchema)
+
+
+def holds_guess(schema: Schema | None) -> bool:
+    """Whether ``schema`` is a guess or a list or dict of one (``list[list[None]]``, from
+    ``rows.append(row)`` of a guessed ``row = []``): still to be learned."""
+    match schema:
+        case ListSchema(item=item):
+            return guessed(schema) or holds_guess(item)
+        case DictSchema(value=value):
+            return guessed(schema) or holds_guess(value)
+    return False
+
+
+def completed(schemas: Sequence[Schema]) -> Schema | None:
+    """The one list or dict schema that completes the guesses among ``schemas`` (``list[None]``
+    and ``list[int]``: ``list[int]``), if there is one."""
+    known = {s for s in schemas if not guessed(s)}
+    if len(known) != 1 or len(known) == len(set(schemas)):
+        return None
+    (found,) = known
+    for s in schemas:
+        if guessed(s) and not isinstance(found, type(s)):
+            return None
+    return found
+
+
+def unknown_message(name: str, schemas: Sequence[Schema]) -> str | None:
+    """The message for a variable that is a guessed ``[]`` or ``{}`` where its type is needed."""
+    empties = [s for s in schemas if guessed(s)]
+    if not empties:
+        return None
+    kind = "list" if isinstance(empties[0], ListSchema) else "dict"
+    if not all(isinstance(s, type(empties[0])) for s in schemas):
+        return None
+    known = [s for s in schemas if not guessed(s)]
+    fallback = "list[int]" if kind == "list" else "dict[str, int]"
+    example = describe(known[0]) if known else fallback
+    literal = "[]" if kind == "list" else "{}"
+    return (
+        f"the type of this empty {kind} is not known here: declare it, "
+        f"{name}: {example} = {literal}"
+    )
+
+
+def shown(schema: Schema) -> str:
+    """``describe(schema)``, a guess as the bare ``list`` or ``dict``."""
+    if guessed(schema):
+        return "list" if isinstance(schema, ListSchema) else "dict"
+    return describe(schema)
+
+
 def _fits(schema: Schema | None, kind: type) -> Schema | None:
     if isinstance(schema, kind):
         return schema
@@ -78,7 +139,7 @@ def usage_hint(
         for node in ast.walk(stmt):
             found = _use(c, node, name, returns, env)
             fitting = _fits(found, kind)
-            if fitting is not None:
+            if fitting is not None and not holds_guess(fitting):
                 return fitting
     return None
 

@@ -134,6 +134,22 @@ def source(c: FunctionCompiler, node: ast.expr, env: Env) -> Source:
     raise c.error(node, f"cannot loop over {describe(typed.schema)}: loop over a list, dict or str")
 
 
+def _reversed_list(c: FunctionCompiler, node: ast.expr, env: Env) -> Typed | None:
+    """``reversed(xs)`` of a list as an argument of ``zip``/``enumerate``: the reversed list."""
+    if not (
+        isinstance(node, ast.Call)
+        and static(c.function, node.func) is reversed
+        and len(node.args) == 1
+        and not node.keywords
+        and not isinstance(node.args[0], ast.Starred)
+    ):
+        return None
+    xs = c.synth(node.args[0], env, None)
+    if not isinstance(xs.schema, ListSchema):
+        raise c.error(node, f"reversed() of {describe(xs.schema)}: only lists here")
+    return Typed(seq(xs.term, reverse_list(xs.schema)), xs.schema)
+
+
 def _indexed(c: FunctionCompiler, node: ast.Call, env: Env, kind: object) -> Source:
     """Loops over indices: ``enumerate(xs)`` gives ``(i, xs[i])``; ``zip(xs, ys)`` gives
     ``(xs[i], ys[i])`` up to the shorter length; ``pairwise(xs)`` gives ``(xs[i], xs[i + 1])``."""
@@ -161,7 +177,7 @@ def _indexed(c: FunctionCompiler, node: ast.Call, env: Env, kind: object) -> Sou
     schemas: list[Schema] = []
     current = env
     for arg in args:
-        typed = c.synth(arg, env, None)
+        typed = _reversed_list(c, arg, env) or c.synth(arg, env, None)
         if not isinstance(typed.schema, ListSchema | StrSchema):
             raise c.error(arg, f"{name}() of {describe(typed.schema)}: only lists and strs here")
         prelude.append(Fanout(ID, seq(*(FST,) * len(prelude), typed.term)))

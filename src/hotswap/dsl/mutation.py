@@ -13,8 +13,9 @@ changed in place when (the *aliasing rules*, checked on the syntax of the whole 
   a call's result, a loop variable) must come after every change, as an escape must;
 - wherever ``N``'s value *escapes* (is stored: assigned to another name, put in a record, a
   tuple, a list or a dict, passed to a function), no change of ``N`` can follow while ``N``
-  still holds that value: the escape is in a ``return``, or it comes after every change and no
-  loop runs the change again, or ``N`` is assigned a fresh value in between. Reading ``N``
+  still holds that value: no path of the control flow (``if``/``match`` branches, ``break``,
+  ``continue``, a loop's back edge) leads from the escape to a change without a fresh
+  assignment of ``N`` on the way; an escape in a ``return`` leads nowhere. Reading ``N``
   (``N[k]``, ``len(N)``, ``k in N``, ``N.get(k)``, ``N + ys``, ``sorted(N)``, a loop over it) is
   no escape;
 - a loop over ``N`` does not change ``N`` (Python would fail, or iterate what it appends),
@@ -35,8 +36,7 @@ The changes::
 from __future__ import annotations
 
 import ast
-import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -92,10 +92,6 @@ _READING_CALLS = frozenset(
 _READING_METHODS = frozenset(
     {"get", "keys", "values", "items", "copy", "count", "index", "startswith", "endswith", "join"}
 )
-
-
-def _position(node: ast.AST) -> tuple[int, int]:
-    return (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
 
 
 class Aliasing:
@@ -175,7 +171,8 @@ class Aliasing:
                 continue
             shown = ast.unparse(self._context(use))
             return (
-                f"{name}'s value is stored on line {use.lineno} ({shown}) and would change with it"
+                f"{name}'s value is stored on line {use.lineno} ({shown}) and would change "
+                f"with it ({name} is not assigned a fresh value on every path from there to here)"
             )
         return None
 
@@ -261,47 +258,112 @@ class Aliasing:
             return False
         return not _holds_collection(returns)
 
+    @cached_property
+    def graph(self) -> _Graph:
+        """The control flow of the function's statements."""
+        return _Graph(self.node.body)
+
     def _harmless(self, use: ast.AST, site: ast.stmt, name: str, returned: bool = True) -> bool:
         """Whether the escape ``use`` (or a binding of ``name`` to a value that may be shared)
-        cannot be followed by the change at ``site`` while ``name`` still holds that value."""
-        use_up = self.ancestors(use)
-        if returned and any(isinstance(a, ast.Return) for a in use_up):
+        cannot be followed by the change at ``site`` while ``name`` still holds that value: on
+        every path from it to the change (through ``if``/``match`` branches, around loops) a
+        fresh assignment of ``name`` runs in between."""
+        if returned and any(isinstance(a, ast.Return) for a in self.ancestors(use)):
             return True
-        site_up = [site, *self.ancestors(site)]
-        if _position(use) < _position(site):  # escape, then change: a fresh value between?
-            return self._refreshed(site_up, name, after=_position(use))
-        # change, then escape: harmless unless a loop runs the change again afterwards
-        loops = [a for a in use_up if isinstance(a, ast.For) and a in site_up]
-        return all(self._refreshed(site_up, name, within=loop) for loop in loops)
+        start = self._point(use)
+        end = self._point(site)
+        if start is None or end is None:
+            return False
+        if isinstance(start, ast.stmt) and _fresh_assignment(start, name):
+            return True  # N = [N, ...]: the old value escapes, N holds a new one
+        return not self.graph.reaches(start, end, lambda n: _fresh_assignment(n, name))
 
-    def _refreshed(
-        self,
-        site_up: list[ast.AST],
-        name: str,
-        after: tuple[int, int] | None = None,
-        within: ast.For | None = None,
-    ) -> bool:
-        """Whether a fresh assignment of ``name`` runs before the change on every path: a
-        statement of an enclosing block (inside ``within``), before the change and after the
-        position ``after``."""
-        for child, block_owner in itertools.pairwise(site_up):
-            if (
-                within is not None
-                and block_owner is not within
-                and within not in self.ancestors(block_owner)
-            ):
-                break
-            for block in _blocks(block_owner):
-                if child not in block:
-                    continue
-                for stmt in block[: block.index(child)]:
-                    if after is not None and _position(stmt) <= after:
-                        continue
-                    if _fresh_assignment(stmt, name):
-                        return True
-            if block_owner is within:
-                break
+    def _point(self, node: ast.AST) -> ast.AST | None:
+        """The point of the control flow graph that runs ``node``."""
+        for n in [node, *self.ancestors(node)]:
+            if n in self.graph.succ:
+                return n
+        return None
+
+
+class _Graph:
+    """The control flow graph of a function body, one point per simple statement, per ``if``
+    test, ``match`` subject and case (pattern and guard), ``for`` iterable and ``for`` target
+    (bound on each iteration), with the back edges of loops and the exits of ``break``,
+    ``continue``, ``return`` and ``raise``."""
+
+    def __init__(self, body: list[ast.stmt]) -> None:
+        self.succ: dict[ast.AST, set[ast.AST]] = {}
+        self._block(body, set(), None)
+
+    def reaches(self, start: ast.AST, end: ast.AST, kills: Callable[[ast.stmt], bool]) -> bool:
+        """Whether ``end`` can run after ``start`` on a path through no point where ``kills``."""
+        seen: set[ast.AST] = set()
+        todo = list(self.succ.get(start, ()))
+        while todo:
+            n = todo.pop()
+            if n is end:
+                return True
+            if n in seen or (isinstance(n, ast.stmt) and kills(n)):
+                continue
+            seen.add(n)
+            todo.extend(self.succ.get(n, ()))
         return False
+
+    def _block(
+        self,
+        stmts: Sequence[ast.stmt],
+        follow: set[ast.AST],
+        loop: tuple[ast.AST, set[ast.AST]] | None,
+    ) -> set[ast.AST]:
+        """Add ``stmts``, followed by ``follow``; the points that run first."""
+        entry = set(follow)
+        for stmt in reversed(stmts):
+            entry = self._stmt(stmt, entry, loop)
+        return entry
+
+    def _stmt(
+        self,
+        stmt: ast.stmt,
+        follow: set[ast.AST],
+        loop: tuple[ast.AST, set[ast.AST]] | None,
+    ) -> set[ast.AST]:
+        match stmt:
+            case ast.If(body=body, orelse=orelse):
+                taken = self._block(body, follow, loop) | self._block(orelse, follow, loop)
+                self.succ[stmt] = taken
+            case ast.For(target=target, body=body, orelse=orelse):
+                after = self._block(orelse, follow, loop)
+                self.succ[target] = set()  # first, so that the body's back edges find it
+                self.succ[target] = self._block(body, {target}, (target, set(follow))) | after
+                self.succ[stmt] = {target}
+            case ast.While(body=body, orelse=orelse):
+                self.succ[stmt] = set()
+                after = self._block(orelse, follow, loop)
+                self.succ[stmt] = self._block(body, {stmt}, (stmt, set(follow))) | after
+            case ast.Match(cases=cases):
+                following: set[ast.AST] = set(follow)  # no case matches
+                for case in reversed(cases):
+                    self.succ[case] = self._block(case.body, follow, loop) | following
+                    following = {case}
+                self.succ[stmt] = following
+            case ast.Return() | ast.Raise():
+                self.succ[stmt] = set()
+            case ast.Break():
+                self.succ[stmt] = set(loop[1]) if loop is not None else set()
+            case ast.Continue():
+                self.succ[stmt] = {loop[0]} if loop is not None else set()
+            case _:
+                # other compound statements (not in the DSL): each of their blocks may run,
+                # then what follows
+                inner: set[ast.AST] = set(follow)
+                for block in _blocks(stmt):
+                    inner |= self._block(block, follow, loop)
+                for handler in getattr(stmt, "handlers", []):
+                    self.succ[handler] = self._block(handler.body, follow, loop)
+                    inner.add(handler)
+                self.succ[stmt] = inner
+        return {stmt}
 
 
 def _holds_collection(s: Schema) -> bool:
@@ -661,7 +723,33 @@ def _method(
             case "clear":
                 arity(0)
                 return Empty(core_type(schema))
-    raise c.error(stmt, f"{describe(schema)}.{method}() is not supported: {hint(stmt, schema)}")
+    raise c.error(stmt, _unsupported_method(stmt, schema, method, args))
+
+
+def _unsupported_method(stmt: ast.stmt, schema: Schema, method: str, args: list[ast.expr]) -> str:
+    """The error for a change by a method the DSL does not have, with a form that it has."""
+    base = ast.unparse(_base(stmt))
+    shown = f"{describe(schema)}.{method}() is not supported"
+    if method == "remove" and isinstance(schema, ListSchema) and len(args) == 1:
+        x = ast.unparse(args[0])
+        return (
+            f"{shown}: to drop every item equal to {x}, write {base} = [y for y in {base} "
+            f"if y != {x}]; to drop only the first, as remove() does, write i = [j for j, y in "
+            f"enumerate({base}) if y == {x}][0], then del {base}[i] (which fails with an "
+            "index_error where remove() raises ValueError)"
+        )
+    if method == "popitem" and isinstance(schema, DictSchema) and not args:
+        return f"{shown}: write k, v = list({base}.items())[-1], then del {base}[k]"
+    return shown
+
+
+def _setdefault(base: ast.expr) -> tuple[str, str] | None:
+    """``d.setdefault(k, v)`` as the base of a change: ``d[k]`` and ``d.get(k, v)``."""
+    match base:
+        case ast.Call(func=ast.Attribute(value=owner, attr="setdefault"), args=[key, default]):
+            o, k = ast.unparse(owner), ast.unparse(key)
+            return f"{o}[{k}]", f"{o}.get({k}, {ast.unparse(default)})"
+    return None
 
 
 # --- the immutable forms --------------------------------------------------------------------
@@ -672,6 +760,11 @@ def hint(stmt: ast.stmt, schema: Schema | None) -> str:
     base = _base(stmt)
     shown = ast.unparse(base)
     name = _short_name(base)
+    if isinstance(base, ast.Subscript) and not isinstance(base.slice, ast.Slice):
+        name = shown  # d[k].append(x): d[k] = d[k] + [x]
+    default = _setdefault(base)
+    if default is not None:  # d.setdefault(k, []).append(x): d[k] = d.get(k, []) + [x]
+        name, shown = default
     is_list = isinstance(schema, ListSchema)
     match stmt:
         case ast.Assign(targets=[ast.Subscript(slice=key)], value=value):
@@ -735,6 +828,10 @@ def shared_message(c: FunctionCompiler, stmt: ast.stmt, env: Env) -> str:
         schema = c.synth(base, env, None).schema
     except SourceError:  # the message is only a hint; the change is refused anyway
         schema = None
+    if isinstance(base, ast.Call) and isinstance(base.func, ast.Attribute):
+        if base.func.attr == "setdefault":
+            return f"setdefault() is not supported: {hint(stmt, schema)}"
+        return f"{shown} is not a local list or dict, which alone can change in place"
     return (
         f"{shown} may be shared (values here are immutable, and {shown} is part of another "
         f"value): {hint(stmt, schema)}"

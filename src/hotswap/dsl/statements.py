@@ -163,8 +163,15 @@ def carried_state(c: FunctionCompiler, env: Env, loop: LoopBody, where: ast.AST 
             united = wider([schema, ref.schema])
             if united is not None and isinstance(schema, NoneSchema) and name not in env.declared:
                 raise inference.Widen(loop.node, name, united)
+            if inference.guessed(schema) and inference.completed([schema, ref.schema]):
+                # ``acc = []`` before the loop, ``acc = [x]`` in it: what is put in it first
+                inference.learned(c, name, schema, ref.schema)
+            unknown = inference.unknown_message(name, [schema, ref.schema])
+            if unknown is not None:
+                raise c.error(where, unknown)
             msg = (
-                f"{name} is {describe(schema)} when the loop starts but {describe(ref.schema)} "
+                f"{name} is {inference.shown(schema)} when the loop starts but "
+                f"{inference.shown(ref.schema)} "
                 f"here: a variable keeps its type across iterations (declare it, {name}: T = ...)"
             )
             raise c.error(where, msg)
@@ -249,7 +256,14 @@ def _empty_assignment(
     hint = inference.usage_hint(c, name, rest, env, kind)
     tentative = hint is None
     schema = hint if hint is not None else inference.guess(kind)
-    while True:
+    before = env.vars.get(name)
+    if hint is None and before is not None and isinstance(before.schema, kind):
+        # ``acc = []`` again (in a loop, on one path of an if): the type it has, tentatively
+        # when it is one (a change of type is then learned as after a first ``acc = []``); a
+        # guess from an earlier ``acc = []`` is left to that assignment to learn
+        schema = before.schema
+        tentative = not inference.guessed(schema) or c.tentative.get(name) != schema
+    for _ in range(_MAX_RETRIES):
         typed = c.synth(value, env, schema)
         inner, ref = env.push(typed.schema)
         previous = c.tentative.get(name)
@@ -260,7 +274,8 @@ def _empty_assignment(
         except inference.Retry as retry:
             if retry.name != name or not tentative:
                 raise
-            schema, tentative = retry.schema, False
+            # still tentative while it holds a guess: rows.append(row) of a guessed row = []
+            schema, tentative = retry.schema, inference.holds_guess(retry.schema)
             continue
         finally:
             if previous is None:
@@ -268,6 +283,11 @@ def _empty_assignment(
             else:
                 c.tentative[name] = previous
         return seq(Fanout(ID, typed.term), after)
+    raise c.error(stmt, inference.unknown_message(name, [schema]) or f"{name} changes type")
+
+
+#: How many times an empty ``[]``/``{}`` may learn a new type before it is given up.
+_MAX_RETRIES = 16
 
 
 def _called(node: ast.expr, name: str) -> bool:
@@ -586,7 +606,19 @@ def _after(
             united = wider([arrival[i] for arrival in join.arrivals])
             if united is not None and _partial(env, name):
                 raise inference.Widen(stmt, name, united)
-            shown = " and ".join(sorted(describe(s) for s in seen))
+            arrived = [arrival[i] for arrival in join.arrivals]
+            completed = inference.completed(arrived)
+            if completed is not None:
+                before = env.vars.get(name)
+                if before is None and name not in env.declared:
+                    # ``row = []`` on one path, ``row = [x]`` on another: declare it so
+                    raise inference.Widen(stmt, name, completed)
+                if before is not None and inference.guessed(before.schema):
+                    inference.learned(c, name, before.schema, completed)
+            unknown = inference.unknown_message(name, arrived)
+            if unknown is not None:
+                raise c.error(stmt, unknown)
+            shown = " and ".join(sorted(inference.shown(s) for s in seen))
             msg = f"{name} is {shown} on different paths: declare it first, e.g. {name}: T = ..."
             raise c.error(stmt, msg)
         schemas.append(seen.pop())
