@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True, max_examples=60)
@@ -19,3 +20,10 @@ settings.register_profile(
     "dev", deadline=None, max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` (a minute, some of them) first: with the run spread over the
+    cores, one starts on them while the others share the rest, instead of one being left
+    with a long test at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

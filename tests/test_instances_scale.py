@@ -1,12 +1,14 @@
-"""Keyed instances at scale, against a real node process: 100,000 instances made by their
-inputs, two upgrades with migrations (one that traps on some), inputs to half of them between
-the upgrades, a SIGKILL in the middle; then every instance reads back exactly what its own
+"""Keyed instances at scale, against a real node process: 30,000 instances made by their
+inputs (100,000 in CI, after `make test`: ``HOTSWAP_SCALE_COUNT``, a multiple of 2,000), two
+upgrades with migrations (one that traps on some), inputs to half of them between the
+upgrades, a SIGKILL in the middle; then every instance reads back exactly what its own
 inputs give through the plain Python functions: v1, the migrations, v2 and v3. Instances that
 slept through both upgrades migrate through both; those whose migration traps stay on v1 with
 their state, and are counted so."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,10 @@ from instance_machines import (
 from nodeproc import NodeProcess
 
 TESTS = Path(__file__).parent
-COUNT = 100_000
+#: 30,000 keeps `make test` within its three minutes; `.ci/run` runs it again with 100,000.
+COUNT = int(os.environ.get("HOTSWAP_SCALE_COUNT", "30000"))
 BATCH = 2_000
+assert COUNT % BATCH == 0, "HOTSWAP_SCALE_COUNT is a multiple of 2,000"
 
 
 def _amount(i: int) -> int:
@@ -57,7 +61,8 @@ def _send_all(c: Client, inputs: list[tuple[str, Add]]) -> list[object]:
     return replies
 
 
-def test_a_hundred_thousand_instances_migrate_lazily_through_two_upgrades(
+@pytest.mark.long
+def test_many_instances_migrate_lazily_through_two_upgrades(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", str(TESTS))

@@ -127,6 +127,7 @@ def _start(data: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("damage", ["remove", "truncate"])
 def test_a_node_refuses_a_store_whose_wal_was_lost_after_a_crash(
     tmp_path: Path, damage: str
