@@ -392,7 +392,9 @@ class Store:
         #: event loop and the loader thread share: by the loop from :meth:`_begin` to its
         #: commit or rollback (``_in_txn``), by the loader thread for each part it writes or
         #: deletes. So the loop waits at most one part's write, and neither ever finds the
-        #: other's transaction open.
+        #: other's transaction open. No Python callback (trace, progress handler, function)
+        #: may be set on the connection while two threads use it: SQLite calls it holding the
+        #: connection's mutex, which the other thread may be waiting for holding the GIL.
         self._txn = threading.Lock()
         self._in_txn = False
         self._closing = False
