@@ -27,8 +27,10 @@ from hotswap.lang.types import INT, Prod
 from hotswap.node.memory import MemoryNode
 from hotswap.node.registry import Registry
 from hotswap.node.server import _prepare_held
+from hotswap.node.service import NodeConfig
 from hotswap.node.store import PART_BYTES, PARTS_REFERENCE, Store
 from hotswap.protocol.events import Error, Output, Send, UpgradeRequest
+from hotswap.signing import TrustedKeys, generate_key
 from served import Served
 
 V1 = load_module(encode_module(handbuilt.counter_module()))
@@ -310,3 +312,43 @@ def test_a_module_the_disk_cannot_take_is_refused_before_a_part_is_written(
         store.unstage(modules)
         assert isinstance(service.handle(Send(2, "abacus", INCR)), Output)
         service.commit()  # the node goes on
+
+
+def test_a_large_change_with_a_bad_signature_is_hashed_off_the_loop_and_never_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --trust, the digests of an upgrade's modules were worked out on the event loop
+    (11 ms per 16 MiB) to check its signature: a stolen upgrade token could stall the node
+    with forged upgrades. The loader thread works them out now, and a change refused for its
+    signature is neither loaded nor staged."""
+    from hotswap import signing  # noqa: PLC0415
+    from hotswap.cam import loaded as loaded_module  # noqa: PLC0415
+
+    hashed: list[tuple[bool, int]] = []  # (on the event loop's thread, bytes)
+    loads: list[int] = []
+    real_digest, real_preload = signing.digest, loaded_module.preload
+
+    def digest(data: bytes) -> str:
+        hashed.append((threading.current_thread() is loop_thread, len(data)))
+        return real_digest(data)
+
+    def preload(data: bytes, fuel: int = 0) -> None:
+        loads.append(len(data))
+        real_preload(data, fuel)
+
+    monkeypatch.setattr("hotswap.node.service.digest", digest)
+    monkeypatch.setattr("hotswap.node.server.preload", preload)
+    config = NodeConfig(trust=TrustedKeys([generate_key().public_key()]))
+    with Served(tmp_path, {"abacus": handbuilt.counter_module}, config=config) as node:
+        loop_thread = node._thread
+        v2 = _big(V2, b"forged")
+        migration = _big(handbuilt.upgrade_state_module(), b"forged")
+        forged = UpgradeRequest(1, "abacus", V1.identity, v2, migration, signature=bytes(64))
+        with Client(node.address) as c:
+            reply = c.request(forged)
+            assert isinstance(reply, Error) and reply.code == "forbidden", reply
+            assert c.status_raw("abacus").identity == V1.identity
+        assert _parts(node.node.service.store.db) == {}
+    large = [on_loop for on_loop, size in hashed if size > PART_BYTES]
+    assert large and True not in large  # hashed, and never on the loop
+    assert not [size for size in loads if size > PART_BYTES]  # never loaded

@@ -296,7 +296,11 @@ def _load_all(modules: list[bytes], fuel: int) -> None:
 def _prepare_held(modules: list[bytes], fuel: int, service: Service, held: Request | None) -> None:
     """The worker thread's part of a held request: load its modules, work out what its checks
     will ask of their names (``Service.rehearse``), and write those of its modules the store
-    keeps in parts (``Service.stage``)."""
+    keeps in parts (``Service.stage``). A change without the signature the node requires is
+    not loaded at all (its digests are worked out here, not on the event loop): the loop
+    refuses it when it answers it."""
+    if held is not None and service.signature(held)[0] is not None:
+        return
     _load_all(modules, fuel)
     if held is not None:
         service.rehearse(held)
