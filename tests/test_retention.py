@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from counter_runs import run_counter
 from hotswap.cam.loaded import load
-from hotswap.cam.module import encode_module
 from hotswap.client import Client, Upgrade
 from hotswap.examples import counter, handbuilt
 from hotswap.examples.counter import Incr, counter_sm, counter_sm2, upgrade_state
 from hotswap.node import store as store_module
 from hotswap.node.cli import retain_option
 from hotswap.node.memory import MemoryNode
-from hotswap.node.registry import Registry
+from hotswap.node.registry import Machine, Registry
 from hotswap.node.store import Store
 from instance_machines import Add, tally_v1, tally_v2, v1_to_v2_safe
 
@@ -30,28 +30,13 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "COMPACT_BATCH", 16)
 
 
-def _run(path: Path, inputs: int, retain: int | None, *, upgrade_at: int = -1) -> Registry:
-    """The hand-built counter: ``inputs`` inputs, the seed's upgrade before input
-    ``upgrade_at``, a commit every 7 inputs, snapshots every 50; killed at the end."""
-    store = Store(path, snapshot_every=50, retain=retain)
-    registry = Registry()
-    machine = registry.start("counter", load(handbuilt.counter_module()))
-    store.log_start(machine)
-    for i in range(inputs):
-        if i == upgrade_at:
-            done = registry.upgrade(
-                "counter",
-                machine.identity,
-                encode_module(handbuilt.counter2_module()),
-                encode_module(handbuilt.upgrade_state_module()),
-            )
-            store.log_upgrade(machine, done)
-        store.log_input(machine, INCR, registry.step("counter", INCR).identity)
-        if i % 7 == 6:
-            store.commit(registry.machines)
-    store.commit(registry.machines)
-    store.db.close()  # killed: no checkpoint
-    return registry
+def _counter(path: Path, retain: int | None, upgrade_at: int) -> Machine:
+    """The counter after 1,000 inputs (the upgrade before input ``upgrade_at``; -1: none), a
+    commit every 7, snapshots every 50, killed at the end."""
+    registry = run_counter(
+        path, 1000, upgrade_at=upgrade_at, killed=True, snapshot_every=50, retain=retain
+    )
+    return registry.get("counter")
 
 
 def _rows(store: Store, where: str = "1") -> int:
@@ -62,8 +47,8 @@ def _rows(store: Store, where: str = "1") -> int:
 def test_the_log_is_compacted_behind_snapshots_and_recovers_the_same(
     tmp_path: Path, upgrade_at: int
 ) -> None:
-    kept = _run(tmp_path / "all.db", 1000, None, upgrade_at=upgrade_at).get("counter")
-    compacted = _run(tmp_path / "some.db", 1000, 30, upgrade_at=upgrade_at).get("counter")
+    kept = _counter(tmp_path / "all.db", None, upgrade_at)
+    compacted = _counter(tmp_path / "some.db", 30, upgrade_at)
     assert (compacted.state, compacted.inputs) == (kept.state, kept.inputs)
     whole, small = Store(tmp_path / "all.db"), Store(tmp_path / "some.db", retain=30)
     try:

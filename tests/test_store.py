@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from counter_runs import run_counter
 from hotswap.cam.build import machine_module
 from hotswap.cam.loaded import load
 from hotswap.cam.module import encode_module
@@ -28,36 +29,15 @@ from test_node_trace import BUMP, COUNTS
 INCR = b"\x00"
 
 
-def _run(path: Path, inputs: int, snapshot_every: int, upgrade_at: int | None = None) -> Registry:
-    store = Store(path, snapshot_every=snapshot_every)
-    registry = Registry()
-    machine = registry.start("counter", load(handbuilt.counter_module()))
-    store.log_start(machine)
-    for i in range(inputs):
-        if i == upgrade_at:
-            done = registry.upgrade(
-                "counter",
-                machine.identity,
-                encode_module(handbuilt.counter2_module()),
-                encode_module(handbuilt.upgrade_state_module()),
-            )
-            store.log_upgrade(machine, done)
-        stepped = registry.step("counter", INCR)
-        store.log_input(machine, INCR, stepped.identity)
-        if i % 7 == 6:
-            store.commit(registry.machines)
-    store.commit(registry.machines)
-    store.close()
-    return registry
-
-
 @pytest.mark.parametrize("snapshot_every", [1, 5, 1000])
 @pytest.mark.parametrize("upgrade_at", [None, 0, 12, 29])
 def test_recovery_rebuilds_state_code_and_history(
     tmp_path: Path, snapshot_every: int, upgrade_at: int | None
 ) -> None:
     """Whatever the snapshot spacing and upgrade position, recovery equals the live run."""
-    live = _run(tmp_path / "s.db", 30, snapshot_every, upgrade_at).get("counter")
+    live = run_counter(
+        tmp_path / "s.db", 30, snapshot_every=snapshot_every, upgrade_at=upgrade_at
+    ).get("counter")
     store = Store(tmp_path / "s.db")
     recovered = store.recover().machines
     assert len(recovered) == 1
@@ -90,7 +70,7 @@ def test_uncommitted_inputs_are_not_recovered(tmp_path: Path) -> None:
 
 def test_tampered_log_is_reported(tmp_path: Path) -> None:
     """A log entry naming code that is not running is a StoreError, not a wrong state."""
-    _run(tmp_path / "s.db", 10, 1000)
+    run_counter(tmp_path / "s.db", 10, snapshot_every=1000)
     db = sqlite3.connect(tmp_path / "s.db")
     db.execute("UPDATE log SET identity = ? WHERE kind = 'input' AND seq = 3", ("f" * 64,))
     db.commit()
@@ -265,7 +245,7 @@ def test_an_upgrade_is_not_snapshotted_and_a_current_snapshot_is_not_retaken(
     """An upgrade's migration is replayed, not snapshotted (so upgrading a large state does not
     encode it); a clean stop snapshots only what changed since the last snapshot."""
     path = tmp_path / "s.db"
-    _run(path, 10, 1000, upgrade_at=4)
+    run_counter(path, 10, snapshot_every=1000, upgrade_at=4)
     store = Store(path)
     try:
         assert _snapshot_row(store) == (1, 0)  # the start's: the upgrade at input 4 took none
@@ -285,7 +265,7 @@ def test_recovery_pauses_the_cyclic_collector_and_restores_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Replaying values with collections was dominated by garbage collections walking them."""
-    _run(tmp_path / "s.db", 20, 1000)
+    run_counter(tmp_path / "s.db", 20, snapshot_every=1000)
     seen: list[bool] = []
     replay = Store._replay
 
