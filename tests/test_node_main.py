@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hotswap.address import format_address, parse_address, socket_address
 from hotswap.errors import HotswapError, StoreError
 from hotswap.examples.counter import counter_sm
 from hotswap.node.main import NodeOptions, open_service
@@ -87,3 +88,12 @@ def test_a_second_node_on_a_data_directory_in_use_writes_nothing_into_it(tmp_pat
             open_service(options, Trace("off"))
         assert sorted(p.name for p in data.iterdir()) == before
         assert data.stat().st_mode == mode
+
+
+def test_addresses_are_written_as_they_are_read_back() -> None:
+    """An IPv6 listening address was shown as `:::7411`, which nothing reads back."""
+    assert format_address("::", 7411) == "[::]:7411"
+    assert socket_address(("::1", 7000, 0, 0)) == "[::1]:7000"
+    assert socket_address(("127.0.0.1", 7000)) == "127.0.0.1:7000"
+    for text in ("[::]:7411", "[::1]:7000", "127.0.0.1:7000"):
+        assert format_address(*parse_address(text)) == text

@@ -34,6 +34,20 @@ def parse_address(text: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), number
 
 
+def format_address(host: str, port: int) -> str:
+    """``HOST:PORT`` as :func:`parse_address` reads it back: an IPv6 host in brackets
+    (``[::1]:7411``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def socket_address(sockname: object) -> str:
+    """A socket's address (``getsockname()``, ``getpeername()``) as ``HOST:PORT``; anything
+    else (a Unix socket's path, None) as its text."""
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        return str(sockname)
+    return format_address(str(sockname[0]), int(sockname[1]))
+
+
 def check_machine_name(name: str) -> None:
     """:class:`HotswapError` unless ``name`` is a machine name the protocol can carry."""
     try:

@@ -11,7 +11,7 @@ import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hotswap.address import DEFAULT_PORT, check_machine_name
+from hotswap.address import DEFAULT_PORT, check_machine_name, format_address
 from hotswap.auth import LOCAL_TOKEN, Credentials
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.code import import_object, module_bytes
@@ -97,7 +97,7 @@ def check_exposure(options: NodeOptions, trace: Trace, bound: str | None = None)
         missing.append("TLS (--tls-cert FILE --tls-key FILE)")
     if not options.auth and options.tls_ca is None:
         missing.append("authentication (--auth, or client certificates with --tls-ca FILE)")
-    where = f"{options.host}:{options.port}"
+    where = format_address(options.host, options.port)
     if not options.insecure:
         raise HotswapError(
             f"refusing to listen on {where}, beyond this machine, without "
@@ -235,7 +235,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
-        raise HotswapError(f"cannot listen on {host}:{port}: {e}") from None
+        raise HotswapError(f"cannot listen on {format_address(host, port)}: {e}") from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -247,7 +247,9 @@ def listen(host: str, port: int) -> socket.socket:
         hint = " (is another node running? give --listen HOST:PORT)"
         if e.errno != errno.EADDRINUSE:
             hint = ""
-        raise HotswapError(f"cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
+        raise HotswapError(
+            f"cannot listen on {format_address(host, port)}: {e.strerror or e}{hint}"
+        ) from None
     sock.setblocking(False)
     return sock
 

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from hotswap.address import socket_address
 from hotswap.auth import CredentialProblem
 from hotswap.cam.loaded import preload, release
 from hotswap.errors import HotswapError, StoreError
@@ -222,7 +223,7 @@ class Node:
             else:
                 server = await loop.create_server(lambda: _Peer(self), host, port)
             bound = server.sockets[0].getsockname()
-            self.service.trace.note(f"Listening on {address(bound)}")
+            self.service.trace.note(f"Listening on {socket_address(bound)}")
         else:
             # TLS connections are accepted here, not by a server: a handshake in progress
             # then counts against --max-connections, and one that fails is traced
@@ -230,7 +231,7 @@ class Node:
                 sock = socket.create_server((host or "127.0.0.1", port), backlog=1024)
             server = _TlsServer(self, sock, self.tls)
             tls = " (TLS, client certificates required)" if _mutual(self.tls) else " (TLS)"
-            self.service.trace.note(f"Listening on {address(sock.getsockname())}{tls}")
+            self.service.trace.note(f"Listening on {socket_address(sock.getsockname())}{tls}")
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopped.set)
@@ -269,14 +270,6 @@ class Node:
 
 def _mutual(context: ssl.SSLContext) -> bool:
     return context.verify_mode == ssl.CERT_REQUIRED
-
-
-def address(sockname: object) -> str:
-    """A socket address as ``host:port``, an IPv6 host in brackets (``[::1]:7000``)."""
-    if not isinstance(sockname, tuple) or len(sockname) < 2:
-        return str(sockname)
-    host, port = sockname[0], sockname[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 #: The worker thread that loads held requests' modules, one request at a time: loading a module
@@ -343,10 +336,10 @@ class _TlsServer:
                     node.service.trace.note(f"Accepting a connection failed: {e}")
                 await asyncio.sleep(0.1)
                 continue
-            if not node.admit(address(peer), len(node.peers) + len(node.handshakes)):
+            if not node.admit(socket_address(peer), len(node.peers) + len(node.handshakes)):
                 conn.close()  # before any TLS: a goodbye would read as garbage
                 continue
-            task = loop.create_task(self._handshake(conn, address(peer)))
+            task = loop.create_task(self._handshake(conn, socket_address(peer)))
             node.handshakes.add(task)
             node.unwelcomed[task] = functools.partial(_cancel, task)
             task.add_done_callback(self._handshake_over)
@@ -426,7 +419,7 @@ class _Peer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # TCP: a stream transport
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
-        self.peer = address(self.transport.get_extra_info("peername"))
+        self.peer = socket_address(self.transport.get_extra_info("peername"))
         self.conversation.peer = self.peer
         node = self.node
         # over TLS, admitted before its handshake (``_TlsServer``)

@@ -177,14 +177,18 @@ class Service:
         """``signing.digest`` of module bytes, remembered for the few requests in flight: a
         held upgrade is checked when it is prepared and again when it is applied (the
         machine's generation may have moved in between), and hashing 16 MiB takes a while."""
-        hit = self._digests.get(id(data))
-        if hit is not None and hit[0] is data:
-            return hit[1]
+        known = self._known_digest(data)
+        if known is not None:
+            return known
         if len(self._digests) >= 8:
             self._digests.clear()
         value = digest(data)
         self._digests[id(data)] = (data, value)
         return value
+
+    def _known_digest(self, data: bytes) -> str | None:
+        hit = self._digests.get(id(data))
+        return hit[1] if hit is not None and hit[0] is data else None
 
     def unsigned(self, event: Request) -> str | None:
         """Why ``event``, a change of code, may not be made on this node for want of a valid
@@ -223,11 +227,10 @@ class Service:
         worked out already (the loader thread works out the others)."""
         if self.config.trust is None or not isinstance(event, UpgradeRequest | Release | Deploy):
             return True
-        for data in _carried(event):
-            hit = self._digests.get(id(data))
-            if len(data) > PART_BYTES and (hit is None or hit[0] is not data):
-                return False
-        return True
+        return all(
+            len(data) <= PART_BYTES or self._known_digest(data) is not None
+            for data in _carried(event)
+        )
 
     def may_trace_refusal(self, before_hello: bool = False) -> bool:
         """Whether one more refusal may be traced this second: at most
