@@ -683,7 +683,7 @@ class Service:
                 code = load_module(data)  # loaded already: at once
             except HotswapError:
                 continue  # refused for it: nothing to store
-            if not self.store.stage(data, code.data, room=left):
+            if not self.store.stage(data, code.data, room=left, known=self._known_digest(data)):
                 return  # refused: the rest is not written either
             left -= len(data)
 

@@ -74,7 +74,6 @@ stop and recover (the node does).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -96,6 +95,7 @@ from hotswap.node.instances import Instance, prefix_end
 from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, revert_trial
 from hotswap.node.rehearse import Trial, TrialEnd
 from hotswap.protocol.events import HistoryKind
+from hotswap.signing import digest
 
 SCHEMA_VERSION = 5
 SNAPSHOT_EVERY = 20_000
@@ -302,9 +302,8 @@ _UPGRADE_3_TO_4 = [
 _UPGRADE_4_TO_5 = [statement for statement in _MODULE_PARTS.split(";") if statement.strip()]
 
 
-def _digest(data: bytes) -> str:
-    """The key of a module's parts: the hex SHA-256 of all its bytes."""
-    return hashlib.sha256(data).hexdigest()
+#: The key of a module's parts: the hex SHA-256 of all its bytes, as a signature names them.
+_digest = digest
 
 
 def _reference(digest: str) -> bytes:
@@ -667,17 +666,20 @@ class Store:
 
     # --- staging: large modules written off the event loop ----------------------------------
 
-    def stage(self, data: bytes, loaded: bytes | None = None, room: int = 0) -> bool:
+    def stage(
+        self, data: bytes, loaded: bytes | None = None, room: int = 0, known: str | None = None
+    ) -> bool:
         """Write module ``data``, of more than :data:`PART_BYTES`, into ``module_parts`` now,
         from the thread that loaded it for a held request (never the event loop's): one part
         per short transaction (:meth:`_part_transaction`), so the loop waits at most one
-        part's write to begin one of its own. Applying the request
-        then writes only the module's small row (:meth:`_add_module`, which knows the module
+        part's write to begin one of its own. Applying the request then writes only the module's
+        small row (:meth:`_add_module`, which knows the module
         by ``loaded``, the loaded module's bytes: ``data`` or equal bytes the module cache
         held). Bytes whose parts a row references already are not written again.
 
         ``room``: the bytes of this module and the request's modules staged after it, which
-        the disk must have room for (:meth:`_no_room_for`) before a part is written.
+        the disk must have room for (:meth:`_no_room_for`) before a part is written;
+        ``known``: the digest of ``data`` if it was worked out already (to check a signature).
 
         Until :meth:`unstage`, the parts are in flight: neither collection nor
         :meth:`discard` deletes them. Whether staging succeeded: a failure (a full disk, the
@@ -685,7 +687,7 @@ class Store:
         nothing acknowledged: the loop's transactions are not involved."""
         if len(data) <= PART_BYTES:
             return True  # kept whole: its row is all there is to write
-        digest = _digest(data)  # hashed outside any lock: 10 ms for 16 MiB
+        digest = known or _digest(data)  # hashed outside any lock: 10 ms for 16 MiB
         with self._lock:
             entry = self._staged.get(id(data))
             if entry is not None and entry.data is data:  # twice in one request
