@@ -220,10 +220,12 @@ def test_a_bug_while_handling_a_request_stops_the_node_cleanly(tmp_path: Path) -
         client.session.remember(counter_sm)
         await client.send("counter", Incr())
 
-        def broken(event: object) -> object:
+        def broken(*request: object) -> object:
             raise RuntimeError("a bug")
 
+        # inputs take the hot path (``take``), other requests ``handle``: a bug in either
         node.service.handle = broken  # type: ignore[method-assign, assignment]
+        node.service.take = broken  # type: ignore[method-assign, assignment]
         try:
             await client.send("counter", Incr())
         except NodeError as e:

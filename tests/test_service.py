@@ -10,13 +10,16 @@ import pytest
 
 from hotswap.cam.loaded import LoadedModule, is_loaded, load, load_module
 from hotswap.cam.module import encode_module
-from hotswap.cam.values import decode_value
+from hotswap.cam.values import decode_value, encode_value
+from hotswap.dsl import machine
 from hotswap.errors import StoreError
 from hotswap.examples import handbuilt
+from hotswap.lang.types import INT
 from hotswap.node.memory import MemoryNode
 from hotswap.node.service import Conversation, Service
 from hotswap.protocol import ClientConnection, Hello
 from hotswap.protocol.codec import encode_message
+from hotswap.protocol.connection import ServerConnection
 from hotswap.protocol.events import (
     NEED_DATA,
     Error,
@@ -29,6 +32,7 @@ from hotswap.protocol.events import (
     Output,
     Request,
     Send,
+    SendChecked,
     Status,
     StatusReply,
     Upgraded,
@@ -231,3 +235,105 @@ def test_an_upgrade_the_registry_would_refuse_unloaded_is_not_held(service: Serv
     assert fed.prepare == [] and not is_loaded(v2)
     (reply,) = _events(client, fed.replies)
     assert isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION
+
+
+@machine(init=0)
+def long_sm(n: int, count: int) -> tuple[int, str]:
+    """An output of ``10 * n`` characters (more than a client with a 4 KiB frame takes)."""
+    out = ""
+    for _ in range(n):
+        out = out + "0123456789"
+    return count + 1, out
+
+
+def _int(n: int) -> bytes:
+    return encode_value(n, INT)
+
+
+def _hot_path_requests() -> list[Request]:
+    v1 = V1.identity
+    long_v1 = long_sm.identity
+    return [
+        Send(1, "counter", INCR),
+        Send(2, "counter", COUNT, state=False),
+        SendChecked(3, "counter", v1, INCR),
+        SendChecked(4, "counter", "0" * 64, INCR),  # wrong_version
+        Send(5, "nope", INCR),  # unknown_machine
+        Send(6, "counter", b"\x09"),  # bad_input
+        Send(7, "counter", INCR, key="user-1"),
+        SendChecked(8, "counter", v1, COUNT, False, key="user-1"),
+        SendChecked(9, "counter", "0" * 64, COUNT, key="user-1"),
+        Send(10, "long", _int(3)),
+        Send(11, "long", _int(500), state=False),  # too_large for the client
+        SendChecked(12, "long", long_v1, _int(1), key="k"),
+        Send(2**40, "counter", INCR),
+        Machines(13),
+        Send(14, "counter", INCR),
+    ]
+
+
+def _answered(requests: list[Request]) -> tuple[list[object], list[tuple[object, ...]]]:
+    """The replies to ``requests`` in one chunk from a client that takes frames of at most
+    4 KiB, and the log they leave."""
+    from hotswap.protocol.fastpath import encode_send, encode_send_checked  # noqa: PLC0415
+
+    machines = {"counter": handbuilt.counter_module, "long": long_sm}
+    with MemoryNode(machines) as node:
+        conversation, client = Conversation(node.service), ClientConnection()
+        _events(client, conversation.receive(client.send(Hello(max_frame=4096))).replies)
+        for r in requests:  # each in the layout the hot path reads
+            if isinstance(r, SendChecked):
+                assert encode_send_checked(r) is not None
+            elif isinstance(r, Send):
+                assert encode_send(r) is not None
+        fed = conversation.receive(b"".join(client.send(r) for r in requests))
+        assert fed.failure is None and fed.requests == len(requests)
+        node.service.commit()
+        log = node.service.store.db.execute(
+            "SELECT seq, machine, kind, identity, payload, key FROM log ORDER BY seq"
+        ).fetchall()
+        return _events(client, fed.replies), log
+
+
+def test_the_hot_path_answers_inputs_as_the_long_way_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sends and checked sends, keyed or not, applied or refused (wrong code, unknown machine,
+    bad input, an output too large for the client), answer and log the same whether the
+    connection reads them on its hot path (``next_input``) or as events."""
+    requests = _hot_path_requests()
+    hot = _answered(requests)
+    monkeypatch.setattr(ServerConnection, "next_input", lambda self: None)
+    assert _answered(requests) == hot
+    replies, log = hot
+    codes = [r.code if isinstance(r, Error) else type(r).__name__ for r in replies]
+    assert codes == [
+        "Output",
+        "Output",
+        "Output",
+        "wrong_version",
+        "unknown_machine",
+        "bad_input",
+        "Output",
+        "Output",
+        "wrong_version",
+        "Output",
+        "too_large",
+        "Output",
+        "Output",
+        "MachinesReply",
+        "Output",
+    ]
+    # every input applied is logged once, in order (the one whose output was too large too)
+    assert [(machine, kind, payload, key) for _, machine, kind, _, payload, key in log] == [
+        ("counter", "start", None, None),
+        ("long", "start", None, None),
+        ("counter", "input", INCR, None),
+        ("counter", "input", COUNT, None),
+        ("counter", "input", INCR, None),
+        ("counter", "input", INCR, "user-1"),
+        ("counter", "input", COUNT, "user-1"),
+        ("long", "input", _int(3), None),
+        ("long", "input", _int(500), None),
+        ("long", "input", _int(1), "k"),
+        ("counter", "input", INCR, None),
+        ("counter", "input", INCR, None),
+    ]

@@ -325,23 +325,37 @@ class Registry:
             ) from None
 
     def step(self, name: str, data: bytes, code: str | None = None) -> Stepped:
-        """Run one input (canonical bytes); on a trap the state is unchanged. With ``code``, the
+        """One input (canonical bytes); on a trap the state is unchanged. With ``code``, the
         identity the input was encoded for, only if that is the code running (else
         ``wrong_version``: its bytes would be read at a type they were not written for)."""
-        machine = self.get(name)
-        if code is not None and code != machine.identity:
+        machine = self.running(name, code)
+        return self.step_value(machine, self.decode_input(machine, data))
+
+    def running(self, name: str, code: str | None = None) -> Machine:
+        """Machine ``name``, if it runs ``code`` (None: whatever it runs); else the error."""
+        machine = self.machines.get(name)
+        if machine is None:
+            machine = self.get(name)  # raises, naming the machines there are
+        if code is not None and code != machine.code.identity:
             raise NodeError(
                 ErrorCode.WRONG_VERSION,
                 f"{name} runs {machine.identity[:12]}, the input was encoded for {code[:12]}: "
                 "re-encode it for the running code",
             )
-        return self.step_value(machine, self.decode_input(machine, data))
+        return machine
 
     def step_value(self, machine: Machine, value: Value) -> Stepped:
         identity = machine.code.identity
+        output, confirmed = self.apply(machine, value)
+        return Stepped(output, machine.state, identity, confirmed)
+
+    def apply(self, machine: Machine, value: Value) -> tuple[Value, bool]:
+        """:meth:`step_value`'s output and whether a trial just became permanent; a trap
+        raises NodeError (``trap``), or TrialReverted on a trial's code."""
         try:
-            output, confirmed = apply_input(machine, value, self.fuel)
+            return apply_input(machine, value, self.fuel)
         except Trap as e:
+            identity = machine.code.identity
             if machine.trial is None:
                 raise NodeError(
                     ErrorCode.TRAP, f"{machine.name}: {why(e)}; state unchanged", trap=e.kind
@@ -355,7 +369,6 @@ class Registry:
                 e.kind,
                 ended,
             ) from None
-        return Stepped(output, machine.state, identity, confirmed)
 
     def confirm(self, name: str) -> TrialEnd:
         """Make the trial upgrade of ``name`` permanent now."""

@@ -411,6 +411,7 @@ class _Peer(asyncio.Protocol):
         self._proceeding = False  # a call of _proceed is scheduled
         self._finished = False  # our side is ended: nothing more may be written
         self._timer: asyncio.TimerHandle | None = None
+        self._active = 0.0  # when the idle clock last started (the loop's time)
         #: This peer's share of the node's buffered bytes (``Node.buffered``).
         self.held = 0
         #: The client's address, ``host:port``, for the trace.
@@ -453,13 +454,33 @@ class _Peer(asyncio.Protocol):
             self.closing = True
             self.transport.close()
 
-    def _rearm(self) -> None:
-        if self._timer is not None:
+    def _rearm(self, fresh: bool = False) -> None:
+        """Restart the idle clock (``--idle-timeout``). A timer is armed only if none is: the
+        one there finds, when it fires, that the connection was active since
+        (:meth:`_idle`), and sets itself again for the rest of the time. A request costs a
+        clock read then, not a timer cancelled and made again. ``fresh``: the timer there (the
+        hello's deadline) is cancelled first."""
+        if fresh and self._timer is not None:
             self._timer.cancel()
             self._timer = None
         idle = self.node.service.config.idle_timeout
-        if idle:
-            self._timer = asyncio.get_running_loop().call_later(idle, self._timeout)
+        if not idle:
+            return
+        loop = asyncio.get_running_loop()
+        self._active = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_later(idle, self._idle)
+
+    def _idle(self) -> None:
+        self._timer = None
+        idle = self.node.service.config.idle_timeout
+        assert idle
+        loop = asyncio.get_running_loop()
+        left = self._active + idle - loop.time()
+        if left > 0:
+            self._timer = loop.call_later(left, self._idle)
+        else:
+            self._timeout()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self._finished and not self.transport.is_closing():
@@ -575,8 +596,9 @@ class _Peer(asyncio.Protocol):
         idle = node.service.config.idle_timeout
         if fed.welcomed:
             node.unwelcomed.pop(self, None)
-        if fed.welcomed or (fed.requests and self._timer is not None and idle):
-            self._rearm()
+            self._rearm(fresh=True)
+        elif fed.requests and self._timer is not None and idle:
+            self._active = asyncio.get_running_loop().time()
         if fed.failure is not None:
             node.fail(fed.failure)
             return

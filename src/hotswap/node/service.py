@@ -90,6 +90,7 @@ from hotswap.protocol.events import (
     UpgradeRequest,
     Welcome,
 )
+from hotswap.protocol.fastpath import Input
 from hotswap.signing import SignatureProblem, TrustedKeys, digest
 
 
@@ -422,50 +423,77 @@ class Service:
                 return self._trial_ended(rid, name, ended, by)
         raise NodeError(ErrorCode.BAD_REQUEST, f"unexpected {type(event).__name__}")
 
+    def take(
+        self, rid: int, name: str, code: str | None, data: bytes, want_state: bool, key: str | None
+    ) -> tuple[bytes, bytes] | Reply:
+        """:meth:`handle` of a ``send`` (``code`` None) or ``send_checked`` read by the
+        connection's hot path (``ServerConnection.next_input``), with no event made: the
+        encoded output and state (``b""`` unless ``want_state``) of the input applied, or the
+        reply (an Error)."""
+        if self._due <= time.time():
+            self.tick(time.time())  # a trial whose time is up ends before this request
+        if key is None:
+            return self._applied(rid, name, data, code, want_state)
+        return self._keyed_applied(rid, name, key, data, code, want_state)
+
     def _step(
         self, rid: int, name: str, data: bytes, code: str | None, want_state: bool = True
     ) -> Reply:
         """One input; with ``code``, only if that is the code the machine runs. Without
         ``want_state`` the reply leaves the state out, which is never encoded then."""
+        applied = self._applied(rid, name, data, code, want_state)
+        return Output(rid, *applied) if isinstance(applied, tuple) else applied
+
+    def _applied(
+        self, rid: int, name: str, data: bytes, code: str | None, want_state: bool
+    ) -> tuple[bytes, bytes] | Reply:
+        """:meth:`_step`'s output and state, encoded, or its Error reply."""
+        registry = self.registry
         try:
-            stepped = self.registry.step(name, data, code)
+            machine = registry.running(name, code)
+            running = machine.code
+            output, confirmed = registry.apply(machine, registry.decode_input(machine, data))
         except TrialReverted as e:  # the input trapped on a trial's code: it was taken back
             self._trial_ended(rid, name, e.ended)
             return error_reply(rid, e)
         except NodeError as e:
             return error_reply(rid, e)
-        machine = self.registry.machines[name]
-        self.store.log_input(machine, data, stepped.identity)
-        sig = machine.code.machine
-        assert sig is not None
-        self.trace.step(machine.code, stepped.output, stepped.state)
-        if stepped.confirmed:  # the trial's last input: the upgrade is permanent
+        self.store.log_input(machine, data, running.identity)
+        if self.trace.enabled:
+            self.trace.step(running, output, machine.state)
+        if confirmed:  # the trial's last input: the upgrade is permanent
             self._trial_ended(rid, name, TrialEnd(False, machine.identity))
-        state = value_encoder(sig.state)(stepped.state) if want_state else b""
-        return Output(rid, value_encoder(sig.output)(stepped.output), state)
+        sig = running.machine
+        assert sig is not None
+        state = value_encoder(sig.state)(machine.state) if want_state else b""
+        return value_encoder(sig.output)(output), state
 
     def _keyed_step(
         self, rid: int, name: str, key: str, data: bytes, code: str | None, want_state: bool
     ) -> Reply:
         """One input to the keyed instance ``key`` (made by it if new, migrated first)."""
+        applied = self._keyed_applied(rid, name, key, data, code, want_state)
+        return Output(rid, *applied) if isinstance(applied, tuple) else applied
+
+    def _keyed_applied(
+        self, rid: int, name: str, key: str, data: bytes, code: str | None, want_state: bool
+    ) -> tuple[bytes, bytes] | Reply:
+        """:meth:`_keyed_step`'s output and state, encoded, or its Error reply."""
         try:
-            machine = self.registry.get(name)
+            machine = self.registry.running(name)
             check_key(key)
-            if code is not None and code != machine.identity:
-                raise NodeError(
-                    ErrorCode.WRONG_VERSION,
-                    f"{name} runs {machine.identity[:12]}, the input was encoded for "
-                    f"{code[:12]}: re-encode it for the running code",
-                )
+            if code is not None:
+                self.registry.running(name, code)  # wrong_version if it runs other code
             value = self.registry.decode_input(machine, data)
             output, instance = self.instances.step(machine, key, value, data)
         except NodeError as e:
             return error_reply(rid, e)
         sig = machine.code.machine
         assert sig is not None
-        self.trace.step(machine.code, output, instance.state)
+        if self.trace.enabled:
+            self.trace.step(machine.code, output, instance.state)
         state = value_encoder(sig.state)(instance.state) if want_state else b""
-        return Output(rid, value_encoder(sig.output)(output), state)
+        return value_encoder(sig.output)(output), state
 
     def _keyed_status(self, rid: int, name: str, key: str) -> Reply:
         """One keyed instance: its code's types, its state and inputs (migrated if it can)."""
@@ -755,6 +783,7 @@ ROLE_OF: dict[type, str] = {
     Deploy: "upgrade",
     Delete: "upgrade",
 }
+_SEND_ROLE = ROLE_OF[Send]
 _NO_TOKEN = (
     "this node authenticates its clients: connect with a token (`--token TOKEN` on a hotswap "
     "command, $HOTSWAP_TOKEN, Client(token=...), protocol version 3); on the node's machine, "
@@ -873,6 +902,14 @@ class Conversation:
                 fed.more = True  # the rest once these replies are sent (``proceed``)
                 break
             began = False
+            if self._may_send():
+                fields = self.conn.next_input()
+                if fields is not None:  # the hot path: a send or send_checked
+                    if fields[0] in unanswered:
+                        self._duplicate(fields[0], fed)
+                        break
+                    self._take(fields, fed, unanswered)
+                    continue
             try:
                 event = self.conn.next_event()
             except ProtocolError:
@@ -921,10 +958,8 @@ class Conversation:
                     | Delete()
                     | Deploy()
                 ):
-                    if event.id in unanswered:  # its twin's reply is not sent yet: ambiguous
-                        msg = f"duplicate request id {event.id}: still awaiting its reply"
-                        fed.replies.append(self.conn.send(Goodbye(ErrorCode.BAD_REQUEST, msg)))
-                        self.over = fed.close = True
+                    if event.id in unanswered:
+                        self._duplicate(event.id, fed)
                         break
                     if self.principal is not None:
                         if self._revoked(fed):
@@ -950,6 +985,54 @@ class Conversation:
                             break
                     self._answer(event, fed, unanswered)
         return fed
+
+    def _duplicate(self, request_id: int, fed: Fed) -> None:
+        """A request whose id is that of one whose reply is not sent yet: ambiguous, so the
+        client is told goodbye."""
+        msg = f"duplicate request id {request_id}: still awaiting its reply"
+        fed.replies.append(self.conn.send(Goodbye(ErrorCode.BAD_REQUEST, msg)))
+        self.over = fed.close = True
+
+    def _may_send(self) -> bool:
+        """Whether this connection's inputs may take the hot path: it sends them as whoever
+        it authenticated as, unchanged since (else the long way authenticates it again)."""
+        principal = self.principal
+        if principal is None:
+            return True  # no authentication, or no hello yet (then nothing is READY)
+        credentials = self.service.config.credentials
+        if credentials is not None and credentials.version != self._authenticated_at:
+            return False
+        return principal.may(_SEND_ROLE)
+
+    def _take(self, fields: Input, fed: Fed, unanswered: set[int]) -> None:
+        """:meth:`_answer` for an input read by the hot path."""
+        rid, name, code, data, want_state, key = fields
+        unanswered.add(rid)
+        fed.requests += 1
+        try:
+            taken = self.service.take(rid, name, code, data, want_state, key)
+        except StoreError as e:  # the store failed: stop, reply nothing
+            fed.failure = e
+        except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
+            traceback.print_exc(file=sys.stderr)
+            kind = "Send" if code is None else "SendChecked"
+            fed.failure = InternalError(f"handling {kind}: {e!r}")
+        if fed.failure is not None:
+            self.over = True
+            fed.replies.clear()
+            return
+        conn = self.conn
+        if isinstance(taken, tuple):
+            try:
+                frame = conn.output_frame(rid, taken[0], taken[1])
+            except FrameTooLarge as e:
+                conn.expect(rid, code is not None)
+                frame = conn.send(Error(rid, ErrorCode.TOO_LARGE, str(e)))
+        else:
+            conn.expect(rid, code is not None)
+            frame = conn.send(taken)
+        fed.replies.append(frame)
+        fed.size += len(frame)
 
     def _authenticate(self, credentials: Credentials) -> tuple[Principal | None, str]:
         """Who the hello's token, or else the client's certificate, proves this connection

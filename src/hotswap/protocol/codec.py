@@ -60,8 +60,7 @@ from hotswap.protocol.events import (
 )
 from hotswap.protocol.fastpath import (
     decode_output,
-    decode_send,
-    decode_send_checked,
+    decode_request,
     encode_output,
     encode_send,
     encode_send_checked,
@@ -471,7 +470,7 @@ def decode_message(
     if not isinstance(payload, bytes):  # a view of a large frame: no message of a fast path
         return decode_schema(payload, from_client=from_client, version=version)
     if from_client:
-        fast = decode_send(payload) or decode_send_checked(payload)
+        fast = decode_request(payload)
         if fast is not None and (fast.state or version >= 2) and (fast.key is None or version >= 3):
             return fast
     else:

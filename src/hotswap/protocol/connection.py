@@ -64,7 +64,8 @@ from hotswap.protocol.events import (
     UpgradeRequest,
     Welcome,
 )
-from hotswap.protocol.framing import FrameReader, frame
+from hotswap.protocol.fastpath import Input, output_payload, read_request
+from hotswap.protocol.framing import LENGTH, FrameReader, frame
 from hotswap.protocol.states import (
     CLIENT,
     ERROR,
@@ -72,6 +73,7 @@ from hotswap.protocol.states import (
     GOODBYE_CODES,
     HELLO,
     KIND_OF,
+    READY,
     REPLY_TO,
     SERVER,
     TRANSITIONS,
@@ -344,6 +346,51 @@ class ServerConnection(Connection):
 
     our_role = SERVER
     their_role = CLIENT
+
+    # --- the hot path: inputs in, outputs out, with no event made -------------------------
+
+    def next_input(self) -> Input | None:
+        """The next frame's ``send`` or ``send_checked`` as :func:`read_request` reads it, if
+        it is one in the canonical layout that may come now (the conversation ready, no reply
+        owed, its fields known to the version agreed on); None otherwise, with nothing taken
+        (:meth:`next_event` then reads it, and says what is wrong with it if anything is).
+
+        The caller answers it before reading on: with :meth:`output_frame`, or, for any other
+        reply, :meth:`expect` and then :meth:`send`."""
+        if self._state is not READY or self._pending:
+            return None
+        reader = self._reader
+        payload = reader.peek()
+        if payload is None:
+            return None
+        fields = read_request(payload)
+        if fields is None:
+            return None
+        assert self._hello is not None  # READY comes after the hello
+        version = self._hello.version
+        if version < 3 and (fields[5] is not None or (version < 2 and not fields[4])):
+            return None  # a key before version 3, no state before 2: refused the long way
+        reader.skip(len(payload))
+        return fields
+
+    def output_frame(self, request_id: int, output: bytes, state: bytes) -> bytes:
+        """The frame of the ``output`` answering the input :meth:`next_input` just read
+        (FrameTooLarge if the client does not take it: answer with :meth:`expect` and an
+        Error then)."""
+        payload = output_payload(request_id, output, state)
+        if len(payload) > self._their_max_frame:
+            msg = (
+                f"Output needs a frame of {len(payload)} bytes; "
+                f"the peer accepts at most {self._their_max_frame}"
+            )
+            raise FrameTooLarge(msg)
+        return LENGTH.pack(len(payload)) + payload
+
+    def expect(self, request_id: int, checked: bool) -> None:
+        """Record the input :meth:`next_input` just read (a ``send_checked`` if ``checked``)
+        as awaiting a reply, which :meth:`send` then sends as any other."""
+        self._pending.append((request_id, SendChecked if checked else Send))
+        self._pending_ids.add(request_id)
 
     @property
     def failure(self) -> Goodbye | None:

@@ -178,86 +178,150 @@ def encode_output(event: Output) -> bytes | None:
         or type(state) is not bytes
     ):
         return None
+    return output_payload(request_id, output, state)
+
+
+def output_payload(request_id: int, output: bytes, state: bytes) -> bytes:
+    """:func:`encode_output` of fields known to be of their kinds (a request id the node
+    read, encoded values): what the node's hot path calls."""
     return b"".join(
         (
             _OUTPUT_OPEN,
-            head(_UINT, request_id),
+            _SMALL_HEADS[request_id] if request_id < 24 else head(_UINT, request_id),
             _OUTPUT_MIDDLE,
-            head(_BYTES, len(state)),
+            _BYTE_HEADS[len(state)] if len(state) < 24 else head(_BYTES, len(state)),
             state,
             _OUTPUT_OUTPUT,
-            head(_BYTES, len(output)),
+            _BYTE_HEADS[len(output)] if len(output) < 24 else head(_BYTES, len(output)),
             output,
         )
     )
 
 
-def decode_send(payload: bytes) -> Send | None:
-    """The Send in ``payload`` if it is one in canonical form with valid fields, else None."""
-    if not payload.startswith(_ID, 1):
+_SMALL_HEADS = [bytes((_UINT | n,)) for n in range(24)]
+_BYTE_HEADS = [bytes((_BYTES | n,)) for n in range(24)]
+
+
+def _uint(payload: bytes, position: int) -> tuple[int, int]:
+    """:func:`_read_head` of an unsigned int, inline for the common one-byte heads."""
+    if position < len(payload):
+        initial = payload[position]
+        if initial < 24:
+            return initial, position + 1
+        if initial == 24 and position + 1 < len(payload) and payload[position + 1] >= 24:
+            return payload[position + 1], position + 2
+    return _read_head(payload, position, _UINT)
+
+
+#: ``"machine": name`` as a send ends, for the names seen (each checked once), to the name.
+_MACHINE_ENDS: dict[bytes, str] = {}
+#: At most this many names are kept (any text can be sent as a name; most are refused).
+_MACHINE_ENDS_KEPT = 4096
+
+
+def _machine_end(payload: bytes, position: int) -> str | None:
+    """The machine's name if ``payload`` ends at ``position`` with ``"machine": name``."""
+    tail = payload[position:]
+    name = _MACHINE_ENDS.get(tail)
+    if name is not None:
+        return name
+    if not tail.startswith(_SEND_MACHINE):
         return None
-    request_id, position = _read_head(payload, 4, _UINT)
+    size, start = _read_head(tail, len(_SEND_MACHINE), _TEXT)
+    if size < 0 or start + size != len(tail):
+        return None
+    raw = tail[start:]
+    if not raw.isascii():  # a valid name is ASCII; anything else takes the slow path
+        return None
+    name = raw.decode("ascii")
+    if _NAME(name) is None:
+        return None
+    if len(_MACHINE_ENDS) < _MACHINE_ENDS_KEPT:
+        _MACHINE_ENDS[tail] = name
+    return name
+
+
+#: A send or send_checked as :func:`read_request` reads it: (request id, machine, code (None:
+#: a send), input, state wanted, key (None: the default instance)).
+Input = tuple[int, str, str | None, bytes, bool, str | None]
+
+
+def decode_request(payload: bytes) -> Send | SendChecked | None:
+    """The Send or SendChecked in ``payload`` if it is one in canonical form with valid
+    fields, else None."""
+    fields = read_request(payload)
+    if fields is None:
+        return None
+    request_id, machine, code, data, state, key = fields
+    if code is None:
+        return Send(request_id, machine, data, state, key)
+    return SendChecked(request_id, machine, code, data, state, key)
+
+
+def read_request(payload: bytes) -> Input | None:
+    """:func:`decode_request`'s fields, without making the event (the node's hot path takes
+    them as they are). Written out in one function: this runs once per input a node takes."""
+    if payload[1:4] != _ID:
+        return None
+    request_id, position = _uint(payload, 4)
     if request_id < 0:
         return None
-    key, position = _read_key(payload, position)
-    if position < 0 or not payload.startswith(_SEND_MIDDLE, position):
-        return None
+    key: str | None = None
+    if payload.startswith(_KEY, position):
+        key, position = _read_key(payload, position)
+        if position < 0:
+            return None
     pairs = payload[0] - (key is not None)
-    if pairs not in (0xA4, 0xA5):
+    code: str | None = None
+    if payload.startswith(_SEND_MIDDLE, position):
+        if pairs not in (0xA4, 0xA5):
+            return None
+        state = pairs == 0xA4
+        position += len(_SEND_MIDDLE)
+    elif payload.startswith(_CHECKED_CODE, position):
+        if pairs not in (0xA5, 0xA6):
+            return None
+        state = pairs == 0xA5
+        position += len(_CHECKED_CODE)
+        raw = payload[position : position + 64]
+        if _IDENTITY(raw) is None or not payload.startswith(_CHECKED_MIDDLE, position + 64):
+            return None
+        code = raw.decode("ascii")
+        position += 64 + len(_CHECKED_MIDDLE)
+    else:
         return None
-    state = pairs == 0xA4
-    rest = _input_and_machine(payload, position + len(_SEND_MIDDLE), state)
-    return None if rest is None else Send(request_id, rest[1], rest[0], state, key)
-
-
-def decode_send_checked(payload: bytes) -> SendChecked | None:
-    """The SendChecked in ``payload`` if it is one in canonical form with valid fields."""
-    if not payload.startswith(_ID, 1):
+    # the input's bytes
+    if position >= len(payload):
         return None
-    request_id, position = _read_head(payload, 4, _UINT)
-    if request_id < 0:
-        return None
-    key, position = _read_key(payload, position)
-    if position < 0 or not payload.startswith(_CHECKED_CODE, position):
-        return None
-    pairs = payload[0] - (key is not None)
-    if pairs not in (0xA5, 0xA6):
-        return None
-    state = pairs == 0xA5
-    position += len(_CHECKED_CODE)
-    code = payload[position : position + 64]
-    if _IDENTITY(code) is None or not payload.startswith(_CHECKED_MIDDLE, position + 64):
-        return None
-    rest = _input_and_machine(payload, position + 64 + len(_CHECKED_MIDDLE), state)
-    if rest is None:
-        return None
-    return SendChecked(request_id, rest[1], code.decode("ascii"), rest[0], state, key)
-
-
-def _input_and_machine(payload: bytes, position: int, state: bool) -> tuple[bytes, str] | None:
-    """The input's bytes, ``"state": false`` unless ``state``, then ``"machine": name`` to the
-    end of ``payload``, or None."""
-    size, position = _read_head(payload, position, _BYTES)
+    initial = payload[position]
+    if _BYTES <= initial < _BYTES + 24:
+        size, position = initial - _BYTES, position + 1
+    else:
+        size, position = _read_head(payload, position, _BYTES)
+        if size < 0:
+            return None
     end = position + size
     data = payload[position:end]
-    if size < 0:
-        return None
     if not state:
         if not payload.startswith(_NO_STATE, end):
             return None
         end += len(_NO_STATE)
-    if not payload.startswith(_SEND_MACHINE, end):
+    machine = _machine_end(payload, end)
+    if machine is None:
         return None
-    size, position = _read_head(payload, end + len(_SEND_MACHINE), _TEXT)
-    if size < 0 or position + size != len(payload):
-        return None
-    raw = payload[position:]
-    if not raw.isascii():  # a valid name is ASCII; anything else takes the slow path
-        return None
-    machine = raw.decode("ascii")
-    if _NAME(machine) is None:
-        return None
-    return data, machine
+    return request_id, machine, code, data, state, key
+
+
+def decode_send(payload: bytes) -> Send | None:
+    """The Send in ``payload`` if it is one in canonical form with valid fields, else None."""
+    event = decode_request(payload)
+    return event if type(event) is Send else None
+
+
+def decode_send_checked(payload: bytes) -> SendChecked | None:
+    """The SendChecked in ``payload`` if it is one in canonical form with valid fields."""
+    event = decode_request(payload)
+    return event if type(event) is SendChecked else None
 
 
 def decode_output(payload: bytes) -> Output | None:

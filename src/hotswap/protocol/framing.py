@@ -95,6 +95,23 @@ class FrameReader:
         del buffer[:end]
         return payload
 
+    def peek(self) -> bytes | None:
+        """A copy of the next payload if it is complete and of at most :data:`_SMALL` bytes
+        (and valid in length), left in the buffer: :meth:`skip` then takes it, or
+        :meth:`next_view` hands it out again. None otherwise."""
+        buffer = self._buffer
+        if len(buffer) < PREFIX_SIZE:
+            return None
+        (length,) = LENGTH.unpack_from(buffer)
+        end = PREFIX_SIZE + length
+        if length == 0 or length > _SMALL or length > self.max_frame or len(buffer) < end:
+            return None
+        return bytes(buffer[PREFIX_SIZE:end])
+
+    def skip(self, length: int) -> None:
+        """Take the frame whose payload of ``length`` bytes :meth:`peek` returned."""
+        del self._buffer[: PREFIX_SIZE + length]
+
     def _bad_length(self, length: int) -> str:
         if length == 0:
             return "frame length is 0: a payload is one CBOR map and cannot be empty"
