@@ -164,15 +164,14 @@ def test_a_client_active_within_the_idle_timeout_stays_connected(tmp_path: Path)
     """The idle clock restarts at each request: a client sending every 0.2 s outlives several
     idle timeouts of 0.5 s, and is closed once it goes quiet for longer than one."""
     config = NodeConfig(idle_timeout=0.5)
-    with Served(tmp_path, {"counter": COUNTER}, config=config) as node:
-        with connect(node.address) as client:
-            for _ in range(8):
-                client.send("counter", INCR)
-                time.sleep(0.2)
-            assert client.status("counter").inputs == 8
-            time.sleep(1.1)
-            with pytest.raises(NodeError):
-                client.send("counter", INCR)
+    with Served(tmp_path, {"counter": COUNTER}, config=config) as node, connect(node.address) as c:
+        for _ in range(8):
+            c.send("counter", INCR)
+            time.sleep(0.2)
+        assert c.status("counter").inputs == 8
+        time.sleep(1.1)
+        with pytest.raises(NodeError):
+            c.send("counter", INCR)
 
 
 def test_inputs_pipelined_around_an_upgrade_are_served_in_order(tmp_path: Path) -> None:

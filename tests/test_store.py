@@ -369,42 +369,45 @@ Shown = tuple[
 ]
 
 
-def test_a_store_written_by_schema_4_upgrades_in_place_and_recovers_exactly(
-    tmp_path: Path,
-) -> None:
-    """tests/fixtures/store_v4.sqlite3 was written by the release of store schema 4, before
-    modules were kept in parts (tests/fixtures/record_schema4.py): an audited and signed
-    history, keyed instances, a deployed module of 64 KiB; killed. It opens at schema 5 (a
-    table added, every module left whole in its row), and every state, instance, history entry
-    (who made it, which key signed it) and stored module is what the same requests give on a
-    new node; a module kept in parts then joins the whole ones."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
-        Ed25519PrivateKey,
-    )
+class _Audited:
+    """The node of the fixtures of schemas 4 and 5 (tests/fixtures/record_schema4.py): the
+    counter and the bank, ``--auth`` with the principal ``ci``, ``--trust`` the fixture's key;
+    :meth:`seen` is every machine and instance as a client sees it, and every module of their
+    histories."""
 
-    from fixtures.record_schema4 import SEED, abacus_module, history  # noqa: PLC0415
-    from hotswap.auth import Credentials  # noqa: PLC0415
-    from hotswap.client import Client, Upgrade  # noqa: PLC0415
-    from hotswap.node.memory import MemoryNode  # noqa: PLC0415
-    from hotswap.node.service import NodeConfig  # noqa: PLC0415
-    from hotswap.node.store import PART_BYTES, PARTS_REFERENCE  # noqa: PLC0415
-    from hotswap.signing import TrustedKeys, key_id  # noqa: PLC0415
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+            Ed25519PrivateKey,
+        )
 
-    key = Ed25519PrivateKey.from_private_bytes(SEED)
-    signer = key_id(key.public_key())
-    credentials = Credentials()
-    token = credentials.add("ci", ["upgrade"])
-    config = NodeConfig(credentials=credentials, trust=TrustedKeys([key.public_key()]))
-    machines = {"counter": counter.counter_sm, "bank": bank.bank_sm}
+        from fixtures.record_schema4 import SEED  # noqa: PLC0415
+        from hotswap.auth import Credentials  # noqa: PLC0415
+        from hotswap.node.service import NodeConfig  # noqa: PLC0415
+        from hotswap.signing import TrustedKeys, key_id  # noqa: PLC0415
 
-    def client(node: MemoryNode) -> Client:
-        c = Client(transport=node.connection(), token=token, machines=[counter.counter_sm2])
-        c.session.sign_with(key)
+        self.key = Ed25519PrivateKey.from_private_bytes(SEED)
+        self.signer = key_id(self.key.public_key())
+        credentials = Credentials()
+        self.token = credentials.add("ci", ["upgrade"])
+        self.config = NodeConfig(
+            credentials=credentials, trust=TrustedKeys([self.key.public_key()])
+        )
+        self.machines = {"counter": counter.counter_sm, "bank": bank.bank_sm}
+
+    def node(self, data: Path | None = None) -> Any:
+        from hotswap.node.memory import MemoryNode  # noqa: PLC0415
+
+        return MemoryNode(self.machines, data=data, config=self.config)
+
+    def client(self, node: Any) -> Any:
+        from hotswap.client import Client  # noqa: PLC0415
+
+        c = Client(transport=node.connection(), token=self.token, machines=[counter.counter_sm2])
+        c.session.sign_with(self.key)
         return c
 
-    def seen(node: MemoryNode) -> tuple[dict[str, Shown], dict[str, bytes]]:
-        """Every machine and instance as shown, and every module of their histories."""
-        c = client(node)
+    def seen(self, node: Any) -> tuple[dict[str, Shown], dict[str, bytes]]:
+        c = self.client(node)
         replies = {name: c.status_raw(name) for name in ("counter", "bank", "abacus")}
         replies |= {k: c.status_raw("counter", key=k) for k in ("user-1", "user-2")}
         shown = {
@@ -421,24 +424,39 @@ def test_a_store_written_by_schema_4_upgrades_in_place_and_recovers_exactly(
         modules = {e.identity: c.module(e.identity) for s in replies.values() for e in s.history}
         return shown, modules
 
-    with MemoryNode(machines, config=config) as fresh:
-        history(client(fresh), abacus_module())
-        want, modules = seen(fresh)
-    assert [e[2:] for e in want["counter"][5]] == [(None, None), ("ci", signer)]
-    assert [e[2:] for e in want["abacus"][5]] == [("ci", signer)]
+
+def test_a_store_written_by_schema_4_upgrades_in_place_and_recovers_exactly(
+    tmp_path: Path,
+) -> None:
+    """tests/fixtures/store_v4.sqlite3 was written by the release of store schema 4, before
+    modules were kept in parts (tests/fixtures/record_schema4.py): an audited and signed
+    history, keyed instances, a deployed module of 64 KiB; killed. It opens at schema 6 (a
+    table added, every module left whole in its row), and every state, instance, history entry
+    (who made it, which key signed it) and stored module is what the same requests give on a
+    new node; a module kept in parts then joins the whole ones."""
+    from fixtures.record_schema4 import abacus_module, history  # noqa: PLC0415
+    from hotswap.client import Upgrade  # noqa: PLC0415
+    from hotswap.node.store import PART_BYTES, PARTS_REFERENCE  # noqa: PLC0415
+
+    audited = _Audited()
+    with audited.node() as fresh:
+        history(audited.client(fresh), abacus_module())
+        want, modules = audited.seen(fresh)
+    assert [e[2:] for e in want["counter"][5]] == [(None, None), ("ci", audited.signer)]
+    assert [e[2:] for e in want["abacus"][5]] == [("ci", audited.signer)]
     shutil.copyfile(FIXTURE_V4, tmp_path / "node.sqlite3")
     big = _padded(handbuilt.counter2_module(), 3 * PART_BYTES // 2)
-    with MemoryNode(machines, data=tmp_path, config=config) as node:
-        assert seen(node) == (want, modules)
+    with audited.node(tmp_path) as node:
+        assert audited.seen(node) == (want, modules)
         db = node.service.store.db
-        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "5"
+        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "6"
         rows = [bytes(data) for (data,) in db.execute("SELECT data FROM modules")]
         assert rows and not [data for data in rows if data.startswith(PARTS_REFERENCE)]
         assert db.execute("SELECT COUNT(*) FROM module_parts").fetchone() == (0,)
         migration = encode_module(handbuilt.upgrade_state_module())  # then a module in parts
-        done = client(node).upgrade("abacus", Upgrade(abacus_module(), big, migration))
-    with MemoryNode(machines, data=tmp_path, config=config) as node:
-        shown, stored = seen(node)
+        done = audited.client(node).upgrade("abacus", Upgrade(abacus_module(), big, migration))
+    with audited.node(tmp_path) as node:
+        shown, stored = audited.seen(node)
         assert shown["abacus"][0] == done.new and stored[done.new] == big
         assert {k: v for k, v in shown.items() if k != "abacus"} == {
             k: v for k, v in want.items() if k != "abacus"
@@ -446,6 +464,62 @@ def test_a_store_written_by_schema_4_upgrades_in_place_and_recovers_exactly(
         assert {k: v for k, v in stored.items() if k != done.new} == modules
         parts = node.service.store.db.execute("SELECT COUNT(*) FROM module_parts").fetchone()
         assert parts == (2,)
+
+
+FIXTURE_V5 = Path(__file__).parent / "fixtures" / "store_v5.sqlite3"
+
+
+def test_a_store_written_by_schema_5_upgrades_in_place_and_recovers_exactly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tests/fixtures/store_v5.sqlite3 was written by the release of store schema 5
+    (tests/fixtures/record_schema5.py): the history of schema 4's fixture, then a module of
+    1.5 MiB kept in parts, with inputs on it; killed. It opens at schema 6, its log rebuilt
+    (every row as it was, a cheaper check of ``kind`` that still refuses an unknown one), and
+    everything is what the same requests give on a new node, the module in parts included;
+    it then takes more inputs and recovers them."""
+    from fixtures.record_schema4 import abacus_module, history  # noqa: PLC0415
+    from fixtures.record_schema5 import big_module, more  # noqa: PLC0415
+
+    audited = _Audited()
+    with audited.node() as fresh:
+        c = audited.client(fresh)
+        history(c, abacus_module())
+        more(c)
+        want, modules = audited.seen(fresh)
+    assert modules[want["abacus"][0]] == big_module()
+    fixture = sqlite3.connect(FIXTURE_V5)
+    rows = fixture.execute("SELECT * FROM log ORDER BY seq").fetchall()
+    assert fixture.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
+    fixture.close()
+    shutil.copyfile(FIXTURE_V5, tmp_path / "node.sqlite3")
+    capsys.readouterr()
+    with audited.node(tmp_path) as node:
+        assert "Upgraded the store from schema 5 to 6 in place" in capsys.readouterr().out
+        assert audited.seen(node) == (want, modules)
+        db = node.service.store.db
+        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "6"
+        assert db.execute("SELECT * FROM log ORDER BY seq").fetchall()[: len(rows)] == rows
+        assert db.execute("SELECT COUNT(*) FROM module_parts").fetchone() == (2,)
+        (table,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'log'").fetchone()
+        assert "kind = 'input' OR" in table
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            db.execute(
+                "INSERT INTO log (seq, machine, kind, identity, inputs, time) "
+                "VALUES (10000, 'counter', 'bogus', '', 0, 0)"
+            )
+        assert [
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        ].count("log_changes") == 1
+        audited.client(node).send("counter", counter.Incr(), key="user-2")
+    with audited.node(tmp_path) as node:
+        assert "Upgraded the store" not in capsys.readouterr().out  # once only
+        shown, stored = audited.seen(node)
+        assert stored == modules
+        assert shown["user-2"][2] == want["user-2"][2] + 1
+        assert {k: v for k, v in shown.items() if k != "user-2"} == {
+            k: v for k, v in want.items() if k != "user-2"
+        }
 
 
 def _padded(module: Any, size: int) -> bytes:

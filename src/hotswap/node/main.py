@@ -20,7 +20,7 @@ from hotswap.node.compiling import keep_the_loop_free
 from hotswap.node.registry import Registry, check_fuel, load_machine_code
 from hotswap.node.server import Node
 from hotswap.node.service import NodeConfig, Service
-from hotswap.node.store import DEFAULT_RETAIN, SNAPSHOT_EVERY, Store
+from hotswap.node.store import DEFAULT_RETAIN, SCHEMA_VERSION, SNAPSHOT_EVERY, Store
 from hotswap.node.trace import Trace
 from hotswap.protocol.fields import SHORT_TEXT, InvalidField
 from hotswap.tls import server_context
@@ -146,6 +146,12 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
                     "which this node does not ask for: start it with --tls-ca FILE (and "
                     "--tls-cert, --tls-key) for them to connect"
                 )
+        if store.upgraded is not None:
+            schema, seconds = store.upgraded
+            trace.note(
+                f"Upgraded the store from schema {schema} to {SCHEMA_VERSION} in place "
+                f"({seconds:.1f} s); a node of an older release cannot open it any more"
+            )
         if store.lost is not None:
             held, recorded = store.lost
             said = "was unreadable" if recorded is None else f"recorded entry {recorded:,}"
