@@ -8,6 +8,7 @@ import contextlib
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from hotswap.cam.module import encode_module
 from hotswap.client import AsyncClient, Client, Upgrade, connect
 from hotswap.errors import HotswapError, NodeError, UpgradeRejected
 from hotswap.examples import handbuilt
-from hotswap.examples.counter import Incr, counter_sm, counter_sm2, upgrade_state
+from hotswap.examples.counter import Count, Incr, counter_sm, counter_sm2, upgrade_state
 from hotswap.node.memory import MemoryNode
 from hotswap.protocol.connection import ServerConnection
 from hotswap.protocol.events import (
@@ -169,6 +170,67 @@ def test_a_late_reply_never_answers_the_next_request_async() -> None:
         with pytest.raises(NodeError, match="in time"):
             await client.machines()
         await asyncio.sleep(0.8)
+        with pytest.raises(NodeError, match="unusable"):
+            await client.machines()
+
+    asyncio.run(scenario())
+
+
+def test_many_tasks_share_one_async_client_over_a_real_socket(tmp_path: Path) -> None:
+    """Sixteen tasks send through one AsyncClient at once, each to its own instance: every
+    reply is its own task's (each instance counts exactly its task's inputs, in order), and the
+    requests made in one turn of the loop reach the node in fewer writes than requests."""
+    from served import Served  # noqa: PLC0415
+
+    writes: list[int] = []
+
+    async def scenario(address: str) -> None:
+        client = await AsyncClient.connect(address, machines=[counter_sm])
+        transport = client.transport
+        send = transport.send
+
+        def counted(data: bytes) -> None:
+            writes.append(len(data))
+            send(data)
+
+        transport.send = counted  # type: ignore[method-assign]
+
+        async def task(i: int) -> list[object]:
+            """Instance ``task-i`` counts from ``50 * i``: a reply to another task's Count
+            would show another fifty."""
+            key = f"task-{i}"
+            for _ in range(50 * i):
+                await client.send("counter", Incr(), key=key)
+            counts = []
+            for _ in range(10):
+                assert await client.send("counter", Incr(), key=key) is None
+                counts.append(await client.send("counter", Count(), key=key))
+            return counts
+
+        seen = await asyncio.gather(*(task(i) for i in range(16)))
+        assert seen == [[50 * i + k for k in range(1, 11)] for i in range(16)]
+        await client.close()
+
+    with Served(tmp_path, {"counter": counter_sm}) as node:
+        asyncio.run(scenario(node.address))
+    requests = sum(50 * i + 20 for i in range(16)) + 1  # and the code fetched
+    assert len(writes) < requests * 3 / 4  # requests made together were written together
+
+
+def test_a_timeout_fails_every_request_sharing_the_connection() -> None:
+    """Three tasks wait on one client whose node does not answer: each fails (one with the
+    timeout, the others because the connection is unusable after it), and so does the next
+    request, later; none is left waiting."""
+
+    async def scenario() -> None:
+        client = await AsyncClient.connect(_slow_node(5.0), timeout=0.3)
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(client.machines() for _ in range(3)), return_exceptions=True
+        )
+        assert time.monotonic() - started < 3
+        assert all(isinstance(r, NodeError) for r in results), results
+        assert any("in time" in str(r) for r in results)
         with pytest.raises(NodeError, match="unusable"):
             await client.machines()
 
