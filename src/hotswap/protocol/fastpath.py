@@ -1,6 +1,6 @@
 """Hand-written codecs for the messages on the hot path: ``send``, ``send_checked``, ``output``.
 
-A node must turn 50,000 inputs a second into outputs (docs/protocol.md, section 13), and
+A node must turn 100,000 inputs a second into outputs (docs/protocol.md, section 13), and
 the generic codec (codec.py: cbor2 decode, schema checks, re-encode to confirm determinism) costs
 a few microseconds per message. A deterministic encoding makes both messages a fixed sequence of
 bytes with three holes, so here they are written by concatenation and read by comparing the
