@@ -231,6 +231,42 @@ def test_the_sweeper_migrates_untouched_instances_at_its_budget(node: MemoryNode
     assert c.status("tally").sweep.remaining == 24  # type: ignore[union-attr]
 
 
+def test_a_served_node_sweeps_in_slices_with_the_loop_free_between_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node's own sweeper pays a tick's share in slices, each at most SWEEP_SLICE, going on
+    at the loop's next turn: with a slice of 0 s (one instance each) 300 instances are migrated
+    in 300 slices or more, within a few ticks, not one instance a tick."""
+    import time  # noqa: PLC0415
+
+    from hotswap.node import server  # noqa: PLC0415
+    from served import Served  # noqa: PLC0415
+
+    monkeypatch.setattr(server, "SWEEP_SLICE", 0.0)
+    slices: list[int] = []
+    sweep = Service.sweep
+
+    def counted(self: Service, budget: int, seconds: float | None = None) -> int:
+        looked = sweep(self, budget, seconds)
+        slices.append(looked)
+        return looked
+
+    monkeypatch.setattr(Service, "sweep", counted)
+    config = NodeConfig(sweep_rate=100_000)
+    with Served(tmp_path, {"tally": tally_v1}, config=config) as node:
+        c = Client(node.address, machines=MACHINES)
+        for i in range(300):
+            c.send("tally", Add(i), key=f"k{i:03}")
+        c.upgrade("tally", Upgrade(tally_v1, tally_v2, v1_to_v2_safe))
+        deadline = time.monotonic() + 10
+        while c.status("tally").sweep.remaining and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.05)
+        status = c.status("tally")
+        assert [(x.identity, x.instances) for x in status.codes] == [(tally_v2.identity, 300)]
+        c.close()
+    assert sum(n > 0 for n in slices) >= 300 and max(slices) == 1
+
+
 def test_the_cache_is_bounded_and_evicted_instances_come_back_exact() -> None:
     """With ``cache=8`` at most 8 instances are live; the others are read back from their
     checkpoints and the log, after a restart too."""

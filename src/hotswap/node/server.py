@@ -52,8 +52,10 @@ TICK = 1.0
 SHUTDOWN_GRACE = 5.0
 #: How often the sweeper migrates its share of instances (``--sweep-rate`` a second).
 SWEEP_TICK = 0.05
-#: The longest the sweeper runs in one tick, whatever the size of the instances it migrates.
-SWEEP_SLICE = 0.005
+#: The longest the sweeper runs before the loop serves clients again, whatever the size of
+#: the instances it migrates (it goes on at the loop's next turn): an input waits at most
+#: about this long for the sweeper.
+SWEEP_SLICE = 0.0005
 
 
 class Node:
@@ -64,6 +66,7 @@ class Node:
         self.tls = tls
         self._waiting: dict[_Peer, list[bytes]] = {}
         self._commit_due = False  # a commit is scheduled for the end of this turn
+        self._sweep_owed = 0  # instances the sweeper is still to look at (``_sweep``)
         self.peers: set[_Peer] = set()
         #: TLS handshakes in progress (``_TlsServer``): each holds a connection of the limit.
         self.handshakes: set[asyncio.Task[None]] = set()
@@ -180,20 +183,39 @@ class Node:
             )
 
     def _sweep(self) -> None:
-        """Every SWEEP_TICK: migrate ``--sweep-rate`` x SWEEP_TICK instances to the running
-        code, between two requests, and commit them."""
+        """Every SWEEP_TICK: owe the sweeper ``--sweep-rate`` x SWEEP_TICK more instances to
+        migrate to the running code (at most two ticks' worth: a sweeper behind does not
+        catch up in a burst), and start paying if it is not already (:meth:`_sweep_slice`)."""
         if self.failure is not None or self.stopped.is_set():
             return
         rate = self.service.config.sweep_rate
         if rate <= 0:
             return
+        loop = asyncio.get_running_loop()
+        loop.call_later(SWEEP_TICK, self._sweep)
+        share = max(1, round(rate * SWEEP_TICK))
+        idle = self._sweep_owed == 0
+        self._sweep_owed = min(self._sweep_owed + share, 2 * share)
+        if idle:
+            self._sweep_slice()
+
+    def _sweep_slice(self) -> None:
+        """Migrate what the sweeper owes for at most SWEEP_SLICE, commit it, and go on at the
+        loop's next turn if more is owed: clients are served between two slices, so a tick's
+        migrations (or one large instance's) never hold the loop for longer than a slice."""
+        if self.failure is not None or self.stopped.is_set():
+            self._sweep_owed = 0
+            return
         try:
-            if self.service.sweep(max(1, round(rate * SWEEP_TICK)), SWEEP_SLICE):
+            looked = self.service.sweep(self._sweep_owed, SWEEP_SLICE)
+            if looked:
                 self.service.commit()
         except StoreError as e:
             self.fail(e)
             return
-        asyncio.get_running_loop().call_later(SWEEP_TICK, self._sweep)
+        self._sweep_owed = self._sweep_owed - looked if looked else 0  # 0: nothing left to try
+        if self._sweep_owed > 0:
+            asyncio.get_running_loop().call_soon(self._sweep_slice)
 
     def fail(self, error: HotswapError) -> None:
         """The store refused a write, or handling a request failed unexpectedly: the machines
