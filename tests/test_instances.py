@@ -267,6 +267,41 @@ def test_a_served_node_sweeps_in_slices_with_the_loop_free_between_them(
     assert sum(n > 0 for n in slices) >= 300 and max(slices) == 1
 
 
+def test_checkpoints_on_the_same_generation_rewrite_the_state_and_others_the_whole_row() -> None:
+    """With ``cache=2``, instances leave the cache at every other input: their checkpoints on
+    the generation already stored rewrite state, count and entry, and after an upgrade the
+    migrated ones' rows name the new generation and code; every row is what its instance
+    is, in the store and after a restart."""
+    with MemoryNode({"tally": tally_v1}, config=NodeConfig(cache=2)) as node:
+        c = client(node)
+        keys = [f"k{i}" for i in range(5)]
+        for round_ in range(3):
+            for i, key in enumerate(keys):
+                c.send("tally", Add(10 * i + round_), key=key)
+        db = node.service.store.db
+
+        def rows() -> list[tuple[object, ...]]:
+            node.service.checkpoint()  # the live ones too
+            query = "SELECT key, generation, identity, inputs FROM instances ORDER BY key"
+            return db.execute(query).fetchall()
+
+        assert rows() == [(k, 0, tally_v1.identity, 3) for k in keys]
+        c.upgrade("tally", Upgrade(tally_v1, tally_v2, v1_to_v2_safe))
+        for key in [*keys, keys[0]]:  # migrated by their inputs, evicted by the next ones
+            c.send("tally", Add(1), key=key)
+        assert rows() == [
+            ("k0", 1, tally_v2.identity, 5),
+            ("k1", 1, tally_v2.identity, 4),
+            ("k2", 1, tally_v2.identity, 4),
+            ("k3", 1, tally_v2.identity, 4),
+            ("k4", 1, tally_v2.identity, 4),
+        ]
+        want = {k: c.status("tally", key=k).state for k in keys}
+        node.reopen()
+        c = client(node)
+        assert {k: c.status("tally", key=k).state for k in keys} == want
+
+
 def test_the_cache_is_bounded_and_evicted_instances_come_back_exact() -> None:
     """With ``cache=8`` at most 8 instances are live; the others are read back from their
     checkpoints and the log, after a restart too."""
