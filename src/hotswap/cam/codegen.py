@@ -14,7 +14,11 @@ fold iteration and before returning; a subtraction that leaves less than nothing
 fuel exactly when the reference VM does, and otherwise uses exactly the fuel it uses.
 
 Folds become Python ``for`` loops over the list, with the state in a variable and ``break``
-for an early ``inr``.
+for an early ``inr``; a fold of fixed cost per element is also charged once for the whole list
+when the fuel covers it, and a list accumulator only appended to is built in place
+(:meth:`_Generator.fold`; docs/bytecode.md, section 11.7). Generated code reads the vectors'
+and maps' own slots (``_n``, ``_root``, ``_tail``, ``_small``, ``_index``) for lengths and
+iteration rather than calling their Python methods.
 
 Safety: the source is produced from *verified* typed code alone; identifiers come from a counter;
 literals are emitted only from exact ints; operators come from fixed tables; nothing from the
@@ -36,13 +40,17 @@ from hotswap.errors import InternalError, Trap
 from hotswap.lang import ints, prims
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
 from hotswap.lang.evaluate import FALSE, TRUE, Value
-from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP
+from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP, PVector
 from hotswap.lang.terms import TRAPPING, V1_OPS, Op
 from hotswap.lang.types import ListT
 
 
 class OutOfFuel(Exception):
     """Raised by generated code when the fuel runs out; callers turn it into a trap."""
+
+
+class _Abort(Exception):
+    """A fold's specialised form does not apply to its body: the general form is emitted."""
 
 
 # --- symbolic values ------------------------------------------------------------------------
@@ -85,7 +93,19 @@ class _Dist:
     size: int
 
 
-_Sym = _Expr | _Pair | _Inj | _Cond | _Dist
+@dataclass(frozen=True, slots=True)
+class _Build:
+    """The accumulator of a fold that starts from the empty list and only appends to it: a
+    Python ``list`` in variable ``var``, made a persistent list once after the loop. Valid only
+    while ``gen`` is the list's current generation (:attr:`_Generator.builds`): each append
+    makes a new one, so an older version of the accumulator can never be used. Anything but an
+    append to it or handing it to the next iteration raises :class:`_Abort`."""
+
+    var: str
+    gen: int
+
+
+_Sym = _Expr | _Pair | _Inj | _Cond | _Dist | _Build
 _UNIT = _Expr("()")
 #: Symbolic trees or condition texts larger than this are bound to a variable, so that sharing
 #: (PUSH then CONS duplicates a value) can never blow up the generated source.
@@ -114,6 +134,25 @@ def _size(s: _Sym) -> int:
     return s.size if isinstance(s, _Pair | _Inj | _Dist) else 1
 
 
+def _holds_build(s: _Sym) -> bool:
+    match s:
+        case _Build():
+            return True
+        case _Pair(left, right, _):
+            return _holds_build(left) or _holds_build(right)
+        case _Inj(_, payload, _):
+            return _holds_build(payload)
+        case _Dist(env, _, _):
+            return _holds_build(env)
+    return False
+
+
+#: Fold bodies of at most this many instructions, with no fold inside, get the specialised
+#: forms (a list accumulator built in place; fuel charged once for the whole loop): each is a
+#: second copy of the body in the generated source.
+_FAST_FOLD_LIMIT = 512
+
+
 class _Generator:
     def __init__(self, code: Code, metered: bool = True) -> None:
         self.code = code
@@ -122,6 +161,12 @@ class _Generator:
         #: Namespace constants: text literals and primitive implementations.
         self.constants: dict[str, object] = {}
         self._texts: dict[str, str] = {}
+        #: While a fold body is generated for its form with fuel charged up front: the fixed
+        #: costs taken so far (anything else, a variable cost, a real branch, a nested fold or
+        #: a ``FAIL``, raises :class:`_Abort`).
+        self.tally: list[int] | None = None
+        #: The current generation of each list accumulator being built (:class:`_Build`).
+        self.builds: dict[str, int] = {}
 
     def text_constant(self, text: str) -> str:
         name = self._texts.get(text)
@@ -143,6 +188,11 @@ class _Generator:
         then stop if it ran out. Without, the fuel may go below zero until the next check: only
         bounded work runs in between, and a trap raised meanwhile is turned into ``out_of_fuel``
         by the function's handler when the fuel is already negative (section 11.7)."""
+        if self.tally is not None:
+            if extra:
+                raise _Abort
+            self.tally[0] += pending
+            return
         if not self.metered or (pending == 0 and not extra):
             return
         amount = f"{pending} + {extra}" if extra else str(pending)
@@ -168,6 +218,8 @@ class _Generator:
                 return f"(_T if {text} else _F)"
             case _Dist(env, alts, _):
                 return f"({alts}[0], ({self.text(env)}, {alts}[1]))"
+            case _Build():
+                raise _Abort
         raise InternalError(f"unknown symbolic value {s!r}")
 
     def bind(self, s: _Sym, out: list[str], indent: str) -> _Sym:
@@ -200,6 +252,8 @@ class _Generator:
                     return _Expr(f"{alts}[0]")
                 payload = _Expr(f"{alts}[1]")
                 return _Pair(env, payload, 2 + _size(env))
+            case _Build():
+                raise _Abort
         raise InternalError(f"projection of {s!r}")
 
     @staticmethod
@@ -214,6 +268,8 @@ class _Generator:
                 return f"{text}[0]"
             case _Dist(_, alts, _):
                 return f"{alts}[0]"
+            case _Build():
+                raise _Abort
         raise InternalError(f"truth of {s!r}")
 
     # -- instructions -------------------------------------------------------------------------
@@ -230,10 +286,24 @@ class _Generator:
             limit = f"_len({name}) > {MAX_STR_LEN}"
             out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({a}, {b}))")
             return _Expr(name)
+        if op is Op.LIST_APPEND and isinstance(acc := self.project(reg, 0), _Build):
+            if self.builds.get(acc.var) != acc.gen:  # an older version of the list
+                raise _Abort
+            b = self.text(self.project(reg, 1))
+            if not b.isidentifier():
+                name = self.fresh()
+                out.append(f"{indent}{name} = {b}")
+                b = name
+            self.flush(pending + 1, out, indent)
+            limit = f"_len({acc.var}) >= {MAX_ELEMENTS}"
+            out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({acc.var}, {b}))")
+            out.append(f"{indent}{acc.var}.append({b})")
+            self.builds[acc.var] = acc.gen + 1
+            return _Build(acc.var, acc.gen + 1)
         if op is Op.LIST_APPEND:  # inline: its cost, the limit, then xs.append(x)
             a, b = self.operands(reg, out, indent)
             self.flush(pending + 1, out, indent)
-            limit = f"_len({a}) >= {MAX_ELEMENTS}"
+            limit = f"{a}._n >= {MAX_ELEMENTS}"
             out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({a}, {b}))")
             name = self.fresh()
             out.append(f"{indent}{name} = {a}.append({b})")
@@ -243,8 +313,22 @@ class _Generator:
             name = self.fresh()
             out.append(f"{indent}{name} = {arg}")
             arg = name
+        if op in prims.CHARGED:  # the cost and the result in one call, in the VM's order
+            if self.tally is not None:
+                raise _Abort
+            cost, name = self.fresh(), self.fresh()
+            fn = f"_x{op.value}"
+            self.constants[fn] = prims.CHARGED[op]
+            out.append(f"{indent}{cost}, {name} = {fn}({arg}, _f - {pending + 1})")
+            self.flush(pending + 1, out, indent, cost, check=True)
+            return _Expr(name)
         if op in _COUNTED:  # the cost is a length: inline
-            extra = f"_len({arg})" if op in _COUNTED_ARG else f"_len({arg}[1])"
+            if op in _COUNTED_ARG:
+                extra = self.map_len(arg)
+            elif op is Op.LIST_CONCAT:
+                extra = f"{arg}[1]._n"
+            else:
+                extra = self.map_len(f"{arg}[1]")
         else:
             extra = f"{self.prim_function(op, 'c')}({arg}, _f)" if op in prims.COST else ""
         self.flush(pending + 1, out, indent, extra, check=bool(extra))
@@ -256,6 +340,11 @@ class _Generator:
         name = self.fresh()
         out.append(f"{indent}{name} = {self.prim_function(op, 'p')}({arg})")
         return _Expr(name)
+
+    def map_len(self, m: str) -> str:
+        """The length of the map in expression ``m``, without a call of a Python method."""
+        small = self.fresh()
+        return f"(_len({small}) if ({small} := {m}._small) is not None else _len({m}._index))"
 
     def operands(self, reg: _Sym, out: list[str], indent: str) -> tuple[str, str]:
         """The two components of the pair in ``reg``, each a name or a constant (bound to a
@@ -350,6 +439,8 @@ class _Generator:
                 self.flush(pending + 1, out, indent)
                 reg, pending = self.simple(op, arg, reg, stack, out, indent), 0
             elif op is Opcode.FAIL:
+                if self.tally is not None:
+                    raise _Abort
                 self.flush(pending + 1, out, indent)
                 out.append(f"{indent}_fail({self.text(reg)})")
                 # What follows is dead code; a name (not ``None``, whose ``None[0]`` Python's
@@ -378,39 +469,124 @@ class _Generator:
         depth: int,
         pending: int,
     ) -> _Sym:
-        """Emit a fold as a ``for`` loop; ``pending`` includes the FOLD's own cost."""
+        """Emit a fold as a ``for`` loop; ``pending`` includes the FOLD's own cost.
+
+        A body with no fold inside (and at most :data:`_FAST_FOLD_LIMIT` instructions) may get
+        two specialisations, each tried and dropped when the body does not fit (:class:`_Abort`):
+
+        - an accumulator that starts as the empty list and is only appended to is a Python
+          ``list``, appended in place, made a persistent list once after the loop;
+        - a body that never stops the fold early and whose every run costs the same fixed
+          amount ``K`` (no variable cost, no real branch, no ``FAIL``) runs in a second copy
+          with no fuel taken inside, chosen when the fuel left covers ``K`` times the list's
+          length: then the VM cannot run out inside the fold, so a trap raised there is the
+          trap it raises, and the fuel after it is the same. Otherwise the loop with a
+          subtraction and a comparison per iteration runs, and runs out where the VM does."""
         if not self.metered:
             raise InternalError("code with a fold has no unmetered form")
+        if self.tally is not None:  # no nested fold in a body whose fuel is taken up front
+            raise _Abort
         indent = "    " * depth
         self.flush(pending, out, indent)
         rest = self.project(reg, 1)
         env, items, acc = self.project(reg, 0), self.project(rest, 0), self.project(rest, 1)
         env = self.bind(env, out, indent)
+        items_text = self.text(items)
+        if not items_text.isidentifier():
+            name = self.fresh()
+            out.append(f"{indent}{name} = {items_text}")
+            items_text = name
+        # a list of at most 32 elements is its tail alone (hotswap.lang.vector): a tuple
+        elements = f"({items_text} if {items_text}._root else {items_text}._tail)"
+        code = self.code
+        innermost = next_pc - pc - 1 <= _FAST_FOLD_LIMIT and all(
+            code[i].op is not Opcode.FOLD for i in range(pc + 1, next_pc)
+        )
+        build = innermost and isinstance(acc, _Expr) and acc.text == "_EL" and not _holds_build(env)
         acc_var, result, item = self.fresh(), self.fresh(), self.fresh()
-        out.append(f"{indent}{acc_var} = {self.text(acc)}")
-        out.append(f"{indent}for {item} in {self.text(items)}:")
-        body: list[str] = []
+
+        def body(building: bool, tally: list[int] | None) -> tuple[list[str], _Sym]:
+            """The loop's body and its final register; raises :class:`_Abort` if it does not
+            fit the form asked for."""
+            lines: list[str] = []
+            start_acc: _Sym = _Expr(acc_var)
+            if building:
+                self.builds[acc_var] = 0
+                start_acc = _Build(acc_var, 0)
+            start = _Pair(env, _Pair(_Expr(item), start_acc, 3), 2 + _size(env) + 3)
+            saved, self.tally = self.tally, tally
+            try:
+                r, left = self.run(pc + 1, next_pc, start, list(stack), lines, depth + 1, False)
+                if r is None:
+                    raise InternalError("a fold's body returned from the function")
+                if tally is not None:
+                    tally[0] += left + 1  # + 1: the NEXT
+                    if not (isinstance(r, _Inj) and r.tag == 0):
+                        raise _Abort
+                else:
+                    self.flush(left + 1, lines, inner, check=True)  # + 1: the NEXT
+            finally:
+                self.tally = saved
+            if building and not (
+                isinstance(r, _Inj)
+                and r.tag == 0
+                and r.payload == _Build(acc_var, self.builds[acc_var])
+            ):
+                raise _Abort
+            return lines, r
+
         inner = "    " * (depth + 1)
-        start = _Pair(env, _Pair(_Expr(item), _Expr(acc_var), 3), 2 + _size(env) + 3)
-        r, body_pending = self.run(pc + 1, next_pc, start, list(stack), body, depth + 1, False)
-        if r is None:
-            raise InternalError("a fold's body returned from the function")
-        self.flush(body_pending + 1, body, inner, check=True)  # + 1: the NEXT
+        try:
+            lines, r = body(build, None)
+        except _Abort:
+            if not build:
+                raise
+            build = False
+            lines, r = body(False, None)
+        out.append(f"{indent}{acc_var} = {'[]' if build else self.text(acc)}")
+        known = isinstance(r, _Inj) and r.tag == 0
+        if known and innermost:
+            try:
+                tally = [0]
+                fast, fast_r = body(build, tally)
+            except _Abort:
+                pass
+            else:
+                left = self.fresh()
+                out.append(f"{indent}{left} = _f - {tally[0]} * {items_text}._n")
+                out.append(f"{indent}if {left} >= 0:")
+                out.append(f"{inner}_f = {left}")
+                out.append(f"{inner}for {item} in {elements}:")
+                out.extend(["    " + line for line in fast])
+                if not build:
+                    assert isinstance(fast_r, _Inj)
+                    out.append(f"{inner}    {acc_var} = {self.text(fast_r.payload)}")
+                out.append(f"{indent}else:")
+                indent, inner = inner, inner + "    "
+                lines = ["    " + line for line in lines]
+        out.append(f"{indent}for {item} in {elements}:")
         if isinstance(r, _Inj) and r.tag == 0:
-            body.append(f"{inner}{acc_var} = {self.text(r.payload)}")
-        elif isinstance(r, _Inj):
-            body.append(f"{inner}{result} = (1, {self.text(r.payload)})")
-            body.append(f"{inner}break")
+            if not build:
+                lines.append(f"{inner}{acc_var} = {self.text(r.payload)}")
+            out.extend(lines)
+            if not build:
+                return _Inj(0, _Expr(acc_var), 2)
+            made = self.fresh()
+            out.append(f"{'    ' * depth}{made} = _mklist({acc_var})")
+            return _Inj(0, _Expr(made), 2)
+        if isinstance(r, _Inj):
+            lines.append(f"{inner}{result} = (1, {self.text(r.payload)})")
+            lines.append(f"{inner}break")
         else:
             name = self.text(r)
             if not name.isidentifier():
                 name = self.fresh()
-                body.append(f"{inner}{name} = {self.text(r)}")
-            body.append(f"{inner}if {name}[0]:")
-            body.append(f"{inner}    {result} = {name}")
-            body.append(f"{inner}    break")
-            body.append(f"{inner}{acc_var} = {name}[1]")
-        out.extend(body)
+                lines.append(f"{inner}{name} = {self.text(r)}")
+            lines.append(f"{inner}if {name}[0]:")
+            lines.append(f"{inner}    {result} = {name}")
+            lines.append(f"{inner}    break")
+            lines.append(f"{inner}{acc_var} = {name}[1]")
+        out.extend(lines)
         out.append(f"{indent}else:")
         out.append(f"{indent}    {result} = (0, {acc_var})")
         return _Expr(result)
@@ -495,6 +671,8 @@ class _Generator:
             if known is not None:  # arm 0 also runs its JMP
                 self.flush(left + jmp, out, "    " * depth)
             return known
+        if self.tally is not None:  # the runs of the body would not all cost the same
+            raise _Abort
         if isinstance(reg, _Expr) and not reg.text.isidentifier():
             name = self.fresh()
             out.append(f"{'    ' * depth}{name} = {reg.text}")
@@ -504,12 +682,17 @@ class _Generator:
         body0: list[str] = []
         body1: list[str] = []
         after0, after1 = (after + 1, after) if tail else (0, 0)  # + 1: arm 0's JMP
+        builds = dict(self.builds)
         r0, left0 = self.run(
             arm0[0], arm0[1], p0, list(stack), body0, depth + 1, tail, pending, after0
         )
+        builds0, self.builds = self.builds, builds
         r1, left1 = self.run(
             arm1[0], arm1[1], p1, list(stack), body1, depth + 1, tail, pending, after1
         )
+        for var, gen in builds0.items():  # a list appended to differently in each arm
+            if self.builds.get(var) != gen:  # is no version of the accumulator after both
+                self.builds[var] = -1
         inner = "    " * (depth + 1)
         if r0 is not None:
             self.flush(left0 + 1, body0, inner)  # + 1: arm 0's JMP
@@ -636,6 +819,7 @@ def _exec(source: str, constants: dict[str, object]) -> Any:
         "_len": len,
         "_EL": EMPTY_LIST,
         "_EM": EMPTY_MAP,
+        "_mklist": PVector,
         **constants,
     }
     exec(_compiler(source), namespace)

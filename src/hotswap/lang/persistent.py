@@ -327,19 +327,19 @@ class OMap:
     def key_list(self) -> PVector[Any]:
         small = self._small
         if small is not None:  # at most 32: the vector's tail alone
-            return PVector._make(len(small), 5, (), tuple(small))
+            return vector.small(tuple(small))
         return PVector(list(self.keys()))
 
     def value_list(self) -> PVector[Any]:
         small = self._small
         if small is not None:
-            return PVector._make(len(small), 5, (), tuple(small.values()))
+            return vector.small(tuple(small.values()))
         return PVector(list(self.values()))
 
     def item_list(self) -> PVector[Any]:
         small = self._small
         if small is not None:
-            return PVector._make(len(small), 5, (), tuple(small.items()))
+            return vector.small(tuple(small.items()))
         return PVector(list(self.items()))
 
     def update(self, other: OMap) -> OMap:

@@ -16,6 +16,7 @@ from hotswap.errors import Trap
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
 from hotswap.lang.persistent import EMPTY_LIST, OMap, is_list, make_list
 from hotswap.lang.terms import Op
+from hotswap.lang.vector import small as small_vector
 
 Value = Any
 FALSE: Value = (0, ())
@@ -113,7 +114,10 @@ def str_index(v: Value) -> Value:
 
 def _joined_length(v: Value) -> int:
     sep, xs = v
-    return sum(map(len, xs)) + len(sep) * max(0, len(xs) - 1)
+    n = xs._n
+    # a vector of at most 32 elements is its tail alone: a tuple, iterated without a call of
+    # a Python method
+    return sum(map(len, xs if xs._root else xs._tail)) + len(sep) * (n - 1 if n else 0)
 
 
 def str_join(v: Value) -> Value:
@@ -121,7 +125,7 @@ def str_join(v: Value) -> Value:
     if n > MAX_STR_LEN:
         raise too_large("text", n, MAX_STR_LEN)
     sep, xs = v
-    return sep.join(xs)
+    return sep.join(xs if xs._root else xs._tail)
 
 
 def str_slice(v: Value) -> Value:
@@ -172,7 +176,9 @@ def list_set(v: Value) -> Value:
 
 
 def list_sort(xs: Value) -> Value:
-    return make_list(sorted(xs))
+    if xs._root:
+        return make_list(sorted(xs))
+    return small_vector(tuple(sorted(xs._tail)))
 
 
 def int_range(v: Value) -> Value:
@@ -285,23 +291,21 @@ def _contains_cost(v: Value, cap: int = NO_CAP) -> int:
 
 def _sort_cost(xs: Value, cap: int = NO_CAP) -> int:
     """``n log n`` comparisons, each costing 1 plus the largest element's weight."""
-    n = len(xs)
+    n: int = xs._n
     comparisons = n * max(1, n.bit_length())
     if comparisons > cap:
         return comparisons
-    heaviest = 0
-    for x in xs:  # a List Int or a List Str
-        w = len(x) // TEXT_CHUNK if type(x) is str else 0
-        if w > heaviest:
-            heaviest = w
-            if comparisons * (1 + w) > cap:
-                break
-    return comparisons * (1 + heaviest)
+    items = xs if xs._root else xs._tail
+    for first in items:  # a List Int or a List Str: the first element says which
+        if type(first) is str:  # n <= cap: this walk is O(fuel left)
+            return comparisons * (1 + max(map(len, items)) // TEXT_CHUNK)
+        break
+    return comparisons
 
 
 def _join_cost(v: Value, cap: int = NO_CAP) -> int:
     xs = v[1]
-    n = len(xs)
+    n: int = xs._n
     if n > cap:
         return n
     return n + _joined_length(v) // TEXT_CHUNK
@@ -335,6 +339,40 @@ COST: dict[Op, Cost] = {
     Op.MAP_MERGE: lambda v, cap=NO_CAP: len(v[1]),
     Op.RANGE: lambda v, cap=NO_CAP: max(0, min(v[1] - v[0], MAX_ELEMENTS + 1)),
     Op.STR_JOIN: _join_cost,
+}
+
+
+def _sort_charged(xs: Value, cap: int) -> tuple[int, Value]:
+    cost = _sort_cost(xs, cap)
+    if cost > cap:
+        return cost, None
+    if xs._root:
+        return cost, make_list(sorted(xs))
+    return cost, small_vector(tuple(sorted(xs._tail)))
+
+
+def _join_charged(v: Value, cap: int) -> tuple[int, Value]:
+    sep, xs = v
+    n = xs._n
+    if n > cap:
+        return n, None
+    items = xs if xs._root else xs._tail
+    length = sum(map(len, items)) + len(sep) * (n - 1 if n else 0)
+    cost = n + length // TEXT_CHUNK
+    if cost > cap:
+        return cost, None
+    if length > MAX_STR_LEN:
+        raise too_large("text", length, MAX_STR_LEN)
+    return cost, sep.join(items)
+
+
+#: For some primitives of :data:`COST`, the cost and the result in one call: ``(cost, result)``
+#: with the result computed (and any trap of the primitive raised) only when the cost is at
+#: most ``cap`` (else None), so a caller passing the fuel left after the instruction's fixed
+#: part takes the cost and runs the primitive in the VM's order.
+CHARGED: dict[Op, Callable[[Value, int], tuple[int, Value]]] = {
+    Op.LIST_SORT: _sort_charged,
+    Op.STR_JOIN: _join_charged,
 }
 
 

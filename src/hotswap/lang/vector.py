@@ -182,6 +182,13 @@ class PVector(Generic[T]):
 _new = object.__new__
 
 
+def small(items: tuple[T, ...]) -> PVector[T]:
+    """The vector of at most 32 ``items``: its tail alone (no check that they are so few)."""
+    v: PVector[T] = _new(PVector)
+    v._n, v._shift, v._root, v._tail, v._size = len(items), _BITS, (), items, -1
+    return v
+
+
 def count_width(n: int) -> int:
     """The bytes of ``n``'s minimal unsigned LEB128 (a collection's count)."""
     return (n.bit_length() + 6) // 7 or 1
