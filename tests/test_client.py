@@ -235,3 +235,22 @@ def test_a_timeout_fails_every_request_sharing_the_connection() -> None:
             await client.machines()
 
     asyncio.run(scenario())
+
+
+def test_closing_a_shared_async_client_fails_the_requests_still_waiting() -> None:
+    """A task closes the client while two others wait on the node: they fail at once, naming
+    the closed client, instead of waiting out their timeout; a request after it is refused."""
+
+    async def scenario() -> None:
+        client = await AsyncClient.connect(_slow_node(5.0), timeout=30)
+        waiting = [asyncio.ensure_future(client.machines()) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await client.close()
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        assert time.monotonic() - started < 2
+        assert all(isinstance(r, NodeError) and "closed" in str(r) for r in results), results
+        with pytest.raises(NodeError, match="unusable"):
+            await client.machines()
+
+    asyncio.run(scenario())

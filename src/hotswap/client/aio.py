@@ -194,7 +194,12 @@ class AsyncClient:
         return client
 
     async def close(self) -> None:
-        self.transport.close()
+        """Close the connection; requests still waiting for their replies fail (``unreachable``)
+        and later ones are refused."""
+        if self._waiting:
+            self._abandon(NodeError("unreachable", f"the client of {self.address} was closed"))
+        else:
+            self.transport.close()
         if self._reader is not None:
             self._reader.cancel()
         await self.transport.wait_closed()
