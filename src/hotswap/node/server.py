@@ -67,6 +67,7 @@ class Node:
         self._waiting: dict[_Peer, list[bytes]] = {}
         self._commit_due = False  # a commit is scheduled for the end of this turn
         self._sweep_owed = 0  # instances the sweeper is still to look at (``_sweep``)
+        self._sweeping = False  # a slice or its commit is scheduled
         self.peers: set[_Peer] = set()
         #: TLS handshakes in progress (``_TlsServer``): each holds a connection of the limit.
         self.handshakes: set[asyncio.Task[None]] = set()
@@ -194,28 +195,44 @@ class Node:
         loop = asyncio.get_running_loop()
         loop.call_later(SWEEP_TICK, self._sweep)
         share = max(1, round(rate * SWEEP_TICK))
-        idle = self._sweep_owed == 0
         self._sweep_owed = min(self._sweep_owed + share, 2 * share)
-        if idle:
+        if not self._sweeping:
+            self._sweeping = True
             self._sweep_slice()
 
     def _sweep_slice(self) -> None:
-        """Migrate what the sweeper owes for at most SWEEP_SLICE, commit it, and go on at the
-        loop's next turn if more is owed: clients are served between two slices, so a tick's
-        migrations (or one large instance's) never hold the loop for longer than a slice."""
+        """Migrate what the sweeper owes for at most SWEEP_SLICE, then commit that at the
+        loop's next turn and go on at the one after if more is owed: clients are served
+        between a slice and its commit and between two slices, so a tick's migrations (or one
+        large instance's) never hold the loop for longer than a slice or a commit."""
         if self.failure is not None or self.stopped.is_set():
-            self._sweep_owed = 0
+            self._sweeping = False
             return
         try:
             looked = self.service.sweep(self._sweep_owed, SWEEP_SLICE)
-            if looked:
-                self.service.commit()
         except StoreError as e:
             self.fail(e)
             return
         self._sweep_owed = self._sweep_owed - looked if looked else 0  # 0: nothing left to try
+        if looked:
+            asyncio.get_running_loop().call_soon(self._swept)
+        else:
+            self._sweeping = False
+
+    def _swept(self) -> None:
+        """Commit a slice of the sweeper's (:meth:`_sweep_slice`), then the next slice."""
+        if self.failure is not None or self.stopped.is_set():
+            self._sweeping = False
+            return
+        try:
+            self.service.commit()
+        except StoreError as e:
+            self.fail(e)
+            return
         if self._sweep_owed > 0:
             asyncio.get_running_loop().call_soon(self._sweep_slice)
+        else:
+            self._sweeping = False
 
     def fail(self, error: HotswapError) -> None:
         """The store refused a write, or handling a request failed unexpectedly: the machines
