@@ -254,3 +254,43 @@ def test_closing_a_shared_async_client_fails_the_requests_still_waiting() -> Non
             await client.machines()
 
     asyncio.run(scenario())
+
+
+def test_an_async_client_closed_idle_refuses_later_requests() -> None:
+    """After close() with nothing waiting, a request is refused as on a connection made
+    unusable, naming the closed client."""
+
+    async def scenario() -> None:
+        with MemoryNode({"counter": counter_sm}) as node:
+            client = await AsyncClient.over(node.async_connection(), machines=[counter_sm])
+            await client.send("counter", Incr())
+            await client.close()
+            with pytest.raises(NodeError, match=r"unusable after: the client of .* was closed"):
+                await client.send("counter", Incr())
+
+    asyncio.run(scenario())
+
+
+def test_a_write_that_fails_fails_the_requests_it_carried() -> None:
+    """The node's side is gone (its store failed): the write of the next request fails, and
+    that request raises a NodeError at once rather than the write's error surfacing
+    elsewhere."""
+    from hotswap.errors import StoreError  # noqa: PLC0415
+
+    unhandled: list[object] = []
+
+    def handler(_: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        unhandled.append(context)
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(handler)
+        with MemoryNode({"counter": counter_sm}) as node:
+            client = await AsyncClient.over(node.async_connection(), machines=[counter_sm])
+            await client.send("counter", Incr())
+            node.fail(StoreError("disk gone"))
+            with pytest.raises(NodeError) as info:
+                await client.send("counter", Incr())
+            assert info.value.code == "unreachable"
+        assert unhandled == []  # the write's error went to the request, not to the loop
+
+    asyncio.run(scenario())

@@ -39,13 +39,13 @@ from hotswap.tls import chosen_context
 T = TypeVar("T")
 
 
-def _again(error: BaseException) -> BaseException:
+def _again(error: BaseException, address: str) -> BaseException:
     """``error`` for another request that waited: a NodeError of its own (each task raises
     its own), a cancellation as the connection's loss."""
     if isinstance(error, NodeError):
         return NodeError(error.code, str(error))
     reason = str(error) or type(error).__name__
-    return NodeError("unreachable", f"the connection is unusable after: {reason}")
+    return NodeError("unreachable", f"the connection to {address} is unusable after: {reason}")
 
 
 class AsyncTransport(Protocol):
@@ -196,10 +196,8 @@ class AsyncClient:
     async def close(self) -> None:
         """Close the connection; requests still waiting for their replies fail (``unreachable``)
         and later ones are refused."""
-        if self._waiting:
-            self._abandon(NodeError("unreachable", f"the client of {self.address} was closed"))
-        else:
-            self.transport.close()
+        self._abandon(NodeError("unreachable", f"the client of {self.address} was closed"))
+        self.transport.close()  # (closed already, unless the connection was unusable before)
         if self._reader is not None:
             self._reader.cancel()
         await self.transport.wait_closed()
@@ -254,7 +252,10 @@ class AsyncClient:
     def _flush(self) -> None:
         unwritten, self._unwritten = self._unwritten, None
         if unwritten and self.wire.broken is None:
-            self.transport.send(b"".join(unwritten))
+            try:
+                self.transport.send(b"".join(unwritten))
+            except (OSError, RuntimeError) as e:  # the transport is gone: so are the replies
+                self._abandon(self.wire.lost(e))
 
     async def _read(self) -> None:
         """Hand each reply to the request it answers, while replies are awaited."""
@@ -285,7 +286,7 @@ class AsyncClient:
         waiting, self._waiting = self._waiting, deque()
         for waiter in waiting:
             if not waiter.done():
-                waiter.set_exception(_again(error))
+                waiter.set_exception(_again(error, self.address))
         if self._reader is not None and self._reader is not asyncio.current_task():
             self._reader.cancel()
 

@@ -475,16 +475,19 @@ class Store:
                 "SELECT seq FROM log WHERE kind IN ('input', 'delete') ORDER BY seq LIMIT 1"
             ).fetchone()
             keyed = self.db.execute("SELECT 1 FROM instances LIMIT 1").fetchone() is not None
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e):
+        except BaseException as e:
+            db = getattr(self, "db", None)
+            if db is not None:
+                db.close()  # its lock too: the caller may fix the problem and open it again
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
                 msg = (
                     f"the store {self.path} is in use by another node (or another program "
                     "has it open: a node holds its store alone)"
                 )
                 raise StoreError(msg) from None
-            raise StoreError(f"cannot open the store {self.path}: {e}") from None
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open the store {self.path}: {e}") from None
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"cannot open the store {self.path}: {e}") from None
+            raise
         self.last_seq: int = row[0]
         #: Every input and delete entry up to this seq is compacted away (or never was).
         self._compacted = self.last_seq if first is None else int(first[0]) - 1
