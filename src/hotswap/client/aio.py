@@ -126,6 +126,9 @@ class AsyncClient:
         self.node_name = ""
         #: The replies awaited, in the order of the requests (the reader resolves them).
         self._waiting: deque[asyncio.Future[object]] = deque()
+        #: When each of them is due (the loop's time), and the one timer that watches them.
+        self._deadlines: deque[float] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task[None] | None = None
         #: Requests made this turn of the loop, written together at its end (None: none).
         self._unwritten: list[bytes] | None = None
@@ -223,20 +226,35 @@ class AsyncClient:
         data = self.wire.encode((event,))
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[object] = loop.create_future()
+        deadline = loop.time() + self.timeout
         self._waiting.append(waiter)
+        self._deadlines.append(deadline)
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(deadline, self._overdue)
         try:
             self._write(data, loop)
             if self._reader is None:
                 self._reader = loop.create_task(self._read())
-            async with asyncio.timeout(self.timeout):
-                return await waiter
-        except TimeoutError:
-            error = self.wire.timed_out()
-            self._abandon(error)
-            raise error from None
-        except BaseException as e:  # includes cancellation: the reply may still come, late
+            return await waiter
+        except NodeError:
+            raise  # the connection failed (or timed out) for every request: _abandon said so
+        except BaseException as e:  # cancellation: the reply may still come, late
             self._abandon(e)
             raise
+
+    def _overdue(self) -> None:
+        """The watchdog of the oldest request waiting (replies come in request order, so it
+        is the first due): past its deadline, the connection times out; else it waits on
+        for it. One timer for all the requests in flight, not one each."""
+        self._watchdog = None
+        if not self._waiting:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._deadlines[0]
+        if loop.time() >= due:
+            self._abandon(self.wire.timed_out())
+        else:
+            self._watchdog = loop.call_at(due, self._overdue)
 
     def _write(self, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
         """Write ``data`` with the other requests made in this turn of the loop, at its end:
@@ -270,6 +288,7 @@ class AsyncClient:
                     self.wire.receive(data)
                     continue
                 waiter = self._waiting.popleft()
+                self._deadlines.popleft()
                 if not waiter.done():
                     waiter.set_result(event)
         except NodeError as e:  # the node said goodbye, closed or broke the protocol
@@ -284,6 +303,10 @@ class AsyncClient:
             self.wire.unanswered(error)
             self.transport.close()
         waiting, self._waiting = self._waiting, deque()
+        self._deadlines.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for waiter in waiting:
             if not waiter.done():
                 waiter.set_exception(_again(error, self.address))
