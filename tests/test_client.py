@@ -125,8 +125,9 @@ def test_the_blocking_and_asyncio_clients_say_the_same_on_a_timeout() -> None:
     assert first == second == "no reply from 127.0.0.1"
 
 
-def _slow_node(delay: float) -> str:
-    """A fake node that answers its first ``machines`` request after ``delay`` seconds."""
+def _slow_node(delay: float, every: bool = False) -> str:
+    """A fake node that answers its first ``machines`` request (``every`` one) after
+    ``delay`` seconds."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
@@ -139,7 +140,7 @@ def _slow_node(delay: float) -> str:
                     if isinstance(event, Hello):
                         sock.sendall(conn.send(Welcome()))
                     elif isinstance(event, Machines):
-                        if first:
+                        if first or every:
                             time.sleep(delay)
                             first = False
                         entry = MachineEntry(f"reply-to-{event.id}", "a" * 64)
@@ -292,5 +293,21 @@ def test_a_write_that_fails_fails_the_requests_it_carried() -> None:
                 await client.send("counter", Incr())
             assert info.value.code == "unreachable"
         assert unhandled == []  # the write's error went to the request, not to the loop
+
+    asyncio.run(scenario())
+
+
+def test_requests_each_answered_in_time_never_time_out_together() -> None:
+    """Six requests in a row, each answered after 0.1 s with a timeout of 0.35 s: together
+    they take longer than the timeout, and each is answered (each is due a timeout after it
+    was made, not after the first)."""
+
+    async def scenario() -> None:
+        client = await AsyncClient.connect(_slow_node(0.1, every=True), timeout=0.35)
+        started = time.monotonic()
+        for _ in range(6):
+            assert (await client.machines())[0][0].startswith("reply-to-")
+        assert time.monotonic() - started > 0.35
+        await client.close()
 
     asyncio.run(scenario())
