@@ -136,12 +136,7 @@ class Node:
         Called once a turn of the loop after the chunks connections delivered in it
         (:meth:`commit_soon`): a chunk holds every request the client pipelined into it, so
         under load one commit covers many inputs."""
-        if not self._waiting or self.failure is not None:
-            return
-        try:
-            self.service.commit()
-        except StoreError as e:
-            self.fail(e)
+        if not self._waiting or self.failure is not None or not self._durable():
             return
         waiting, self._waiting = self._waiting, {}
         for peer, chunks in waiting.items():
@@ -153,6 +148,15 @@ class Node:
                 continue
             if peer.closing:
                 peer.close_soon()
+
+    def _durable(self) -> bool:
+        """Commit what the service did; if the store refuses, stop the node (False)."""
+        try:
+            self.service.commit()
+        except StoreError as e:
+            self.fail(e)
+            return False
+        return True
 
     def _tick(self) -> None:
         """Once a second: end the trials whose time is up (durably), even with no traffic."""
@@ -224,10 +228,7 @@ class Node:
         if self.failure is not None or self.stopped.is_set():
             self._sweeping = False
             return
-        try:
-            self.service.commit()
-        except StoreError as e:
-            self.fail(e)
+        if not self._durable():
             return
         if self._sweep_owed > 0:
             asyncio.get_running_loop().call_soon(self._sweep_slice)
