@@ -197,10 +197,10 @@ def test_many_tasks_share_one_async_client_over_a_real_socket(tmp_path: Path) ->
         transport.send = counted  # type: ignore[method-assign]
 
         async def task(i: int) -> list[object]:
-            """Instance ``task-i`` counts from ``50 * i``: a reply to another task's Count
-            would show another fifty."""
+            """Instance ``task-i`` counts from ``20 * i``: a reply to another task's Count
+            would show another twenty."""
             key = f"task-{i}"
-            for _ in range(50 * i):
+            for _ in range(20 * i):
                 await client.send("counter", Incr(), key=key)
             counts = []
             for _ in range(10):
@@ -209,12 +209,12 @@ def test_many_tasks_share_one_async_client_over_a_real_socket(tmp_path: Path) ->
             return counts
 
         seen = await asyncio.gather(*(task(i) for i in range(16)))
-        assert seen == [[50 * i + k for k in range(1, 11)] for i in range(16)]
+        assert seen == [[20 * i + k for k in range(1, 11)] for i in range(16)]
         await client.close()
 
     with Served(tmp_path, {"counter": counter_sm}) as node:
         asyncio.run(scenario(node.address))
-    requests = sum(50 * i + 20 for i in range(16)) + 1  # and the code fetched
+    requests = sum(20 * i + 20 for i in range(16)) + 1  # and the code fetched
     assert len(writes) < requests * 3 / 4  # requests made together were written together
 
 

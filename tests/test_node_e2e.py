@@ -161,15 +161,15 @@ def test_silent_and_idle_clients_are_disconnected(tmp_path: Path) -> None:
 
 
 def test_a_client_active_within_the_idle_timeout_stays_connected(tmp_path: Path) -> None:
-    """The idle clock restarts at each request: a client sending every 0.2 s outlives several
-    idle timeouts of 0.5 s, and is closed once it goes quiet for longer than one."""
-    config = NodeConfig(idle_timeout=0.5)
+    """The idle clock restarts at each request: a client sending every 0.12 s outlives
+    several idle timeouts of 0.3 s, and is closed once it goes quiet for longer than one."""
+    config = NodeConfig(idle_timeout=0.3)
     with Served(tmp_path, {"counter": COUNTER}, config=config) as node, connect(node.address) as c:
         for _ in range(8):
             c.send("counter", INCR)
-            time.sleep(0.2)
+            time.sleep(0.12)
         assert c.status("counter").inputs == 8
-        time.sleep(1.1)
+        time.sleep(0.7)
         with pytest.raises(NodeError):
             c.send("counter", INCR)
 
