@@ -389,3 +389,16 @@ def test_mutated_client_messages_raise_only_remote_errors(payload: bytes) -> Non
     """Near-misses of valid requests are rejected as the peer's fault."""
     only_remote_errors(ready_server(), frame(payload))
     agree(payload, from_client=True)
+
+
+@pytest.mark.parametrize("rid", [0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1])
+def test_request_ids_at_every_head_boundary_take_the_fast_path_exactly(rid: int) -> None:
+    """The hot path reads and writes ids of one to nine bytes inline: at each boundary of the
+    head's length the bytes are the reference codec's, both ways."""
+    for event in (Send(rid, "counter", b"\x00"), SendChecked(rid, "c", "a" * 64, b"", False)):
+        payload = encode_message(event)
+        assert payload == encode_schema(event)
+        assert decode_message(payload, from_client=True) == event
+    output = Output(rid, b"\x01", b"")
+    assert encode_message(output) == encode_schema(output)
+    assert decode_message(encode_schema(output), from_client=False) == output

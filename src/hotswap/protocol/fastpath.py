@@ -184,10 +184,20 @@ def encode_output(event: Output) -> bytes | None:
 def output_payload(request_id: int, output: bytes, state: bytes) -> bytes:
     """:func:`encode_output` of fields known to be of their kinds (a request id the node
     read, encoded values): what the node's hot path calls."""
+    if request_id < 24:
+        rid = _SMALL_HEADS[request_id]
+    elif request_id < 0x10000:
+        rid = (
+            b"\x18" + request_id.to_bytes(1)
+            if request_id < 0x100
+            else b"\x19" + request_id.to_bytes(2)
+        )
+    else:
+        rid = head(_UINT, request_id)
     return b"".join(
         (
             _OUTPUT_OPEN,
-            _SMALL_HEADS[request_id] if request_id < 24 else head(_UINT, request_id),
+            rid,
             _OUTPUT_MIDDLE,
             _BYTE_HEADS[len(state)] if len(state) < 24 else head(_BYTES, len(state)),
             state,
@@ -203,13 +213,23 @@ _BYTE_HEADS = [bytes((_BYTES | n,)) for n in range(24)]
 
 
 def _uint(payload: bytes, position: int) -> tuple[int, int]:
-    """:func:`_read_head` of an unsigned int, inline for the common one-byte heads."""
-    if position < len(payload):
+    """:func:`_read_head` of an unsigned int, inline for the heads of up to five bytes (the
+    request ids of the first four billion requests); only the shortest form is taken."""
+    n = len(payload)
+    if position < n:
         initial = payload[position]
         if initial < 24:
             return initial, position + 1
-        if initial == 24 and position + 1 < len(payload) and payload[position + 1] >= 24:
+        if initial == 24 and position + 1 < n and payload[position + 1] >= 24:
             return payload[position + 1], position + 2
+        if initial == 25 and position + 2 < n:
+            value = payload[position + 1] << 8 | payload[position + 2]
+            if value >= 0x100:
+                return value, position + 3
+        elif initial == 26 and position + 4 < n:
+            value = int.from_bytes(payload[position + 1 : position + 5])
+            if value >= 0x10000:
+                return value, position + 5
     return _read_head(payload, position, _UINT)
 
 
