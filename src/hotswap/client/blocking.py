@@ -95,7 +95,11 @@ class Client:
     Outputs and states come back as instances of the user's classes: those of ``machines``
     (DSL machines, as :meth:`Session.remember` takes) and of the modules that define the values
     sent; a record with no such class comes back as :class:`hotswap.names.schema.Record`, with a
-    :class:`hotswap.client.ClassesUnknownWarning`."""
+    :class:`hotswap.client.ClassesUnknownWarning`.
+
+    One thread at a time: a request and its reply are one exchange on the connection. For many
+    concurrent callers, give each thread a ``Client`` of its own, or share one
+    :class:`hotswap.client.AsyncClient` among tasks (it pipelines their requests)."""
 
     def __init__(
         self,
