@@ -143,6 +143,17 @@ def why(trap: Trap) -> str:
     return str(trap)
 
 
+def check_code(machine: Machine, code: str | None) -> None:
+    """``wrong_version`` unless ``machine`` runs ``code`` (None: whatever it runs), the code an
+    input was encoded for: its bytes would be read at a type they were not written for."""
+    if code is not None and code != machine.code.identity:
+        raise NodeError(
+            ErrorCode.WRONG_VERSION,
+            f"{machine.name} runs {machine.identity[:12]}, the input was encoded for "
+            f"{code[:12]}: re-encode it for the running code",
+        )
+
+
 def apply_input(
     machine: Machine, value: Value, fuel: int, state_limit: int | None = MAX_STATE_BYTES
 ) -> tuple[Value, bool]:
@@ -333,15 +344,8 @@ class Registry:
 
     def running(self, name: str, code: str | None = None) -> Machine:
         """Machine ``name``, if it runs ``code`` (None: whatever it runs); else the error."""
-        machine = self.machines.get(name)
-        if machine is None:
-            machine = self.get(name)  # raises, naming the machines there are
-        if code is not None and code != machine.code.identity:
-            raise NodeError(
-                ErrorCode.WRONG_VERSION,
-                f"{name} runs {machine.identity[:12]}, the input was encoded for {code[:12]}: "
-                "re-encode it for the running code",
-            )
+        machine = self.get(name)
+        check_code(machine, code)
         return machine
 
     def step_value(self, machine: Machine, value: Value) -> Stepped:

@@ -19,7 +19,9 @@ import math
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from hotswap.auth import Credentials, Principal
 from hotswap.cam.loaded import is_loaded, load_module
@@ -40,6 +42,7 @@ from hotswap.node.registry import (
     Machine,
     Registry,
     TrialReverted,
+    check_code,
     load_machine_code,
 )
 from hotswap.node.rehearse import DryRunResult, TrialEnd
@@ -92,6 +95,8 @@ from hotswap.protocol.events import (
 )
 from hotswap.protocol.fastpath import Input
 from hotswap.signing import SignatureProblem, TrustedKeys, digest
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,14 +308,10 @@ class Service:
                 why = f"the change was not made: {failed}; try again later"
                 return Error(event.id, ErrorCode.OVERLOADED, why)
         match event:
-            case Send(id=rid, machine=name, input=data, state=want, key=None):
-                return self._step(rid, name, data, None, want)
-            case SendChecked(id=rid, machine=name, code=code, input=data, state=want, key=None):
-                return self._step(rid, name, data, code, want)
-            case Send(id=rid, machine=name, input=data, state=want, key=str(key)):
-                return self._keyed_step(rid, name, key, data, None, want)
-            case SendChecked(id=rid, machine=name, code=code, input=data, state=want, key=str(key)):
-                return self._keyed_step(rid, name, key, data, code, want)
+            case Send(id=rid, machine=name, input=data, state=want, key=key):
+                return _output(rid, self._input(rid, name, None, data, want, key))
+            case SendChecked(id=rid, machine=name, code=code, input=data, state=want, key=key):
+                return _output(rid, self._input(rid, name, code, data, want, key))
             case UpgradeRequest(id=rid, machine=name, expected=expected, module=new, migration=mig):
                 check = None
                 if event.check_all and name in self.registry.machines:
@@ -432,22 +433,22 @@ class Service:
         reply (an Error)."""
         if self._due <= time.time():
             self.tick(time.time())  # a trial whose time is up ends before this request
+        return self._input(rid, name, code, data, want_state, key)
+
+    def _input(
+        self, rid: int, name: str, code: str | None, data: bytes, want_state: bool, key: str | None
+    ) -> tuple[bytes, bytes] | Reply:
+        """One input, to the default instance (``key`` None) or a keyed one; with ``code``,
+        only if that is the code the machine runs. Without ``want_state`` the state is never
+        encoded (``b""``)."""
         if key is None:
             return self._applied(rid, name, data, code, want_state)
         return self._keyed_applied(rid, name, key, data, code, want_state)
 
-    def _step(
-        self, rid: int, name: str, data: bytes, code: str | None, want_state: bool = True
-    ) -> Reply:
-        """One input; with ``code``, only if that is the code the machine runs. Without
-        ``want_state`` the reply leaves the state out, which is never encoded then."""
-        applied = self._applied(rid, name, data, code, want_state)
-        return Output(rid, *applied) if isinstance(applied, tuple) else applied
-
     def _applied(
         self, rid: int, name: str, data: bytes, code: str | None, want_state: bool
     ) -> tuple[bytes, bytes] | Reply:
-        """:meth:`_step`'s output and state, encoded, or its Error reply."""
+        """One input to the default instance of ``name`` (:meth:`_input`)."""
         registry = self.registry
         try:
             machine = registry.running(name, code)
@@ -468,22 +469,14 @@ class Service:
         state = value_encoder(sig.state)(machine.state) if want_state else b""
         return value_encoder(sig.output)(output), state
 
-    def _keyed_step(
-        self, rid: int, name: str, key: str, data: bytes, code: str | None, want_state: bool
-    ) -> Reply:
-        """One input to the keyed instance ``key`` (made by it if new, migrated first)."""
-        applied = self._keyed_applied(rid, name, key, data, code, want_state)
-        return Output(rid, *applied) if isinstance(applied, tuple) else applied
-
     def _keyed_applied(
         self, rid: int, name: str, key: str, data: bytes, code: str | None, want_state: bool
     ) -> tuple[bytes, bytes] | Reply:
-        """:meth:`_keyed_step`'s output and state, encoded, or its Error reply."""
+        """One input to the keyed instance ``key`` (made by it if new, migrated first)."""
         try:
-            machine = self.registry.running(name)
+            machine = self.registry.get(name)
             check_key(key)
-            if code is not None:
-                self.registry.running(name, code)  # wrong_version if it runs other code
+            check_code(machine, code)
             value = self.registry.decode_input(machine, data)
             output, instance = self.instances.step(machine, key, value, data)
         except NodeError as e:
@@ -729,6 +722,11 @@ class Service:
         for machine in self.registry.machines.values():
             self.instances.checkpoint(machine)
         self.store.checkpoint(self.registry.machines)
+
+
+def _output(rid: int, taken: tuple[bytes, bytes] | Reply) -> Reply:
+    """The reply to an input: its output (and state), or the Error it was refused with."""
+    return Output(rid, *taken) if isinstance(taken, tuple) else taken
 
 
 def _carried(event: UpgradeRequest | Release | Deploy) -> list[bytes]:
@@ -1009,17 +1007,9 @@ class Conversation:
         rid, name, code, data, want_state, key = fields
         unanswered.add(rid)
         fed.requests += 1
-        try:
-            taken = self.service.take(rid, name, code, data, want_state, key)
-        except StoreError as e:  # the store failed: stop, reply nothing
-            fed.failure = e
-        except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
-            traceback.print_exc(file=sys.stderr)
-            kind = "Send" if code is None else "SendChecked"
-            fed.failure = InternalError(f"handling {kind}: {e!r}")
-        if fed.failure is not None:
-            self.over = True
-            fed.replies.clear()
+        kind = "Send" if code is None else "SendChecked"
+        taken = self._handled(fed, kind, self.service.take, rid, name, code, data, want_state, key)
+        if taken is None:
             return
         conn = self.conn
         if isinstance(taken, tuple):
@@ -1030,9 +1020,32 @@ class Conversation:
                 frame = conn.send(Error(rid, ErrorCode.TOO_LARGE, str(e)))
         else:
             conn.expect(rid, code is not None)
-            frame = conn.send(taken)
+            frame = self._frame(rid, taken)
         fed.replies.append(frame)
         fed.size += len(frame)
+
+    def _handled(self, fed: Fed, kind: str, handler: Callable[..., _T], *args: object) -> _T | None:
+        """``handler(*args)``, handling a request of ``kind``; None if it failed in a way that
+        may leave memory ahead of the store (the store refused a write, or a bug): then
+        :attr:`Fed.failure` says so, the conversation is over and no reply of the batch is
+        sent (fail-stop)."""
+        try:
+            return handler(*args)
+        except StoreError as e:  # logging failed: stop, reply nothing
+            fed.failure = e
+        except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
+            traceback.print_exc(file=sys.stderr)
+            fed.failure = InternalError(f"handling {kind}: {e!r}")
+        self.over = True
+        fed.replies.clear()
+        return None
+
+    def _frame(self, rid: int, reply: Reply) -> bytes:
+        """The frame of ``reply``, or of an Error ``too_large`` if the client does not take it."""
+        try:
+            return self.conn.send(reply)
+        except FrameTooLarge as e:
+            return self.conn.send(Error(rid, ErrorCode.TOO_LARGE, str(e)))
 
     def _authenticate(self, credentials: Credentials) -> tuple[Principal | None, str]:
         """Who the hello's token, or else the client's certificate, proves this connection
@@ -1064,20 +1077,10 @@ class Conversation:
     def _answer(self, event: Request, fed: Fed, unanswered: set[int]) -> None:
         unanswered.add(event.id)
         fed.requests += 1
-        try:
-            reply = self.service.handle(event, self.principal)
-        except StoreError as e:  # logging an upgrade failed: stop, reply nothing
-            fed.failure = e
-        except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
-            traceback.print_exc(file=sys.stderr)
-            fed.failure = InternalError(f"handling {type(event).__name__}: {e!r}")
-        if fed.failure is not None:
-            self.over = True
-            fed.replies.clear()
+        kind = type(event).__name__
+        reply = self._handled(fed, kind, self.service.handle, event, self.principal)
+        if reply is None:
             return
-        try:
-            frame = self.conn.send(reply)
-        except FrameTooLarge as e:
-            frame = self.conn.send(Error(event.id, ErrorCode.TOO_LARGE, str(e)))
+        frame = self._frame(event.id, reply)
         fed.replies.append(frame)
         fed.size += len(frame)

@@ -401,8 +401,9 @@ def _read_position(data: bytes) -> int | None:
 
 class Store:
     """One node's database. The node's event loop owns it: only :meth:`stage` and
-    :meth:`discard`, which work through a connection of their own, run on another thread (the
-    loader), and the bookkeeping they share with the loop is behind a lock."""
+    :meth:`discard` run on another thread (the loader), through the same connection, their
+    transactions and the loop's kept apart by ``_txn``, and the bookkeeping they share with
+    the loop behind ``_lock``."""
 
     def __init__(
         self,

@@ -332,18 +332,6 @@ def read_request(payload: bytes) -> Input | None:
     return request_id, machine, code, data, state, key
 
 
-def decode_send(payload: bytes) -> Send | None:
-    """The Send in ``payload`` if it is one in canonical form with valid fields, else None."""
-    event = decode_request(payload)
-    return event if type(event) is Send else None
-
-
-def decode_send_checked(payload: bytes) -> SendChecked | None:
-    """The SendChecked in ``payload`` if it is one in canonical form with valid fields."""
-    event = decode_request(payload)
-    return event if type(event) is SendChecked else None
-
-
 def decode_output(payload: bytes) -> Output | None:
     """The Output in ``payload`` if it is one in canonical form, else None."""
     if not payload.startswith(_OUTPUT_OPEN):
