@@ -13,7 +13,13 @@ from counter_runs import run_counter
 from hotswap.cam.loaded import load
 from hotswap.client import Client, Upgrade
 from hotswap.examples import counter, handbuilt
-from hotswap.examples.counter import Incr, counter_sm, counter_sm2, upgrade_state
+from hotswap.examples.counter import (
+    Incr,
+    counter_sm,
+    counter_sm2,
+    downgrade_state,
+    upgrade_state,
+)
 from hotswap.node import store as store_module
 from hotswap.node.cli import retain_option
 from hotswap.node.memory import MemoryNode
@@ -228,3 +234,87 @@ def test_modules_nothing_names_are_collected_at_start(tmp_path: Path) -> None:
         node.service.store.db.execute("INSERT INTO modules VALUES (?, ?)", ("f" * 64, b"orphan"))
     with MemoryNode({"counter": counter_sm}, data=tmp_path) as node:
         assert _modules(node) == {counter_sm.identity}
+
+
+def _store_contents(store: Store) -> tuple[object, ...]:
+    """What a commit decides: the log's entries, the snapshots, the checkpoints, the
+    position the file records."""
+    db = store.db
+    return (
+        db.execute("SELECT seq, machine, kind, key FROM log ORDER BY seq").fetchall(),
+        db.execute("SELECT machine, seq, inputs FROM snapshots ORDER BY machine").fetchall(),
+        db.execute(
+            "SELECT machine, key, generation, inputs FROM instances ORDER BY machine, key"
+        ).fetchall(),
+        store.position_path.read_bytes(),
+    )
+
+
+def test_a_commit_of_inputs_alone_decides_what_a_full_commit_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Most commits skip the snapshot, compaction and collection checks, as long as none can
+    be due (``Store._quiet_bound``). Two nodes take the same requests, one input per commit,
+    one of them always making every check: after each request their stores hold the same
+    entries, snapshots, checkpoints and position, through trials, upgrades, deletes, keyed and
+    default inputs, an idle machine and compaction."""
+    monkeypatch.setattr(store_module, "REPLAY_WINDOW", 60)
+    machines = {"busy": counter_sm, "quiet": counter_sm, "tally": tally_v1}
+    quick = MemoryNode(machines, snapshot_every=25, retain=40)
+    checked = MemoryNode(machines, snapshot_every=25, retain=40)
+    full_commits = 0
+    commit_all = quick.service.store._commit_all
+
+    def counted(machines: dict[str, Machine]) -> None:
+        nonlocal full_commits
+        full_commits += 1
+        commit_all(machines)
+
+    monkeypatch.setattr(quick.service.store, "_commit_all", counted)
+    monkeypatch.setattr(checked.service.store, "_quiet_bound", lambda machines: -1)
+    try:
+        clients = [Client(transport=n.connection()) for n in (quick, checked)]
+        requests = 0
+        for i in range(1500):
+            for c in clients:
+                if i == 400:
+                    c.upgrade("busy", Upgrade(counter_sm, counter_sm2, upgrade_state), trial=30)
+                elif i == 900:
+                    c.upgrade("busy", Upgrade(counter_sm2, counter_sm, downgrade_state), trial=30)
+                elif i == 700:
+                    c.upgrade("tally", Upgrade(tally_v1, tally_v2, v1_to_v2_safe))
+                elif i % 97 == 50:
+                    c.delete("tally", f"k{i % 5}")
+                elif i % 211 == 3:
+                    c.send("quiet", Incr())
+                elif i % 3 == 0:
+                    c.send("tally", Add(i), key=f"k{i % 5}")
+                else:
+                    c.send("busy", Incr())
+            requests += 1
+            assert _store_contents(quick.service.store) == _store_contents(checked.service.store), (
+                f"after request {i}"
+            )
+        store = quick.service.store
+        assert _rows(store, "kind = 'input'") < 1000  # compaction ran
+        assert store.db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 3
+        assert full_commits < requests // 2  # the quick node mostly took the short way
+    finally:
+        quick.close()
+        checked.close()
+
+
+def test_changing_the_retention_ends_the_short_way() -> None:
+    """The bound ``Store.commit`` skips its checks by is worked out for one retention: with
+    the whole log kept, nothing is ever compacted and no snapshot is due for 1,000 entries; a
+    retention of 0 then makes the next commit compact what the snapshot covers."""
+    with MemoryNode({"counter": counter_sm}, snapshot_every=1000, retain=None) as node:
+        c = Client(transport=node.connection())
+        for _ in range(50):
+            c.send("counter", Incr())
+        node.service.checkpoint()  # a snapshot after the 50th input
+        store = node.service.store
+        store.retain = 0
+        for _ in range(40):
+            c.send("counter", Incr())
+        assert _rows(store, "kind = 'input'") < 40 + 16  # 90 if nothing was compacted
