@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from bench import bench_erlang, bench_state
-from bench.nodes import LOOP, start_node, stop
+from bench.nodes import LOOP, READY, gaps_around, start_node, start_streamer, stop
 from hotswap.cam.build import migration_module
 from hotswap.cam.loaded import load, preload, release
 from hotswap.cam.module import encode_module
@@ -237,13 +237,17 @@ from hotswap.lang.types import INT
 client = Client(sys.argv[1])
 decode = value_decoder(INT)
 stamps, states = [], []
+reply = client.send_raw("counter", b"\\x00")
+stamps.append(time.perf_counter())
+states.append(decode(reply.state))
+print("@READY@", flush=True)
 deadline = time.perf_counter() + float(sys.argv[2])
 while time.perf_counter() < deadline:
     reply = client.send_raw("counter", b"\\x00")
     stamps.append(time.perf_counter())
     states.append(decode(reply.state))
 json.dump({"stamps": stamps, "states": states}, sys.stdout)
-"""
+""".replace("@READY@", READY)
 
 
 def _upgrades_under_load(address: str, upgrades: int = 100) -> tuple[list[float], float, int, int]:
@@ -259,10 +263,8 @@ def _upgrades_under_load(address: str, upgrades: int = 100) -> tuple[list[float]
     with Client(address) as probe:
         running = probe.status_raw("counter").identity
     seconds = upgrades * 0.02 + 1.0
-    streamer = subprocess.Popen(
-        [sys.executable, "-c", _STREAMER, address, str(seconds)], stdout=subprocess.PIPE
-    )
-    time.sleep(0.5)
+    streamer = start_streamer(_STREAMER, address, str(seconds))
+    time.sleep(0.2)
     windows: list[tuple[float, float]] = []
     with Client(address) as upgrader:
         expected = running
@@ -277,16 +279,8 @@ def _upgrades_under_load(address: str, upgrades: int = 100) -> tuple[list[float]
     result = json.loads(out)
     stamps, states = result["stamps"], result["states"]
     broken = sum(1 for x, y in itertools.pairwise(states) if y != x + 1)
-    gaps: list[float] = []
-    inside_any: set[int] = set()
-    for start, end in windows:
-        inside = [i for i, t in enumerate(stamps) if start <= t <= end + 0.001]
-        if inside:
-            lo, hi = max(inside[0] - 1, 0), inside[-1]
-            inside_any.update(range(lo, hi + 1))
-            gaps.append(max(stamps[j + 1] - stamps[j] for j in range(lo, hi)) if hi > lo else 0.0)
-    normal = [stamps[j + 1] - stamps[j] for j in range(len(stamps) - 1) if j not in inside_any]
-    return gaps, statistics.median(normal), len(stamps), broken
+    gaps, normal, _ = gaps_around(stamps, windows)
+    return gaps, normal, len(stamps), broken
 
 
 def _upgrade_cost_in_process(upgrades: int = 100) -> tuple[float, float, float]:
