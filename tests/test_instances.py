@@ -482,3 +482,20 @@ def test_a_chain_of_migrations_never_starts_past_its_target() -> None:
     assert chain_start(history, 0) == 2
     assert chain_start(history, 0, target=1) == 0
     assert chain_start(history, 1, target=1) == 1
+
+
+def test_an_upgrade_leaves_its_modules_loaded_for_the_instances_it_migrates(
+    node: MemoryNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first touch of an instance after an upgrade runs the upgrade's migration: the one
+    the upgrade loaded, not the stored bytes read and loaded again (decoded, verified and
+    compiled on the event loop, which a large migration would stall)."""
+    c = client(node)
+    c.send("tally", Add(5), key="a")
+    c.upgrade("tally", Upgrade(tally_v1, tally_v2, v1_to_v2_safe))
+    store = node.service.store
+    reads: list[str] = []
+    monkeypatch.setattr(store, "module", reads.append)
+    assert c.send("tally", Add(1), key="a") == 1006  # v2 answers the total plus 1,000
+    assert c.status("tally", key="a").identity == tally_v2.identity
+    assert reads == []

@@ -946,6 +946,10 @@ class Store:
             self._begin()
             self._add_module(swap.new)
             self._add_module(swap.migration)
+            # loaded already: the instances the upgrade migrates lazily run these, rather
+            # than the stored bytes loaded again on the event loop at their first touch
+            self._modules[swap.new.identity] = swap.new
+            self._modules[swap.migration.identity] = swap.migration
             seq = self._next_seq(machine.name)
             change = swap.change
             self._changed.add(machine.name)
