@@ -192,3 +192,28 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> Non
         err = proc.stderr.read()
     assert proc.wait(timeout=30) == 141
     assert err == b""
+
+
+def test_cli_cuts_large_states_short_unless_asked_for_all(tmp_path: Path) -> None:
+    """``send`` and ``status`` print a state's first 2,000 characters and what they left out,
+    as the node's trace does; ``--full`` prints the whole of it."""
+    with Served(tmp_path, {"grow": "cli_machines:grow"}) as node:
+        at = ("--node", node.address)
+        sent = run_cli("send", *at, "grow", "3000")
+        assert sent.returncode == 0, sent.stderr
+        output, state = sent.stdout.splitlines()
+        assert output == "Output:    Int 3000"
+        assert state.startswith("New state: Map [Int 0 => Int 0, Int 1 => Int 1, Int 2 => Int 4, ")
+        assert state.endswith(
+            "(cut at 2000 characters: a map of 3,000 entries) (--full shows the whole state)"
+        )
+        assert len(state) < 2200
+        status = run_cli("status", *at, "grow")
+        (line,) = [x for x in status.stdout.splitlines() if x.startswith("  state   ")]
+        assert line.endswith("(--full shows the whole state)")
+        full = run_cli("status", *at, "grow", "--full")
+        (line,) = [x for x in full.stdout.splitlines() if x.startswith("  state   ")]
+        assert "cut at" not in line
+        assert line.endswith("Int 2999 => Int 8994001]")
+        small = run_cli("send", *at, "grow", "0", "--full")
+        assert small.stdout.splitlines()[0] == "Output:    Int 3000"

@@ -29,13 +29,15 @@ from hotswap.code import import_object, module_bytes
 from hotswap.errors import HotswapError, ValueTypeError
 from hotswap.fleet import Fleet
 from hotswap.lang.evaluate import Value
+from hotswap.lang.types import Type
 from hotswap.lang.values import parse, render
 from hotswap.names.display import parse as parse_named
 from hotswap.names.display import render as render_named
 from hotswap.names.lint import nominal_notes
 from hotswap.names.pysource import python_source
-from hotswap.names.schema import describe
+from hotswap.names.schema import Schema, describe
 from hotswap.names.section import module_schemas
+from hotswap.node.trace import clip, shorten
 from hotswap.protocol.events import (
     MAX_PAGE,
     Deploy,
@@ -55,11 +57,37 @@ from hotswap.signing import (
 )
 from hotswap.tls import default_client_context, write_authority
 
+#: Characters of a value ``send`` and ``status`` print (``--full``: all of it).
+SHOWN = 2000
+
+
+def _shown(
+    value: Value, t: Type, full: bool, named: Schema | None = None, role: str = "state"
+) -> str:
+    """``value`` in the seed's syntax (by its Python names with ``named``): whole with
+    ``full``, else its first :data:`SHOWN` characters and what was left out, as the node's
+    trace cuts a value (the cost is that of the part shown, whatever the value's size)."""
+    if full:
+        return render(value, t) if named is None else render_named(value, named)
+    clipped, cut = clip(value, t, SHOWN)
+    text = render(clipped, t) if named is None else render_named(clipped, named)
+    if not cut and len(text) <= SHOWN:
+        return text
+    return f"{shorten(text, cut, SHOWN)} (--full shows the whole {role})"
+
+
+def _running(client: Client, machine: str) -> str:
+    """The identity of the code ``machine`` runs, without its state (``status`` would send
+    that too: megabytes for a large one)."""
+    for name, identity in client.machines():
+        if name == machine:
+            return identity
+    return client.status_raw(machine).identity  # not there: the node's error names it
+
 
 def _send(args: argparse.Namespace) -> int:
     with _connect(args) as client:
-        status = client.status_raw(args.machine)
-        code = client.code(status.identity)
+        code = client.code(_running(client, args.machine))
         sig = code.machine
         assert sig is not None
         value = _parse_input(args.value, code)
@@ -68,12 +96,10 @@ def _send(args: argparse.Namespace) -> int:
         output = decode_value(reply.output, sig.output)
         state = decode_value(reply.state, sig.state)
         schemas = schemas_of(code) if args.names else None
-        if schemas is not None:
-            print(f"Output:    {render_named(output, schemas['output'])}")
-            print(f"New state: {render_named(state, schemas['state'])}")
-        else:
-            print(f"Output:    {render(output, sig.output)}")
-            print(f"New state: {render(state, sig.state)}")
+        out_names = None if schemas is None else schemas["output"]
+        state_names = None if schemas is None else schemas["state"]
+        print(f"Output:    {_shown(output, sig.output, args.full, out_names, 'output')}")
+        print(f"New state: {_shown(state, sig.state, args.full, state_names)}")
     return 0
 
 
@@ -311,9 +337,9 @@ def _status(args: argparse.Namespace) -> int:
             if s.trial_until is not None:
                 until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.trial_until))
                 print(f"  trial   permanent at {until} unless reverted before")
-            print(f"  state   {render(state, state_type)}")
+            print(f"  state   {_shown(state, state_type, args.full)}")
             if schemas is not None:
-                print(f"          {render_named(state, schemas['state'])}")
+                print(f"          {_shown(state, state_type, args.full, schemas['state'])}")
             if s.instances:
                 _print_instances(s)
     return 0
@@ -342,10 +368,10 @@ def _instance_status(args: argparse.Namespace) -> int:
         print(f"{args.machine}[{args.key!r}]: {s.identity}")
         print(f"  inputs  {s.inputs}")
         print(f"  generation {s.generation} (of the machine's code it runs)")
-        print(f"  state   {render(state, state_type)}")
+        print(f"  state   {_shown(state, state_type, args.full)}")
         schemas = schemas_of(client.code(s.identity))
         if schemas is not None:
-            print(f"          {render_named(state, schemas['state'])}")
+            print(f"          {_shown(state, state_type, args.full, schemas['state'])}")
         for t in s.trapped:
             print(f"  trapped {t.reason}")
     return 0
@@ -647,6 +673,11 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--names", action="store_true", help="show output and state by their Python names"
     )
     send.add_argument("--key", default=None, help="the keyed instance (default: the machine's)")
+    send.add_argument(
+        "--full",
+        action="store_true",
+        help=f"print the whole state (else {SHOWN:,} characters)",
+    )
     send.set_defaults(func=_send)
 
     upgrade = client_command("upgrade", "upgrade a running machine")
@@ -746,6 +777,11 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     status = client_command("status", "show machines, their code, types and state")
     status.add_argument("machine", nargs="?")
     status.add_argument("--key", default=None, help="show this keyed instance of the machine")
+    status.add_argument(
+        "--full",
+        action="store_true",
+        help=f"print whole states (else {SHOWN:,} characters each)",
+    )
     status.set_defaults(func=_status)
 
     instances = client_command("instances", "list a machine's keyed instances, in key order")
