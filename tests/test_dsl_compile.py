@@ -1109,6 +1109,54 @@ REJECTED: dict[str, tuple[str, str, int, int]] = {
         5,
         22,
     ),
+    "isinstance": (
+        """
+        @machine(init=0)
+        def m(inp: Incr | Count, s: int) -> tuple[int, int]:
+            if isinstance(inp, Incr):
+                return s + 1, 0
+            return s, s
+        """,
+        "calling isinstance is not supported: call records, builtins (len, str, sorted, sum, "
+        "min, max, any, all, abs, range, list, dict), methods or DSL functions; to tell the "
+        "alternatives of a union apart, match on them: match inp: case Incr(): ... case _: ...",
+        3,
+        8,
+    ),
+    "a str repeated": (
+        """
+        @machine(init="")
+        def m(inp: int, s: str) -> tuple[str, int]:
+            return "-" * inp, 0
+        """,
+        "a str cannot be repeated with * here: build it with a loop or a comprehension, or "
+        "write the repeated value out",
+        3,
+        12,
+    ),
+    "reversed sorted": (
+        """
+        @machine(init=[])
+        def m(inp: int, s: list[int]) -> tuple[list[int], int]:
+            return list(reversed(sorted(s))), 0
+        """,
+        "reversed(sorted(...)) is written sorted(..., reverse=True) here",
+        3,
+        17,
+    ),
+    "tuple module constant": (
+        """
+        COINS = (5, 10, 25)
+
+        @machine(init=0)
+        def m(inp: int, s: int) -> tuple[int, bool]:
+            return s, inp in COINS
+        """,
+        "COINS is a tuple: only int, bool and str constants can be used: write a helper "
+        "function, def coins() -> list[int]: return [5, 10, 25], and call it, coins()",
+        5,
+        22,
+    ),
     "syntax error": (
         """
         @machine(init=0)

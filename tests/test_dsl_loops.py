@@ -296,6 +296,7 @@ def dict_edits(d: dict[str, int], k: str, v: int) -> dict[str, int]:
     e |= {"z": v}
     e.pop(k)
     e.pop("y", 0)
+    e.pop("a", None)  # delete if there
     e[k] = e.get(k, 0) + 1
     if v > 2:
         del e["z"]
@@ -477,6 +478,28 @@ ERRORS = {
         """,
         "s.xs may be shared",
         "write xs = s.xs + [inp]",
+    ),
+    "+= on a field": (
+        """
+        @machine(init=S({}, []))
+        def m(inp: int, s: S) -> tuple[S, int]:
+            s.xs += [inp]
+            return s, 0
+        """,
+        "s.xs may be shared",
+        "write xs = s.xs + [inp], and build the new s with it (dataclasses.replace(s, xs=xs))",
+    ),
+    "stored by an assignment, then changed": (
+        """
+        @machine(init=S({}, []))
+        def m(inp: str, s: S) -> tuple[S, int]:
+            items = dict(s.items)
+            snapshot = items
+            items[inp] = 1
+            return S(snapshot, []), len(items)
+        """,
+        "items's value is stored on line 11 (snapshot = items)",
+        "",
     ),
     "append to a parameter": (
         """

@@ -117,6 +117,16 @@ class FunctionCompiler:
                 if mutation.in_place(self, stmt, env):
                     return mutation.statement(self, stmt, rest, env, k)
                 return statements.augmented_assignment(self, stmt, target, rest, env, k)
+            case ast.AugAssign(target=ast.Attribute(value=owner, attr=field) as target):
+                op = ast.unparse(ast.BinOp(ast.Name("x"), stmt.op, ast.Name("y")))[2:-2]
+                changed = f"{ast.unparse(target)} {op} {ast.unparse(stmt.value)}"
+                whole = ast.unparse(owner)
+                raise self.error(
+                    stmt,
+                    f"{ast.unparse(target)} may be shared, and values are immutable: write "
+                    f"{field} = {changed}, and build the new {whole} with it "
+                    f"(dataclasses.replace({whole}, {field}={field}))",
+                )
             case ast.AnnAssign() | ast.AugAssign():
                 raise self.error(stmt, "only plain names can be assigned: values are immutable")
             case ast.If():
@@ -266,6 +276,9 @@ class FunctionCompiler:
         builtin = data.builtin_name(target)
         if builtin is not None:
             return data.builtin_call(self, builtin, node, env, hint)
+        if target is reversed and _sorted_call(node):
+            msg = "reversed(sorted(...)) is written sorted(..., reverse=True) here"
+            raise self.error(node, msg)
         if target in (enumerate, zip, reversed, itertools.pairwise):
             msg = f"{name}(...) can only be looped over: for ... in {name}(...)"
             raise self.error(node, msg)
@@ -275,8 +288,22 @@ class FunctionCompiler:
                 f"calling {name} is not supported: call records, builtins (len, str, sorted, "
                 "sum, min, max, any, all, abs, range, list, dict), methods or DSL functions"
             )
+            if target is isinstance and len(node.args) == 2:
+                x, cls = (ast.unparse(a) for a in node.args)
+                msg += f"; to tell the alternatives of a union apart, match on them: match {x}:"
+                msg += f" case {cls}(): ... case _: ..."
             raise self.error(node.func, msg)
         return calls.inline_call(self, fn, node, env)
+
+
+def _sorted_call(node: ast.Call) -> bool:
+    """Whether ``node`` is ``f(sorted(...))`` (the argument a call of ``sorted``)."""
+    return (
+        len(node.args) == 1
+        and isinstance(arg := node.args[0], ast.Call)
+        and isinstance(arg.func, ast.Name)
+        and arg.func.id == "sorted"
+    )
 
 
 def _no_effect(value: ast.expr) -> str:

@@ -40,6 +40,7 @@ from hotswap.dsl.env import (
     seq,
 )
 from hotswap.dsl.functions import DslFunction
+from hotswap.errors import SourceError
 from hotswap.lang.ints import in_range
 from hotswap.lang.optimise import may_trap
 from hotswap.lang.terms import ID, TERMINAL, Fanout, Lit, Op, Prim, Term
@@ -147,6 +148,8 @@ def module_constant(c: FunctionCompiler, node: ast.expr) -> Typed:
     kind = type(value).__name__
     msg = f"{name} is a {kind}: only int, bool and str constants can be used"
     if isinstance(value, list | dict | tuple):
+        if isinstance(value, tuple) and len({type(v) for v in value}) == 1:
+            value = list(value)  # a list, which `in` and `for` take, as a tuple is not
         shown = _constant_schema(value)
         literal = repr(value)
         helper = name.rsplit(".", 1)[-1].lower()
@@ -244,9 +247,33 @@ def arithmetic(c: FunctionCompiler, node: ast.BinOp, env: Env) -> Typed:
             data.convert(c, node.left, left, INT_SCHEMA, f"left operand of {symbol}"), INT_SCHEMA
         )
     else:
-        a = c.expr(node.left, env, INT_SCHEMA, f"left operand of {symbol}")
+        try:
+            a = c.expr(node.left, env, INT_SCHEMA, f"left operand of {symbol}")
+        except SourceError:
+            if isinstance(op, ast.Mult):
+                _no_repetition(c, node, env)
+            raise
     b = c.expr(node.right, env, INT_SCHEMA, f"right operand of {symbol}")
     return Typed(seq(Fanout(a.term, b.term), Prim(prim)), INT_SCHEMA)
+
+
+def _no_repetition(c: FunctionCompiler, node: ast.BinOp, env: Env) -> None:
+    """Raise the error for ``text * n`` or ``items * n``, if that is what ``node`` is."""
+    from hotswap.dsl import data  # noqa: PLC0415 - data builds on this module
+
+    if data.needs_hint(node.left):
+        return
+    try:
+        left = c.synth(node.left, env, None)
+    except SourceError:
+        return  # the operand's own error is the one to report
+    if isinstance(left.schema, StrSchema | ListSchema):
+        kind = "a str" if isinstance(left.schema, StrSchema) else "a list"
+        raise c.error(
+            node,
+            f"{kind} cannot be repeated with * here: build it with a loop or a comprehension, "
+            "or write the repeated value out",
+        )
 
 
 def unary(c: FunctionCompiler, node: ast.UnaryOp, env: Env) -> Typed:

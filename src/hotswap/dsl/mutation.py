@@ -184,9 +184,14 @@ class Aliasing:
         )
 
     def _context(self, use: ast.AST) -> ast.AST:
+        """What to show of where ``use`` keeps the value: its whole expression, or the whole
+        assignment when it is the value assigned (``snapshot = items``, not ``items``)."""
         node = use
         while node in self.parent and not isinstance(self.parent[node], ast.stmt):
             node = self.parent[node]
+        stmt = self.parent.get(node)
+        if isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is node:
+            return stmt
         return node
 
     def _escapes(self, name: str) -> list[ast.Name]:
@@ -715,6 +720,10 @@ def _method(
             case "pop":
                 arity(1, 2)
                 k = c.expr(args[0], env, schema.key, "the key of pop()").term
+                if len(args) == 2 and isinstance(args[1], ast.Constant) and args[1].value is None:
+                    # d.pop(k, None) as a statement: delete k if it is there (Python's idiom;
+                    # the None it may return is dropped, so its type does not matter)
+                    return seq(Fanout(current, k), Prim(Op.MAP_DELETE))
                 if len(args) == 2:
                     default = c.expr(args[1], env, schema.value, "the default of pop()").term
                     return seq(Fanout(Fanout(current, k), default), FST, Prim(Op.MAP_DELETE))
