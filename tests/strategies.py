@@ -461,6 +461,7 @@ data_ints = st.one_of(
 #: and longer than one cost chunk (prims.TEXT_CHUNK, 16 code points).
 texts = st.one_of(
     st.sampled_from(["", "a", "b", "ab", "ba", "h\u00e9", "\u65e5\u672c", "a\x00b", "\U0001f642"]),
+    st.sampled_from([" a  b ", "\u3000x\ty\n", "a,b,,a", ",", "abab", " ", "\x1c\x85\u2028"]),
     st.text(max_size=5),
     st.sampled_from(["x" * 64, "y" * 70, "\u00e9" * 130]),
     st.text(min_size=60, max_size=140),
@@ -579,7 +580,7 @@ def _prim_kinds(cod: Type) -> list[str]:
     kinds = ["list_index", "map_index"]  # any type can be an element or a map's value
     kinds += ["get_or"] * 2  # map_get then a default: a lookup that cannot trap
     if cod is INT:
-        kinds += ["arith", "arith", "neg", "str_len", "list_len", "map_len"]
+        kinds += ["arith", "arith", "neg", "str_len", "list_len", "map_len", "str_find"]
     elif cod is BOOL:
         kinds += ["int_cmp", "equal", "equal", "str_cmp", "list_contains", "map_contains"]
         kinds += ["not", "logic"]
@@ -591,6 +592,8 @@ def _prim_kinds(cod: Type) -> list[str]:
             kinds.append("sort")
         if cod.elem is INT:
             kinds.append("range")
+        if cod.elem is STR:
+            kinds.append("str_split")
         if is_key_type(cod.elem):
             kinds.append("keys")
         if isinstance(cod.elem, Prod) and is_key_type(cod.elem.left):
@@ -662,6 +665,10 @@ def _prim(draw: st.DrawFn, dom: Type, cod: Type, depth: int) -> Term:
             return on(Prod(STR, STR), Op.STR_CONCAT)
         case "str_join":
             return on(Prod(STR, ListT(STR)), Op.STR_JOIN)
+        case "str_find":
+            return on(Prod(STR, STR), Op.STR_FIND)
+        case "str_split":
+            return on(Prod(STR, STR), Op.STR_SPLIT)
         case "str_slice":
             return on(Prod(STR, Prod(INT, INT)), Op.STR_SLICE)
         case "str_index":

@@ -45,7 +45,7 @@ from hotswap.lang.terms import (
 )
 from hotswap.lang.types import BOOL, INT, STR, UNIT, ListT, MapT, Prod, Sum, Type
 from hotswap.lang.values import check_value
-from strategies import exact, typed_data_terms
+from strategies import exact, texts, typed_data_terms
 
 #: A budget far above what generated terms use (their lists are short); a run that still runs
 #: out of it is a huge range or a deep nest of folds, and is only compared between executors.
@@ -339,3 +339,23 @@ def test_code_after_fail_compiles_without_warnings() -> None:
         fast((), 100)
     with pytest.raises(Trap, match="ValueError: no"):
         VM(code).run((), 100)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from([Op.STR_SPLIT, Op.STR_FIND]), texts, texts, st.data())
+def test_splitting_and_searching_agree_with_python_and_on_fuel(
+    op: Op, s: str, sep: str, rng: st.DataObject
+) -> None:
+    """``STR_SPLIT`` is ``s.split(sep)`` (``s.split()`` for an empty ``sep``), ``STR_FIND``
+    ``s.find(sub)``, on every executor, which use the same fuel and run out below the same
+    budget; the fuel is ``n + len(s) // 16`` for ``n`` pieces, ``len(s) // 16`` for a search."""
+    term = Prim(op)
+    cod = ListT(STR) if op is Op.STR_SPLIT else INT
+    run = all_agree(term, Prod(STR, STR), cod, (s, sep), rng)
+    if op is Op.STR_SPLIT:
+        pieces = s.split(sep) if sep else s.split()
+        assert run[:2] == ("ok", exact(make_list(pieces)))
+        assert run[2] == 1 + len(pieces) + len(s) // 16
+    else:
+        assert run[:2] == ("ok", s.find(sep))
+        assert run[2] == 1 + len(s) // 16

@@ -44,6 +44,7 @@ def test_the_seeds_use_every_new_instruction_and_type() -> None:
     assert {Opcode.STR, Opcode.EMPTY, Opcode.FOLD, Opcode.NEXT, Opcode.FAIL} <= opcodes
     assert {type(STR), ListT, MapT} <= kinds
     assert len(prims - V1_OPS) >= 20
+    assert {Op.STR_SPLIT, Op.STR_FIND} <= prims
 
 
 def test_some_value_makes_values_of_every_type() -> None:

@@ -21,6 +21,7 @@ from dsl_oracle import (
     compiled_outcome,
     values,
 )
+from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.module import format_version
 from hotswap.dsl import Machine, compile_function, compile_source, machine
 from hotswap.dsl.annotations import schema_of_annotation, schema_of_type
@@ -36,6 +37,7 @@ from hotswap.names.schema import (
     StrSchema,
     UnionSchema,
     core_type,
+    to_core,
 )
 
 # --- annotations ------------------------------------------------------------------------------
@@ -593,3 +595,24 @@ _TEXT_COMPILED = {fn: CompiledFunction(fn) for fn in TEXT_FUNCTIONS}
 def test_str_methods_mean_what_python_means(fn: Any, data: st.DataObject) -> None:
     args = [data.draw(s) for s in TEXT_FUNCTIONS[fn]]
     agrees(_TEXT_COMPILED[fn], *args)
+
+
+def text_statistics(s: str) -> tuple[int, int, int, int, str]:
+    return len(s.split(" ")), len(s.split()), s.count("ab"), s.find("zz"), s.replace("b ", "")[-9:]
+
+
+def test_splitting_and_searching_cost_fuel_linear_in_the_text() -> None:
+    """``split``, ``count``, ``find`` and ``replace`` are one primitive each (and a join): the
+    fuel of a text twice as long is about twice as much, and a text of 60,000 characters takes
+    a small part of the default fuel (with a slice at each index, as they were written once,
+    4,500 characters took all of it)."""
+    compiled = CompiledFunction(text_statistics)
+    used = []
+    for n in (5_000, 10_000, 20_000):
+        text = "ab " * n + "zz"
+        assert compiled.run(text) == text_statistics(text)
+        vm = compiled._vm
+        vm.run(to_core(StrSchema(), text), DEFAULT_FUEL)
+        used.append(vm.statistics().fuel)
+    assert used[2] < 2.2 * used[1] < 2.2 * 2.2 * used[0]
+    assert used[2] < DEFAULT_FUEL // 10

@@ -259,6 +259,17 @@ def log_module() -> Module:
     return machine_module(STR, LOG_STATE, LOG_OUTPUT, Empty(LOG_STATE), step)
 
 
+def words_module() -> Module:
+    """Counts the words of each input text (split at whitespace) into the state; outputs how
+    many comma-separated fields the text has and where its first "x" is (-1: none)."""
+    words = compose(FST, _ap(Op.STR_SPLIT, ID, StrLit("")), Prim(Op.LIST_LEN))
+    total = _ap(Op.ADD, words, SND)
+    fields = compose(FST, _ap(Op.STR_SPLIT, ID, StrLit(",")), Prim(Op.LIST_LEN))
+    found = compose(FST, _ap(Op.STR_FIND, ID, StrLit("x")))
+    step = Fanout(total, Fanout(fields, found))
+    return machine_module(STR, INT, Prod(INT, INT), Lit(0), step)
+
+
 def refusing_module() -> Module:
     """Adds the input to the state, refusing a negative input with ``fail``."""
     total = _ap(Op.ADD, FST, SND)
@@ -321,6 +332,7 @@ def collection_seeds() -> list[bytes]:
     modules = [
         cart_module(),
         log_module(),
+        words_module(),
         refusing_module(),
         nested_module(),
         items_migration_module(),

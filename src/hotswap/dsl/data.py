@@ -665,6 +665,18 @@ def builtin_name(target: object) -> str | None:
     return None
 
 
+def intrinsic_call(c: FunctionCompiler, op: Op, node: ast.Call, env: Env) -> Typed:
+    """A call of a function of :data:`hotswap.dsl.textlib.INTRINSICS`: its primitive ``op``
+    of its two ``str`` arguments (``STR_SPLIT``, ``STR_FIND``)."""
+    if node.keywords or len(node.args) != 2:
+        raise c.error(node, f"{ast.unparse(node.func)}() takes two strs here")
+    a, b = (
+        c.expr(arg, env, STR_SCHEMA, f"argument of {ast.unparse(node.func)}()") for arg in node.args
+    )
+    result = ListSchema(STR_SCHEMA) if op is Op.STR_SPLIT else INT_SCHEMA
+    return Typed(prim(op, a.term, b.term), result)
+
+
 def builtin_call(
     c: FunctionCompiler, name: str, node: ast.Call, env: Env, hint: Schema | None
 ) -> Typed:

@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Sequence
 
 from hotswap.cam.limits import MAX_TYPE_DEPTH
-from hotswap.dsl import calls, data, expressions, flow, loops, mutation, statements
+from hotswap.dsl import calls, data, expressions, flow, loops, mutation, statements, textlib
 from hotswap.dsl.annotations import MISSING
 from hotswap.dsl.combinators import FALSE, TRUE, coercion, if_then_else
 from hotswap.dsl.env import Env, seq
@@ -276,6 +276,9 @@ class FunctionCompiler:
         builtin = data.builtin_name(target)
         if builtin is not None:
             return data.builtin_call(self, builtin, node, env, hint)
+        intrinsic = textlib.intrinsic(target)
+        if intrinsic is not None:
+            return data.intrinsic_call(self, intrinsic, node, env)
         if target is reversed and _sorted_call(node):
             msg = "reversed(sorted(...)) is written sorted(..., reverse=True) here"
             raise self.error(node, msg)

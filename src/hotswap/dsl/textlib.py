@@ -1,46 +1,53 @@
-"""Methods of ``str`` that have no primitive, written in the DSL itself.
+"""Methods of ``str`` written in the DSL itself, over the text primitives.
 
 ``s.split(sep)`` in a machine compiles to an inlined call of :func:`split_on` (``s`` first,
 then the arguments, as Python evaluates them): each function here is plain Python within the
 DSL's subset, and means exactly what the ``str`` method means, which the tests check against
 Python's own methods. Whitespace is Python's (``str.isspace``), all of Unicode's.
+
+Splitting and searching are one primitive each (:func:`str_split`, ``STR_SPLIT``;
+:func:`str_find`, ``STR_FIND``), whose fuel is linear in the text: written with a slice at each
+index, as they once were, they cost fuel quadratic in it (a slice costs the length of the text
+it is taken from), and a text of a few thousand characters ran out of the default fuel.
 """
 
 from __future__ import annotations
 
+from hotswap.lang.terms import Op
+
 #: Every character ``str.isspace`` holds true for, as ``str.split()`` and ``str.strip()`` do.
 WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+
+
+def str_split(s: str, sep: str) -> list[str]:
+    """The primitive ``STR_SPLIT``: ``s.split(sep)``, and ``s.split()`` when ``sep`` is empty."""
+    return s.split(sep) if sep else s.split()
+
+
+def str_find(s: str, sub: str) -> int:
+    """The primitive ``STR_FIND``: ``s.find(sub)``."""
+    return s.find(sub)
+
+
+#: Functions a call of which compiles to one primitive of their two ``str`` arguments.
+INTRINSICS = ((str_split, Op.STR_SPLIT), (str_find, Op.STR_FIND))
+
+
+def intrinsic(target: object) -> Op | None:
+    """The primitive a call of ``target`` compiles to, if it is one of :data:`INTRINSICS`."""
+    return next((op for fn, op in INTRINSICS if fn is target), None)
 
 
 def split_on(s: str, sep: str) -> list[str]:
     """``s.split(sep)``."""
     if sep == "":
         raise ValueError("empty separator")
-    parts: list[str] = []
-    start = 0
-    n = len(sep)
-    for i in range(len(s)):
-        if i >= start and s[i : i + n] == sep:
-            parts.append(s[start:i])
-            start = i + n
-    parts.append(s[start:])
-    return parts
+    return str_split(s, sep)
 
 
 def split_whitespace(s: str) -> list[str]:
     """``s.split()``: runs of whitespace separate, and none is kept."""
-    parts: list[str] = []
-    word = ""
-    for ch in s:
-        if ch in WHITESPACE:
-            if word:
-                parts.append(word)
-            word = ""
-        else:
-            word += ch
-    if word:
-        parts.append(word)
-    return parts
+    return str_split(s, "")
 
 
 def _start(s: str, chars: str) -> int:
@@ -96,18 +103,14 @@ def rstrip(s: str) -> str:
 
 def find(s: str, sub: str) -> int:
     """``s.find(sub)``: the first index of ``sub``, or -1."""
-    n = len(sub)
-    for i in range(len(s) - n + 1):
-        if s[i : i + n] == sub:
-            return i
-    return -1
+    return str_find(s, sub)
 
 
 def count(s: str, sub: str) -> int:
     """``s.count(sub)``: non-overlapping occurrences."""
     if sub == "":
         return len(s) + 1
-    return len(split_on(s, sub)) - 1
+    return len(str_split(s, sub)) - 1
 
 
 def replace(s: str, old: str, new: str) -> str:

@@ -101,6 +101,10 @@ def prim_codomain(op: Op, dom: Type) -> Type | str:
             return ListT(INT) if dom is _INT_PAIR else "Int x Int"
         case Op.STR_JOIN:
             return STR if dom is Prod(STR, ListT(STR)) else "Str x List Str"
+        case Op.STR_FIND:
+            return INT if dom is _STR_PAIR else "Str x Str"
+        case Op.STR_SPLIT:
+            return ListT(STR) if dom is _STR_PAIR else "Str x Str"
     return _collection_codomain(op, dom)
 
 

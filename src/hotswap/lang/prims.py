@@ -133,6 +133,17 @@ def str_slice(v: Value) -> Value:
     return s[a:b]
 
 
+def str_find(v: Value) -> Value:
+    s, sub = v
+    return s.find(sub)
+
+
+def str_split(v: Value) -> Value:
+    """``s.split(sep)``; ``s.split()`` (runs of whitespace) when ``sep`` is empty."""
+    s, sep = v
+    return make_list(s.split(sep) if sep else s.split())
+
+
 # --- lists ----------------------------------------------------------------------------------
 
 
@@ -263,6 +274,8 @@ IMPL: dict[Op, Callable[[Value], Value]] = {
     Op.RANGE: int_range,
     Op.MAP_INDEX: map_index,
     Op.STR_JOIN: str_join,
+    Op.STR_FIND: str_find,
+    Op.STR_SPLIT: str_split,
 }
 
 
@@ -311,6 +324,12 @@ def _join_cost(v: Value, cap: int = NO_CAP) -> int:
     return n + _joined_length(v) // TEXT_CHUNK
 
 
+def _pieces(v: Value) -> int:
+    """How many pieces ``STR_SPLIT`` makes of ``(s, sep)`` (without making them, for ``sep``)."""
+    s, sep = v
+    return s.count(sep) + 1 if sep else len(s.split())
+
+
 def _text_cost(v: Value, cap: int = NO_CAP) -> int:
     return min(len(v[0]), len(v[1])) // TEXT_CHUNK
 
@@ -339,6 +358,8 @@ COST: dict[Op, Cost] = {
     Op.MAP_MERGE: lambda v, cap=NO_CAP: len(v[1]),
     Op.RANGE: lambda v, cap=NO_CAP: max(0, min(v[1] - v[0], MAX_ELEMENTS + 1)),
     Op.STR_JOIN: _join_cost,
+    Op.STR_FIND: lambda v, cap=NO_CAP: len(v[0]) // TEXT_CHUNK,
+    Op.STR_SPLIT: lambda v, cap=NO_CAP: _pieces(v) + len(v[0]) // TEXT_CHUNK,
 }
 
 

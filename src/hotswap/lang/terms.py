@@ -69,6 +69,8 @@ class Op(Enum):
     RANGE = 44  # Int x Int -> List Int, as Python's range(a, b)
     MAP_INDEX = 45  # Map K V x K -> V, d[k]; traps missing_key
     STR_JOIN = 46  # Str x List Str -> Str, sep.join(xs)
+    STR_FIND = 47  # Str x Str -> Int, s.find(sub): the first index, -1 if none
+    STR_SPLIT = 48  # Str x Str -> List Str, s.split(sep); s.split() for an empty sep
 
 
 ARITHMETIC = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV, Op.MOD})
