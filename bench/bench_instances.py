@@ -18,6 +18,7 @@ RSS under 500 MB and flat as the count grows, restart under 2 s, 30,000 inputs/s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from bench.nodes import READY, gaps_around, start_node, start_streamer, stop
 from hotswap.cam.build import migration_module
-from hotswap.cam.module import encode_module
+from hotswap.cam.module import Module, encode_module
 from hotswap.client import Client
 from hotswap.examples import handbuilt
 from hotswap.lang.terms import ID
@@ -45,9 +46,11 @@ INCR = b"\x00"
 #: A working set that fits the default cache (10,000 instances).
 HOT = 5000
 COUNTER = "hotswap.examples.handbuilt:counter_module"
-A = encode_module(handbuilt.counter_module())
+COUNTER_MODULE = handbuilt.counter_module()
+A = encode_module(COUNTER_MODULE)
 B = encode_module(handbuilt.counter_commuted_module())
-SAME = encode_module(migration_module(INT, INT, ID))
+SAME_MODULE = migration_module(INT, INT, ID)
+SAME = encode_module(SAME_MODULE)
 
 _STREAMER = """
 import json, random, sys, time
@@ -138,15 +141,23 @@ def _rss(pid: int) -> int:
     return 0
 
 
+def _unseen(module: Module, i: int) -> bytes:
+    """``module``'s bytes with a custom section of its own: the same code (and identity), new
+    bytes to the node, which loads them as it would new code (decode, verify, compile)."""
+    return encode_module(dataclasses.replace(module, custom=(("x-bench", b"%d" % i),)))
+
+
 def _upgrade_pauses(
-    address: str, count: int, upgrades: int = 10, *, baseline: bool = False
+    address: str, count: int, upgrades: int = 10, *, baseline: bool = False, unseen: bool = False
 ) -> tuple[list[float], float]:
     """Largest gap between answered inputs of a streaming process around each upgrade, and
     the median gap elsewhere (seconds). The streamer sends to ``count`` keys: pass a working
     set that fits the cache to see the upgrade alone, all keys to see it among cache misses.
     With ``baseline``, each upgrade is replaced by an input of the upgrader's own (to a key of
     its own): the gaps then are what any request from a second client costs the stream on
-    this machine, the floor under the upgrade's figure."""
+    this machine, the floor under the upgrade's figure. With ``unseen``, every upgrade's
+    modules are new to the node (as new code is), so it loads them first, on its loader
+    thread; otherwise they alternate between two versions it keeps loaded after the first."""
     seconds = upgrades * 0.15 + 1.0
     streamer = start_streamer(_STREAMER, address, str(seconds), str(count))
     time.sleep(0.2)
@@ -156,11 +167,16 @@ def _upgrade_pauses(
         for i in range(upgrades):
             time.sleep(0.1)
             new = B if i % 2 == 0 else A
+            migration = SAME
+            if unseen:
+                code = handbuilt.counter_commuted_module() if i % 2 == 0 else COUNTER_MODULE
+                new, migration = _unseen(code, i), _unseen(SAME_MODULE, i)
             sent = time.perf_counter()
             if baseline:
                 upgrader.send_raw("counter", INCR, key="bench-baseline", state=False)
             else:
-                reply = upgrader.request(UpgradeRequest(1000 + i, "counter", expected, new, SAME))
+                request = UpgradeRequest(1000 + i, "counter", expected, new, migration)
+                reply = upgrader.request(request)
                 expected = reply.new  # type: ignore[attr-defined]
             windows.append((sent, time.perf_counter()))
     out, _ = streamer.communicate(timeout=seconds + 30)
@@ -221,6 +237,7 @@ def measure(count: int) -> int:
             rss = _rss(proc.pid)
             gaps, usual = _upgrade_pauses(address, min(count, HOT))
             floor, _ = _upgrade_pauses(address, min(count, HOT), baseline=True)
+            fresh, _ = _upgrade_pauses(address, min(count, HOT), unseen=True)
             cold_gaps, cold_usual = _upgrade_pauses(address, count) if count > HOT else ([], 0.0)
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -240,6 +257,11 @@ def measure(count: int) -> int:
         f"inputs to {min(count, HOT):,} keys): median {statistics.median(gap_ms):.2f} ms, max "
         f"{gap_ms[-1]:.2f} ms; usual gap {usual * 1000:.2f} ms   goal median < 1 ms; Erlang 84 "
         "ms for 10,000 processes"
+    )
+    fresh_ms = sorted(g * 1000 for g in fresh)
+    print(
+        f"      the same with modules new to the node at each upgrade (loaded first, on its "
+        f"loader thread): median {statistics.median(fresh_ms):.2f} ms, max {fresh_ms[-1]:.2f} ms"
     )
     floor_ms = sorted(g * 1000 for g in floor)
     print(
