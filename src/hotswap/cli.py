@@ -31,13 +31,13 @@ from hotswap.fleet import Fleet
 from hotswap.lang.evaluate import Value
 from hotswap.lang.types import Type
 from hotswap.lang.values import parse, render
+from hotswap.names.clip import clip, shorten
 from hotswap.names.display import parse as parse_named
 from hotswap.names.display import render as render_named
 from hotswap.names.lint import nominal_notes
 from hotswap.names.pysource import python_source
 from hotswap.names.schema import Schema, describe
 from hotswap.names.section import module_schemas
-from hotswap.node.trace import clip, shorten
 from hotswap.protocol.events import (
     MAX_PAGE,
     Deploy,
