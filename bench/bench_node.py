@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import socket
 import statistics
 import struct
@@ -96,18 +97,24 @@ def _echo_baseline(seconds: float = 2.0) -> float:
     return count / seconds
 
 
-def _round_trips(address: str, seconds: float = 2.0, values: bool = False) -> float:
+def _round_trips(address: str, seconds: float = 2.0, values: bool = False) -> tuple[float, float]:
     """One input at a time: encoded bytes (``send_raw``), or a value through ``Client.send``
-    (conversion, ``send_checked``, decoding the output)."""
+    (conversion, ``send_checked``, decoding the output). Returns the rate and this process's
+    CPU per round trip in microseconds (user and system, ``os.times``: the client's own cost,
+    its system calls included, apart from the time it waits for the node)."""
     with Client(address) as client:
+        client.send("counter", (0, ()))  # connected, handshake done, code fetched
         count, deadline = 0, time.perf_counter() + seconds
+        before = os.times()
         while time.perf_counter() < deadline:
             if values:
                 client.send("counter", (0, ()))
             else:
                 client.send_raw("counter", INCR)
             count += 1
-    return count / seconds
+        after = os.times()
+    cpu = after.user + after.system - before.user - before.system
+    return count / seconds, cpu / max(count, 1) * 1e6
 
 
 def _concurrent_sends(address: str, clients: int, seconds: float = 2.0) -> tuple[float, float]:
@@ -352,15 +359,16 @@ def main() -> None:
         try:
             echo = _echo_baseline()
             print(f"  bare asyncio echo server on {LOOP}, same framing, 1 client: {echo:8.0f}/s")
-            rt = _round_trips(address)
+            rt, rt_cpu = _round_trips(address)
             print(
                 f"  round trips, 1 client, 1 input at a time (send_raw): {rt:8.0f}/s   "
-                f"(node/echo {rt / echo:4.2f}x)"
+                f"(node/echo {rt / echo:4.2f}x; client CPU {rt_cpu:.0f} us each)"
             )
-            one = _round_trips(address, values=True)
+            one, one_cpu = _round_trips(address, values=True)
             print(
                 f"  Client.send round trips,  1 client:  {one:8.0f}/s   "
-                f"(node/echo {one / echo:4.2f}x)   {_erlang_column(one, erlang, 1)}"
+                f"(node/echo {one / echo:4.2f}x; client CPU {one_cpu:.0f} us each)   "
+                f"{_erlang_column(one, erlang, 1)}"
             )
             many, cpu = _concurrent_sends(address, 16)
             print(
@@ -377,7 +385,8 @@ def main() -> None:
             many, cpu = _concurrent_async(address, 16, shared=True)
             print(
                 f"  AsyncClient.send round trips, 16 tasks sharing one AsyncClient: {many:8.0f}/s"
-                f"   (one connection; this process used {cpu:.2f} cores)   "
+                f"   (one connection; this process used {cpu:.2f} cores, "
+                f"{cpu / many * 1e6:.0f} us per input)   "
                 f"{_erlang_column(many, erlang, 16)}"
             )
             if isinstance(erlang, str):

@@ -23,14 +23,16 @@ from hotswap.client.session import (
 )
 from hotswap.client.wire import DEFAULT_TIMEOUT, FALLBACK_VERSION, Wire, older_node
 from hotswap.code import Upgrade
-from hotswap.errors import NodeError
+from hotswap.errors import NodeError, ValueTypeError
 from hotswap.protocol.events import (
     NEED_DATA,
     PROTOCOL_VERSION,
     Deleted,
     Deployed,
+    Output,
     Released,
     Request,
+    SendChecked,
     TrialEnded,
     Upgraded,
 )
@@ -223,7 +225,10 @@ class AsyncClient:
     async def request(self, event: Request) -> object:
         """Send one request and return its reply event (an Error reply is returned, not raised).
         Other tasks may make requests meanwhile (see the class)."""
-        data = self.wire.encode((event,))
+        return await self._reply(self.wire.encode((event,)))
+
+    async def _reply(self, data: bytes) -> object:
+        """Write the bytes of a request the connection has taken, and await its reply."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[object] = loop.create_future()
         deadline = loop.time() + self.timeout
@@ -277,9 +282,14 @@ class AsyncClient:
 
     async def _read(self) -> None:
         """Hand each reply to the request it answers, while replies are awaited."""
+        conn = self.wire.conn
         try:
             while self._waiting:
-                event = self.wire.next_event()
+                # an output first (the hot path); nothing to read yet (next_event would say
+                # NEED_DATA): straight to recv
+                event: object = conn.next_output()
+                if event is None:
+                    event = NEED_DATA if conn.drained else self.wire.next_event()
                 if event is NEED_DATA:
                     try:
                         data = await self.transport.recv()
@@ -322,7 +332,31 @@ class AsyncClient:
             return cast(T, done.value)
 
     async def send(self, machine: str, value: Any, *, key: str | None = None) -> Any:
-        return await self._run(self.wire.session.send(machine, value, key))
+        # The hot path, as Client.send's: Session.send's steps with a lane, anything unusual
+        # handed to the flow from that point on.
+        wire = self.wire
+        session = wire.session
+        prefer = session.classes.learn_value(value)
+        lane = session.lane(machine, prefer)
+        if lane is None:
+            return await self._run(session.send_learned(machine, value, key, prefer))
+        try:
+            data = lane.encode(value)
+        except ValueTypeError:
+            if not lane.names:
+                raise
+            return await self._run(session.resend(machine, value, key, prefer, None))
+        rid = session.request_id()
+        parts = lane.parts_for(key)
+        frame = None if parts is None else wire.send_input(parts, rid, data)
+        if frame is None:
+            event = SendChecked(rid, machine, lane.identity, data, False, key)
+            reply = await self.request(event)
+        else:
+            reply = await self._reply(frame)
+        if type(reply) is Output and session.current(lane):
+            return lane.output(reply.output)
+        return await self._run(session.answer(machine, value, key, prefer, lane.code, reply))
 
     async def upgrade(
         self,

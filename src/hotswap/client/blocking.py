@@ -25,7 +25,7 @@ from hotswap.client.session import (
 )
 from hotswap.client.wire import DEFAULT_TIMEOUT, FALLBACK_VERSION, Wire, older_node
 from hotswap.code import Upgrade
-from hotswap.errors import HotswapError, NodeError
+from hotswap.errors import HotswapError, NodeError, ValueTypeError
 from hotswap.protocol.events import (
     NEED_DATA,
     PROTOCOL_VERSION,
@@ -167,13 +167,16 @@ class Client:
             event = self.wire.next_event()
             if event is not NEED_DATA:
                 return event
-            try:
-                data = self.transport.recv()
-            except TimeoutError:
-                raise self.wire.timed_out() from None
-            except OSError as e:
-                raise self.wire.lost(e) from None
-            self.wire.receive(data)
+            self._receive()
+
+    def _receive(self) -> None:
+        try:
+            data = self.transport.recv()
+        except TimeoutError:
+            raise self.wire.timed_out() from None
+        except OSError as e:
+            raise self.wire.lost(e) from None
+        self.wire.receive(data)
 
     def _write(self, data: bytes) -> None:
         try:
@@ -247,7 +250,40 @@ class Client:
         been upgraded since, the node refuses it and it is re-encoded, by names, for the new
         code: inputs stay compatible across versions as long as their names do. The output's
         records are instances of the user's classes (see :class:`Client`)."""
-        return self._run(self.wire.session.send(machine, value, key))
+        # The hot path: Session.send's steps, with what they work out kept in a lane, the
+        # frame written from its parts and the output read with no codec. Each step hands
+        # anything unusual to the flow from that point on, so that the requests, the replies
+        # and the errors are the same as the flow's.
+        wire = self.wire
+        session = wire.session
+        prefer = session.classes.learn_value(value)
+        lane = session.lane(machine, prefer)
+        if lane is None:
+            return self._run(session.send_learned(machine, value, key, prefer))
+        try:
+            data = lane.encode(value)
+        except ValueTypeError:
+            if not lane.names:
+                raise
+            return self._run(session.resend(machine, value, key, prefer, None))
+        rid = session.request_id()
+        parts = lane.parts_for(key)
+        frame = None if parts is None else wire.send_input(parts, rid, data)
+        if frame is None:
+            reply = self.request(SendChecked(rid, machine, lane.identity, data, False, key))
+        else:
+            try:
+                self._write(frame)
+                if wire.conn.drained:  # as _next would find it: straight to the transport
+                    self._receive()
+                reply = self._next()
+            except BaseException as e:  # as _exchange: no late reply may answer a later one
+                wire.unanswered(e)
+                self.transport.close()
+                raise
+        if type(reply) is Output and session.current(lane):
+            return lane.output(reply.output)
+        return self._run(session.answer(machine, value, key, prefer, lane.code, reply))
 
     def upgrade(
         self,

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, assert_never
+from typing import Any, assert_never, cast
 
 from hotswap.cam.loaded import LoadedModule
 from hotswap.errors import HotswapError
@@ -47,6 +47,13 @@ RecordKey = tuple[str, tuple[str, ...]]
 
 #: How many parts of a value sent :meth:`Classes.learn_value` looks at, at most.
 _LEARN_LIMIT = 10_000
+
+#: How many parts of a value :meth:`Classes.learn_value` walks without looking for classes,
+#: when all of them are of classes it has seen.
+_QUICK = 64
+
+#: Values with no classes in them to learn (and never dataclasses).
+_PLAIN = frozenset({int, bool, float, str, bytes, type(None)})
 
 #: The roles whose values come back to the caller.
 RETURNED_ROLES = ("state", "output")
@@ -100,6 +107,8 @@ class Classes:
         self._by_module: dict[str, dict[RecordKey, type]] = {}  # learned, by module
         self._modules: set[str] = set()  # modules scanned for their classes
         self._seen: set[type] = set()  # classes of values sent, their modules scanned
+        #: The classes of ``_seen``: their fields' names, last first (as learn_value walks).
+        self._fields: dict[type, tuple[str, ...]] = {}
         self.version = 0
 
     def find(self, name: str, fields: tuple[str, ...], prefer: Iterable[str] = ()) -> type | None:
@@ -135,6 +144,9 @@ class Classes:
         """Learn from a value sent: the classes of its dataclass instances, and everything the
         modules defining them define (dataclasses, and DSL machines' classes). Returns those
         modules' names, the outermost value's first: what :meth:`find` prefers for its reply."""
+        known = self._seen_modules(value)
+        if known is not None:
+            return known
         modules: list[str] = []
         stack, count = [value], 0
         while stack and count < _LEARN_LIMIT:  # a bound for long and self-referencing values
@@ -152,11 +164,50 @@ class Classes:
                     modules.append(cls.__module__)
                 if cls not in self._seen:
                     self._seen.add(cls)
+                    self._fields[cls] = tuple(f.name for f in reversed(dataclasses.fields(v)))
                     self.learn_module(cls.__module__)
                     # the value's own class wins over its module's (a module run from source
                     # text is gone from sys.modules: then the class is all there is to learn)
                     self.add(cls, given=False, module=cls.__module__)
                 stack.extend(getattr(v, f.name, None) for f in reversed(dataclasses.fields(v)))
+        return tuple(modules)
+
+    def _seen_modules(self, value: object) -> tuple[str, ...] | None:
+        """What :meth:`learn_value` returns for ``value``, if it is small (at most
+        :data:`_QUICK` parts) and made of tuples, lists, dicts, plain values and instances of
+        classes seen before only: then there is nothing to learn from it, and this walks it as
+        learn_value does, in the same order, with the fields' names looked up once per class.
+        None for anything else (learn_value then walks it)."""
+        fields = self._fields
+        modules: list[str] = []
+        stack, budget = [value], _QUICK
+        while stack:
+            v = stack.pop()
+            budget -= 1
+            if budget < 0:
+                return None
+            cls = type(v)
+            if cls in _PLAIN:
+                continue
+            if cls is tuple or cls is list:
+                items = cast("tuple[object, ...] | list[object]", v)
+                if len(items) > budget:
+                    return None
+                stack.extend(reversed(items))
+                continue
+            if cls is dict:
+                entries = cast("dict[object, object]", v)
+                if 2 * len(entries) > budget:
+                    return None
+                for key, item in reversed(entries.items()):
+                    stack.extend((item, key))
+                continue
+            names = fields.get(cls)
+            if names is None:
+                return None
+            if cls.__module__ not in modules:
+                modules.append(cls.__module__)
+            stack.extend([getattr(v, name, None) for name in names])
         return tuple(modules)
 
     def learn_module(self, name: str) -> None:

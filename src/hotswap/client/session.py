@@ -23,9 +23,10 @@ from typing import Any, TypeVar, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hotswap.address import check_machine_name
 from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.cam.module import module_identity
-from hotswap.cam.values import decode_type, decode_value, encode_value
+from hotswap.cam.values import decode_type, decode_value, encode_value, value_decoder
 from hotswap.changes import claim_of
 from hotswap.client.convert import (
     Classes,
@@ -77,6 +78,8 @@ from hotswap.protocol.events import (
     Upgraded,
     UpgradeRequest,
 )
+from hotswap.protocol.fastpath import CheckedParts, send_checked_parts
+from hotswap.protocol.fields import key_problem
 from hotswap.signing import read_private_key, sign
 
 T = TypeVar("T")
@@ -206,6 +209,89 @@ def rollback_target(status: StatusReply) -> str:
     raise NodeError("bad_request", f"{status.machine} has no earlier code to go back to")
 
 
+class Lane:
+    """What :meth:`Session.send` works out before it sends anything, for one machine's running
+    code and the values of some modules: the code, its conversions, and the fixed parts of the
+    ``send_checked`` frame (``fastpath.send_checked_parts``), for no key and for each key sent
+    to. The clients' hot path (``Client.send``, ``AsyncClient.send``) encodes with it, writes
+    the frame from its parts and decodes the output with it: the same bytes and the same values
+    as the flow, with none of it recomputed per input."""
+
+    __slots__ = (
+        "_decode",
+        "_from_core",
+        "_input_type",
+        "_keyed",
+        "_to_core",
+        "code",
+        "epoch",
+        "identity",
+        "machine",
+        "names",
+        "parts",
+        "version",
+    )
+
+    def __init__(
+        self,
+        session: Session,
+        machine: str,
+        code: LoadedModule,
+        converter: Converter,
+        parts: CheckedParts,
+    ) -> None:
+        sig = code.machine
+        assert sig is not None
+        self.machine = machine
+        self.code = code
+        self.identity = code.identity
+        #: Whether values of the code can be re-encoded by name (:func:`has_names`).
+        self.names = has_names(code)
+        self.version = session.classes.version
+        self.epoch = session._epoch
+        #: The parts of the frame for the machine's default instance.
+        self.parts = parts
+        self._keyed: dict[str, CheckedParts] = {}
+        self._to_core = converter.to_core
+        self._from_core = converter.from_core
+        self._input_type = sig.input
+        self._decode = value_decoder(sig.output)
+
+    def encode(self, value: Any) -> bytes:
+        """``value`` as input bytes of the code (:class:`ValueTypeError` if it does not
+        convert), as :meth:`Session.send_learned` encodes it."""
+        return encode_value(self._to_core(value, "input"), self._input_type)
+
+    def parts_for(self, key: object) -> CheckedParts | None:
+        """The frame's parts for instance ``key`` (None: the default one); None if ``key`` is
+        not one (the long way then says why)."""
+        if key is None:
+            return self.parts
+        if type(key) is not str:
+            return None
+        parts = self._keyed.get(key)
+        if parts is None:
+            if key_problem(key) is not None:
+                return None
+            parts = send_checked_parts(self.machine, self.identity, key)
+            if parts is None:
+                return None
+            if len(self._keyed) >= _KEYS_KEPT:
+                self._keyed.clear()
+            self._keyed[key] = parts
+        return parts
+
+    def output(self, data: bytes) -> Any:
+        """An output of the code as a Python value, as :meth:`Session.output_of` makes it
+        (while :meth:`Session.current`)."""
+        return self._from_core(self._decode(bytes(data)), "output")
+
+
+#: At most this many lanes are kept per session, and keys' frame parts per lane.
+_LANES_KEPT = 256
+_KEYS_KEPT = 4096
+
+
 class Session:
     """One connection's client-side state: request ids, the module cache, conversions, and
     the operations as flows."""
@@ -220,6 +306,9 @@ class Session:
         # (identity, modules preferred) -> (classes.version it was built at, conversions)
         self._converters: dict[tuple[str, tuple[str, ...]], tuple[int, Converter]] = {}
         self._warned: set[str] = set()  # identities warned about (ClassesUnknownWarning)
+        # (machine, modules preferred) -> what send works out for it (see lane())
+        self._lanes: dict[tuple[str, tuple[str, ...]], Lane] = {}
+        self._epoch = 0  # changes whenever the conversions cached are dropped
         self._searched: set[str] = set()  # identities looked for among the program's machines
         #: The key upgrades, rollbacks and deploys are signed with (:meth:`sign_with`), for a
         #: node started with ``--trust``; None: unsigned.
@@ -262,6 +351,7 @@ class Session:
         if self.local.get(identity) is not m:
             self.local[identity] = m
             self._converters.clear()
+            self._epoch += 1
         self.classes.add_machine(m, given=True)
         return True
 
@@ -327,30 +417,116 @@ class Session:
         encoding, or the value does not convert), refresh and encode by names again, once.
         With ``key``, to that keyed instance (made by its first input)."""
         prefer = self.classes.learn_value(value)  # the reply in the value's own classes
-        stale: Error | None = None
-        for attempt in (0, 1):
-            code = yield from self.running_code(machine, refresh=attempt == 1)
-            to_core_value = self.converter(code, prefer).to_core
-            if stale is not None and not has_names(code):
-                raise reply_error(stale, False)  # no names: no safe way to re-encode
-            sig = code.machine
-            assert sig is not None
-            try:
-                data = encode_value(to_core_value(value, "input"), sig.input)
-            except ValueTypeError:
-                if attempt == 0 and has_names(code):
-                    continue  # perhaps encoded for old code: look again
-                raise
-            # The output is all this returns: the node need not encode and send the state.
-            reply = yield SendChecked(self.request_id(), machine, code.identity, data, False, key)
-            stale_code = isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION
-            if stale_code and attempt == 0 and has_names(code):
-                stale = cast(Error, reply)
-                continue
-            output = expect(reply, Output).output
-            output_value = decode_value(output, sig.output)
-            return self.to_python(machine, code, output_value, "output", prefer)
-        raise HotswapError("unreachable")  # pragma: no cover
+        return (yield from self.send_learned(machine, value, key, prefer))
+
+    def send_learned(
+        self, machine: str, value: Any, key: str | None, prefer: tuple[str, ...]
+    ) -> Flow[Any]:
+        """:meth:`send` once the value's classes are learned (``prefer``: their modules)."""
+        code = yield from self.running_code(machine, refresh=False)
+        to_core_value = self.converter(code, prefer).to_core
+        sig = code.machine
+        assert sig is not None
+        try:
+            data = encode_value(to_core_value(value, "input"), sig.input)
+        except ValueTypeError:
+            if has_names(code):  # perhaps encoded for old code: look again
+                return (yield from self.resend(machine, value, key, prefer, None))
+            raise
+        # The output is all this returns: the node need not encode and send the state.
+        reply = yield SendChecked(self.request_id(), machine, code.identity, data, False, key)
+        return (yield from self.answer(machine, value, key, prefer, code, reply))
+
+    def answer(
+        self,
+        machine: str,
+        value: Any,
+        key: str | None,
+        prefer: tuple[str, ...],
+        code: LoadedModule,
+        reply: object,
+    ) -> Flow[Any]:
+        """The rest of :meth:`send` once the node answered ``value`` encoded for ``code``: the
+        output, or, if the node refused the encoding as stale (``wrong_version``), the value
+        encoded by names again for the code running now, and sent once more."""
+        stale = isinstance(reply, Error) and reply.code == ErrorCode.WRONG_VERSION
+        if stale and has_names(code):
+            return (yield from self.resend(machine, value, key, prefer, cast(Error, reply)))
+        return self.output_of(machine, code, prefer, reply)
+
+    def resend(
+        self,
+        machine: str,
+        value: Any,
+        key: str | None,
+        prefer: tuple[str, ...],
+        stale: Error | None,
+    ) -> Flow[Any]:
+        """:meth:`send`'s second and last attempt, for the code running now: after a
+        ``wrong_version`` reply (``stale``), or a value that did not convert (None)."""
+        code = yield from self.running_code(machine, refresh=True)
+        to_core_value = self.converter(code, prefer).to_core
+        if stale is not None and not has_names(code):
+            raise reply_error(stale, False)  # no names: no safe way to re-encode
+        sig = code.machine
+        assert sig is not None
+        data = encode_value(to_core_value(value, "input"), sig.input)
+        reply = yield SendChecked(self.request_id(), machine, code.identity, data, False, key)
+        return self.output_of(machine, code, prefer, reply)
+
+    def output_of(
+        self, machine: str, code: LoadedModule, prefer: tuple[str, ...], reply: object
+    ) -> Any:
+        """The output a reply to an input encoded for ``code`` carries, as a Python value (its
+        error raised)."""
+        sig = code.machine
+        assert sig is not None
+        output = expect(reply, Output).output
+        return self.to_python(machine, code, decode_value(output, sig.output), "output", prefer)
+
+    def lane(self, machine: str, prefer: tuple[str, ...]) -> Lane | None:
+        """What :meth:`send` works out before it sends, kept for ``machine``'s running code and
+        values of the modules ``prefer``: a :class:`Lane`, if that code is known and loaded,
+        converts with no warning to give, and its name is one the protocol carries; None
+        otherwise (:meth:`send_learned` then does it all). A lane is rebuilt when the code
+        running, the classes known (``classes.version``) or the machines remembered change."""
+        if type(machine) is not str:
+            return None
+        identity = self.running.get(machine)
+        lane = self._lanes.get((machine, prefer))
+        if (
+            lane is not None
+            and lane.identity == identity
+            and lane.version == self.classes.version
+            and lane.epoch == self._epoch
+        ):
+            return lane
+        if identity is None:
+            return None
+        code = self.codes.get(identity)
+        if code is None:
+            return None
+        converter = self.converter(code, prefer)  # as send_learned calls it, at this point
+        sig = code.machine
+        if sig is None or (converter.lacking and identity not in self._warned):
+            return None  # the long way asserts, or warns once
+        parts = send_checked_parts(machine, identity, None)
+        try:
+            check_machine_name(machine)
+        except HotswapError:
+            return None
+        if parts is None:
+            return None
+        if len(self._lanes) >= _LANES_KEPT:
+            self._lanes.clear()
+        lane = Lane(self, machine, code, converter, parts)
+        self._lanes[(machine, prefer)] = lane
+        return lane
+
+    def current(self, lane: Lane) -> bool:
+        """Whether ``lane``'s conversions are still those :meth:`to_python` would use (no
+        class or machine learned since it was made)."""
+        return lane.version == self.classes.version and lane.epoch == self._epoch
 
     def upgrade(
         self,

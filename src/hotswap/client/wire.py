@@ -32,6 +32,7 @@ from hotswap.protocol.events import (
     Hello,
     InstancesRequest,
     NeedData,
+    Output,
     Request,
     Revert,
     Send,
@@ -40,7 +41,9 @@ from hotswap.protocol.events import (
     UpgradeRequest,
     Welcome,
 )
+from hotswap.protocol.fastpath import CheckedParts, read_output, send_checked_frame
 from hotswap.protocol.fields import IDENTITY, InvalidField, key_problem
+from hotswap.protocol.states import ERROR, READY
 
 DEFAULT_TIMEOUT = 30.0
 #: The version a client says hello with again, on a new connection, when a node refuses the
@@ -119,6 +122,70 @@ def default_token(address: str) -> str | None:
         return None
 
 
+class LeanConnection(ClientConnection):
+    """The client's end, with a hot path beside ``send`` and ``next_event`` for the one message
+    an input needs each way (as ``ServerConnection.next_input`` is the node's): a
+    ``send_checked`` written from its fixed parts, and a canonical ``output`` read with no
+    codec, both only where the long way would do exactly the same (the conversation ready,
+    the fields of their kinds, the reply answering the oldest request); anything else is left
+    to ``send`` and ``next_event``, which say what is wrong. The bytes, the requests awaiting
+    replies and the errors are the same either way."""
+
+    def send_input(
+        self, parts: CheckedParts, request_id: int, data: bytes, version: int
+    ) -> bytes | None:
+        """The frame of ``SendChecked(request_id, ..., data, False, key)`` from its ``parts``
+        (``fastpath.send_checked_parts``), the request recorded as awaiting its reply, as
+        ``send`` would; None, with nothing changed, unless the conversation is ready, the id
+        is not awaiting a reply already, the frame is within the node's limit and the version
+        agreed on (at least ``version``) has every field it uses."""
+        if self._state is not READY or request_id in self._pending_ids:
+            return None
+        hello = self._hello
+        if hello is None or hello.version < version:
+            return None
+        data_frame = send_checked_frame(parts, request_id, data, self._their_max_frame)
+        if data_frame is None:
+            return None
+        self._pending.append((request_id, SendChecked))
+        self._pending_ids.add(request_id)
+        return data_frame
+
+    @property
+    def drained(self) -> bool:
+        """Whether nothing received is left to read and more may come: ``next_event`` would
+        return NEED_DATA."""
+        reader = self._reader
+        return not reader.buffered and not reader.closed and self._state is not ERROR
+
+    def next_output(self) -> Output | None:
+        """The next frame as ``next_event`` would return it, if it is an ``output`` in the
+        canonical layout that answers the oldest request (a send) in a ready conversation;
+        None otherwise, with nothing taken."""
+        pending = self._pending
+        if self._state is not READY or not pending:
+            return None
+        reader = self._reader
+        payload = reader.peek()
+        if payload is None:
+            return None
+        fields = read_output(payload)
+        if fields is None:
+            return None
+        request_id, kind = pending[0]
+        if fields[0] != request_id or (kind is not SendChecked and kind is not Send):
+            return None
+        reader.skip(len(payload))
+        pending.popleft()
+        self._pending_ids.discard(request_id)
+        return Output(request_id, fields[1], fields[2])
+
+
+#: The oldest protocol version the hot path writes ``send_checked`` for (its ``"state":
+#: false`` needs 2, a key 3; the client speaks 3 or later).
+LEAN_VERSION = 3
+
+
 class Wire:
     """One client connection's protocol state, for a node at ``address``."""
 
@@ -126,7 +193,7 @@ class Wire:
         self.address = address
         #: Sent in the hello, for a node that authenticates its clients (``--auth``).
         self.token = token if token is not None else default_token(address)
-        self.conn = ClientConnection()
+        self.conn = LeanConnection()
         self.session = Session()
         #: Why the connection is unusable, once a request went unanswered.
         self.broken: str | None = None
@@ -185,12 +252,23 @@ class Wire:
                 self.broken = str(e)
             raise
 
+    def send_input(self, parts: CheckedParts, request_id: int, data: bytes) -> bytes | None:
+        """The frame of an input, as :meth:`encode` would make it of its ``SendChecked``
+        (:meth:`LeanConnection.send_input`); None where :meth:`encode` must (a connection
+        unusable, anything unusual), with nothing changed."""
+        if self.broken is not None:
+            return None
+        return self.conn.send_input(parts, request_id, data, LEAN_VERSION)
+
     def receive(self, data: bytes) -> None:
         self.conn.receive_data(data)
 
     def next_event(self) -> object | NeedData:
         """The next reply received, or ``NEED_DATA``; a goodbye, the node closing or a protocol
         error raises :class:`NodeError`."""
+        output = self.conn.next_output()  # the hot path: an input's output
+        if output is not None:
+            return output
         try:
             event = self.conn.next_event()
         except ProtocolError as e:

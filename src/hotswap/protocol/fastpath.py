@@ -348,3 +348,81 @@ def decode_output(payload: bytes) -> Output | None:
     if size < 0 or position + size != len(payload):
         return None
     return Output(request_id, payload[position:], state)
+
+
+# --- the client's hot path: a send_checked written from its fixed parts, an output read ----
+
+
+#: The fixed parts of one client's ``send_checked`` asking for no state, as
+#: :func:`send_checked_parts` makes them: (the map's head and ``"id"``, what follows the
+#: request id up to the input's head, what follows the input).
+CheckedParts = tuple[bytes, bytes, bytes]
+
+
+def send_checked_parts(machine: str, code: str, key: str | None) -> CheckedParts | None:
+    """The parts of :func:`encode_send_checked` of every ``SendChecked(id, machine, code,
+    input, False, key)``, whatever its id and input, or None if ``machine``, ``code`` or
+    ``key`` is not of its kind (the generic codec then says why)."""
+    if type(machine) is not str or _NAME(machine) is None:
+        return None
+    if type(code) is not str or not code.isascii():
+        return None
+    raw = code.encode("ascii")
+    key_part = _key_bytes(key)
+    if _IDENTITY(raw) is None or key_part is None:
+        return None
+    opening = _CHECKED_OPEN_NO_STATE if not key_part else b"\xa7" + _ID
+    middle = b"".join((key_part, _CHECKED_CODE, raw, _CHECKED_MIDDLE))
+    tail = b"".join((_NO_STATE, _SEND_MACHINE, head(_TEXT, len(machine)), machine.encode()))
+    return opening, middle, tail
+
+
+def send_checked_frame(
+    parts: CheckedParts, request_id: int, data: bytes, limit: int
+) -> bytes | None:
+    """The whole frame (length prefix and payload) of the ``send_checked`` of ``parts`` with
+    ``request_id`` and input ``data``: the bytes of ``frame(encode_send_checked(...))``; None if
+    the id is not one (0 to 2**64 - 1) or the payload is longer than ``limit`` bytes (or than a
+    frame can be)."""
+    if not 0 <= request_id <= MAX_UINT:
+        return None
+    opening, middle, tail = parts
+    rid = _SMALL_HEADS[request_id] if request_id < 24 else head(_UINT, request_id)
+    size = len(data)
+    data_head = _BYTE_HEADS[size] if size < 24 else head(_BYTES, size)
+    length = len(opening) + len(rid) + len(middle) + len(data_head) + size + len(tail)
+    if length > limit or length > 0xFFFFFFFF:
+        return None
+    return b"".join((length.to_bytes(4), opening, rid, middle, data_head, data, tail))
+
+
+def read_output(payload: bytes) -> tuple[int, bytes, bytes] | None:
+    """The fields (request id, output, state) of :func:`decode_output` of ``payload``, or None
+    where it returns None: the same acceptance, without making the event."""
+    if not payload.startswith(_OUTPUT_OPEN):
+        return None
+    request_id, position = _uint(payload, 4)
+    if request_id < 0 or not payload.startswith(_OUTPUT_MIDDLE, position):
+        return None
+    position += len(_OUTPUT_MIDDLE)
+    n = len(payload)
+    if position < n and _BYTES <= payload[position] < _BYTES + 24:  # a state of < 24 bytes
+        size, position = payload[position] - _BYTES, position + 1
+    else:
+        size, position = _read_head(payload, position, _BYTES)
+        if size < 0:
+            return None
+    end = position + size
+    if not payload.startswith(_OUTPUT_OUTPUT, end):
+        return None
+    state = payload[position:end]
+    position = end + len(_OUTPUT_OUTPUT)
+    if position < n and _BYTES <= payload[position] < _BYTES + 24:
+        size, position = payload[position] - _BYTES, position + 1
+    else:
+        size, position = _read_head(payload, position, _BYTES)
+        if size < 0:
+            return None
+    if position + size != n:
+        return None
+    return request_id, payload[position:], state
