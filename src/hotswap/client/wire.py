@@ -313,4 +313,8 @@ class Wire:
         return NodeError("unreachable", message)
 
     def timed_out(self) -> NodeError:
-        return NodeError("timeout", f"no reply from {self.address} in time")
+        return NodeError(
+            "timeout",
+            f"no reply from {self.address} in time: what was sent may have been applied or "
+            "not (look, with status, before sending it again); the connection is closed",
+        )
