@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from hotswap.cam import codegen, loaded
 from hotswap.cam.loaded import is_loaded, load, preload, release
 from hotswap.cam.module import Module, encode_module
+from hotswap.client import Client, Upgrade
 from hotswap.errors import UpgradeRejected
 from hotswap.examples import handbuilt
 from hotswap.examples.counter import counter_sm, counter_sm2, upgrade_state
@@ -21,6 +23,7 @@ from hotswap.node import compiling
 from hotswap.node.memory import MemoryNode
 from hotswap.node.service import Service
 from hotswap.protocol.events import Deploy, Release, ReleaseItem, UpgradeRequest
+from served import Served
 
 V1 = load(handbuilt.counter_module())
 
@@ -114,3 +117,17 @@ def test_a_large_source_compiles_in_a_child_to_the_same_code(
     monkeypatch.setattr(compiling, "_CHILD", "import sys; sys.exit(3)")
     assert compiling._in_child(source) is None
     exec(compiling.compile_source(source), namespace)  # compiled here instead
+
+
+def test_a_served_upgrade_keeps_its_migration_loaded(tmp_path: Path) -> None:
+    """A served node with keyed instances loads an upgrade's modules on its loader thread and
+    keeps in its cache what it runs next: the new code, and the migration, which the instances
+    run at their next touch (and the way back and forth between two versions again), so the
+    next upgrade with the same modules is answered on the event loop, with no loader thread."""
+    v2 = _fresh(handbuilt.counter2_module(), b"served")
+    migration = _fresh(handbuilt.upgrade_state_module(), b"served")
+    with Served(tmp_path, {"abacus": "hotswap.examples.handbuilt:counter_module"}) as node:
+        with Client(node.address) as client:
+            client.send_raw("abacus", b"\x00", key="k")  # the store holds a keyed instance
+            client.upgrade("abacus", Upgrade(V1.data, v2, migration))
+        assert is_loaded(v2) and is_loaded(migration)

@@ -685,10 +685,11 @@ class _Peer(asyncio.Protocol):
             if not (self.closing or self._paused or self._preparing or self._more):
                 self.transport.resume_reading()
         finally:
+            store = self.node.service.store
             running = {id(m.code.data) for m in self.node.service.registry.machines.values()}
+            running |= store.in_use()  # and an upgrade's migration, which instances run next
             for data in modules:  # cached only if a machine now runs it
                 release(data, keep=id(data) in running)
-            store = self.node.service.store
             if store.unstage(modules):  # parts no row references: deleted off the loop
                 asyncio.get_running_loop().run_in_executor(_LOADER, store.discard)
 

@@ -946,10 +946,11 @@ class Store:
             self._begin()
             self._add_module(swap.new)
             self._add_module(swap.migration)
-            # loaded already: the instances the upgrade migrates lazily run these, rather
-            # than the stored bytes loaded again on the event loop at their first touch
-            self._modules[swap.new.identity] = swap.new
-            self._modules[swap.migration.identity] = swap.migration
+            if self._keyed:  # loaded already: the instances the upgrade migrates lazily run
+                # these, not the stored bytes loaded again on the event loop at a first touch
+                # (a store without keyed instances keeps no module loaded for them)
+                self._modules[swap.new.identity] = swap.new
+                self._modules[swap.migration.identity] = swap.migration
             seq = self._next_seq(machine.name)
             change = swap.change
             self._changed.add(machine.name)
@@ -1443,6 +1444,11 @@ class Store:
         if code is None:
             code = self._modules[identity] = self._load(identity)
         return code
+
+    def in_use(self) -> set[int]:
+        """The ``id`` of the bytes of every module kept loaded for keyed instances (the code
+        and migration of each upgrade among them): bytes the module cache should keep too."""
+        return {id(code.data) for code in self._modules.values()}
 
     def load_instance(self, machine: Machine, key: str) -> Instance | None:
         """Instance ``key`` of ``machine`` from its checkpoint (one read by primary key,
