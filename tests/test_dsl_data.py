@@ -616,3 +616,18 @@ def test_splitting_and_searching_cost_fuel_linear_in_the_text() -> None:
         used.append(vm.statistics().fuel)
     assert used[2] < 2.2 * used[1] < 2.2 * 2.2 * used[0]
     assert used[2] < DEFAULT_FUEL // 10
+
+
+def stripped_all(s: str) -> tuple[str, str, str]:
+    return s.strip(), s.lstrip(), s.rstrip()
+
+
+def test_stripping_costs_fuel_for_what_it_removes() -> None:
+    """Stripping looks at the characters it removes and one more, from either end: a text of
+    60,000 characters with nothing to strip takes a small part of the default fuel (walking
+    every character, as it did once, took all of it)."""
+    compiled = CompiledFunction(stripped_all)
+    for text in ("a" * 60_000, " \u3000" + "a b" * 20_000 + "\t\n"):
+        assert compiled.run(text) == stripped_all(text)
+        compiled._vm.run(to_core(StrSchema(), text), DEFAULT_FUEL)
+        assert compiled._vm.statistics().fuel < DEFAULT_FUEL // 5

@@ -51,18 +51,21 @@ def split_whitespace(s: str) -> list[str]:
 
 
 def _start(s: str, chars: str) -> int:
+    """The index of the first character of ``s`` not in ``chars`` (``len(s)`` if none): the
+    fuel of the characters it looks at, and one a character for the range."""
     start = 0
-    for ch in s:
-        if ch not in chars:
+    for i in range(len(s)):
+        if s[i] not in chars:
             break
         start += 1
     return start
 
 
 def _end(s: str, chars: str) -> int:
+    """One past the last character of ``s`` not in ``chars`` (0 if none), looking from the end."""
     end = len(s)
-    for ch in reversed(list(s)):
-        if ch not in chars:
+    for _ in range(len(s)):
+        if s[end - 1] not in chars:
             break
         end -= 1
     return end
