@@ -94,6 +94,7 @@ def main() -> None:
     _run_against_plain("bank", bank.bank_sm, bank_cases)
     _run_against_plain("counter", counter.counter_sm, [(counter.Incr(), 5), (counter.Count(), 5)])
     _run_against_plain("cart (10)", cart.cart_sm, _cart_cases(), "2x")
+    _threaded_against_plain("cart (10)", cart.cart_sm, *_cart_loop(), "2x")
     _client_conversions(bank_cases)
 
 
@@ -108,6 +109,50 @@ def _cart_cases() -> list[tuple[Any, Any]]:
         (cart.RemoveItem("sku-1"), full),
         (cart.AddItem("sku-2", "item 2", 102, -1), full),
     ]
+
+
+def _cart_loop() -> tuple[list[Any], Any]:
+    """The cart at 10 lines the way a user loops: ``state, out = m.run(inp, state)``, each
+    state the one the step before returned (so ``.run`` sees its own output again)."""
+    lines = {f"sku-{i}": cart.Line(f"item {i}", 100 + i, 1 + i % 3) for i in range(10)}
+    inputs = [
+        cart.AddItem("sku-3", "item 3", 103, 2),
+        cart.SetQty("sku-3", 1),
+        cart.AddItem("sku-new", "new", 250, 1),
+        cart.RemoveItem("sku-new"),
+        cart.AddItem("sku-2", "item 2", 102, -1),
+    ]
+    return inputs, cart.Cart(lines)
+
+
+def _threaded(fn: Callable[[Any, Any], Any], inputs: list[Any], state: Any) -> Callable[[], None]:
+    """One pass over ``inputs``, the state threaded through (the last pass's state next)."""
+    held = [state]
+
+    def run() -> None:
+        s = held[0]
+        for inp in inputs:
+            s, _ = fn(inp, s)
+        held[0] = s
+
+    return run
+
+
+def _threaded_against_plain(
+    name: str, m: Machine[..., Any], inputs: list[Any], state: Any, goal: str
+) -> None:
+    s = t = state
+    for inp in inputs:
+        (s, out), (t, plain_out) = m.run(inp, s), m(inp, t)
+        assert (s, out) == (t, plain_out)
+    rates = interleaved_rates(
+        {"plain": _threaded(m, inputs, state), "run": _threaded(m.run, inputs, state)}
+    )
+    plain, run = (1e6 / (rates[k] * len(inputs)) for k in ("plain", "run"))
+    print(
+        f"{name:<10} threaded (state, out = m.run(inp, state)): plain {plain:.2f} us, "
+        f".run {run:.2f} us: {run / plain:.2f}x (goal <= {goal})"
+    )
 
 
 def _calls(fn: Callable[[Any, Any], object], cases: list[tuple[Any, Any]]) -> Callable[[], None]:

@@ -29,6 +29,7 @@ verifier, so Python's parser and compiler stay within their limits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType
@@ -40,9 +41,10 @@ from hotswap.errors import InternalError, Trap
 from hotswap.lang import ints, prims
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
 from hotswap.lang.evaluate import FALSE, TRUE, Value
-from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP, PVector
+from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP
 from hotswap.lang.terms import TRAPPING, V1_OPS, Op
 from hotswap.lang.types import ListT
+from hotswap.lang.vector import of_list
 
 
 class OutOfFuel(Exception):
@@ -119,6 +121,16 @@ _TRAPS: list[Trap] = [ints.overflow(op) for op in Op] + [ints.division_by_zero(o
 #: Primitives whose variable cost is the length of their argument, or of its second component.
 _COUNTED_ARG = frozenset({Op.MAP_KEYS, Op.MAP_VALUES, Op.MAP_ITEMS})
 _COUNTED = _COUNTED_ARG | {Op.LIST_CONCAT, Op.MAP_MERGE}
+#: Primitives of format 2 that never trap and cost a fixed 1: their cost is carried to the next
+#: subtraction, like that of any other such instruction (docs/bytecode.md, section 11.7).
+_QUIET = frozenset(
+    {Op.STR_LEN, Op.INT_TO_STR, Op.LIST_LEN, Op.MAP_LEN, Op.MAP_GET, Op.MAP_DELETE, Op.MAP_CONTAINS}
+)
+#: The most code points ``INT_TO_STR`` gives (``str(INT_MIN)``).
+_INT_TEXT = len(str(ints.INT_MIN))
+#: A concatenation whose result is known, when the code is generated, to hold at most this
+#: many code points allocates too little to need a comparison of the fuel after it.
+_SHORT_TEXT = 1024
 
 
 def _raise_trap(index: int) -> None:
@@ -167,12 +179,26 @@ class _Generator:
         self.tally: list[int] | None = None
         #: The current generation of each list accumulator being built (:class:`_Build`).
         self.builds: dict[str, int] = {}
+        #: Accumulators being built that get one append per run of their fold's body: they
+        #: never reach the length limit (the fold's list is within it), so it is not checked.
+        self.single: set[str] = set()
+        #: The most code points the text in a variable (or text constant) can hold, where the
+        #: code shows a bound: text literals, ``INT_TO_STR`` and concatenations of those.
+        self.text_bound: dict[str, int] = {}
+        #: Variables holding the list of a map's keys, values or items (``MAP_KEYS``...): the
+        #: variable the map's ``_small`` was read into (None when it is large) and what to
+        #: iterate instead of the list when it is not None.
+        self.map_lists: dict[str, tuple[str, str]] = {}
+        #: The line making each of those lists, and the line to put in its place when every
+        #: use of the list is one of a fold's that reads the dict (:func:`_generate`).
+        self.lazy: dict[str, tuple[str, str]] = {}
 
     def text_constant(self, text: str) -> str:
         name = self._texts.get(text)
         if name is None:
             name = self._texts[text] = f"_s{len(self._texts)}"
             self.constants[name] = text
+            self.text_bound[name] = len(text)
         return name
 
     def prim_function(self, op: Op, table: str) -> str:
@@ -274,18 +300,32 @@ class _Generator:
 
     # -- instructions -------------------------------------------------------------------------
 
-    def prim2(self, op: Op, reg: _Sym, out: list[str], indent: str, pending: int) -> _Sym:
-        """A format 2 primitive: a call of its implementation, after its cost is taken."""
+    def prim2(
+        self, op: Op, reg: _Sym, out: list[str], indent: str, pending: int
+    ) -> tuple[_Sym, int]:
+        """A format 2 primitive: a call of its implementation, after its cost is taken (or,
+        for one that cannot trap and costs 1, with its cost carried on); the result and the
+        fuel still to take."""
         if op is Op.STR_CONCAT:  # inline: a + b, then its cost, then the limit (the VM's order)
             a, b = self.operands(reg, out, indent)
             name = self.fresh()
             out.append(f"{indent}{name} = {a} + {b}")
+            bound = self.text_bound.get(a, -1), self.text_bound.get(b, -1)
+            known = bound[0] + bound[1] if min(bound) >= 0 else None
+            if known is not None and known < prims.TEXT_CHUNK:  # costs 1: carried on
+                self.text_bound[name] = known
+                return _Expr(name), pending + 1
             # checked: text is what a run could pile up (65,536 instructions of megabyte texts
-            # in one stretch) before the next comparison
-            self.flush(pending + 1, out, indent, f"_len({name}) // {prims.TEXT_CHUNK}", check=True)
-            limit = f"_len({name}) > {MAX_STR_LEN}"
-            out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({a}, {b}))")
-            return _Expr(name)
+            # in one stretch) before the next comparison; short text is not
+            short = known is not None and known <= _SHORT_TEXT
+            extra = f"_len({name}) // {prims.TEXT_CHUNK}"
+            self.flush(pending + 1, out, indent, extra, check=not short)
+            if known is not None:
+                self.text_bound[name] = known
+            if known is None or known > MAX_STR_LEN:
+                limit = f"_len({name}) > {MAX_STR_LEN}"
+                out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({a}, {b}))")
+            return _Expr(name), 0
         if op is Op.LIST_APPEND and isinstance(acc := self.project(reg, 0), _Build):
             if self.builds.get(acc.var) != acc.gen:  # an older version of the list
                 raise _Abort
@@ -294,12 +334,15 @@ class _Generator:
                 name = self.fresh()
                 out.append(f"{indent}{name} = {b}")
                 b = name
-            self.flush(pending + 1, out, indent)
-            limit = f"_len({acc.var}) >= {MAX_ELEMENTS}"
-            out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({acc.var}, {b}))")
+            left = pending + 1
+            if acc.var not in self.single:
+                self.flush(left, out, indent)
+                limit = f"_len({acc.var}) >= {MAX_ELEMENTS}"
+                out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({acc.var}, {b}))")
+                left = 0
             out.append(f"{indent}{acc.var}.append({b})")
             self.builds[acc.var] = acc.gen + 1
-            return _Build(acc.var, acc.gen + 1)
+            return _Build(acc.var, acc.gen + 1), left
         if op is Op.LIST_APPEND:  # inline: its cost, the limit, then xs.append(x)
             a, b = self.operands(reg, out, indent)
             self.flush(pending + 1, out, indent)
@@ -307,7 +350,7 @@ class _Generator:
             out.append(f"{indent}if {limit}: {self.prim_function(op, 'p')}(({a}, {b}))")
             name = self.fresh()
             out.append(f"{indent}{name} = {a}.append({b})")
-            return _Expr(name)
+            return _Expr(name), 0
         arg = self.text(reg)
         if not arg.isidentifier():
             name = self.fresh()
@@ -321,29 +364,42 @@ class _Generator:
             self.constants[fn] = prims.CHARGED[op]
             out.append(f"{indent}{cost}, {name} = {fn}({arg}, _f - {pending + 1})")
             self.flush(pending + 1, out, indent, cost, check=True)
-            return _Expr(name)
+            return _Expr(name), 0
+        small = None
         if op in _COUNTED:  # the cost is a length: inline
             if op in _COUNTED_ARG:
-                extra = self.map_len(arg)
+                small = self.fresh()
+                extra = self.map_len(arg, small)
             elif op is Op.LIST_CONCAT:
                 extra = f"{arg}[1]._n"
             else:
                 extra = self.map_len(f"{arg}[1]")
         else:
             extra = f"{self.prim_function(op, 'c')}({arg}, _f)" if op in prims.COST else ""
-        self.flush(pending + 1, out, indent, extra, check=bool(extra))
+        left = pending + 1
+        if op not in _QUIET:
+            self.flush(left, out, indent, extra, check=bool(extra))
+            left = 0
         if op in (Op.EQUAL, Op.NOT_EQUAL):  # computed once, here, where it is charged
             word = "==" if op is Op.EQUAL else "!="
             name = self.fresh()
             out.append(f"{indent}{name} = {arg}[0] {word} {arg}[1]")
-            return _Cond(name)
+            return _Cond(name), left
         name = self.fresh()
-        out.append(f"{indent}{name} = {self.prim_function(op, 'p')}({arg})")
-        return _Expr(name)
+        made = f"{name} = {self.prim_function(op, 'p')}({arg})"
+        out.append(f"{indent}{made}")
+        if small is not None and self.metered:  # a fold may read the small map's dict instead
+            view = {Op.MAP_KEYS: small, Op.MAP_VALUES: f"{small}.values()"}
+            self.map_lists[name] = (small, view.get(op, f"{small}.items()"))
+            self.lazy[name] = (f"{indent}{made}", f"{indent}if {small} is None: {made}")
+        if op is Op.INT_TO_STR:
+            self.text_bound[name] = _INT_TEXT
+        return _Expr(name), left
 
-    def map_len(self, m: str) -> str:
-        """The length of the map in expression ``m``, without a call of a Python method."""
-        small = self.fresh()
+    def map_len(self, m: str, small: str | None = None) -> str:
+        """The length of the map in expression ``m``, without a call of a Python method (its
+        ``_small`` left in variable ``small``)."""
+        small = small or self.fresh()
         return f"(_len({small}) if ({small} := {m}._small) is not None else _len({m}._index))"
 
     def operands(self, reg: _Sym, out: list[str], indent: str) -> tuple[str, str]:
@@ -433,8 +489,7 @@ class _Generator:
                 pc, pending = pc + 2 + arg, 0
                 continue
             if op is Opcode.PRIM and isinstance(arg, Op) and arg not in V1_OPS:
-                reg = self.prim2(arg, reg, out, indent, pending)
-                pending = 0
+                reg, pending = self.prim2(arg, reg, out, indent, pending)
             elif op is Opcode.PRIM and arg in TRAPPING:
                 self.flush(pending + 1, out, indent)
                 reg, pending = self.simple(op, arg, reg, stack, out, indent), 0
@@ -498,6 +553,11 @@ class _Generator:
             items_text = name
         # a list of at most 32 elements is its tail alone (hotswap.lang.vector): a tuple
         elements = f"({items_text} if {items_text}._root else {items_text}._tail)"
+        count = f"{items_text}._n"
+        if items_text in self.map_lists:  # a small map's dict, without the list made of it
+            small, view = self.map_lists[items_text]
+            elements = f"({view} if {small} is not None else {elements})"
+            count = f"(_len({small}) if {small} is not None else {count})"
         code = self.code
         innermost = next_pc - pc - 1 <= _FAST_FOLD_LIMIT and all(
             code[i].op is not Opcode.FOLD for i in range(pc + 1, next_pc)
@@ -543,6 +603,9 @@ class _Generator:
                 raise
             build = False
             lines, r = body(False, None)
+        if build and self.builds[acc_var] == 1:  # one append per run: the limit is never hit
+            self.single.add(acc_var)
+            lines, r = body(True, None)
         out.append(f"{indent}{acc_var} = {'[]' if build else self.text(acc)}")
         known = isinstance(r, _Inj) and r.tag == 0
         if known and innermost:
@@ -553,7 +616,7 @@ class _Generator:
                 pass
             else:
                 left = self.fresh()
-                out.append(f"{indent}{left} = _f - {tally[0]} * {items_text}._n")
+                out.append(f"{indent}{left} = _f - {tally[0]} * {count}")
                 out.append(f"{indent}if {left} >= 0:")
                 out.append(f"{inner}_f = {left}")
                 out.append(f"{inner}for {item} in {elements}:")
@@ -743,7 +806,27 @@ def _generate(code: Code, name: str, metered: bool = True) -> tuple[str, dict[st
         return "\n".join([f"def {name}(x):", *body, ""]), gen.constants
     gen.run(0, len(code), _Expr("x"), [], body, 2, tail=True)
     handler = ["    except _Trap:", "        if _f < 0: _oof()", "        raise"]
-    return "\n".join([f"def {name}(x, _f):", "    try:", *body, *handler, ""]), gen.constants
+    source = "\n".join([f"def {name}(x, _f):", "    try:", *body, *handler, ""])
+    return _lazy_lists(source, gen), gen.constants
+
+
+def _lazy_lists(source: str, gen: _Generator) -> str:
+    """Make the list of a small map's keys, values or items (``MAP_KEYS``...) only when the map
+    is large, where every use of the list is a fold's that reads the map's dict instead when it
+    is small (:meth:`_Generator.fold`): the list's variable is then read nowhere else."""
+    if not gen.lazy:
+        return source
+    uses: dict[str, int] = {}
+    for word in re.findall(r"\bv[0-9]+\b", source):
+        if word in gen.lazy:
+            uses[word] = uses.get(word, 0) + 1
+    lines = source.split("\n")
+    for var, (line, lazy) in gen.lazy.items():
+        loops = source.count(f" is not None else ({var} if {var}._root else {var}._tail))")
+        counts = source.count(f" is not None else {var}._n)")
+        if uses.get(var, 0) == 1 + 3 * loops + counts:  # the line making it, and the folds'
+            lines[lines.index(line)] = lazy
+    return "\n".join(lines)
 
 
 def generate_source(code: Code, name: str = "f", metered: bool = True) -> str:
@@ -819,7 +902,7 @@ def _exec(source: str, constants: dict[str, object]) -> Any:
         "_len": len,
         "_EL": EMPTY_LIST,
         "_EM": EMPTY_MAP,
-        "_mklist": PVector,
+        "_mklist": of_list,  # a Python list made a persistent list (a fold's accumulator)
         **constants,
     }
     exec(_compiler(source), namespace)

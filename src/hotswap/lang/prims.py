@@ -364,12 +364,26 @@ COST: dict[Op, Cost] = {
 
 
 def _sort_charged(xs: Value, cap: int) -> tuple[int, Value]:
-    cost = _sort_cost(xs, cap)
+    if xs._root:
+        cost = _sort_cost(xs, cap)
+        if cost > cap:
+            return cost, None
+        return cost, make_list(sorted(xs))
+    tail = xs._tail  # at most 32 elements: :func:`_sort_cost` inline
+    n = len(tail)
+    cost = n * (n.bit_length() or 1)
     if cost > cap:
         return cost, None
-    if xs._root:
-        return cost, make_list(sorted(xs))
-    return cost, small_vector(tuple(sorted(xs._tail)))
+    if n and type(tail[0]) is str:
+        cost *= 1 + max(map(len, tail)) // TEXT_CHUNK
+        if cost > cap:
+            return cost, None
+    return cost, small_vector(tuple(sorted(tail)))
+
+
+#: At most this many items are joined before they are measured, when the fuel covers the
+#: most they could cost (:func:`_join_charged`).
+_JOIN_FIRST = 32
 
 
 def _join_charged(v: Value, cap: int) -> tuple[int, Value]:
@@ -378,6 +392,13 @@ def _join_charged(v: Value, cap: int) -> tuple[int, Value]:
     if n > cap:
         return n, None
     items = xs if xs._root else xs._tail
+    if n <= _JOIN_FIRST and n + (n * MAX_STR_LEN + len(sep) * n) // TEXT_CHUNK <= cap:
+        # the cost fits whatever the items hold (none holds more than MAX_STR_LEN): the text
+        # the VM would make next is made first, and measured
+        text = sep.join(items)
+        if len(text) > MAX_STR_LEN:
+            raise too_large("text", len(text), MAX_STR_LEN)
+        return n + len(text) // TEXT_CHUNK, text
     length = sum(map(len, items)) + len(sep) * (n - 1 if n else 0)
     cost = n + length // TEXT_CHUNK
     if cost > cap:

@@ -43,7 +43,7 @@ class PVector(Generic[T]):
     _tail: tuple[Any, ...]
 
     def __init__(self, items: Iterable[T] = ()) -> None:
-        values = items if isinstance(items, list | tuple) else list(items)
+        values = items if isinstance(items, _SEQUENCES) else list(items)
         n = len(values)
         self._size = -1
         if n <= _WIDTH:  # all in the tail
@@ -180,6 +180,17 @@ class PVector(Generic[T]):
 
 
 _new = object.__new__
+#: What ``PVector(items)`` reads as it is (a tuple of types, not a union made at each call).
+_SEQUENCES = (list, tuple)
+
+
+def of_list(items: list[T]) -> PVector[T]:
+    """``PVector(items)``, a list's elements; one of at most 32 is its tail alone at once."""
+    if len(items) <= _WIDTH:
+        v: PVector[T] = _new(PVector)
+        v._n, v._shift, v._root, v._tail, v._size = len(items), _BITS, (), tuple(items), -1
+        return v
+    return PVector(items)
 
 
 def small(items: tuple[T, ...]) -> PVector[T]:

@@ -180,6 +180,11 @@ class _Source:
         self.memo = False
         #: The classes noted so far: only those can come back from ``_memo``.
         self.noted: set[type] = set()
+        #: The dict the records converted now are noted in (a state's own, when it is cached).
+        self.memo_var = "_memo"
+        #: While a cached state is decoded: the records it comes back with are noted in
+        #: ``_mo`` too, by the core value they were made of (:func:`_state_cache`).
+        self.note_out = False
 
     def fresh(self, prefix: str = "v") -> str:
         self.count += 1
@@ -335,7 +340,7 @@ def _enc(src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int) 
             core = src.fresh("c")
             src.noted.add(cls)
             out.append(f"{ind}{core} = {made.text}")
-            out.append(f"{ind}_memo[_id({core})] = {x}")
+            out.append(f"{ind}{src.memo_var}[_id({core})] = {x}")
             return _E(core)
         case RecordSchema(name=name):
             found = src.fresh("fs")
@@ -525,7 +530,7 @@ def _dec(
                 )
             k, e = src.fresh("k"), src.fresh("e")
             loop, (kc, vc) = _loop(
-                f"{x}.items()",
+                f"({x}._small or {x}).items()",  # a small map's own dict, else its slots
                 [k, e],
                 lambda lines, inner: [
                     _dec_part(src, key, k, lines, inner, level, checked),
@@ -547,13 +552,16 @@ def _dec(
                 out.append(f"{ind}if len({result}) != len({x}): raise _Bad")
             return _E(result)
         case RecordSchema(cls=cls) if src.memo and not checked and cls in src.noted:
-            result = src.fresh()
-            out.append(f"{ind}{result} = _memo.get(_id({x}))")
+            result, ident = src.fresh(), src.fresh("j")
+            out.append(f"{ind}{ident} = _id({x})")
+            out.append(f"{ind}{result} = _memo.get({ident})")
             out.append(f"{ind}if type({result}) is not {src.const(cls)}:")
             src.memo = False  # the record's own fields are built as usual
             made = _dec(src, s, x, out, ind + "    ", level, checked)
             src.memo = True
             out.append(f"{ind}    {result} = {made.text}")
+            if src.note_out:
+                out.append(f"{ind}_mo[{ident}] = {result}")
             return _E(result)
         case TupleSchema() | RecordSchema():
             parts = [
@@ -833,6 +841,37 @@ UNSET: Any = _Unset()
 Rebind = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]
 
 
+#: States of at most this many list items and dict entries in all (:func:`_state_cache`) are
+#: kept by a :func:`machine_runner`, in its last :data:`CACHE_SLOTS` states.
+CACHE_ELEMENTS = 4096
+#: The states a :func:`machine_runner` keeps, the most recently used first.
+CACHE_SLOTS = 4
+
+
+def _state_cache(s: Schema) -> tuple[str, ...] | None:
+    """How a state of ``s`` is told unchanged, when it can be (else None): a record of a class
+    (not one known by name) whose fields are each :func:`_shareable` (``"same"``: the same
+    object is the same value) or a ``list`` or ``dict`` of shareable items (``"list"``,
+    ``"dict"``: the same object, equal to a copy taken when it was kept; its items, which
+    nothing can change, are compared by ``==``, which an identical item passes at once). At
+    least one field is a list or dict: a state of shareable values alone converts as fast as
+    it is told unchanged."""
+    if not isinstance(s, RecordSchema) or s.cls is None:
+        return None
+    kinds: list[str] = []
+    for f in s.fields:
+        match f.schema:
+            case ListSchema(item) if _shareable(item):
+                kinds.append("list")
+            case DictSchema(key, value) if _shareable(key) and _shareable(value):
+                kinds.append("dict")
+            case other if _shareable(other):
+                kinds.append("same")
+            case _:
+                return None
+    return tuple(kinds) if {"list", "dict"} & set(kinds) else None
+
+
 def machine_runner(
     input: Schema,
     state: Schema,
@@ -854,18 +893,51 @@ def machine_runner(
     record again. An ``id`` names one object only while it lives: every core value noted is
     part of the converted input or state, which the function holds until it returns (and when
     the walker converts them instead, the notes are dropped). Only records that nothing can
-    change (:func:`_shareable`) are noted, so sharing one is never observable."""
+    change (:func:`_shareable`) are noted, so sharing one is never observable.
+
+    States are kept (:func:`_state_cache`): a state of at most :data:`CACHE_ELEMENTS` items
+    that ``run`` converted, or returned, is kept with its core value and its notes, in the
+    last :data:`CACHE_SLOTS` such states (a tuple of entries, replaced whole, so threads
+    calling ``run`` at once each see a consistent one). A state given again, the same object,
+    of the same class, with the same object in each field and each list and dict equal to the
+    copy taken when it was kept (so changed in place since, it is converted again), is that
+    core value: nothing in it can have changed, so converting it would give an equal value.
+    The copies and the core values the entries hold are what the bound is for: at most
+    ``CACHE_SLOTS * CACHE_ELEMENTS`` items copied and as many held; a larger state is
+    converted at each call, as before. The dicts and lists ``run`` returns are always new."""
     src = _Source()
     src.memo = True
     src.ns["_step"] = step
     src.ns["_in"], src.ns["_st"] = to_core_function(input), to_core_function(state)
-    body: list[str] = []
+    kinds = _state_cache(state)
     a, b = src.fresh("a"), src.fresh("b")
-    for var, schema, arg in ((a, input, "i"), (b, state, "s")):
-        e = _enc(src, schema, arg, body, "        ", 0)
-        body.append(f"        {var} = {e.text}")
+    body: list[str] = []
     tail: list[str] = []
-    c = _dec(src, state, "n", tail, "    ", 0, checked=False)
+    if kinds is None:
+        for var, schema, arg in ((a, input, "i"), (b, state, "s")):
+            e = _enc(src, schema, arg, body, "        ", 0)
+            body.append(f"        {var} = {e.text}")
+        c = _dec(src, state, "n", tail, "    ", 0, checked=False)
+    else:
+        assert isinstance(state, RecordSchema)
+        # the entries kept, the most recently used first (none yet: a state no one has)
+        src.ns["_h"] = [((object(),),) * CACHE_SLOTS]
+        body.extend(_cached_state(src, state, kinds, b))
+        state_noted, src.noted = src.noted, set()
+        inp: list[str] = []
+        e = _enc(src, input, "i", inp, "        ", 0)
+        # the state's notes are its entry's, never changed: the input's go into a copy
+        body.append(f"        _memo = _ms{'.copy()' if src.noted else ''}")
+        body.extend(inp)
+        body.append(f"        {a} = {e.text}")
+        src.noted |= state_noted
+        # a state made by a class's own __init__ might not hold what it was made of: kept
+        # only when each record in it is built as its fields say (construction "direct")
+        built = all(
+            r.cls is not None and construction(r.cls, r.field_names()) == "direct"
+            for r in records(state)
+        )
+        c = _dec_cached_state(src, state, kinds, tail, keep=built)
     d = _dec(src, output, "o", tail, "    ", 0, checked=False)
     if rebind is None:
         head = ["def run(i, s):"]
@@ -877,11 +949,11 @@ def machine_runner(
         ]
     lines = [
         *head,
-        *(["    _memo = {}"] if src.noted else []),  # no record to note: no memo to make
+        *(["    _memo = {}"] if src.noted and kinds is None else []),  # nothing to note: none
         "    try:",
         *body,
         "    except Exception:",
-        *(["        _memo.clear()"] if src.noted else []),  # what it noted may be gone
+        *(["        _memo = {}"] if src.noted else []),  # what it noted may be gone
         f'        {a} = _in(i, "input")',
         f'        {b} = _st(s, "state")',
         f"    n, o = _step(({a}, {b}))",
@@ -890,6 +962,107 @@ def machine_runner(
     ]
     fn: Callable[..., tuple[Any, Any]] = src.compile(lines, "run")
     return fn
+
+
+def _read(src: _Source, x: str, name: str) -> str:
+    """The expression reading attribute ``name`` of ``x``."""
+    return f"{x}.{name}" if _plain_name(name) else f"getattr({x}, {src.const(name)})"
+
+
+def _cached_state(src: _Source, s: RecordSchema, kinds: tuple[str, ...], b: str) -> list[str]:
+    """The state in variable ``s`` to core in ``b``, its notes in ``_ms``: an entry's
+    (:func:`machine_runner`) when the state is the same object, unchanged, else converted (its
+    records noted in a new ``_ms``) and, when small enough, kept. An entry is ``(state, core,
+    notes, field, [copy, [keys,]] ...)``: each field's object, a copy of each list and dict,
+    and a dict's keys in order (equal dicts may differ in their order, which is part of the
+    value)."""
+    assert s.cls is not None
+    cls, ind = src.const(s.cls), "        "
+    reads = [_read(src, "s", f.name) for f in s.fields]
+    checks, at = [f"type(s) is {cls}"], 3
+    for read, kind in zip(reads, kinds, strict=True):
+        if kind == "same":
+            checks.append(f"{read} is _e[{at}]")
+        else:
+            checks += [f"(_x := {read}) is _e[{at}]", f"_x == _e[{at + 1}]"]
+            at += 2
+            if kind == "dict":  # equal dicts may differ in their order: their keys may not
+                checks.append(f"[*_x] == _e[{at}]")
+                at += 1
+            continue
+        at += 1
+    out = [f"{ind}_c = _h[0]"]
+    for k in range(CACHE_SLOTS):  # the entry of this state, moved first
+        out.append(f"{ind}{'elif' if k else 'if'} _c[{k}][0] is s:")
+        out.append(f"{ind}    _e = _c[{k}]")
+        if k:
+            rest = ", ".join(f"_c[{j}]" for j in range(CACHE_SLOTS) if j != k)
+            out.append(f"{ind}    _h[0] = (_e, {rest})")
+    out += [
+        f"{ind}else:",
+        f"{ind}    _e = None",
+        f"{ind}if _e is not None and {' and '.join(checks)}:",
+        f"{ind}    {b} = _e[1]",
+        f"{ind}    _ms = _e[2]",
+        f"{ind}else:",
+        f"{ind}    _ms = {{}}",
+        f"{ind}    if type(s) is not {cls}: raise _Bad",
+    ]
+    body = ind + "    "
+    src.memo_var = "_ms"
+    entry, sizes, copied = ["s", b, "_ms"], [], []
+    parts = []
+    for f, read, kind in zip(s.fields, reads, kinds, strict=True):
+        var = src.fresh()
+        out.append(f"{body}{var} = {read}")
+        entry.append(var)
+        if kind != "same":  # converted from a copy, taken first: the copy is what was converted
+            copy = src.fresh("w")
+            small = f"type({var}) is {kind} and len({var}) <= {CACHE_ELEMENTS}"
+            out.append(f"{body}{copy} = {kind}({var}) if {small} else {var}")
+            entry.append(copy)
+            if kind == "dict":
+                entry.append(f"[*{copy}]")
+            sizes.append(f"len({copy})")
+            copied.append(f"{copy} is not {var}")
+            var = copy
+        parts.append(_enc(src, f.schema, var, out, body, 0))
+    src.memo_var = "_memo"
+    made = src.nest(parts, out, body)
+    out.append(f"{body}{b} = {made.text}")
+    out.append(f"{body}if {' and '.join(copied)} and {' + '.join(sizes)} <= {CACHE_ELEMENTS}:")
+    out.append(f"{body}    _h[0] = (({', '.join(entry)}), *_h[0][:{CACHE_SLOTS - 1}])")
+    return out
+
+
+def _dec_cached_state(
+    src: _Source, s: RecordSchema, kinds: tuple[str, ...], out: list[str], keep: bool
+) -> _E:
+    """The new state ``n`` back to Python (trusted); with ``keep``, kept as an entry
+    (:func:`_cached_state`) when small enough, its records noted in ``_mo`` by their core
+    values as they are made."""
+    ind = "    "
+    if not keep:
+        return _dec(src, s, "n", out, ind, 0, checked=False)
+    out.append(f"{ind}_mo = {{}}")
+    src.note_out = True
+    parts = [
+        src.bind(_dec(src, f.schema, var, out, ind, 0, False), out, ind)
+        for f, var in zip(s.fields, _unnest(src, "n", s, out, ind, False), strict=True)
+    ]
+    src.note_out = False
+    made = _make_record(src, s, parts, out, ind)
+    entry, sizes = [made.text, "n", "_mo"], []
+    for part, kind in zip(parts, kinds, strict=True):
+        entry.append(part.text)
+        if kind != "same":
+            entry.append(f"{kind}({part.text})")
+            if kind == "dict":
+                entry.append(f"[*{part.text}]")
+            sizes.append(f"len({part.text})")
+    out.append(f"{ind}if {' + '.join(sizes)} <= {CACHE_ELEMENTS}:")
+    out.append(f"{ind}    _h[0] = (({', '.join(entry)}), *_h[0][:{CACHE_SLOTS - 1}])")
+    return made
 
 
 def migration_runner(
