@@ -17,22 +17,21 @@ from hotswap.client.session import (
     DRY_RUN_INPUTS,
     DryRunOutcome,
     Flow,
+    Input,
     InstancePage,
     MachineStatus,
     Session,
 )
 from hotswap.client.wire import DEFAULT_TIMEOUT, FALLBACK_VERSION, Wire, older_node
 from hotswap.code import Upgrade
-from hotswap.errors import NodeError, ValueTypeError
+from hotswap.errors import NodeError
 from hotswap.protocol.events import (
     NEED_DATA,
     PROTOCOL_VERSION,
     Deleted,
     Deployed,
-    Output,
     Released,
     Request,
-    SendChecked,
     TrialEnded,
     Upgraded,
 )
@@ -335,28 +334,13 @@ class AsyncClient:
         # The hot path, as Client.send's: Session.send's steps with a lane, anything unusual
         # handed to the flow from that point on.
         wire = self.wire
-        session = wire.session
-        prefer = session.classes.learn_value(value)
-        lane = session.lane(machine, prefer)
-        if lane is None:
-            return await self._run(session.send_learned(machine, value, key, prefer))
-        try:
-            data = lane.encode(value)
-        except ValueTypeError:
-            if not lane.names:
-                raise
-            return await self._run(session.resend(machine, value, key, prefer, None))
-        rid = session.request_id()
-        parts = lane.parts_for(key)
-        frame = None if parts is None else wire.send_input(parts, rid, data)
-        if frame is None:
-            event = SendChecked(rid, machine, lane.identity, data, False, key)
-            reply = await self.request(event)
-        else:
-            reply = await self._reply(frame)
-        if type(reply) is Output and session.current(lane):
-            return lane.output(reply.output)
-        return await self._run(session.answer(machine, value, key, prefer, lane.code, reply))
+        sent = wire.session.start(machine, value, key)
+        if not isinstance(sent, Input):
+            return await self._run(sent)
+        frame = wire.send_input(sent)
+        reply = await (self.request(sent.event()) if frame is None else self._reply(frame))
+        done, rest = wire.session.finish(sent, reply)
+        return rest if done else await self._run(rest)
 
     async def upgrade(
         self,

@@ -18,6 +18,7 @@ from hotswap.client.session import (
     DRY_RUN_INPUTS,
     DryRunOutcome,
     Flow,
+    Input,
     InstancePage,
     MachineStatus,
     Session,
@@ -25,7 +26,7 @@ from hotswap.client.session import (
 )
 from hotswap.client.wire import DEFAULT_TIMEOUT, FALLBACK_VERSION, Wire, older_node
 from hotswap.code import Upgrade
-from hotswap.errors import HotswapError, NodeError, ValueTypeError
+from hotswap.errors import HotswapError, NodeError
 from hotswap.protocol.events import (
     NEED_DATA,
     PROTOCOL_VERSION,
@@ -255,22 +256,12 @@ class Client:
         # anything unusual to the flow from that point on, so that the requests, the replies
         # and the errors are the same as the flow's.
         wire = self.wire
-        session = wire.session
-        prefer = session.classes.learn_value(value)
-        lane = session.lane(machine, prefer)
-        if lane is None:
-            return self._run(session.send_learned(machine, value, key, prefer))
-        try:
-            data = lane.encode(value)
-        except ValueTypeError:
-            if not lane.names:
-                raise
-            return self._run(session.resend(machine, value, key, prefer, None))
-        rid = session.request_id()
-        parts = lane.parts_for(key)
-        frame = None if parts is None else wire.send_input(parts, rid, data)
+        sent = wire.session.start(machine, value, key)
+        if not isinstance(sent, Input):
+            return self._run(sent)
+        frame = wire.send_input(sent)
         if frame is None:
-            reply = self.request(SendChecked(rid, machine, lane.identity, data, False, key))
+            reply = self.request(sent.event())
         else:
             try:
                 self._write(frame)
@@ -281,9 +272,8 @@ class Client:
                 wire.unanswered(e)
                 self.transport.close()
                 raise
-        if type(reply) is Output and session.current(lane):
-            return lane.output(reply.output)
-        return self._run(session.answer(machine, value, key, prefer, lane.code, reply))
+        done, rest = wire.session.finish(sent, reply)
+        return rest if done else self._run(rest)
 
     def upgrade(
         self,

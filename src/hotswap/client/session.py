@@ -292,6 +292,24 @@ _LANES_KEPT = 256
 _KEYS_KEPT = 4096
 
 
+@dataclass(slots=True)
+class Input:
+    """An input on the clients' hot path (:meth:`Session.start`): encoded with its lane, its
+    request id taken, not yet sent."""
+
+    machine: str
+    value: Any
+    key: str | None
+    prefer: tuple[str, ...]
+    lane: Lane
+    rid: int
+    data: bytes
+
+    def event(self) -> SendChecked:
+        """The request, for the long way of writing it (``Client.request``)."""
+        return SendChecked(self.rid, self.machine, self.lane.identity, self.data, False, self.key)
+
+
 class Session:
     """One connection's client-side state: request ids, the module cache, conversions, and
     the operations as flows."""
@@ -424,11 +442,8 @@ class Session:
     ) -> Flow[Any]:
         """:meth:`send` once the value's classes are learned (``prefer``: their modules)."""
         code = yield from self.running_code(machine, refresh=False)
-        to_core_value = self.converter(code, prefer).to_core
-        sig = code.machine
-        assert sig is not None
         try:
-            data = encode_value(to_core_value(value, "input"), sig.input)
+            data = self._encoded(code, prefer, value)
         except ValueTypeError:
             if has_names(code):  # perhaps encoded for old code: look again
                 return (yield from self.resend(machine, value, key, prefer, None))
@@ -465,14 +480,25 @@ class Session:
         """:meth:`send`'s second and last attempt, for the code running now: after a
         ``wrong_version`` reply (``stale``), or a value that did not convert (None)."""
         code = yield from self.running_code(machine, refresh=True)
-        to_core_value = self.converter(code, prefer).to_core
+        converter = self.converter(code, prefer)  # before the refusal, as it always was
         if stale is not None and not has_names(code):
             raise reply_error(stale, False)  # no names: no safe way to re-encode
-        sig = code.machine
-        assert sig is not None
-        data = encode_value(to_core_value(value, "input"), sig.input)
+        data = self._encoded(code, prefer, value, converter)
         reply = yield SendChecked(self.request_id(), machine, code.identity, data, False, key)
         return self.output_of(machine, code, prefer, reply)
+
+    def _encoded(
+        self,
+        code: LoadedModule,
+        prefer: tuple[str, ...],
+        value: Any,
+        converter: Converter | None = None,
+    ) -> bytes:
+        """``value`` as input bytes of ``code``, converted for the modules ``prefer``."""
+        sig = code.machine
+        assert sig is not None
+        converter = converter or self.converter(code, prefer)
+        return encode_value(converter.to_core(value, "input"), sig.input)
 
     def output_of(
         self, machine: str, code: LoadedModule, prefer: tuple[str, ...], reply: object
@@ -494,12 +520,7 @@ class Session:
             return None
         identity = self.running.get(machine)
         lane = self._lanes.get((machine, prefer))
-        if (
-            lane is not None
-            and lane.identity == identity
-            and lane.version == self.classes.version
-            and lane.epoch == self._epoch
-        ):
+        if lane is not None and lane.identity == identity and self.current(lane):
             return lane
         if identity is None:
             return None
@@ -510,11 +531,11 @@ class Session:
         sig = code.machine
         if sig is None or (converter.lacking and identity not in self._warned):
             return None  # the long way asserts, or warns once
-        parts = send_checked_parts(machine, identity, None)
         try:
             check_machine_name(machine)
         except HotswapError:
             return None
+        parts = send_checked_parts(machine, identity, None)
         if parts is None:
             return None
         if len(self._lanes) >= _LANES_KEPT:
@@ -522,6 +543,33 @@ class Session:
         lane = Lane(self, machine, code, converter, parts)
         self._lanes[(machine, prefer)] = lane
         return lane
+
+    def start(self, machine: str, value: Any, key: str | None) -> Input | Flow[Any]:
+        """The clients' hot path for :meth:`send`, up to the request: the value's classes
+        learned, its lane found and the value encoded with it, an :class:`Input`; or, where
+        anything is unusual (no lane yet, a value that does not convert), the flow from that
+        step on, which the caller runs."""
+        prefer = self.classes.learn_value(value)
+        lane = self.lane(machine, prefer)
+        if lane is None:
+            return self.send_learned(machine, value, key, prefer)
+        try:
+            data = lane.encode(value)
+        except ValueTypeError:
+            if not lane.names:
+                raise
+            return self.resend(machine, value, key, prefer, None)
+        return Input(machine, value, key, prefer, lane, self.request_id(), data)
+
+    def finish(self, sent: Input, reply: object) -> tuple[bool, Any]:
+        """The hot path's end: ``(True, the output)`` if ``reply`` is an output the lane
+        converts as :meth:`to_python` would; else ``(False, the flow from that step on)``,
+        which the caller runs (``wrong_version``, a refusal, classes learned meanwhile)."""
+        lane = sent.lane
+        if type(reply) is Output and self.current(lane):
+            return True, lane.output(reply.output)
+        code = lane.code
+        return False, self.answer(sent.machine, sent.value, sent.key, sent.prefer, code, reply)
 
     def current(self, lane: Lane) -> bool:
         """Whether ``lane``'s conversions are still those :meth:`to_python` would use (no

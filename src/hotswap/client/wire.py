@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hotswap.address import check_machine_name
 from hotswap.auth import LOCAL_TOKEN
-from hotswap.client.session import Session
+from hotswap.client.session import Input, Session
 from hotswap.errors import HotswapError, NodeError, ProtocolError
 from hotswap.protocol.connection import ClientConnection
 from hotswap.protocol.events import (
@@ -252,13 +252,15 @@ class Wire:
                 self.broken = str(e)
             raise
 
-    def send_input(self, parts: CheckedParts, request_id: int, data: bytes) -> bytes | None:
-        """The frame of an input, as :meth:`encode` would make it of its ``SendChecked``
-        (:meth:`LeanConnection.send_input`); None where :meth:`encode` must (a connection
-        unusable, anything unusual), with nothing changed."""
-        if self.broken is not None:
+    def send_input(self, sent: Input) -> bytes | None:
+        """The frame of an input on the hot path, as :meth:`encode` would make it of its
+        ``SendChecked`` (:meth:`LeanConnection.send_input`, from its lane's parts); None where
+        :meth:`encode` must (a connection unusable, a key of no parts, anything unusual), with
+        nothing changed."""
+        parts = sent.lane.parts_for(sent.key)
+        if self.broken is not None or parts is None:
             return None
-        return self.conn.send_input(parts, request_id, data, LEAN_VERSION)
+        return self.conn.send_input(parts, sent.rid, sent.data, LEAN_VERSION)
 
     def receive(self, data: bytes) -> None:
         self.conn.receive_data(data)
