@@ -334,10 +334,19 @@ class Instances:
         """Run one input on instance ``key``, made from ``init`` if it does not exist and
         migrated to the running code first; logs the input (durable at the next commit).
         ``migration_trap`` or ``trap`` change nothing the store would keep."""
-        self.check_usable(machine)
+        if machine.trial is not None:
+            self.check_usable(machine)
         keyed = machine.keyed
-        instance = self._find(machine, key)
+        cache = keyed.cache
+        instance = cache.get(key)  # _find, inlined: the path of every input
+        if instance is not None:
+            cache.move_to_end(key)
+        else:
+            instance = self.store.load_instance(machine, key)
+            if instance is not None:
+                self._keep(machine, instance)
         fresh = instance is None
+        generation = len(machine.history) - 1  # machine.generation
         if instance is None:
             try:
                 state = machine.code.init(fuel=self.fuel)
@@ -345,8 +354,8 @@ class Instances:
                 raise NodeError(
                     ErrorCode.TRAP, f"init of {machine.name}[{key!r}] trapped: {e}", trap=e.kind
                 ) from None
-            instance = Instance(key, machine.code, machine.generation, state, 0)
-        else:
+            instance = Instance(key, machine.code, generation, state, 0)
+        elif instance.generation != generation:
             self._migrate(machine, instance)
         try:
             state, output = machine.code.step(value, instance.state, fuel=self.fuel)
@@ -361,7 +370,7 @@ class Instances:
         instance.state = state
         instance.inputs += 1
         instance.seq = self.store.log_input(
-            machine, payload, machine.identity, key, machine.generation
+            machine, payload, machine.code.identity, key, generation
         )
         keyed.touched.add(key)
         if key not in keyed.unsaved_since:
