@@ -91,6 +91,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,14 @@ SNAPSHOT_BYTES_PER_INPUT = 16
 #: recovery reads that many entries at most, whatever the number of instances. The log needs
 #: no index by key, so an input appends to it and writes nowhere else.
 REPLAY_WINDOW = 100_000
+#: A machine whose last snapshot took at least this many bytes is snapshotted in the
+#: background: its state (an immutable value) is encoded on a thread of the store's own, and
+#: the first full commit after the encoding ends writes the row, as of the log entry the state
+#: was taken at. Encoding a state of a million map entries takes one to two seconds, which on
+#: the event loop was that long without an answer to anyone; on the thread the loop goes on
+#: answering (sharing the interpreter with it, so more slowly), and the log keeps every entry
+#: the snapshot does not yet cover.
+BACKGROUND_SNAPSHOT_BYTES = 1 << 20
 #: SQLite's page cache, in KiB (``PRAGMA cache_size``).
 CACHE_KIB = 64 * 1024
 #: SQLite copies the write-ahead log into the database (a checkpoint: the pages the log
@@ -400,6 +409,19 @@ def _referenced_digest(data: bytes) -> str | None:
     return data[len(PARTS_REFERENCE) :].decode("ascii")
 
 
+@dataclass
+class _Encoding:
+    """A snapshot being encoded in the background (:data:`BACKGROUND_SNAPSHOT_BYTES`): the
+    state after log entry ``seq``, on code ``identity``, after ``inputs`` inputs, while the
+    machine had had ``changes`` changes of code."""
+
+    future: Future[bytes]
+    seq: int
+    identity: str
+    inputs: int
+    changes: int
+
+
 @dataclass(slots=True, eq=False)
 class _Staged:
     """Module bytes staged for a request in flight (:meth:`Store.stage`)."""
@@ -485,6 +507,9 @@ class Store:
         self._txn = threading.Lock()
         self._in_txn = False
         self._closing = False
+        #: machine -> its snapshot being encoded in the background
+        self._encoding: dict[str, _Encoding] = {}
+        self._encoder: ThreadPoolExecutor | None = None  # made for the first of them
         #: How many parts :meth:`discard` deleted since the store opened.
         self.discarded = 0
         #: With ``accept_loss``, a store found behind its position file opens anyway: then
@@ -568,6 +593,8 @@ class Store:
         self._modules: dict[str, LoadedModule] = {}  # identity -> loaded, for instances
         #: identity -> the decoder of its state (reading checkpoints), made once
         self._state_decoders: dict[str, Callable[[bytes], Value]] = {}
+        #: The size of a last snapshot past which the next is taken in the background.
+        self.background_snapshot_bytes = BACKGROUND_SNAPSHOT_BYTES
         self._last_snapshot: dict[str, int] = {}  # machine -> inputs at its last snapshot
         self._snapshot_size: dict[str, int] = {}  # machine -> bytes of its last snapshot
         self._snapshot_seq: dict[str, int] = {}  # machine -> the log entry it was taken after
@@ -621,6 +648,9 @@ class Store:
         """Close the store (what is not committed is lost, as in a crash). A staging on the
         loader thread stops after its current part; its request is never applied."""
         self._closing = True
+        if self._encoder is not None:  # a snapshot still being encoded is never written
+            self._encoder.shutdown(wait=False, cancel_futures=True)
+            self._encoding.clear()
         if self._in_txn:  # the loop's own transaction, never committed: lost
             self._release()
         with self._txn:  # a staging's part in progress ends first; the next sees _closing
@@ -1062,6 +1092,56 @@ class Store:
             self._changed.discard(machine.name)
             self._collect_due = True
 
+    def _encode_later(self, machine: Machine) -> None:
+        """Start encoding a snapshot of ``machine`` in the background, unless one is on its
+        way (:data:`BACKGROUND_SNAPSHOT_BYTES`). Until its row is written the machine stays
+        due, so each commit is a full one and looks whether the encoding has ended."""
+        name = machine.name
+        if name in self._encoding:
+            return
+        sig = machine.code.machine
+        assert sig is not None
+        if self._encoder is None:
+            self._encoder = ThreadPoolExecutor(1, thread_name_prefix="hotswap-snapshot")
+        future = self._encoder.submit(value_encoder(sig.state, yielding=True), machine.state)
+        seq = self._machine_seq[name]
+        changes = len(machine.history)
+        self._encoding[name] = _Encoding(future, seq, machine.identity, machine.inputs, changes)
+
+    def _write_encoded(self, machines: dict[str, Machine]) -> None:
+        """Write the rows of the snapshots whose encoding has ended (in the commit's
+        transaction). One is dropped when a later snapshot was taken meanwhile (a trial's end,
+        a clean stop), when the machine is on trial or gone, or when its code's module is no
+        longer stored: the next one is then due as before."""
+        for name, encoding in list(self._encoding.items()):
+            if not encoding.future.done():
+                continue
+            del self._encoding[name]
+            state = encoding.future.result()  # a state verified code made always encodes
+            machine = machines.get(name)
+            if (
+                machine is None
+                or machine.trial is not None
+                or self._snapshot_seq.get(name, -1) >= encoding.seq
+                or self.db.execute(
+                    "SELECT 1 FROM modules WHERE identity = ?", (encoding.identity,)
+                ).fetchone()
+                is None
+            ):
+                continue
+            self.db.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                (name, encoding.seq, encoding.identity, state, encoding.inputs),
+            )
+            self._taken(name, encoding.inputs, len(state), encoding.seq)
+            if machine.inputs == encoding.inputs and self._machine_seq[name] == encoding.seq:
+                self._unsnapped.pop(name, None)
+            elif name in self._unsnapped:  # entries came after it: the first is after its seq
+                self._unsnapped[name] = encoding.seq + 1
+            if len(machine.history) == encoding.changes and name in self._changed:
+                self._changed.discard(name)  # no change of code since: as :meth:`_snapshot`
+                self._collect_due = True
+
     def _taken(self, name: str, inputs: int, size: int, seq: int) -> None:
         self._keyed_entries[name] = 0
         self._last_snapshot[name] = inputs
@@ -1175,12 +1255,17 @@ class Store:
                 if not self._collect_due:
                     return
                 self._begin()  # nothing new, but modules to collect (the first commit)
+            if self._encoding:
+                self._write_encoded(machines)
             for name, machine in machines.items():
                 since = machine.inputs - self._last_snapshot.get(name, 0)
                 since += self._keyed_entries.get(name, 0)
                 due = since >= self.snapshot_interval(name) or self._holds_back(name)
                 if due and machine.trial is None:
-                    self._snapshot(machine)
+                    if self._snapshot_size.get(name, 0) >= self.background_snapshot_bytes:
+                        self._encode_later(machine)
+                    else:
+                        self._snapshot(machine)
             self._compact()
             held = self._held_for_instances
             if self._collect_due or (held is not None and time.monotonic() - held >= COLLECT_EVERY):
