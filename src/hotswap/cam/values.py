@@ -22,7 +22,7 @@ from functools import lru_cache
 from itertools import repeat
 from typing import assert_never
 
-from hotswap.cam import limits
+from hotswap.cam import fastdecode, limits
 from hotswap.cam.encoding import Reader, sleb, uleb
 from hotswap.errors import DecodeError, ValueTypeError
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
@@ -144,14 +144,14 @@ def _encode_unit(v: Value, out: bytearray) -> None:
     return None
 
 
-def _build_encoder(t: Type, pause: Callable[[], object] | None = None) -> _Enc:
+def _build_encoder(t: Type, pace: Callable[[int], None] | None = None) -> _Enc:
     match t:
         case UnitT():
             return _encode_unit
         case IntT():
             return _encode_int
         case Prod(left, right):
-            first, second = _build_encoder(left, pause), _build_encoder(right, pause)
+            first, second = _build_encoder(left, pace), _build_encoder(right, pace)
 
             def pair(v: Value, out: bytearray) -> None:
                 first(v[0], out)
@@ -159,7 +159,7 @@ def _build_encoder(t: Type, pause: Callable[[], object] | None = None) -> _Enc:
 
             return pair
         case Sum(left, right):
-            on_left, on_right = _build_encoder(left, pause), _build_encoder(right, pause)
+            on_left, on_right = _build_encoder(left, pace), _build_encoder(right, pace)
 
             def tagged(v: Value, out: bytearray) -> None:
                 if v[0]:
@@ -173,7 +173,7 @@ def _build_encoder(t: Type, pause: Callable[[], object] | None = None) -> _Enc:
         case StrT():
             return _encode_str
         case ListT(elem):
-            each = _build_encoder(elem, pause)
+            each = _build_encoder(elem, pace)
             if min_width(elem) == 0:  # Unit-like elements encode in no bytes: the count alone
 
                 def count(v: Value, out: bytearray) -> None:
@@ -181,14 +181,15 @@ def _build_encoder(t: Type, pause: Callable[[], object] | None = None) -> _Enc:
 
                 return count
 
-            if pause is not None:
+            if pace is not None:
 
                 def paused_items(v: Value, out: bytearray) -> None:
                     out += uleb(len(v))
-                    for i, x in enumerate(v):
-                        if not i & _PAUSE_MASK:
-                            pause()
+                    for i, x in enumerate(v, 1):
                         each(x, out)
+                        if not i & _PAUSE_MASK:
+                            pace(_PAUSE_MASK + 1)
+                    pace(len(v) & _PAUSE_MASK)
 
                 return paused_items
 
@@ -199,16 +200,17 @@ def _build_encoder(t: Type, pause: Callable[[], object] | None = None) -> _Enc:
 
             return items
         case MapT(key, value):
-            on_key, on_value = _build_encoder(key, pause), _build_encoder(value, pause)
-            if pause is not None:
+            on_key, on_value = _build_encoder(key, pace), _build_encoder(value, pace)
+            if pace is not None:
 
                 def paused_entries(v: Value, out: bytearray) -> None:
                     out += uleb(len(v))
-                    for i, (k, x) in enumerate(v.items()):
-                        if not i & _PAUSE_MASK:
-                            pause()
+                    for i, (k, x) in enumerate(v.items(), 1):
                         on_key(k, out)
                         on_value(x, out)
+                        if not i & _PAUSE_MASK:
+                            pace(_PAUSE_MASK + 1)
+                    pace(len(v) & _PAUSE_MASK)
 
                 return paused_entries
 
@@ -223,8 +225,45 @@ def _build_encoder(t: Type, pause: Callable[[], object] | None = None) -> _Enc:
             assert_never(t)
 
 
+class EncodingStopped(Exception):
+    """A yielding encoder stopped at a pause: its thread's stop event is set
+    (:func:`stop_yielding_on`)."""
+
+
+#: Per thread: the event that stops the yielding encoders running on it (:func:`stop_yielding_on`).
+_yielding = threading.local()
+
+
+def stop_yielding_on(event: threading.Event) -> None:
+    """Make the yielding encoders this thread runs stop, raising :class:`EncodingStopped`, at
+    their first pause once ``event`` is set (a background snapshot's thread: its store closed)."""
+    _yielding.stop = event
+
+
 def _pause() -> None:
     time.sleep(_PAUSE_SECONDS)
+    stop = getattr(_yielding, "stop", None)
+    if stop is not None and stop.is_set():
+        raise EncodingStopped
+
+
+def _pacer() -> Callable[[int], None]:
+    """The pauses of one yielding encoder: ``pace(n)`` says ``n`` more elements of its lists
+    and maps are encoded, and sleeps once :data:`_PAUSE_MASK` + 1 have been since the last
+    sleep. A large collection calls it every 256 of its own elements, every collection once
+    with the rest of its count: so small collections count together (a map of a million
+    entries, each a short list, sleeps once every 256 elements, not once per list: that took
+    39 s for 200,000 entries of 3-element lists, against 0.5 s on the loop)."""
+    left = _PAUSE_MASK + 1
+
+    def pace(n: int) -> None:
+        nonlocal left
+        left -= n
+        if left <= 0:
+            left = _PAUSE_MASK + 1
+            _pause()
+
+    return pace
 
 
 def _encode_str(v: Value, out: bytearray) -> None:
@@ -234,7 +273,7 @@ def _encode_str(v: Value, out: bytearray) -> None:
 
 
 #: A yielding encoder (:func:`value_encoder`) sleeps :data:`_PAUSE_SECONDS` once every this
-#: many elements plus one of each list or map.
+#: many plus one elements of its lists and maps, nested ones counted together (:func:`_pacer`).
 _PAUSE_MASK = 255
 _PAUSE_SECONDS = 0.00002
 
@@ -244,7 +283,8 @@ def value_encoder(t: Type, yielding: bool = False) -> Callable[[Value], bytes]:
     """A fast encoder for values of ``t`` known to be well typed (results of verified code).
 
     ``yielding`` is for an encoder on a thread of its own beside the event loop (a background
-    snapshot): every 256 elements of a list or map it sleeps 20 us, giving the interpreter up.
+    snapshot): every 256 elements of its lists and maps (small nested ones counted together,
+    :func:`_pacer`) it sleeps 20 us, giving the interpreter up.
     Without that, the loop, whenever it came back from a call into SQLite (which releases the
     interpreter) found the encoder holding it, and waited out the interpreter's switch interval
     (5 ms) each time: a batch of 100 inputs to a machine whose state of a million map entries
@@ -256,7 +296,7 @@ def value_encoder(t: Type, yielding: bool = False) -> Callable[[Value], bytes]:
         return lambda v: bytes((v & 0x7F,)) if -64 <= v < 64 else sleb(v)
     if t is UNIT:
         return lambda v: b""
-    walk = _build_encoder(t, _pause if yielding else None)
+    walk = _build_encoder(t, _pacer() if yielding else None)
 
     def encode(v: Value) -> bytes:
         out = bytearray()
@@ -272,6 +312,18 @@ def _decode_int(data: bytes, pos: int) -> tuple[Value, int]:
         return (b - 128 if b & 0x40 else b), pos + 1
     # Inline, for the valid encodings (a list of large ints decodes at a few hundred ns an
     # element, not microseconds); anything else is left to the Reader, whose errors say why.
+    # Two bytes (-2**13 to 2**13 - 1) and three (-2**20 to 2**20 - 1) first, unrolled:
+    # minimal when the last byte is not a mere extension of the sign of the one before, as in
+    # the loop below.
+    if pos + 1 < len(data):
+        c = data[pos + 1]
+        if c < 0x80:
+            if (c != 0x7F or not b & 0x40) and (c or b & 0x40):
+                return (b & 0x7F | c << 7) - (c & 0x40) * 0x100, pos + 2
+        elif pos + 2 < len(data):
+            d = data[pos + 2]
+            if d < 0x80 and (d != 0x7F or not c & 0x40) and (d or c & 0x40):
+                return (b & 0x7F | (c & 0x7F) << 7 | d << 14) - (d & 0x40) * 0x8000, pos + 3
     n, shift, end = b & 0x7F, 7, pos + 1
     limit = min(len(data), pos + 10)
     while end < limit:
@@ -288,7 +340,7 @@ def _decode_int(data: bytes, pos: int) -> tuple[Value, int]:
                 n -= 1 << shift
             elif c == 0 and not prev & 0x40:
                 break
-            if in_range(n):
+            if shift <= 63 or in_range(n):  # nine bytes or fewer hold 63 bits at most
                 return n, end
             break
     r = Reader(data, pos, what="value")
@@ -450,6 +502,13 @@ def _decode_str(data: bytes, pos: int) -> tuple[Value, int]:
     return text, r.pos
 
 
+#: What a generated decoder reads with (:mod:`hotswap.cam.fastdecode`): the closures' own.
+_READERS: dict[str, object] = {
+    "_decode_int": _decode_int,
+    "_decode_str": _decode_str,
+    "_count": _count,
+}
+
 #: Values encoded in more bytes than this are decoded with the cyclic collector paused.
 _BULK_BYTES = 1 << 16
 
@@ -467,7 +526,11 @@ def value_decoder(t: Type, bounded: bool = False) -> Callable[[bytes], Value]:
     if t.depth > limits.MAX_TYPE_DEPTH or t.size > limits.MAX_TYPE_SIZE:
         raise ValueTypeError(f"type {t} exceeds the limits on type depth or size")
     budget = _Budget() if bounded and _has_zero_width_list(t) else None
-    walk = _build_decoder(t, budget)
+    walk: _Dec
+    if _has_zero_width_list(t) or t.size > fastdecode.MAX_GENERATED_SIZE:
+        walk = _build_decoder(t, budget)
+    else:  # the same checks and errors, one function (hotswap.cam.fastdecode)
+        walk = fastdecode.generated_decoder(t, _READERS, min_width)
 
     def decode(data: bytes) -> Value:
         if budget is not None:

@@ -98,7 +98,7 @@ from pathlib import Path
 
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.loaded import LoadedModule, load_module
-from hotswap.cam.values import decode_value, value_decoder, value_encoder
+from hotswap.cam.values import decode_value, stop_yielding_on, value_decoder, value_encoder
 from hotswap.errors import BytecodeError, HotswapError, StoreError, Trap
 from hotswap.lang.evaluate import Value
 from hotswap.lang.persistent import bulk, state_size
@@ -413,13 +413,15 @@ def _referenced_digest(data: bytes) -> str | None:
 class _Encoding:
     """A snapshot being encoded in the background (:data:`BACKGROUND_SNAPSHOT_BYTES`): the
     state after log entry ``seq``, on code ``identity``, after ``inputs`` inputs, while the
-    machine had had ``changes`` changes of code."""
+    machine had had ``changes`` changes of code and ``keyed`` entries of keyed instances since
+    its snapshot."""
 
     future: Future[bytes]
     seq: int
     identity: str
     inputs: int
     changes: int
+    keyed: int
 
 
 @dataclass(slots=True, eq=False)
@@ -510,6 +512,7 @@ class Store:
         #: machine -> its snapshot being encoded in the background
         self._encoding: dict[str, _Encoding] = {}
         self._encoder: ThreadPoolExecutor | None = None  # made for the first of them
+        self._stop_encoding = threading.Event()  # set by close: the encoding stops at a pause
         #: How many parts :meth:`discard` deleted since the store opened.
         self.discarded = 0
         #: With ``accept_loss``, a store found behind its position file opens anyway: then
@@ -649,6 +652,7 @@ class Store:
         loader thread stops after its current part; its request is never applied."""
         self._closing = True
         if self._encoder is not None:  # a snapshot still being encoded is never written
+            self._stop_encoding.set()  # the one running stops at its next pause
             self._encoder.shutdown(wait=False, cancel_futures=True)
             self._encoding.clear()
         if self._in_txn:  # the loop's own transaction, never committed: lost
@@ -1102,11 +1106,18 @@ class Store:
         sig = machine.code.machine
         assert sig is not None
         if self._encoder is None:
-            self._encoder = ThreadPoolExecutor(1, thread_name_prefix="hotswap-snapshot")
+            self._encoder = ThreadPoolExecutor(
+                1,
+                thread_name_prefix="hotswap-snapshot",
+                initializer=stop_yielding_on,
+                initargs=(self._stop_encoding,),
+            )
         future = self._encoder.submit(value_encoder(sig.state, yielding=True), machine.state)
         seq = self._machine_seq[name]
-        changes = len(machine.history)
-        self._encoding[name] = _Encoding(future, seq, machine.identity, machine.inputs, changes)
+        changes, keyed = len(machine.history), self._keyed_entries.get(name, 0)
+        self._encoding[name] = _Encoding(
+            future, seq, machine.identity, machine.inputs, changes, keyed
+        )
 
     def _write_encoded(self, machines: dict[str, Machine]) -> None:
         """Write the rows of the snapshots whose encoding has ended (in the commit's
@@ -1133,7 +1144,9 @@ class Store:
                 "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
                 (name, encoding.seq, encoding.identity, state, encoding.inputs),
             )
+            since = self._keyed_entries.get(name, 0) - encoding.keyed  # logged meanwhile
             self._taken(name, encoding.inputs, len(state), encoding.seq)
+            self._keyed_entries[name] = max(since, 0)  # after its seq: they count on
             if machine.inputs == encoding.inputs and self._machine_seq[name] == encoding.seq:
                 self._unsnapped.pop(name, None)
             elif name in self._unsnapped:  # entries came after it: the first is after its seq
