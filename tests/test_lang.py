@@ -160,7 +160,7 @@ def test_optimiser_rules() -> None:
     assert optimise(Case(Inl(INT), Inr(UNIT))) == ID
 
 
-@settings(max_examples=150)
+@settings(max_examples=100)
 @given(st.data())
 def test_categorical_laws_hold_extensionally(data: st.DataObject) -> None:
     """Identity, associativity, projections of a fanout and case of an injection."""

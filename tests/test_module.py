@@ -34,7 +34,7 @@ def machine_modules(draw: st.DrawFn) -> Module:
     return machine_module(input_t, state_t, output_t, init, Fanout(SND, body), custom=custom)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(machine_modules())
 def test_module_round_trips_on_objects_and_bytes(m: Module) -> None:
     """decode(encode(m)) == m, and encode(decode(b)) == b."""

@@ -152,7 +152,7 @@ def test_a_failed_commit_acknowledges_nothing_and_stops_the_node(tmp_path: Path)
 def test_a_client_that_never_reads_its_replies_is_not_read_from(tmp_path: Path) -> None:
     """There was no back-pressure: the node kept reading, applying and buffering replies for
     a client that read none, so its memory grew without bound (200 MB in 20 s)."""
-    total = 300_000
+    total = 150_000
     applied: list[int] = []
 
     async def scenario(node: Node, address: str) -> None:
