@@ -9,10 +9,21 @@ from typing import Any
 from hotswap.cam.loaded import load
 from hotswap.cam.module import encode_module
 from hotswap.examples import handbuilt
-from hotswap.node.registry import Registry
+from hotswap.node.registry import Machine, Registry
 from hotswap.node.store import Store
 
 INCR = b"\x00"
+
+
+def upgrade_counter(registry: Registry, store: Store, machine: Machine) -> None:
+    """The seed's upgrade of the counter, made and logged (commit follows)."""
+    done = registry.upgrade(
+        "counter",
+        machine.identity,
+        encode_module(handbuilt.counter2_module()),
+        encode_module(handbuilt.upgrade_state_module()),
+    )
+    store.log_upgrade(machine, done)
 
 
 def run_counter(
@@ -32,13 +43,7 @@ def run_counter(
     store.log_start(machine)
     for i in range(inputs):
         if i == upgrade_at:
-            done = registry.upgrade(
-                "counter",
-                machine.identity,
-                encode_module(handbuilt.counter2_module()),
-                encode_module(handbuilt.upgrade_state_module()),
-            )
-            store.log_upgrade(machine, done)
+            upgrade_counter(registry, store, machine)
         store.log_input(machine, INCR, registry.step("counter", INCR).identity)
         if i % 7 == 6:
             store.commit(registry.machines)

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from counter_runs import run_counter
+from counter_runs import run_counter, upgrade_counter
 from hotswap.cam import values
 from hotswap.cam.loaded import load
-from hotswap.cam.module import encode_module
 from hotswap.cam.values import decode_value
 from hotswap.examples import handbuilt
 from hotswap.lang.evaluate import Value
@@ -137,13 +136,7 @@ def test_an_upgrade_while_encoding_leaves_the_snapshot_on_the_code_it_was_taken_
         store.log_input(machine, INCR, registry.step("counter", INCR).identity)
         store.commit(registry.machines)
     encoding = store._encoding["counter"]
-    done = registry.upgrade(
-        "counter",
-        machine.identity,
-        encode_module(handbuilt.counter2_module()),
-        encode_module(handbuilt.upgrade_state_module()),
-    )
-    store.log_upgrade(machine, done)
+    upgrade_counter(registry, store, machine)
     for _ in range(3):
         store.log_input(machine, INCR, registry.step("counter", INCR).identity)
         store.commit(registry.machines)
