@@ -139,3 +139,38 @@ def _some(t: Type) -> Value:
             return OMap([(_some(k), _some(v))])
         case _:
             return () if t == UNIT else 300
+
+
+def test_values_of_a_kilobyte_or_more_are_read_by_the_generated_decoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``value_decoder`` reads large values with the generated decoder, made at the first of
+    them, and small ones with the closures: the same values and errors either way."""
+    t = MapT(INT, Prod(ListT(INT), INT))
+    made: list[Type] = []
+    real = fastdecode.generated_decoder
+
+    def counted(t: Type, *args: object) -> Callable[[bytes, int], tuple[Value, int]]:
+        made.append(t)
+        return real(t, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fastdecode, "generated_decoder", counted)
+    values.value_decoder.cache_clear()
+    small = OMap([(1, (make_list([2]), 3))])
+    large = OMap((k, (make_list(range(k % 5)), k)) for k in range(400))
+    small_bytes, large_bytes = (values.value_encoder(t)(v) for v in (small, large))
+    assert len(small_bytes) < values.GENERATED_FROM <= len(large_bytes)
+    decode = values.value_decoder(t)
+    assert decode(small_bytes) == small
+    assert made == []  # a small value: the closures, nothing generated
+    assert decode(large_bytes) == large
+    assert decode(large_bytes) == large
+    assert made == [t]  # made once, at the first large value
+    threshold = values.GENERATED_FROM
+    for damaged in (large_bytes[:-1], large_bytes + b"\x00", large_bytes[:300] + b"\x02"):
+        generated = _outcome(decode, damaged)
+        monkeypatch.setattr(values, "GENERATED_FROM", 1 << 40)  # the closures, for this one
+        assert _outcome(decode, damaged) == generated
+        assert generated[0] == "error"  # type: ignore[index]
+        monkeypatch.setattr(values, "GENERATED_FROM", threshold)
+    values.value_decoder.cache_clear()

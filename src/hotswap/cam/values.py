@@ -509,6 +509,9 @@ _READERS: dict[str, object] = {
     "_count": _count,
 }
 
+#: Values of at least this many bytes are read by a generated decoder (:func:`value_decoder`).
+GENERATED_FROM = 1024
+
 #: Values encoded in more bytes than this are decoded with the cyclic collector paused.
 _BULK_BYTES = 1 << 16
 
@@ -526,11 +529,13 @@ def value_decoder(t: Type, bounded: bool = False) -> Callable[[bytes], Value]:
     if t.depth > limits.MAX_TYPE_DEPTH or t.size > limits.MAX_TYPE_SIZE:
         raise ValueTypeError(f"type {t} exceeds the limits on type depth or size")
     budget = _Budget() if bounded and _has_zero_width_list(t) else None
-    walk: _Dec
-    if _has_zero_width_list(t) or t.size > fastdecode.MAX_GENERATED_SIZE:
-        walk = _build_decoder(t, budget)
-    else:  # the same checks and errors, one function (hotswap.cam.fastdecode)
-        walk = fastdecode.generated_decoder(t, _READERS, min_width)
+    walk = _build_decoder(t, budget)
+    # Values of GENERATED_FROM bytes or more are read by a generated decoder (the same checks
+    # and errors, one function: hotswap.cam.fastdecode), made at the first of them: making one
+    # costs about 80 us a node of the type, which a small value (an input, say) would pay on
+    # the loop at its code's first input and never win back.
+    generable = not _has_zero_width_list(t) and t.size <= fastdecode.MAX_GENERATED_SIZE
+    generated: list[_Dec] = []
 
     def decode(data: bytes) -> Value:
         if budget is not None:
@@ -541,8 +546,13 @@ def value_decoder(t: Type, bounded: bool = False) -> Callable[[bytes], Value]:
         return _decode(data)
 
     def _decode(data: bytes) -> Value:
+        read = walk
+        if generable and len(data) >= GENERATED_FROM:
+            if not generated:
+                generated.append(fastdecode.generated_decoder(t, _READERS, min_width))
+            read = generated[0]
         try:
-            v, pos = walk(data, 0)
+            v, pos = read(data, 0)
         except IndexError:
             raise DecodeError(f"value: unexpected end of data for a value of type {t}") from None
         if pos != len(data):
