@@ -191,3 +191,29 @@ def test_the_yielding_encoder_writes_the_same_bytes() -> None:
     data = values.value_encoder(t)(value)
     assert values.value_encoder(t, yielding=True)(value) == data
     assert decode_value(data, t) == value
+
+
+def test_an_idle_store_writes_a_finished_encoding_at_its_next_commit(
+    tmp_path: Path, gate: _Gate
+) -> None:
+    """No input after the one that made the snapshot due: a commit with nothing else to write
+    (the server's, once a second, when ``snapshot_ready``) writes the row."""
+    store = Store(tmp_path / "node.sqlite3", snapshot_every=10)
+    store.background_snapshot_bytes = 0
+    registry = Registry()
+    machine = registry.start("counter", load(handbuilt.counter_module()))
+    store.log_start(machine)
+    for _ in range(10):
+        store.log_input(machine, INCR, registry.step("counter", INCR).identity)
+        store.commit(registry.machines)
+    encoding = store._encoding["counter"]
+    assert not store.snapshot_ready
+    store.commit(registry.machines)  # nothing to write yet: the encoding waits at the gate
+    assert _snapshot_row(store)[1] == 0
+    gate.open()
+    encoding.future.result(30)
+    assert store.snapshot_ready
+    store.commit(registry.machines)  # no input since: the row is written all the same
+    assert _snapshot_row(store) == (encoding.seq, 10, 10)
+    assert not store.snapshot_ready
+    store.close()

@@ -159,12 +159,13 @@ class Node:
         return True
 
     def _tick(self) -> None:
-        """Once a second: end the trials whose time is up (durably), even with no traffic."""
+        """Once a second: end the trials whose time is up (durably), and write the snapshots
+        encoded in the background, even with no traffic."""
         if self.failure is not None or self.stopped.is_set():
             return
         self._refresh_credentials()
         try:
-            if self.service.tick(time.time()):
+            if self.service.tick(time.time()) or self.service.store.snapshot_ready:
                 self.service.commit()
         except StoreError as e:
             self.fail(e)

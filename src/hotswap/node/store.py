@@ -1119,6 +1119,12 @@ class Store:
             future, seq, machine.identity, machine.inputs, changes, keyed
         )
 
+    @property
+    def snapshot_ready(self) -> bool:
+        """Whether a snapshot encoded in the background waits for a commit to write it: the
+        server commits once a second when one does, so an idle node writes it too."""
+        return any(encoding.future.done() for encoding in self._encoding.values())
+
     def _write_encoded(self, machines: dict[str, Machine]) -> None:
         """Write the rows of the snapshots whose encoding has ended (in the commit's
         transaction). One is dropped when a later snapshot was taken meanwhile (a trial's end,
@@ -1265,9 +1271,10 @@ class Store:
             self._flush_inputs()
             self._flush_rows()
             if not self._in_txn:
-                if not self._collect_due:
+                if not self._collect_due and not self.snapshot_ready:
                     return
-                self._begin()  # nothing new, but modules to collect (the first commit)
+                # nothing new, but modules to collect (the first commit) or a snapshot to write
+                self._begin()
             if self._encoding:
                 self._write_encoded(machines)
             for name, machine in machines.items():
