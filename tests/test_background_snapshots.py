@@ -55,6 +55,24 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Gate]:
     g.open()  # never leave the encoder's thread waiting
 
 
+class _Counter:
+    """The counter on a store that snapshots every ``every`` inputs, each snapshot after the
+    first in the background; a commit after each input."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.store = Store(path, snapshot_every=every)
+        self.store.background_snapshot_bytes = 0
+        self.registry = Registry()
+        self.machine = self.registry.start("counter", load(handbuilt.counter_module()))
+        self.store.log_start(self.machine)
+
+    def inputs(self, n: int) -> None:
+        for _ in range(n):
+            identity = self.registry.step("counter", INCR).identity
+            self.store.log_input(self.machine, INCR, identity)
+            self.store.commit(self.registry.machines)
+
+
 def _snapshot_row(store: Store) -> tuple[int, int, int]:
     """(seq, inputs, count) of the counter's snapshot row."""
     seq, identity, state, inputs = store.db.execute(
@@ -71,17 +89,9 @@ def test_a_background_snapshot_is_written_as_of_the_entry_it_was_taken_at(
     tmp_path: Path, gate: _Gate
 ) -> None:
     path = tmp_path / "node.sqlite3"
-    store = Store(path, snapshot_every=20)
-    store.background_snapshot_bytes = 0  # every snapshot after the first in the background
-    registry = Registry()
-    machine = registry.start("counter", load(handbuilt.counter_module()))
-    store.log_start(machine)
+    counter = _Counter(path, 20)
+    store, inputs = counter.store, counter.inputs
     start = _snapshot_row(store)
-
-    def inputs(n: int) -> None:
-        for _ in range(n):
-            store.log_input(machine, INCR, registry.step("counter", INCR).identity)
-            store.commit(registry.machines)
 
     inputs(20)  # the 20th makes the snapshot due: its encoding waits at the gate
     encoding = store._encoding["counter"]
@@ -103,15 +113,9 @@ def test_a_background_snapshot_is_written_as_of_the_entry_it_was_taken_at(
 
 
 def test_an_encoding_overtaken_by_a_clean_stop_is_dropped(tmp_path: Path, gate: _Gate) -> None:
-    path = tmp_path / "node.sqlite3"
-    store = Store(path, snapshot_every=10)
-    store.background_snapshot_bytes = 0
-    registry = Registry()
-    machine = registry.start("counter", load(handbuilt.counter_module()))
-    store.log_start(machine)
-    for _ in range(15):
-        store.log_input(machine, INCR, registry.step("counter", INCR).identity)
-        store.commit(registry.machines)
+    counter = _Counter(tmp_path / "node.sqlite3", 10)
+    store, registry = counter.store, counter.registry
+    counter.inputs(15)
     encoding = store._encoding["counter"]
     store.checkpoint(registry.machines)  # the clean stop's snapshot, taken on the loop
     assert _snapshot_row(store) == (store._machine_seq["counter"], 15, 15)
@@ -126,24 +130,16 @@ def test_an_upgrade_while_encoding_leaves_the_snapshot_on_the_code_it_was_taken_
     tmp_path: Path, gate: _Gate
 ) -> None:
     path = tmp_path / "node.sqlite3"
-    store = Store(path, snapshot_every=10)
-    store.background_snapshot_bytes = 0
-    registry = Registry()
-    machine = registry.start("counter", load(handbuilt.counter_module()))
+    counter = _Counter(path, 10)
+    store, registry, machine = counter.store, counter.registry, counter.machine
     first = machine.identity
-    store.log_start(machine)
-    for _ in range(10):
-        store.log_input(machine, INCR, registry.step("counter", INCR).identity)
-        store.commit(registry.machines)
+    counter.inputs(10)
     encoding = store._encoding["counter"]
     upgrade_counter(registry, store, machine)
-    for _ in range(3):
-        store.log_input(machine, INCR, registry.step("counter", INCR).identity)
-        store.commit(registry.machines)
+    counter.inputs(3)
     gate.open()
     encoding.future.result(30)
-    store.log_input(machine, INCR, registry.step("counter", INCR).identity)
-    store.commit(registry.machines)
+    counter.inputs(1)
     row = store.db.execute("SELECT seq, identity FROM snapshots").fetchone()
     assert row == (encoding.seq, first)
     expected = (machine.state, machine.inputs)
@@ -198,14 +194,9 @@ def test_an_idle_store_writes_a_finished_encoding_at_its_next_commit(
 ) -> None:
     """No input after the one that made the snapshot due: a commit with nothing else to write
     (the server's, once a second, when ``snapshot_ready``) writes the row."""
-    store = Store(tmp_path / "node.sqlite3", snapshot_every=10)
-    store.background_snapshot_bytes = 0
-    registry = Registry()
-    machine = registry.start("counter", load(handbuilt.counter_module()))
-    store.log_start(machine)
-    for _ in range(10):
-        store.log_input(machine, INCR, registry.step("counter", INCR).identity)
-        store.commit(registry.machines)
+    counter = _Counter(tmp_path / "node.sqlite3", 10)
+    store, registry = counter.store, counter.registry
+    counter.inputs(10)
     encoding = store._encoding["counter"]
     assert not store.snapshot_ready
     store.commit(registry.machines)  # nothing to write yet: the encoding waits at the gate
