@@ -337,16 +337,9 @@ class Instances:
         if machine.trial is not None:
             self.check_usable(machine)
         keyed = machine.keyed
-        cache = keyed.cache
-        instance = cache.get(key)  # _find, inlined: the path of every input
-        if instance is not None:
-            cache.move_to_end(key)
-        else:
-            instance = self.store.load_instance(machine, key)
-            if instance is not None:
-                self._keep(machine, instance)
+        instance = self._find(machine, key)
         fresh = instance is None
-        generation = len(machine.history) - 1  # machine.generation
+        generation = machine.generation
         if instance is None:
             try:
                 state = machine.code.init(fuel=self.fuel)

@@ -594,8 +594,6 @@ class Store:
         #: (machine, key) -> an instance whose checkpoint the next commit writes
         self._unsaved: dict[tuple[str, str], Instance] = {}
         self._modules: dict[str, LoadedModule] = {}  # identity -> loaded, for instances
-        #: identity -> the decoder of its state (reading checkpoints), made once
-        self._state_decoders: dict[str, Callable[[bytes], Value]] = {}
         #: The size of a last snapshot past which the next is taken in the background.
         self.background_snapshot_bytes = BACKGROUND_SNAPSHOT_BYTES
         self._last_snapshot: dict[str, int] = {}  # machine -> inputs at its last snapshot
@@ -1086,11 +1084,7 @@ class Store:
         # reply's is, which halves the cost of snapshotting a large state
         state = value_encoder(sig.state)(machine.state)
         seq = self._machine_seq[machine.name]
-        self.db.execute(
-            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
-            (machine.name, seq, machine.identity, state, machine.inputs),
-        )
-        self._taken(machine.name, machine.inputs, len(state), seq)
+        self._put_snapshot(machine.name, seq, machine.identity, state, machine.inputs)
         self._unsnapped.pop(machine.name, None)
         if machine.name in self._changed:  # its upgrades' migrations may be done with now
             self._changed.discard(machine.name)
@@ -1146,12 +1140,8 @@ class Store:
                 is None
             ):
                 continue
-            self.db.execute(
-                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
-                (name, encoding.seq, encoding.identity, state, encoding.inputs),
-            )
             since = self._keyed_entries.get(name, 0) - encoding.keyed  # logged meanwhile
-            self._taken(name, encoding.inputs, len(state), encoding.seq)
+            self._put_snapshot(name, encoding.seq, encoding.identity, state, encoding.inputs)
             self._keyed_entries[name] = max(since, 0)  # after its seq: they count on
             if machine.inputs == encoding.inputs and self._machine_seq[name] == encoding.seq:
                 self._unsnapped.pop(name, None)
@@ -1160,6 +1150,15 @@ class Store:
             if len(machine.history) == encoding.changes and name in self._changed:
                 self._changed.discard(name)  # no change of code since: as :meth:`_snapshot`
                 self._collect_due = True
+
+    def _put_snapshot(self, name: str, seq: int, identity: str, state: bytes, inputs: int) -> None:
+        """Write machine ``name``'s snapshot row: its state after log entry ``seq``, on code
+        ``identity``, after ``inputs`` inputs (in the open transaction)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+            (name, seq, identity, state, inputs),
+        )
+        self._taken(name, inputs, len(state), seq)
 
     def _taken(self, name: str, inputs: int, size: int, seq: int) -> None:
         self._keyed_entries[name] = 0
@@ -1421,7 +1420,6 @@ class Store:
             self.db.executemany("DELETE FROM modules WHERE identity = ?", gone)
             for (identity,) in gone:
                 self._modules.pop(identity, None)
-                self._state_decoders.pop(identity, None)
             self.collected += len(gone)
         referenced = {
             digest
@@ -1646,15 +1644,10 @@ class Store:
 
     def _instance(self, name: str, key: str, row: tuple[int, str, bytes, int, int]) -> Instance:
         generation, identity, data, inputs, seq = row
-        code = self._modules.get(identity)
-        if code is None:
-            code = self.loaded(identity)
-        decode = self._state_decoders.get(identity)
-        if decode is None:  # one per code (its state's type is part of its identity)
-            assert code.machine is not None
-            decode = self._state_decoders[identity] = value_decoder(code.machine.state)
+        code = self.loaded(identity)
+        assert code.machine is not None
         try:
-            state = decode(data)
+            state = value_decoder(code.machine.state)(data)
         except HotswapError as e:
             raise StoreError(f"the checkpoint of instance {key!r} of {name!r}: {e}") from None
         return Instance(key, code, generation, state, inputs, seq, inputs, generation, len(data))
@@ -1738,17 +1731,13 @@ class Store:
             return
         moved: list[tuple[object, ...]] = []
         stayed: list[tuple[object, ...]] = []
-        encoders: dict[str, Callable[[Value], bytes]] = {}  # by identity: one per code
         # In key order, as the table is: consecutive rows share pages and their parents.
         for (name, key), instance in sorted(self._unsaved.items(), key=_by_row):
             code = instance.code
             identity = code.identity
-            encode = encoders.get(identity)
-            if encode is None:
-                sig = code.machine
-                assert sig is not None
-                encode = encoders[identity] = value_encoder(sig.state)
-            state = encode(instance.state)
+            sig = code.machine
+            assert sig is not None
+            state = value_encoder(sig.state)(instance.state)
             generation, inputs = instance.generation, instance.inputs
             row = (name, key, generation, identity, state, inputs, instance.seq)
             (stayed if generation == instance.saved_generation else moved).append(row)
