@@ -10,6 +10,7 @@ the type, and compared with the implementation, which looks at the value alone.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -18,12 +19,12 @@ from hypothesis import strategies as st
 
 from hotswap.cam.build import machine_module
 from hotswap.cam.encoding import sleb, uleb
-from hotswap.cam.loaded import load
+from hotswap.cam.loaded import load, max_size
 from hotswap.cam.values import decode_value, encode_value
 from hotswap.errors import Trap
 from hotswap.lang.check import MAX_STATE_BYTES
 from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP, OMap, make_list, state_size
-from hotswap.lang.terms import FST, Empty, Fanout, Lit, Op, Prim, compose
+from hotswap.lang.terms import FST, SND, Empty, Fanout, Lit, Op, Prim, compose
 from hotswap.lang.types import INT, STR, UNIT, IntT, ListT, MapT, Prod, StrT, Sum, Type, UnitT
 from strategies import data_types, data_values
 
@@ -164,3 +165,49 @@ def test_a_step_whose_state_would_pass_the_limit_traps_and_changes_nothing() -> 
     assert trapped.value.kind == "too_large"
     assert "more than 500000 bytes" in str(trapped.value)
     assert MAX_STATE_BYTES == 1 << 28  # the default every node uses
+
+
+@given(data_types().flatmap(lambda t: st.tuples(st.just(t), data_values(t))))
+def test_max_size_bounds_every_value_of_a_type_without_text_or_collections(
+    typed: tuple[Type, Any],
+) -> None:
+    """``max_size`` is what lets a step skip measuring its state: it must bound the size of
+    every value of its type, and be infinite for a type with text, a list or a map in it."""
+    t, v = typed
+    bound = max_size(t)
+    assert state_size(v) <= bound
+    assert (bound == math.inf) == _has_data(t)
+
+
+def _has_data(t: Type) -> bool:
+    match t:
+        case StrT() | ListT() | MapT():
+            return True
+        case Prod(left, right) | Sum(left, right):
+            return _has_data(left) or _has_data(right)
+    return False
+
+
+def test_the_widest_ints_reach_max_size() -> None:
+    pair = Prod(INT, Sum(UNIT, INT))
+    assert max_size(pair) == 21
+    assert state_size((-(1 << 63), (1, (1 << 63) - 1))) == 21
+
+
+def test_a_stepper_measures_a_state_only_when_the_limit_can_be_reached() -> None:
+    """An Int state takes 10 bytes at most: a limit of 10 is never reached and not measured;
+    a limit of 2 is, and traps as ``step`` does once the count needs three bytes."""
+    counter = load(machine_module(UNIT, INT, INT, Lit(0), _count_up()))
+    assert counter.stepper(1000, 10) is counter.stepper(1000, 10)  # made once, kept
+    assert counter.stepper(1000, 10)((), (1 << 62)) == ((1 << 62) + 1, (1 << 62) + 1)
+    assert counter.stepper(1000, 2)((), 8190) == (8191, 8191)  # two bytes: -2**13..2**13-1
+    for step in (counter.stepper(1000, 2), lambda i, s: counter.step(i, s, "vm", 1000, 2)):
+        with pytest.raises(Trap) as trapped:
+            step((), 8191)
+        assert trapped.value.kind == "too_large"
+
+
+def _count_up() -> Any:
+    """``(_, n) -> (n + 1, n + 1)``."""
+    plus = compose(Fanout(SND, Lit(1)), Prim(Op.ADD))
+    return Fanout(plus, plus)

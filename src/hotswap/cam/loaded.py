@@ -6,12 +6,14 @@ bytes.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from hotswap.cam.codegen import (
     Metered,
@@ -23,15 +25,27 @@ from hotswap.cam.codegen import (
 )
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.module import Module, decode_module, encode_module, module_identity
+from hotswap.cam.values import value_decoder, value_encoder
 from hotswap.cam.verify_module import ModuleInfo, verify_module
 from hotswap.cam.vm import VM
 from hotswap.errors import HotswapError, Trap
 from hotswap.lang.check import MAX_STATE_BYTES
 from hotswap.lang.evaluate import Value
 from hotswap.lang.persistent import bulk, state_size
-from hotswap.lang.types import Type
+from hotswap.lang.types import INT, UNIT, Prod, Sum, Type
 
 Executor = Literal["fast", "vm"]
+#: A machine's step as :meth:`LoadedModule.stepper` makes it: ``(input, state) -> (state, output)``.
+Step = Callable[[Value, Value], tuple[Value, Value]]
+
+
+class Codecs(NamedTuple):
+    """A machine's value codecs (:mod:`hotswap.cam.values`), found once for its module."""
+
+    #: Its input type's, bounded (inputs come from peers: ``value_decoder(..., bounded=True)``).
+    input: Callable[[bytes], Value]
+    state: Callable[[Value], bytes]
+    output: Callable[[Value], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,18 @@ class LoadedModule:
             self._bound.append(fi.max_steps if static else -1)
             self._metered.append(None if static else compile_metered(f.code))
         self._vms = [VM(f.code) for f in module.functions]
+        #: :meth:`stepper`'s steps, by (fuel, state limit).
+        self._steppers: dict[tuple[int, int | None], Step] = {}
+
+    @cached_property
+    def codecs(self) -> Codecs:
+        """The codecs of this machine's input, state and output (a node's every input uses
+        them: found once here rather than looked up by type each time)."""
+        if self.machine is None:
+            raise HotswapError(f"module {self.identity[:12]} is not a machine")
+        sig = self.machine
+        input = value_decoder(sig.input, bounded=True)
+        return Codecs(input, value_encoder(sig.state), value_encoder(sig.output))
 
     def _fast(self, index: int) -> Metered:
         fn = self._metered[index]
@@ -147,6 +173,8 @@ class LoadedModule:
         """One step: ``(new_state, output)``; a trap raises :class:`hotswap.errors.Trap`. A new
         state whose size is above ``state_limit`` bytes traps ``too_large`` (None:
         no limit, for replaying what was accepted before)."""
+        if executor == "fast":
+            return self.stepper(fuel, state_limit)(input, state)
         if self.machine is None:
             raise HotswapError(f"module {self.identity[:12]} is not a machine")
         result: tuple[Value, Value] = self.run_function(
@@ -154,6 +182,52 @@ class LoadedModule:
         )
         _limited(result[0], state_limit)
         return result
+
+    def stepper(self, fuel: int = DEFAULT_FUEL, state_limit: int | None = MAX_STATE_BYTES) -> Step:
+        """:meth:`step` on the fast path with this ``fuel`` and ``state_limit``, made once and
+        kept: ``stepper(f, l)(i, s)`` is ``step(i, s, fuel=f, state_limit=l)``, the call that
+        a node makes for every input, with nothing between it and the compiled code. The state
+        limit is not measured when no state of the type can reach it (no text or collection
+        in it: :func:`max_size`)."""
+        made = self._steppers.get((fuel, state_limit))
+        if made is None:
+            made = self._steppers[(fuel, state_limit)] = self._make_stepper(fuel, state_limit)
+        return made
+
+    def _make_stepper(self, fuel: int, limit: int | None) -> Step:
+        if self.machine is None:
+            raise HotswapError(f"module {self.identity[:12]} is not a machine")
+        index = self.machine.step
+        if limit is not None and max_size(self.machine.state) <= limit:
+            limit = None  # no state of the type can pass it
+        plain = self._plain[index]
+        if plain is not None and fuel >= self._bound[index]:
+            if limit is None:
+
+                def step(input: Value, state: Value) -> tuple[Value, Value]:
+                    result: tuple[Value, Value] = plain((input, state))
+                    return result
+
+                return step
+
+            def measured(input: Value, state: Value) -> tuple[Value, Value]:
+                result: tuple[Value, Value] = plain((input, state))
+                _limited(result[0], limit)
+                return result
+
+            return measured
+        fast = self._fast(index)
+
+        def metered(input: Value, state: Value) -> tuple[Value, Value]:
+            try:
+                result: tuple[Value, Value] = fast((input, state), fuel)[0]
+            except OutOfFuel:
+                raise out_of_fuel(fuel) from None
+            if limit is not None:
+                _limited(result[0], limit)
+            return result
+
+        return metered
 
     def migrate(
         self,
@@ -167,6 +241,21 @@ class LoadedModule:
         return _limited(
             self.run_function(self.module.migration, state, executor, fuel), state_limit
         )
+
+
+def max_size(t: Type) -> float:
+    """The most bytes :func:`~hotswap.lang.persistent.state_size` can count for a value of
+    ``t``: an Int takes at most 10 (a 64-bit sLEB128), an injection its tag's byte and the
+    larger of its two sides; a type with text, a list or a map in it has no such bound (inf)."""
+    if t is INT:
+        return 10
+    if t is UNIT:
+        return 0
+    if isinstance(t, Prod):
+        return max_size(t.left) + max_size(t.right)
+    if isinstance(t, Sum):
+        return 1 + max(max_size(t.left), max_size(t.right))
+    return math.inf
 
 
 def _limited(state: Value, limit: int | None) -> Value:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 from hotswap.cam.limits import DEFAULT_FUEL
 from hotswap.cam.loaded import LoadedModule, load_module
-from hotswap.cam.values import value_decoder
 from hotswap.errors import BytecodeError, HotswapError, NodeError, Trap, UpgradeRejected
 from hotswap.lang.check import MAX_STATE_BYTES
 from hotswap.lang.evaluate import Value
@@ -39,6 +38,7 @@ from hotswap.node.instances import Keyed
 from hotswap.node.rehearse import (
     RECENT,
     DryRunResult,
+    Kept,
     Recent,
     Trial,
     TrialEnd,
@@ -101,7 +101,7 @@ class Machine:
     state: Value
     inputs: int = 0
     history: list[Change] = field(default_factory=list)
-    recent: deque[Recent] = field(default_factory=recent_window)
+    recent: deque[Kept] = field(default_factory=recent_window)
     trial: Trial | None = None
     keyed: Keyed = field(default_factory=Keyed)
 
@@ -162,8 +162,8 @@ def apply_input(
     whether a trial just became permanent. Recovery replays the log through this too, with no
     fuel or state limit: what was accepted once is accepted again."""
     before = machine.state
-    state, output = machine.code.step(value, before, fuel=fuel, state_limit=state_limit)
-    machine.recent.append(Recent(machine.inputs, before, value, output))
+    state, output = machine.code.stepper(fuel, state_limit)(value, before)
+    machine.recent.append((machine.inputs, before, value, output))
     machine.state = state
     machine.inputs += 1
     trial = machine.trial
@@ -320,8 +320,6 @@ class Registry:
         self.machines[machine.name] = machine
 
     def decode_input(self, machine: Machine, data: bytes) -> Value:
-        sig = machine.code.machine
-        assert sig is not None
         if len(data) > self.max_input:
             raise NodeError(
                 ErrorCode.BAD_INPUT,
@@ -329,7 +327,7 @@ class Registry:
                 "hotswap node --max-input BYTES): send it in parts, or raise the limit",
             )
         try:
-            return value_decoder(sig.input, bounded=True)(data)
+            return machine.code.codecs.input(data)
         except BytecodeError as e:
             raise NodeError(
                 ErrorCode.BAD_INPUT, f"input is not a value of {machine.name}'s input type: {e}"
@@ -407,7 +405,7 @@ class Registry:
         _refuse_with_instances(self.get(name), "a dry run")
         swap = self.prepare(name, expected, module, migration, generation=generation, rename=rename)
         machine = self.get(name)
-        recent = list(machine.recent)[-inputs:] if inputs > 0 else []
+        recent = [Recent._make(r) for r in list(machine.recent)[-inputs:]] if inputs > 0 else []
         return dry_run(machine.code, swap.new, swap.migration, recent, self.fuel)
 
     def upgrade(

@@ -39,7 +39,8 @@ MAX_DIFFERENCES = 10
 
 class Recent(NamedTuple):
     """One input the running code applied: ``seq`` is the machine's input count before it.
-    A named tuple, made on every input: as cheap as a tuple to build."""
+    The machine keeps them as plain tuples of these fields (:data:`Kept`: building a named
+    tuple costs ten times as much, on every input), made Recent when a dry run reads them."""
 
     seq: int
     state: Value  # the state before the input
@@ -47,7 +48,11 @@ class Recent(NamedTuple):
     output: Value
 
 
-def recent_window() -> deque[Recent]:
+#: A :class:`Recent` as the machine keeps it: ``(seq, state, input, output)``.
+Kept = tuple[int, Value, Value, Value]
+
+
+def recent_window() -> deque[Kept]:
     return deque(maxlen=RECENT)
 
 

@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from hotswap.auth import Credentials, Principal
 from hotswap.cam.loaded import is_loaded, load_module
-from hotswap.cam.values import encode_type, encode_value, value_encoder
+from hotswap.cam.values import encode_type, encode_value
 from hotswap.changes import claim_of
 from hotswap.errors import (
     HotswapError,
@@ -309,9 +309,9 @@ class Service:
                 return Error(event.id, ErrorCode.OVERLOADED, why)
         match event:
             case Send(id=rid, machine=name, input=data, state=want, key=key):
-                return _output(rid, self._input(rid, name, None, data, want, key))
+                return _output(rid, self.take(rid, name, None, data, want, key))
             case SendChecked(id=rid, machine=name, code=code, input=data, state=want, key=key):
-                return _output(rid, self._input(rid, name, code, data, want, key))
+                return _output(rid, self.take(rid, name, code, data, want, key))
             case UpgradeRequest(id=rid, machine=name, expected=expected, module=new, migration=mig):
                 check = None
                 if event.check_all and name in self.registry.machines:
@@ -427,20 +427,13 @@ class Service:
     def take(
         self, rid: int, name: str, code: str | None, data: bytes, want_state: bool, key: str | None
     ) -> tuple[bytes, bytes] | Reply:
-        """:meth:`handle` of a ``send`` (``code`` None) or ``send_checked`` read by the
-        connection's hot path (``ServerConnection.next_input``), with no event made: the
-        encoded output and state (``b""`` unless ``want_state``) of the input applied, or the
-        reply (an Error)."""
+        """:meth:`handle` of a ``send`` (``code`` None) or ``send_checked``, to the default
+        instance (``key`` None) or a keyed one: the encoded output and state (``b""`` unless
+        ``want_state``: then the state is never encoded) of the input applied, or the reply
+        (an Error). The connection's hot path (``ServerConnection.next_input``) calls it
+        with the fields it read, no event made."""
         if self._due <= time.time():
             self.tick(time.time())  # a trial whose time is up ends before this request
-        return self._input(rid, name, code, data, want_state, key)
-
-    def _input(
-        self, rid: int, name: str, code: str | None, data: bytes, want_state: bool, key: str | None
-    ) -> tuple[bytes, bytes] | Reply:
-        """One input, to the default instance (``key`` None) or a keyed one; with ``code``,
-        only if that is the code the machine runs. Without ``want_state`` the state is never
-        encoded (``b""``)."""
         if key is None:
             return self._applied(rid, name, data, code, want_state)
         return self._keyed_applied(rid, name, key, data, code, want_state)
@@ -448,10 +441,12 @@ class Service:
     def _applied(
         self, rid: int, name: str, data: bytes, code: str | None, want_state: bool
     ) -> tuple[bytes, bytes] | Reply:
-        """One input to the default instance of ``name`` (:meth:`_input`)."""
+        """One input to the default instance of ``name`` (:meth:`take`)."""
         registry = self.registry
+        machine = registry.machines.get(name)
         try:
-            machine = registry.running(name, code)
+            if machine is None or (code is not None and code != machine.code.identity):
+                machine = registry.running(name, code)  # raises: unknown, or wrong_version
             running = machine.code
             output, confirmed = registry.apply(machine, registry.decode_input(machine, data))
         except TrialReverted as e:  # the input trapped on a trial's code: it was taken back
@@ -464,10 +459,8 @@ class Service:
             self.trace.step(running, output, machine.state)
         if confirmed:  # the trial's last input: the upgrade is permanent
             self._trial_ended(rid, name, TrialEnd(False, machine.identity))
-        sig = running.machine
-        assert sig is not None
-        state = value_encoder(sig.state)(machine.state) if want_state else b""
-        return value_encoder(sig.output)(output), state
+        codecs = running.codecs
+        return codecs.output(output), codecs.state(machine.state) if want_state else b""
 
     def _keyed_applied(
         self, rid: int, name: str, key: str, data: bytes, code: str | None, want_state: bool
@@ -481,12 +474,10 @@ class Service:
             output, instance = self.instances.step(machine, key, value, data)
         except NodeError as e:
             return error_reply(rid, e)
-        sig = machine.code.machine
-        assert sig is not None
         if self.trace.enabled:
             self.trace.step(machine.code, output, instance.state)
-        state = value_encoder(sig.state)(instance.state) if want_state else b""
-        return value_encoder(sig.output)(output), state
+        codecs = machine.code.codecs
+        return codecs.output(output), codecs.state(instance.state) if want_state else b""
 
     def _keyed_status(self, rid: int, name: str, key: str) -> Reply:
         """One keyed instance: its code's types, its state and inputs (migrated if it can)."""
@@ -900,7 +891,7 @@ class Conversation:
                 fed.more = True  # the rest once these replies are sent (``proceed``)
                 break
             began = False
-            if self._may_send():
+            if self.principal is None or self._may_send():
                 fields = self.conn.next_input()
                 if fields is not None:  # the hot path: a send or send_checked
                     if fields[0] in unanswered:
@@ -1007,9 +998,10 @@ class Conversation:
         rid, name, code, data, want_state, key = fields
         unanswered.add(rid)
         fed.requests += 1
-        kind = "Send" if code is None else "SendChecked"
-        taken = self._handled(fed, kind, self.service.take, rid, name, code, data, want_state, key)
-        if taken is None:
+        try:  # _handled, written out: this runs once per input
+            taken = self.service.take(rid, name, code, data, want_state, key)
+        except Exception as e:  # noqa: BLE001 - _failed stops the conversation
+            self._failed(fed, "Send" if code is None else "SendChecked", e)
             return
         conn = self.conn
         if isinstance(taken, tuple):
@@ -1031,14 +1023,21 @@ class Conversation:
         sent (fail-stop)."""
         try:
             return handler(*args)
-        except StoreError as e:  # logging failed: stop, reply nothing
+        except Exception as e:  # noqa: BLE001 - _failed stops the conversation
+            self._failed(fed, kind, e)
+            return None
+
+    def _failed(self, fed: Fed, kind: str, e: Exception) -> None:
+        """Handling a request of ``kind`` raised ``e``: the store refused a write (then
+        :attr:`Fed.failure` is that error) or a bug (an :class:`InternalError`, the traceback
+        printed); either way the conversation is over and no reply of the batch is sent."""
+        if isinstance(e, StoreError):  # logging failed: stop, reply nothing
             fed.failure = e
-        except Exception as e:  # noqa: BLE001 - a bug: state may be half changed; stop
+        else:  # a bug: state may be half changed; stop
             traceback.print_exc(file=sys.stderr)
             fed.failure = InternalError(f"handling {kind}: {e!r}")
         self.over = True
         fed.replies.clear()
-        return None
 
     def _frame(self, rid: int, reply: Reply) -> bytes:
         """The frame of ``reply``, or of an Error ``too_large`` if the client does not take it."""

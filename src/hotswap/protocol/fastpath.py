@@ -192,6 +192,8 @@ def output_payload(request_id: int, output: bytes, state: bytes) -> bytes:
             if request_id < 0x100
             else b"\x19" + request_id.to_bytes(2)
         )
+    elif request_id < 0x100000000:
+        rid = b"\x1a" + request_id.to_bytes(4)
     else:
         rid = head(_UINT, request_id)
     return b"".join(
