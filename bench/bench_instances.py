@@ -7,9 +7,14 @@ connection with uniform and with Zipf-skewed keys, the node's RSS with the defau
 upgrade pause as the largest gap between answered inputs around each of 10 upgrades (a process
 streaming keyed inputs one at a time meanwhile), the node-side cost of those upgrades, restart
 time after a kill (recovery reads only its replay window, never every instance), and the
-sweeper's migrations per second. The upgrade pause is measured with inputs to a working set
+sweeper's migrations per second, and the pages of the store's ``instances`` table and its index.
+The upgrade pause is measured with inputs to a working set
 that fits the cache (the upgrade alone) and, for larger counts, to every key (each input a
 cache miss, so every gap is longer). Figures only; nothing here passes or fails.
+
+``HOTSWAP_BENCH_RATES=1`` measures the input rates and the pages alone (a before/after of a
+change to the store's cache-miss path: at 200,000 instances, which miss the default cache as
+1,000,000 do, a run takes about a minute): three rounds of uniform inputs, one of Zipf.
 
 Anchors: Erlang pays per process for an upgrade (84 ms for 10,000 processes on this kind of
 machine, linear); the goals of issue 9: the pause independent of the count (median < 1 ms),
@@ -24,6 +29,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -223,6 +229,50 @@ def _in_process(data: Path, count: int) -> tuple[float, float, float]:
     return upgrade, step, sweep_rate
 
 
+def _pages(data: Path) -> dict[str, int]:
+    """The pages of the ``instances`` table and of its index in the store in ``data`` (a
+    stopped node's), by SQLite's ``dbstat``."""
+    db = sqlite3.connect(data / "node.sqlite3")
+    try:
+        rows = db.execute(
+            "SELECT name, COUNT(*) FROM dbstat WHERE name IN "
+            "('instances', 'instances_by_generation') GROUP BY name"
+        ).fetchall()
+    finally:
+        db.close()
+    return dict(rows)
+
+
+def _rates(count: int, rounds: int = 3) -> None:
+    """``HOTSWAP_BENCH_RATES``: the fill, ``rounds`` runs of pipelined uniform inputs and one
+    of Zipf inputs on a node process, and the pages of the instances' table after it stopped."""
+    with tempfile.TemporaryDirectory(prefix="hotswap-bench-") as tmp:
+        data = Path(tmp)
+        fill = _fill(data, count, kill=True)
+        proc, address, _ = start_node(data, "--sweep-rate", "0")
+        try:
+            rng = random.Random(2)
+            total = min(200_000, max(20_000, count))
+            uniform = [
+                _pipelined(address, [rng.randrange(count) for _ in range(total // 2)])
+                for _ in range(rounds)
+            ]
+            skewed = _pipelined(address, _zipf_keys(count, total, rng))
+        finally:
+            stop(proc)
+        pages = _pages(data)
+    print(f"  {count:>9,} instances: made in process at {fill:,.0f} inputs/s")
+    print(
+        f"    pipelined durable inputs over 1 connection, {total // 2:,} a round: uniform "
+        f"{', '.join(f'{r:,.0f}' for r in uniform)}/s (median {statistics.median(uniform):,.0f}), "
+        f"Zipf(1.1) {skewed:,.0f}/s"
+    )
+    print(
+        f"    pages (4 KiB) after a clean stop: table {pages.get('instances', 0):,}, index "
+        f"{pages.get('instances_by_generation', 0):,}"
+    )
+
+
 def measure(count: int) -> int:
     """Measure and print the figures for ``count`` instances; the node's RSS (bytes)."""
     with tempfile.TemporaryDirectory(prefix="hotswap-bench-") as tmp:
@@ -289,6 +339,10 @@ def main() -> None:
     print("instances: one machine, N keyed instances (Int counter), trace off, default durability")
     given = os.environ.get("HOTSWAP_BENCH_COUNTS", "1000,500000,1000000")
     counts = [int(c) for c in given.split(",")]
+    if os.environ.get("HOTSWAP_BENCH_RATES"):
+        for count in counts:
+            _rates(count)
+        return
     rss: dict[int, int] = {}
     for count in counts:
         # the largest counts take minutes: say what is being made

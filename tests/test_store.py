@@ -85,7 +85,7 @@ def test_schema_version_is_checked(tmp_path: Path) -> None:
     db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match="schema 99"):
+    with pytest.raises(StoreError, match="has schema 99; this release reads schemas 1 to 7: open"):
         Store(tmp_path / "s.db")
     # the refused store is not left locked: fixed, it opens in the same process at once
     db = sqlite3.connect(tmp_path / "s.db", timeout=0)
@@ -436,7 +436,7 @@ def test_a_store_written_by_schema_4_upgrades_in_place_and_recovers_exactly(
 ) -> None:
     """tests/fixtures/store_v4.sqlite3 was written by the release of store schema 4, before
     modules were kept in parts (tests/fixtures/record_schema4.py): an audited and signed
-    history, keyed instances, a deployed module of 64 KiB; killed. It opens at schema 6 (a
+    history, keyed instances, a deployed module of 64 KiB; killed. It opens at schema 7 (a
     table added, every module left whole in its row), and every state, instance, history entry
     (who made it, which key signed it) and stored module is what the same requests give on a
     new node; a module kept in parts then joins the whole ones."""
@@ -455,7 +455,7 @@ def test_a_store_written_by_schema_4_upgrades_in_place_and_recovers_exactly(
     with audited.node(tmp_path) as node:
         assert audited.seen(node) == (want, modules)
         db = node.service.store.db
-        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "6"
+        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "7"
         rows = [bytes(data) for (data,) in db.execute("SELECT data FROM modules")]
         assert rows and not [data for data in rows if data.startswith(PARTS_REFERENCE)]
         assert db.execute("SELECT COUNT(*) FROM module_parts").fetchone() == (0,)
@@ -480,10 +480,11 @@ def test_a_store_written_by_schema_5_upgrades_in_place_and_recovers_exactly(
 ) -> None:
     """tests/fixtures/store_v5.sqlite3 was written by the release of store schema 5
     (tests/fixtures/record_schema5.py): the history of schema 4's fixture, then a module of
-    1.5 MiB kept in parts, with inputs on it; killed. It opens at schema 6, its log rebuilt
-    (every row as it was, a cheaper check of ``kind`` that still refuses an unknown one), and
-    everything is what the same requests give on a new node, the module in parts included;
-    it then takes more inputs and recovers them."""
+    1.5 MiB kept in parts, with inputs on it; killed. It opens at schema 7, its log rebuilt
+    (every row as it was, a cheaper check of ``kind`` that still refuses an unknown one), its
+    instances' rows without their code's identity, and everything is what the same requests
+    give on a new node, the module in parts included; it then takes more inputs and recovers
+    them."""
     from fixtures.record_schema4 import abacus_module, history  # noqa: PLC0415
     from fixtures.record_schema5 import big_module, more  # noqa: PLC0415
 
@@ -501,14 +502,15 @@ def test_a_store_written_by_schema_5_upgrades_in_place_and_recovers_exactly(
     shutil.copyfile(FIXTURE_V5, tmp_path / "node.sqlite3")
     capsys.readouterr()
     with audited.node(tmp_path) as node:
-        assert "Upgraded the store from schema 5 to 6 in place" in capsys.readouterr().out
+        assert "Upgraded the store from schema 5 to 7 in place" in capsys.readouterr().out
         assert audited.seen(node) == (want, modules)
         db = node.service.store.db
-        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "6"
+        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "7"
         assert db.execute("SELECT * FROM log ORDER BY seq").fetchall()[: len(rows)] == rows
         assert db.execute("SELECT COUNT(*) FROM module_parts").fetchone() == (2,)
         (table,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'log'").fetchone()
         assert "kind = 'input' OR" in table
+        assert "identity" not in [row[1] for row in db.execute("PRAGMA table_info(instances)")]
         with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
             db.execute(
                 "INSERT INTO log (seq, machine, kind, identity, inputs, time) "

@@ -13,8 +13,9 @@ touch. A migration that traps leaves the instance on its code and state: the tou
 "Upgrade" here is a change of the machine's code (an entry of its history); this module never
 installs one, it only brings instances up to the one installed.
 
-The instances live in the store (``store.py``: a checkpoint row each, and the log of their
-inputs); :class:`Keyed` holds, per machine, a bounded LRU cache of live ones, the count of
+The instances live in the store (``store.py``: a checkpoint row each, which names the
+generation its state is on, not the code, which the machine's history gives; and the log of
+their inputs); :class:`Keyed` holds, per machine, a bounded LRU cache of live ones, the count of
 instances on each generation and the trapped ones. :class:`Instances` is what the service
 calls: it finds an instance in the cache or the store, creates, migrates, steps, deletes and
 sweeps, and leaves durability to the store's group commit.
@@ -144,7 +145,8 @@ class Backing(Protocol):
         """The stored module ``identity``, loaded (every code an instance ran is stored)."""
 
     def load_instance(self, machine: Machine, key: str) -> Instance | None:
-        """Instance ``key`` from its checkpoint (or queued checkpoint); None if it has none."""
+        """Instance ``key`` from its checkpoint (or queued checkpoint), on the code its
+        generation names in ``machine.history``; None if it has none."""
 
     def recover_instances(
         self,
@@ -175,7 +177,9 @@ class Backing(Protocol):
 
     def keys_on(self, name: str, generation: int, after: str, limit: int) -> list[str]: ...
 
-    def stored_instances(self, name: str) -> Iterator[tuple[str, int, str, bytes]]: ...
+    def stored_instances(self, name: str) -> Iterator[tuple[str, int, bytes]]:
+        """Every checkpoint of machine ``name``: key, generation, encoded state (on the code of
+        that generation in the machine's history, which the store does not repeat per row)."""
 
 
 def chain_start(history: list[Change], generation: int, target: int | None = None) -> int:
@@ -524,10 +528,16 @@ class Instances:
 
         traps: list[str] = []
         count = 0
-        for key, generation, identity, data in self.store.stored_instances(machine.name):
+        for key, generation, data in self.store.stored_instances(machine.name):
             instance = machine.keyed.cache.get(key)  # a live instance may be ahead of its row
             if instance is None:
-                code = self.store.loaded(identity)
+                if not 0 <= generation < len(machine.history):
+                    raise NodeError(
+                        ErrorCode.INTERNAL,
+                        f"stored instance {key!r} is on generation {generation}, which the "
+                        f"history of {machine.name} lacks",
+                    )
+                code = self.store.loaded(machine.history[generation].identity)
                 sig = code.machine
                 assert sig is not None
                 try:

@@ -21,8 +21,9 @@ Six tables (docs/node.md, "Persistence"):
   reads are deleted in small batches (:meth:`Store.compaction_horizon`, ``--retain``); changes
   of code never are;
 - ``instances``: one checkpoint per keyed instance (``hotswap.node.instances``), the state after
-  log entry ``seq`` on the code of ``generation``, queued by the service (:meth:`save_instance`)
-  and written by the next commit, in one statement;
+  log entry ``seq`` on the code of ``generation`` (the machine's history says which code that
+  is), queued by the service (:meth:`save_instance`) and written by the next commit, in one
+  statement;
 - ``snapshots``: per machine, the state after the log entry ``seq``, taken at its start, at
   the end of a trial, on clean shutdown, and every ``snapshot_every`` inputs, or more rarely
   for a large state (:meth:`Store.snapshot_interval`: a snapshot of S bytes is taken at most
@@ -33,10 +34,12 @@ Schema 2 added the trial kinds and the ``trial`` and ``until`` columns; schema 3
 instances (the ``key`` and ``generation`` columns, the ``delete`` kind, the ``instances``
 table); schema 4 the audit trail (``principal`` and ``signer``); schema 5 the ``module_parts``
 table (a schema 4 store keeps every module whole in its row, and still reads so); schema 6 a
-cheaper check of the log's ``kind`` (the same kinds: the log is copied once). Older stores are
-upgraded in place when opened (``tests/fixtures/store_v1.sqlite3``, ``store_v2.sqlite3``,
-``store_v2_pre_instances.sqlite3``, ``store_v3.sqlite3``, ``store_v4.sqlite3`` and
-``store_v5.sqlite3`` are such).
+cheaper check of the log's ``kind`` (the same kinds: the log is copied once); schema 7 the
+``instances`` table without the ``identity`` of each row's code, which its generation
+determines (the table is copied once). Older stores are upgraded in place when opened
+(``tests/fixtures/store_v1.sqlite3``, ``store_v2.sqlite3``, ``store_v2_pre_instances.sqlite3``,
+``store_v3.sqlite3``, ``store_v4.sqlite3``, ``store_v5.sqlite3`` and ``store_v6.sqlite3`` are
+such).
 
 One connection, in SQLite's exclusive locking mode (which keeps a second node off the store
 and spares every commit SQLite's file locks), serves two threads: the event loop, which does
@@ -108,7 +111,7 @@ from hotswap.node.rehearse import Trial, TrialEnd
 from hotswap.protocol.events import HistoryKind
 from hotswap.signing import digest
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SNAPSHOT_EVERY = 20_000
 #: ``--retain``'s default: the log keeps at least its last this many entries; older inputs
 #: that recovery no longer needs (they are behind their machine's snapshot, or their keyed
@@ -258,21 +261,29 @@ _ALL_COLUMNS = (
 )
 
 #: One row per keyed instance: its checkpoint (the state after log entry ``seq``, on the code
-#: of ``generation``, ``identity``). Written when an instance is made or migrated, leaves the
-#: cache, has run far enough, and on a clean stop.
-_INSTANCES = """
+#: of ``generation``: the identity of entry ``generation`` of the machine's history, which the
+#: log keeps whole). Written when an instance is made or migrated, leaves the cache, has run
+#: far enough, and on a clean stop.
+#:
+#: Schema 7: the row no longer holds that identity (64 characters of hex, which schemas 3 to 6
+#: kept beside the generation, two thirds of a small instance's row): the table of 1,000,000
+#: counters went from 26,379 pages to 8,569, which SQLite's page cache (:data:`CACHE_KIB`)
+#: holds, and a uniform input over them from about 41 to 34 us in process (docs/design.md).
+_INSTANCES_TABLE = """
 CREATE TABLE IF NOT EXISTS instances (
     machine TEXT NOT NULL,
     key TEXT NOT NULL,
     generation INTEGER NOT NULL,
-    identity TEXT NOT NULL,
     state BLOB NOT NULL,
     inputs INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     PRIMARY KEY (machine, key)
 ) WITHOUT ROWID;
+"""
+_INSTANCES_INDEX = """
 CREATE INDEX IF NOT EXISTS instances_by_generation ON instances (machine, generation, key);
 """
+_INSTANCES = _INSTANCES_TABLE + _INSTANCES_INDEX
 
 #: Schema 5: the parts of the modules kept in parts (above :data:`PART_BYTES`), by the hex
 #: SHA-256 of the module's bytes (``digest``; not its identity, which leaves out its custom
@@ -298,18 +309,18 @@ _REFERENCED = "SELECT 1 FROM modules WHERE length(data) = ? AND data = ?"
 _COLUMNS = "(seq, machine, kind, identity, payload, migration, inputs, time, trial, until)"
 #: An instance's checkpoint, inserted or written over whole.
 _PUT_INSTANCE = (
-    "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (machine, key) DO UPDATE "
-    "SET generation = excluded.generation, identity = excluded.identity, state = excluded.state, "
-    "inputs = excluded.inputs, seq = excluded.seq"
+    "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (machine, key) DO UPDATE "
+    "SET generation = excluded.generation, state = excluded.state, inputs = excluded.inputs, "
+    "seq = excluded.seq"
 )
 #: The same for a checkpoint on the generation of the one stored: its state, count and entry.
 _PUT_INSTANCE_STATE = (
-    "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (machine, key) DO UPDATE "
+    "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (machine, key) DO UPDATE "
     "SET state = excluded.state, inputs = excluded.inputs, seq = excluded.seq"
 )
 #: An instance's checkpoint, by primary key (a cache miss).
 _LOAD_INSTANCE = (
-    "SELECT generation, identity, state, inputs, seq FROM instances WHERE machine = ? AND key = ?"
+    "SELECT generation, state, inputs, seq FROM instances WHERE machine = ? AND key = ?"
 )
 #: The columns of a change of code: those of schema 2 and who made it (schema 4).
 _CHANGE = (
@@ -384,6 +395,26 @@ _UPGRADE_5_TO_6 = [
     *(statement for statement in _LOG.split(";") if statement.strip()),
     f"INSERT INTO log ({_ALL_COLUMNS}) SELECT {_ALL_COLUMNS} FROM log_v5",
     "DROP TABLE log_v5",
+]
+
+#: The code of each generation of each machine's keyed instances: its history's changes of
+#: code in order (as :meth:`Store._history` reads them), numbered from 0 within the machine.
+_GENERATIONS = (
+    "SELECT machine, identity FROM log WHERE kind != 'input' AND kind NOT IN ('confirm', "
+    "'delete') ORDER BY machine, seq"
+)
+
+#: Schema 6 -> 7: the instances table without ``identity`` (copied once, in key order, its
+#: index made afresh after the copy). :meth:`Store._check_identities` first checks that every
+#: row's identity is the one its generation names, so nothing the table held is lost.
+_UPGRADE_6_TO_7 = [
+    "DROP INDEX IF EXISTS instances_by_generation",
+    "ALTER TABLE instances RENAME TO instances_v6",
+    _INSTANCES_TABLE,
+    "INSERT INTO instances (machine, key, generation, state, inputs, seq) "
+    "SELECT machine, key, generation, state, inputs, seq FROM instances_v6 ORDER BY machine, key",
+    "DROP TABLE instances_v6",
+    _INSTANCES_INDEX,
 ]
 
 
@@ -609,7 +640,7 @@ class Store:
         transaction: a failure leaves the store as it was."""
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is not None and row[0] in ("1", "2", "3", "4", "5"):
+        if row is not None and row[0] in ("1", "2", "3", "4", "5", "6"):
             started = time.monotonic()
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -622,17 +653,23 @@ class Store:
                 if row[0] in ("1", "2", "3"):
                     for statement in _UPGRADE_3_TO_4:
                         self.db.execute(statement)
-                if row[0] != "5":
+                if row[0] in ("1", "2", "3", "4"):
                     for statement in _UPGRADE_4_TO_5:
                         self.db.execute(statement)
-                for statement in _UPGRADE_5_TO_6:
-                    self.db.execute(statement)
+                if row[0] != "6":
+                    for statement in _UPGRADE_5_TO_6:
+                        self.db.execute(statement)
+                if row[0] not in ("1", "2"):  # schema 3 made the instances table: 1 and 2 lack it
+                    self._check_identities(row[0])
+                    for statement in _UPGRADE_6_TO_7:
+                        self.db.execute(statement)
                 self.db.execute(
                     "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
                 )
                 self.db.execute("COMMIT")
-            except sqlite3.Error:
-                self.db.execute("ROLLBACK")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
                 raise
             self.upgraded = (int(row[0]), time.monotonic() - started)
             row = (str(SCHEMA_VERSION),)
@@ -644,6 +681,49 @@ class Store:
                 f"store {self.path} has schema {row[0]}; this release reads schemas 1 to "
                 f"{SCHEMA_VERSION}: open it with a newer hotswap"
             )
+
+    def _check_identities(self, schema: str) -> None:
+        """Before the instances table of schema 6 loses ``identity``: that every row's is the
+        code its machine's history names for its generation (what schema 7 reads in its place),
+        or :class:`StoreError` naming the first that is not (the caller then rolls the upgrade
+        back: the store stays as it was). The history's generations go into a small table of
+        their own, which one pass over the instances joins by primary key (0.2 s for
+        1,000,000 instances, where grouping them by code inside SQLite took 1 to 2 s)."""
+        generations: list[tuple[str, int, str]] = []
+        count: dict[str, int] = {}
+        for machine, identity in self.db.execute(_GENERATIONS):
+            count[machine] = count.get(machine, -1) + 1
+            generations.append((machine, count[machine], identity))
+        self.db.execute("DROP TABLE IF EXISTS temp.generations_v6")
+        self.db.execute(
+            "CREATE TEMP TABLE generations_v6 (machine TEXT NOT NULL, generation INTEGER NOT "
+            "NULL, identity TEXT NOT NULL, PRIMARY KEY (machine, generation)) WITHOUT ROWID"
+        )
+        self.db.executemany("INSERT INTO temp.generations_v6 VALUES (?, ?, ?)", generations)
+        lost = (
+            "FROM instances AS i LEFT JOIN temp.generations_v6 AS g "
+            "ON g.machine = i.machine AND g.generation = i.generation "
+            "WHERE g.identity IS NOT i.identity"
+        )
+        first = self.db.execute(
+            f"SELECT i.machine, i.key, i.generation, i.identity, g.identity {lost} LIMIT 1"
+        ).fetchone()
+        if first is not None:
+            (wrong,) = self.db.execute(f"SELECT COUNT(*) {lost}").fetchone()
+            machine, key, generation, identity, named = first
+            what = (
+                f"code {named[:12]} there"
+                if named is not None
+                else f"{count.get(machine, -1) + 1} generations"
+            )
+            raise StoreError(
+                f"cannot upgrade the store {self.path} to schema {SCHEMA_VERSION}: {wrong} "
+                "keyed instance(s) name code other than their generation's in their machine's "
+                f"history (the first: {key!r} of {machine!r}, on generation {generation}, names "
+                f"{identity[:12]}; the history has {what}); the store was left as it was, at "
+                f"schema {schema}"
+            )
+        self.db.execute("DROP TABLE temp.generations_v6")
 
     def close(self) -> None:
         """Close the store (what is not committed is lost, as in a crash). A staging on the
@@ -1362,13 +1442,14 @@ class Store:
         transaction, or its own); how many.
 
         Kept: the code of every entry of every machine's history (a rollback may return to
-        any of them, and ``get_module`` serves them), the code of every snapshot and
-        checkpoint, and the migrations still needed: those of upgrades after their machine's
-        snapshot (recovery runs them again) and those of generations newer than the oldest
-        generation a keyed instance of the machine is checkpointed on (lazy migration runs
-        them). What goes: migrations of upgrades that every state has passed, and modules no
-        entry, snapshot or checkpoint names at all (the store keeps only modules of logged
-        changes, so those are left by older releases or by hand).
+        any of them, and ``get_module`` serves them; the code of a keyed instance's checkpoint
+        is that of its generation's entry), the code of every snapshot, and the migrations
+        still needed: those of upgrades after their machine's snapshot (recovery runs them
+        again) and those of generations newer than the oldest generation a keyed instance of
+        the machine is checkpointed on (lazy migration runs them). What goes: migrations of
+        upgrades that every state has passed, and modules no entry or snapshot names at all
+        (the store keeps only modules of logged changes, so those are left by older releases
+        or by hand).
 
         It reads the store alone (the changes of code through their index, the snapshots, the
         oldest generation of each machine's checkpoints through theirs), never the number of
@@ -1640,16 +1721,25 @@ class Store:
             # instance made in this batch is in the cache, or left it with its row queued:
             # no row, no instance (a delete removes the row).
             return None
-        return self._instance(name, key, row)
+        return self._instance(machine, key, row)
 
-    def _instance(self, name: str, key: str, row: tuple[int, str, bytes, int, int]) -> Instance:
-        generation, identity, data, inputs, seq = row
-        code = self.loaded(identity)
+    def _instance(self, machine: Machine, key: str, row: tuple[int, bytes, int, int]) -> Instance:
+        """The instance a checkpoint's row holds, on the code its generation names in the
+        machine's history."""
+        generation, data, inputs, seq = row
+        history = machine.history
+        if not 0 <= generation < len(history):
+            raise StoreError(
+                f"the checkpoint of instance {key!r} of {machine.name!r} is on generation "
+                f"{generation}, which its history of {len(history)} changes of code lacks"
+            )
+        code = self.loaded(history[generation].identity)
         assert code.machine is not None
         try:
             state = value_decoder(code.machine.state)(data)
         except HotswapError as e:
-            raise StoreError(f"the checkpoint of instance {key!r} of {name!r}: {e}") from None
+            msg = f"the checkpoint of instance {key!r} of {machine.name!r}: {e}"
+            raise StoreError(msg) from None
         return Instance(key, code, generation, state, inputs, seq, inputs, generation, len(data))
 
     def recover_instances(
@@ -1669,7 +1759,7 @@ class Store:
             # key inside SQLite: only the keys with an entry newer than their checkpoint. A
             # key without one was deleted (every committed instance has a checkpoint).
             behind = self.db.execute(
-                "SELECT l.key, i.generation, i.identity, i.state, i.inputs, i.seq "
+                "SELECT l.key, i.generation, i.state, i.inputs, i.seq "
                 "FROM (SELECT key, MAX(seq) AS last FROM log WHERE seq > ? AND machine = ? "
                 "AND key IS NOT NULL GROUP BY key) AS l "
                 "JOIN instances AS i ON i.machine = ? AND i.key = l.key "
@@ -1686,13 +1776,13 @@ class Store:
             )
             for seq, key, kind, generation, payload in entries:  # one pass over the window
                 entry = logged.get(key)
-                if entry is not None and seq > rows[key][4]:
+                if entry is not None and seq > rows[key][3]:
                     entry.append((seq, kind, generation, payload))
         found = []
         for key, entries_of in logged.items():
-            generation0, identity, state, inputs, after = rows[key]
+            generation0, state, inputs, after = rows[key]
             instance: Instance | None = self._instance(
-                machine.name, key, (generation0, identity, state, inputs, after)
+                machine, key, (generation0, state, inputs, after)
             )
             for seq, kind, generation, payload in entries_of:
                 if kind == "delete":
@@ -1733,13 +1823,11 @@ class Store:
         stayed: list[tuple[object, ...]] = []
         # In key order, as the table is: consecutive rows share pages and their parents.
         for (name, key), instance in sorted(self._unsaved.items(), key=_by_row):
-            code = instance.code
-            identity = code.identity
-            sig = code.machine
+            sig = instance.code.machine
             assert sig is not None
             state = value_encoder(sig.state)(instance.state)
             generation, inputs = instance.generation, instance.inputs
-            row = (name, key, generation, identity, state, inputs, instance.seq)
+            row = (name, key, generation, state, inputs, instance.seq)
             (stayed if generation == instance.saved_generation else moved).append(row)
             instance.saved_inputs, instance.saved_generation = inputs, generation
             instance.saved_size = len(state)
@@ -1826,15 +1914,15 @@ class Store:
             ).fetchall()
         return [row[0] for row in rows]
 
-    def stored_instances(self, name: str) -> Iterator[tuple[str, int, str, bytes]]:
-        """Every checkpoint of ``name``: key, generation, identity, state (a live instance may
-        be ahead of its checkpoint: the caller prefers it)."""
+    def stored_instances(self, name: str) -> Iterator[tuple[str, int, bytes]]:
+        """Every checkpoint of ``name``: key, generation, state (on the code of that generation
+        of the machine's history; a live instance may be ahead of its checkpoint: the caller
+        prefers it)."""
         self.flush()
         with self._reading("reading instances from"):
             rows = self.db.execute(
-                "SELECT key, generation, identity, state FROM instances WHERE machine = ? "
-                "ORDER BY key",
+                "SELECT key, generation, state FROM instances WHERE machine = ? ORDER BY key",
                 (name,),
             )
-            for key, generation, identity, state in rows:  # a cursor: rows as read
-                yield key, int(generation), identity, bytes(state)
+            for key, generation, state in rows:  # a cursor: rows as read
+                yield key, int(generation), bytes(state)
