@@ -199,6 +199,9 @@ def test_a_stepper_measures_a_state_only_when_the_limit_can_be_reached() -> None
     a limit of 2 is, and traps as ``step`` does once the count needs three bytes."""
     counter = load(machine_module(UNIT, INT, INT, Lit(0), _count_up()))
     assert counter.stepper(1000, 10) is counter.stepper(1000, 10)  # made once, kept
+    for fuel in range(1000, 1040):  # a caller of many budgets keeps a few steps, not all
+        assert counter.stepper(fuel, 10)((), 1) == (2, 2)
+    assert 0 < len(counter._steppers) <= 16
     assert counter.stepper(1000, 10)((), (1 << 62)) == ((1 << 62) + 1, (1 << 62) + 1)
     assert counter.stepper(1000, 2)((), 8190) == (8191, 8191)  # two bytes: -2**13..2**13-1
     for step in (counter.stepper(1000, 2), lambda i, s: counter.step(i, s, "vm", 1000, 2)):

@@ -35,6 +35,8 @@ from hotswap.lang.persistent import bulk, state_size
 from hotswap.lang.types import INT, UNIT, Prod, Sum, Type
 
 Executor = Literal["fast", "vm"]
+#: How many (fuel, state limit) pairs a module keeps a step for (a node uses two or three).
+_STEPPERS_KEPT = 16
 #: A machine's step as :meth:`LoadedModule.stepper` makes it: ``(input, state) -> (state, output)``.
 Step = Callable[[Value, Value], tuple[Value, Value]]
 
@@ -191,6 +193,8 @@ class LoadedModule:
         in it: :func:`max_size`)."""
         made = self._steppers.get((fuel, state_limit))
         if made is None:
+            if len(self._steppers) >= _STEPPERS_KEPT:  # a caller of many budgets: start over
+                self._steppers.clear()
             made = self._steppers[(fuel, state_limit)] = self._make_stepper(fuel, state_limit)
         return made
 
