@@ -3,11 +3,12 @@ counts with ``HOTSWAP_BENCH_COUNTS=1000,100000``), on a real node process and in
 
 Prints, for each count: the time to make the instances in process (step + log + group commit
 through the service, as the node does), pipelined durable inputs per second over one
-connection with uniform and with Zipf-skewed keys, the node's RSS with the default cache, the
-upgrade pause as the largest gap between answered inputs around each of 10 upgrades (a process
-streaming keyed inputs one at a time meanwhile), the node-side cost of those upgrades, restart
-time after a kill (recovery reads only its replay window, never every instance), and the
-sweeper's migrations per second, and the pages of the store's ``instances`` table and its index.
+connection with uniform keys (the median of three rounds) and with Zipf-skewed keys, the
+node's RSS with the default cache, the upgrade pause as the largest gap between answered inputs
+around each of 10 upgrades (a process streaming keyed inputs one at a time meanwhile), the
+node-side cost of those upgrades, restart time after a kill (recovery reads only its replay
+window, never every instance), and the sweeper's migrations per second, and the pages of the
+store's ``instances`` table and its index.
 The upgrade pause is measured with inputs to a working set
 that fits the cache (the upgrade alone) and, for larger counts, to every key (each input a
 cache miss, so every gap is longer). Figures only; nothing here passes or fails.
@@ -243,30 +244,41 @@ def _pages(data: Path) -> dict[str, int]:
     return dict(rows)
 
 
-def _rates(count: int, rounds: int = 3) -> None:
-    """``HOTSWAP_BENCH_RATES``: the fill, ``rounds`` runs of pipelined uniform inputs and one
-    of Zipf inputs on a node process, and the pages of the instances' table after it stopped."""
+#: Rounds of uniform inputs measured (this machine's speed drifts: the median is printed).
+ROUNDS = 3
+
+
+def _input_rates(address: str, count: int) -> str:
+    """:data:`ROUNDS` runs of pipelined inputs at uniform keys over ``count`` instances, then
+    one at Zipf keys: the line that prints them."""
+    rng = random.Random(2)
+    total = min(200_000, max(20_000, count))
+    uniform = [
+        _pipelined(address, [rng.randrange(count) for _ in range(total // 2)])
+        for _ in range(ROUNDS)
+    ]
+    skewed = _pipelined(address, _zipf_keys(count, total, rng))
+    return (
+        f"    pipelined durable inputs over 1 connection, {total // 2:,} a round: uniform "
+        f"{statistics.median(uniform):,.0f}/s (median of "
+        f"{', '.join(f'{r:,.0f}' for r in uniform)}), Zipf(1.1) {skewed:,.0f}/s"
+    )
+
+
+def _rates(count: int) -> None:
+    """``HOTSWAP_BENCH_RATES``: the fill, the input rates (:func:`_input_rates`) on a node
+    process, and the pages of the instances' table after it stopped."""
     with tempfile.TemporaryDirectory(prefix="hotswap-bench-") as tmp:
         data = Path(tmp)
         fill = _fill(data, count, kill=True)
         proc, address, _ = start_node(data, "--sweep-rate", "0")
         try:
-            rng = random.Random(2)
-            total = min(200_000, max(20_000, count))
-            uniform = [
-                _pipelined(address, [rng.randrange(count) for _ in range(total // 2)])
-                for _ in range(rounds)
-            ]
-            skewed = _pipelined(address, _zipf_keys(count, total, rng))
+            line = _input_rates(address, count)
         finally:
             stop(proc)
         pages = _pages(data)
     print(f"  {count:>9,} instances: made in process at {fill:,.0f} inputs/s")
-    print(
-        f"    pipelined durable inputs over 1 connection, {total // 2:,} a round: uniform "
-        f"{', '.join(f'{r:,.0f}' for r in uniform)}/s (median {statistics.median(uniform):,.0f}), "
-        f"Zipf(1.1) {skewed:,.0f}/s"
-    )
+    print(line)
     print(
         f"    pages (4 KiB) after a clean stop: table {pages.get('instances', 0):,}, index "
         f"{pages.get('instances_by_generation', 0):,}"
@@ -280,10 +292,7 @@ def measure(count: int) -> int:
         fill = _fill(data, count, kill=True)
         proc, address, ready = start_node(data, "--sweep-rate", "0")
         try:
-            rng = random.Random(2)
-            total = min(200_000, max(20_000, count))
-            uniform = _pipelined(address, [rng.randrange(count) for _ in range(total)])
-            skewed = _pipelined(address, _zipf_keys(count, total, rng))
+            line = _input_rates(address, count)
             rss = _rss(proc.pid)
             gaps, usual = _upgrade_pauses(address, min(count, HOT))
             floor, _ = _upgrade_pauses(address, min(count, HOT), baseline=True)
@@ -297,10 +306,7 @@ def measure(count: int) -> int:
         upgrade, step, sweep = _in_process(data, count)
     gap_ms = sorted(g * 1000 for g in gaps)
     print(f"  {count:>9,} instances: made in process at {fill:,.0f} inputs/s")
-    print(
-        f"    pipelined durable inputs over 1 connection: uniform {uniform:,.0f}/s, "
-        f"Zipf(1.1) {skewed:,.0f}/s   goal >= 30,000/s uniform"
-    )
+    print(f"{line}   goal >= 30,000/s uniform")
     print(f"    node RSS after that, default cache (10,000): {rss / 2**20:,.0f} MiB   goal < 500")
     print(
         f"    upgrade pause under load (largest gap between answered inputs, 10 upgrades; "
