@@ -155,3 +155,19 @@ def test_an_accumulator_read_otherwise_than_appended_to_is_a_persistent_list() -
     _, used = loaded.run_metered(index, value, "vm")
     outcomes = _agree_at(loaded, value, range(used + 2))
     assert outcomes[used] == ("ok", ((), make_list(range(5))), used)
+
+
+def test_a_fold_whose_body_leaves_its_list_accumulator_as_it_is_compiles_and_agrees() -> None:
+    """A body that hands its accumulator (an empty list, the kind the fast path builds by
+    appends) back unchanged has no statement left once its fuel is charged for the whole
+    list: the loop must still be Python (it was a ``for`` with no body, an IndentationError
+    a generated module found)."""
+    body = compose(SND, SND, Inl(UNIT))
+    fold = compose(Fanout(TERMINAL, Fanout(FST, Empty(ListT(UNIT)))), Fold(body))
+    step = compose(fold, Case(ID, Empty(ListT(UNIT))), Fanout(TERMINAL, ID))
+    loaded = load(machine_module(ListT(INT), UNIT, ListT(UNIT), TERMINAL, step))
+    index = loaded.machine.step if loaded.machine else -1
+    xs = make_list(range(5))
+    _, used = loaded.run_metered(index, (xs, ()), "vm")
+    outcomes = _agree_at(loaded, (xs, ()), range(used + 3))
+    assert outcomes[used] == ("ok", ((), make_list([])), used)

@@ -624,6 +624,8 @@ class _Generator:
                 if not build:
                     assert isinstance(fast_r, _Inj)
                     out.append(f"{inner}    {acc_var} = {self.text(fast_r.payload)}")
+                elif not fast:  # a body with nothing to do once its fuel is taken in bulk
+                    out.append(f"{inner}    pass")
                 out.append(f"{indent}else:")
                 indent, inner = inner, inner + "    "
                 lines = ["    " + line for line in lines]
@@ -631,7 +633,7 @@ class _Generator:
         if isinstance(r, _Inj) and r.tag == 0:
             if not build:
                 lines.append(f"{inner}{acc_var} = {self.text(r.payload)}")
-            out.extend(lines)
+            out.extend(lines or [f"{inner}pass"])
             if not build:
                 return _Inj(0, _Expr(acc_var), 2)
             made = self.fresh()
