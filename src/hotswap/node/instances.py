@@ -355,7 +355,7 @@ class Instances:
         elif instance.generation != generation:
             self._migrate(machine, instance)
         try:
-            state, output = machine.code.step(value, instance.state, fuel=self.fuel)
+            state, output = machine.code.stepper(self.fuel)(value, instance.state)
         except Trap as e:
             unchanged = "no instance made" if fresh else "state unchanged"
             raise NodeError(

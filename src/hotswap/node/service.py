@@ -42,7 +42,6 @@ from hotswap.node.registry import (
     Machine,
     Registry,
     TrialReverted,
-    check_code,
     load_machine_code,
 )
 from hotswap.node.rehearse import DryRunResult, TrialEnd
@@ -466,11 +465,13 @@ class Service:
         self, rid: int, name: str, key: str, data: bytes, code: str | None, want_state: bool
     ) -> tuple[bytes, bytes] | Reply:
         """One input to the keyed instance ``key`` (made by it if new, migrated first)."""
+        registry = self.registry
+        machine = registry.machines.get(name)
         try:
-            machine = self.registry.get(name)
+            if machine is None or (code is not None and code != machine.code.identity):
+                machine = registry.running(name, code)  # raises: unknown, or wrong_version
             check_key(key)
-            check_code(machine, code)
-            value = self.registry.decode_input(machine, data)
+            value = registry.decode_input(machine, data)
             output, instance = self.instances.step(machine, key, value, data)
         except NodeError as e:
             return error_reply(rid, e)
