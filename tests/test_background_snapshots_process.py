@@ -75,7 +75,9 @@ def test_sigkill_while_encoding_in_the_background_recovers_exactly(
     result: list[int] = []
     streamer = threading.Thread(target=lambda: result.append(_stream_until_killed(node.address)))
     streamer.start()
-    deadline = time.monotonic() + 6
+    # the kill comes once the log is long enough to have been compacted behind the snapshots
+    # (over 4,096 entries due): on a loaded machine that takes more than a few seconds
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         time.sleep(0.1)
         with connect(node.address) as probe:
