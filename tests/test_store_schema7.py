@@ -214,3 +214,21 @@ def test_a_checkpoint_on_a_generation_the_history_lacks_is_a_store_error(tmp_pat
         with pytest.raises(NodeError, match=r"'k' is on generation 3, which the history"):
             c.upgrade("tally", Upgrade(tally_v1, tally_v2, v1_to_v2), check_all=True)
         assert node.service.registry.get("tally").identity == V1  # refused, nothing changed
+
+
+def test_a_status_counting_instances_on_a_generation_the_history_lacks_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    """The counts of ``status`` name each generation's code: a damaged one stops the node with
+    a store error that says so (it was an ``IndexError``, reported as a bug)."""
+    with MemoryNode({"tally": tally_v1}, data=tmp_path) as node:
+        Client(transport=node.connection(), machines=KNOWN).send("tally", Add(1), key="k")
+    db = sqlite3.connect(tmp_path / "node.sqlite3")
+    db.execute("UPDATE instances SET generation = 3 WHERE key = 'k'")
+    db.commit()
+    db.close()
+    with MemoryNode({"tally": tally_v1}, data=tmp_path) as node:
+        with pytest.raises(NodeError):
+            Client(transport=node.connection(), machines=KNOWN).status("tally")
+        assert isinstance(node.failure, StoreError)
+        assert "on generation 3, which its history of 1 changes of code lacks" in str(node.failure)

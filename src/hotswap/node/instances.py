@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from hotswap.cam.loaded import LoadedModule
 from hotswap.cam.values import value_decoder
-from hotswap.errors import BytecodeError, HotswapError, NodeError, Trap, UpgradeRejected
+from hotswap.errors import (
+    BytecodeError,
+    HotswapError,
+    NodeError,
+    StoreError,
+    Trap,
+    UpgradeRejected,
+)
 from hotswap.lang.check import MAX_STATE_BYTES
 from hotswap.lang.evaluate import Value
 from hotswap.protocol.events import MAX_PAGE, MAX_TRAPPED_LISTED, ErrorCode
@@ -61,6 +68,19 @@ def check_key(key: object, what: str = "key") -> str:
     if problem is not None:
         raise NodeError(ErrorCode.BAD_REQUEST, f"bad {what} {key[:40]!r}: {problem}")
     return key
+
+
+def counted_code(machine: Machine, generation: int) -> str:
+    """The identity of the code of ``generation``, for instances counted on it (the store's
+    checkpoints): :class:`StoreError` if the machine's history has no such generation (a
+    damaged row), as reading one of those checkpoints would raise."""
+    history = machine.history
+    if not 0 <= generation < len(history):
+        raise StoreError(
+            f"the store counts keyed instances of {machine.name!r} on generation {generation}, "
+            f"which its history of {len(history)} changes of code lacks: the store is damaged"
+        )
+    return history[generation].identity
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -507,7 +527,7 @@ class Instances:
         """Instances not on the running code."""
         identity = machine.identity
         return sum(
-            n for g, n in machine.keyed.counts.items() if machine.history[g].identity != identity
+            n for g, n in machine.keyed.counts.items() if counted_code(machine, g) != identity
         )
 
     # --- checking an upgrade on every instance ----------------------------------------------

@@ -36,7 +36,13 @@ from hotswap.errors import (
     UpgradeRejected,
 )
 from hotswap.names.section import module_schemas
-from hotswap.node.instances import DEFAULT_CACHE, DEFAULT_SWEEP_RATE, Instances, check_key
+from hotswap.node.instances import (
+    DEFAULT_CACHE,
+    DEFAULT_SWEEP_RATE,
+    Instances,
+    check_key,
+    counted_code,
+)
 from hotswap.node.registry import (
     DEFAULT_MAX_INPUT,
     Machine,
@@ -587,7 +593,7 @@ class Service:
         keyed = machine.keyed
         codes: dict[str, int] = {}
         for generation, count in keyed.counts.items():
-            identity = machine.history[generation].identity
+            identity = counted_code(machine, generation)
             codes[identity] = codes.get(identity, 0) + count
         trapped = tuple(
             TrappedInstance(k, keyed.trapped[k][:1024])
