@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+import hotswap.cam.fuzz as fuzz_module
 from hotswap.cam.fuzz import (
     collection_seeds,
     exercise,
@@ -19,6 +20,7 @@ from hotswap.cam.fuzz import (
 from hotswap.cam.instructions import Opcode
 from hotswap.cam.loaded import Executor, LoadedModule, load, load_module
 from hotswap.cam.module import decode_module
+from hotswap.errors import InternalError
 from hotswap.lang.evaluate import Value
 from hotswap.lang.terms import V1_OPS, Op
 from hotswap.lang.types import INT, STR, ListT, MapT, Prod, Sum
@@ -76,3 +78,17 @@ def test_the_fuzz_compares_fuel(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(LoadedModule, "run_metered", skewed)
     with pytest.raises(AssertionError, match="disagrees"):
         exercise(load(nested_module()), random.Random(0))
+
+
+def test_the_fuzz_stops_at_an_internal_error_rather_than_count_it_a_rejection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ``InternalError`` is our own error but a bug (say, generated code that does not
+    compile): the fuzz must report it, not file it among the reasons a mutant was refused."""
+
+    def broken(data: bytes) -> LoadedModule:
+        raise InternalError("generated code does not compile")
+
+    monkeypatch.setattr(fuzz_module, "load_module", broken)
+    with pytest.raises(InternalError, match="does not compile"):
+        fuzz(collection_seeds(), 5, seed=1)

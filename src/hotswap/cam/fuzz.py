@@ -20,7 +20,7 @@ from hotswap.cam.build import machine_module, migration_module
 from hotswap.cam.codegen import out_of_fuel
 from hotswap.cam.loaded import Executor, LoadedModule, load_module
 from hotswap.cam.module import Module, encode_module
-from hotswap.errors import HotswapError, Trap
+from hotswap.errors import HotswapError, InternalError, Trap
 from hotswap.lang.evaluate import Value
 from hotswap.lang.persistent import OMap, PVector, make_list
 from hotswap.lang.terms import (
@@ -180,7 +180,8 @@ class FuzzReport:
 
 
 def fuzz(seeds: list[bytes], mutants: int, seed: int = 0) -> FuzzReport:
-    """Load ``mutants`` mutants of ``seeds``. Anything but our own rejection error propagates."""
+    """Load ``mutants`` mutants of ``seeds``. Anything but our own rejection error propagates,
+    :class:`InternalError` included (our own, but a bug: never a reason to reject a module)."""
     rng = random.Random(seed)
     report = FuzzReport()
     for i in range(mutants):
@@ -188,6 +189,8 @@ def fuzz(seeds: list[bytes], mutants: int, seed: int = 0) -> FuzzReport:
         report.mutants += 1
         try:
             loaded = load_module(data)
+        except InternalError:
+            raise
         except HotswapError as e:
             reason = str(e).rsplit(": ", 1)[-1][:48]
             report.reasons[reason] = report.reasons.get(reason, 0) + 1
