@@ -341,9 +341,12 @@ class Registry:
         return self.step_value(machine, self.decode_input(machine, data))
 
     def running(self, name: str, code: str | None = None) -> Machine:
-        """Machine ``name``, if it runs ``code`` (None: whatever it runs); else the error."""
-        machine = self.get(name)
-        check_code(machine, code)
+        """Machine ``name``, if it runs ``code`` (None: whatever it runs); else the error.
+        Every input asks: the usual answer is found with no further call."""
+        machine = self.machines.get(name)
+        if machine is None or (code is not None and code != machine.code.identity):
+            machine = self.get(name)  # raises: no such machine
+            check_code(machine, code)  # raises: wrong_version
         return machine
 
     def step_value(self, machine: Machine, value: Value) -> Stepped:

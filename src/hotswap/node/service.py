@@ -448,10 +448,8 @@ class Service:
     ) -> tuple[bytes, bytes] | Reply:
         """One input to the default instance of ``name`` (:meth:`take`)."""
         registry = self.registry
-        machine = registry.machines.get(name)
         try:
-            if machine is None or (code is not None and code != machine.code.identity):
-                machine = registry.running(name, code)  # raises: unknown, or wrong_version
+            machine = registry.running(name, code)
             running = machine.code
             output, confirmed = registry.apply(machine, registry.decode_input(machine, data))
         except TrialReverted as e:  # the input trapped on a trial's code: it was taken back
@@ -472,10 +470,8 @@ class Service:
     ) -> tuple[bytes, bytes] | Reply:
         """One input to the keyed instance ``key`` (made by it if new, migrated first)."""
         registry = self.registry
-        machine = registry.machines.get(name)
         try:
-            if machine is None or (code is not None and code != machine.code.identity):
-                machine = registry.running(name, code)  # raises: unknown, or wrong_version
+            machine = registry.running(name, code)
             check_key(key)
             value = registry.decode_input(machine, data)
             output, instance = self.instances.step(machine, key, value, data)
