@@ -70,15 +70,20 @@ def check_key(key: object, what: str = "key") -> str:
     return key
 
 
-def counted_code(machine: Machine, generation: int) -> str:
-    """The identity of the code of ``generation``, for instances counted on it (the store's
-    checkpoints): :class:`StoreError` if the machine's history has no such generation (a
-    damaged row), as reading one of those checkpoints would raise."""
+def generation_code(machine: Machine, generation: int, key: str | None = None) -> str:
+    """The identity of the code of ``generation`` in ``machine``'s history, which the stored
+    checkpoint of instance ``key`` names (None: the store's count of instances on it);
+    :class:`StoreError` if the history has no such generation (a damaged row)."""
     history = machine.history
     if not 0 <= generation < len(history):
+        what = (
+            f"the store counts keyed instances of {machine.name!r}"
+            if key is None
+            else f"the checkpoint of instance {key!r} of {machine.name!r} is"
+        )
         raise StoreError(
-            f"the store counts keyed instances of {machine.name!r} on generation {generation}, "
-            f"which its history of {len(history)} changes of code lacks: the store is damaged"
+            f"{what} on generation {generation}, which its history of {len(history)} changes "
+            "of code lacks: the store is damaged"
         )
     return history[generation].identity
 
@@ -527,7 +532,7 @@ class Instances:
         """Instances not on the running code."""
         identity = machine.identity
         return sum(
-            n for g, n in machine.keyed.counts.items() if counted_code(machine, g) != identity
+            n for g, n in machine.keyed.counts.items() if generation_code(machine, g) != identity
         )
 
     # --- checking an upgrade on every instance ----------------------------------------------

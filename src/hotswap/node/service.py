@@ -41,7 +41,7 @@ from hotswap.node.instances import (
     DEFAULT_SWEEP_RATE,
     Instances,
     check_key,
-    counted_code,
+    generation_code,
 )
 from hotswap.node.registry import (
     DEFAULT_MAX_INPUT,
@@ -589,7 +589,7 @@ class Service:
         keyed = machine.keyed
         codes: dict[str, int] = {}
         for generation, count in keyed.counts.items():
-            identity = counted_code(machine, generation)
+            identity = generation_code(machine, generation)
             codes[identity] = codes.get(identity, 0) + count
         trapped = tuple(
             TrappedInstance(k, keyed.trapped[k][:1024])

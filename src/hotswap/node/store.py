@@ -105,7 +105,7 @@ from hotswap.cam.values import decode_value, stop_yielding_on, value_decoder, va
 from hotswap.errors import BytecodeError, HotswapError, StoreError, Trap
 from hotswap.lang.evaluate import Value
 from hotswap.lang.persistent import bulk, state_size
-from hotswap.node.instances import Instance, prefix_end
+from hotswap.node.instances import Instance, generation_code, prefix_end
 from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, revert_trial
 from hotswap.node.rehearse import Trial, TrialEnd
 from hotswap.protocol.events import HistoryKind
@@ -1727,13 +1727,7 @@ class Store:
         """The instance a checkpoint's row holds, on the code its generation names in the
         machine's history."""
         generation, data, inputs, seq = row
-        history = machine.history
-        if not 0 <= generation < len(history):
-            raise StoreError(
-                f"the checkpoint of instance {key!r} of {machine.name!r} is on generation "
-                f"{generation}, which its history of {len(history)} changes of code lacks"
-            )
-        code = self.loaded(history[generation].identity)
+        code = self.loaded(generation_code(machine, generation, key))
         assert code.machine is not None
         try:
             state = value_decoder(code.machine.state)(data)
