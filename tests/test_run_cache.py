@@ -10,9 +10,12 @@ import dataclasses
 import threading
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from hotswap.dsl.annotations import schema_of_type
 from hotswap.examples import cart
-from hotswap.lang.persistent import make_list
+from hotswap.lang.persistent import OMap, make_list
 from hotswap.names.convert import CACHE_ELEMENTS, CACHE_SLOTS, machine_runner
 from hotswap.names.schema import Field, RecordSchema
 
@@ -243,3 +246,106 @@ def test_a_state_its_class_changes_as_it_is_made_is_not_kept_as_returned() -> No
     assert new.items == [1, 2, 3]
     assert all(k is not new for k in _kept(run))  # kept as given, converted, only
     assert run(0, new)[1] == [1, 2, 3]
+
+
+# --- a dict that comes back by difference ---------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Item:
+    name: str
+    n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shop:
+    items: dict[str, _Item]
+    tally: dict[int, int]
+    label: str
+
+
+_KEYS = st.sampled_from(["a", "b", "c", "d", "é", "x" * 20])
+#: (kind, key, value): what the step below does to the state (and :func:`_apply` in Python).
+_OPS = st.tuples(st.integers(0, 8), _KEYS, st.integers(-3, 3))
+
+
+def _core_step(pair: Any) -> Any:
+    """A step written on core values: each kind of change a step can make to a map."""
+    (kind, (key, value)), (items, (tally, label)) = pair
+    first = next(iter(items.keys()), None)
+    if kind == 0:
+        items = items.set(key, (key, value))
+    elif kind == 1:
+        items = items.delete(key)
+    elif kind == 2 and key in items:  # out and in again: the same value, last
+        items = items.delete(key).set(key, items[key])
+    elif kind == 3 and first is not None:  # the same value under another key
+        items = items.set(key, items[first])
+    elif kind == 4:
+        tally = tally.set(value % 3, value)
+    elif kind == 5:
+        label = key
+    elif kind == 6:  # every entry again, in the other order
+        items = OMap(list(items.items())[::-1])
+    elif kind == 7:
+        items = OMap(list(items.items()) + [(k + "!", (k, 1)) for k in list(items.keys())[:30]])
+    new = (items, (tally, label))
+    return new, new
+
+
+def _apply(op: tuple[int, str, int], shop: _Shop) -> _Shop:
+    kind, key, value = op
+    items, tally, label = dict(shop.items), dict(shop.tally), shop.label
+    first = next(iter(items), None)
+    if kind == 0:
+        items[key] = _Item(key, value)
+    elif kind == 1:
+        items.pop(key, None)
+    elif kind == 2 and key in items:
+        items[key] = items.pop(key)
+    elif kind == 3 and first is not None:
+        items[key] = items[first]
+    elif kind == 4:
+        tally[value % 3] = value
+    elif kind == 5:
+        label = key
+    elif kind == 6:
+        items = dict(list(items.items())[::-1])
+    elif kind == 7:
+        items = {**items, **{k + "!": _Item(k, 1) for k in list(items)[:30]}}
+    return _Shop(items, tally, label)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_OPS, st.integers(0, 5)), max_size=40))
+def test_a_dict_coming_back_by_difference_is_the_one_python_makes(
+    ops: list[tuple[tuple[int, str, int], int]],
+) -> None:
+    """Threaded through ``run`` (sometimes changed in place, or replaced by an equal copy, on
+    the way), the state is what the same changes make in Python, in the same order, in dicts
+    never handed out before; an entry no change touched is the object it was."""
+    s = schema_of_type(_Shop)
+    run = machine_runner(schema_of_type(tuple[int, str, int]), s, s, _core_step)
+    state = expected = _Shop({"a": _Item("a", 0)}, {}, "")
+    handed_out: list[object] = []
+    for op, how in ops:
+        if how == 0:  # the state returned, changed in place
+            state.items["z"] = _Item("z", 9)
+            expected = dataclasses.replace(expected, items={**expected.items, "z": _Item("z", 9)})
+        elif how == 1:  # an equal state, another object
+            state = _Shop(dict(state.items), dict(state.tally), state.label)
+        given_items = dict(state.items)
+        new, out = run(op, state)
+        expected = _apply(op, expected)
+        assert new == out == expected
+        assert list(new.items) == list(expected.items) and list(new.tally) == list(expected.tally)
+        assert all(type(v) is _Item for v in new.items.values())
+        for d in (new.items, new.tally, out.items, out.tally):
+            assert all(d is not h for h in handed_out) and d is not state.items
+            handed_out.append(d)
+        if how != 0:  # (an entry set in place to an equal value may come back as the old one)
+            touched = {op[1]} if op[0] in (0, 3) else set(new.items) if op[0] == 7 else set()
+            for k, v in new.items.items():  # untouched entries are the objects they were
+                if k not in touched and k in given_items:
+                    assert v is given_items[k]
+        state = new

@@ -43,7 +43,8 @@ import keyword
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, is_not
 from types import FunctionType, MappingProxyType
 from typing import Any
 
@@ -173,6 +174,10 @@ class _Source:
             "_rec_fields": _RECORD_FIELDS,
             "_Proxy": MappingProxyType,
             "_id": id,
+            "map": map,
+            "zip": zip,
+            "_compress": compress,
+            "_is_not": is_not,
         }
         self._consts: dict[int, str] = {}
         #: In a :func:`machine_runner`: records of :func:`_shareable` classes are noted in
@@ -185,6 +190,10 @@ class _Source:
         #: While a cached state is decoded: the records it comes back with are noted in
         #: ``_mo`` too, by the core value they were made of (:func:`_state_cache`).
         self.note_out = False
+        #: For each field of a cached state whose dict comes back by difference
+        #: (:func:`_diffable`): the variables holding the Python copy it was converted from,
+        #: its keys, and the core map it became (None when there is none to compare with).
+        self.prior: dict[int, tuple[str, str, str]] = {}
 
     def fresh(self, prefix: str = "v") -> str:
         self.count += 1
@@ -904,7 +913,13 @@ def machine_runner(
     core value: nothing in it can have changed, so converting it would give an equal value.
     The copies and the core values the entries hold are what the bound is for: at most
     ``CACHE_SLOTS * CACHE_ELEMENTS`` items copied and as many held; a larger state is
-    converted at each call, as before. The dicts and lists ``run`` returns are always new."""
+    converted at each call, as before. The dicts and lists ``run`` returns are always new.
+
+    A dict of the new state comes back by difference from the dict of the state given, when
+    both are small maps (:func:`_dec_by_difference`): the entries the step left as they were
+    are the Python values they were, and only the others are converted. Those are not noted
+    in the returned state's entry: a record moved later from one of them to another key is
+    built again (equal, another object)."""
     src = _Source()
     src.memo = True
     src.ns["_step"] = step
@@ -954,6 +969,7 @@ def machine_runner(
         *body,
         "    except Exception:",
         *(["        _memo = {}"] if src.noted else []),  # what it noted may be gone
+        *(f"        {prior[2]} = None" for prior in src.prior.values()),  # nothing to compare
         f'        {a} = _in(i, "input")',
         f'        {b} = _st(s, "state")',
         f"    n, o = _step(({a}, {b}))",
@@ -973,24 +989,29 @@ def _cached_state(src: _Source, s: RecordSchema, kinds: tuple[str, ...], b: str)
     """The state in variable ``s`` to core in ``b``, its notes in ``_ms``: an entry's
     (:func:`machine_runner`) when the state is the same object, unchanged, else converted (its
     records noted in a new ``_ms``) and, when small enough, kept. An entry is ``(state, core,
-    notes, field, [copy, [keys,]] ...)``: each field's object, a copy of each list and dict,
-    and a dict's keys in order (equal dicts may differ in their order, which is part of the
-    value)."""
+    notes, field, [copy, [keys, core map,]] ...)``: each field's object, a copy of each list
+    and dict, and a dict's keys in order (equal dicts may differ in their order, which is part
+    of the value) and the core map the copy is. For a dict that can come back by difference
+    (:func:`_diffable`), the copy, its keys and its core map are also left in the variables
+    ``src.prior`` names (the core map None when the dict was too large to copy)."""
     assert s.cls is not None
     cls, ind = src.const(s.cls), "        "
     reads = [_read(src, "s", f.name) for f in s.fields]
-    checks, at = [f"type(s) is {cls}"], 3
-    for read, kind in zip(reads, kinds, strict=True):
+    checks, hit, at = [f"type(s) is {cls}"], [], 3
+    for j, (f, read, kind) in enumerate(zip(s.fields, reads, kinds, strict=True)):
         if kind == "same":
             checks.append(f"{read} is _e[{at}]")
-        else:
-            checks += [f"(_x := {read}) is _e[{at}]", f"_x == _e[{at + 1}]"]
-            at += 2
-            if kind == "dict":  # equal dicts may differ in their order: their keys may not
-                checks.append(f"[*_x] == _e[{at}]")
-                at += 1
+            at += 1
             continue
-        at += 1
+        checks += [f"(_x := {read}) is _e[{at}]", f"_x == _e[{at + 1}]"]
+        if kind == "list":
+            at += 2
+            continue
+        checks.append(f"[*_x] == _e[{at + 2}]")  # equal dicts may differ in their order
+        if _diffable(f.schema):
+            prior = src.prior[j] = (src.fresh("_pw"), src.fresh("_pk"), src.fresh("_pm"))
+            hit.append(f"{ind}    {', '.join(prior)} = _e[{at + 1}], _e[{at + 2}], _e[{at + 3}]")
+        at += 4
     out = [f"{ind}_c = _h[0]"]
     for k in range(CACHE_SLOTS):  # the entry of this state, moved first
         out.append(f"{ind}{'elif' if k else 'if'} _c[{k}][0] is s:")
@@ -1004,6 +1025,7 @@ def _cached_state(src: _Source, s: RecordSchema, kinds: tuple[str, ...], b: str)
         f"{ind}if _e is not None and {' and '.join(checks)}:",
         f"{ind}    {b} = _e[1]",
         f"{ind}    _ms = _e[2]",
+        *hit,
         f"{ind}else:",
         f"{ind}    _ms = {{}}",
         f"{ind}    if type(s) is not {cls}: raise _Bad",
@@ -1012,27 +1034,48 @@ def _cached_state(src: _Source, s: RecordSchema, kinds: tuple[str, ...], b: str)
     src.memo_var = "_ms"
     entry, sizes, copied = ["s", b, "_ms"], [], []
     parts = []
-    for f, read, kind in zip(s.fields, reads, kinds, strict=True):
+    for j, (f, read, kind) in enumerate(zip(s.fields, reads, kinds, strict=True)):
         var = src.fresh()
         out.append(f"{body}{var} = {read}")
         entry.append(var)
-        if kind != "same":  # converted from a copy, taken first: the copy is what was converted
-            copy = src.fresh("w")
-            small = f"type({var}) is {kind} and len({var}) <= {CACHE_ELEMENTS}"
-            out.append(f"{body}{copy} = {kind}({var}) if {small} else {var}")
-            entry.append(copy)
-            if kind == "dict":
-                entry.append(f"[*{copy}]")
-            sizes.append(f"len({copy})")
-            copied.append(f"{copy} is not {var}")
-            var = copy
-        parts.append(_enc(src, f.schema, var, out, body, 0))
+        if kind == "same":
+            parts.append(_enc(src, f.schema, var, out, body, 0))
+            continue
+        # converted from a copy, taken first: the copy is what was converted
+        copy = src.fresh("w")
+        small = f"type({var}) is {kind} and len({var}) <= {CACHE_ELEMENTS}"
+        out.append(f"{body}{copy} = {kind}({var}) if {small} else {var}")
+        entry.append(copy)
+        sizes.append(f"len({copy})")
+        copied.append(f"{copy} is not {var}")
+        part = src.bind(_enc(src, f.schema, copy, out, body, 0), out, body)
+        parts.append(part)
+        if kind == "dict":
+            keys = f"[*{copy}]"
+            if j in src.prior:
+                pw, pk, pm = src.prior[j]
+                out.append(f"{body}if {copy} is not {var}:")
+                out.append(f"{body}    {pw}, {pk}, {pm} = {copy}, {keys}, {part.text}")
+                out.append(f"{body}else:")
+                out.append(f"{body}    {pm} = None")
+                keys = pk
+            entry += [keys, part.text]
     src.memo_var = "_memo"
     made = src.nest(parts, out, body)
     out.append(f"{body}{b} = {made.text}")
     out.append(f"{body}if {' and '.join(copied)} and {' + '.join(sizes)} <= {CACHE_ELEMENTS}:")
     out.append(f"{body}    _h[0] = (({', '.join(entry)}), *_h[0][:{CACHE_SLOTS - 1}])")
     return out
+
+
+def _diffable(s: Schema) -> bool:
+    """Whether a state's dict of ``s`` comes back by difference (:func:`_dec_by_difference`):
+    its keys are their own core values (``int``, ``str``), and its values hold no record but,
+    at most, the value itself (whose notes one pass over the entries makes)."""
+    if not isinstance(s, DictSchema) or not isinstance(s.key, IntSchema | StrSchema):
+        return False
+    found = list(records(s.value))
+    return not found or (len(found) == 1 and found[0] is s.value)
 
 
 def _dec_cached_state(
@@ -1046,23 +1089,67 @@ def _dec_cached_state(
         return _dec(src, s, "n", out, ind, 0, checked=False)
     out.append(f"{ind}_mo = {{}}")
     src.note_out = True
-    parts = [
-        src.bind(_dec(src, f.schema, var, out, ind, 0, False), out, ind)
-        for f, var in zip(s.fields, _unnest(src, "n", s, out, ind, False), strict=True)
-    ]
+    cores = list(_unnest(src, "n", s, out, ind, False))
+    parts, keys = [], []
+    for j, (f, var) in enumerate(zip(s.fields, cores, strict=True)):
+        if j in src.prior:
+            assert isinstance(f.schema, DictSchema)
+            part, ks = _dec_by_difference(src, f.schema, var, src.prior[j], out, ind)
+            keys.append(f"({ks} if {ks} is not None else [*{part.text}])")
+        else:
+            part = src.bind(_dec(src, f.schema, var, out, ind, 0, False), out, ind)
+            keys.append(f"[*{part.text}]")
+        parts.append(part)
     src.note_out = False
     made = _make_record(src, s, parts, out, ind)
     entry, sizes = [made.text, "n", "_mo"], []
-    for part, kind in zip(parts, kinds, strict=True):
+    for part, kind, core, key in zip(parts, kinds, cores, keys, strict=True):
         entry.append(part.text)
         if kind != "same":
             entry.append(f"{kind}({part.text})")
             if kind == "dict":
-                entry.append(f"[*{part.text}]")
+                entry += [key, core]
             sizes.append(f"len({part.text})")
     out.append(f"{ind}if {' + '.join(sizes)} <= {CACHE_ELEMENTS}:")
     out.append(f"{ind}    _h[0] = (({', '.join(entry)}), *_h[0][:{CACHE_SLOTS - 1}])")
     return made
+
+
+def _dec_by_difference(
+    src: _Source, s: DictSchema, x: str, prior: tuple[str, str, str], out: list[str], ind: str
+) -> tuple[_E, str]:
+    """The new state's dict (the core map in ``x``) back to Python from the dict the step's
+    state was converted from (``prior``: that dict's copy, its keys, and the core map it became;
+    :func:`_cached_state`): an entry whose core value is the very one it had there is the
+    Python value it had there (a value :func:`_shareable`, which nothing can change); only the
+    others are converted. A step that changes one entry of a small map converts that entry
+    alone, and the loops over the others run in C. When either map is large (no ``_small``
+    dict) or there is nothing to compare with, the dict is converted whole. Also the variable
+    holding the dict's keys in order (None when converted whole)."""
+    pw, pk, pm = prior
+    ns, old, ks, d = src.fresh("ns"), src.fresh("os"), src.fresh("ks"), src.fresh("d")
+    k, e, ch, inner = src.fresh("k"), src.fresh("e"), src.fresh("ch"), ind + "    "
+    out += [
+        f"{ind}if {pm} is not None and ({ns} := {x}._small) is not None "
+        f"and ({old} := {pm}._small) is not None:",
+        f"{inner}{ks} = [*{ns}]",
+        f"{inner}if {ks} == {pk}:  # the same keys in the same order: the values side by side",
+        f"{inner}    {d} = {pw}.copy()",
+        f"{inner}    {ch} = _compress({ks}, map(_is_not, {ns}.values(), {old}.values()))",
+        f"{inner}else:",
+        f"{inner}    {d} = dict(zip({ks}, map({pw}.get, {ks})))",
+        f"{inner}    {ch} = _compress({ks}, map(_is_not, {ns}.values(), map({old}.get, {ks})))",
+        f"{inner}for {k} in {ch}:",
+        f"{inner}    {e} = {ns}[{k}]",
+    ]
+    note, src.note_out = src.note_out, False
+    v = _dec_part(src, s.value, e, out, inner + "    ", 0, False)
+    src.note_out = note
+    out.append(f"{inner}    {d}[{k}] = {v.text}")
+    out += [f"{ind}else:", f"{inner}{ks} = None"]
+    whole = _dec(src, s, x, out, inner, 0, False)
+    out.append(f"{inner}{d} = {whole.text}")
+    return _E(d), ks
 
 
 def migration_runner(
