@@ -29,14 +29,13 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench.nodes import READY, gaps_around, start_node, start_streamer, stop
+from bench.nodes import READY, gaps_around, pipelined, start_node, start_streamer, stop
 from hotswap.cam.build import migration_module
 from hotswap.cam.module import Module, encode_module
 from hotswap.client import Client
@@ -45,9 +44,7 @@ from hotswap.lang.terms import ID
 from hotswap.lang.types import INT
 from hotswap.node.main import NodeOptions, open_service
 from hotswap.node.trace import Trace
-from hotswap.protocol.codec import encode_message
-from hotswap.protocol.events import PROTOCOL_VERSION, Hello, Send, UpgradeRequest
-from hotswap.protocol.framing import frame
+from hotswap.protocol.events import Send, UpgradeRequest
 
 INCR = b"\x00"
 #: A working set that fits the default cache (10,000 instances).
@@ -104,41 +101,13 @@ def _zipf_keys(count: int, n: int, rng: random.Random, s: float = 1.1) -> list[i
 
 
 def _pipelined(address: str, keys: list[int], window: int = 2000) -> float:
-    """Pipelined keyed inputs over one raw connection, ``window`` in flight: inputs/s."""
-    host, port = address.rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    version = PROTOCOL_VERSION
-    sock.sendall(frame(encode_message(Hello(version=version))))
-    _read_frames(sock, 1)
-    frames = [
-        frame(encode_message(Send(i + 1, "counter", INCR, False, _key(k)), version))
-        for i, k in enumerate(keys)
-    ]
-    started = time.perf_counter()
-    for i in range(0, len(frames), window):
-        sock.sendall(b"".join(frames[i : i + window]))
-        _read_frames(sock, len(frames[i : i + window]))
-    rate = len(frames) / (time.perf_counter() - started)
-    sock.close()
-    return rate
+    """Pipelined keyed inputs, one to each of ``keys`` in turn (:func:`bench.nodes.pipelined`):
+    inputs/s."""
 
+    def send(i: int, request_id: int) -> Send:
+        return Send(request_id, "counter", INCR, False, _key(keys[i]))
 
-def _read_frames(sock: socket.socket, n: int) -> None:
-    """Read ``n`` frames, counted where they start (no copies of the buffer)."""
-    buffer, at = bytearray(), 0
-    seen = 0
-    while seen < n:
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            raise RuntimeError("node closed the connection")
-        buffer += chunk
-        while len(buffer) - at >= 4:
-            size = int.from_bytes(buffer[at : at + 4])
-            if len(buffer) - at < 4 + size:
-                break
-            at += 4 + size
-            seen += 1
+    return pipelined(address, send, len(keys), window)
 
 
 def _rss(pid: int) -> int:

@@ -34,20 +34,18 @@ import time
 from pathlib import Path
 
 from bench import bench_erlang, bench_state
-from bench.nodes import LOOP, READY, gaps_around, start_node, start_streamer, stop
+from bench.nodes import LOOP, READY, gaps_around, pipelined, start_node, start_streamer, stop
 from hotswap.cam.build import migration_module
 from hotswap.cam.loaded import load, preload, release
 from hotswap.cam.module import encode_module
 from hotswap.client import Client, Upgrade
 from hotswap.client.aio import AsyncClient
-from hotswap.client.blocking import SocketTransport
 from hotswap.examples import handbuilt
 from hotswap.lang.terms import ID
 from hotswap.lang.types import INT
 from hotswap.node.registry import Registry
 from hotswap.node.store import Store
-from hotswap.protocol.codec import decode_message
-from hotswap.protocol.events import Output, Send
+from hotswap.protocol.events import Send
 
 INCR = b"\x00"
 COUNTER = "hotswap.examples.handbuilt:counter_module"
@@ -209,48 +207,10 @@ def _erlang() -> dict[int, float] | str:
 
 
 def _pipelined(address: str, total: int = 200_000, window: int = 4000) -> float:
-    """Inputs/s with one to two windows of ``window`` requests in flight on one connection:
-    the next window is sent once the first reply of the one before arrives, so the node never
-    waits for this client to read the replies of a window before it has the next. The
-    requests are encoded before the clock starts and replies are counted by their frames (the
-    last one is decoded after the clock stops: an error raises), so the figure is the node's,
-    not this client's."""
-    with Client(address) as client:
-        conn = client.wire.conn
-        batches = []
-        for _ in range(total // window):
-            requests = [Send(client.session.request_id(), "counter", INCR) for _ in range(window)]
-            batches.append(b"".join(conn.send(r) for r in requests))
-        assert isinstance(client.transport, SocketTransport)
-        sock = client.transport.sock
-        started = time.perf_counter()
-        sent, answered = 1, 0  # windows sent; replies counted
-        sock.sendall(batches[0])
-        buffer, at, last = bytearray(), 0, b""  # replies are counted where they start
-        while answered < len(batches) * window:
-            received = sock.recv(1 << 20)
-            if not received:
-                raise RuntimeError(f"the node closed the connection after {answered} replies")
-            buffer += received
-            while len(buffer) - at >= 4:
-                size = struct.unpack_from(">I", buffer, at)[0]
-                if len(buffer) - at < 4 + size:
-                    break
-                answered += 1
-                if answered % window == 0:
-                    last = bytes(buffer[at : at + 4 + size])
-                at += 4 + size
-            if sent < len(batches) and answered > (sent - 1) * window:
-                sock.sendall(batches[sent])  # the one before is being answered
-                sent += 1
-            if at > 1 << 20:  # keep the buffer short
-                del buffer[:at]
-                at = 0
-        elapsed = time.perf_counter() - started
-        reply = decode_message(last[4:], from_client=False, version=conn.version or 1)
-        if not isinstance(reply, Output) or reply.id != requests[-1].id:
-            raise RuntimeError(f"the node answered the last input with {reply!r}, not its output")
-        return len(batches) * window / elapsed
+    """Pipelined counter inputs to the default instance (:func:`bench.nodes.pipelined`)."""
+    return pipelined(
+        address, lambda i, request_id: Send(request_id, "counter", INCR), total, window
+    )
 
 
 _STREAMER = """

@@ -7,10 +7,17 @@ import importlib.util
 import os
 import re
 import statistics
+import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from hotswap.client import Client
+from hotswap.client.blocking import SocketTransport
+from hotswap.protocol.codec import decode_message
+from hotswap.protocol.events import Output, Send
 
 #: The event loop the node runs on (``--loop auto`` would pick the same), given explicitly to
 #: the node and to the echo server so that the two are measured on the same kind of loop.
@@ -85,3 +92,49 @@ def gaps_around(
             gaps.append(max(stamps[j + 1] - stamps[j] for j in js))
     usual = [stamps[j + 1] - stamps[j] for j in range(len(stamps) - 1) if j not in counted]
     return gaps, statistics.median(usual) if usual else 0.0, counted
+
+
+def pipelined(address: str, send: Callable[[int, int], Send], total: int, window: int) -> float:
+    """Inputs/s of ``total // window`` windows of ``window`` requests (``send(i, request_id)``
+    the ``i``-th) on one connection, one to two windows in flight: the next window is sent
+    once the first reply of the one before arrives, so the node never waits for this client to
+    read the replies of a window before it has the next. The requests are encoded before the
+    clock starts and replies are counted by their frames (the last one is decoded after the
+    clock stops: an error raises), so the figure is the node's, not this client's."""
+    with Client(address) as client:
+        conn = client.wire.conn
+        batches, ids = [], []
+        for w in range(total // window):
+            requests = [send(w * window + i, client.session.request_id()) for i in range(window)]
+            batches.append(b"".join(conn.send(r) for r in requests))
+            ids.append(requests[-1].id)
+        assert isinstance(client.transport, SocketTransport)
+        sock = client.transport.sock
+        started = time.perf_counter()
+        sent, answered = 1, 0  # windows sent; replies counted
+        sock.sendall(batches[0])
+        buffer, at, last = bytearray(), 0, b""  # replies are counted where they start
+        while answered < len(batches) * window:
+            received = sock.recv(1 << 20)
+            if not received:
+                raise RuntimeError(f"the node closed the connection after {answered} replies")
+            buffer += received
+            while len(buffer) - at >= 4:
+                size = struct.unpack_from(">I", buffer, at)[0]
+                if len(buffer) - at < 4 + size:
+                    break
+                answered += 1
+                if answered % window == 0:
+                    last = bytes(buffer[at : at + 4 + size])
+                at += 4 + size
+            if sent < len(batches) and answered > (sent - 1) * window:
+                sock.sendall(batches[sent])  # the one before is being answered
+                sent += 1
+            if at > 1 << 20:  # keep the buffer short
+                del buffer[:at]
+                at = 0
+        elapsed = time.perf_counter() - started
+        reply = decode_message(last[4:], from_client=False, version=conn.version or 1)
+        if not isinstance(reply, Output) or reply.id != ids[-1]:
+            raise RuntimeError(f"the node answered the last input with {reply!r}, not its output")
+        return len(batches) * window / elapsed
