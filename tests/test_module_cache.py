@@ -104,3 +104,31 @@ def test_a_large_module_counts_as_loaded_only_as_the_very_bytes() -> None:
     preload(copy)
     assert load_module(copy) is module
     release(copy)
+
+
+def test_a_small_module_received_again_is_found_by_its_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A module's bytes arriving again (a new object, as with each request) find the cached
+    module by their content alone: its identity, a walk and a SHA-256, is not worked out
+    again. Bytes of the same identity with other names are still another module, and a module
+    the cache let go is not found."""
+    data = _padded(b"a", 10)
+    first = load_module(data)
+    identities: list[bytes] = []
+    real = loaded._identity
+
+    def counted(d: bytes) -> str | None:
+        identities.append(d)
+        return real(d)
+
+    monkeypatch.setattr(loaded, "_identity", counted)
+    again = bytes(bytearray(data))  # equal bytes, another object
+    assert again is not data
+    assert is_loaded(again) and load_module(again) is first and identities == []
+    other = _padded(b"b", 10)  # the same identity, another names section
+    assert not is_loaded(other)
+    assert load_module(other) is not first and load_module(other).identity == first.identity
+    assert not is_loaded(bytes(bytearray(data)))  # replaced under its identity by ``other``
+    set_cache_bytes(0)
+    assert not is_loaded(bytes(bytearray(other))) and identities == []
