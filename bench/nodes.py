@@ -95,26 +95,28 @@ def gaps_around(
 
 
 def pipelined(address: str, send: Callable[[int, int], Send], total: int, window: int) -> float:
-    """Inputs/s of ``total // window`` windows of ``window`` requests (``send(i, request_id)``
-    the ``i``-th) on one connection, one to two windows in flight: the next window is sent
-    once the first reply of the one before arrives, so the node never waits for this client to
-    read the replies of a window before it has the next. The requests are encoded before the
-    clock starts and replies are counted by their frames (the last one is decoded after the
-    clock stops: an error raises), so the figure is the node's, not this client's."""
+    """Inputs/s of ``total`` requests (``send(i, request_id)`` the ``i``-th) in windows of
+    ``window`` on one connection, one to two windows in flight: the next window is sent once
+    the first reply of the one before arrives, so the node never waits for this client to read
+    the replies of a window before it has the next. The requests are encoded before the clock
+    starts and replies are counted by their frames (the last one is decoded after the clock
+    stops: an error raises), so the figure is the node's, not this client's."""
+    if total < 1:
+        raise ValueError("a pipelined run needs one request at least")
     with Client(address) as client:
         conn = client.wire.conn
-        batches, ids = [], []
-        for w in range(total // window):
-            requests = [send(w * window + i, client.session.request_id()) for i in range(window)]
-            batches.append(b"".join(conn.send(r) for r in requests))
-            ids.append(requests[-1].id)
+        requests = [send(i, client.session.request_id()) for i in range(total)]
+        batches = [
+            b"".join(conn.send(r) for r in requests[at : at + window])
+            for at in range(0, total, window)
+        ]
         assert isinstance(client.transport, SocketTransport)
         sock = client.transport.sock
         started = time.perf_counter()
         sent, answered = 1, 0  # windows sent; replies counted
         sock.sendall(batches[0])
         buffer, at, last = bytearray(), 0, b""  # replies are counted where they start
-        while answered < len(batches) * window:
+        while answered < total:
             received = sock.recv(1 << 20)
             if not received:
                 raise RuntimeError(f"the node closed the connection after {answered} replies")
@@ -124,7 +126,7 @@ def pipelined(address: str, send: Callable[[int, int], Send], total: int, window
                 if len(buffer) - at < 4 + size:
                     break
                 answered += 1
-                if answered % window == 0:
+                if answered == total:
                     last = bytes(buffer[at : at + 4 + size])
                 at += 4 + size
             if sent < len(batches) and answered > (sent - 1) * window:
@@ -135,6 +137,6 @@ def pipelined(address: str, send: Callable[[int, int], Send], total: int, window
                 at = 0
         elapsed = time.perf_counter() - started
         reply = decode_message(last[4:], from_client=False, version=conn.version or 1)
-        if not isinstance(reply, Output) or reply.id != ids[-1]:
+        if not isinstance(reply, Output) or reply.id != requests[-1].id:
             raise RuntimeError(f"the node answered the last input with {reply!r}, not its output")
-        return len(batches) * window / elapsed
+        return total / elapsed

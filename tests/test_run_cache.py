@@ -10,10 +10,12 @@ import dataclasses
 import threading
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hotswap.dsl.annotations import schema_of_type
+from hotswap.errors import ValueTypeError
 from hotswap.examples import cart
 from hotswap.lang.persistent import OMap, make_list
 from hotswap.names.convert import CACHE_ELEMENTS, CACHE_SLOTS, machine_runner
@@ -349,3 +351,32 @@ def test_a_dict_coming_back_by_difference_is_the_one_python_makes(
                 if k not in touched and k in given_items:
                     assert v is given_items[k]
         state = new
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kinds:
+    lines: dict[str, cart.Line]
+    names: dict[int, str]
+    counts: list[int]
+    words: list[str]
+
+
+def test_a_state_given_back_unchanged_is_the_core_value_kept() -> None:
+    """Given back as ``run`` returned it, a state is not converted again: the step gets the
+    very core value it made, whether the kept state is told unchanged by its items' identity
+    (ints, which a ``bool`` would equal) or by equality (texts)."""
+    seen: list[Any] = []
+
+    def step(pair: Any) -> Any:
+        seen.append(pair[1])
+        return pair[1], pair[1]
+
+    s = schema_of_type(_Kinds)
+    run = machine_runner(schema_of_type(int), s, s, step)
+    state = _Kinds({"a": cart.Line("a", 1, 2)}, {1: "x", 2: "y"}, [1, 2, 3], ["p", "q"])
+    for _ in range(3):
+        state, _ = run(0, state)
+    assert seen[1] is seen[0] and seen[2] is seen[0]
+    state.counts[0] = True  # an equal item of another type: converted again, and refused
+    with pytest.raises(ValueTypeError):
+        run(0, state)

@@ -339,7 +339,8 @@ def _small(data: object) -> bool:
 
 def _large_identity(data: bytes) -> str | None:
     """The identity :func:`_lookup` needs for ``data``: None for bytes it finds by their
-    content (and for what is not a module)."""
+    content (exactly ``bytes``, at most :data:`_SMALL` of them), and for what is not a
+    module."""
     return None if _small(data) else _identity(data)
 
 
@@ -461,9 +462,12 @@ def release(data: bytes, keep: bool = False) -> None:
 
 def is_loaded(data: bytes) -> bool:
     """Whether ``load_module(data)`` would return at once: from the cache, or held for a
-    request (a module of more than a megabyte counts only as the very bytes loaded)."""
-    with _cache_lock:  # a large one: the very bytes (no identity, which would hash them)
-        return _lookup(data, None) is not None
+    request (a module of more than a megabyte counts only as the very bytes loaded; a small
+    one of a ``bytes`` subclass is looked up by its identity, exact ``bytes`` by content)."""
+    small = isinstance(data, bytes) and len(data) <= _SMALL
+    identity = _large_identity(data) if small else None  # a large one: the very bytes only
+    with _cache_lock:
+        return _lookup(data, identity) is not None
 
 
 def load(module: Module) -> LoadedModule:

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import compress
-from operator import attrgetter, is_not
+from operator import attrgetter, is_, is_not
 from types import FunctionType, MappingProxyType
 from typing import Any
 
@@ -178,6 +178,8 @@ class _Source:
             "zip": zip,
             "_compress": compress,
             "_is_not": is_not,
+            "_is": is_,
+            "all": all,
         }
         self._consts: dict[int, str] = {}
         #: In a :func:`machine_runner`: records of :func:`_shareable` classes are noted in
@@ -334,9 +336,7 @@ def _enc(src: _Source, s: Schema, x: str, out: list[str], ind: str, level: int) 
                 out.append(f"{ind}if len({result}) != len({x}): raise _Bad")
             return _E(result)
         case TupleSchema(items):
-            out.append(
-                f"{ind}if not isinstance({x}, tuple) or len({x}) != {len(items)}: raise _Bad"
-            )
+            out.append(f"{ind}if type({x}) is not tuple or len({x}) != {len(items)}: raise _Bad")
             names = [src.fresh() for _ in items]
             out.append(f"{ind}{', '.join(names)} = {x}")
             parts = [_enc(src, t, n, out, ind, level) for t, n in zip(items, names, strict=True)]
@@ -861,8 +861,9 @@ def _state_cache(s: Schema) -> tuple[str, ...] | None:
     """How a state of ``s`` is told unchanged, when it can be (else None): a record of a class
     (not one known by name) whose fields are each :func:`_shareable` (``"same"``: the same
     object is the same value) or a ``list`` or ``dict`` of shareable items (``"list"``,
-    ``"dict"``: the same object, equal to a copy taken when it was kept; its items, which
-    nothing can change, are compared by ``==``, which an identical item passes at once). At
+    ``"dict"``: the same object, its items those of a copy taken when it was kept, compared
+    by ``==``, which an identical item passes at once, or by identity where an equal item may
+    not convert (:func:`_confusable`: ``True == 1``); a dict's keys in the same order). At
     least one field is a list or dict: a state of shareable values alone converts as fast as
     it is told unchanged."""
     if not isinstance(s, RecordSchema) or s.cls is None:
@@ -908,8 +909,9 @@ def machine_runner(
     that ``run`` converted, or returned, is kept with its core value and its notes, in the
     last :data:`CACHE_SLOTS` such states (a tuple of entries, replaced whole, so threads
     calling ``run`` at once each see a consistent one). A state given again, the same object,
-    of the same class, with the same object in each field and each list and dict equal to the
-    copy taken when it was kept (so changed in place since, it is converted again), is that
+    of the same class, with the same object in each field and each list and dict holding the
+    items of the copy taken when it was kept (equal, or the very objects where an equal item
+    might not convert; so changed in place since, it is converted again), is that
     core value: nothing in it can have changed, so converting it would give an equal value.
     The copies and the core values the entries hold are what the bound is for: at most
     ``CACHE_SLOTS * CACHE_ELEMENTS`` items copied and as many held; a larger state is
@@ -917,9 +919,9 @@ def machine_runner(
 
     A dict of the new state comes back by difference from the dict of the state given, when
     both are small maps (:func:`_dec_by_difference`): the entries the step left as they were
-    are the Python values they were, and only the others are converted. Those are not noted
-    in the returned state's entry: a record moved later from one of them to another key is
-    built again (equal, another object)."""
+    are the Python values they were, and only the others are converted. None of that dict's
+    entries, kept or converted, is noted in the returned state's entry: a record that a later
+    step moves to another key is built again (equal, another object)."""
     src = _Source()
     src.memo = True
     src.ns["_step"] = step
@@ -993,7 +995,8 @@ def _cached_state(src: _Source, s: RecordSchema, kinds: tuple[str, ...], b: str)
     and dict, and a dict's keys in order (equal dicts may differ in their order, which is part
     of the value) and the core map the copy is. For a dict that can come back by difference
     (:func:`_diffable`), the copy, its keys and its core map are also left in the variables
-    ``src.prior`` names (the core map None when the dict was too large to copy)."""
+    ``src.prior`` names (the core map None when the dict was not copied, being too large or
+    not exactly a ``dict``, and when the walker converted the state)."""
     assert s.cls is not None
     cls, ind = src.const(s.cls), "        "
     reads = [_read(src, "s", f.name) for f in s.fields]
@@ -1003,11 +1006,30 @@ def _cached_state(src: _Source, s: RecordSchema, kinds: tuple[str, ...], b: str)
             checks.append(f"{read} is _e[{at}]")
             at += 1
             continue
-        checks += [f"(_x := {read}) is _e[{at}]", f"_x == _e[{at + 1}]"]
+        # equal to the copy, or, where an equal item may be of another type (True == 1, which
+        # converting refuses for an Int), the very items of the copy
+        copy = f"_e[{at + 1}]"
+        checks.append(f"(_x := {read}) is _e[{at}]")
         if kind == "list":
+            assert isinstance(f.schema, ListSchema)
+            if _confusable(f.schema.item):
+                checks.append(f"len(_x) == len({copy}) and all(map(_is, _x, {copy}))")
+            else:
+                checks.append(f"_x == {copy}")
             at += 2
             continue
-        checks.append(f"[*_x] == _e[{at + 2}]")  # equal dicts may differ in their order
+        assert isinstance(f.schema, DictSchema)
+        if _confusable(f.schema.value):
+            checks.append(f"len(_x) == len({copy})")
+            checks.append(f"all(map(_is, _x.values(), {copy}.values()))")
+        else:
+            checks.append(f"_x == {copy}")
+        # and the same keys in the same order (equal dicts may differ in their order)
+        keys = f"_e[{at + 2}]"
+        if _confusable(f.schema.key):
+            checks.append(f"all(map(_is, _x, {keys}))")  # the length is checked above
+        else:
+            checks.append(f"[*_x] == {keys}")
         if _diffable(f.schema):
             prior = src.prior[j] = (src.fresh("_pw"), src.fresh("_pk"), src.fresh("_pm"))
             hit.append(f"{ind}    {', '.join(prior)} = _e[{at + 1}], _e[{at + 2}], _e[{at + 3}]")
@@ -1068,10 +1090,40 @@ def _cached_state(src: _Source, s: RecordSchema, kinds: tuple[str, ...], b: str)
     return out
 
 
+def _confusable(s: Schema) -> bool:
+    """Whether a value of ``s`` may equal one that does not convert: an ``int`` where a
+    ``bool`` is expected, or a ``bool`` where an ``int`` is (``True == 1``), anywhere in it.
+    Any other value equal to one of ``s`` converts to the same core value (a ``str`` or a
+    ``tuple`` of a subclass is converted as its text or items) or is refused by ``==`` too."""
+    return any(isinstance(t, IntSchema | BoolSchema) for t in _leaves(s))
+
+
+def _leaves(s: Schema) -> Iterator[Schema]:
+    match s:
+        case ListSchema(item):
+            yield from _leaves(item)
+        case DictSchema(key, value):
+            yield from _leaves(key)
+            yield from _leaves(value)
+        case TupleSchema(items):
+            for item in items:
+                yield from _leaves(item)
+        case RecordSchema(fields=fields):
+            for f in fields:
+                yield from _leaves(f.schema)
+        case UnionSchema(alternatives):
+            for alt in alternatives:
+                yield from _leaves(alt)
+        case _:
+            yield s
+
+
 def _diffable(s: Schema) -> bool:
     """Whether a state's dict of ``s`` comes back by difference (:func:`_dec_by_difference`):
     its keys are their own core values (``int``, ``str``), and its values hold no record but,
-    at most, the value itself (whose notes one pass over the entries makes)."""
+    at most, the value itself. A value is then looked up in the notes (the input's, the
+    state's) as one record, when its entry changed; records inside it would each need a
+    lookup of their own, which the whole conversion does instead."""
     if not isinstance(s, DictSchema) or not isinstance(s.key, IntSchema | StrSchema):
         return False
     found = list(records(s.value))
@@ -1121,7 +1173,8 @@ def _dec_by_difference(
     """The new state's dict (the core map in ``x``) back to Python from the dict the step's
     state was converted from (``prior``: that dict's copy, its keys, and the core map it became;
     :func:`_cached_state`): an entry whose core value is the very one it had there is the
-    Python value it had there (a value :func:`_shareable`, which nothing can change); only the
+    Python value it had there (a value :func:`_shareable`, of exactly the types converting
+    it back makes: the compiled conversion takes no subclass of ``str`` or ``tuple``); only the
     others are converted. A step that changes one entry of a small map converts that entry
     alone, and the loops over the others run in C. When either map is large (no ``_small``
     dict) or there is nothing to compare with, the dict is converted whole. Also the variable
