@@ -300,3 +300,55 @@ def test_a_dry_run_checks_the_generation_too() -> None:
         with pytest.raises(UpgradeRejected) as info:
             client.dry_run("c", stale)
         assert info.value.code == "wrong_version" and info.value.generation == 2
+
+
+@dataclass(frozen=True)
+class Reset:
+    pass
+
+
+@machine(init=0)
+def adder_resetting(inp: Add | Reset, state: int) -> tuple[int, int]:
+    """v2 on another input type: ``Reset`` too."""
+    match inp:
+        case Add(n):
+            return state + n, state + n
+        case Reset():
+            return 0, 0
+
+
+@migration(adder, adder_resetting)
+def to_resetting(old: int) -> int:
+    return old
+
+
+def test_a_trial_upgrade_to_another_input_type_is_refused_changing_nothing() -> None:
+    """A revert replays the trial's inputs through the old code, which could not take them:
+    such a trial is refused, saying why and what to do; the upgrade without a trial is not."""
+    with MemoryNode({"a": adder}) as node, Client(transport=node.connection()) as client:
+        client.send("a", Add(3))
+        upgrade = Upgrade(adder, adder_resetting, to_resetting)
+        with pytest.raises(UpgradeRejected, match="a trial upgrade keeps the input type") as e:
+            client.upgrade("a", upgrade, trial=10)
+        assert e.value.code == ErrorCode.BAD_REQUEST and "without a trial" in str(e.value)
+        status = client.status("a")
+        assert (status.identity, status.state, status.trial) == (adder.identity, 3, None)
+        client.upgrade("a", upgrade)
+        client.send("a", Reset())
+        assert client.status("a").state == 0
+
+
+def test_a_trial_on_another_input_type_reverts_replaying_nothing() -> None:
+    """Such a trial, as a store of an earlier release may hold one, reverts to the state from
+    before it, every input it took skipped: none is a value the old code can take."""
+    with MemoryNode({"a": adder}) as node:
+        registry = node.service.registry
+        machine = registry.get("a")
+        registry.step_value(machine, adder.to_core_input(Add(5)))
+        swap = registry.prepare("a", adder.identity, adder_resetting.module, to_resetting.module)
+        registry.install(swap, trial=10)  # the checks of an upgrade with a trial, skipped
+        for inp in (Reset(), Add(2)):
+            registry.step_value(machine, adder_resetting.to_core_input(inp))
+        ended = registry.revert("a")
+        assert (ended.replayed, ended.skipped, ended.identity) == (0, 2, adder.identity)
+        assert (machine.state, machine.inputs, machine.code.identity) == (5, 1, adder.identity)

@@ -33,6 +33,7 @@ from hotswap.cam.loaded import LoadedModule, load_module
 from hotswap.errors import BytecodeError, HotswapError, NodeError, Trap, UpgradeRejected
 from hotswap.lang.check import MAX_STATE_BYTES
 from hotswap.lang.evaluate import Value
+from hotswap.lang.types import Type
 from hotswap.names.lint import migration_name_differences, nominal_notes
 from hotswap.node.instances import Keyed
 from hotswap.node.rehearse import (
@@ -185,7 +186,9 @@ def revert_trial(machine: Machine, now: float, fuel: int, by: str | None = None)
     trial = machine.trial
     assert trial is not None
     machine.trial = None
-    code, state, inputs, ended = revert(trial, fuel)
+    # a trial on another input type (refused now, but a store may hold one): none replays
+    same = _input_type(machine.code) == _input_type(trial.old_code)
+    code, state, inputs, ended = revert(trial, fuel, replay=same)
     machine.code, machine.state, machine.inputs = code, state, inputs
     machine.history.append(Change(code.identity, HistoryKind.UPGRADE, inputs, now, by=by))
     machine.recent.clear()
@@ -251,6 +254,26 @@ def _refuse_with_instances(machine: Machine, what: str) -> None:
             "it is refused on a machine with keyed instances; upgrade with check_all=True "
             "(hotswap upgrade --check-all) to run the migration on every instance first, "
             "changing nothing if it traps on any",
+        )
+
+
+def _input_type(code: LoadedModule) -> Type:
+    sig = code.machine
+    assert sig is not None  # the code of a machine
+    return sig.input
+
+
+def _refuse_other_input(machine: Machine, new: LoadedModule) -> None:
+    """A revert replays a trial's inputs through the old code: a trial upgrade keeps the
+    machine's input type (docs/upgrades.md, "Trial upgrades")."""
+    old, now = _input_type(machine.code), _input_type(new)
+    if old != now:
+        raise UpgradeRejected(
+            ErrorCode.BAD_REQUEST,
+            f"a trial upgrade keeps the input type, as a revert replays the trial's inputs "
+            f"through the old code: {machine.name} takes {old}, {new.identity[:12]} takes {now}; "
+            "upgrade without a trial, or rehearse the upgrade with a dry run (its outputs on "
+            "the recent inputs) first",
         )
 
 
@@ -450,6 +473,8 @@ class Registry:
             by=by,
             signer=signer,
         )
+        if trial or trial_seconds:
+            _refuse_other_input(self.get(name), prepared.new)
         if check is not None:
             check(prepared)
         until = None

@@ -80,10 +80,16 @@ class TrialEnd:
     skipped: int = 0
 
 
-def revert(trial: Trial, fuel: int) -> tuple[LoadedModule, Value, int, TrialEnd]:
+def revert(
+    trial: Trial, fuel: int, replay: bool = True
+) -> tuple[LoadedModule, Value, int, TrialEnd]:
     """The old code, the state and input count the machine would have without the upgrade;
-    each input replayed with ``fuel`` (one that runs out is skipped, as any that traps)."""
+    each input replayed with ``fuel`` (one that runs out is skipped, as any that traps).
+    Without ``replay`` (the trial code took another input type, whose values the old code
+    cannot take), every input is skipped."""
     code, state, inputs = trial.old_code, trial.old_state, trial.old_inputs
+    if not replay:
+        return code, state, inputs, TrialEnd(True, code.identity, 0, len(trial.inputs))
     replayed = skipped = 0
     for value in trial.inputs:
         try:
