@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from hotswap.cam import loaded
 from hotswap.cam.loaded import (
-    DEFAULT_CACHE_BYTES,
     cache_usage,
     cost,
     is_loaded,
@@ -30,7 +29,6 @@ from hotswap.cam.loaded import (
     release,
     set_cache_bytes,
 )
-from hotswap.cam.module import encode_module
 from hotswap.client import Client
 from hotswap.dsl import machine
 from hotswap.dsl.annotations import schema_of_type
@@ -40,6 +38,7 @@ from hotswap.lang.persistent import SMALL, OMap
 from hotswap.names.convert import _diffable, machine_runner
 from hotswap.names.schema import from_core, to_core
 from served import Served
+from test_module_cache import _padded, small_cache  # noqa: F401 - small_cache: the module cache's fixture, used by every test here (autouse)
 
 # --- a machine whose state has a dict of each kind ------------------------------------------
 
@@ -433,20 +432,9 @@ def test_a_kept_state_changed_in_place_to_an_equal_value_of_another_type_is_noti
 # --- the module cache -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def cache() -> Iterator[None]:
-    set_cache_bytes(0)  # empty
-    set_cache_bytes(1 << 20)
-    try:
-        yield
-    finally:
-        set_cache_bytes(DEFAULT_CACHE_BYTES)
-
-
 def _module(start: int, tag: bytes, size: int = 10) -> bytes:
     """A counter from ``start`` (its identity) with a custom section (not part of it)."""
-    module = handbuilt.counter_module(start)
-    return encode_module(replace(module, custom=(("pad", tag + b"\0" * size),)))
+    return _padded(tag, size, start)
 
 
 def _consistent() -> None:
@@ -460,7 +448,7 @@ def _consistent() -> None:
     assert all(loaded._by_object[id(m.data)] is m for m in cached)
 
 
-def test_the_indexes_agree_through_loads_replacements_and_evictions(cache: None) -> None:
+def test_the_indexes_agree_through_loads_replacements_and_evictions() -> None:
     rng = random.Random(3)
     datas = [
         _module(start, tag, rng.randrange(10, 300_000))
@@ -484,9 +472,7 @@ def test_the_indexes_agree_through_loads_replacements_and_evictions(cache: None)
         _consistent()
 
 
-def test_a_module_of_one_identity_with_another_section_is_found_only_by_its_own_bytes(
-    cache: None,
-) -> None:
+def test_a_module_of_one_identity_with_another_section_is_found_only_by_its_own_bytes() -> None:
     one, other = _module(1, b"one"), _module(1, b"other")
     a = load_module(one)
     assert not is_loaded(bytes(bytearray(other)))
@@ -496,9 +482,7 @@ def test_a_module_of_one_identity_with_another_section_is_found_only_by_its_own_
     _consistent()
 
 
-def test_a_module_preloaded_from_equal_bytes_is_the_cached_one_and_kept_once(
-    cache: None,
-) -> None:
+def test_a_module_preloaded_from_equal_bytes_is_the_cached_one_and_kept_once() -> None:
     data = _module(2, b"p")
     module = load_module(data)
     copy = bytes(bytearray(data))
@@ -516,7 +500,7 @@ def test_a_module_preloaded_from_equal_bytes_is_the_cached_one_and_kept_once(
     _consistent()
 
 
-def test_threads_loading_the_same_small_module_at_once(cache: None) -> None:
+def test_threads_loading_the_same_small_module_at_once() -> None:
     data = _module(3, b"t", 50_000)
     failures: list[BaseException] = []
 
@@ -537,7 +521,7 @@ def test_threads_loading_the_same_small_module_at_once(cache: None) -> None:
     _consistent()
 
 
-def test_is_loaded_says_what_load_module_does_for_a_bytes_subclass(cache: None) -> None:
+def test_is_loaded_says_what_load_module_does_for_a_bytes_subclass() -> None:
     """BUG (minor): ``is_loaded`` of a ``bytes`` subclass of a small cached module's bytes
     says no, while ``load_module`` of it returns the cached module at once (``_small`` takes
     only exact ``bytes``, and ``is_loaded`` no longer works the identity out for the others)."""
