@@ -286,7 +286,7 @@ _by_object: dict[int, LoadedModule] = {}
 #: The same entries by their bytes, for modules of at most :data:`_SMALL` bytes: the same
 #: module received again (an upgrade's modules arrive as new bytes objects with each request)
 #: is found by one hash of its bytes, not by its identity (a walk over its sections and a
-#: SHA-256 of them, about 20 us for a small module, four times an upgrade).
+#: SHA-256 of them, which an upgrade worked out four times).
 _by_content: dict[bytes, LoadedModule] = {}
 _cache_bytes = 0
 _cache_limit = DEFAULT_CACHE_BYTES
