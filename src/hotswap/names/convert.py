@@ -66,6 +66,7 @@ from hotswap.names.schema import (
     UnionSchema,
     components,
     from_core_reference,
+    nodes,
     records,
     to_core_reference,
 )
@@ -1095,27 +1096,7 @@ def _confusable(s: Schema) -> bool:
     ``bool`` is expected, or a ``bool`` where an ``int`` is (``True == 1``), anywhere in it.
     Any other value equal to one of ``s`` converts to the same core value (a ``str`` or a
     ``tuple`` of a subclass is converted as its text or items) or is refused by ``==`` too."""
-    return any(isinstance(t, IntSchema | BoolSchema) for t in _leaves(s))
-
-
-def _leaves(s: Schema) -> Iterator[Schema]:
-    match s:
-        case ListSchema(item):
-            yield from _leaves(item)
-        case DictSchema(key, value):
-            yield from _leaves(key)
-            yield from _leaves(value)
-        case TupleSchema(items):
-            for item in items:
-                yield from _leaves(item)
-        case RecordSchema(fields=fields):
-            for f in fields:
-                yield from _leaves(f.schema)
-        case UnionSchema(alternatives):
-            for alt in alternatives:
-                yield from _leaves(alt)
-        case _:
-            yield s
+    return any(isinstance(t, IntSchema | BoolSchema) for t in nodes(s))
 
 
 def _diffable(s: Schema) -> bool:

@@ -243,29 +243,35 @@ def unkeyable(s: Schema) -> str | None:
             assert_never(s)
 
 
-def records(s: Schema) -> Iterator[RecordSchema]:
-    """Every record of a schema tree, depth first, a record before the records in its fields
-    (a record that occurs twice is yielded twice)."""
+def nodes(s: Schema) -> Iterator[Schema]:
+    """Every schema of a schema tree, depth first, each before the schemas inside it (one that
+    occurs twice is yielded twice)."""
+    yield s
     match s:
         case IntSchema() | BoolSchema() | NoneSchema() | StrSchema():
             return
         case ListSchema(item):
-            yield from records(item)
+            yield from nodes(item)
         case DictSchema(key, value):
-            yield from records(key)
-            yield from records(value)
+            yield from nodes(key)
+            yield from nodes(value)
         case TupleSchema(items):
             for item in items:
-                yield from records(item)
+                yield from nodes(item)
         case RecordSchema(fields=fields):
-            yield s
             for f in fields:
-                yield from records(f.schema)
+                yield from nodes(f.schema)
         case UnionSchema(alternatives):
             for alt in alternatives:
-                yield from records(alt)
+                yield from nodes(alt)
         case _:
             assert_never(s)
+
+
+def records(s: Schema) -> Iterator[RecordSchema]:
+    """Every record of a schema tree, depth first, a record before the records in its fields
+    (a record that occurs twice is yielded twice)."""
+    return (n for n in nodes(s) if isinstance(n, RecordSchema))
 
 
 def describe(s: Schema) -> str:
