@@ -330,6 +330,44 @@ def test_a_large_names_section_is_read_once_in_linear_time(start: Start) -> None
     seen.check(grow_at_most=100 * MIB)
 
 
+@pytest.mark.parametrize(
+    ("what", "payload"),
+    [
+        # a release whose items are 32 MiB of empty arrays (0x80): an older node decoded them
+        # all, on its event loop, before it read a field (30 s and about 2.4 GB per frame)
+        (
+            "empty arrays",
+            b"\xa3\x62id\x01\x65items\x9a"
+            + (32 * MIB).to_bytes(4, "big")
+            + b"\x80" * (32 * MIB)
+            + b"\x64type\x67release",
+        ),
+        # a send of 32 MiB whose last byte makes it non-canonical: an older node decoded it,
+        # encoded it again and decoded it a third time to word its refusal (0.3 to 1.2 s each)
+        (
+            "a long head at the end",
+            encode_message(Send(1, VICTIM, bytes(32 * MIB), True))[:-7]
+            + b"\x78\x06"
+            + VICTIM.encode(),
+        ),
+    ],
+)
+def test_a_large_frame_of_a_client_is_judged_without_decoding_it_whole(
+    start: Start, what: str, payload: bytes
+) -> None:
+    """Refused while the reader of large payloads reads it, after at most ``MAX_ITEMS``
+    items, saying why; the node goes on answering others meanwhile."""
+    node = start()
+    with RawClient(node.address) as stranger, Watch(node) as seen:
+        stranger.write(frame(payload))
+        reply = stranger.next()
+    print(f"\n{what}: {reply}; {seen}")
+    assert isinstance(reply, Goodbye), reply
+    expected = "too many items" if what == "empty arrays" else "not in its shortest form"
+    assert expected in reply.message, reply.message
+    seen.check(grow_at_most=200 * MIB)
+
+
 # --- 6. the trace ----------------------------------------------------------------------------
 
 

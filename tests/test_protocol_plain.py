@@ -16,7 +16,7 @@ from hotswap.errors import RemoteProtocolError
 from hotswap.protocol import codec
 from hotswap.protocol.codec import MAX_NESTING, decode_schema, encode_message
 from hotswap.protocol.events import Message, ModuleReply, UpgradeRequest
-from hotswap.protocol.plain import read_plain, write_plain
+from hotswap.protocol.plain import NotPlain, TooManyItems, read_plain, write_plain
 from test_protocol_properties import client_messages, mutations, server_messages
 
 leaves = (
@@ -87,13 +87,19 @@ def decoded(payload: bytes, from_client: bool) -> Message | str:
 
 @given(client_messages.map(encode_message).flatmap(mutations))
 def test_messages_decode_alike_whichever_reads_them(payload: bytes) -> None:
+    """A client's message is taken alike by both readers, and refused by both; a large one is
+    refused by the reader of large payloads itself, in its own words (never cbor2's)."""
     expected = decoded(payload, True)
     before = codec.PLAIN_FROM
     codec.PLAIN_FROM = 0
     try:
-        assert decoded(payload, True) == expected
+        got = decoded(payload, True)
     finally:
         codec.PLAIN_FROM = before
+    if isinstance(expected, str):
+        assert isinstance(got, str) and got.startswith("error: "), (payload.hex(), got)
+    else:
+        assert got == expected, payload.hex()
 
 
 def test_what_it_leaves_to_the_reference() -> None:
@@ -158,3 +164,45 @@ def test_a_large_reply_is_written_as_cbor2_writes_it() -> None:
     payload = encode_message(reply)
     assert cbor2.dumps(cbor2.loads(payload)) == payload
     assert decode_schema(payload, from_client=False) == reply
+
+
+def test_a_limit_refuses_past_that_many_items_and_counts_at_the_head() -> None:
+    payload = cbor2.dumps({"a": [1, 2, 3], "b": "x"})  # 8 items: map, 2 keys, array, 3, text
+    assert read_plain(payload, 8) == {"a": [1, 2, 3], "b": "x"}
+    with pytest.raises(TooManyItems):
+        read_plain(payload, 7)
+    # a count past the budget is refused from its head, before any of its contents is read
+    # (tags here, which would be declined if they were)
+    with pytest.raises(TooManyItems):
+        read_plain(b"\x99" + (1000).to_bytes(2, "big") + b"\xc0" * 1000, 100)
+
+
+def test_strict_refuses_what_it_would_leave_to_the_reference_saying_why() -> None:
+    cases = {
+        cbor2.dumps(1.5): "a float",
+        b"\x18\x05": "shortest form",
+        cbor2.dumps({"a": 1}) + b"\x00": "trailing",
+        b"\xa2\x61a\x01\x61a\x02": "repeats the key 'a'",
+        b"\x62\xc3\x28": "UTF-8",
+        cbor2.dumps(cbor2.CBORTag(2, b"")): "a tag",
+        cbor2.dumps({1: 2}): "not a text",
+        cbor2.dumps([[[[1]]]]): "nests deeper",
+        b"\x9b" + b"\xff" * 8: "ends inside",
+    }
+    for payload, why in cases.items():
+        with pytest.raises(NotPlain, match=why):
+            read_plain(payload, strict=True)
+
+
+def test_a_client_message_of_too_many_items_is_refused_whatever_its_size() -> None:
+    """Below the size read by the reader of large payloads too: the same limit, by count."""
+    items = [{"machine": "m", "expected": "0" * 64, "module": b"", "migration": b""}] * 2000
+    payload = cbor2.dumps({"id": 1, "type": "release", "items": items})
+    assert len(payload) < codec.PLAIN_FROM
+    with pytest.raises(RemoteProtocolError, match="too many items"):
+        decode_schema(payload, from_client=True)
+    items = items[: codec.MAX_ITEMS // 9 - 1]  # 9 items each, and 6 for the rest
+    payload = cbor2.dumps({"id": 1, "type": "release", "items": items})
+    with pytest.raises(RemoteProtocolError) as refused:
+        decode_schema(payload, from_client=True)
+    assert "too many items" not in str(refused.value)  # refused for its order, not its size

@@ -97,7 +97,7 @@ from hotswap.protocol.fields import (
     check_keys,
     describe,
 )
-from hotswap.protocol.plain import read_plain, write_plain
+from hotswap.protocol.plain import NotPlain, TooManyItems, read_plain, write_plain
 
 
 class UnsupportedVersion(RemoteProtocolError):
@@ -451,6 +451,13 @@ _NO_TAGS: dict[int, Callable[..., Any]] = dict.fromkeys(
 MAX_NESTING = 3
 #: Payloads of at least this many bytes are read by ``plain.read_plain`` first.
 PLAIN_FROM = 256 * 1024
+#: A client's message holds at most this many CBOR items (every integer, text, byte string,
+#: boolean, array and map, keys included; a release of a thousand machines holds about 9,000).
+#: A large frame of one-byte items is refused once this many are read, and an array or map
+#: whose count passes what is left as soon as its head is: before, a 64 MiB frame of empty
+#: arrays was decoded whole, on the event loop, before its fields or its sender's role were
+#: checked (a minute and about 5 GB).
+MAX_ITEMS = 16_384
 
 
 def _remote(what: str, detail: str) -> RemoteProtocolError:
@@ -488,7 +495,17 @@ def decode_schema(
     # A large payload (an upgrade's modules) is read in one pass that also checks it is the
     # canonical encoding of what it holds: cbor2 copying it in and out again took 130 ms of
     # the event loop for 32 MiB. Anything that reader does not judge goes the reference way.
-    item = read_plain(payload) if len(payload) >= PLAIN_FROM else None
+    item: object = None
+    if len(payload) >= PLAIN_FROM:
+        # What a client sends holds nothing this reader does not judge (no floats, tags or
+        # simple values): a large payload of a client is decided here, never decoded whole by
+        # cbor2 (and encoded again, and decoded once more to word the error) first.
+        try:
+            item = read_plain(payload, MAX_ITEMS if from_client else None, strict=from_client)
+        except TooManyItems as exc:
+            raise _remote("payload holds too many items", _too_many(str(exc))) from None
+        except NotPlain as exc:
+            raise _remote("payload is not a message in canonical CBOR", str(exc)) from None
     read = item is not None
     if not read and not isinstance(payload, bytes):
         payload = bytes(payload)
@@ -506,6 +523,9 @@ def decode_schema(
     except (cbor2.CBORError, ValueError, TypeError, OverflowError) as exc:
         cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
         raise _remote("payload is not a valid CBOR item", f"{exc}{cause}") from None
+    if from_client and not read and len(payload) > MAX_ITEMS and _items(item) > MAX_ITEMS:
+        # a payload of fewer bytes than MAX_ITEMS holds fewer items (each takes one byte)
+        raise _remote("payload holds too many items", _too_many(f"more than {MAX_ITEMS}"))
     if type(item) is not dict:
         raise _remote("payload is not a map", f"got {describe(item)}")
     name = item.get("type")
@@ -550,6 +570,20 @@ def decode_schema(
     if (not read or schema.has_float) and cbor2.dumps(item, canonical=schema.has_float) != payload:
         raise _remote(f"invalid {name!r} message", _non_canonical(bytes(payload)))
     return cast(Message, schema.event(*values, **extra))
+
+
+def _too_many(what: str) -> str:
+    return f"{what} CBOR items, where a client's message holds at most {MAX_ITEMS}"
+
+
+def _items(item: object) -> int:
+    """How many CBOR items ``item`` (as cbor2 decoded it, at most :data:`MAX_NESTING` deep)
+    holds, itself included, keys included."""
+    if type(item) is list:
+        return 1 + sum(map(_items, item))
+    if type(item) is dict:
+        return 1 + len(item) + sum(map(_items, item.values()))
+    return 1
 
 
 def _non_canonical(payload: bytes) -> str:
