@@ -401,6 +401,15 @@ def test_trials_and_dry_runs_are_refused_on_a_machine_with_instances(node: Memor
         c.upgrade("tally", Upgrade(tally_v2, tally_v3, v2_to_v3), trial=5)
     with pytest.raises(UpgradeRejected, match="a dry run rehearses one state"):
         c.dry_run("tally", Upgrade(tally_v2, tally_v3, v2_to_v3))
+    # for code that is not running, both are refused as the upgrade is: wrong_version first
+    # (docs/protocol.md 6.9: a dry run passes every check of the upgrade first)
+    for rehearse in (
+        lambda: c.upgrade("tally", Upgrade(tally_v1, tally_v2, v1_to_v2_safe), trial=5),
+        lambda: c.dry_run("tally", Upgrade(tally_v1, tally_v2, v1_to_v2_safe)),
+    ):
+        with pytest.raises(UpgradeRejected) as refused:
+            rehearse()
+        assert refused.value.code == "wrong_version", refused.value
     assert c.status("tally").identity == tally_v2.identity
 
 

@@ -428,8 +428,8 @@ class Registry:
         """What the upgrade would do to the last ``inputs`` inputs, changing nothing: every
         check of a real upgrade first (a dry run of an upgrade the node would refuse is
         refused the same way), then :func:`hotswap.node.rehearse.dry_run`."""
-        _refuse_with_instances(self.get(name), "a dry run")
         swap = self.prepare(name, expected, module, migration, generation=generation, rename=rename)
+        _refuse_with_instances(self.get(name), "a dry run")  # after the upgrade's own checks
         machine = self.get(name)
         recent = [Recent._make(r) for r in list(machine.recent)[-inputs:]] if inputs > 0 else []
         return dry_run(machine.code, swap.new, swap.migration, recent, self.fuel)
@@ -460,8 +460,6 @@ class Registry:
                 f"a trial lasts 0 to {MAX_TRIAL_INPUTS} inputs and 0 to {MAX_TRIAL_SECONDS} "
                 f"seconds, not {trial} inputs and {trial_seconds} seconds",
             )
-        if trial or trial_seconds:
-            _refuse_with_instances(self.get(name), "a trial upgrade")
         prepared = self.prepare(
             name,
             expected,
@@ -473,7 +471,8 @@ class Registry:
             by=by,
             signer=signer,
         )
-        if trial or trial_seconds:
+        if trial or trial_seconds:  # after the upgrade's own checks (wrong_version first)
+            _refuse_with_instances(self.get(name), "a trial upgrade")
             _refuse_other_input(self.get(name), prepared.new)
         if check is not None:
             check(prepared)
