@@ -165,6 +165,11 @@ def test_cli_timed_trial_ends_on_the_servers_timer(tmp_path: Path) -> None:
         assert any("Trial of counter confirmed" in line for line in node.lines())
         bad = run_cli("upgrade", *at, "counter", "--to", "x:y", "--trial", "-1")
         assert bad.returncode == 1 and "give N >= 1" in bad.stderr
+        # 0 made the upgrade permanent, saying nothing of the trial asked for
+        for flag in ("--trial", "--trial-seconds"):
+            to = "hotswap.examples.counter:counter_sm"
+            bad = run_cli("upgrade", *at, "counter", "--to", to, flag, "0")
+            assert bad.returncode == 1 and f"{flag} 0:" in bad.stderr, bad.stderr
 
 
 def test_cli_refuses_options_that_would_be_ignored(tmp_path: Path) -> None:

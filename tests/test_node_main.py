@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import pytest
 
 from hotswap.address import format_address, parse_address, socket_address
+from hotswap.code import import_object
 from hotswap.errors import HotswapError, StoreError
 from hotswap.examples.counter import counter_sm
 from hotswap.node.main import NodeOptions, open_service
@@ -65,6 +67,21 @@ def test_machines_can_be_given_as_objects(tmp_path: Path) -> None:
         assert service.registry.get("counter").identity == counter_sm.identity
     finally:
         service.store.close()
+
+
+def test_a_module_in_the_directory_the_command_does_not_search_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``hotswap`` command does not search the directory it runs in (``python -m`` does):
+    a reference to a module there says so, and how to import it, instead of only "No module"."""
+    (tmp_path / "mymachines.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    with pytest.raises(HotswapError, match=r"current directory.*PYTHONPATH=\."):
+        import_object("mymachines:m")
+    with pytest.raises(HotswapError) as other:  # not there: no such hint
+        import_object("elsewhere:m")
+    assert "current directory" not in str(other.value)
 
 
 def test_a_failed_start_releases_the_store(tmp_path: Path) -> None:

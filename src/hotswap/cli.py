@@ -138,8 +138,13 @@ def _looks_seed(text: str) -> bool:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    if args.trial < 0 or args.trial_seconds < 0:
-        raise HotswapError("--trial and --trial-seconds count inputs and seconds: give N >= 1")
+    for flag, given in (("--trial", args.trial), ("--trial-seconds", args.trial_seconds)):
+        if given is not None and given < 1:  # 0 would make the upgrade permanent, silently
+            raise HotswapError(
+                f"{flag} {given}: --trial and --trial-seconds count inputs and seconds: give "
+                "N >= 1 (or leave the option out for a permanent upgrade)"
+            )
+    args.trial, args.trial_seconds = args.trial or 0, args.trial_seconds or 0
     if args.inputs is not None and not args.dry_run:
         raise HotswapError("--inputs says how many inputs a --dry-run replays: add --dry-run")
     if args.inputs is not None and args.inputs < 1:
@@ -716,14 +721,14 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     upgrade.add_argument(
         "--trial",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
         help="provisional for the next N inputs: a trap or `hotswap revert` takes it back",
     )
     upgrade.add_argument(
         "--trial-seconds",
         type=int,
-        default=0,
+        default=None,
         metavar="T",
         help="provisional for T seconds (with --trial: whichever ends first)",
     )

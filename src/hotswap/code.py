@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from hotswap.cam.loaded import LoadedModule
 from hotswap.cam.module import Module, encode_module, module_identity
@@ -50,7 +52,22 @@ def import_object(spec: str) -> object:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise HotswapError(f"cannot import {module_name!r}: {e}") from None
+        hint = ""
+        top = module_name.partition(".")[0]
+        searched = {str(Path(p or ".").resolve()) for p in sys.path}
+        if (
+            isinstance(e, ModuleNotFoundError)
+            and e.name == top
+            and (Path(top + ".py").is_file() or Path(top).is_dir())
+            and str(Path.cwd()) not in searched
+        ):
+            # the ``hotswap`` command, unlike ``python -m``, does not search the directory
+            # it runs in: say so rather than import from it unasked
+            hint = (
+                f" ({top!r} is in the current directory, which the hotswap command does not "
+                "search: run it with PYTHONPATH=. or install your package)"
+            )
+        raise HotswapError(f"cannot import {module_name!r}: {e}{hint}") from None
     try:
         obj = getattr(module, attribute)
     except AttributeError:
