@@ -779,7 +779,9 @@ _SEND_ROLE = ROLE_OF[Send]
 _NO_TOKEN = (
     "this node authenticates its clients: connect with a token (`--token TOKEN` on a hotswap "
     "command, $HOTSWAP_TOKEN, Client(token=...), protocol version 3); on the node's machine, "
-    "its data directory's client.token holds one; or, on a node with --tls-ca, with a client "
+    "its data directory's client.token holds one, which clients read from "
+    "$HOTSWAP_DATA/client.token (default ./hotswap-data/client.token): set HOTSWAP_DATA to the "
+    "node's --data; or, on a node with --tls-ca, with a client "
     "certificate of a principal added with --certificate"
 )
 _UNAUTHORIZED = "the token is not one this node knows (revoked, or for another node)"
