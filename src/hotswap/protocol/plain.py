@@ -90,6 +90,8 @@ def _head(payload: bytes | memoryview, position: int) -> tuple[int, int, int]:
         return major, info, position + 1
     if major == _TAG:
         raise _Decline(f"byte {position} holds a tag")
+    if major == _TAG + 1:  # major type 7 (true and false are read before the head)
+        raise _Decline(f"byte {position} holds a float or a simple value")
     if info > 27:
         raise _Decline(f"byte {position} holds an indefinite length or a reserved value")
     size = 1 << (info - 24)
