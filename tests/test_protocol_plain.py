@@ -180,7 +180,7 @@ def test_a_limit_refuses_past_that_many_items_and_counts_at_the_head() -> None:
 def test_strict_refuses_what_it_would_leave_to_the_reference_saying_why() -> None:
     cases = {
         cbor2.dumps(1.5): "a float",
-        cbor2.dumps(0.0): "a float",  # a half-precision zero: a float, not a long head
+        cbor2.dumps(0.0): "a float",  # a double of zero: said to be a float, not a long head
         b"\x18\x05": "shortest form",
         cbor2.dumps({"a": 1}) + b"\x00": "trailing",
         b"\xa2\x61a\x01\x61a\x02": "repeats the key 'a'",
