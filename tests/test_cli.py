@@ -172,6 +172,19 @@ def test_cli_timed_trial_ends_on_the_servers_timer(tmp_path: Path) -> None:
             assert bad.returncode == 1 and f"{flag} 0:" in bad.stderr, bad.stderr
 
 
+def test_cli_upgrade_to_the_running_code_changes_nothing(tmp_path: Path) -> None:
+    """Run twice by mistake, the second upgrade made a new generation of the same code."""
+    with Served(tmp_path, {"counter": "hotswap.examples.counter:counter_sm"}) as node:
+        at = ("--node", node.address)
+        up = ("upgrade", *at, "counter", "--to", "hotswap.examples.counter:counter_sm2")
+        assert run_cli(*up).returncode == 0
+        again = run_cli(*up)
+        assert again.returncode == 0, again.stderr
+        assert "already runs" in again.stdout and "nothing changed" in again.stdout
+        assert "generation 1" in run_cli("status", *at, "counter").stdout
+        assert len(run_cli("history", *at, "counter").stdout.splitlines()) == 2
+
+
 def test_cli_refuses_options_that_would_be_ignored(tmp_path: Path) -> None:
     with Served(tmp_path, {"counter": "hotswap.examples.counter:counter_sm"}) as node:
         up = ("upgrade", "--node", node.address, "counter", "--to", "x:y")

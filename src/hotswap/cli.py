@@ -165,6 +165,20 @@ def _upgrade(args: argparse.Namespace) -> int:
         status = client.status_raw(args.machine)
         expected = args.expect or status.identity
         generation = args.generation if args.generation is not None else status.generation
+        running = status.identity
+        if (
+            migration is None
+            and not (trial or args.dry_run or args.out)
+            and expected == running
+            and load_module(new).identity == running
+        ):
+            # an upgrade to the code that runs, with the state as it is, would only add a
+            # generation (and make change files prepared for this one stale): said, not made
+            print(
+                f"{args.machine} already runs {running[:12]}: nothing changed (give "
+                "--migration to run a migration on its state with the same code)"
+            )
+            return 0
         change = Upgrade(expected, target, migration, generation=generation, rename=args.rename)
         if args.out:
             if args.dry_run:
