@@ -17,6 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from hotswap.address import DEFAULT_ADDRESS
 from hotswap.auth import ROLES as AUTH_ROLES
 from hotswap.auth import Credentials
 from hotswap.cam.disasm import disassemble
@@ -659,7 +660,8 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
     def client_command(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
-        p.add_argument("--node", default=None, help="HOST:PORT (default: $HOTSWAP_NODE)")
+        fallback = f"HOST:PORT (default: $HOTSWAP_NODE, else {DEFAULT_ADDRESS})"
+        p.add_argument("--node", default=None, help=fallback)
         p.add_argument(
             "--token",
             default=None,
