@@ -34,7 +34,7 @@ from hotswap.protocol.fastpath import head
 #: Containers nest at most this deep (``codec.MAX_NESTING``: status_reply -> history -> entry).
 MAX_DEPTH = 3
 
-_UINT, _NEGATIVE, _BYTES, _TEXT, _ARRAY, _MAP, _TAG = range(7)
+_UINT, _NEGATIVE, _BYTES, _TEXT, _ARRAY, _MAP, _TAG, _SIMPLE = range(8)
 _FALSE, _TRUE = 0xF4, 0xF5
 
 
@@ -48,6 +48,10 @@ class TooManyItems(Exception):
 
 class NotPlain(Exception):
     """With ``strict``: the payload is not one this reader judges, so not a client's message."""
+
+
+class _Budget(Exception):
+    """The item budget ran out."""
 
 
 def read_plain(
@@ -68,7 +72,7 @@ def read_plain(
             raise NotPlain("it ends inside an item") from None
         if isinstance(e, UnicodeDecodeError):
             raise NotPlain("a text is not valid UTF-8") from None
-        raise NotPlain(str(e) or "it holds an item of a kind no message has") from None
+        raise NotPlain(str(e)) from None
     except _Budget:
         raise TooManyItems(f"more than {limit}") from None
     if end != len(payload):
@@ -76,10 +80,6 @@ def read_plain(
             raise NotPlain(f"{len(payload) - end} trailing byte(s) after the map")
         return None
     return item
-
-
-class _Budget(Exception):
-    """The item budget ran out."""
 
 
 def _head(payload: bytes | memoryview, position: int) -> tuple[int, int, int]:
@@ -90,7 +90,7 @@ def _head(payload: bytes | memoryview, position: int) -> tuple[int, int, int]:
         return major, info, position + 1
     if major == _TAG:
         raise _Decline(f"byte {position} holds a tag")
-    if major == _TAG + 1:  # major type 7 (true and false are read before the head)
+    if major == _SIMPLE:  # floats and simple values (true and false are read before the head)
         raise _Decline(f"byte {position} holds a float or a simple value")
     if info > 27:
         raise _Decline(f"byte {position} holds an indefinite length or a reserved value")
