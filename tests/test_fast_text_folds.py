@@ -8,7 +8,9 @@
 - a list accumulator that gets one append per run of its fold's body is built without the
   length limit's check;
 - a fold over a small map's keys, values or items reads the map's dict, and the list is made
-  only for a large map, when nothing else reads it.
+  only for a large map, when nothing else reads it;
+- a fold whose only variable costs are concatenations gets its fuel taken up front while the
+  texts it makes are short, and starts again, metered, at the first that is not.
 
 None of that may change a result, a trap or the fuel used."""
 
@@ -45,6 +47,18 @@ def texts(cmd: dict[str, int], n: int) -> tuple[int, str]:
     tag = str(size) + "-" + str(n)
     head = ", ".join(sorted(names)) + "|" + "".join(short) + "|" + "/".join(twice)
     return n + 1, head + tag + str(total) + str(found)
+
+
+@machine(init=0)
+def joined(cmd: dict[str, int], n: int) -> tuple[int, str]:
+    text = ""
+    for k in cmd:
+        text = text + k + ";"
+    count = 0
+    for k, v in cmd.items():
+        label = k + "=" + str(v)
+        count += len(label)
+    return n + count, text
 
 
 @machine(init=0)
@@ -95,7 +109,9 @@ def test_the_forms_are_in_the_generated_code() -> None:
     source = generate_source(m.loaded.module.functions[index].code)
     assert source.count(" is None: v") == 4  # four folds read a small map's dict
     assert ".values() if " in source and ".items() if " in source
-    assert source.count(">= 16777216") == 2  # only the list appended to twice per run
+    # only the list appended to twice per run, in the fold's two copies
+    assert source.count(">= 16777216") == 4
+    assert source.count("raise _Long") == 4  # the two texts of the names, and the "!"
     assert "_p26(" in source
 
 
@@ -131,3 +147,27 @@ def test_short_texts_agree_with_the_vm_at_every_budget(cmd: int, state: int) -> 
     outcome = _agree(MACHINES["tiny"], cmd, state)
     if outcome[0] == "ok":
         assert MACHINES["tiny"].run(cmd, state) == MACHINES["tiny"](cmd, state)
+
+
+JOINED = [
+    {},
+    {"a": 1, "b": 2},
+    {"abc": 1, "defg": 2, "hi": 3, "jklmn": 4},  # the text passes 16 code points midway
+    {"a" * 15: 1},  # a label of exactly 17
+    {"a" * 12: 1, "b": 2},  # a label of 14, then of 3: short throughout
+    {f"k{i}": i for i in range(12)},
+]
+
+
+@pytest.mark.parametrize("cmd", JOINED, ids=range(len(JOINED)))
+def test_folds_started_again_once_a_text_is_long_agree_with_the_vm_at_every_budget(
+    cmd: dict[str, int],
+) -> None:
+    m = MACHINES["joined"]
+    index = m.loaded.machine.step if m.loaded.machine else -1
+    assert generate_source(m.loaded.module.functions[index].code).count("except _Long") == 2
+    outcome = _agree(m, cmd, 3)
+    assert outcome[0] == "ok" and outcome[1][1] == m.to_core_output(m(cmd, 3)[1])
+    assert m.run(cmd, 3) == m(cmd, 3)
+    outcome = _agree(m, cmd, INT_MAX)  # n + count overflows after both folds, if cmd has keys
+    assert outcome[:2] == (("trap", "overflow") if cmd else ("ok", (INT_MAX, "")))

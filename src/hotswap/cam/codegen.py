@@ -41,7 +41,7 @@ from hotswap.errors import InternalError, Trap
 from hotswap.lang import ints, prims
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
 from hotswap.lang.evaluate import FALSE, TRUE, Value
-from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP
+from hotswap.lang.persistent import EMPTY_LIST, EMPTY_MAP, SMALL, small_map
 from hotswap.lang.terms import TRAPPING, V1_OPS, Op
 from hotswap.lang.types import ListT
 from hotswap.lang.vector import of_list
@@ -53,6 +53,12 @@ class OutOfFuel(Exception):
 
 class _Abort(Exception):
     """A fold's specialised form does not apply to its body: the general form is emitted."""
+
+
+class _Long(Exception):
+    """Raised in a fold's copy with its fuel taken up front, when a concatenation there makes
+    text of :data:`prims.TEXT_CHUNK` code points or more (whose cost is not the fixed 1 the
+    copy was charged for): the fold starts again, metered (:meth:`_Generator.fold`)."""
 
 
 # --- symbolic values ------------------------------------------------------------------------
@@ -126,6 +132,10 @@ _COUNTED = _COUNTED_ARG | {Op.LIST_CONCAT, Op.MAP_MERGE}
 _QUIET = frozenset(
     {Op.STR_LEN, Op.INT_TO_STR, Op.LIST_LEN, Op.MAP_LEN, Op.MAP_GET, Op.MAP_DELETE, Op.MAP_CONTAINS}
 )
+#: Map primitives done inline on a small map's ``dict`` (:meth:`_Generator.small_map_op`).
+_SMALL_MAP_OPS = frozenset(
+    {Op.MAP_GET, Op.MAP_INDEX, Op.MAP_CONTAINS, Op.MAP_INSERT, Op.MAP_DELETE}
+)
 #: The most code points ``INT_TO_STR`` gives (``str(INT_MIN)``).
 _INT_TEXT = len(str(ints.INT_MIN))
 #: A concatenation whose result is known, when the code is generated, to hold at most this
@@ -177,6 +187,15 @@ class _Generator:
         #: costs taken so far (anything else, a variable cost, a real branch, a nested fold or
         #: a ``FAIL``, raises :class:`_Abort`).
         self.tally: list[int] | None = None
+        #: Whether the fold body being generated with its fuel up front has a concatenation
+        #: whose text is only known to be short once it is made (it raises :class:`_Long`).
+        self.guarded = False
+        #: Whether every append to a list accumulator in the fold body being generated with its
+        #: fuel up front appends text known to hold under :data:`prims.TEXT_CHUNK` code points.
+        self.short_appends = True
+        #: Lists made by such folds: the expression true when each of their items is such a
+        #: text, which the cost of sorting them needs to know (``LIST_SORT``, :meth:`prim2`).
+        self.short_items: dict[str, str] = {}
         #: The current generation of each list accumulator being built (:class:`_Build`).
         self.builds: dict[str, int] = {}
         #: Accumulators being built that get one append per run of their fold's body: they
@@ -315,6 +334,11 @@ class _Generator:
             if known is not None and known < prims.TEXT_CHUNK:  # costs 1: carried on
                 self.text_bound[name] = known
                 return _Expr(name), pending + 1
+            if self.tally is not None:  # fuel up front: its cost is 1 only while text is short
+                out.append(f"{indent}if _len({name}) >= {prims.TEXT_CHUNK}: raise _Long")
+                self.text_bound[name] = prims.TEXT_CHUNK - 1
+                self.guarded = True
+                return _Expr(name), pending + 1
             # checked: text is what a run could pile up (65,536 instructions of megabyte texts
             # in one stretch) before the next comparison; short text is not
             short = known is not None and known <= _SHORT_TEXT
@@ -334,6 +358,8 @@ class _Generator:
                 name = self.fresh()
                 out.append(f"{indent}{name} = {b}")
                 b = name
+            if self.text_bound.get(b, prims.TEXT_CHUNK) >= prims.TEXT_CHUNK:
+                self.short_appends = False
             left = pending + 1
             if acc.var not in self.single:
                 self.flush(left, out, indent)
@@ -351,6 +377,8 @@ class _Generator:
             name = self.fresh()
             out.append(f"{indent}{name} = {a}.append({b})")
             return _Expr(name), 0
+        if op in _SMALL_MAP_OPS:
+            return self.small_map_op(op, reg, out, indent, pending)
         arg = self.text(reg)
         if not arg.isidentifier():
             name = self.fresh()
@@ -362,7 +390,10 @@ class _Generator:
             cost, name = self.fresh(), self.fresh()
             fn = f"_x{op.value}"
             self.constants[fn] = prims.CHARGED[op]
-            out.append(f"{indent}{cost}, {name} = {fn}({arg}, _f - {pending + 1})")
+            hint = ""  # a sort of text known short needs no measuring (prims._sort_charged)
+            if op is Op.LIST_SORT and arg in self.short_items:
+                hint = f", {self.short_items[arg]}"
+            out.append(f"{indent}{cost}, {name} = {fn}({arg}, _f - {pending + 1}{hint})")
             self.flush(pending + 1, out, indent, cost, check=True)
             return _Expr(name), 0
         small = None
@@ -394,6 +425,67 @@ class _Generator:
             self.lazy[name] = (f"{indent}{made}", f"{indent}if {small} is None: {made}")
         if op is Op.INT_TO_STR:
             self.text_bound[name] = _INT_TEXT
+        return _Expr(name), left
+
+    def named(self, s: _Sym, out: list[str], indent: str) -> str:
+        """``s`` as a name or a constant (bound to a fresh variable otherwise)."""
+        text = self.text(s)
+        if text.isidentifier():
+            return text
+        name = self.fresh()
+        out.append(f"{indent}{name} = {text}")
+        return name
+
+    def small_map_op(
+        self, op: Op, reg: _Sym, out: list[str], indent: str, pending: int
+    ) -> tuple[_Sym, int]:
+        """A map primitive on a small map of unmeasured size done inline on its ``dict``
+        (what ``OMap``'s method does, without the calls), its implementation called for any
+        other map; charged as the call would be."""
+        m, k = self.named(self.project(reg, 0), out, indent), self.project(reg, 1)
+        x = None
+        if op is Op.MAP_INSERT:
+            x = self.named(self.project(k, 1), out, indent)
+            k = self.project(k, 0)
+        key = self.named(k, out, indent)
+        call = f"{self.prim_function(op, 'p')}(({m}, {f'({key}, {x})' if x else key}))"
+        left = pending + 1
+        if op not in _QUIET:
+            self.flush(left, out, indent)
+            left = 0
+        name, small = self.fresh(), self.fresh()
+        test = f"({small} := {m}._small) is not None"
+        if op is Op.MAP_CONTAINS:
+            out.append(f"{indent}{name} = ({key} in {small}) if {test} else ({key} in {m})")
+            return _Cond(name), left
+        if op is Op.MAP_GET:
+            got = self.fresh()
+            found = (
+                f"(_NOTHING if ({got} := {small}.get({key}, _MISSING)) is _MISSING else (1, {got}))"
+            )
+            out.append(f"{indent}{name} = {found} if {test} else {call}")
+        elif op is Op.MAP_INDEX:
+            got = self.fresh()
+            found = (
+                f"({got} if ({got} := {small}.get({key}, _MISSING)) is not _MISSING else {call})"
+            )
+            out.append(f"{indent}{name} = {found} if {test} else {call}")
+        else:  # MAP_INSERT and MAP_DELETE make a new dict
+            if op is Op.MAP_INSERT:
+                fits = f"(_len({small}) < {SMALL} or {key} in {small})"
+                change = f"{name}[{key}] = {x}"
+            else:
+                fits = f"{key} in {small}"
+                change = f"del {name}[{key}]"
+            out.append(f"{indent}if {test} and {m}._size < 0 and {fits}:")
+            out.append(f"{indent}    {name} = {small}.copy()")
+            out.append(f"{indent}    {change}")
+            made = f"_small_map({name})"
+            if op is Op.MAP_DELETE:  # its last entry deleted: the empty map
+                made = f"{made} if {name} else _EM"
+            out.append(f"{indent}    {name} = {made}")
+            out.append(f"{indent}else:")
+            out.append(f"{indent}    {name} = {call}")
         return _Expr(name), left
 
     def map_len(self, m: str, small: str | None = None) -> str:
@@ -536,7 +628,11 @@ class _Generator:
           with no fuel taken inside, chosen when the fuel left covers ``K`` times the list's
           length: then the VM cannot run out inside the fold, so a trap raised there is the
           trap it raises, and the fuel after it is the same. Otherwise the loop with a
-          subtraction and a comparison per iteration runs, and runs out where the VM does."""
+          subtraction and a comparison per iteration runs, and runs out where the VM does.
+          A concatenation of text of unknown length may be in that copy: its cost is the fixed
+          1 while the text is under ``TEXT_CHUNK`` code points, and a longer one raises
+          :class:`_Long`, which abandons the copy (the body is pure) for the metered loop,
+          from the first element, with the fuel and the accumulator as they were."""
         if not self.metered:
             raise InternalError("code with a fold has no unmetered form")
         if self.tally is not None:  # no nested fold in a body whose fuel is taken up front
@@ -606,27 +702,46 @@ class _Generator:
         if build and self.builds[acc_var] == 1:  # one append per run: the limit is never hit
             self.single.add(acc_var)
             lines, r = body(True, None)
-        out.append(f"{indent}{acc_var} = {'[]' if build else self.text(acc)}")
+        initial = "[]" if build else self.text(acc)
+        short_when: str | None = None
+        out.append(f"{indent}{acc_var} = {initial}")
         known = isinstance(r, _Inj) and r.tag == 0
         if known and innermost:
             try:
                 tally = [0]
+                self.guarded, self.short_appends = False, True
                 fast, fast_r = body(build, tally)
             except _Abort:
                 pass
             else:
-                left = self.fresh()
-                out.append(f"{indent}{left} = _f - {tally[0]} * {count}")
-                out.append(f"{indent}if {left} >= 0:")
-                out.append(f"{inner}_f = {left}")
-                out.append(f"{inner}for {item} in {elements}:")
-                out.extend(["    " + line for line in fast])
                 if not build:
                     assert isinstance(fast_r, _Inj)
-                    out.append(f"{inner}    {acc_var} = {self.text(fast_r.payload)}")
+                    fast.append(f"{inner}{acc_var} = {self.text(fast_r.payload)}")
                 elif not fast:  # a body with nothing to do once its fuel is taken in bulk
-                    out.append(f"{inner}    pass")
-                out.append(f"{indent}else:")
+                    fast.append(f"{inner}pass")
+                left = self.fresh()
+                out.append(f"{indent}{left} = _f - {tally[0]} * {count}")
+                short_when = None
+                if self.guarded:  # text made too long for the fixed cost: metered, again
+                    ran = self.fresh()
+                    short_when = ran if build and self.short_appends else None
+                    out.append(f"{indent}{ran} = {left} >= 0")
+                    out.append(f"{indent}if {ran}:")
+                    out.append(f"{inner}try:")
+                    out.append(f"{inner}    for {item} in {elements}:")
+                    out.extend(["        " + line for line in fast])
+                    out.append(f"{inner}except _Long:")
+                    out.append(f"{inner}    {ran} = False")
+                    out.append(f"{inner}    {acc_var} = {initial}")
+                    out.append(f"{inner}else:")
+                    out.append(f"{inner}    _f = {left}")
+                    out.append(f"{indent}if not {ran}:")
+                else:
+                    out.append(f"{indent}if {left} >= 0:")
+                    out.append(f"{inner}_f = {left}")
+                    out.append(f"{inner}for {item} in {elements}:")
+                    out.extend(["    " + line for line in fast])
+                    out.append(f"{indent}else:")
                 indent, inner = inner, inner + "    "
                 lines = ["    " + line for line in lines]
         out.append(f"{indent}for {item} in {elements}:")
@@ -638,6 +753,8 @@ class _Generator:
                 return _Inj(0, _Expr(acc_var), 2)
             made = self.fresh()
             out.append(f"{'    ' * depth}{made} = _mklist({acc_var})")
+            if short_when is not None:
+                self.short_items[made] = short_when
             return _Inj(0, _Expr(made), 2)
         if isinstance(r, _Inj):
             lines.append(f"{inner}{result} = (1, {self.text(r.payload)})")
@@ -900,10 +1017,14 @@ def _exec(source: str, constants: dict[str, object]) -> Any:
         "_trap": _raise_trap,
         "_oof": _out_of_fuel,
         "_Trap": Trap,
+        "_Long": _Long,
         "_fail": prims.fail,
         "_len": len,
         "_EL": EMPTY_LIST,
         "_EM": EMPTY_MAP,
+        "_small_map": small_map,
+        "_MISSING": prims.MISSING,
+        "_NOTHING": prims.NOTHING,
         "_mklist": of_list,  # a Python list made a persistent list (a fold's accumulator)
         **constants,
     }

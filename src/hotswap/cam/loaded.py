@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from hotswap.cam.codegen import (
     Metered,
@@ -138,6 +138,16 @@ class LoadedModule:
             return self._fast(index)(value, fuel)[0]
         except OutOfFuel:
             raise out_of_fuel(fuel) from None
+
+    def parts(self, index: int, fuel: int = DEFAULT_FUEL) -> tuple[Callable[..., Any], int | None]:
+        """What :meth:`function` calls, for a caller that inlines the call: ``(f, None)``,
+        when ``f(value)`` is the result (code of static cost within ``fuel``), else ``(f,
+        fuel)``, when ``f(value, fuel)[0]`` is, :class:`OutOfFuel` standing for
+        ``out_of_fuel(fuel)``."""
+        plain = self._plain[index]
+        if plain is not None and fuel >= self._bound[index]:
+            return plain, None
+        return self._fast(index), fuel
 
     def function(self, index: int, fuel: int = DEFAULT_FUEL) -> Callable[[Value], Value]:
         """The fast-path callable of function ``index``, run with ``fuel``."""

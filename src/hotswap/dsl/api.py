@@ -204,10 +204,10 @@ class Machine(_Compiled[P, R]):
         any other call goes through :meth:`_rebind`, which binds as the method does."""
         c, loaded = self.compiled, self.loaded
         assert loaded.machine is not None
-        step = loaded.function(loaded.machine.step)
+        step, fuel = loaded.parts(loaded.machine.step)
         if self._positional != 2:
-            return machine_runner(c.input, c.state, c.output, step)
-        runner = machine_runner(c.input, c.state, c.output, step, self._rebind)
+            return machine_runner(c.input, c.state, c.output, step, fuel=fuel)
+        runner = machine_runner(c.input, c.state, c.output, step, self._rebind, fuel)
         runner.__doc__ = Machine.run.__doc__
         vars(self)["run"] = runner
         return runner

@@ -42,6 +42,7 @@ __all__ = [
     "is_list",
     "make_list",
     "safe_key",
+    "small_map",
     "state_size",
 ]
 
@@ -116,6 +117,13 @@ def _new_small(d: dict[Any, Any], size: int = -1) -> OMap:
     _put_size(m, size)
     _put_next(m, None)
     return m
+
+
+def small_map(d: dict[Any, Any]) -> OMap:
+    """The small map that owns ``d``, a dict of at most :data:`SMALL` entries that nothing
+    changes after (neither is checked), its size not measured: what ``set`` and ``delete`` of
+    a small map of unmeasured size make (the fast path's inline forms of them)."""
+    return _new_small(d)
 
 
 def _new_large(

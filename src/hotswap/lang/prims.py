@@ -210,17 +210,18 @@ def list_contains(v: Value) -> Value:
 
 def map_get(v: Value) -> Value:
     m, k = v
-    found = m.get(k, _MISSING)
-    return NOTHING if found is _MISSING else (1, found)
+    found = m.get(k, MISSING)
+    return NOTHING if found is MISSING else (1, found)
 
 
-_MISSING = object()
+#: What ``get`` gives for a missing key, where None could be a value.
+MISSING = object()
 
 
 def map_index(v: Value) -> Value:
     m, k = v
-    found = m.get(k, _MISSING)
-    if found is _MISSING:
+    found = m.get(k, MISSING)
+    if found is MISSING:
         raise missing_key(k)
     return found
 
@@ -363,9 +364,12 @@ COST: dict[Op, Cost] = {
 }
 
 
-def _sort_charged(xs: Value, cap: int) -> tuple[int, Value]:
+def _sort_charged(xs: Value, cap: int, short: bool = False) -> tuple[int, Value]:
+    """``LIST_SORT``'s cost and result; ``short`` when each item is known to be an int or a
+    text of under :data:`TEXT_CHUNK` code points (the fast path's lists of such text), which
+    makes the texts' factor 1 without measuring them."""
     if xs._root:
-        cost = _sort_cost(xs, cap)
+        cost = _sort_cost(xs, cap) if not short else xs._n * max(1, xs._n.bit_length())
         if cost > cap:
             return cost, None
         return cost, make_list(sorted(xs))
@@ -374,7 +378,7 @@ def _sort_charged(xs: Value, cap: int) -> tuple[int, Value]:
     cost = n * (n.bit_length() or 1)
     if cost > cap:
         return cost, None
-    if n and type(tail[0]) is str:
+    if n and not short and type(tail[0]) is str:
         cost *= 1 + max(map(len, tail)) // TEXT_CHUNK
         if cost > cap:
             return cost, None

@@ -48,6 +48,7 @@ from operator import attrgetter, is_, is_not
 from types import FunctionType, MappingProxyType
 from typing import Any
 
+from hotswap.cam.codegen import OutOfFuel, out_of_fuel
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
 from hotswap.lang.evaluate import FALSE, TRUE, Value
 from hotswap.lang.ints import INT_MAX, INT_MIN
@@ -887,15 +888,19 @@ def machine_runner(
     input: Schema,
     state: Schema,
     output: Schema,
-    step: Callable[[Value], Value],
+    step: Callable[..., Value],
     rebind: Rebind | None = None,
+    fuel: int | None = None,
 ) -> Callable[..., tuple[Any, Any]]:
     """``run(input, state) -> (state, output)`` in Python values around the fast-path ``step``
     of a machine whose types are those of the schemas: one function, the conversions inline.
     A value that does not convert raises what ``to_core(schema, value, "input"/"state")`` does.
     Given ``rebind``, ``run`` takes any arguments, and any call but ``run(input, state)`` is
     ``rebind``'s (which binds them as the plain function would): so ``run`` can stand for
-    ``Machine.run`` itself, with no wrapper to call first.
+    ``Machine.run`` itself, with no wrapper to call first. Given ``fuel``, ``step`` is metered
+    fast-path code (``hotswap.cam.codegen``), called as ``step(value, fuel)[0]`` with its
+    :class:`OutOfFuel` raised as the trap ``out_of_fuel(fuel)``: the wrapper
+    ``LoadedModule.function`` makes around it, inline.
 
     Records the step passes through untouched come back as the very objects that went in, as
     they do from the plain function (``dict(cart.lines)`` shares its lines): each frozen record
@@ -926,6 +931,8 @@ def machine_runner(
     src = _Source()
     src.memo = True
     src.ns["_step"] = step
+    if fuel is not None:
+        src.ns["_fuel"], src.ns["_OutOfFuel"], src.ns["_oof"] = fuel, OutOfFuel, out_of_fuel
     src.ns["_in"], src.ns["_st"] = to_core_function(input), to_core_function(state)
     kinds = _state_cache(state)
     a, b = src.fresh("a"), src.fresh("b")
@@ -975,7 +982,16 @@ def machine_runner(
         *(f"        {prior[2]} = None" for prior in src.prior.values()),  # nothing to compare
         f'        {a} = _in(i, "input")',
         f'        {b} = _st(s, "state")',
-        f"    n, o = _step(({a}, {b}))",
+        *(
+            [f"    n, o = _step(({a}, {b}))"]
+            if fuel is None
+            else [
+                "    try:",
+                f"        n, o = _step(({a}, {b}), _fuel)[0]",
+                "    except _OutOfFuel:",
+                "        raise _oof(_fuel) from None",
+            ]
+        ),
         *tail,
         f"    return ({c.text}, {d.text})",
     ]
