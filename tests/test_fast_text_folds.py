@@ -171,3 +171,22 @@ def test_folds_started_again_once_a_text_is_long_agree_with_the_vm_at_every_budg
     assert m.run(cmd, 3) == m(cmd, 3)
     outcome = _agree(m, cmd, INT_MAX)  # n + count overflows after both folds, if cmd has keys
     assert outcome[:2] == (("trap", "overflow") if cmd else ("ok", (INT_MAX, "")))
+
+
+def test_run_that_runs_out_of_its_fuel_traps_out_of_fuel() -> None:
+    """``.run`` calls the metered step itself: running out is the trap ``out_of_fuel``."""
+    found = compile_source(
+        "from hotswap.dsl import machine\n"
+        "@machine(init=0)\n"
+        "def spin(cmd: int, n: int) -> tuple[int, int]:\n"
+        "    total = 0\n"
+        "    for i in range(cmd):\n"
+        "        total += i\n"
+        "    return n, total\n"
+    )
+    m = found["spin"]
+    assert isinstance(m, Machine)
+    assert m.run(10, 0) == (0, 45) == m(10, 0)
+    with pytest.raises(Trap) as caught:
+        m.run(900_000, 0)
+    assert caught.value.kind == "out_of_fuel"
