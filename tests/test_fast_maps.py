@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from hotswap.cam.codegen import generate_source
-from hotswap.cam.loaded import LoadedModule
 from hotswap.dsl import Machine, compile_source
-from hotswap.errors import Trap
 from hotswap.lang.persistent import EMPTY_MAP, SMALL, OMap, state_size
+from test_fast_folds import _outcome
 
 _SOURCE = """
 from dataclasses import dataclass
@@ -68,15 +67,6 @@ def _table() -> Machine[..., Any]:
 TABLE = _table()
 _NS = TABLE.__wrapped__.__globals__
 Put, Drop, Read = _NS["Put"], _NS["Drop"], _NS["Read"]
-
-
-def _outcome(loaded: LoadedModule, value: Any, executor: str, fuel: int) -> tuple[Any, ...]:
-    index = loaded.machine.step if loaded.machine else -1
-    try:
-        result, used = loaded.run_metered(index, value, executor, fuel)  # type: ignore[arg-type]
-    except Trap as trap:
-        return ("trap", trap.kind)
-    return ("ok", result, used)
 
 
 def _agree(cmd: Any, state: dict[str, int], measured: bool) -> tuple[Any, ...]:

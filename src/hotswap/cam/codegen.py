@@ -353,11 +353,7 @@ class _Generator:
         if op is Op.LIST_APPEND and isinstance(acc := self.project(reg, 0), _Build):
             if self.builds.get(acc.var) != acc.gen:  # an older version of the list
                 raise _Abort
-            b = self.text(self.project(reg, 1))
-            if not b.isidentifier():
-                name = self.fresh()
-                out.append(f"{indent}{name} = {b}")
-                b = name
+            b = self.named(self.project(reg, 1), out, indent)
             if self.text_bound.get(b, prims.TEXT_CHUNK) >= prims.TEXT_CHUNK:
                 self.short_appends = False
             left = pending + 1
@@ -379,11 +375,7 @@ class _Generator:
             return _Expr(name), 0
         if op in _SMALL_MAP_OPS:
             return self.small_map_op(op, reg, out, indent, pending)
-        arg = self.text(reg)
-        if not arg.isidentifier():
-            name = self.fresh()
-            out.append(f"{indent}{name} = {arg}")
-            arg = name
+        arg = self.named(reg, out, indent)
         if op in prims.CHARGED:  # the cost and the result in one call, in the VM's order
             if self.tally is not None:
                 raise _Abort
@@ -497,15 +489,9 @@ class _Generator:
     def operands(self, reg: _Sym, out: list[str], indent: str) -> tuple[str, str]:
         """The two components of the pair in ``reg``, each a name or a constant (bound to a
         fresh variable otherwise), without building the pair."""
-        texts = []
-        for i in (0, 1):
-            text = self.text(self.project(reg, i))
-            if not text.isidentifier():
-                name = self.fresh()
-                out.append(f"{indent}{name} = {text}")
-                text = name
-            texts.append(text)
-        return texts[0], texts[1]
+        return self.named(self.project(reg, 0), out, indent), self.named(
+            self.project(reg, 1), out, indent
+        )
 
     def prim(self, op: Op, reg: _Sym, out: list[str], indent: str) -> _Sym:
         if op is Op.NEG:
@@ -721,7 +707,6 @@ class _Generator:
                     fast.append(f"{inner}pass")
                 left = self.fresh()
                 out.append(f"{indent}{left} = _f - {tally[0]} * {count}")
-                short_when = None
                 if self.guarded:  # text made too long for the fixed cost: metered, again
                     ran = self.fresh()
                     short_when = ran if build and self.short_appends else None

@@ -25,7 +25,7 @@ from __future__ import annotations
 import gc
 import itertools
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -119,11 +119,11 @@ def _new_small(d: dict[Any, Any], size: int = -1) -> OMap:
     return m
 
 
-def small_map(d: dict[Any, Any]) -> OMap:
-    """The small map that owns ``d``, a dict of at most :data:`SMALL` entries that nothing
-    changes after (neither is checked), its size not measured: what ``set`` and ``delete`` of
-    a small map of unmeasured size make (the fast path's inline forms of them)."""
-    return _new_small(d)
+#: ``small_map(d)``: the small map that owns ``d``, a dict of at most :data:`SMALL` entries
+#: that nothing changes after (neither is checked), its size not measured: what ``set`` and
+#: ``delete`` of a small map of unmeasured size make (the fast path's inline forms of them).
+#: The constructor itself, with no call around it.
+small_map: Callable[[dict[Any, Any]], OMap] = _new_small
 
 
 def _new_large(
