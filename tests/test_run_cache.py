@@ -380,3 +380,35 @@ def test_a_state_given_back_unchanged_is_the_core_value_kept() -> None:
     state.counts[0] = True  # an equal item of another type: converted again, and refused
     with pytest.raises(ValueTypeError):
         run(0, state)
+
+
+def test_a_state_the_step_gives_back_is_a_new_one_made_of_what_was_kept() -> None:
+    """A refusal gives back the state it was given: ``run`` makes a new state of the kept
+    entry, equal to the plain function's, sharing no dict with the state given, and keeps it;
+    a kept state changed in place is converted, not made of its stale entry, also when it is
+    now too large to keep."""
+    seen: list[Any] = []
+    m = cart.cart_sm
+    c, step = m.compiled, m.loaded.function(m.loaded.machine.step)  # type: ignore[union-attr]
+
+    def recording(pair: Any) -> Any:
+        seen.append(pair[1])
+        return step(pair)
+
+    run = machine_runner(c.input, c.state, c.output, recording)
+    refusal = cart.AddItem("sku-2", "item 2", 102, -1)
+    state = cart.Cart(_lines(10))
+    new, out = _same_as_plain(run, refusal, state)
+    assert isinstance(out, cart.Refused)
+    assert new is not state and new.lines is not state.lines
+    assert all(new.lines[k] is state.lines[k] for k in state.lines)
+    assert _kept(run)[0] is new
+    again, _ = _same_as_plain(run, refusal, new)
+    assert seen[1] is seen[0] and again.lines is not new.lines  # told unchanged, not converted
+    new.lines["sku-3"] = cart.Line("changed", 7, 9)  # the state returned, changed in place
+    changed, _ = _same_as_plain(run, refusal, new)
+    assert changed.lines["sku-3"] == cart.Line("changed", 7, 9)
+    new.lines.update(_lines(CACHE_ELEMENTS + 1))  # and now too large to keep
+    large, _ = _same_as_plain(run, refusal, new)
+    assert large.lines == new.lines and len(large.lines) == CACHE_ELEMENTS + 1
+    assert all(k is not large for k in _kept(run))

@@ -136,6 +136,20 @@ _QUIET = frozenset(
 _SMALL_MAP_OPS = frozenset(
     {Op.MAP_GET, Op.MAP_INDEX, Op.MAP_CONTAINS, Op.MAP_INSERT, Op.MAP_DELETE}
 )
+#: The largest magnitude CPython compares fast (a one-digit int, below ``2**30``): a range check
+#: asks first whether a result is that small, which almost every result is.
+_SMALL_INT = 2**30 - 1
+
+
+def _out_of_range(x: str) -> str:
+    """The test that the int in ``x`` is outside the core's range: two comparisons with small
+    bounds, which CPython specialises, before the two with the range's own, which it does not
+    (about 20 ns against 35 for the range's alone)."""
+    return (
+        f"not -{_SMALL_INT} <= {x} <= {_SMALL_INT} and not {ints.INT_MIN} <= {x} <= {ints.INT_MAX}"
+    )
+
+
 #: The most code points ``INT_TO_STR`` gives (``str(INT_MIN)``).
 _INT_TEXT = len(str(ints.INT_MIN))
 #: A concatenation whose result is known, when the code is generated, to hold at most this
@@ -519,8 +533,7 @@ class _Generator:
     def checked(self, expr: str, op: Op, out: list[str], indent: str) -> _Sym:
         name = self.fresh()
         out.append(f"{indent}{name} = {expr}")
-        lo, hi = ints.INT_MIN, ints.INT_MAX
-        out.append(f"{indent}if not {lo} <= {name} <= {hi}: _trap({list(Op).index(op)})")
+        out.append(f"{indent}if {_out_of_range(name)}: _trap({list(Op).index(op)})")
         return _Expr(name)
 
     def run(

@@ -248,7 +248,11 @@ class _Source:
         return self.ns[name]
 
 
-_INT_CHECK = f"type({{x}}) is not int or not {INT_MIN} <= {{x}} <= {INT_MAX}"
+#: An ``int`` out of the core's range, asked first of small bounds, which CPython compares fast.
+_INT_CHECK = (
+    f"type({{x}}) is not int or (not -{2**30 - 1} <= {{x}} <= {2**30 - 1} "
+    f"and not {INT_MIN} <= {{x}} <= {INT_MAX})"
+)
 #: A ``str`` the core takes as it is (a subclass goes to the walker, which copies its text).
 _STR_CHECK = f"type({{x}}) is not str or len({{x}}) > {MAX_STR_LEN}"
 
@@ -922,6 +926,10 @@ def machine_runner(
     The copies and the core values the entries hold are what the bound is for: at most
     ``CACHE_SLOTS * CACHE_ELEMENTS`` items copied and as many held; a larger state is
     converted at each call, as before. The dicts and lists ``run`` returns are always new.
+    When the step returns the very core value of a state kept or converted here (a refusal,
+    say), the new state is made from that state's entry (:func:`_given_back`): a new record,
+    its fields the same objects, each list and dict a new copy of the entry's copy, and that
+    state kept too, converting nothing.
 
     A dict of the new state comes back by difference from the dict of the state given, when
     both are small maps (:func:`_dec_by_difference`): the entries the step left as they were
@@ -963,6 +971,19 @@ def machine_runner(
             for r in records(state)
         )
         c = _dec_cached_state(src, state, kinds, tail, keep=built)
+        # the step gave back the core value of a state told unchanged or converted here: the
+        # new state is made from the entry's parts, nothing converted
+        again: list[str] = []
+        r = _given_back(src, state, kinds, b, again, keep=built)
+        tail = [
+            f"    if n is {b} and _e is not None:",
+            *again,
+            "    else:",
+            *("    " + line for line in tail),
+            f"        {r} = {c.text}",
+        ]
+        c = _E(r)
+    kept = c.text
     d = _dec(src, output, "o", tail, "    ", 0, checked=False)
     if rebind is None:
         head = ["def run(i, s):"]
@@ -979,6 +1000,7 @@ def machine_runner(
         *body,
         "    except Exception:",
         *(["        _memo = {}"] if src.noted else []),  # what it noted may be gone
+        *(["        _e = None"] if kinds is not None else []),  # no entry: the walker's value
         *(f"        {prior[2]} = None" for prior in src.prior.values()),  # nothing to compare
         f'        {a} = _in(i, "input")',
         f'        {b} = _st(s, "state")',
@@ -993,7 +1015,7 @@ def machine_runner(
             ]
         ),
         *tail,
-        f"    return ({c.text}, {d.text})",
+        f"    return ({kept}, {d.text})",
     ]
     fn: Callable[..., tuple[Any, Any]] = src.compile(lines, "run")
     return fn
@@ -1066,6 +1088,7 @@ def _cached_state(src: _Source, s: RecordSchema, kinds: tuple[str, ...], b: str)
         f"{ind}    _ms = _e[2]",
         *hit,
         f"{ind}else:",
+        f"{ind}    _e = None  # not this state's, if it failed the checks",
         f"{ind}    _ms = {{}}",
         f"{ind}    if type(s) is not {cls}: raise _Bad",
     ]
@@ -1103,8 +1126,49 @@ def _cached_state(src: _Source, s: RecordSchema, kinds: tuple[str, ...], b: str)
     made = src.nest(parts, out, body)
     out.append(f"{body}{b} = {made.text}")
     out.append(f"{body}if {' and '.join(copied)} and {' + '.join(sizes)} <= {CACHE_ELEMENTS}:")
-    out.append(f"{body}    _h[0] = (({', '.join(entry)}), *_h[0][:{CACHE_SLOTS - 1}])")
+    out.append(f"{body}    _e = ({', '.join(entry)})")
+    out.append(f"{body}    {_push(['_e'])}")
     return out
+
+
+def _given_back(
+    src: _Source, s: RecordSchema, kinds: tuple[str, ...], b: str, out: list[str], keep: bool
+) -> str:
+    """Emit, into ``out``, the new state when the step returned ``b``, the core value of the
+    state given, whose entry (:func:`_cached_state`) is ``_e``: a record of the entry's field
+    objects (their values :func:`_shareable`), each list and dict a new copy of the entry's
+    copy, which is the value ``b`` is; with ``keep``, that record kept as an entry of its own,
+    which shares the entry's copies (never handed out, never changed). The variable that
+    holds the record."""
+    ind = "        "
+    parts, entry, at = [], ["", b, "_e[2]"], 3
+    for kind in kinds:
+        if kind == "same":
+            parts.append(_E(f"_e[{at}]"))
+            entry.append(f"_e[{at}]")
+            at += 1
+            continue
+        var = src.fresh("g")
+        out.append(f"{ind}{var} = _e[{at + 1}].copy()")
+        parts.append(_E(var))
+        entry += [var, f"_e[{at + 1}]"]
+        at += 2
+        if kind == "dict":
+            entry += [f"_e[{at}]", f"_e[{at + 1}]"]
+            at += 2
+    made = _make_record(src, s, parts, out, ind)
+    if keep:
+        entry[0] = made.text
+        out.append(f"{ind}{_push(entry)}")
+    return made.text
+
+
+def _push(entry: list[str]) -> str:
+    """The statement putting the entry of ``entry``'s items first in the kept states, the last
+    one dropped: the slots of one tuple of entries (``_t``) named one by one, which is cheaper
+    than slicing it."""
+    rest = ", ".join(["(_t := _h[0])[0]", *(f"_t[{k}]" for k in range(1, CACHE_SLOTS - 1))])
+    return f"_h[0] = (({', '.join(entry)}), {rest})"
 
 
 def _confusable(s: Schema) -> bool:
@@ -1160,7 +1224,7 @@ def _dec_cached_state(
                 entry += [key, core]
             sizes.append(f"len({part.text})")
     out.append(f"{ind}if {' + '.join(sizes)} <= {CACHE_ELEMENTS}:")
-    out.append(f"{ind}    _h[0] = (({', '.join(entry)}), *_h[0][:{CACHE_SLOTS - 1}])")
+    out.append(f"{ind}    {_push(entry)}")
     return made
 
 
