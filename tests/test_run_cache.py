@@ -412,3 +412,19 @@ def test_a_state_the_step_gives_back_is_a_new_one_made_of_what_was_kept() -> Non
     large, _ = _same_as_plain(run, refusal, new)
     assert large.lines == new.lines and len(large.lines) == CACHE_ELEMENTS + 1
     assert all(k is not large for k in _kept(run))
+
+
+@pytest.mark.parametrize("slots", [1, 2, CACHE_SLOTS])
+def test_the_states_kept_are_as_many_as_the_slots(
+    monkeypatch: pytest.MonkeyPatch, slots: int
+) -> None:
+    """However many slots a runner is generated with, it holds that many entries: one more
+    state pushes the oldest out, and each result is still the plain function's."""
+    monkeypatch.setattr("hotswap.names.convert.CACHE_SLOTS", slots)
+    run = _runner()
+    states = [cart.Cart(_lines(n)) for n in range(1, slots + 3)]
+    for state in states:
+        _same_as_plain(run, cart.SetQty("sku-0", 2), state)
+        _same_as_plain(run, cart.RemoveItem("nope"), state)  # given back: made of the entry
+        assert len(run.__globals__["_h"][0]) == slots
+    assert _kept(run)[-1] is not states[0]

@@ -1167,8 +1167,8 @@ def _push(entry: list[str]) -> str:
     """The statement putting the entry of ``entry``'s items first in the kept states, the last
     one dropped: the slots of one tuple of entries (``_t``) named one by one, which is cheaper
     than slicing it."""
-    rest = ", ".join(["(_t := _h[0])[0]", *(f"_t[{k}]" for k in range(1, CACHE_SLOTS - 1))])
-    return f"_h[0] = (({', '.join(entry)}), {rest})"
+    kept = ["(_t := _h[0])[0]", *(f"_t[{k}]" for k in range(1, CACHE_SLOTS - 1))]
+    return f"_h[0] = (({', '.join(entry)}), {', '.join(kept[: CACHE_SLOTS - 1])})"
 
 
 def _confusable(s: Schema) -> bool:
