@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotswap.cam.codegen import compile_code, compile_metered, generate_source
+from hotswap.cam.codegen import _out_of_range, compile_code, compile_metered, generate_source
 from hotswap.cam.compiler import compile_term
 from hotswap.cam.instructions import Instr, Opcode
 from hotswap.cam.limits import MAX_NESTING
@@ -16,7 +16,7 @@ from hotswap.cam.verify import verify_code
 from hotswap.cam.vm import VM
 from hotswap.errors import Trap, VerifyError
 from hotswap.examples import handbuilt
-from hotswap.lang.ints import INT_MAX
+from hotswap.lang.ints import INT_MAX, INT_MIN, SMALL_INT
 from hotswap.lang.terms import (
     DISTL,
     FST,
@@ -32,6 +32,7 @@ from hotswap.lang.terms import (
     match_on,
 )
 from hotswap.lang.types import BOOL, INT, UNIT, Prod
+from hotswap.names.convert import _INT_CHECK
 from oracle import all_paths_agree
 from strategies import typed_terms
 
@@ -197,3 +198,34 @@ def test_long_chains_of_not_stay_within_pythons_parser_limits() -> None:
     code = tuple([_i(Opcode.PRIM, Op.NOT)] * 301)
     verify_code(code, BOOL, BOOL)
     assert compile_code(code)((0, ())) == VM(code).run((0, ())) == (1, ())
+
+
+_EDGES = [
+    0,
+    1,
+    -1,
+    SMALL_INT,
+    SMALL_INT + 1,
+    -SMALL_INT,
+    -SMALL_INT - 1,
+    2**31,
+    -(2**31),
+    INT_MAX,
+    INT_MAX + 1,
+    INT_MIN,
+    INT_MIN - 1,
+    2**64,
+    -(2**64),
+    10**30,
+    -(10**30),
+]
+
+
+@pytest.mark.parametrize("x", _EDGES)
+def test_the_generated_range_checks_are_the_core_range(x: int) -> None:
+    """The fast path's and the compiled conversions' range checks, which ask ``SMALL_INT``
+    first, say out of range exactly where ``INT_MIN <= x <= INT_MAX`` does not hold."""
+    outside = not INT_MIN <= x <= INT_MAX
+    assert eval(_out_of_range("x"), {"x": x}) is outside
+    assert eval(_INT_CHECK.format(x="x"), {"x": x}) is outside
+    assert eval(_INT_CHECK.format(x="x"), {"x": float(x)}) is True

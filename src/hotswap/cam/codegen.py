@@ -136,18 +136,14 @@ _QUIET = frozenset(
 _SMALL_MAP_OPS = frozenset(
     {Op.MAP_GET, Op.MAP_INDEX, Op.MAP_CONTAINS, Op.MAP_INSERT, Op.MAP_DELETE}
 )
-#: The largest magnitude CPython compares fast (a one-digit int, below ``2**30``): a range check
-#: asks first whether a result is that small, which almost every result is.
-_SMALL_INT = 2**30 - 1
 
 
 def _out_of_range(x: str) -> str:
-    """The test that the int in ``x`` is outside the core's range: two comparisons with small
-    bounds, which CPython specialises, before the two with the range's own, which it does not
-    (about 20 ns against 35 for the range's alone)."""
-    return (
-        f"not -{_SMALL_INT} <= {x} <= {_SMALL_INT} and not {ints.INT_MIN} <= {x} <= {ints.INT_MAX}"
-    )
+    """The test that the int in ``x`` is outside the core's range: two comparisons with
+    ``SMALL_INT``, which CPython specialises, before the two with the range's own bounds, which
+    it does not (about 11 ns against 33 for the range's alone, by ``timeit``)."""
+    small = ints.SMALL_INT
+    return f"not -{small} <= {x} <= {small} and not {ints.INT_MIN} <= {x} <= {ints.INT_MAX}"
 
 
 #: The most code points ``INT_TO_STR`` gives (``str(INT_MIN)``).

@@ -14,6 +14,9 @@ from hotswap.lang.terms import Op
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
+#: The largest magnitude CPython 3.11 and later compare fast (a one-digit int, below ``2**30``):
+#: generated range checks ask first whether an int is within it, which almost every one is.
+SMALL_INT = 2**30 - 1
 
 
 def in_range(n: int) -> bool:

@@ -51,7 +51,7 @@ from typing import Any
 from hotswap.cam.codegen import OutOfFuel, out_of_fuel
 from hotswap.lang.check import MAX_ELEMENTS, MAX_STR_LEN
 from hotswap.lang.evaluate import FALSE, TRUE, Value
-from hotswap.lang.ints import INT_MAX, INT_MIN
+from hotswap.lang.ints import INT_MAX, INT_MIN, SMALL_INT
 from hotswap.lang.persistent import EMPTY_LIST, OMap, make_list
 from hotswap.names.schema import (
     BoolSchema,
@@ -248,9 +248,9 @@ class _Source:
         return self.ns[name]
 
 
-#: An ``int`` out of the core's range, asked first of small bounds, which CPython compares fast.
+#: Not an ``int`` of the core's range, asked first of ``SMALL_INT``, which CPython compares fast.
 _INT_CHECK = (
-    f"type({{x}}) is not int or (not -{2**30 - 1} <= {{x}} <= {2**30 - 1} "
+    f"type({{x}}) is not int or (not -{SMALL_INT} <= {{x}} <= {SMALL_INT} "
     f"and not {INT_MIN} <= {{x}} <= {INT_MAX})"
 )
 #: A ``str`` the core takes as it is (a subclass goes to the walker, which copies its text).
