@@ -37,10 +37,22 @@ def tally(n: int, entries: dict[int, int]) -> tuple[dict[int, int], int]:
 """
 
 SITECUSTOMIZE = """
+import os
 import hotswap.cam.values as values
 import hotswap.node.store as store
 store.BACKGROUND_SNAPSHOT_BYTES = 0
 values._PAUSE_SECONDS = 0.005
+_compact = store.Store._compact
+
+
+def _marked(self):  # the test learns that the log was compacted (in the open transaction)
+    before = self._compacted
+    _compact(self)
+    if self._compacted > before:
+        open(os.environ["HOTSWAP_TEST_COMPACTED"], "w").close()
+
+
+store.Store._compact = _marked
 """
 
 
@@ -69,21 +81,28 @@ def test_sigkill_while_encoding_in_the_background_recovers_exactly(
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     (site / "background_machines.py").write_text(MACHINES)
     monkeypatch.setenv("PYTHONPATH", str(site))
+    compacted = tmp_path / "compacted"
+    monkeypatch.setenv("HOTSWAP_TEST_COMPACTED", str(compacted))
     data = tmp_path / "data"
     args = ("--trace", "off", "--snapshot-every", "100", "--retain", "200")
     node = NodeProcess(data, {"tally": TALLY}, *args)
     result: list[int] = []
     streamer = threading.Thread(target=lambda: result.append(_stream_until_killed(node.address)))
     streamer.start()
-    # the kill comes once the log is long enough to have been compacted behind the snapshots
-    # (over 4,096 entries due, behind a snapshot written in the background: at 6,000 inputs
-    # a loaded machine's snapshots had once not got that far); that can take many seconds
-    deadline = time.monotonic() + 60
+    # the kill comes once the node has taken kill_after inputs and compacted the log behind
+    # the snapshots (over 4,096 entries due, behind a snapshot written in the background: a
+    # loaded machine's snapshots had once not got that far at 9,000 inputs), and then 1,000
+    # more inputs, so that the compacting transaction has been committed; that can take many
+    # seconds
+    deadline, after = time.monotonic() + 90, None
     while time.monotonic() < deadline:
         time.sleep(0.1)
         with connect(node.address) as probe:
-            if probe.status("tally").inputs > kill_after:
-                break
+            inputs = probe.status("tally").inputs
+        if after is None and inputs > kill_after and compacted.exists():
+            after = inputs + 1000
+        if after is not None and inputs > after:
+            break
     node.kill()
     streamer.join(10)
     (acked,) = result
@@ -97,6 +116,7 @@ def test_sigkill_while_encoding_in_the_background_recovers_exactly(
     finally:
         store.close()
     assert snapshot_inputs > 0  # background snapshots were written before the kill
+    assert after is not None, "the node did not compact its log within 90 s"
     assert oldest > 2  # and the log compacted behind them
     assert machine.inputs >= acked  # inputs applied but not yet answered may be there too
     state = dict(machine.state.items())
