@@ -983,7 +983,6 @@ def machine_runner(
             f"        {r} = {c.text}",
         ]
         c = _E(r)
-    kept = c.text
     d = _dec(src, output, "o", tail, "    ", 0, checked=False)
     if rebind is None:
         head = ["def run(i, s):"]
@@ -1015,7 +1014,7 @@ def machine_runner(
             ]
         ),
         *tail,
-        f"    return ({kept}, {d.text})",
+        f"    return ({c.text}, {d.text})",
     ]
     fn: Callable[..., tuple[Any, Any]] = src.compile(lines, "run")
     return fn
@@ -1167,8 +1166,10 @@ def _push(entry: list[str]) -> str:
     """The statement putting the entry of ``entry``'s items first in the kept states, the last
     one dropped: the slots of one tuple of entries (``_t``) named one by one, which is cheaper
     than slicing it."""
-    kept = ["(_t := _h[0])[0]", *(f"_t[{k}]" for k in range(1, CACHE_SLOTS - 1))]
-    return f"_h[0] = (({', '.join(entry)}), {', '.join(kept[: CACHE_SLOTS - 1])})"
+    kept = [f"_t[{k}]" for k in range(CACHE_SLOTS - 1)]
+    if kept:
+        kept[0] = "(_t := _h[0])[0]"
+    return f"_h[0] = (({', '.join(entry)}), {', '.join(kept)})"
 
 
 def _confusable(s: Schema) -> bool:
