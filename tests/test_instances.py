@@ -333,6 +333,7 @@ def test_a_commit_writes_only_the_instances_its_batch_made_or_ran_far(node: Memo
     node.service.store.db.set_trace_callback(statements.append)
     for i in range(50):
         c.send("tally", Add(1), key=f"k{i}")
+    node.service.store.settle()  # the inputs the input log holds go into SQLite
     node.service.store.db.set_trace_callback(None)
     assert not [s for s in statements if "instances" in s]
     assert sum("INSERT INTO log" in s for s in statements) == 50

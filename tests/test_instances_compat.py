@@ -91,7 +91,7 @@ def test_a_store_written_before_instances_recovers_and_takes_keyed_inputs(
         assert c.status("counter", key="fresh").state == (0, 1)
         assert c.status("counter").inputs == 6
         schema = node.service.store.db.execute("SELECT value FROM meta").fetchone()[0]
-        assert schema == str(SCHEMA_VERSION) == "7"
+        assert schema == str(SCHEMA_VERSION) == "8"
 
 
 def test_a_schema_3_store_reopens_as_it_is(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ def _counter(path: Path, retain: int | None, upgrade_at: int) -> Machine:
 
 
 def _rows(store: Store, where: str = "1") -> int:
+    store.settle()  # the inputs in the input log too, as the served node writes them soon
     return int(store.db.execute(f"SELECT COUNT(*) FROM log WHERE {where}").fetchone()[0])
 
 
@@ -238,7 +239,8 @@ def test_modules_nothing_names_are_collected_at_start(tmp_path: Path) -> None:
 
 def _store_contents(store: Store) -> tuple[object, ...]:
     """What a commit decides: the log's entries, the snapshots, the checkpoints, the
-    position the file records."""
+    position the file records (the input log's entries written into SQLite first)."""
+    store.settle()
     db = store.db
     return (
         db.execute("SELECT seq, machine, kind, key FROM log ORDER BY seq").fetchall(),

@@ -85,7 +85,7 @@ def test_schema_version_is_checked(tmp_path: Path) -> None:
     db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match="has schema 99; this release reads schemas 1 to 7: open"):
+    with pytest.raises(StoreError, match="has schema 99; this release reads schemas 1 to 8: open"):
         Store(tmp_path / "s.db")
     # the refused store is not left locked: fixed, it opens in the same process at once
     db = sqlite3.connect(tmp_path / "s.db", timeout=0)
@@ -455,7 +455,7 @@ def test_a_store_written_by_schema_4_upgrades_in_place_and_recovers_exactly(
     with audited.node(tmp_path) as node:
         assert audited.seen(node) == (want, modules)
         db = node.service.store.db
-        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "7"
+        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "8"
         rows = [bytes(data) for (data,) in db.execute("SELECT data FROM modules")]
         assert rows and not [data for data in rows if data.startswith(PARTS_REFERENCE)]
         assert db.execute("SELECT COUNT(*) FROM module_parts").fetchone() == (0,)
@@ -502,10 +502,10 @@ def test_a_store_written_by_schema_5_upgrades_in_place_and_recovers_exactly(
     shutil.copyfile(FIXTURE_V5, tmp_path / "node.sqlite3")
     capsys.readouterr()
     with audited.node(tmp_path) as node:
-        assert "Upgraded the store from schema 5 to 7 in place" in capsys.readouterr().out
+        assert "Upgraded the store from schema 5 to 8 in place" in capsys.readouterr().out
         assert audited.seen(node) == (want, modules)
         db = node.service.store.db
-        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "7"
+        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "8"
         assert db.execute("SELECT * FROM log ORDER BY seq").fetchall()[: len(rows)] == rows
         assert db.execute("SELECT COUNT(*) FROM module_parts").fetchone() == (2,)
         (table,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'log'").fetchone()

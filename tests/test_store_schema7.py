@@ -120,9 +120,9 @@ def test_a_store_written_by_schema_6_upgrades_in_place_and_recovers_exactly(
     capsys.readouterr()
     config = NodeConfig(sweep_rate=0)
     with MemoryNode(MACHINES, data=tmp_path, config=config) as node:
-        assert "Upgraded the store from schema 6 to 7 in place" in capsys.readouterr().out
+        assert "Upgraded the store from schema 6 to 8 in place" in capsys.readouterr().out
         db = node.service.store.db
-        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "7"
+        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "8"
         columns = [row[1] for row in db.execute("PRAGMA table_info(instances)")]
         assert columns == ["machine", "key", "generation", "state", "inputs", "seq"]
         assert db.execute("SELECT * FROM instances ORDER BY machine, key").fetchall() == [
@@ -166,7 +166,7 @@ def test_an_upgrade_that_would_lose_a_code_identity_changes_nothing(tmp_path: Pa
     db.close()
     with pytest.raises(
         StoreError,
-        match=r"cannot upgrade .* to schema 7: 1 keyed instance\(s\) name code other than "
+        match=r"cannot upgrade .* to schema 8: 1 keyed instance\(s\) name code other than "
         r"their generation's in their machine's history \(the first: 'e' of 'tally', on "
         rf"generation 0, names ffffffffffff; the history has code {V1[:12]} there\); the "
         r"store was left as it was, at schema 6",

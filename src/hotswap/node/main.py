@@ -154,10 +154,14 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
             )
         if store.lost is not None:
             held, recorded = store.lost
-            said = "was unreadable" if recorded is None else f"recorded entry {recorded:,}"
+            said = (
+                "its position file was unreadable"
+                if recorded is None
+                else f"entry {recorded:,} was recorded as committed"
+            )
             trace.note(
-                f"Accepted loss (--accept-loss): the store ends at log entry {held:,}, its "
-                f"position file {said}; starting on what the store holds"
+                f"Accepted loss (--accept-loss): the store ends at log entry {held:,}; "
+                f"{said}; starting on what the store holds"
             )
         return _start(options, trace, store)
     except BaseException:

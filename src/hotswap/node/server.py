@@ -36,6 +36,7 @@ from hotswap.auth import CredentialProblem
 from hotswap.cam.loaded import preload, release
 from hotswap.errors import HotswapError, StoreError
 from hotswap.node.service import Conversation, Fed, Service
+from hotswap.node.store import SETTLE_AFTER
 from hotswap.protocol.codec import encode_message
 from hotswap.protocol.events import ErrorCode, Goodbye, Request
 from hotswap.protocol.framing import frame
@@ -66,6 +67,10 @@ class Node:
         self.tls = tls
         self._waiting: dict[_Peer, list[bytes]] = {}
         self._commit_due = False  # a commit is scheduled for the end of this turn
+        self._settle_due = False  # a settle of the input log is scheduled (:meth:`_settle`)
+        #: The loop serving, once :meth:`serve` runs (asked once: in this Python, each
+        #: ``asyncio.get_running_loop()`` makes a system call, to tell a forked process).
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._sweep_owed = 0  # instances the sweeper is still to look at (``_sweep``)
         self._sweeping = False  # a slice or its commit is scheduled
         self.peers: set[_Peer] = set()
@@ -124,7 +129,7 @@ class Node:
         a time each make one commit a turn, not 16), and a lone client waits one turn more."""
         if not self._commit_due:
             self._commit_due = True
-            asyncio.get_running_loop().call_soon(self._commit_now)
+            (self.loop or asyncio.get_running_loop()).call_soon(self._commit_now)
 
     def _commit_now(self) -> None:
         self._commit_due = False
@@ -150,13 +155,29 @@ class Node:
                 peer.close_soon()
 
     def _durable(self) -> bool:
-        """Commit what the service did; if the store refuses, stop the node (False)."""
+        """Commit what the service did; if the store refuses, stop the node (False). A commit
+        that left inputs in the input log has them written into SQLite soon after
+        (:meth:`_settle`)."""
         try:
             self.service.commit()
         except StoreError as e:
             self.fail(e)
             return False
+        if not self._settle_due and self.service.store.logged:
+            self._settle_due = True
+            (self.loop or asyncio.get_running_loop()).call_later(SETTLE_AFTER, self._settle)
         return True
+
+    def _settle(self) -> None:
+        """Write the inputs the input log holds into SQLite (``Store.settle``): one
+        transaction for all the inputs committed in the last :data:`SETTLE_AFTER` seconds."""
+        self._settle_due = False
+        if self.failure is not None:
+            return
+        try:
+            self.service.store.settle()
+        except StoreError as e:
+            self.fail(e)
 
     def _tick(self) -> None:
         """Once a second: end the trials whose time is up (durably), and write the snapshots
@@ -256,7 +277,7 @@ class Node:
     ) -> None:
         """Listen (on ``host:port``, or on a bound ``sock``) until stopped; announces
         ``Listening on HOST:PORT`` once ready."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         server: asyncio.AbstractServer | _TlsServer
         if self.tls is None:
             if sock is not None:
@@ -639,7 +660,7 @@ class _Peer(asyncio.Protocol):
             node.unwelcomed.pop(self, None)
             self._rearm(fresh=True)
         elif fed.requests and self._timer is not None and idle:
-            self._active = asyncio.get_running_loop().time()
+            self._active = (node.loop or asyncio.get_running_loop()).time()
         if fed.failure is not None:
             node.fail(fed.failure)
             return

@@ -38,8 +38,9 @@ cheaper check of the log's ``kind`` (the same kinds: the log is copied once); sc
 ``instances`` table without the ``identity`` of each row's code, which its generation
 determines (the table is copied once). Older stores are upgraded in place when opened
 (``tests/fixtures/store_v1.sqlite3``, ``store_v2.sqlite3``, ``store_v2_pre_instances.sqlite3``,
-``store_v3.sqlite3``, ``store_v4.sqlite3``, ``store_v5.sqlite3`` and ``store_v6.sqlite3`` are
-such).
+``store_v3.sqlite3``, ``store_v4.sqlite3``, ``store_v5.sqlite3``, ``store_v6.sqlite3`` and
+``store_v7.sqlite3`` are such). Schema 8 changed no table: it is the first with an input log
+beside the database (below), which an older release would not read.
 
 One connection, in SQLite's exclusive locking mode (which keeps a second node off the store
 and spares every commit SQLite's file locks), serves two threads: the event loop, which does
@@ -54,7 +55,12 @@ write-ahead log removed or truncated after a crash) and is refused unless ``acce
 
 Writes are grouped: the service (``service.py``) queues a row for each input it applies
 (:meth:`Store.log_input`), and the server or in-memory node calls :meth:`Store.commit` once per
-batch, answering the batch only after the commit returns (group commit). With
+batch, answering the batch only after the commit returns (group commit). A commit of at most
+:data:`LOG_BATCH` inputs and nothing else appends them to the input log (``node.inputs``,
+``inputlog.py``) in one ``write``, in place of a SQLite transaction, and SQLite takes them
+later, many to a transaction (:meth:`Store.settle`, the next full commit, or the commit that
+finds :data:`LOG_ROWS` waiting), after which the file is cut back; opening the store writes
+what the file holds past SQLite's last entry into SQLite before anything reads the log. With
 ``fsync=True`` SQLite runs with ``synchronous=FULL``, so a commit survives power loss; the
 default ``NORMAL`` survives a crash of the process, which is what WAL guarantees without an
 fsync per commit. SQLite copies its write-ahead log into the database (a checkpoint, the one
@@ -105,18 +111,31 @@ from hotswap.cam.values import decode_value, stop_yielding_on, value_decoder, va
 from hotswap.errors import BytecodeError, HotswapError, StoreError, Trap
 from hotswap.lang.evaluate import Value
 from hotswap.lang.persistent import bulk, state_size
+from hotswap.node.inputlog import HEADER as INPUT_LOG_HEADER
+from hotswap.node.inputlog import InputLog, KeyedRow
 from hotswap.node.instances import Instance, generation_code, prefix_end
 from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, revert_trial
 from hotswap.node.rehearse import Trial, TrialEnd
 from hotswap.protocol.events import HistoryKind
 from hotswap.signing import digest
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 SNAPSHOT_EVERY = 20_000
 #: ``--retain``'s default: the log keeps at least its last this many entries; older inputs
 #: that recovery no longer needs (they are behind their machine's snapshot, or their keyed
 #: instance's replay window) are deleted. None (``--retain all``): the log keeps everything.
 DEFAULT_RETAIN = 100_000
+#: A commit of at most this many inputs and nothing else goes to the input log
+#: (``inputlog``): one ``write`` in place of a SQLite transaction. A larger batch (a
+#: pipelining client's) is written to SQLite at once, where its transaction is shared.
+LOG_BATCH = 64
+#: Once the input log holds this many inputs SQLite does not, the next commit writes them all
+#: into SQLite, with its own, in one transaction: a bound on the rows kept in memory and on
+#: what a restart reads from the file, whatever calls :meth:`Store.settle`.
+LOG_ROWS = 4096
+#: The server writes the input log into SQLite (:meth:`Store.settle`) this many seconds after
+#: a commit left it inputs, so a lone client's inputs reach SQLite in batches, not one by one.
+SETTLE_AFTER = 0.01
 #: Compaction waits until this many log entries are due, then deletes at most this many a
 #: commit (or twice the commit's own new entries, when more), so it keeps up with any input
 #: rate without making one commit long.
@@ -578,10 +597,6 @@ class Store:
                 "SELECT MAX(COALESCE((SELECT MAX(seq) FROM log), 0), "
                 "COALESCE((SELECT MAX(seq) FROM snapshots), 0))"
             ).fetchone()
-            first = self.db.execute(
-                "SELECT seq FROM log WHERE kind IN ('input', 'delete') ORDER BY seq LIMIT 1"
-            ).fetchone()
-            keyed = self.db.execute("SELECT 1 FROM instances LIMIT 1").fetchone() is not None
         except BaseException as e:
             db = getattr(self, "db", None)
             if db is not None:
@@ -596,10 +611,6 @@ class Store:
                 raise StoreError(f"cannot open the store {self.path}: {e}") from None
             raise
         self.last_seq: int = row[0]
-        #: Every input and delete entry up to this seq is compacted away (or never was).
-        self._compacted = self.last_seq if first is None else int(first[0]) - 1
-        #: Whether the store holds keyed instances: then recovery reads the replay window.
-        self._keyed = keyed
         self._committed_seq = self.last_seq  # last_seq at the previous commit
         self._commits = 0  # since the last checkpoint :meth:`_checkpoint_due` ran
         #: machine -> seq of its first default-instance input after its latest snapshot
@@ -615,15 +626,35 @@ class Store:
         self.collected = 0
         self._position_fd = -1
         self._position = -1  # the seq the position file holds
-        try:
-            self._open_position(accept_loss)
-        except BaseException:
-            self.close()  # the database and the position file: a refused store stays as it was
-            raise
         self._pending_inputs: list[tuple[int, str, str, bytes, int, float]] = []
         self._pending_keyed: list[tuple[int, str, str, bytes, float, str, int | None]] = []
         #: (machine, key) -> an instance whose checkpoint the next commit writes
         self._unsaved: dict[tuple[str, str], Instance] = {}
+        #: The input log beside the database (``inputlog``), and the rows written to it
+        #: since SQLite last took them: queries and full commits write these first.
+        self._log: InputLog | None = None
+        self.log_dropped = 0
+        self._logged_inputs: list[tuple[int, str, str, bytes, int, float]] = []
+        self._logged_keyed: list[tuple[int, str, str, bytes, float, str, int | None]] = []
+        self._logged_written = False  # both are in the open transaction
+        try:
+            self._log = InputLog(self.path.with_suffix(".inputs"), fsync)
+            logged = self._read_log(accept_loss)
+            self._open_position(accept_loss)
+            self._settle_read(logged)
+            first = self.db.execute(
+                "SELECT seq FROM log WHERE kind IN ('input', 'delete') ORDER BY seq LIMIT 1"
+            ).fetchone()
+            keyed = self.db.execute("SELECT 1 FROM instances LIMIT 1").fetchone() is not None
+        except BaseException as e:
+            self.close()  # the database and the position file: a refused store stays as it was
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"cannot open the store {self.path}: {e}") from None
+            raise
+        #: Every input and delete entry up to this seq is compacted away (or never was).
+        self._compacted = self.last_seq if first is None else int(first[0]) - 1
+        #: Whether the store holds keyed instances: then recovery reads the replay window.
+        self._keyed = keyed
         self._modules: dict[str, LoadedModule] = {}  # identity -> loaded, for instances
         #: The size of a last snapshot past which the next is taken in the background.
         self.background_snapshot_bytes = BACKGROUND_SNAPSHOT_BYTES
@@ -640,7 +671,7 @@ class Store:
         transaction: a failure leaves the store as it was."""
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is not None and row[0] in ("1", "2", "3", "4", "5", "6"):
+        if row is not None and row[0] in ("1", "2", "3", "4", "5", "6", "7"):
             started = time.monotonic()
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -656,10 +687,10 @@ class Store:
                 if row[0] in ("1", "2", "3", "4"):
                     for statement in _UPGRADE_4_TO_5:
                         self.db.execute(statement)
-                if row[0] != "6":
+                if row[0] not in ("6", "7"):
                     for statement in _UPGRADE_5_TO_6:
                         self.db.execute(statement)
-                if row[0] not in ("1", "2"):  # schema 3 made the instances table: 1 and 2 lack it
+                if row[0] not in ("1", "2", "7"):  # schema 3 made the instances table
                     self._check_identities(row[0])
                     for statement in _UPGRADE_6_TO_7:
                         self.db.execute(statement)
@@ -737,9 +768,65 @@ class Store:
             self._release()
         with self._txn:  # a staging's part in progress ends first; the next sees _closing
             self.db.close()
+        if self._log is not None:  # what it holds SQLite takes at the next start
+            self._log.close()
         if self._position_fd >= 0:
             os.close(self._position_fd)
             self._position_fd = -1
+
+    # --- the input log ----------------------------------------------------------------------
+
+    def _read_log(
+        self, accept_loss: bool
+    ) -> tuple[list[tuple[int, str, str, bytes, int, float]], list[KeyedRow]]:
+        """The input log's entries after SQLite's last, which ``last_seq`` then counts: those
+        that follow it with no seq missing. An entry after a missing one means committed work
+        was lost (the input log or the write-ahead log removed or cut, or an older copy put in
+        place): refused, unless ``accept_loss``, which keeps the entries before the gap."""
+        assert self._log is not None
+        read = self._log.read()
+        start = self.last_seq
+        inputs = [row for row in read.inputs if row[0] > start]
+        keyed = [row for row in read.keyed if row[0] > start]
+        seqs = sorted([row[0] for row in inputs] + [row[0] for row in keyed])
+        run = 0
+        while run < len(seqs) and seqs[run] == start + 1 + run:
+            run += 1
+        if run < len(seqs):
+            missing = start + run + 1
+            if not accept_loss:
+                raise StoreError(
+                    f"the store {self.path} is damaged: its log ends at entry {start + run:,}, "
+                    f"but its input log {self._log.path} holds entries from {seqs[run]:,} to "
+                    f"{seqs[-1]:,}, committed (and acknowledged) after entries {missing:,} to "
+                    f"{seqs[run] - 1:,}, which are missing. The node did not start and changed "
+                    "nothing. To start anyway on the entries before the gap, run the same "
+                    "command with --accept-loss (the node notes the loss in its trace)"
+                )
+            end = start + run
+            inputs = [row for row in inputs if row[0] <= end]
+            keyed = [row for row in keyed if row[0] <= end]
+            self.lost = (end, seqs[-1])
+        self.last_seq = self._committed_seq = start + run
+        #: Bytes at the end of the input log that were not whole frames (a write torn by power
+        #: loss: never acknowledged), dropped when the log is cut back at start.
+        self.log_dropped = read.dropped
+        return inputs, keyed
+
+    def _settle_read(
+        self, logged: tuple[list[tuple[int, str, str, bytes, int, float]], list[KeyedRow]]
+    ) -> None:
+        """Write what :meth:`_read_log` kept into SQLite and cut the input log back, before
+        anything reads the log: recovery then reads SQLite alone."""
+        assert self._log is not None
+        inputs, keyed = logged
+        if inputs or keyed:
+            self._logged_inputs, self._logged_keyed = inputs, keyed
+            with self._writing("writing the input log into"):
+                self._begin()
+                self._commit()
+        elif self._log.size > len(INPUT_LOG_HEADER):
+            self._log.clear()
 
     # --- the position file ------------------------------------------------------------------
 
@@ -771,12 +858,13 @@ class Store:
         if recorded is None:
             what = f"its position file {path} is unreadable (not a record this node writes)"
         else:
+            log = self.path.with_suffix(".inputs")
             what = (
                 f"its log ends at entry {self.last_seq:,}, but {path} records that entry "
                 f"{recorded:,} was committed (and acknowledged): entries "
                 f"{self.last_seq + 1:,} to {recorded:,} are missing, as when the write-ahead "
-                f"log {wal} is truncated or removed after a crash, or an older copy of the "
-                "database is put in its place"
+                f"log {wal} or the input log {log} is truncated or removed after a crash, or "
+                "an older copy of the database is put in its place"
             )
         return (
             f"the store {self.path} is damaged: {what}. The node did not start and changed "
@@ -813,15 +901,24 @@ class Store:
         try:
             yield
         except sqlite3.Error as e:
-            self._pending_inputs.clear()
-            self._pending_keyed.clear()
-            self._unsaved.clear()
+            self._drop_pending()
             if self._in_txn:
                 if self.db.in_transaction:
                     with suppress(sqlite3.Error):  # the original error is the one to report
                         self.db.execute("ROLLBACK")
                 self._release()
             raise StoreError(f"{what} {self.path} failed: {e}") from None
+
+    def _drop_pending(self) -> None:
+        """After a failed write: forget what was queued and not written (nothing of it was
+        acknowledged), and give its seqs out again, so the log stays without gaps (which
+        :meth:`_read_log` takes for lost work). The input log's rows stay: they were
+        acknowledged, and the next transaction that commits writes them."""
+        self._pending_inputs.clear()
+        self._pending_keyed.clear()
+        self._unsaved.clear()
+        self._logged_written = False
+        self.last_seq = self._committed_seq
 
     def _begin(self) -> None:
         """Open the event loop's write transaction, if it is not open: once the loader thread
@@ -839,9 +936,27 @@ class Store:
             )
 
     def _commit(self) -> None:
-        """Commit the event loop's write transaction and let the loader thread write."""
+        """Commit the event loop's write transaction and let the loader thread write; with
+        the inputs of the input log SQLite does not hold yet, which is then cut back."""
+        self._write_logged()
         self.db.execute("COMMIT")
         self._release()
+        if self._logged_written:  # only now: a transaction rolled back writes them again
+            self._logged_inputs, self._logged_keyed = [], []
+            self._logged_written = False
+        if self._log is not None and self._log.size > len(INPUT_LOG_HEADER):
+            self._log.clear()
+
+    def _write_logged(self) -> None:
+        """Insert the input log's rows that SQLite does not hold, in the open transaction
+        (once: :meth:`_commit` forgets them when the transaction commits)."""
+        if self._logged_written or not (self._logged_inputs or self._logged_keyed):
+            return
+        if self._logged_inputs:
+            self.db.executemany(_INPUT, self._logged_inputs)
+        if self._logged_keyed:
+            self.db.executemany(_KEYED_INPUT, self._logged_keyed)
+        self._logged_written = True
 
     def _release(self) -> None:
         self._in_txn = False
@@ -1148,6 +1263,9 @@ class Store:
             self._snapshot(machine)
 
     def _flush_inputs(self) -> None:
+        if (self._logged_inputs or self._logged_keyed) and not self._logged_written:
+            self._begin()
+            self._write_logged()
         if self._pending_inputs:
             self._begin()
             self.db.executemany(_INPUT, self._pending_inputs)
@@ -1285,14 +1403,19 @@ class Store:
                 or time.monotonic() - held < COLLECT_EVERY
             )
         ):
-            inputs = self._pending_inputs
-            if inputs or self._pending_keyed:
+            inputs, keyed = self._pending_inputs, self._pending_keyed
+            if inputs or keyed:
+                if (
+                    len(inputs) + len(keyed) <= LOG_BATCH
+                    and len(self._logged_inputs) + len(self._logged_keyed) < LOG_ROWS
+                ):
+                    self._append_log(inputs, keyed)
+                    self._committed_seq = self.last_seq
+                    self._record_position()
+                    return
                 with self._writing("commit to"):
-                    if len(inputs) == 1 and not self._pending_keyed:
-                        self._append_one(inputs)
-                    else:
-                        self._flush_inputs()
-                        self._commit()
+                    self._flush_inputs()
+                    self._commit()
                 self._committed_seq = self.last_seq
                 self._record_position()
                 self._checkpoint_due()
@@ -1301,16 +1424,43 @@ class Store:
         self._quiet_until = self._quiet_bound(machines)
         self._quiet_machines, self._quiet_count = machines, len(machines)
 
-    def _append_one(self, inputs: list[tuple[int, str, str, bytes, int, float]]) -> None:
-        """Write the one queued input as one statement in SQLite's own transaction (no
-        ``BEGIN`` and ``COMMIT`` of ours: a lone client's input, a few microseconds fewer),
-        durable as any commit; the loader thread is kept off the connection meanwhile."""
-        self._take_txn()
+    def _append_log(
+        self,
+        inputs: list[tuple[int, str, str, bytes, int, float]],
+        keyed: list[tuple[int, str, str, bytes, float, str, int | None]],
+    ) -> None:
+        """Make the queued inputs durable in the input log, where SQLite takes them later
+        (:meth:`settle`, or the next full commit). A failed write drops what was queued, as a
+        failed commit does, and raises :class:`StoreError`."""
+        assert self._log is not None
         try:
-            self.db.execute(_INPUT, inputs[0])
-        finally:
-            self._txn.release()
-        inputs.clear()
+            self._log.append(inputs, keyed)
+        except StoreError:
+            self._drop_pending()
+            raise
+        if inputs:
+            self._logged_inputs += inputs
+            inputs.clear()
+        if keyed:
+            self._logged_keyed += keyed
+            keyed.clear()
+
+    @property
+    def logged(self) -> int:
+        """How many inputs the input log holds that SQLite does not yet (:meth:`settle`)."""
+        return len(self._logged_inputs) + len(self._logged_keyed)
+
+    def settle(self) -> None:
+        """Write the inputs the input log holds into SQLite, in one transaction, and cut the
+        log back (the server calls this :data:`SETTLE_AFTER` seconds after a commit left it
+        some): so SQLite stays a few milliseconds behind what is acknowledged, and a restart
+        reads little of the input log."""
+        if (not self._logged_inputs and not self._logged_keyed) or self._in_txn:
+            return  # nothing to write, or an open transaction whose commit writes it anyway
+        with self._writing("writing the input log into"):
+            self._begin()
+            self._commit()
+        self._checkpoint_due()
 
     def _quiet_bound(self, machines: dict[str, Machine]) -> int:
         """The ``last_seq`` before which no commit can find a snapshot or a compaction due,
