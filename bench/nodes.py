@@ -112,6 +112,7 @@ def pipelined(address: str, send: Callable[[int, int], Send], total: int, window
         ]
         assert isinstance(client.transport, SocketTransport)
         sock = client.transport.sock
+        sock.settimeout(60)  # plain blocking reads and writes, not the client's polling
         started = time.perf_counter()
         sent, answered = 1, 0  # windows sent; replies counted
         sock.sendall(batches[0])

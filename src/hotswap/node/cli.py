@@ -12,6 +12,7 @@ from hotswap.errors import HotswapError
 from hotswap.node.instances import DEFAULT_CACHE, DEFAULT_SWEEP_RATE
 from hotswap.node.main import NodeOptions, run
 from hotswap.node.registry import DEFAULT_MAX_INPUT, MAX_FUEL
+from hotswap.node.server import SPIN
 from hotswap.node.service import NodeConfig
 from hotswap.node.store import DEFAULT_RETAIN, SNAPSHOT_EVERY
 from hotswap.node.trace import Trace
@@ -32,17 +33,17 @@ def fuel_option(text: str) -> int:
     return fuel
 
 
-def count_option(what: str, low: int) -> Callable[[str], int]:
-    """A whole-number option of at least ``low`` (``--cache``, ``--sweep-rate``)."""
+def count_option(what: str, low: int, high: int = 2**31) -> Callable[[str], int]:
+    """A whole-number option from ``low`` to ``high`` (``--cache``, ``--sweep-rate``)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = low - 1
-        if not low <= value <= 2**31:
+        if not low <= value <= high:
             raise argparse.ArgumentTypeError(
-                f"expected {what} as a whole number from {low} to {2**31}, got {text!r}"
+                f"expected {what} as a whole number from {low} to {high}, got {text!r}"
             )
         return value
 
@@ -91,6 +92,7 @@ def _node(args: argparse.Namespace) -> int:
         config=NodeConfig(
             name=args.name,
             idle_timeout=args.idle_timeout or None,
+            spin=args.spin / 1e6,
             max_connections=args.max_connections,
             max_buffered=args.max_buffered,
             handshake_timeout=args.handshake_timeout,
@@ -197,6 +199,16 @@ def add_node_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="allow listening beyond this machine without TLS and authentication (logged "
         "as a warning; for trusted networks only)",
+    )
+    node.add_argument(
+        "--spin",
+        # at most 0.1 s: the loop does nothing else meanwhile (no timer, no new connection)
+        type=count_option("the microseconds to poll a lone connection", 0, 100_000),
+        default=round(SPIN * 1e6),
+        metavar="MICROSECONDS",
+        help="after answering its only connection, poll it this long for the next request "
+        "before sleeping: lower latency for a lone client, for that much CPU a request; "
+        "0: never (%(default)s)",
     )
     node.add_argument(
         "--idle-timeout",

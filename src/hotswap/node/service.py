@@ -129,6 +129,11 @@ class NodeConfig:
     #: Who may connect, and with which roles (``--auth``: the data directory's credentials
     #: file); None: anyone who reaches the port may do anything.
     credentials: Credentials | None = None
+    #: How long the served node polls its one connection for the next request after
+    #: answering it, before its event loop sleeps (seconds; ``--spin``, whose default is
+    #: ``server.SPIN``; 0 here: never, as for a node in a process that also runs its
+    #: clients, which polling would keep from the interpreter).
+    spin: float = 0.0
 
 
 #: At most this many refusals of each kind are traced a second (the rest are counted): those

@@ -1,0 +1,173 @@
+"""Polling for the next message instead of sleeping for it (``--spin`` on the node,
+``Client(spin=...)``): what is polled for still arrives however late, large writes on the
+client's non-blocking socket go out whole, and a timeout is still a timeout."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hotswap.client import Client
+from hotswap.client.blocking import SocketTransport
+from hotswap.errors import NodeError
+from hotswap.examples.counter import Count, Incr, counter_sm
+from hotswap.node.cli import add_node_command
+from hotswap.node.server import SPIN
+from hotswap.node.service import NodeConfig
+from served import Served
+
+
+@pytest.fixture
+def peer() -> Iterator[tuple[socket.socket, SocketTransport]]:
+    """A listening socket's accepted end, and a polling transport connected to it."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        transport = SocketTransport(address, timeout=5.0, spin=0.001)
+        other, _ = server.accept()
+        try:
+            yield other, transport
+        finally:
+            other.close()
+            transport.close()
+
+
+@pytest.fixture
+def alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a program of one thread, where the transport polls (pytest's own threads aside)."""
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05])
+def test_a_reply_in_or_after_the_polling_window_is_read(
+    peer: tuple[socket.socket, SocketTransport], alone: None, delay: float
+) -> None:
+    other, transport = peer
+    assert transport.spin == 0.001 and transport.sock.gettimeout() == 0.0
+
+    def answer() -> None:
+        time.sleep(delay)
+        other.sendall(b"reply")
+
+    answering = threading.Thread(target=answer)
+    answering.start()
+    got = transport.recv()
+    answering.join()
+    assert got == b"reply"
+
+
+def test_a_write_larger_than_the_socket_buffers_goes_out_whole(
+    peer: tuple[socket.socket, SocketTransport],
+) -> None:
+    """8 MiB through a non-blocking socket that the other end reads slowly: every byte
+    arrives, in order."""
+    other, transport = peer
+    data = bytes(range(256)) * (8 * 4096)
+    got = bytearray()
+
+    def read() -> None:
+        while len(got) < len(data):
+            time.sleep(0.001)
+            got.extend(other.recv(1 << 16))
+
+    reading = threading.Thread(target=read)
+    reading.start()
+    transport.send(data)
+    reading.join(30)
+    assert bytes(got) == data
+
+
+def test_no_reply_is_a_timeout_after_the_polling(
+    peer: tuple[socket.socket, SocketTransport], alone: None
+) -> None:
+    _, transport = peer
+    transport.timeout = 0.05
+    with pytest.raises(TimeoutError):
+        transport.recv()
+
+
+def test_a_closed_connection_reads_as_closed(
+    peer: tuple[socket.socket, SocketTransport], alone: None
+) -> None:
+    other, transport = peer
+    other.close()
+    assert transport.recv() == b""
+
+
+def test_over_tls_or_with_spin_0_the_socket_blocks_as_before(
+    peer: tuple[socket.socket, SocketTransport],
+) -> None:
+    _, transport = peer
+    plain = SocketTransport(transport.address, timeout=5.0, spin=0)
+    try:
+        assert plain.spin == 0 and plain.sock.gettimeout() == 5.0
+    finally:
+        plain.close()
+
+
+def test_a_node_that_polls_answers_each_request_when_it_comes(tmp_path: Path) -> None:
+    """A node polling for a minute after each reply still answers the next request as it
+    arrives (it polls for it, not for the time): 50 round trips do not take 50 minutes."""
+    config = NodeConfig(spin=60.0)
+    with (
+        Served(tmp_path, {"counter": counter_sm}, trace="off", config=config) as served,
+        Client(served.address) as c,
+    ):
+        for i in range(50):
+            c.send("counter", Incr())
+            assert c.send("counter", Count()) == i + 1
+        assert c.status("counter").inputs == 100  # Count is an input too
+
+
+def test_a_new_connection_ends_the_polling_and_two_are_never_polled(tmp_path: Path) -> None:
+    """A node polling its one connection for a minute stops when a second connects (it polls
+    the listening socket too), and polls neither of two connections: the second client's
+    hello and requests are answered while the first is idle."""
+    config = NodeConfig(spin=60.0)
+    with (
+        Served(tmp_path, {"counter": counter_sm}, trace="off", config=config) as served,
+        Client(served.address) as first,
+        Client(served.address) as second,
+    ):
+        first.send("counter", Incr())
+        for _ in range(20):
+            second.send("counter", Incr())
+        assert first.status("counter").inputs == 21
+
+
+def test_the_spin_option_is_microseconds_and_bounded(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="hotswap")
+    add_node_command(parser.add_subparsers())
+    assert parser.parse_args(["node"]).spin == round(SPIN * 1e6) == 200
+    assert parser.parse_args(["node", "--spin", "0"]).spin == 0
+    for text in ("-1", "100001", "0.5"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["node", "--spin", text])
+        err = capsys.readouterr().err
+        assert "argument --spin: expected the microseconds to poll a lone connection" in err
+
+
+def test_a_timed_out_polling_client_says_so(tmp_path: Path, alone: None) -> None:
+    """A node that never answers: the polling client times out as a sleeping one does."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        accepted: list[socket.socket] = []
+
+        def accept() -> None:
+            conn, _ = server.accept()
+            accepted.append(conn)
+            conn.recv(1 << 16)  # the hello, never answered
+
+        accepting = threading.Thread(target=accept)
+        accepting.start()
+        with pytest.raises(NodeError, match=r"no reply from .* in time") as timed_out:
+            Client(address, timeout=0.2)
+        assert timed_out.value.code == "timeout"
+        accepting.join()
+        for conn in accepted:
+            conn.close()
