@@ -7,10 +7,13 @@ A store of schema 7 (``tests/fixtures/store_v7.sqlite3``, written by that releas
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import sqlite3
+import struct
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -21,10 +24,12 @@ from hotswap.errors import StoreError
 from hotswap.examples import counter, handbuilt
 from hotswap.node import store as store_module
 from hotswap.node.inputlog import HEADER, InputLog
+from hotswap.node.main import NodeOptions, open_service
 from hotswap.node.memory import MemoryNode
 from hotswap.node.registry import Machine, Registry
 from hotswap.node.service import NodeConfig
 from hotswap.node.store import LOG_BATCH, LOG_ROWS, SCHEMA_VERSION, Store
+from hotswap.node.trace import Trace
 from instance_machines import Add, tally_v1
 from served import Served
 from test_store_schema7 import KNOWN, MACHINES, WANT, _more, _oracle, _seen
@@ -327,3 +332,73 @@ def test_the_served_node_settles_its_input_log_soon_after_a_commit(tmp_path: Pat
             assert c.status("counter").inputs == 5
     finally:
         served.stop()
+
+
+def test_a_write_cut_short_leaves_a_prefix_of_its_entries(tmp_path: Path) -> None:
+    """A batch's frames go in seq order whatever their kind, so a write cut short (a kill in
+    it, power lost) leaves entries 2, then 2 and 3, never 2 and 4 without 3 (a gap, which
+    would read as lost work)."""
+    path = tmp_path / "node.inputs"
+    log = InputLog(path, fsync=False)
+    log.read()
+    ident = "ab" * 32
+    log.append(
+        [(2, "m", ident, b"\x00", 1, 1.0), (4, "m", ident, b"\x00", 2, 1.0)],
+        [(3, "t", ident, b"\x01", 1.0, "k", 0)],
+    )
+    log.close()
+    data = path.read_bytes()
+    at, order = len(HEADER), []
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "little")
+        order.append(int.from_bytes(data[at + 9 : at + 17], "little", signed=True))
+        at += 8 + length
+    assert order == [2, 3, 4]
+    second_ends = (
+        len(HEADER)
+        + sum(  # the first two frames, and 5 bytes of the third
+            8 + int.from_bytes(data[o : o + 4], "little")
+            for o in (
+                len(HEADER),
+                len(HEADER) + 8 + int.from_bytes(data[len(HEADER) :][:4], "little"),
+            )
+        )
+    )
+    path.write_bytes(data[: second_ends + 5])
+    cut = InputLog(path, fsync=False)
+    read = cut.read()
+    cut.close()
+    assert [r[0] for r in read.inputs] == [2] and [r[0] for r in read.keyed] == [3]
+    assert read.dropped == 5
+
+
+def test_a_frame_that_checks_but_does_not_read_is_a_store_error(tmp_path: Path) -> None:
+    """A frame whose checksum holds but whose fields are not an input (only another writer
+    makes one: a machine name that is not UTF-8 here) is refused as damage, at its byte,
+    not read and not raised as a decoding error."""
+    path = tmp_path / "node.sqlite3"
+    store, _, _ = _started(path)
+    store.close()
+    body = struct.pack("<BqqdHBI", 1, 2, 1, 1.0, 2, 0, 0) + b"\xff\xfe"
+    with (tmp_path / "node.inputs").open("ab") as f:
+        f.write(struct.pack("<II", len(body), zlib.crc32(body)) + body)
+    with pytest.raises(StoreError, match=r"node.inputs is damaged at byte 17: a frame whose"):
+        Store(path)
+
+
+def test_a_torn_end_is_noted_at_start(tmp_path: Path) -> None:
+    """The node says at start that it dropped the torn end of its input log, and recovers
+    every whole entry before it."""
+    store, registry, machine = _started(tmp_path / "node.sqlite3")
+    _lone_inputs(store, registry, machine, 3)
+    store.close()  # as a kill leaves it
+    with (tmp_path / "node.inputs").open("ab") as f:
+        f.write(b"\x10\x00")
+    out = io.StringIO()
+    options = NodeOptions(data=tmp_path, machines=(("counter", handbuilt.counter_module()),))
+    service = open_service(options, Trace("off", out))
+    try:
+        assert service.registry.get("counter").inputs == 3
+    finally:
+        service.store.close()
+    assert "the input log ended in 2 bytes that are not a whole entry" in out.getvalue()

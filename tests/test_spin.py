@@ -104,10 +104,13 @@ def test_over_tls_or_with_spin_0_the_socket_blocks_as_before(
 ) -> None:
     _, transport = peer
     plain = SocketTransport(transport.address, timeout=5.0, spin=0)
+    forever = SocketTransport(transport.address, timeout=None)
     try:
         assert plain.spin == 0 and plain.sock.gettimeout() == 5.0
+        assert forever.spin == 0 and forever.sock.gettimeout() is None  # no timeout: blocks
     finally:
         plain.close()
+        forever.close()
 
 
 def test_a_node_that_polls_answers_each_request_when_it_comes(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ class SocketTransport:
     def __init__(
         self,
         address: str,
-        timeout: float,
+        timeout: float | None,
         tls: ssl.SSLContext | None = None,
         spin: float = SPIN,
     ) -> None:
@@ -102,7 +102,9 @@ class SocketTransport:
         self.timeout = timeout
         #: Seconds to poll for a reply (0: wait at once, as over TLS, whose reads this does not
         #: poll). With a positive value the socket is non-blocking, and waits use ``poll``.
-        self.spin = 0.0 if self.tls or spin <= 0 else spin
+        # (no ``poll`` on Windows; and a read without a timeout simply blocks, as before)
+        waits = hasattr(select, "poll") and timeout is not None
+        self.spin = spin if spin > 0 and waits and not self.tls else 0.0
         if self.spin:
             sock.setblocking(False)
             self._readable = select.poll()
@@ -141,7 +143,7 @@ class SocketTransport:
 
     def _wait(self, poller: select.poll) -> None:
         """Sleep until the socket is ready, or :class:`TimeoutError` after ``timeout``."""
-        if not poller.poll(self.timeout * 1000):
+        if not poller.poll(None if self.timeout is None else self.timeout * 1000):
             raise TimeoutError("timed out")
 
     def close(self) -> None:

@@ -18,9 +18,10 @@ default instance's input count after this input (kind 1), or the generation a ke
 on (kind 2; -1 for none).
 
 A write is acknowledged only once ``write`` returned (and, with ``--fsync``, ``fdatasync``):
-a process killed at any moment leaves whole frames, and a torn frame at the end (power loss
-without ``--fsync``) was never acknowledged; reading stops at the first frame that does not
-check, and says how many bytes it dropped.
+a write cut short (the process killed in it, power lost) was never acknowledged, and since a
+write's frames go in seq order it leaves a prefix of its entries and perhaps a torn frame;
+reading stops at the first frame that does not check (:attr:`Read.dropped` says how many
+bytes it left out, and the node's trace says so at start).
 """
 
 from __future__ import annotations
@@ -96,39 +97,54 @@ class InputLog:
         found = Read()
         at, end = len(HEADER), len(data)
         view = memoryview(data)
-        while at < end:
-            if at + _FRAME.size > end:
-                break
+        while at + _FRAME.size <= end:
             length, crc = _FRAME.unpack_from(data, at)
             body = view[at + _FRAME.size : at + _FRAME.size + length]
             if length < _BODY.size or len(body) < length or zlib.crc32(body) != crc:
-                break
-            kind, seq, count, when, m, i, p = _BODY.unpack_from(body)
-            strings = _BODY.size + m + i + p
-            if kind == KEYED:
-                strings += _KEY.size
-            if strings > length or kind not in (DEFAULT, KEYED):
-                break
-            o = _BODY.size
-            machine = bytes(body[o : o + m]).decode("utf-8")
-            identity = bytes(body[o + m : o + m + i]).decode("ascii")
-            payload = bytes(body[o + m + i : o + m + i + p])
-            if kind == DEFAULT:
-                found.inputs.append((seq, machine, identity, payload, count, when))
-            else:
-                o += m + i + p
-                (k,) = _KEY.unpack_from(body, o)
-                key = bytes(body[o + _KEY.size : o + _KEY.size + k]).decode("utf-8")
-                generation = None if count < 0 else count
-                found.keyed.append((seq, machine, identity, payload, when, key, generation))
+                break  # a torn write (never acknowledged), or damage: read no further
+            self._frame(bytes(body), at, found)
             at += _FRAME.size + length
         found.dropped = end - at
         return found
 
+    def _frame(self, body: bytes, at: int, found: Read) -> None:
+        """The entry of one frame whose checksum holds, or :class:`StoreError` if its fields
+        do not fill it exactly (only a writer other than this one makes such a frame)."""
+        kind, seq, count, when, m, i, p = _BODY.unpack_from(body)
+        o = _BODY.size
+        try:
+            if kind not in (DEFAULT, KEYED):
+                raise ValueError(f"kind {kind}")
+            machine = body[o : o + m].decode("utf-8")
+            identity = body[o + m : o + m + i].decode("ascii")
+            payload = body[o + m + i : o + m + i + p]
+            o += m + i + p
+            if kind == DEFAULT:
+                if o != len(body):
+                    raise ValueError(f"{len(body)} bytes for fields of {o}")
+                found.inputs.append((seq, machine, identity, payload, count, when))
+                return
+            if o + _KEY.size > len(body):
+                raise ValueError("no key length")
+            (k,) = _KEY.unpack_from(body, o)
+            if o + _KEY.size + k != len(body):
+                raise ValueError(f"{len(body)} bytes for fields of {o + _KEY.size + k}")
+            key = body[o + _KEY.size :].decode("utf-8")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise StoreError(
+                f"the input log {self.path} is damaged at byte {at:,}: a frame whose checksum "
+                f"holds does not read as an input ({e}); the node changed nothing"
+            ) from None
+        generation = None if count < 0 else count
+        found.keyed.append((seq, machine, identity, payload, when, key, generation))
+
     def append(self, inputs: list[DefaultRow], keyed: list[KeyedRow]) -> None:
         """Write the frames of ``inputs`` and ``keyed`` in one ``write`` (and sync them with
-        ``--fsync``): once this returns they are as durable as a commit."""
-        frames = []
+        ``--fsync``): once this returns they are as durable as a commit. The frames go in seq
+        order, so that a write cut short (a process killed in it, power lost) leaves a
+        prefix of the entries, never one with a gap."""
+        frames: list[bytes] = []
+        seqs: list[int] = []
         names = self._names
         body = _BODY.pack
         for seq, name, identity, payload, count, when in inputs:
@@ -140,6 +156,7 @@ class InputLog:
                 payload,
             )
             frames.append(_FRAME.pack(len(data), zlib.crc32(data)) + data)
+            seqs.append(seq)
         for seq, name, identity, payload, when, key, generation in keyed:
             m = names.get(name) or names.setdefault(name, name.encode())
             k = key.encode()
@@ -153,6 +170,9 @@ class InputLog:
                 k,
             )
             frames.append(_FRAME.pack(len(data), zlib.crc32(data)) + data)
+            seqs.append(seq)
+        if inputs and keyed:  # each list is in seq order; together they interleave
+            frames = [frame for _, frame in sorted(zip(seqs, frames, strict=True))]
         self._write(b"".join(frames) if len(frames) > 1 else frames[0])
 
     def _write(self, data: bytes) -> None:

@@ -152,6 +152,11 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
                 f"Upgraded the store from schema {schema} to {SCHEMA_VERSION} in place "
                 f"({seconds:.1f} s); a node of an older release cannot open it any more"
             )
+        if store.log_dropped:
+            trace.note(
+                f"Note: the input log ended in {store.log_dropped:,} bytes that are not a whole "
+                "entry (a write cut short: never acknowledged); dropped"
+            )
         if store.lost is not None:
             held, recorded = store.lost
             said = (

@@ -166,7 +166,9 @@ class Node:
                 peer.close_soon()
         spin = self.service.config.spin
         if spin and len(waiting) == 1 and len(self.peers) == 1 and not self.handshakes:
-            next(iter(waiting)).poll(spin)
+            peer = next(iter(waiting))
+            if not peer.unsent():  # replies the kernel did not take: the loop has work
+                peer.poll(spin)
 
     def _durable(self) -> bool:
         """Commit what the service did; if the store refuses, stop the node (False). A commit
