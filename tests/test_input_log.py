@@ -31,6 +31,7 @@ from hotswap.node.service import NodeConfig
 from hotswap.node.store import LOG_BATCH, LOG_ROWS, SCHEMA_VERSION, Store
 from hotswap.node.trace import Trace
 from instance_machines import Add, tally_v1
+from nodeproc import NodeProcess
 from served import Served
 from test_store_schema7 import KNOWN, MACHINES, WANT, _more, _oracle, _seen
 
@@ -402,3 +403,28 @@ def test_a_torn_end_is_noted_at_start(tmp_path: Path) -> None:
     finally:
         service.store.close()
     assert "the input log ended in 2 bytes that are not a whole entry" in out.getvalue()
+
+
+def test_a_real_node_killed_right_after_lone_inputs_keeps_every_one(tmp_path: Path) -> None:
+    """A lone client's inputs, each acknowledged before the next, to the default instance
+    and to keyed ones, then SIGKILL at once (the last of them still in the input log, most
+    runs: SQLite takes them 10 ms after their commit): the restarted node has exactly every
+    acknowledged input, each once, and its input log is cut back to its header."""
+    counter_ref = "hotswap.examples.counter:counter_sm"
+    node = NodeProcess(tmp_path, {"counter": counter_ref}, "--trace", "off")
+    try:
+        with Client(node.address) as c:
+            for i in range(300):
+                c.send("counter", counter.Incr())
+                c.send("counter", counter.Incr(), key=f"k{i % 7}")
+    finally:
+        node.kill()
+    with NodeProcess(tmp_path, {"counter": counter_ref}, "--trace", "off") as again:
+        assert (tmp_path / "node.inputs").read_bytes() == HEADER  # all of it in SQLite now
+        with Client(again.address) as c:
+            assert c.send("counter", counter.Count()) == 300
+            assert [c.status("counter", key=f"k{k}").state for k in range(7)] == [
+                len(range(k, 300, 7)) for k in range(7)
+            ]
+        assert again.stop() == 0
+    assert (tmp_path / "node.inputs").read_bytes() == HEADER  # a clean stop leaves none
