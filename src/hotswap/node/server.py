@@ -575,7 +575,7 @@ class _Peer(asyncio.Protocol):
         poller = self._poller
         if poller is None:
             sock = None if self.transport is None else self.transport.get_extra_info("socket")
-            if sock is None or self.closing:
+            if sock is None or self.closing or not hasattr(select, "poll"):  # (Windows)
                 return
             poller = self._poller = select.poll()
             for fd in (sock.fileno(), *self.node.listening):

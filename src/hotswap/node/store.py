@@ -808,8 +808,8 @@ class Store:
             keyed = [row for row in keyed if row[0] <= end]
             self.lost = (end, seqs[-1])
         self.last_seq = self._committed_seq = start + run
-        #: Bytes at the end of the input log that were not whole frames (a write torn by power
-        #: loss: never acknowledged), dropped when the log is cut back at start.
+        #: Bytes at the end of the input log that were not whole frames (a write cut short by
+        #: a kill or power loss: never acknowledged), dropped when the log is cut back at start.
         self.log_dropped = read.dropped
         return inputs, keyed
 
