@@ -1,4 +1,5 @@
-# The two commands of the quick start: `make run` and `make test`.
+# The two commands of the quick start: `make run` and `make test`. `make run ARGS=...` passes
+# more options to the node (`ARGS=--accept-loss`, `ARGS="--spin 0"`).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/hotswap node --machine counter=hotswap.examples.counter:counter_sm
+	$(BIN)/hotswap node --machine counter=hotswap.examples.counter:counter_sm $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

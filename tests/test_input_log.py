@@ -169,30 +169,68 @@ def test_a_torn_frame_at_the_end_is_dropped(tmp_path: Path) -> None:
         reopened.close()
 
 
-@pytest.mark.parametrize("damage", ["crc", "header"])
-def test_damage_inside_the_input_log_is_never_read_as_inputs(tmp_path: Path, damage: str) -> None:
-    """A frame whose bytes changed fails its CRC: reading stops before it (the inputs after it
-    are then missing, which the position file reports); a file of another format is refused,
-    and the store is left as it was."""
+@pytest.mark.parametrize("damage", ["last", "middle", "header"])
+def test_damage_inside_the_input_log_is_refused_until_the_loss_is_accepted(
+    tmp_path: Path, damage: str
+) -> None:
+    """A whole frame whose bytes changed fails its checksum, in the last frame or in the middle
+    (valid frames after it: damage, never taken for a write cut short), and a file of another
+    format is refused, the store left as it was, with or without the position file. With
+    ``accept_loss`` the entries before the damage are kept, the file's bytes are kept aside as
+    they were, and the input log starts again."""
     path = tmp_path / "node.sqlite3"
     store, registry, machine = _started(path)
     _lone_inputs(store, registry, machine, 5)
     store.close()
     log = tmp_path / "node.inputs"
     data = bytearray(log.read_bytes())
-    if damage == "crc":
-        data[-3] ^= 0xFF  # inside the last frame's time or payload
-    else:
+    one = (len(data) - len(HEADER)) // 5
+    kept = {"last": 4, "middle": 2, "header": 0}[damage]
+    if damage == "header":
         data[:8] = b"garbage!"
+    else:
+        data[len(HEADER) + kept * one + 20] ^= 0xFF  # inside that frame's body
     log.write_bytes(bytes(data))
+    (tmp_path / "node.position").unlink()  # what the input log says alone
     with pytest.raises(StoreError) as refused:
         Store(path)
-    if damage == "crc":
-        assert "records that entry 6 was committed" in str(refused.value)
+    message = str(refused.value)
+    if damage == "header":
+        assert (
+            "does not begin with the line 'hotswap-inputs 1' (it begins with 'garbage!" in message
+        )
     else:
-        assert "does not begin with" in str(refused.value)
+        assert f"the frame at byte {len(HEADER) + kept * one:,} does not check" in message
+    assert "changed nothing" in message and "--accept-loss" in message
     assert log.read_bytes() == bytes(data)  # refusing changed nothing
     assert _sqlite_inputs(path) == 0
+    accepted = Store(path, accept_loss=True)
+    try:
+        assert accepted.log_damage is not None and accepted.log_set_aside is not None
+        assert accepted.log_set_aside.read_bytes() == bytes(data)
+        (back,) = accepted.recover().machines
+        assert back.inputs == kept
+    finally:
+        accepted.close()
+    assert log.read_bytes() == HEADER
+
+
+def test_zeros_at_the_end_are_a_write_cut_short(tmp_path: Path) -> None:
+    """Space a file system allocated and never wrote (power loss) reads as zeros: a torn end,
+    dropped, not damage."""
+    path = tmp_path / "node.sqlite3"
+    store, registry, machine = _started(path)
+    _lone_inputs(store, registry, machine, 3)
+    store.close()
+    with (tmp_path / "node.inputs").open("ab") as f:
+        f.write(bytes(300))
+    reopened = Store(path)
+    try:
+        assert reopened.log_dropped == 300
+        (back,) = reopened.recover().machines
+        assert back.inputs == 3
+    finally:
+        reopened.close()
 
 
 def test_an_input_log_after_a_gap_is_refused_until_the_loss_is_accepted(tmp_path: Path) -> None:
@@ -217,7 +255,7 @@ def test_an_input_log_after_a_gap_is_refused_until_the_loss_is_accepted(tmp_path
         Store(path)
     message = str(refused.value)
     assert "its log ends at entry 1, but its input log" in message
-    assert "holds entries from 6 to 8" in message and "entries 2 to 5, which are missing" in message
+    assert "holds entries from 6 to 8" in message and "entries 2 to 5 are missing" in message
     assert "--accept-loss" in message
     accepted = Store(path, accept_loss=True)
     try:
@@ -383,7 +421,7 @@ def test_a_frame_that_checks_but_does_not_read_is_a_store_error(tmp_path: Path) 
     body = struct.pack("<BqqdHBI", 1, 2, 1, 1.0, 2, 0, 0) + b"\xff\xfe"
     with (tmp_path / "node.inputs").open("ab") as f:
         f.write(struct.pack("<II", len(body), zlib.crc32(body)) + body)
-    with pytest.raises(StoreError, match=r"node.inputs is damaged at byte 17: a frame whose"):
+    with pytest.raises(StoreError, match=r"node.inputs, the frame at byte 17 checks but is not"):
         Store(path)
 
 

@@ -174,3 +174,19 @@ def test_a_timed_out_polling_client_says_so(tmp_path: Path, alone: None) -> None
         accepting.join()
         for conn in accepted:
             conn.close()
+
+
+@pytest.mark.parametrize("spin", [-1, 0.2, float("nan"), "abc", None, True])
+def test_a_bad_spin_is_refused_before_anything_connects(spin: object) -> None:
+    """``spin`` is seconds (the node's ``--spin`` is microseconds), from 0 to 0.1."""
+    with pytest.raises(ValueError, match=r"spin is the seconds a client polls .* got "):
+        Client("127.0.0.1:9", spin=spin)  # type: ignore[arg-type]
+
+
+def test_the_spin_is_cut_to_the_timeout(peer: tuple[socket.socket, SocketTransport]) -> None:
+    _, transport = peer
+    short = SocketTransport(transport.address, timeout=0.01, spin=0.1)
+    try:
+        assert short.spin == 0.01
+    finally:
+        short.close()

@@ -72,7 +72,19 @@ class Transport(Protocol):
 #: 9 us). Polling costs this much CPU at most per request; a slower reply (an upgrade, a large
 #: state) is waited for asleep after it.
 SPIN = 0.0005
+#: The longest ``spin`` taken, in seconds: a reply that takes longer is waited for asleep.
+MAX_SPIN = 0.1
 _BUFFER = 1 << 16
+
+
+def _spin(spin: object, timeout: float | None) -> float:
+    """``spin`` checked (seconds, from 0 to :data:`MAX_SPIN`) and cut to ``timeout``."""
+    if isinstance(spin, bool) or not isinstance(spin, int | float) or not 0 <= spin <= MAX_SPIN:
+        raise ValueError(
+            f"spin is the seconds a client polls for a reply before it sleeps, from 0 to "
+            f"{MAX_SPIN} (the default is {SPIN}: half a millisecond), got {spin!r}"
+        )
+    return float(spin) if timeout is None else min(float(spin), timeout)
 
 
 class SocketTransport:
@@ -87,6 +99,7 @@ class SocketTransport:
         tls: ssl.SSLContext | None = None,
         spin: float = SPIN,
     ) -> None:
+        spin = _spin(spin, timeout)
         self.address = address
         host, port = parse_address(address)
         sock = socket.create_connection((host, port), timeout=timeout)
@@ -163,8 +176,9 @@ class Client:
     concurrent callers, give each thread a ``Client`` of its own, or share one
     :class:`hotswap.client.AsyncClient` among tasks (it pipelines their requests).
 
-    Over plain TCP, a reply is polled for ``spin`` seconds (:data:`SPIN`, half a millisecond)
-    before the thread sleeps for it: most replies come within that, and a thread woken from
+    Over plain TCP, a reply is polled for ``spin`` seconds (:data:`SPIN`, half a millisecond;
+    at most :data:`MAX_SPIN` and ``timeout``; the node's ``--spin`` is in microseconds) before
+    the thread sleeps for it: most replies come within that, and a thread woken from
     sleep costs the machine more than the node's work for a small input. Only a process of one
     thread polls: a thread that polls holds a core and, between its reads, the interpreter's
     lock, which other threads need (16 threads with a client each, on two cores, made half the
@@ -182,6 +196,7 @@ class Client:
         tls: ssl.SSLContext | bool | None = None,
         spin: float = SPIN,
     ) -> None:
+        _spin(spin, timeout)  # a bad value is refused before anything connects
         machines = tuple(machines)
         opened = transport is None
         context = chosen_context(tls) if opened else None

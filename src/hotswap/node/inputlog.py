@@ -56,12 +56,15 @@ KeyedRow = tuple[int, str, str, bytes, float, str, "int | None"]
 
 @dataclass
 class Read:
-    """What :meth:`InputLog.read` found: the rows, in file order, and the bytes of a torn or
-    damaged end it left out (0: none)."""
+    """What :meth:`InputLog.read` found: the rows, in file order; the bytes of a torn end it
+    left out (0: none), a write cut short, which was never acknowledged; and ``damage``, what
+    is wrong where the file stops reading as frames before its end (None: nothing), in which
+    case the rows are those before the damage, and those after it are lost."""
 
     inputs: list[DefaultRow] = field(default_factory=list)
     keyed: list[KeyedRow] = field(default_factory=list)
     dropped: int = 0
+    damage: str | None = None
 
 
 class InputLog:
@@ -80,8 +83,13 @@ class InputLog:
         self.size = os.fstat(self._fd).st_size
 
     def read(self) -> Read:
-        """The frames the file holds, or :class:`StoreError` for a file this release does not
-        write (another header). An empty file gets its header."""
+        """The frames the file holds (:class:`Read`). An empty file gets its header.
+
+        A write cut short leaves a prefix of its bytes at the very end: a frame whose header
+        or body runs past the end of the file, or zeros (space a file system allocated and
+        never wrote, after power loss). Anything else that does not read as a frame (a
+        checksum that fails on a whole frame, fields that do not fill it, another header) is
+        damage, which the store refuses unless told to accept the loss."""
         try:
             data = os.pread(self._fd, self.size, 0)
         except OSError as e:
@@ -90,9 +98,11 @@ class InputLog:
             self._write(HEADER)
             return Read()
         if not data.startswith(HEADER):
-            raise StoreError(
-                f"the input log {self.path} does not begin with {HEADER!r}: it is not one this "
-                "release writes (a newer hotswap's, or another file); the node changed nothing"
+            first = data[: len(HEADER)].decode("ascii", "backslashreplace")
+            return Read(
+                damage=f"it does not begin with the line {HEADER.decode().strip()!r} (it begins "
+                f"with {first!r}): not an input log this release writes (a newer release's, or "
+                "another file)"
             )
         found = Read()
         at, end = len(HEADER), len(data)
@@ -100,16 +110,25 @@ class InputLog:
         while at + _FRAME.size <= end:
             length, crc = _FRAME.unpack_from(data, at)
             body = view[at + _FRAME.size : at + _FRAME.size + length]
+            if len(body) < length <= MAX_FRAME:
+                break  # the body runs past the end: a write cut short
             if length < _BODY.size or len(body) < length or zlib.crc32(body) != crc:
-                break  # a torn write (never acknowledged), or damage: read no further
-            self._frame(bytes(body), at, found)
+                if not any(view[at:]):
+                    break  # zeros to the end: allocated, never written (power loss)
+                found.damage = f"the frame at byte {at:,} does not check (its checksum fails)"
+                break
+            problem = self._frame(bytes(body), found)
+            if problem is not None:
+                found.damage = f"the frame at byte {at:,} checks but is not an input ({problem})"
+                break
             at += _FRAME.size + length
-        found.dropped = end - at
+        if found.damage is None:
+            found.dropped = end - at
         return found
 
-    def _frame(self, body: bytes, at: int, found: Read) -> None:
-        """The entry of one frame whose checksum holds, or :class:`StoreError` if its fields
-        do not fill it exactly (only a writer other than this one makes such a frame)."""
+    def _frame(self, body: bytes, found: Read) -> str | None:
+        """Add the entry of one frame whose checksum holds to ``found``; or what is wrong
+        with it, if its fields do not fill it exactly (only another writer makes one)."""
         kind, seq, count, when, m, i, p = _BODY.unpack_from(body)
         o = _BODY.size
         try:
@@ -123,7 +142,7 @@ class InputLog:
                 if o != len(body):
                     raise ValueError(f"{len(body)} bytes for fields of {o}")
                 found.inputs.append((seq, machine, identity, payload, count, when))
-                return
+                return None
             if o + _KEY.size > len(body):
                 raise ValueError("no key length")
             (k,) = _KEY.unpack_from(body, o)
@@ -131,12 +150,29 @@ class InputLog:
                 raise ValueError(f"{len(body)} bytes for fields of {o + _KEY.size + k}")
             key = body[o + _KEY.size :].decode("utf-8")
         except (ValueError, UnicodeDecodeError) as e:
-            raise StoreError(
-                f"the input log {self.path} is damaged at byte {at:,}: a frame whose checksum "
-                f"holds does not read as an input ({e}); the node changed nothing"
-            ) from None
+            return str(e)
         generation = None if count < 0 else count
         found.keyed.append((seq, machine, identity, payload, when, key, generation))
+        return None
+
+    def set_aside(self) -> Path:
+        """Keep the file's bytes as they are under a new name (``node.inputs.damaged``, or
+        ``.damaged-2`` and so on), and start this one again from its header: what
+        ``--accept-loss`` does with a damaged input log, after taking the entries before the
+        damage."""
+        n, aside = 1, self.path.with_name(self.path.name + ".damaged")
+        while aside.exists():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.damaged-{n}")
+        try:
+            data = os.pread(self._fd, self.size, 0)
+            aside.write_bytes(data)
+            os.ftruncate(self._fd, 0)
+        except OSError as e:
+            raise StoreError(f"setting the input log {self.path} aside failed: {e}") from None
+        self.size = 0
+        self._write(HEADER)
+        return aside
 
     def append(self, inputs: list[DefaultRow], keyed: list[KeyedRow]) -> None:
         """Write the frames of ``inputs`` and ``keyed`` in one ``write`` (and sync them with

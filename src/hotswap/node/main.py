@@ -152,6 +152,12 @@ def open_service(options: NodeOptions, trace: Trace) -> Service:
                 f"Upgraded the store from schema {schema} to {SCHEMA_VERSION} in place "
                 f"({seconds:.1f} s); a node of an older release cannot open it any more"
             )
+        if store.log_damage is not None:
+            trace.note(
+                f"Accepted loss (--accept-loss): the input log was damaged ({store.log_damage}); "
+                f"the entries before the damage were kept, and the file as it was is at "
+                f"{store.log_set_aside}"
+            )
         if store.log_dropped:
             trace.note(
                 f"Note: the input log ended in {store.log_dropped:,} bytes that are not a whole "

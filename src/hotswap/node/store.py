@@ -634,6 +634,10 @@ class Store:
         #: since SQLite last took them: queries and full commits write these first.
         self._log: InputLog | None = None
         self.log_dropped = 0
+        #: With ``accept_loss``, what was wrong with a damaged input log (None: nothing), and
+        #: where its bytes were kept (``InputLog.set_aside``).
+        self.log_damage: str | None = None
+        self.log_set_aside: Path | None = None
         self._logged_inputs: list[tuple[int, str, str, bytes, int, float]] = []
         self._logged_keyed: list[tuple[int, str, str, bytes, float, str, int | None]] = []
         self._logged_written = False  # both are in the open transaction
@@ -785,6 +789,16 @@ class Store:
         place): refused, unless ``accept_loss``, which keeps the entries before the gap."""
         assert self._log is not None
         read = self._log.read()
+        if read.damage is not None:
+            if not accept_loss:
+                raise StoreError(
+                    f"the store {self.path} is damaged: in its input log {self._log.path}, "
+                    f"{read.damage}. The node did not start and changed nothing. To start "
+                    "anyway on what the store holds and the input log's entries before the "
+                    "damage (the file is kept aside, as it is), run the same command with "
+                    "--accept-loss (the node notes the loss in its trace)"
+                )
+            self.log_damage = read.damage
         start = self.last_seq
         inputs = [row for row in read.inputs if row[0] > start]
         keyed = [row for row in read.keyed if row[0] > start]
@@ -794,14 +808,19 @@ class Store:
             run += 1
         if run < len(seqs):
             missing = start + run + 1
+            gap = (
+                f"entry {missing:,} is"
+                if missing == seqs[run] - 1
+                else f"entries {missing:,} to {seqs[run] - 1:,} are"
+            )
             if not accept_loss:
                 raise StoreError(
                     f"the store {self.path} is damaged: its log ends at entry {start + run:,}, "
                     f"but its input log {self._log.path} holds entries from {seqs[run]:,} to "
-                    f"{seqs[-1]:,}, committed (and acknowledged) after entries {missing:,} to "
-                    f"{seqs[run] - 1:,}, which are missing. The node did not start and changed "
-                    "nothing. To start anyway on the entries before the gap, run the same "
-                    "command with --accept-loss (the node notes the loss in its trace)"
+                    f"{seqs[-1]:,}, committed (and acknowledged) after them; {gap} missing. "
+                    "The node did not start and changed nothing. To start anyway on the "
+                    "entries before the gap, run the same command with --accept-loss (the "
+                    "node notes the loss in its trace)"
                 )
             end = start + run
             inputs = [row for row in inputs if row[0] <= end]
@@ -820,6 +839,8 @@ class Store:
         anything reads the log: recovery then reads SQLite alone."""
         assert self._log is not None
         inputs, keyed = logged
+        if self.log_damage is not None:  # --accept-loss: its bytes kept, the entries taken
+            self.log_set_aside = self._log.set_aside()
         if inputs or keyed:
             self._logged_inputs, self._logged_keyed = inputs, keyed
             with self._writing("writing the input log into"):
@@ -861,8 +882,13 @@ class Store:
             log = self.path.with_suffix(".inputs")
             what = (
                 f"its log ends at entry {self.last_seq:,}, but {path} records that entry "
-                f"{recorded:,} was committed (and acknowledged): entries "
-                f"{self.last_seq + 1:,} to {recorded:,} are missing, as when the write-ahead "
+                f"{recorded:,} was committed (and acknowledged): "
+                + (
+                    f"entry {recorded:,} is"
+                    if recorded == self.last_seq + 1
+                    else f"entries {self.last_seq + 1:,} to {recorded:,} are"
+                )
+                + " missing, as when the write-ahead "
                 f"log {wal} or the input log {log} is truncated or removed after a crash, or "
                 "an older copy of the database is put in its place"
             )
