@@ -315,6 +315,13 @@ class Wire:
         return NodeError("unreachable", message)
 
     def timed_out(self) -> NodeError:
+        if not self.welcomed:  # only the hello was sent: nothing to look for
+            return NodeError(
+                "timeout",
+                f"no reply from {self.address} in time to the hello: nothing else was sent "
+                "(is a hotswap node listening there, and not overloaded?); the connection "
+                "is closed",
+            )
         return NodeError(
             "timeout",
             f"no reply from {self.address} in time: what was sent may have been applied or "
