@@ -99,7 +99,7 @@ def test_a_closed_connection_reads_as_closed(
     assert transport.recv() == b""
 
 
-def test_over_tls_or_with_spin_0_the_socket_blocks_as_before(
+def test_with_spin_0_or_no_timeout_the_socket_blocks_as_before(
     peer: tuple[socket.socket, SocketTransport],
 ) -> None:
     _, transport = peer

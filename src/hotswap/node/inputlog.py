@@ -179,37 +179,37 @@ class InputLog:
         ``--fsync``): once this returns they are as durable as a commit. The frames go in seq
         order, so that a write cut short (a process killed in it, power lost) leaves a
         prefix of the entries, never one with a gap."""
-        frames: list[bytes] = []
-        seqs: list[int] = []
-        names = self._names
-        body = _BODY.pack
-        for seq, name, identity, payload, count, when in inputs:
-            m = names.get(name) or names.setdefault(name, name.encode())
-            data = b"%b%b%b%b" % (
-                body(DEFAULT, seq, count, when, len(m), len(identity), len(payload)),
-                m,
-                identity.encode(),
-                payload,
-            )
-            frames.append(_FRAME.pack(len(data), zlib.crc32(data)) + data)
-            seqs.append(seq)
+        frames = [
+            self._frame_of(DEFAULT, seq, count, when, name, identity, payload, b"")
+            for seq, name, identity, payload, count, when in inputs
+        ]
+        seqs = [row[0] for row in inputs]
         for seq, name, identity, payload, when, key, generation in keyed:
-            m = names.get(name) or names.setdefault(name, name.encode())
             k = key.encode()
             count = -1 if generation is None else generation
-            data = b"%b%b%b%b%b%b" % (
-                body(KEYED, seq, count, when, len(m), len(identity), len(payload)),
-                m,
-                identity.encode(),
-                payload,
-                _KEY.pack(len(k)),
-                k,
-            )
-            frames.append(_FRAME.pack(len(data), zlib.crc32(data)) + data)
+            tail = _KEY.pack(len(k)) + k
+            frames.append(self._frame_of(KEYED, seq, count, when, name, identity, payload, tail))
             seqs.append(seq)
         if inputs and keyed:  # each list is in seq order; together they interleave
             frames = [frame for _, frame in sorted(zip(seqs, frames, strict=True))]
         self._write(b"".join(frames) if len(frames) > 1 else frames[0])
+
+    def _frame_of(
+        self,
+        kind: int,
+        seq: int,
+        count: int,
+        when: float,
+        name: str,
+        identity: str,
+        payload: bytes,
+        tail: bytes,
+    ) -> bytes:
+        """One frame: its length and checksum, then the body (``tail``: a keyed input's key)."""
+        m = self._names.get(name) or self._names.setdefault(name, name.encode())
+        head = _BODY.pack(kind, seq, count, when, len(m), len(identity), len(payload))
+        data = b"%b%b%b%b%b" % (head, m, identity.encode(), payload, tail)
+        return _FRAME.pack(len(data), zlib.crc32(data)) + data
 
     def _write(self, data: bytes) -> None:
         try:

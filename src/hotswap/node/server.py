@@ -96,6 +96,11 @@ class Node:
         #: The store error that stopped the node, if one did.
         self.failure: HotswapError | None = None
 
+    def running(self) -> asyncio.AbstractEventLoop:
+        """The loop serving: :attr:`loop`, or asyncio's running loop before :meth:`serve`
+        set it."""
+        return self.loop or asyncio.get_running_loop()
+
     # --- admission -----------------------------------------------------------------------
 
     def admit(self, peer: str, connections: int) -> bool:
@@ -140,7 +145,7 @@ class Node:
         a time each make one commit a turn, not 16), and a lone client waits one turn more."""
         if not self._commit_due:
             self._commit_due = True
-            (self.loop or asyncio.get_running_loop()).call_soon(self._commit_now)
+            self.running().call_soon(self._commit_now)
 
     def _commit_now(self) -> None:
         self._commit_due = False
@@ -181,7 +186,7 @@ class Node:
             return False
         if not self._settle_due and self.service.store.logged:
             self._settle_due = True
-            (self.loop or asyncio.get_running_loop()).call_later(SETTLE_AFTER, self._settle)
+            self.running().call_later(SETTLE_AFTER, self._settle)
         return True
 
     def _settle(self) -> None:
@@ -697,7 +702,7 @@ class _Peer(asyncio.Protocol):
             node.unwelcomed.pop(self, None)
             self._rearm(fresh=True)
         elif fed.requests and self._timer is not None and idle:
-            self._active = (node.loop or asyncio.get_running_loop()).time()
+            self._active = node.running().time()
         if fed.failure is not None:
             node.fail(fed.failure)
             return

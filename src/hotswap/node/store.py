@@ -112,7 +112,7 @@ from hotswap.errors import BytecodeError, HotswapError, StoreError, Trap
 from hotswap.lang.evaluate import Value
 from hotswap.lang.persistent import bulk, state_size
 from hotswap.node.inputlog import HEADER as INPUT_LOG_HEADER
-from hotswap.node.inputlog import InputLog, KeyedRow
+from hotswap.node.inputlog import DefaultRow, InputLog, KeyedRow
 from hotswap.node.instances import Instance, generation_code, prefix_end
 from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, revert_trial
 from hotswap.node.rehearse import Trial, TrialEnd
@@ -626,8 +626,8 @@ class Store:
         self.collected = 0
         self._position_fd = -1
         self._position = -1  # the seq the position file holds
-        self._pending_inputs: list[tuple[int, str, str, bytes, int, float]] = []
-        self._pending_keyed: list[tuple[int, str, str, bytes, float, str, int | None]] = []
+        self._pending_inputs: list[DefaultRow] = []
+        self._pending_keyed: list[KeyedRow] = []
         #: (machine, key) -> an instance whose checkpoint the next commit writes
         self._unsaved: dict[tuple[str, str], Instance] = {}
         #: The input log beside the database (``inputlog``), and the rows written to it
@@ -638,8 +638,8 @@ class Store:
         #: where its bytes were kept (``InputLog.set_aside``).
         self.log_damage: str | None = None
         self.log_set_aside: Path | None = None
-        self._logged_inputs: list[tuple[int, str, str, bytes, int, float]] = []
-        self._logged_keyed: list[tuple[int, str, str, bytes, float, str, int | None]] = []
+        self._logged_inputs: list[DefaultRow] = []
+        self._logged_keyed: list[KeyedRow] = []
         self._logged_written = False  # both are in the open transaction
         try:
             self._log = InputLog(self.path.with_suffix(".inputs"), fsync)
@@ -780,13 +780,12 @@ class Store:
 
     # --- the input log ----------------------------------------------------------------------
 
-    def _read_log(
-        self, accept_loss: bool
-    ) -> tuple[list[tuple[int, str, str, bytes, int, float]], list[KeyedRow]]:
+    def _read_log(self, accept_loss: bool) -> tuple[list[DefaultRow], list[KeyedRow]]:
         """The input log's entries after SQLite's last, which ``last_seq`` then counts: those
         that follow it with no seq missing. An entry after a missing one means committed work
         was lost (the input log or the write-ahead log removed or cut, or an older copy put in
-        place): refused, unless ``accept_loss``, which keeps the entries before the gap."""
+        place), and so does a damaged file (``Read.damage``): each is refused, unless
+        ``accept_loss``, which keeps the entries before the gap or the damage."""
         assert self._log is not None
         read = self._log.read()
         if read.damage is not None:
@@ -832,9 +831,7 @@ class Store:
         self.log_dropped = read.dropped
         return inputs, keyed
 
-    def _settle_read(
-        self, logged: tuple[list[tuple[int, str, str, bytes, int, float]], list[KeyedRow]]
-    ) -> None:
+    def _settle_read(self, logged: tuple[list[DefaultRow], list[KeyedRow]]) -> None:
         """Write what :meth:`_read_log` kept into SQLite and cut the input log back, before
         anything reads the log: recovery then reads SQLite alone."""
         assert self._log is not None
@@ -1289,9 +1286,9 @@ class Store:
             self._snapshot(machine)
 
     def _flush_inputs(self) -> None:
-        if (self._logged_inputs or self._logged_keyed) and not self._logged_written:
+        if self._logged_inputs or self._logged_keyed:
             self._begin()
-            self._write_logged()
+            self._write_logged()  # once per transaction
         if self._pending_inputs:
             self._begin()
             self.db.executemany(_INPUT, self._pending_inputs)
@@ -1431,20 +1428,17 @@ class Store:
         ):
             inputs, keyed = self._pending_inputs, self._pending_keyed
             if inputs or keyed:
-                if (
-                    len(inputs) + len(keyed) <= LOG_BATCH
-                    and len(self._logged_inputs) + len(self._logged_keyed) < LOG_ROWS
-                ):
+                logged = len(inputs) + len(keyed) <= LOG_BATCH and self.logged < LOG_ROWS
+                if logged:
                     self._append_log(inputs, keyed)
-                    self._committed_seq = self.last_seq
-                    self._record_position()
-                    return
-                with self._writing("commit to"):
-                    self._flush_inputs()
-                    self._commit()
+                else:
+                    with self._writing("commit to"):
+                        self._flush_inputs()
+                        self._commit()
                 self._committed_seq = self.last_seq
                 self._record_position()
-                self._checkpoint_due()
+                if not logged:  # SQLite wrote: its write-ahead log may be due a copy
+                    self._checkpoint_due()
             return
         self._commit_all(machines)
         self._quiet_until = self._quiet_bound(machines)
@@ -1452,8 +1446,8 @@ class Store:
 
     def _append_log(
         self,
-        inputs: list[tuple[int, str, str, bytes, int, float]],
-        keyed: list[tuple[int, str, str, bytes, float, str, int | None]],
+        inputs: list[DefaultRow],
+        keyed: list[KeyedRow],
     ) -> None:
         """Make the queued inputs durable in the input log, where SQLite takes them later
         (:meth:`settle`, or the next full commit). A failed write drops what was queued, as a
