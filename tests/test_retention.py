@@ -237,6 +237,20 @@ def test_modules_nothing_names_are_collected_at_start(tmp_path: Path) -> None:
         assert _modules(node) == {counter_sm.identity}
 
 
+def _checkpoints(store: Store) -> list[tuple[str, str, int, int]]:
+    """Each instance's checkpoint as reads see it: the table's row, or the newer one the
+    write-back holds for it (the two nodes write it back at different commits)."""
+    rows = {
+        (name, key): (name, key, generation, inputs)
+        for name, key, generation, inputs in store.db.execute(
+            "SELECT machine, key, generation, inputs FROM instances"
+        )
+    }
+    for where, (name, key, generation, _, inputs, _) in store._write_back.newest().items():
+        rows[where] = (name, key, generation, inputs)
+    return sorted(rows.values())
+
+
 def _store_contents(store: Store) -> tuple[object, ...]:
     """What a commit decides: the log's entries, the snapshots, the checkpoints, the
     position the file records (the input log's entries written into SQLite first)."""
@@ -245,9 +259,7 @@ def _store_contents(store: Store) -> tuple[object, ...]:
     return (
         db.execute("SELECT seq, machine, kind, key FROM log ORDER BY seq").fetchall(),
         db.execute("SELECT machine, seq, inputs FROM snapshots ORDER BY machine").fetchall(),
-        db.execute(
-            "SELECT machine, key, generation, inputs FROM instances ORDER BY machine, key"
-        ).fetchall(),
+        _checkpoints(store),
         store.position_path.read_bytes(),
     )
 

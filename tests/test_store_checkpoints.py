@@ -8,6 +8,7 @@ import random
 import re
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from hotswap.cam.loaded import load
@@ -72,10 +73,25 @@ def test_a_light_load_reaches_the_database_every_so_many_commits(tmp_path: Path)
         store.close()
 
 
+def _instance_rows(service: object, act: Callable[[], None]) -> list[str]:
+    """The keys of the ``instances`` rows SQLite writes while ``act`` runs, in order."""
+    statements: list[str] = []
+    db = service.store.db  # type: ignore[attr-defined]
+    db.set_trace_callback(statements.append)
+    act()
+    db.set_trace_callback(None)
+    return [
+        m.group(1).replace("''", "'")
+        for s in statements
+        if (m := re.match(r"INSERT INTO instances VALUES \('counter', '((?:[^']|'')*)'", s))
+    ]
+
+
 def test_a_batch_writes_its_checkpoints_in_key_order() -> None:
-    """The checkpoints of the instances a batch evicted are written sorted by key (the table's
-    order: consecutive rows share pages), whatever order they left the cache in, and each
-    reads back exact after a restart."""
+    """The checkpoints of the instances a batch evicted are held in the write-back (no row
+    written by that commit), read from there, and written sorted by key (the table's order:
+    consecutive rows share pages), whatever order they left the cache in, at a clean stop;
+    each reads back exact after a restart."""
     with MemoryNode({"counter": counter_sm}, config=NodeConfig(cache=4)) as node:
         service = node.service
         keys = [f"k{i}" for i in range(40)] + ["é", "z", "Ω", "😀", "a", "k", "it's"]
@@ -85,17 +101,14 @@ def test_a_batch_writes_its_checkpoints_in_key_order() -> None:
         service.commit()
         for i, key in enumerate(keys):  # each read back from its checkpoint, evicting others
             service.handle(Send(i, "counter", INCR, False, key))
-        statements: list[str] = []
-        service.store.db.set_trace_callback(statements.append)
-        service.commit()
-        service.store.db.set_trace_callback(None)
-        written = [
-            m.group(1).replace("''", "'")
-            for s in statements
-            if (m := re.match(r"INSERT INTO instances VALUES \('counter', '((?:[^']|'')*)'", s))
-        ]
-        assert len(written) == len(keys) - 4  # all but the 4 live ones
+        assert _instance_rows(service, service.commit) == []  # held back
+        assert len(service.store._write_back) == len(keys) - 4  # all but the 4 live ones
+        c = Client(transport=node.connection(), machines=(counter_sm,))
+        assert all(c.status("counter", key=key).state == 2 for key in keys)  # read back held
+        written = _instance_rows(service, service.checkpoint)
+        assert len(written) == len(keys)  # and the 4 live at that commit, evicted since
         assert written == sorted(written)
+        assert len(service.store._write_back) == 0
         node.reopen()
         c = Client(transport=node.connection(), machines=(counter_sm,))
         for key in keys:

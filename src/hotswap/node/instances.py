@@ -180,8 +180,10 @@ class Backing(Protocol):
     ) -> list[Instance]:
         """After a crash: the instances whose checkpoint is behind their log, replayed."""
 
-    def save_instance(self, machine: Machine, instance: Instance) -> None:
-        """Queue a checkpoint of ``instance``, durable with the next commit."""
+    def save_instance(self, machine: Machine, instance: Instance, *, urgent: bool = False) -> None:
+        """Queue a checkpoint of ``instance``, taken at the next commit and written within the
+        replay window's share the store may hold it for (at that commit if ``urgent``); reads
+        see it at once."""
 
     def log_input(
         self,
@@ -255,7 +257,8 @@ class Instances:
         self.fuel = fuel
         self.cache_size = max(1, cache)
         #: The store's replay window (``store.REPLAY_WINDOW``): a live instance is
-        #: checkpointed once its oldest unsaved input is half of it old.
+        #: checkpointed once its oldest unsaved input is a quarter of it old (the store's
+        #: write-back may hold the checkpoint for most of the rest).
         self.window = window
 
     # --- finding an instance ------------------------------------------------------------------
@@ -286,10 +289,11 @@ class Instances:
             if old.dirty:
                 self._save(machine, old)
 
-    def _save(self, machine: Machine, instance: Instance) -> None:
-        """Queue ``instance``'s checkpoint (written by the next commit)."""
+    def _save(self, machine: Machine, instance: Instance, *, urgent: bool = False) -> None:
+        """Queue ``instance``'s checkpoint (taken by the next commit; written by it if
+        ``urgent``)."""
         machine.keyed.unsaved_since.pop(instance.key, None)
-        self.store.save_instance(machine, instance)
+        self.store.save_instance(machine, instance, urgent=urgent)
 
     def _replayer(
         self, machine: Machine
@@ -460,7 +464,7 @@ class Instances:
         keyed.touched.clear()
         # Before an unsaved input leaves the replay window, its instance is checkpointed:
         # recovery reads the window only.
-        oldest = self.store.last_seq - self.window // 2
+        oldest = self.store.last_seq - self.window // 4
         while keyed.unsaved_since:
             key, since = next(iter(keyed.unsaved_since.items()))
             if since > oldest:
@@ -488,8 +492,8 @@ class Instances:
             return
         for instance in self.store.recover_instances(machine, self._replayer(machine)):
             self._keep(machine, instance)
-            if instance.dirty:
-                self._save(machine, instance)
+            if instance.dirty:  # its inputs may be nearly a window old: written at once
+                self._save(machine, instance, urgent=True)
 
     # --- the sweeper ----------------------------------------------------------------------
 

@@ -116,6 +116,7 @@ from hotswap.node.inputlog import DefaultRow, InputLog, KeyedRow
 from hotswap.node.instances import Instance, generation_code, prefix_end
 from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, revert_trial
 from hotswap.node.rehearse import Trial, TrialEnd
+from hotswap.node.writeback import Row, WriteBack
 from hotswap.protocol.events import HistoryKind
 from hotswap.signing import digest
 
@@ -156,6 +157,16 @@ SNAPSHOT_BYTES_PER_INPUT = 16
 #: recovery reads that many entries at most, whatever the number of instances. The log needs
 #: no index by key, so an input appends to it and writes nowhere else.
 REPLAY_WINDOW = 100_000
+#: Checkpoints that only rewrite a stored row wait in the store's write-back
+#: (``writeback.py``) for at most ``2 * WRITE_BACK_SHARE * REPLAY_WINDOW`` log entries before
+#: they reach SQLite, in key order; the service checkpoints a live instance once its oldest
+#: unsaved input is a quarter of the window old, so every input a checkpoint lacks stays in
+#: the window: a quarter, then the write-back's share twice (0.85 of the window), and the
+#: batch of the commit that checks (a few thousand entries at most) within the rest.
+WRITE_BACK_SHARE = 0.3
+#: A batch of the write-back is sealed and written once its states take this many bytes,
+#: whatever its age: what the write-back holds in memory is at most about twice this.
+WRITE_BACK_BYTES = 8 << 20
 #: A machine whose last snapshot took at least this many bytes is snapshotted in the
 #: background: its state (an immutable value) is encoded on a thread of the store's own, and
 #: the first full commit after the encoding ends writes the row, as of the log entry the state
@@ -530,6 +541,8 @@ class Store:
     ) -> None:
         self.path = Path(path)
         self.snapshot_every = snapshot_every
+        #: Checkpoints written later, in key order (``writeback.py``; :attr:`replay_window`).
+        self._write_back = WriteBack(0, WRITE_BACK_BYTES)
         #: How far back recovery looks for keyed inputs newer than their checkpoint.
         self.replay_window = REPLAY_WINDOW
         #: The log keeps at least its last ``retain`` entries (``--retain``; None: all).
@@ -628,8 +641,10 @@ class Store:
         self._position = -1  # the seq the position file holds
         self._pending_inputs: list[DefaultRow] = []
         self._pending_keyed: list[KeyedRow] = []
-        #: (machine, key) -> an instance whose checkpoint the next commit writes
+        #: (machine, key) -> an instance whose checkpoint the next commit writes, or holds in
+        #: the write-back if it only rewrites a stored row (unless its key is ``_urgent``)
         self._unsaved: dict[tuple[str, str], Instance] = {}
+        self._urgent: set[tuple[str, str]] = set()
         #: The input log beside the database (``inputlog``), and the rows written to it
         #: since SQLite last took them: queries and full commits write these first.
         self._log: InputLog | None = None
@@ -940,6 +955,7 @@ class Store:
         self._pending_inputs.clear()
         self._pending_keyed.clear()
         self._unsaved.clear()
+        self._urgent.clear()
         self._logged_written = False
         self.last_seq = self._committed_seq
 
@@ -1482,6 +1498,17 @@ class Store:
             self._commit()
         self._checkpoint_due()
 
+    @property
+    def replay_window(self) -> int:
+        """How far back (log entries) recovery looks for keyed inputs newer than their
+        checkpoint; the write-back's batches take their share of it."""
+        return self._replay_window
+
+    @replay_window.setter
+    def replay_window(self, window: int) -> None:
+        self._replay_window = window
+        self._write_back.entries = max(1, int(window * WRITE_BACK_SHARE))
+
     def _quiet_bound(self, machines: dict[str, Machine]) -> int:
         """The ``last_seq`` before which no commit can find a snapshot or a compaction due,
         as long as nothing but inputs is logged (anything else opens the transaction, or
@@ -1493,8 +1520,9 @@ class Store:
         ``max(retain, interval)``. Compaction is due no sooner than ``retain`` (or the replay
         window, if larger, on a store with keyed instances) plus a batch past what it
         compacted, and never while a machine's first unsnapshotted entry keeps the horizon
-        within a batch of it (only a snapshot, a full commit's, moves that)."""
-        bound = 1 << 62
+        within a batch of it (only a snapshot, a full commit's, moves that). The write-back's
+        next slice or seal is due by its own bound."""
+        bound = self._write_back.bound()
         seq = self.last_seq
         retain = self._retain
         for name, machine in machines.items():
@@ -1691,6 +1719,7 @@ class Store:
         a machine whose snapshot is already its latest log entry is left as it is."""
         with self._writing("checkpoint of"):
             self._flush_inputs()
+            self._flush_rows(everything=True)  # the next start replays nothing
             self._begin()
             for machine in machines.values():
                 seq = self._machine_seq.get(machine.name)
@@ -1879,6 +1908,9 @@ class Store:
         queued = self._unsaved.get((name, key))
         if queued is not None:  # it left the cache in this batch: itself (still queued)
             return queued
+        held = self._write_back.get(name, key)
+        if held is not None:  # its checkpoint waits in the write-back: newer than the row
+            return self._instance(machine, key, (held[2], held[3], held[4], held[5]))
         # The hot path of a cache miss (nearly every input with uniform keys over many more
         # instances than the cache): no context manager, no message made unless it fails.
         try:
@@ -1969,49 +2001,75 @@ class Store:
         except sqlite3.Error as e:
             raise StoreError(f"{what} {self.path} failed: {e}") from None
 
-    def save_instance(self, machine: Machine, instance: Instance) -> None:
-        """Queue ``instance``'s checkpoint: written, as the instance is then, with the queued
-        inputs at the next commit (one statement for all of a batch), durable with them. Until
-        then :meth:`load_instance` returns the instance itself."""
-        self._unsaved[machine.name, instance.key] = instance
+    def save_instance(self, machine: Machine, instance: Instance, *, urgent: bool = False) -> None:
+        """Queue ``instance``'s checkpoint, taken as the instance is at the next commit: that
+        commit writes it, durable with the queued inputs, if it makes a row or moves one to
+        another generation, or if ``urgent`` (inputs recovery replayed, already old); else it
+        holds it in the write-back, which writes it within its share of the replay window.
+        Until it is written :meth:`load_instance` reads it there (or, before the commit,
+        returns the instance itself)."""
+        where = (machine.name, instance.key)
+        self._unsaved[where] = instance
+        if urgent:
+            self._urgent.add(where)
 
-    def _flush_rows(self) -> None:
-        """Write the queued checkpoints, in the open transaction. A checkpoint on the
-        generation its stored one has rewrites the state alone: setting ``generation`` too,
-        even to the value it had, makes SQLite rewrite the row's entry in
-        ``instances_by_generation``, another page written at a random place (a commit of 2,000
-        such checkpoints wrote 2,700 pages to the write-ahead log instead of 1,650)."""
-        if not self._unsaved:
+    def _flush_rows(self, *, everything: bool = False) -> None:
+        """Write the queued checkpoints that make or move a row, hold the others in the
+        write-back, and write the write-back's share (or, with ``everything``, all it holds),
+        in the open transaction. A checkpoint on the generation its stored one has rewrites
+        the state alone: setting ``generation`` too, even to the value it had, makes SQLite
+        rewrite the row's entry in ``instances_by_generation``, another page written at a
+        random place (a commit of 2,000 such checkpoints wrote 2,700 pages to the write-ahead
+        log instead of 1,650)."""
+        back = self._write_back
+        moved: list[Row] = []
+        stayed: list[Row] = []
+        if self._unsaved:
+            urgent = self._urgent
+            # In key order, as the table is: consecutive rows share pages and their parents.
+            for (name, key), instance in sorted(self._unsaved.items(), key=_by_row):
+                sig = instance.code.machine
+                assert sig is not None
+                state = value_encoder(sig.state)(instance.state)
+                generation, inputs = instance.generation, instance.inputs
+                row = (name, key, generation, state, inputs, instance.seq)
+                if generation != instance.saved_generation:  # a new row, or a migrated one
+                    back.drop(name, key)
+                    moved.append(row)
+                elif urgent and (name, key) in urgent:
+                    back.drop(name, key)
+                    stayed.append(row)
+                else:
+                    back.put(row, self.last_seq)
+                instance.saved_inputs, instance.saved_generation = inputs, generation
+                instance.saved_size = len(state)
+            self._unsaved.clear()
+            urgent.clear()
+        held = back.everything() if everything else back.take(self.last_seq)
+        if not (moved or stayed or held):
             return
-        moved: list[tuple[object, ...]] = []
-        stayed: list[tuple[object, ...]] = []
-        # In key order, as the table is: consecutive rows share pages and their parents.
-        for (name, key), instance in sorted(self._unsaved.items(), key=_by_row):
-            sig = instance.code.machine
-            assert sig is not None
-            state = value_encoder(sig.state)(instance.state)
-            generation, inputs = instance.generation, instance.inputs
-            row = (name, key, generation, state, inputs, instance.seq)
-            (stayed if generation == instance.saved_generation else moved).append(row)
-            instance.saved_inputs, instance.saved_generation = inputs, generation
-            instance.saved_size = len(state)
-        self._unsaved.clear()
         self._begin()
         if moved:
             self.db.executemany(_PUT_INSTANCE, moved)
-        if stayed:  # a row is there, on this generation (else the statement inserts it whole)
+        # A row is there, on this generation (else the statement inserts it whole). The
+        # write-back's rows are for other keys than the direct ones (``drop``).
+        if stayed:
             self.db.executemany(_PUT_INSTANCE_STATE, stayed)
+        if held:
+            self.db.executemany(_PUT_INSTANCE_STATE, held)
 
-    def flush(self) -> None:
+    def flush(self, *, everything: bool = False) -> None:
         """Write everything queued (inputs, checkpoints) into the open transaction, so that
-        queries see it."""
+        queries of keys and generations see it (the write-back holds only states newer than
+        rows the table has, on their generation; ``everything`` writes those too)."""
         with self._writing("writing to"):
             self._flush_inputs()
-            self._flush_rows()
+            self._flush_rows(everything=everything)
 
     def log_delete(self, machine: Machine, instance: Instance) -> None:
         """Log the end of ``instance`` and remove its checkpoint (commit follows)."""
         self._unsaved.pop((machine.name, instance.key), None)
+        self._write_back.drop(machine.name, instance.key)
         with self._writing("logging a delete to"):
             self._flush_inputs()
             self._begin()
@@ -2082,7 +2140,7 @@ class Store:
         """Every checkpoint of ``name``: key, generation, state (on the code of that generation
         of the machine's history; a live instance may be ahead of its checkpoint: the caller
         prefers it)."""
-        self.flush()
+        self.flush(everything=True)
         with self._reading("reading instances from"):
             rows = self.db.execute(
                 "SELECT key, generation, state FROM instances WHERE machine = ? ORDER BY key",
