@@ -29,7 +29,7 @@ def test_a_batch_fills_then_is_written_in_key_order_paced_by_the_log() -> None:
     keys = [f"k{i:02d}" for i in range(50)]
     random.Random(1).shuffle(keys)
     for seq, key in enumerate(keys, start=1):
-        back.put(_row(key, seq), seq)
+        back.put(("m", key), _row(key, seq), seq)
         assert back.take(seq) == []  # filling: nothing written before its first row is old
     assert back.bound() == 1 + 100  # the commit that seals it comes by then
     assert back.take(100) == []  # not yet 100 entries old
@@ -47,10 +47,10 @@ def test_a_batch_fills_then_is_written_in_key_order_paced_by_the_log() -> None:
 
 def test_reads_see_the_newest_row_and_a_dropped_key_is_never_written() -> None:
     back = WriteBack(entries=10, max_bytes=1 << 20)
-    back.put(_row("a", 1), 1)
-    back.put(_row("b", 1), 1)
+    back.put(("m", "a"), _row("a", 1), 1)
+    back.put(("m", "b"), _row("b", 1), 1)
     back.take(11)  # sealed
-    back.put(_row("a", 2), 12)  # newer, in the filling batch
+    back.put(("m", "a"), _row("a", 2), 12)  # newer, in the filling batch
     assert back.get("m", "a") == _row("a", 2)
     back.drop("m", "b")  # a migrated row written directly, or a delete
     assert back.get("m", "b") is None
@@ -61,13 +61,13 @@ def test_reads_see_the_newest_row_and_a_dropped_key_is_never_written() -> None:
 
 def test_a_large_batch_is_sealed_and_written_at_once_whatever_its_age() -> None:
     back = WriteBack(entries=1000, max_bytes=100)
-    back.put(_row("a", 1, b"x" * 60), 1)
+    back.put(("m", "a"), _row("a", 1, b"x" * 60), 1)
     back.take(2)
     assert back.bound() == 1001
-    back.put(_row("b", 2, b"x" * 60), 2)  # 120 bytes: over the bound
+    back.put(("m", "b"), _row("b", 2, b"x" * 60), 2)  # 120 bytes: over the bound
     assert back.bound() == 0  # the next commit must take it
     assert back.take(3) == []  # sealed (the first batch was still filling)
-    back.put(_row("c", 3, b"x" * 120), 3)  # the next batch is over the bound too
+    back.put(("m", "c"), _row("c", 3, b"x" * 120), 3)  # the next batch is over the bound too
     assert [r[1] for r in back.take(4)] == ["a", "b"]  # the sealed one written at once
     assert [r[1] for r in back.take(5)] == ["c"]  # then this one, sealed by the last commit
 
@@ -75,10 +75,10 @@ def test_a_large_batch_is_sealed_and_written_at_once_whatever_its_age() -> None:
 def test_everything_is_the_newest_row_of_each_key_in_key_order() -> None:
     back = WriteBack(entries=5, max_bytes=1 << 20)
     for seq, key in enumerate("dbca", start=1):
-        back.put(_row(key, seq), seq)
+        back.put(("m", key), _row(key, seq), seq)
     back.take(10)  # sealed
-    back.put(_row("b", 20), 20)
-    back.put(_row("e", 21), 21)
+    back.put(("m", "b"), _row("b", 20), 20)
+    back.put(("m", "e"), _row("e", 21), 21)
     assert back.everything() == [
         _row("a", 4),
         _row("b", 20),

@@ -2027,7 +2027,8 @@ class Store:
         if self._unsaved:
             urgent = self._urgent
             # In key order, as the table is: consecutive rows share pages and their parents.
-            for (name, key), instance in sorted(self._unsaved.items(), key=_by_row):
+            for where, instance in sorted(self._unsaved.items(), key=_by_row):
+                name, key = where
                 sig = instance.code.machine
                 assert sig is not None
                 state = value_encoder(sig.state)(instance.state)
@@ -2036,11 +2037,11 @@ class Store:
                 if generation != instance.saved_generation:  # a new row, or a migrated one
                     back.drop(name, key)
                     moved.append(row)
-                elif urgent and (name, key) in urgent:
+                elif urgent and where in urgent:
                     back.drop(name, key)
                     stayed.append(row)
                 else:
-                    back.put(row, self.last_seq)
+                    back.put(where, row, self.last_seq)
                 instance.saved_inputs, instance.saved_generation = inputs, generation
                 instance.saved_size = len(state)
             self._unsaved.clear()

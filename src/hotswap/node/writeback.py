@@ -54,10 +54,10 @@ class WriteBack:
         row = self._filling.get((name, key))
         return row if row is not None else self._sealed.get((name, key))
 
-    def put(self, row: Row, seq: int) -> None:
-        """Hold ``row`` (queued when the log's last seq is ``seq``), in place of any row the
-        filling batch held for its key; a row of the sealed batch stays, to be written first."""
-        where = (row[0], row[1])
+    def put(self, where: tuple[str, str], row: Row, seq: int) -> None:
+        """Hold ``row`` of instance ``where`` (its machine and key; queued when the log's last
+        seq is ``seq``), in place of any row the filling batch held for it; a row of the sealed
+        batch stays, to be written first."""
         if not self._filling:
             self._filling_from = seq
         old = self._filling.get(where)
