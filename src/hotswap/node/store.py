@@ -2047,6 +2047,9 @@ class Store:
             self._unsaved.clear()
             urgent.clear()
         held = back.everything() if everything else back.take(self.last_seq)
+        # A query's flush (listing, the sweeper) may start or seal a batch between full
+        # commits: the commits that skip the checks must not run past its bound.
+        self._quiet_until = min(self._quiet_until, back.bound())
         if not (moved or stayed or held):
             return
         self._begin()
