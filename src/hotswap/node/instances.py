@@ -180,10 +180,10 @@ class Backing(Protocol):
     ) -> list[Instance]:
         """After a crash: the instances whose checkpoint is behind their log, replayed."""
 
-    def save_instance(self, machine: Machine, instance: Instance, *, urgent: bool = False) -> None:
-        """Queue a checkpoint of ``instance``, taken at the next commit and written within the
-        replay window's share the store may hold it for (at that commit if ``urgent``); reads
-        see it at once."""
+    def save_instance(self, machine: Machine, instance: Instance, since: int | None) -> None:
+        """Queue a checkpoint of ``instance``, taken at the next commit and written before its
+        oldest input the stored checkpoint lacks (seq ``since``; None: not known, written by
+        that commit) leaves the replay window; reads see it at once."""
 
     def log_input(
         self,
@@ -292,8 +292,8 @@ class Instances:
     def _save(self, machine: Machine, instance: Instance, *, urgent: bool = False) -> None:
         """Queue ``instance``'s checkpoint (taken by the next commit; written by it if
         ``urgent``)."""
-        machine.keyed.unsaved_since.pop(instance.key, None)
-        self.store.save_instance(machine, instance, urgent=urgent)
+        since = machine.keyed.unsaved_since.pop(instance.key, None)
+        self.store.save_instance(machine, instance, None if urgent else since)
 
     def _replayer(
         self, machine: Machine

@@ -645,6 +645,8 @@ class Store:
         #: the write-back if it only rewrites a stored row (unless its key is ``_urgent``)
         self._unsaved: dict[tuple[str, str], Instance] = {}
         self._urgent: set[tuple[str, str]] = set()
+        #: (machine, key) -> the seq of the oldest input its stored row lacks, for those queued
+        self._unsaved_since: dict[tuple[str, str], int] = {}
         #: The input log beside the database (``inputlog``), and the rows written to it
         #: since SQLite last took them: queries and full commits write these first.
         self._log: InputLog | None = None
@@ -956,6 +958,7 @@ class Store:
         self._pending_keyed.clear()
         self._unsaved.clear()
         self._urgent.clear()
+        self._unsaved_since.clear()
         self._logged_written = False
         self.last_seq = self._committed_seq
 
@@ -1508,6 +1511,7 @@ class Store:
     def replay_window(self, window: int) -> None:
         self._replay_window = window
         self._write_back.entries = max(1, int(window * WRITE_BACK_SHARE))
+        self._write_back.window = window
 
     def _quiet_bound(self, machines: dict[str, Machine]) -> int:
         """The ``last_seq`` before which no commit can find a snapshot or a compaction due,
@@ -2001,17 +2005,20 @@ class Store:
         except sqlite3.Error as e:
             raise StoreError(f"{what} {self.path} failed: {e}") from None
 
-    def save_instance(self, machine: Machine, instance: Instance, *, urgent: bool = False) -> None:
+    def save_instance(self, machine: Machine, instance: Instance, since: int | None) -> None:
         """Queue ``instance``'s checkpoint, taken as the instance is at the next commit: that
         commit writes it, durable with the queued inputs, if it makes a row or moves one to
-        another generation, or if ``urgent`` (inputs recovery replayed, already old); else it
-        holds it in the write-back, which writes it within its share of the replay window.
-        Until it is written :meth:`load_instance` reads it there (or, before the commit,
-        returns the instance itself)."""
+        another generation, or if ``since`` (the seq of its oldest input the row it was read
+        from lacks) is None (not known: inputs recovery replayed, say, which may be old
+        already); else it holds it in the write-back, which writes it before that input leaves
+        the replay window. Until it is written :meth:`load_instance` reads it there (or,
+        before the commit, returns the instance itself)."""
         where = (machine.name, instance.key)
         self._unsaved[where] = instance
-        if urgent:
+        if since is None:
             self._urgent.add(where)
+        elif since < self._unsaved_since.get(where, since + 1):
+            self._unsaved_since[where] = since
 
     def _flush_rows(self, *, everything: bool = False) -> None:
         """Write the queued checkpoints that make or move a row, hold the others in the
@@ -2041,11 +2048,12 @@ class Store:
                     back.drop(name, key)
                     stayed.append(row)
                 else:
-                    back.put(where, row, self.last_seq)
+                    back.put(where, row, self.last_seq, self._unsaved_since.get(where, 0))
                 instance.saved_inputs, instance.saved_generation = inputs, generation
                 instance.saved_size = len(state)
             self._unsaved.clear()
             urgent.clear()
+            self._unsaved_since.clear()
         held = back.everything() if everything else back.take(self.last_seq)
         # A query's flush (listing, the sweeper) may start or seal a batch between full
         # commits: the commits that skip the checks must not run past its bound.

@@ -11,10 +11,14 @@ while, then writes them in key order, a slice per commit: each slice covers a na
 keys, and a commit's checkpoints share their pages.
 
 A batch *fills* until its first row is ``entries`` log entries old (or it holds ``max_bytes``
-of states), is then *sealed* (sorted by key), and is written over at most ``entries`` more log
-entries, paced by the log's growth, while the next batch fills. A row therefore waits at most
-``2 * entries`` log entries from the moment it was queued. Reads see the newest row of a key:
-the filling batch's, then the sealed one's, then the table's.
+of states), is then *sealed* (sorted by key), and is written over about ``entries`` more log
+entries, paced by the log's growth, while the next batch fills. Those steps run at commits,
+and a commit may hold thousands of entries, so the timing alone bounds nothing exactly: each
+key also carries the seq of its oldest input the table's row lacks, and a commit writes at once
+the rows of every key whose oldest such input would otherwise be within a tenth of the
+``window``'s end (rare: it takes commits of several thousand entries). So at every commit each
+input stays in the table's row or in the window. Reads see the newest row of a key: the
+filling batch's, then the sealed one's, then the table's.
 
 Only checkpoints that rewrite a stored row on its own generation wait here (the statement
 that sets the state, the input count and the seq): a new instance's row, or a migrated one's,
@@ -23,6 +27,8 @@ and the sweeper read) are always the instances'.
 """
 
 from __future__ import annotations
+
+import heapq
 
 #: One checkpoint row: machine, key, generation, the encoded state, the input count, the seq of
 #: the last log entry it covers (the ``instances`` table's columns, in order).
@@ -34,9 +40,16 @@ class WriteBack:
     forgets a key (a newer row written directly, or a delete), ``take`` gives the rows a
     commit writes."""
 
-    def __init__(self, entries: int, max_bytes: int) -> None:
+    def __init__(self, entries: int, max_bytes: int, window: int = 1 << 62) -> None:
         self.entries = max(1, entries)
         self.max_bytes = max_bytes
+        #: The replay window: a key whose oldest input the table lacks is this old, less a
+        #: tenth, is written by the commit that finds it so.
+        self.window = window
+        #: (machine, key) -> the seq of its oldest input the table's row lacks, for each key
+        #: held; and a heap of those (entries of keys since written or dropped are skipped).
+        self._since: dict[tuple[str, str], int] = {}
+        self._oldest: list[tuple[int, tuple[str, str]]] = []
         self._filling: dict[tuple[str, str], Row] = {}
         self._filling_from = 0  # last_seq when the filling batch took its first row
         self._filling_bytes = 0
@@ -54,10 +67,15 @@ class WriteBack:
         row = self._filling.get((name, key))
         return row if row is not None else self._sealed.get((name, key))
 
-    def put(self, where: tuple[str, str], row: Row, seq: int) -> None:
+    def put(self, where: tuple[str, str], row: Row, seq: int, since: int) -> None:
         """Hold ``row`` of instance ``where`` (its machine and key; queued when the log's last
-        seq is ``seq``), in place of any row the filling batch held for it; a row of the sealed
-        batch stays, to be written first."""
+        seq is ``seq``; ``since`` the seq of its oldest input the stored row lacks), in place of
+        any row the filling batch held for it; a row of the sealed batch stays, to be written
+        first."""
+        known = self._since.get(where)
+        if known is None or since < known:
+            self._since[where] = since
+            heapq.heappush(self._oldest, (since, where))
         if not self._filling:
             self._filling_from = seq
         old = self._filling.get(where)
@@ -73,6 +91,7 @@ class WriteBack:
         if old is not None:
             self._filling_bytes -= len(old[3])
         self._sealed.pop((name, key), None)  # its place in _order is skipped
+        self._since.pop((name, key), None)  # its heap entry is skipped
 
     def newest(self) -> dict[tuple[str, str], Row]:
         """The newest row held for each key (what reads see in place of the table's row)."""
@@ -88,21 +107,27 @@ class WriteBack:
             bound = self._due
         if self._filling:
             bound = min(bound, self._filling_from + self.entries)
+        oldest = self._oldest
+        while oldest and self._since.get(oldest[0][1]) != oldest[0][0]:
+            heapq.heappop(oldest)  # a key written or dropped since
+        if oldest:
+            bound = min(bound, oldest[0][0] + self.window - self.window // 10)
         return bound
 
     def take(self, seq: int) -> list[Row]:
         """The rows a commit at ``last_seq == seq`` writes, in key order: the sealed batch's
         share for the entries logged since the last slice (all that is left once ``seq``
         reaches its due), and, once that batch is written, the filling batch sealed if it is
-        old or large enough (its first slice comes with a later commit)."""
-        rows: list[Row] = []
+        old or large enough (its first slice comes with a later commit); first, the newest row
+        of each key whose oldest input the table lacks is near the window's end."""
+        rows = self._overdue(seq)
         if self._sealed:
             left = len(self._order) - self._at
             if seq >= self._due or self._filling_bytes >= self.max_bytes:
                 count = left
             else:
                 count = max(0, -(-left * (seq - self._paced) // (self._due - self._paced)))
-            rows = self._slice(count)
+            rows += self._slice(count)
             self._paced = seq
         if not self._sealed and self._filling:
             old = seq - self._filling_from >= self.entries
@@ -121,13 +146,36 @@ class WriteBack:
         newest = self.newest()
         self._sealed, self._order, self._at = {}, [], 0
         self._filling, self._filling_bytes = {}, 0
+        self._since, self._oldest = {}, []
         return [newest[where] for where in sorted(newest)]
+
+    def _overdue(self, seq: int) -> list[Row]:
+        """The newest rows of the keys whose oldest input the table lacks is at most
+        ``seq - window + window // 10``, taken out of the write-back."""
+        limit = seq - self.window + self.window // 10
+        oldest, since = self._oldest, self._since
+        rows: list[Row] = []
+        while oldest and oldest[0][0] <= limit:
+            first, where = heapq.heappop(oldest)
+            if since.get(where) != first:
+                continue  # written or dropped since, or an older entry of its key
+            row = self._filling.get(where) or self._sealed.get(where)
+            assert row is not None
+            rows.append(row)
+            self.drop(*where)
+        if len(oldest) > 4 * len(since) + 1024:  # mostly skipped entries: rebuilt
+            self._oldest = [(first, where) for where, first in since.items()]
+            heapq.heapify(self._oldest)
+        return rows
 
     def _slice(self, count: int) -> list[Row]:
         """The next ``count`` keys of the sealed batch (those not dropped), taken out of it."""
         order, sealed = self._order, self._sealed
         end = min(len(order), self._at + count)
         rows = [row for where in order[self._at : end] if (row := sealed.pop(where, None))]
+        for row in rows:  # the table has these inputs now (a newer row may still be filling)
+            if (row[0], row[1]) not in self._filling:
+                self._since.pop((row[0], row[1]), None)
         self._at = end
         if end == len(order):
             sealed.clear()
