@@ -158,11 +158,12 @@ SNAPSHOT_BYTES_PER_INPUT = 16
 #: no index by key, so an input appends to it and writes nowhere else.
 REPLAY_WINDOW = 100_000
 #: Checkpoints that only rewrite a stored row wait in the store's write-back
-#: (``writeback.py``) for at most ``2 * WRITE_BACK_SHARE * REPLAY_WINDOW`` log entries before
+#: (``writeback.py``) for about ``2 * WRITE_BACK_SHARE * REPLAY_WINDOW`` log entries before
 #: they reach SQLite, in key order; the service checkpoints a live instance once its oldest
-#: unsaved input is a quarter of the window old, so every input a checkpoint lacks stays in
-#: the window: a quarter, then the write-back's share twice (0.85 of the window), and the
-#: batch of the commit that checks (a few thousand entries at most) within the rest.
+#: unsaved input is a quarter of the window old (a quarter and twice the share: 0.85 of the
+#: window). Those steps run at commits, each up to a commit late, so the write-back also
+#: writes a key at once when its oldest input the table lacks nears the window's end: every
+#: such input stays in the window whatever the size of the commits.
 WRITE_BACK_SHARE = 0.3
 #: A batch of the write-back is sealed and written once its states take this many bytes,
 #: whatever its age: what the write-back holds in memory is at most about twice this.
