@@ -115,11 +115,11 @@ class WriteBack:
         return bound
 
     def take(self, seq: int) -> list[Row]:
-        """The rows a commit at ``last_seq == seq`` writes, in key order: the sealed batch's
-        share for the entries logged since the last slice (all that is left once ``seq``
-        reaches its due), and, once that batch is written, the filling batch sealed if it is
-        old or large enough (its first slice comes with a later commit); first, the newest row
-        of each key whose oldest input the table lacks is near the window's end."""
+        """The rows a commit at ``last_seq == seq`` writes: the newest row of each key whose
+        oldest input the table lacks is near the window's end, then, in key order, the sealed
+        batch's share for the entries logged since the last slice (all that is left once
+        ``seq`` reaches its due). Once that batch is written, the filling batch is sealed if it
+        is old or large enough (its first slice comes with a later commit)."""
         rows = self._overdue(seq)
         if self._sealed:
             left = len(self._order) - self._at
