@@ -17,7 +17,7 @@ from hotswap.examples import handbuilt
 from hotswap.examples.counter import counter_sm
 from hotswap.node.memory import MemoryNode
 from hotswap.node.registry import Registry
-from hotswap.node.service import NodeConfig
+from hotswap.node.service import NodeConfig, Service
 from hotswap.node.store import CHECKPOINT_COMMITS, WAL_CHECKPOINT_PAGES, WAL_LIMIT_BYTES, Store
 from hotswap.protocol.events import Send
 from instance_machines import Add, tally_v1, tally_v2, tally_v3, v1_to_v2_safe
@@ -73,10 +73,10 @@ def test_a_light_load_reaches_the_database_every_so_many_commits(tmp_path: Path)
         store.close()
 
 
-def _instance_rows(service: object, act: Callable[[], None]) -> list[str]:
+def _instance_rows(service: Service, act: Callable[[], None]) -> list[str]:
     """The keys of the ``instances`` rows SQLite writes while ``act`` runs, in order."""
     statements: list[str] = []
-    db = service.store.db  # type: ignore[attr-defined]
+    db = service.store.db
     db.set_trace_callback(statements.append)
     act()
     db.set_trace_callback(None)

@@ -23,6 +23,11 @@ from instance_machines import Add, tally_v1, tally_v2, tally_v3, v1_to_v2, v1_to
 MACHINES = (tally_v1, tally_v2, tally_v3)
 
 
+def _add(n: int) -> bytes:
+    """The bytes of the input ``Add(n)``."""
+    return encode_value(tally_v1.to_core_input(Add(n)), core_type(tally_v1.compiled.input))
+
+
 def _row(key: str, inputs: int, state: bytes = b"s") -> Row:
     return ("m", key, 0, state, inputs, inputs)
 
@@ -238,9 +243,8 @@ def test_listings_between_inputs_keep_every_input_recoverable(small_window: int)
     inputs."""
     with MemoryNode({"tally": tally_v1}, snapshot_every=100_000, retain=None) as node:
         service = node.service
-        add = encode_value(tally_v1.to_core_input(Add(1)), core_type(tally_v1.compiled.input))
         for i in range(1500):
-            service.handle(Send(2 * i, "tally", add, False, "hot"))
+            service.handle(Send(2 * i, "tally", _add(1), False, "hot"))
             service.handle(InstancesRequest(2 * i + 1, "tally", 10))
             service.commit()
             assert _recoverable(service.store, small_window) == {"hot": i + 1}, f"at {i}"
@@ -252,8 +256,7 @@ def _commit_of(node: MemoryNode, requests: list[tuple[str | None, int]], rid: in
     service = node.service
     for key, n in requests:
         rid += 1
-        data = encode_value(tally_v1.to_core_input(Add(n)), core_type(tally_v1.compiled.input))
-        service.handle(Send(rid, "tally", data, False, key))
+        service.handle(Send(rid, "tally", _add(n), False, key))
     service.commit()
     return rid
 

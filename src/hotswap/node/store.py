@@ -23,7 +23,8 @@ Six tables (docs/node.md, "Persistence"):
 - ``instances``: one checkpoint per keyed instance (``hotswap.node.instances``), the state after
   log entry ``seq`` on the code of ``generation`` (the machine's history says which code that
   is), queued by the service (:meth:`save_instance`) and written by the next commit, in one
-  statement;
+  statement, or, for a checkpoint that only rewrites a row on its generation, held in the
+  write-back (``writeback.py``) and written later in key order;
 - ``snapshots``: per machine, the state after the log entry ``seq``, taken at its start, at
   the end of a trial, on clean shutdown, and every ``snapshot_every`` inputs, or more rarely
   for a large state (:meth:`Store.snapshot_interval`: a snapshot of S bytes is taken at most
@@ -643,11 +644,10 @@ class Store:
         self._pending_inputs: list[DefaultRow] = []
         self._pending_keyed: list[KeyedRow] = []
         #: (machine, key) -> an instance whose checkpoint the next commit writes, or holds in
-        #: the write-back if it only rewrites a stored row (unless its key is ``_urgent``)
+        #: the write-back if it only rewrites a stored row; and, for each, the seq of the
+        #: oldest input its stored row lacks (None: not known, so written by that commit)
         self._unsaved: dict[tuple[str, str], Instance] = {}
-        self._urgent: set[tuple[str, str]] = set()
-        #: (machine, key) -> the seq of the oldest input its stored row lacks, for those queued
-        self._unsaved_since: dict[tuple[str, str], int] = {}
+        self._unsaved_since: dict[tuple[str, str], int | None] = {}
         #: The input log beside the database (``inputlog``), and the rows written to it
         #: since SQLite last took them: queries and full commits write these first.
         self._log: InputLog | None = None
@@ -958,7 +958,6 @@ class Store:
         self._pending_inputs.clear()
         self._pending_keyed.clear()
         self._unsaved.clear()
-        self._urgent.clear()
         self._unsaved_since.clear()
         self._logged_written = False
         self.last_seq = self._committed_seq
@@ -2016,10 +2015,8 @@ class Store:
         before the commit, returns the instance itself)."""
         where = (machine.name, instance.key)
         self._unsaved[where] = instance
-        if since is None:
-            self._urgent.add(where)
-        elif since < self._unsaved_since.get(where, since + 1):
-            self._unsaved_since[where] = since
+        known = self._unsaved_since.get(where, since)
+        self._unsaved_since[where] = None if since is None or known is None else min(since, known)
 
     def _flush_rows(self, *, everything: bool = False) -> None:
         """Write the queued checkpoints that make or move a row, hold the others in the
@@ -2033,7 +2030,7 @@ class Store:
         moved: list[Row] = []
         stayed: list[Row] = []
         if self._unsaved:
-            urgent = self._urgent
+            oldest = self._unsaved_since
             # In key order, as the table is: consecutive rows share pages and their parents.
             for where, instance in sorted(self._unsaved.items(), key=_by_row):
                 name, key = where
@@ -2045,16 +2042,15 @@ class Store:
                 if generation != instance.saved_generation:  # a new row, or a migrated one
                     back.drop(name, key)
                     moved.append(row)
-                elif urgent and where in urgent:
+                elif (since := oldest[where]) is None:
                     back.drop(name, key)
                     stayed.append(row)
                 else:
-                    back.put(where, row, self.last_seq, self._unsaved_since.get(where, 0))
+                    back.put(where, row, self.last_seq, since)
                 instance.saved_inputs, instance.saved_generation = inputs, generation
                 instance.saved_size = len(state)
             self._unsaved.clear()
-            urgent.clear()
-            self._unsaved_since.clear()
+            oldest.clear()
         held = back.everything() if everything else back.take(self.last_seq)
         # A query's flush (listing, the sweeper) may start or seal a batch between full
         # commits: the commits that skip the checks must not run past its bound.

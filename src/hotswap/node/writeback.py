@@ -107,12 +107,18 @@ class WriteBack:
             bound = self._due
         if self._filling:
             bound = min(bound, self._filling_from + self.entries)
-        oldest = self._oldest
-        while oldest and self._since.get(oldest[0][1]) != oldest[0][0]:
-            heapq.heappop(oldest)  # a key written or dropped since
-        if oldest:
-            bound = min(bound, oldest[0][0] + self.window - self.window // 10)
+        first = self._first()
+        if first is not None:
+            bound = min(bound, first + self.window - self.window // 10)
         return bound
+
+    def _first(self) -> int | None:
+        """The oldest input any held key's table row lacks (None: none held), the heap's
+        entries of keys written or dropped since popped on the way."""
+        oldest, since = self._oldest, self._since
+        while oldest and since.get(oldest[0][1]) != oldest[0][0]:
+            heapq.heappop(oldest)
+        return oldest[0][0] if oldest else None
 
     def take(self, seq: int) -> list[Row]:
         """The rows a commit at ``last_seq == seq`` writes: the newest row of each key whose
@@ -153,18 +159,15 @@ class WriteBack:
         """The newest rows of the keys whose oldest input the table lacks is at most
         ``seq - window + window // 10``, taken out of the write-back."""
         limit = seq - self.window + self.window // 10
-        oldest, since = self._oldest, self._since
         rows: list[Row] = []
-        while oldest and oldest[0][0] <= limit:
-            first, where = heapq.heappop(oldest)
-            if since.get(where) != first:
-                continue  # written or dropped since, or an older entry of its key
-            row = self._filling.get(where) or self._sealed.get(where)
+        while (first := self._first()) is not None and first <= limit:
+            _, where = heapq.heappop(self._oldest)
+            row = self.get(*where)
             assert row is not None
             rows.append(row)
             self.drop(*where)
-        if len(oldest) > 4 * len(since) + 1024:  # mostly skipped entries: rebuilt
-            self._oldest = [(first, where) for where, first in since.items()]
+        if len(self._oldest) > 4 * len(self._since) + 1024:  # mostly skipped entries: rebuilt
+            self._oldest = [(first, where) for where, first in self._since.items()]
             heapq.heapify(self._oldest)
         return rows
 
@@ -177,8 +180,7 @@ class WriteBack:
             if (row[0], row[1]) not in self._filling:
                 self._since.pop((row[0], row[1]), None)
         self._at = end
-        if end == len(order):
-            sealed.clear()
+        if end == len(order):  # every key popped: the sealed batch is empty
             self._order = []
             self._at = 0
         return rows
