@@ -16,7 +16,9 @@ entries, paced by the log's growth, while the next batch fills. Those steps run 
 and a commit may hold thousands of entries, so the timing alone bounds nothing exactly: each
 key also carries the seq of its oldest input the table's row lacks, and a commit writes at once
 the rows of every key whose oldest such input would otherwise be within a tenth of the
-``window``'s end (rare: it takes commits of several thousand entries). So at every commit each
+``window``'s end (rare: it takes commits of several thousand entries). Each batch keeps the
+oldest of its keys' seqs, so a commit looks at the keys only when that nears the window's end
+(a heap of every key's seq cost about 5% of a uniform input's time). So at every commit each
 input stays in the table's row or in the window. Reads see the newest row of a key: the
 filling batch's, then the sealed one's, then the table's.
 
@@ -27,8 +29,6 @@ and the sweeper read) are always the instances'.
 """
 
 from __future__ import annotations
-
-import heapq
 
 #: One checkpoint row: machine, key, generation, the encoded state, the input count, the seq of
 #: the last log entry it covers (the ``instances`` table's columns, in order).
@@ -46,10 +46,6 @@ class WriteBack:
         #: The replay window: a key whose oldest input the table lacks is this old, less a
         #: tenth, is written by the commit that finds it so.
         self.window = window
-        #: (machine, key) -> the seq of its oldest input the table's row lacks, for each key
-        #: held; and a heap of those (entries of keys since written or dropped are skipped).
-        self._since: dict[tuple[str, str], int] = {}
-        self._oldest: list[tuple[int, tuple[str, str]]] = []
         self._filling: dict[tuple[str, str], Row] = {}
         self._filling_from = 0  # last_seq when the filling batch took its first row
         self._filling_bytes = 0
@@ -58,6 +54,14 @@ class WriteBack:
         self._at = 0  # how many of _order have been written or skipped
         self._due = 0  # the last_seq by which the sealed batch is written
         self._paced = 0  # last_seq when the sealed batch's last slice was taken
+        #: For each batch, each key's oldest input that the row the batch's row was made from
+        #: lacks (the sealed batch's row, for a key in both; else the table's), and a bound
+        #: below the oldest of them: no lower than the oldest, and rarely lower (a key
+        #: dropped since), so the keys are scanned only when it nears the window's end.
+        self._filling_since: dict[tuple[str, str], int] = {}
+        self._filling_min = _NEVER
+        self._sealed_since: dict[tuple[str, str], int] = {}
+        self._sealed_min = _NEVER
 
     def __len__(self) -> int:
         return len(self._filling) + len(self._sealed)
@@ -69,29 +73,33 @@ class WriteBack:
 
     def put(self, where: tuple[str, str], row: Row, seq: int, since: int) -> None:
         """Hold ``row`` of instance ``where`` (its machine and key; queued when the log's last
-        seq is ``seq``; ``since`` the seq of its oldest input the stored row lacks), in place of
-        any row the filling batch held for it; a row of the sealed batch stays, to be written
-        first."""
-        known = self._since.get(where)
-        if known is None or since < known:
-            self._since[where] = since
-            heapq.heappush(self._oldest, (since, where))
-        if not self._filling:
-            self._filling_from = seq
-        old = self._filling.get(where)
-        if old is not None:
-            self._filling_bytes -= len(old[3])
+        seq is ``seq``; ``since`` the seq of its oldest input the row it was read from lacks),
+        in place of any row the filling batch held for it; a row of the sealed batch stays,
+        to be written first."""
+        known = self._filling_since.get(where)
+        if known is None:
+            if not self._filling:
+                self._filling_from = seq
+            self._filling_since[where] = since
+        else:
+            self._filling_bytes -= len(self._filling[where][3])
+            if since < known:
+                self._filling_since[where] = since
+        if since < self._filling_min:  # noqa: PLR1730 - a call per put costs more
+            self._filling_min = since
         self._filling[where] = row
         self._filling_bytes += len(row[3])
 
     def drop(self, name: str, key: str) -> None:
         """Forget every row held for ``key``: a newer checkpoint is written directly (a
         migrated instance's), or the instance ended."""
-        old = self._filling.pop((name, key), None)
+        where = (name, key)
+        old = self._filling.pop(where, None)
         if old is not None:
             self._filling_bytes -= len(old[3])
-        self._sealed.pop((name, key), None)  # its place in _order is skipped
-        self._since.pop((name, key), None)  # its heap entry is skipped
+            del self._filling_since[where]
+        if self._sealed.pop(where, None) is not None:  # its place in _order is skipped
+            del self._sealed_since[where]
 
     def newest(self) -> dict[tuple[str, str], Row]:
         """The newest row held for each key (what reads see in place of the table's row)."""
@@ -102,23 +110,15 @@ class WriteBack:
         that skips the checks of a full one must not pass it)."""
         if self._filling_bytes >= self.max_bytes:
             return 0
-        bound = 1 << 62
+        bound = _NEVER
         if self._sealed:
             bound = self._due
         if self._filling:
             bound = min(bound, self._filling_from + self.entries)
-        first = self._first()
-        if first is not None:
-            bound = min(bound, first + self.window - self.window // 10)
+        oldest = min(self._filling_min, self._sealed_min)
+        if oldest < _NEVER:
+            bound = min(bound, oldest + self.window - self.window // 10)
         return bound
-
-    def _first(self) -> int | None:
-        """The oldest input any held key's table row lacks (None: none held), the heap's
-        entries of keys written or dropped since popped on the way."""
-        oldest, since = self._oldest, self._since
-        while oldest and since.get(oldest[0][1]) != oldest[0][0]:
-            heapq.heappop(oldest)
-        return oldest[0][0] if oldest else None
 
     def take(self, seq: int) -> list[Row]:
         """The rows a commit at ``last_seq == seq`` writes: the newest row of each key whose
@@ -139,6 +139,8 @@ class WriteBack:
             old = seq - self._filling_from >= self.entries
             if old or self._filling_bytes >= self.max_bytes:
                 self._sealed, self._filling = self._filling, {}
+                self._sealed_since, self._filling_since = self._filling_since, {}
+                self._sealed_min, self._filling_min = self._filling_min, _NEVER
                 self._filling_bytes = 0
                 self._order = sorted(self._sealed)
                 self._at = 0
@@ -152,35 +154,44 @@ class WriteBack:
         newest = self.newest()
         self._sealed, self._order, self._at = {}, [], 0
         self._filling, self._filling_bytes = {}, 0
-        self._since, self._oldest = {}, []
+        self._filling_since, self._sealed_since = {}, {}
+        self._filling_min = self._sealed_min = _NEVER
         return [newest[where] for where in sorted(newest)]
 
     def _overdue(self, seq: int) -> list[Row]:
         """The newest rows of the keys whose oldest input the table lacks is at most
-        ``seq - window + window // 10``, taken out of the write-back."""
+        ``seq - window + window // 10``, taken out of the write-back. Each batch's keys are
+        scanned only when its bound says one may be (rare: it takes commits of several
+        thousand entries), and the bound is then made exact again."""
         limit = seq - self.window + self.window // 10
+        if min(self._filling_min, self._sealed_min) > limit:
+            return []
+        late = [w for w, s in self._filling_since.items() if s <= limit]
+        late += [w for w, s in self._sealed_since.items() if s <= limit]
         rows: list[Row] = []
-        while (first := self._first()) is not None and first <= limit:
-            _, where = heapq.heappop(self._oldest)
+        for where in late:
             row = self.get(*where)
-            assert row is not None
-            rows.append(row)
-            self.drop(*where)
-        if len(self._oldest) > 4 * len(self._since) + 1024:  # mostly skipped entries: rebuilt
-            self._oldest = [(first, where) for where, first in self._since.items()]
-            heapq.heapify(self._oldest)
+            if row is not None:  # None: in both batches, and taken already
+                rows.append(row)
+                self.drop(*where)
+        self._filling_min = min(self._filling_since.values(), default=_NEVER)
+        self._sealed_min = min(self._sealed_since.values(), default=_NEVER)
         return rows
 
     def _slice(self, count: int) -> list[Row]:
         """The next ``count`` keys of the sealed batch (those not dropped), taken out of it."""
-        order, sealed = self._order, self._sealed
+        order, sealed, since = self._order, self._sealed, self._sealed_since
         end = min(len(order), self._at + count)
         rows = [row for where in order[self._at : end] if (row := sealed.pop(where, None))]
         for row in rows:  # the table has these inputs now (a newer row may still be filling)
-            if (row[0], row[1]) not in self._filling:
-                self._since.pop((row[0], row[1]), None)
+            del since[row[0], row[1]]
         self._at = end
         if end == len(order):  # every key popped: the sealed batch is empty
             self._order = []
             self._at = 0
+            self._sealed_min = _NEVER
         return rows
+
+
+#: No seq: later than any.
+_NEVER = 1 << 62
