@@ -16,7 +16,7 @@ from hotswap.names.schema import core_type
 from hotswap.node import store as store_module
 from hotswap.node.memory import MemoryNode
 from hotswap.node.service import NodeConfig
-from hotswap.node.writeback import Row, WriteBack
+from hotswap.node.writeback import Row, WriteBack, key_order
 from hotswap.protocol.events import InstancesRequest, Send
 from instance_machines import Add, tally_v1, tally_v2, tally_v3, v1_to_v2, v1_to_v2_safe
 
@@ -51,6 +51,17 @@ def test_a_batch_fills_then_is_written_in_key_order_paced_by_the_log() -> None:
     assert [r[1] for r in written] == sorted(keys)  # all of it, in key order, by its due
     assert len(back) == 0
     assert back.bound() == 1 << 62
+
+
+def test_key_order_is_the_order_of_machine_then_key() -> None:
+    """The two sorts give the order of the tuples themselves (SQLite's BINARY collation on
+    (machine, key)), with machines whose names prefix each other and keys beyond ASCII."""
+    rng = random.Random(4)
+    names = ["a", "ab", "b", "\u00e9t\u00e9"]
+    keys = ["", "k", "k\u0000", "K", "\U0001f600", "z", "\u00ff", "k1", "k10", "k2"]
+    rows = [(rng.choice(names), rng.choice(keys), i) for i in range(300)]
+    assert [r[:2] for r in key_order(rows)] == sorted(r[:2] for r in rows)
+    assert key_order([]) == []
 
 
 def test_reads_see_the_newest_row_and_a_dropped_key_is_never_written() -> None:

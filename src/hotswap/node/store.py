@@ -117,7 +117,7 @@ from hotswap.node.inputlog import DefaultRow, InputLog, KeyedRow
 from hotswap.node.instances import Instance, generation_code, prefix_end
 from hotswap.node.registry import MAX_FUEL, Change, Machine, Swap, apply_input, revert_trial
 from hotswap.node.rehearse import Trial, TrialEnd
-from hotswap.node.writeback import Row, WriteBack
+from hotswap.node.writeback import Row, WriteBack, key_order
 from hotswap.protocol.events import HistoryKind
 from hotswap.signing import digest
 
@@ -448,12 +448,6 @@ _UPGRADE_6_TO_7 = [
     "DROP TABLE instances_v6",
     _INSTANCES_INDEX,
 ]
-
-
-def _by_row(item: tuple[tuple[str, str], Instance]) -> tuple[str, str]:
-    """A queued checkpoint's place in the ``instances`` table: (machine, key), in the order
-    of SQLite's BINARY collation (UTF-8 bytes: code points, as Python orders strings)."""
-    return item[0]
 
 
 #: The key of a module's parts: the hex SHA-256 of all its bytes, as a signature names them.
@@ -2031,8 +2025,7 @@ class Store:
         stayed: list[Row] = []
         if self._unsaved:
             oldest = self._unsaved_since
-            # In key order, as the table is: consecutive rows share pages and their parents.
-            for where, instance in sorted(self._unsaved.items(), key=_by_row):
+            for where, instance in self._unsaved.items():
                 name, key = where
                 sig = instance.code.machine
                 assert sig is not None
@@ -2058,12 +2051,13 @@ class Store:
         if not (moved or stayed or held):
             return
         self._begin()
+        # In key order, as the table is: consecutive rows share pages and their parents.
         if moved:
-            self.db.executemany(_PUT_INSTANCE, moved)
+            self.db.executemany(_PUT_INSTANCE, key_order(moved))
         # A row is there, on this generation (else the statement inserts it whole). The
         # write-back's rows are for other keys than the direct ones (``drop``).
         if stayed:
-            self.db.executemany(_PUT_INSTANCE_STATE, stayed)
+            self.db.executemany(_PUT_INSTANCE_STATE, key_order(stayed))
         if held:
             self.db.executemany(_PUT_INSTANCE_STATE, held)
 

