@@ -78,6 +78,36 @@ def test_reads_see_the_newest_row_and_a_dropped_key_is_never_written() -> None:
     assert len(back) == 0 and back.get("m", "a") is None
 
 
+def test_a_batch_whose_every_row_was_dropped_leaves_nothing_to_the_next() -> None:
+    back = WriteBack(entries=10, max_bytes=1 << 20)
+    back.put(("m", "a"), _row("a", 1), 1, 1)
+    back.put(("m", "b"), _row("b", 1), 1, 1)
+    back.take(11)  # sealed, nothing written yet
+    back.drop("m", "a")
+    back.drop("m", "b")
+    back.put(("m", "a"), _row("a", 12), 12, 12)  # a newer row, after the drop
+    back.put(("m", "c"), _row("c", 12), 12, 12)
+    assert back.take(22) == []  # the next batch sealed
+    assert back.take(32) == [_row("a", 12), _row("c", 12)]  # the drop of a skips nothing here
+    assert len(back) == 0
+
+
+def test_a_written_row_is_read_until_its_batch_is_over_and_a_drop_then_counts() -> None:
+    back = WriteBack(entries=10, max_bytes=1 << 20)
+    for key in "abcd":
+        back.put(("m", key), _row(key, 1), 1, 1)
+    back.take(11)  # sealed
+    assert back.take(16) == [_row("a", 1), _row("b", 1)]  # half the batch, half its time
+    assert len(back) == 2
+    assert back.get("m", "a") == _row("a", 1)  # what the table has now
+    back.drop("m", "a")  # written: nothing to skip
+    back.drop("m", "c")  # not written: skipped
+    assert back.get("m", "a") is None and back.get("m", "c") is None
+    assert len(back) == 1
+    assert back.take(21) == [_row("d", 1)]
+    assert len(back) == 0 and back.get("m", "b") is None
+
+
 def test_a_large_batch_is_sealed_and_written_at_once_whatever_its_age() -> None:
     back = WriteBack(entries=1000, max_bytes=100)
     back.put(("m", "a"), _row("a", 1, b"x" * 60), 1, 1)
