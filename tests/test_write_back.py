@@ -70,12 +70,12 @@ def test_reads_see_the_newest_row_and_a_dropped_key_is_never_written() -> None:
     back.put(("m", "b"), _row("b", 1), 1, 1)
     back.take(11)  # sealed
     back.put(("m", "a"), _row("a", 2), 12, 12)  # newer, in the filling batch
-    assert back.get("m", "a") == _row("a", 2)
+    assert back.get(("m", "a")) == _row("a", 2)
     back.drop("m", "b")  # a migrated row written directly, or a delete
-    assert back.get("m", "b") is None
+    assert back.get(("m", "b")) is None
     assert back.take(21) == [_row("a", 1)]  # the sealed batch at its due: the older row first
     assert back.everything() == [_row("a", 2)]
-    assert len(back) == 0 and back.get("m", "a") is None
+    assert len(back) == 0 and back.get(("m", "a")) is None
 
 
 def test_a_batch_whose_every_row_was_dropped_leaves_nothing_to_the_next() -> None:
@@ -99,13 +99,13 @@ def test_a_written_row_is_read_until_its_batch_is_over_and_a_drop_then_counts() 
     back.take(11)  # sealed
     assert back.take(16) == [_row("a", 1), _row("b", 1)]  # half the batch, half its time
     assert len(back) == 2
-    assert back.get("m", "a") == _row("a", 1)  # what the table has now
+    assert back.get(("m", "a")) == _row("a", 1)  # what the table has now
     back.drop("m", "a")  # written: nothing to skip
     back.drop("m", "c")  # not written: skipped
-    assert back.get("m", "a") is None and back.get("m", "c") is None
+    assert back.get(("m", "a")) is None and back.get(("m", "c")) is None
     assert len(back) == 1
     assert back.take(21) == [_row("d", 1)]
-    assert len(back) == 0 and back.get("m", "b") is None
+    assert len(back) == 0 and back.get(("m", "b")) is None
 
 
 def test_a_large_batch_is_sealed_and_written_at_once_whatever_its_age() -> None:
@@ -267,7 +267,7 @@ def test_check_all_reads_the_held_states_not_the_table_s_older_rows(small_window
         c.send("tally", Add(12), key="a")  # b leaves; a is read back: 13
         c.send("tally", Add(1), key="b")  # a leaves again, its 13 held in the write-back
         store = node.service.store
-        assert store._write_back.get("tally", "a") is not None
+        assert store._write_back.get(("tally", "a")) is not None
         row = store.db.execute("SELECT inputs FROM instances WHERE key = 'a'").fetchone()
         assert row == (1,)
         with pytest.raises(UpgradeRejected) as refused:

@@ -469,12 +469,12 @@ class Instances:
         # dict's earlier deletions left empty at its front (thousands, between two resizes),
         # which cost 8,000 instructions an input when many instances are due at once.
         oldest = self.store.last_seq - self.window // 4
-        due = []
+        late: list[str] = []
         for key, since in keyed.unsaved_since.items():
             if since > oldest:
                 break
-            due.append(key)
-        for key in due:
+            late.append(key)
+        for key in late:
             instance = keyed.cache.get(key)
             if instance is None:  # cannot be: an instance leaving the cache is checkpointed
                 keyed.unsaved_since.pop(key)

@@ -1902,31 +1902,32 @@ class Store:
         whatever the number of instances), or the instance itself if its checkpoint is queued;
         None if there is none. A checkpoint is never behind its instance's log entries unless
         the instance is live (:data:`REPLAY_WINDOW`), so it is the instance."""
-        name = machine.name
-        queued = self._unsaved.get((name, key))
+        where = (machine.name, key)
+        queued = self._unsaved.get(where)
         if queued is not None:  # it left the cache in this batch: itself (still queued)
             return queued
-        held = self._write_back.get(name, key)
+        held = self._write_back.get(where)
         if held is not None:  # its checkpoint waits in the write-back: newer than the row
-            return self._instance(machine, key, (held[2], held[3], held[4], held[5]))
+            return self._instance(machine, key, held[2], held[3], held[4], held[5])
         # The hot path of a cache miss (nearly every input with uniform keys over many more
         # instances than the cache): no context manager, no message made unless it fails.
         try:
-            row = self.db.execute(_LOAD_INSTANCE, (name, key)).fetchone()
+            row = self.db.execute(_LOAD_INSTANCE, where).fetchone()
         except sqlite3.Error as e:
-            msg = f"reading instance {key!r} of {name!r} from {self.path} failed: {e}"
+            msg = f"reading instance {key!r} of {machine.name!r} from {self.path} failed: {e}"
             raise StoreError(msg) from None
         if row is None:
             # Every committed instance has a row (written with its first input), and an
             # instance made in this batch is in the cache, or left it with its row queued:
             # no row, no instance (a delete removes the row).
             return None
-        return self._instance(machine, key, row)
+        return self._instance(machine, key, *row)
 
-    def _instance(self, machine: Machine, key: str, row: tuple[int, bytes, int, int]) -> Instance:
+    def _instance(
+        self, machine: Machine, key: str, generation: int, data: bytes, inputs: int, seq: int
+    ) -> Instance:
         """The instance a checkpoint's row holds, on the code its generation names in the
         machine's history."""
-        generation, data, inputs, seq = row
         code = self.loaded(generation_code(machine, generation, key))
         assert code.machine is not None
         try:
@@ -1976,7 +1977,7 @@ class Store:
         for key, entries_of in logged.items():
             generation0, state, inputs, after = rows[key]
             instance: Instance | None = self._instance(
-                machine, key, (generation0, state, inputs, after)
+                machine, key, generation0, state, inputs, after
             )
             for seq, kind, generation, payload in entries_of:
                 if kind == "delete":

@@ -94,10 +94,10 @@ class WriteBack:
         """How many rows are held and not yet written."""
         return len(self._filling) + len(self._sealed) - self._written
 
-    def get(self, name: str, key: str) -> Row | None:
-        """The newest row held for instance ``key`` of machine ``name``, or None."""
-        row = self._filling.get((name, key))
-        return row if row is not None else self._sealed.get((name, key))
+    def get(self, where: tuple[str, str]) -> Row | None:
+        """The newest row held for instance ``where`` (its machine and key), or None."""
+        row = self._filling.get(where)
+        return row if row is not None else self._sealed.get(where)
 
     def put(self, where: tuple[str, str], row: Row, seq: int, since: int) -> None:
         """Hold ``row`` of instance ``where`` (its machine and key; queued when the log's last
@@ -206,7 +206,7 @@ class WriteBack:
         late += [w for w in unwritten if (s := since.get(w)) is not None and s <= limit]
         rows: list[Row] = []
         for where in late:
-            row = self.get(*where)
+            row = self.get(where)
             if row is not None:  # None: in both batches, and taken already
                 rows.append(row)
                 self.drop(*where)
