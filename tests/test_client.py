@@ -220,6 +220,52 @@ def test_many_tasks_share_one_async_client_over_a_real_socket(tmp_path: Path) ->
     assert len(writes) < requests * 3 / 4  # requests made together were written together
 
 
+def _frames(data: bytes) -> int:
+    """How many length-prefixed frames ``data`` holds."""
+    count = at = 0
+    while at < len(data):
+        at += 4 + int.from_bytes(data[at : at + 4])
+        count += 1
+    assert at == len(data)
+    return count
+
+
+def test_tasks_sharing_an_async_client_go_on_once_half_their_replies_are_in() -> None:
+    """Eight tasks share a client, two inputs each. The node answers the first eight requests
+    in one chunk; once half of them are handed out, those four tasks send their next inputs
+    (written together) before the other four get their replies, so the node has work while
+    this process hands out the rest: writes of 8, then 4 and 4, not 8 and 8. Every task
+    still gets its own replies."""
+
+    async def scenario() -> list[int]:
+        with MemoryNode({"counter": counter_sm}) as node:
+            transport = node.async_connection()
+            writes: list[int] = []
+            send = transport.send
+
+            def counted(data: bytes) -> None:
+                writes.append(_frames(data))
+                send(data)
+
+            transport.send = counted  # type: ignore[method-assign]
+            client = await AsyncClient.over(transport, machines=[counter_sm])
+            await client.send("counter", Incr(), key="warm")  # the code fetched
+            writes.clear()
+
+            async def task(i: int) -> object:
+                for _ in range(2):
+                    assert await client.send("counter", Incr(), key=f"t{i}") is None
+                return await client.send("counter", Count(), key=f"t{i}")
+
+            assert await asyncio.gather(*(task(i) for i in range(8))) == [2] * 8
+            await client.close()
+            return writes
+
+    writes = asyncio.run(scenario())
+    assert writes[:3] == [8, 4, 4]
+    assert sum(writes) == 24
+
+
 def test_a_timeout_fails_every_request_sharing_the_connection() -> None:
     """Three tasks wait on one client whose node does not answer: each fails (one with the
     timeout, the others because the connection is unusable after it), and so does the next
