@@ -108,6 +108,19 @@ def test_a_written_row_is_read_until_its_batch_is_over_and_a_drop_then_counts() 
     assert len(back) == 0 and back.get(("m", "b")) is None
 
 
+def test_everything_leaves_out_the_rows_the_table_has_already() -> None:
+    back = WriteBack(entries=10, max_bytes=1 << 20)
+    for key in "abcd":
+        back.put(("m", key), _row(key, 1), 1, 1)
+    back.take(11)  # sealed
+    assert back.take(16) == [_row("a", 1), _row("b", 1)]  # written
+    back.drop("m", "c")
+    back.put(("m", "b"), _row("b", 17), 17, 17)  # newer than the row written
+    back.put(("m", "e"), _row("e", 17), 17, 17)
+    assert back.everything() == [_row("b", 17), _row("d", 1), _row("e", 17)]
+    assert len(back) == 0 and back.get(("m", "a")) is None
+
+
 def test_a_large_batch_is_sealed_and_written_at_once_whatever_its_age() -> None:
     back = WriteBack(entries=1000, max_bytes=100)
     back.put(("m", "a"), _row("a", 1, b"x" * 60), 1, 1)

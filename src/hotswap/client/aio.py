@@ -107,9 +107,10 @@ class AsyncClient:
 
     Many tasks may use one client at once: their requests are pipelined on its connection, in
     the order they are made, the requests made in one turn of the event loop written together,
-    and each task gets its own reply (the node answers in order). The replies of a chunk are
-    handed out in two halves, the loop running the first half's tasks (and writing their next
-    requests) in between, so that the node has work while this process has the rest. A
+    and each task gets its own reply (the node answers in order). Once half of the requests in
+    flight have their replies, the loop runs the tasks those woke (and writes their next
+    requests) before the rest are handed out, so that the node has work while this process
+    has the rest. A
     request that gets no reply in time (or whose task is cancelled) leaves the connection
     unusable, as for one task: every request still waiting then fails with the same error, and
     later ones are refused."""

@@ -14,13 +14,14 @@ A batch *fills* until its first row is ``entries`` log entries old (or it holds 
 of states), is then *sealed* (sorted by key), and is written over about ``entries`` more log
 entries, paced by the log's growth, while the next batch fills. Those steps run at commits,
 and a commit may hold thousands of entries, so the timing alone bounds nothing exactly: each
-key also carries the seq of its oldest input the table's row lacks, and a commit writes at once
-the rows of every key whose oldest such input would otherwise be within a tenth of the
-``window``'s end (rare: it takes commits of several thousand entries). Each batch keeps the
-oldest of its keys' seqs, so a commit looks at the keys only when that nears the window's end
-(a heap of every key's seq cost about 5% of a uniform input's time). So at every commit each
-input stays in the table's row or in the window. Reads see the newest row of a key: the
-filling batch's, then the sealed one's, then the table's.
+batch keeps, for each of its keys, the seq of the oldest input the row it was made from lacks
+(the sealed batch's row, for a key in both batches; else the table's), and a commit writes at
+once the rows of every key whose oldest such input would otherwise be within a tenth of the
+``window``'s end (rare: it takes commits of several thousand entries). Each batch also keeps
+a bound on the oldest of its keys' seqs, so a commit looks at the keys only when that nears
+the window's end (a heap of every key's seq cost about 5% of a uniform input's time). So at
+every commit each input stays in the table's row or in the window. Reads see the newest row
+of a key: the filling batch's, then the sealed one's, then the table's.
 
 Only checkpoints that rewrite a stored row on its own generation wait here (the statement
 that sets the state, the input count and the seq): a new instance's row, or a migrated one's,
@@ -82,9 +83,10 @@ class WriteBack:
         self._due = 0  # the last_seq by which the sealed batch is written
         self._paced = 0  # last_seq when the sealed batch's last slice was taken
         #: For each batch, each key's oldest input that the row the batch's row was made from
-        #: lacks (the sealed batch's row, for a key in both; else the table's), and a bound
-        #: below the oldest of them: no lower than the oldest, and rarely lower (a key
-        #: dropped since), so the keys are scanned only when it nears the window's end.
+        #: lacks (the sealed batch's row, for a key in both; else the table's), and a bound at
+        #: or below the oldest of them (below it once that key is dropped or, in the sealed
+        #: batch, written: the bound is made exact again when it next comes near the window's
+        #: end, by the scan it then costs), so the keys are scanned only near that end.
         self._filling_since: dict[tuple[str, str], int] = {}
         self._filling_min = _NEVER
         self._sealed_since: dict[tuple[str, str], int] = {}
@@ -182,9 +184,14 @@ class WriteBack:
         return rows
 
     def everything(self) -> list[Row]:
-        """The newest row held for each key, in key order, for writing now (a clean stop; a
-        read of every checkpoint); the write-back is then empty."""
-        newest = self.newest()
+        """The newest row held for each key that the table lacks, in key order, for writing
+        now (a clean stop; a read of every checkpoint); the write-back is then empty. The
+        sealed batch's rows written already are the table's: not written again."""
+        dropped = self._dropped
+        newest = {
+            where: row for row in self._rows[self._at :] if (where := _where(row)) not in dropped
+        }
+        newest.update(self._filling)
         self._sealed, self._rows, self._at, self._written = {}, [], 0, 0
         self._dropped = set()
         self._filling, self._filling_bytes = {}, 0
@@ -194,9 +201,10 @@ class WriteBack:
 
     def _overdue(self, seq: int) -> list[Row]:
         """The newest rows of the keys whose oldest input the table lacks is at most
-        ``seq - window + window // 10``, taken out of the write-back. Each batch's keys are
-        scanned only when its bound says one may be (rare: it takes commits of several
-        thousand entries), and the bound is then made exact again."""
+        ``seq - window + window // 10``, taken out of the write-back. The keys (both batches',
+        the sealed one's not yet written) are scanned only when the lower of the two bounds
+        says one may be (rare: it takes commits of several thousand entries, or a bound left
+        low by a key written or dropped), and the bounds are then made exact again."""
         limit = seq - self.window + self.window // 10
         if min(self._filling_min, self._sealed_min) > limit:
             return []
