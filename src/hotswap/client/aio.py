@@ -110,10 +110,9 @@ class AsyncClient:
     and each task gets its own reply (the node answers in order). Once half of the requests in
     flight have their replies, the loop runs the tasks those woke (and writes their next
     requests) before the rest are handed out, so that the node has work while this process
-    has the rest. A
-    request that gets no reply in time (or whose task is cancelled) leaves the connection
-    unusable, as for one task: every request still waiting then fails with the same error, and
-    later ones are refused."""
+    has the rest. A request that gets no reply in time (or whose task is cancelled) leaves the
+    connection unusable, as for one task: every request still waiting then fails with the
+    same error, and later ones are refused."""
 
     def __init__(
         self,
