@@ -260,6 +260,20 @@ def test_fast_send_checked_decoder_agrees_with_the_reference(payload: bytes) -> 
     agree(payload, from_client=True)
 
 
+def test_a_checked_code_is_read_the_same_however_often_it_comes() -> None:
+    """The hot path keeps the identities it has read (a lookup in place of matching 64 hex
+    digits); the same identity, read again, gives the same event, and one that differs only
+    in its case is still refused, the long way, with the reference's error."""
+    good = "0a" * 32
+    event = SendChecked(7, "m", good, b"\x01", True, None)
+    payload = encode_message(event)
+    for _ in range(3):
+        assert decode_message(payload, from_client=True) == event
+    agree(payload.replace(good.encode(), good.upper().encode()), from_client=True)
+    with pytest.raises(RemoteProtocolError):
+        decode_message(payload.replace(good.encode(), good.upper().encode()), from_client=True)
+
+
 @given(checked_sends)
 def test_fast_send_checked_encoder_agrees_with_the_reference(event: SendChecked) -> None:
     assert encode_message(event) == encode_schema(event)

@@ -263,6 +263,13 @@ def _machine_end(payload: bytes, position: int) -> str | None:
     return name
 
 
+#: The code identities ``send_checked`` named (each checked once), as text: a lookup costs
+#: 0.3 us where matching and decoding the 64 hex digits cost 1.6, on each checked input.
+_CODES: dict[bytes, str] = {}
+#: At most this many are kept (any 64 hex digits can be sent; most name no code).
+_CODES_KEPT = 4096
+
+
 #: A send or send_checked as :func:`read_request` reads it: (request id, machine, code (None:
 #: a send), input, state wanted, key (None: the default instance)).
 Input = tuple[int, str, str | None, bytes, bool, str | None]
@@ -306,9 +313,15 @@ def read_request(payload: bytes) -> Input | None:
         state = pairs == 0xA5
         position += len(_CHECKED_CODE)
         raw = payload[position : position + 64]
-        if _IDENTITY(raw) is None or not payload.startswith(_CHECKED_MIDDLE, position + 64):
+        code = _CODES.get(raw)
+        if code is None:
+            if _IDENTITY(raw) is None:
+                return None
+            code = raw.decode("ascii")
+            if len(_CODES) < _CODES_KEPT:
+                _CODES[raw] = code
+        if not payload.startswith(_CHECKED_MIDDLE, position + 64):
             return None
-        code = raw.decode("ascii")
         position += 64 + len(_CHECKED_MIDDLE)
     else:
         return None
