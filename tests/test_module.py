@@ -62,6 +62,27 @@ def test_sleb_round_trip(n: int) -> None:
     assert Reader(sleb(n)).sleb() == n
 
 
+def test_sleb_written_out_lengths_are_minimal_at_every_boundary() -> None:
+    """The lengths of one to three bytes are written out: around each boundary where the
+    length changes, every integer reads back, minimal (the reader refuses any other), and
+    one byte longer than the one before the boundary."""
+    for bits in (6, 13, 20, 27):
+        for edge in (1 << bits, -(1 << bits)):
+            for n in range(edge - 300, edge + 300):
+                assert Reader(sleb(n)).sleb() == n
+                assert len(sleb(n)) == (max(n, ~n).bit_length() + 7) // 7
+    assert [len(sleb(n)) for n in (63, 64, -64, -65, 8191, 8192, -8192, -8193)] == [
+        1,
+        2,
+        1,
+        2,
+        2,
+        3,
+        2,
+        3,
+    ]
+
+
 @pytest.mark.parametrize(
     ("raw", "signed", "message"),
     [
