@@ -26,8 +26,8 @@ def uleb(n: int) -> bytes:
 
 def sleb(n: int) -> bytes:
     """Minimal signed LEB128 of ``n``. The lengths of two and three bytes (integers from
-    -2**20 to 2**20 - 1, most of those a state holds) are written out: a counter's state in
-    each reply took 1 us through the loop, 0.2 this way."""
+    -2**20 to 2**20 - 1, most of those a state holds) are written out: a three-byte counter's
+    state, in each reply, took 0.63 us through the loop, 0.39 this way."""
     if -0x2000 <= n < 0x2000:
         if -0x40 <= n < 0x40:
             return bytes((n & 0x7F,))
