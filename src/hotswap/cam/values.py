@@ -293,7 +293,7 @@ def value_encoder(t: Type, yielding: bool = False) -> Callable[[Value], bytes]:
     the encoder take 256 elements at least every switch interval: a million entries within
     about 20 s."""
     if t is INT:
-        return lambda v: bytes((v & 0x7F,)) if -64 <= v < 64 else sleb(v)
+        return sleb  # which writes the short lengths out itself
     if t is UNIT:
         return lambda v: b""
     walk = _build_encoder(t, _pacer() if yielding else None)
