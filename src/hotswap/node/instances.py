@@ -173,6 +173,12 @@ class Backing(Protocol):
         """Instance ``key`` from its checkpoint (or queued checkpoint), on the code its
         generation names in ``machine.history``; None if it has none."""
 
+    def prefetch(self, machine: Machine, keys: list[str]) -> None:
+        """Read the checkpoints of ``keys`` (instances that are not live, of valid keys,
+        perhaps repeated) in one query, ahead of their inputs: :meth:`load_instance` then
+        finds them without a read of its own, until the next write of the checkpoints. Only a
+        hint: a store may do nothing."""
+
     def recover_instances(
         self,
         machine: Machine,
@@ -275,6 +281,14 @@ class Instances:
         if instance is not None and keep:
             self._keep(machine, instance)
         return instance
+
+    def prefetch(self, machine: Machine, keys: list[str]) -> None:
+        """Have the store read ahead the checkpoints of those of ``keys`` whose instances are
+        not live (the inputs a connection sent next go to them: ``Service.prefetch``)."""
+        cache = machine.keyed.cache
+        missing = [key for key in keys if key not in cache]
+        if len(missing) > 1:
+            self.store.prefetch(machine, missing)
 
     def _keep(self, machine: Machine, instance: Instance) -> None:
         """Put ``instance`` in the cache; the least recently used leave it beyond its size,

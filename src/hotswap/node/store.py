@@ -354,6 +354,20 @@ _PUT_INSTANCE_STATE = (
 _LOAD_INSTANCE = (
     "SELECT generation, state, inputs, seq FROM instances WHERE machine = ? AND key = ?"
 )
+#: The checkpoints of up to ``n`` keys, read ahead of their inputs (:meth:`Store.prefetch`):
+#: one statement for each of a few sizes, the last key repeated to fill one (SQLite keeps a
+#: prepared statement per text, and ``IN`` reads each key once).
+_PREFETCH_SIZES = (4, 16, 64, 256)
+_PREFETCH = {
+    n: "SELECT key, generation, state, inputs, seq FROM instances WHERE machine = ? AND key IN "
+    f"({', '.join('?' * n)})"
+    for n in _PREFETCH_SIZES
+}
+#: What :meth:`Store.prefetch` keeps for a key it found no checkpoint of.
+_ABSENT: tuple[()] = ()
+#: A commit forgets what was read ahead if more than this many rows are left (their inputs
+#: were refused, or never came whole): what a prefetch holds stays bounded.
+PREFETCH_KEPT = 4 * _PREFETCH_SIZES[-1]
 #: The columns of a change of code: those of schema 2 and who made it (schema 4).
 _CHANGE = (
     "(seq, machine, kind, identity, payload, migration, inputs, time, trial, until, principal, "
@@ -642,6 +656,10 @@ class Store:
         #: oldest input its stored row lacks (None: not known, so written by that commit)
         self._unsaved: dict[tuple[str, str], Instance] = {}
         self._unsaved_since: dict[tuple[str, str], int | None] = {}
+        #: (machine, key) -> the checkpoint :meth:`prefetch` read (generation, state, inputs,
+        #: seq; ``_ABSENT``: none), taken by :meth:`load_instance`; forgotten when the table's
+        #: row is written (:meth:`_forget_prefetched`, :meth:`log_delete`), so it is the row.
+        self._prefetched: dict[tuple[str, str], tuple[int, bytes, int, int] | tuple[()]] = {}
         #: The input log beside the database (``inputlog``), and the rows written to it
         #: since SQLite last took them: queries and full commits write these first.
         self._log: InputLog | None = None
@@ -953,6 +971,7 @@ class Store:
         self._pending_keyed.clear()
         self._unsaved.clear()
         self._unsaved_since.clear()
+        self._prefetched.clear()
         self._logged_written = False
         self.last_seq = self._committed_seq
 
@@ -1427,6 +1446,8 @@ class Store:
         (:meth:`_quiet_bound`), with no checkpoint queued, no transaction open (a change of
         code, a delete) and no collection due, a commit writes the inputs and the position
         and skips the checks (a third of a lone input's commit)."""
+        if len(self._prefetched) > PREFETCH_KEPT:  # read ahead for inputs refused since
+            self._prefetched.clear()
         if (
             self.last_seq < self._quiet_until
             and machines is self._quiet_machines
@@ -1909,6 +1930,9 @@ class Store:
         held = self._write_back.get(where)
         if held is not None:  # its checkpoint waits in the write-back: newer than the row
             return self._instance(machine, key, held[2], held[3], held[4], held[5])
+        fetched = self._prefetched.pop(where, None)
+        if fetched is not None:  # read ahead of its input: the table's row
+            return self._instance(machine, key, *fetched) if fetched else None
         # The hot path of a cache miss (nearly every input with uniform keys over many more
         # instances than the cache): no context manager, no message made unless it fails.
         try:
@@ -1922,6 +1946,46 @@ class Store:
             # no row, no instance (a delete removes the row).
             return None
         return self._instance(machine, key, *row)
+
+    def prefetch(self, machine: Machine, keys: list[str]) -> None:
+        """Read the checkpoints of ``keys`` in one query a few hundred keys, ahead of the
+        inputs that go to them (``Instances.prefetch``); :meth:`load_instance` takes each once.
+        Keys the batch queued or the write-back holds, or read ahead already, are left out:
+        :meth:`load_instance` finds those first. Measured on 1,000,000 rows, a key costs
+        about 3.4 us so, against 8 us for a query of its own (docs/design.md)."""
+        name = machine.name
+        unsaved, back, fetched = self._unsaved, self._write_back, self._prefetched
+        wanted = []
+        for key in dict.fromkeys(keys):
+            where = (name, key)
+            if where not in fetched and where not in unsaved and back.get(where) is None:
+                wanted.append(key)
+        largest = _PREFETCH_SIZES[-1]
+        try:
+            for start in range(0, len(wanted) if len(wanted) > 1 else 0, largest):
+                chunk = wanted[start : start + largest]
+                size = next(n for n in _PREFETCH_SIZES if n >= len(chunk))
+                chunk += [chunk[-1]] * (size - len(chunk))
+                for key, generation, data, inputs, seq in self.db.execute(
+                    _PREFETCH[size], (name, *chunk)
+                ):
+                    fetched[name, key] = (generation, data, inputs, seq)
+                for key in chunk:
+                    fetched.setdefault((name, key), _ABSENT)
+        except sqlite3.Error as e:
+            raise StoreError(
+                f"reading instances of {name!r} from {self.path} failed: {e}"
+            ) from None
+
+    def _forget_prefetched(self, *written: list[Row]) -> None:
+        """Before the rows ``written`` replace theirs in the table: forget what
+        :meth:`prefetch` read of them. (None should be there: a key is read ahead only while
+        its newest checkpoint is the table's and its instance is not live, and only a live
+        instance queues a checkpoint, which :meth:`load_instance` made it, taking the row.)"""
+        fetched = self._prefetched
+        for rows in written:
+            for row in rows:
+                fetched.pop((row[0], row[1]), None)
 
     def _instance(
         self, machine: Machine, key: str, generation: int, data: bytes, inputs: int, seq: int
@@ -2051,6 +2115,8 @@ class Store:
         self._quiet_until = min(self._quiet_until, back.bound())
         if not (moved or stayed or held):
             return
+        if self._prefetched:
+            self._forget_prefetched(moved, stayed, held)
         self._begin()
         # In key order, as the table is: consecutive rows share pages and their parents.
         if moved:
@@ -2072,6 +2138,7 @@ class Store:
 
     def log_delete(self, machine: Machine, instance: Instance) -> None:
         """Log the end of ``instance`` and remove its checkpoint (commit follows)."""
+        self._prefetched.pop((machine.name, instance.key), None)
         self._unsaved.pop((machine.name, instance.key), None)
         self._write_back.drop(machine.name, instance.key)
         with self._writing("logging a delete to"):

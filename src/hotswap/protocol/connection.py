@@ -65,7 +65,7 @@ from hotswap.protocol.events import (
     Welcome,
 )
 from hotswap.protocol.fastpath import Input, output_payload, read_request
-from hotswap.protocol.framing import LENGTH, FrameReader, frame
+from hotswap.protocol.framing import LENGTH, PREFIX_SIZE, FrameReader, frame
 from hotswap.protocol.states import (
     CLIENT,
     ERROR,
@@ -347,6 +347,13 @@ class ServerConnection(Connection):
     our_role = SERVER
     their_role = CLIENT
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: The inputs :meth:`look_ahead` read from the frames at the front of the buffer, in
+        #: order, each with its payload's length; :meth:`next_input` hands them out, and
+        #: taking a frame as an event forgets them (the reader's ``ahead``, one object).
+        self.ahead: deque[tuple[int, Input]] = self._reader.ahead
+
     # --- the hot path: inputs in, outputs out, with no event made -------------------------
 
     def next_input(self) -> Input | None:
@@ -360,10 +367,16 @@ class ServerConnection(Connection):
         if self._state is not READY or self._pending:
             return None
         reader = self._reader
+        ahead = self.ahead
+        if ahead:  # read already (look_ahead)
+            length, taken = ahead.popleft()
+            reader.ahead_end -= PREFIX_SIZE + length
+            reader.skip(length)
+            return taken
         payload = reader.peek()
         if payload is None:
             return None
-        fields = read_request(payload)
+        fields = read_request(payload)  # _readable, written out: this runs once an input
         if fields is None:
             return None
         assert self._hello is not None  # READY comes after the hello
@@ -371,6 +384,43 @@ class ServerConnection(Connection):
         if version < 3 and (fields[5] is not None or (version < 2 and not fields[4])):
             return None  # a key before version 3, no state before 2: refused the long way
         reader.skip(len(payload))
+        return fields
+
+    def look_ahead(self, limit: int) -> deque[tuple[int, Input]]:
+        """The inputs :meth:`next_input` will hand out next (up to ``limit``, each with its
+        payload's length), read now and kept for it, so each frame is read once: a node reads
+        ahead the instances they go to in one query. It stops at the first frame that is not
+        such an input, and reads nothing unless the conversation is ready, no reply is owed
+        and more than one frame has arrived (whole or not); the frames stay in the buffer
+        until :meth:`next_input` takes them."""
+        ahead = self.ahead
+        if self._state is not READY or self._pending or len(ahead) >= limit:
+            return ahead
+        reader = self._reader
+        if not ahead and not reader.beyond_first():
+            return ahead  # a frame at most: next_input reads it as it comes
+        offset = reader.ahead_end
+        while len(ahead) < limit:
+            payload = reader.peek_at(offset)
+            if payload is None:
+                break
+            fields = self._readable(payload)
+            if fields is None:
+                break
+            ahead.append((len(payload), fields))
+            offset += PREFIX_SIZE + len(payload)
+        reader.ahead_end = offset
+        return ahead
+
+    def _readable(self, payload: bytes) -> Input | None:
+        """``payload``'s fields, if it is an input :meth:`next_input` may take."""
+        fields = read_request(payload)
+        if fields is None:
+            return None
+        assert self._hello is not None  # READY comes after the hello
+        version = self._hello.version
+        if version < 3 and (fields[5] is not None or (version < 2 and not fields[4])):
+            return None  # a key before version 3, no state before 2: refused the long way
         return fields
 
     def output_frame(self, request_id: int, output: bytes, state: bytes) -> bytes:

@@ -9,6 +9,8 @@ read). An empty payload is never valid (it is not a CBOR map), so it is rejected
 from __future__ import annotations
 
 import struct
+from collections import deque
+from typing import Any
 
 from hotswap.errors import RemoteProtocolError
 
@@ -34,12 +36,17 @@ class FrameReader:
     None. After ``close``, ``truncated`` tells whether bytes of an incomplete frame remain.
     """
 
-    __slots__ = ("_buffer", "closed", "max_frame")
+    __slots__ = ("_buffer", "ahead", "ahead_end", "closed", "max_frame")
 
     def __init__(self, max_frame: int) -> None:
         self._buffer = bytearray()
         self.max_frame = max_frame
         self.closed = False
+        #: What a caller read ahead from the first frames of the buffer (with :meth:`peek_at`),
+        #: one item a frame, in order, and where those frames end: it takes them with
+        #: :meth:`skip`, in order too. Any other way of taking a frame forgets them.
+        self.ahead: deque[tuple[int, Any]] = deque()
+        self.ahead_end = 0
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
@@ -71,6 +78,9 @@ class FrameReader:
         """:meth:`next_frame`, but a payload of more than a megabyte comes as a view of the
         bytes received, not a copy of them (16 MiB took the event loop 20 ms to copy): the
         reader goes on in a buffer of its own with what followed the frame."""
+        if self.ahead:
+            self.ahead.clear()
+            self.ahead_end = 0
         buffer = self._buffer
         if len(buffer) >= _LARGE + PREFIX_SIZE:
             (length,) = LENGTH.unpack_from(buffer)
@@ -107,6 +117,27 @@ class FrameReader:
         if length == 0 or length > _SMALL or length > self.max_frame or len(buffer) < end:
             return None
         return bytes(buffer[PREFIX_SIZE:end])
+
+    def peek_at(self, offset: int) -> bytes | None:
+        """:meth:`peek` of the frame that starts ``offset`` bytes into the buffer (the end of
+        frames peeked before it), left there too."""
+        buffer = self._buffer
+        start = offset + PREFIX_SIZE
+        if len(buffer) < start:
+            return None
+        (length,) = LENGTH.unpack_from(buffer, offset)
+        end = start + length
+        if length == 0 or length > _SMALL or length > self.max_frame or len(buffer) < end:
+            return None
+        return bytes(buffer[start:end])
+
+    def beyond_first(self) -> bool:
+        """Whether bytes follow the first frame (whole or not) in the buffer."""
+        buffer = self._buffer
+        if len(buffer) < PREFIX_SIZE:
+            return False
+        length: int = LENGTH.unpack_from(buffer)[0]
+        return len(buffer) > PREFIX_SIZE + length
 
     def skip(self, length: int) -> None:
         """Take the frame whose payload of ``length`` bytes :meth:`peek` returned."""

@@ -1,0 +1,272 @@
+"""Reading ahead: a connection reads the inputs already in its buffer ahead of answering them
+(``ServerConnection.look_ahead``), and the node reads the checkpoints of the instances they go
+to in one query (``Service.prefetch``, ``Store.prefetch``). What it reads must be exactly what
+each input would have read itself, whatever comes in between."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hotswap.errors import StoreError
+from hotswap.examples import handbuilt
+from hotswap.node import store as store_module
+from hotswap.node.memory import MemoryNode
+from hotswap.node.service import Conversation, NodeConfig
+from hotswap.node.store import Store
+from hotswap.protocol import ClientConnection, Hello, ServerConnection, Status, Welcome
+from hotswap.protocol.codec import encode_message
+from hotswap.protocol.events import (
+    NEED_DATA,
+    Delete,
+    Error,
+    ErrorCode,
+    InstancesRequest,
+    Machines,
+    Output,
+    Request,
+    Send,
+    StatusReply,
+)
+from hotswap.protocol.framing import frame
+
+INCR, COUNT = b"\x00", b"\x01"
+
+
+def _ready() -> tuple[ClientConnection, ServerConnection]:
+    client, server = ClientConnection(), ServerConnection()
+    server.receive_data(client.send(Hello()))
+    hello = server.next_event()
+    assert isinstance(hello, Hello)
+    client.receive_data(server.send(Welcome(version=hello.version)))
+    assert isinstance(client.next_event(), Welcome)
+    return client, server
+
+
+def test_inputs_read_ahead_are_handed_out_in_order_up_to_the_first_other_frame() -> None:
+    client, server = _ready()
+    sends = [Send(i, "counter", INCR, key=f"k{i}") for i in range(1, 6)]
+    data = b"".join(client.send(s) for s in sends) + client.send(Machines(9))
+    one = 4 + int.from_bytes(data[:4], "big")  # the first frame
+    server.receive_data(data[:one])
+    assert not server.look_ahead(3)  # one frame: nothing to read ahead (next_input reads it)
+    server.receive_data(data[one:-3])  # the last frame is not whole yet
+    ahead = server.look_ahead(3)
+    assert [fields[0] for _, fields in ahead] == [1, 2, 3]
+    assert server.buffered == len(data) - 3  # nothing taken from the buffer
+    assert [fields[0] for _, fields in server.look_ahead(100)] == [1, 2, 3, 4, 5]
+    server.receive_data(data[-3:])
+    assert len(server.look_ahead(100)) == 5  # stops at the Machines request
+    taken = []
+    while (fields := server.next_input()) is not None:
+        taken.append((fields[0], fields[5]))
+        server.expect(fields[0], False)
+        server.send(Error(fields[0], ErrorCode.TRAP, "answered"))
+    assert taken == [(i, f"k{i}") for i in range(1, 6)]
+    assert server.next_event() == Machines(9)
+
+
+def test_a_frame_taken_as_an_event_drops_what_was_read_ahead() -> None:
+    """While a reply is owed nothing is read ahead, and an event taken from the buffer (here
+    because the caller chose the long way) takes the first frame, read ahead or not."""
+    client, server = _ready()
+    sends = [Send(i, "counter", INCR) for i in range(1, 4)]
+    server.receive_data(b"".join(client.send(s) for s in sends))
+    assert len(server.look_ahead(10)) == 3
+    first = server.next_event()
+    assert first == sends[0]
+    assert not server.ahead
+    assert not server.look_ahead(10)  # the Send taken as an event is owed a reply
+    server.send(Error(1, ErrorCode.TRAP, "answered"))
+    assert [fields[0] for _, fields in server.look_ahead(10)] == [2, 3]
+    fields = server.next_input()
+    assert fields is not None and fields[0] == 2
+
+
+def test_a_keyed_input_is_not_read_ahead_before_version_3() -> None:
+    client, server = ClientConnection(), ServerConnection()
+    server.receive_data(client.send(Hello(version=2)))
+    hello = server.next_event()
+    assert isinstance(hello, Hello)
+    client.receive_data(server.send(Welcome(version=2)))
+    client.next_event()
+    server.receive_data(
+        frame(_encode(Send(1, "counter", INCR), 2))
+        + frame(_encode(Send(2, "counter", INCR, key="k"), 3))
+    )
+    assert [fields[0] for _, fields in server.look_ahead(10)] == [1]
+
+
+def _encode(request: Request, version: int) -> bytes:
+    return encode_message(request, version)
+
+
+def test_a_checkpoint_read_ahead_is_the_row_and_is_read_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Store.prefetch`` reads the rows of many keys in one statement; ``load_instance`` then
+    takes each without one of its own (a key with no row too), once."""
+    with MemoryNode({"counter": handbuilt.counter_module}) as node:
+        service = node.service
+        for i in range(6):
+            for _ in range(i + 1):
+                service.take(i, "counter", None, INCR, True, f"k{i}")
+        service.store.flush(everything=True)
+        service.commit()
+        store = service.store
+        machine = service.registry.machines["counter"]
+        direct = {k: store.load_instance(machine, k) for k in ("k1", "k4")}
+        statements: list[str] = []
+        store.db.set_trace_callback(statements.append)
+        store.prefetch(machine, ["k1", "k4", "k1", "nobody"])
+        assert len(statements) == 1 and " IN (" in statements[0]
+        statements.clear()
+        for key, instance in direct.items():
+            read = store.load_instance(machine, key)
+            assert read is not None and instance is not None
+            assert (read.state, read.inputs, read.generation, read.seq) == (
+                instance.state,
+                instance.inputs,
+                instance.generation,
+                instance.seq,
+            )
+        assert store.load_instance(machine, "nobody") is None
+        assert statements == []
+        assert store.load_instance(machine, "k1") is not None  # taken: read again
+        assert len(statements) == 1 and " IN (" not in statements[0]
+        store.db.set_trace_callback(None)
+
+
+def test_a_prefetch_leaves_out_keys_whose_newest_checkpoint_is_in_memory() -> None:
+    """A key whose checkpoint waits in the write-back (newer than the table's row) is not read
+    ahead: ``load_instance`` finds the held one."""
+    with MemoryNode({"counter": handbuilt.counter_module}, config=NodeConfig(cache=1)) as node:
+        service = node.service
+        for key in ("a", "b", "a", "b", "c"):
+            service.take(1, "counter", None, INCR, True, key)
+            service.commit()
+        store: Store = service.store
+        machine = service.registry.machines["counter"]
+        held = [key for key in ("a", "b") if store._write_back.get(("counter", key))]
+        assert held  # evicted on their own generation: held, not written
+        statements: list[str] = []
+        store.db.set_trace_callback(statements.append)
+        store.prefetch(machine, ["a", "b"])
+        store.db.set_trace_callback(None)
+        assert statements == []  # both held (or queued): nothing to read
+        instance = store.load_instance(machine, "a")
+        assert instance is not None and instance.inputs == 2
+
+
+def _replies(node: MemoryNode, requests: list[Request], chunk: int) -> list[object]:
+    """What ``node`` answers to ``requests`` arriving ``chunk`` frames at a time, each chunk
+    committed before the next (as a server commits a turn)."""
+    conversation, client = Conversation(node.service), ClientConnection()
+    fed = conversation.receive(client.send(Hello()))
+    out: list[object] = []
+
+    def read(replies: list[bytes]) -> None:
+        client.receive_data(b"".join(replies))
+        while (event := client.next_event()) is not NEED_DATA:
+            out.append(event)
+
+    read(fed.replies)
+    out.clear()
+    for start in range(0, len(requests), chunk):
+        fed = conversation.receive(
+            b"".join(client.send(r) for r in requests[start : start + chunk])
+        )
+        assert fed.failure is None
+        node.service.commit()
+        read(fed.replies)
+        while fed.more:
+            fed = conversation.proceed()
+            node.service.commit()
+            read(fed.replies)
+    return out
+
+
+def _workload(seed: int, count: int) -> list[Request]:
+    """Keyed inputs to a few keys with deletes, status reads and listings among them."""
+    rng = random.Random(seed)
+    keys = [f"u{i}" for i in range(12)]
+    requests: list[Request] = []
+    for rid in range(1, count + 1):
+        roll = rng.random()
+        key = rng.choice(keys)
+        if roll < 0.06:
+            requests.append(Delete(rid, "counter", key))
+        elif roll < 0.1:
+            requests.append(Status(rid, "counter", key))
+        elif roll < 0.12:
+            requests.append(InstancesRequest(rid, "counter", 100))
+        else:
+            requests.append(Send(rid, "counter", INCR if rng.random() < 0.8 else COUNT, key=key))
+    return requests
+
+
+def _timeless(reply: object) -> object:
+    """``reply`` without the times of the history a status carries (each node has its own)."""
+    if isinstance(reply, StatusReply):
+        return replace(reply, history=tuple(replace(h, time=0.0) for h in reply.history))
+    return reply
+
+
+def _rows(data: Path) -> list[tuple[str, bytes, int]]:
+    """The checkpoints of the store in ``data`` (of a node stopped cleanly: every instance)."""
+    with closing(sqlite3.connect(data / "node.sqlite3")) as db:
+        return db.execute("SELECT key, state, inputs FROM instances ORDER BY key").fetchall()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pipelined_inputs_read_ahead_answer_as_inputs_one_at_a_time(
+    seed: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same requests, pipelined in chunks (read ahead, checkpoints prefetched) and one a
+    turn (nothing to read ahead), on a cache of 2 instances and a small replay window (the
+    write-back busy): the same replies, and the same instances once the nodes stop."""
+    monkeypatch.setattr(store_module, "REPLAY_WINDOW", 200)
+    requests = _workload(seed, 700)
+    fetched: list[int] = []
+    prefetch = Store.prefetch
+
+    def counting(self: Store, machine: object, keys: list[str]) -> None:
+        fetched.append(len(keys))
+        prefetch(self, machine, keys)  # type: ignore[arg-type]
+
+    config = NodeConfig(cache=2)
+    with MemoryNode(
+        {"counter": handbuilt.counter_module}, data=tmp_path / "1", config=config
+    ) as one:
+        alone = _replies(one, requests, 1)
+    assert not fetched
+    monkeypatch.setattr(Store, "prefetch", counting)
+    with MemoryNode(
+        {"counter": handbuilt.counter_module}, data=tmp_path / "n", config=config
+    ) as many:
+        together = _replies(many, requests, 1 + seed * 7 + 9)
+    assert fetched  # read ahead, for many keys at a time
+    assert [_timeless(r) for r in together] == [_timeless(r) for r in alone]
+    assert _rows(tmp_path / "n") == _rows(tmp_path / "1") != []
+    assert sum(isinstance(r, Output) for r in alone) > len(requests) // 2  # inputs answered
+    assert any(isinstance(r, StatusReply) for r in alone)
+
+
+def test_a_failed_read_ahead_is_a_store_error_naming_the_machine() -> None:
+    """A failed read ahead is the store's error, named, as a failed read of one key is."""
+    with MemoryNode({"counter": handbuilt.counter_module}) as node:
+        store = node.service.store
+        machine = node.service.registry.machines["counter"]
+        db = store.db
+        store.db = sqlite3.connect(":memory:")  # no instances table: every read fails
+        try:
+            with pytest.raises(StoreError, match="reading instances of 'counter'"):
+                store.prefetch(machine, ["a", "b"])
+        finally:
+            store.db.close()
+            store.db = db
