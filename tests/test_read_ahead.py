@@ -59,14 +59,23 @@ def test_inputs_read_ahead_are_handed_out_in_order_up_to_the_first_other_frame()
     ahead = server.look_ahead(3)
     assert [fields[0] for _, fields in ahead] == [1, 2, 3]
     assert server.buffered == len(data) - 3  # nothing taken from the buffer
-    assert [fields[0] for _, fields in server.look_ahead(100)] == [1, 2, 3, 4, 5]
-    server.receive_data(data[-3:])
-    assert len(server.look_ahead(100)) == 5  # stops at the Machines request
+    assert len(server.look_ahead(100)) == 3  # nothing more read while some are left
     taken = []
-    while (fields := server.next_input()) is not None:
+
+    def take() -> None:
+        fields = server.next_input()
+        assert fields is not None
         taken.append((fields[0], fields[5]))
         server.expect(fields[0], False)
         server.send(Error(fields[0], ErrorCode.TRAP, "answered"))
+
+    for _ in range(3):
+        take()
+    server.receive_data(data[-3:])
+    assert [fields[0] for _, fields in server.look_ahead(100)] == [4, 5]  # up to the Machines
+    take()
+    take()
+    assert server.next_input() is None
     assert taken == [(i, f"k{i}") for i in range(1, 6)]
     assert server.next_event() == Machines(9)
 

@@ -920,9 +920,10 @@ class Conversation:
         return self._run(Fed(), True)
 
     def _run(self, fed: Fed, look: bool) -> Fed:
-        """Answer the requests buffered, up to the budget or the turn; inputs are read ahead
-        if ``look`` (``ServerConnection.look_ahead``), again each time those are taken, until
-        a reading ahead ends short of :data:`READ_AHEAD`."""
+        """Answer the requests buffered, up to the budget or the turn. If ``look``, a keyed
+        input taken on the hot path has the inputs after it read ahead
+        (``ServerConnection.look_ahead``), and so on each time those are taken, until a
+        reading ahead ends short of :data:`READ_AHEAD`."""
         unanswered = self._unanswered
         until = math.inf if self.turn is None else time.perf_counter() + self.turn
         began = True  # every batch handles one event at least
@@ -936,17 +937,14 @@ class Conversation:
                 break
             began = False
             if self.principal is None or self._may_send():
-                if look and not conn.ahead:
-                    ahead = conn.look_ahead(READ_AHEAD)
-                    look = len(ahead) == READ_AHEAD
-                    if len(ahead) > 1:
-                        self.service.prefetch(ahead)
                 fields = conn.next_input()
                 if fields is not None:  # the hot path: a send or send_checked
                     if fields[0] in unanswered:
                         self._duplicate(fields[0], fed)
                         break
                     self._take(fields, fed, unanswered)
+                    if look and fields[5] is not None and not conn.ahead:
+                        look = self._read_ahead()  # keyed: the next ones likely are too
                     continue
             try:
                 event = self.conn.next_event()
@@ -1041,6 +1039,14 @@ class Conversation:
         if credentials is not None and credentials.version != self._authenticated_at:
             return False
         return principal.may(_SEND_ROLE)
+
+    def _read_ahead(self) -> bool:
+        """Read ahead the inputs buffered, and the instances they go to (``Service.prefetch``);
+        whether to do so again once those are taken (if there may be more)."""
+        ahead = self.conn.look_ahead(READ_AHEAD)
+        if len(ahead) > 1:
+            self.service.prefetch(ahead)
+        return len(ahead) == READ_AHEAD
 
     def _take(self, fields: Input, fed: Fed, unanswered: set[int]) -> None:
         """:meth:`_answer` for an input read by the hot path."""

@@ -370,13 +370,12 @@ class ServerConnection(Connection):
         ahead = self.ahead
         if ahead:  # read already (look_ahead)
             length, taken = ahead.popleft()
-            reader.ahead_end -= PREFIX_SIZE + length
             reader.skip(length)
             return taken
         payload = reader.peek()
         if payload is None:
             return None
-        fields = read_request(payload)  # _readable, written out: this runs once an input
+        fields = read_request(payload)
         if fields is None:
             return None
         assert self._hello is not None  # READY comes after the hello
@@ -390,38 +389,34 @@ class ServerConnection(Connection):
         """The inputs :meth:`next_input` will hand out next (up to ``limit``, each with its
         payload's length), read now and kept for it, so each frame is read once: a node reads
         ahead the instances they go to in one query. It stops at the first frame that is not
-        such an input, and reads nothing unless the conversation is ready, no reply is owed
-        and more than one frame has arrived (whole or not); the frames stay in the buffer
-        until :meth:`next_input` takes them."""
+        such an input, and reads nothing while inputs read ahead are left, unless the
+        conversation is ready with no reply owed, or unless more than one frame has arrived
+        (whole or not); the frames stay in the buffer until :meth:`next_input` takes them."""
         ahead = self.ahead
-        if self._state is not READY or self._pending or len(ahead) >= limit:
+        if ahead or self._state is not READY or self._pending:
             return ahead
         reader = self._reader
-        if not ahead and not reader.beyond_first():
+        if not reader.beyond_first():
             return ahead  # a frame at most: next_input reads it as it comes
-        offset = reader.ahead_end
-        while len(ahead) < limit:
-            payload = reader.peek_at(offset)
-            if payload is None:
-                break
-            fields = self._readable(payload)
-            if fields is None:
-                break
-            ahead.append((len(payload), fields))
-            offset += PREFIX_SIZE + len(payload)
-        reader.ahead_end = offset
-        return ahead
-
-    def _readable(self, payload: bytes) -> Input | None:
-        """``payload``'s fields, if it is an input :meth:`next_input` may take."""
-        fields = read_request(payload)
-        if fields is None:
-            return None
         assert self._hello is not None  # READY comes after the hello
         version = self._hello.version
-        if version < 3 and (fields[5] is not None or (version < 2 and not fields[4])):
-            return None  # a key before version 3, no state before 2: refused the long way
-        return fields
+        peek_at, append = reader.peek_at, ahead.append
+        offset = 0
+        room = limit
+        while room:  # as next_input reads a frame, written out: this runs once an input
+            payload = peek_at(offset)
+            if payload is None:
+                break
+            fields = read_request(payload)
+            if fields is None or (
+                version < 3 and (fields[5] is not None or (version < 2 and not fields[4]))
+            ):
+                break
+            size = len(payload)
+            append((size, fields))
+            offset += PREFIX_SIZE + size
+            room -= 1
+        return ahead
 
     def output_frame(self, request_id: int, output: bytes, state: bytes) -> bytes:
         """The frame of the ``output`` answering the input :meth:`next_input` just read

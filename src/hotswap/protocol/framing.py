@@ -36,17 +36,16 @@ class FrameReader:
     None. After ``close``, ``truncated`` tells whether bytes of an incomplete frame remain.
     """
 
-    __slots__ = ("_buffer", "ahead", "ahead_end", "closed", "max_frame")
+    __slots__ = ("_buffer", "ahead", "closed", "max_frame")
 
     def __init__(self, max_frame: int) -> None:
         self._buffer = bytearray()
         self.max_frame = max_frame
         self.closed = False
         #: What a caller read ahead from the first frames of the buffer (with :meth:`peek_at`),
-        #: one item a frame, in order, and where those frames end: it takes them with
-        #: :meth:`skip`, in order too. Any other way of taking a frame forgets them.
+        #: one item a frame, in order: it takes those frames with :meth:`skip`, in order too.
+        #: Any other way of taking a frame forgets them.
         self.ahead: deque[tuple[int, Any]] = deque()
-        self.ahead_end = 0
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
@@ -80,7 +79,6 @@ class FrameReader:
         reader goes on in a buffer of its own with what followed the frame."""
         if self.ahead:
             self.ahead.clear()
-            self.ahead_end = 0
         buffer = self._buffer
         if len(buffer) >= _LARGE + PREFIX_SIZE:
             (length,) = LENGTH.unpack_from(buffer)
