@@ -535,3 +535,34 @@ def _padded(module: Any, size: int) -> bytes:
     from dataclasses import replace  # noqa: PLC0415
 
     return encode_module(replace(module, custom=(*module.custom, ("zz-pad", b"p" * size))))
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 128, 129, 145, 300])
+def test_rows_inserted_many_to_a_statement_go_in_as_one_a_statement_would(count: int) -> None:
+    """``_Inserts`` writes rows as statements of 128 and 16 rows, then one a row: the table
+    ends as ``executemany`` of the one-row statement leaves it, in order, a later row of a key
+    winning (an upsert's conflict within one statement included)."""
+    from hotswap.node.store import _PUT_INSTANCE_STATE, INSERT_ROWS, _Inserts  # noqa: PLC0415
+
+    rows = [("m", f"k{i % 100:03}", 0, b"%d" % i, i, i) for i in range(count)]
+    tables = []
+    for many in (True, False):
+        db = sqlite3.connect(":memory:")
+        db.execute(
+            "CREATE TABLE instances (machine TEXT, key TEXT, generation INTEGER, state BLOB, "
+            "inputs INTEGER, seq INTEGER, PRIMARY KEY (machine, key)) WITHOUT ROWID"
+        )
+        statements: list[str] = []
+        db.set_trace_callback(statements.append)
+        if many:
+            _Inserts(_PUT_INSTANCE_STATE).run(db, list(rows))
+        else:
+            db.executemany(_PUT_INSTANCE_STATE, rows)
+        db.set_trace_callback(None)
+        if many:
+            big, small = INSERT_ROWS
+            expected = count // big + count % big // small + count % big % small
+            assert len([s for s in statements if s.startswith("INSERT")]) == expected
+        tables.append(db.execute("SELECT * FROM instances ORDER BY key").fetchall())
+    assert tables[0] == tables[1]
+    assert len(tables[0]) == min(count, 100)

@@ -74,7 +74,8 @@ def test_a_light_load_reaches_the_database_every_so_many_commits(tmp_path: Path)
 
 
 def _instance_rows(service: Service, act: Callable[[], None]) -> list[str]:
-    """The keys of the ``instances`` rows SQLite writes while ``act`` runs, in order."""
+    """The keys of the ``instances`` rows SQLite writes while ``act`` runs, in order (a
+    statement may write many)."""
     statements: list[str] = []
     db = service.store.db
     db.set_trace_callback(statements.append)
@@ -83,7 +84,8 @@ def _instance_rows(service: Service, act: Callable[[], None]) -> list[str]:
     return [
         m.group(1).replace("''", "'")
         for s in statements
-        if (m := re.match(r"INSERT INTO instances VALUES \('counter', '((?:[^']|'')*)'", s))
+        if s.startswith("INSERT INTO instances VALUES ")
+        for m in re.finditer(r"\('counter', '((?:[^']|'')*)'", s)
     ]
 
 

@@ -100,10 +100,11 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from hotswap.cam.limits import DEFAULT_FUEL
@@ -381,6 +382,44 @@ _KEYED_INPUT = (
     "INSERT INTO log (seq, machine, kind, identity, payload, inputs, time, key, generation) "
     "VALUES (?, ?, 'input', ?, ?, 0, ?, ?, ?)"
 )
+
+#: The numbers of rows in the statements of :class:`_Inserts`, largest first.
+INSERT_ROWS = (128, 16)
+
+
+class _Inserts:
+    """An ``INSERT`` of one row (``sql``: its ``VALUES (...)`` one row's, any ``ON CONFLICT``
+    clause after it) run for many rows, as statements of :data:`INSERT_ROWS` rows, then one a
+    row (``executemany``) for the few left. A statement of many rows costs SQLite less a row
+    than a statement a row does: 2,000 input rows took 1.8 us a row that way against 2.7 us,
+    and 1,920 checkpoints at neighbouring keys 3.3 us against 4.1 (docs/design.md). The rows
+    go in in order, as ``executemany`` puts them: a later row of one key's wins."""
+
+    __slots__ = ("_many", "one")
+
+    def __init__(self, sql: str) -> None:
+        head, _, rest = sql.partition(" VALUES (")
+        values, _, tail = rest.partition(")")
+        assert head and (not tail or tail.startswith(" ON CONFLICT")) and "(" not in values
+        self.one = sql
+        row = f"({values})"
+        self._many = [(n, f"{head} VALUES {', '.join([row] * n)}{tail}") for n in INSERT_ROWS]
+
+    def run(self, db: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None:
+        """Insert ``rows``, in order, in the open transaction."""
+        at, end = 0, len(rows)
+        for n, statement in self._many:
+            while end - at >= n:
+                db.execute(statement, tuple(chain.from_iterable(rows[at : at + n])))
+                at += n
+        if at < end:
+            db.executemany(self.one, rows[at:] if at else rows)
+
+
+_INSERT_INPUTS = _Inserts(_INPUT)
+_INSERT_KEYED = _Inserts(_KEYED_INPUT)
+_PUT_INSTANCES = _Inserts(_PUT_INSTANCE)
+_PUT_STATES = _Inserts(_PUT_INSTANCE_STATE)
 
 _SCHEMA = (
     """
@@ -1008,9 +1047,9 @@ class Store:
         if self._logged_written or not (self._logged_inputs or self._logged_keyed):
             return
         if self._logged_inputs:
-            self.db.executemany(_INPUT, self._logged_inputs)
+            _INSERT_INPUTS.run(self.db, self._logged_inputs)
         if self._logged_keyed:
-            self.db.executemany(_KEYED_INPUT, self._logged_keyed)
+            _INSERT_KEYED.run(self.db, self._logged_keyed)
         self._logged_written = True
 
     def _release(self) -> None:
@@ -1323,11 +1362,11 @@ class Store:
             self._write_logged()  # once per transaction
         if self._pending_inputs:
             self._begin()
-            self.db.executemany(_INPUT, self._pending_inputs)
+            _INSERT_INPUTS.run(self.db, self._pending_inputs)
             self._pending_inputs.clear()
         if self._pending_keyed:
             self._begin()
-            self.db.executemany(_KEYED_INPUT, self._pending_keyed)
+            _INSERT_KEYED.run(self.db, self._pending_keyed)
             self._pending_keyed.clear()
 
     def _snapshot(self, machine: Machine) -> None:
@@ -2120,13 +2159,13 @@ class Store:
         self._begin()
         # In key order, as the table is: consecutive rows share pages and their parents.
         if moved:
-            self.db.executemany(_PUT_INSTANCE, key_order(moved))
+            _PUT_INSTANCES.run(self.db, key_order(moved))
         # A row is there, on this generation (else the statement inserts it whole). The
         # write-back's rows are for other keys than the direct ones (``drop``).
         if stayed:
-            self.db.executemany(_PUT_INSTANCE_STATE, key_order(stayed))
+            _PUT_STATES.run(self.db, key_order(stayed))
         if held:
-            self.db.executemany(_PUT_INSTANCE_STATE, held)
+            _PUT_STATES.run(self.db, held)
 
     def flush(self, *, everything: bool = False) -> None:
         """Write everything queued (inputs, checkpoints) into the open transaction, so that
