@@ -279,3 +279,23 @@ def test_a_failed_read_ahead_is_a_store_error_naming_the_machine() -> None:
         finally:
             store.db.close()
             store.db = db
+
+
+def test_rows_read_ahead_for_inputs_refused_stay_bounded() -> None:
+    """Inputs refused before their instance is read (a checked send to other code, say) leave
+    the rows read for them: however many come between two commits, the store keeps at most
+    ``PREFETCH_KEPT`` and a query's worth."""
+    with MemoryNode({"counter": handbuilt.counter_module}) as node:
+        service = node.service
+        for i in range(3000):
+            service.take(i, "counter", None, INCR, False, f"k{i}")
+        service.commit()
+        store = service.store
+        machine = service.registry.machines["counter"]
+        largest = 0
+        for start in range(0, 3000, 256):
+            store.prefetch(machine, [f"k{i}" for i in range(start, start + 256)])
+            largest = max(largest, len(store._prefetched))
+        assert store_module.PREFETCH_KEPT < largest <= store_module.PREFETCH_KEPT + 256
+        forgotten = store.load_instance(machine, "k0")  # read ahead, forgotten: read again
+        assert forgotten is not None and forgotten.inputs == 1

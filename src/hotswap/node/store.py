@@ -366,8 +366,9 @@ _PREFETCH = {
 }
 #: What :meth:`Store.prefetch` keeps for a key it found no checkpoint of.
 _ABSENT: tuple[()] = ()
-#: A commit forgets what was read ahead if more than this many rows are left (their inputs
-#: were refused, or never came whole): what a prefetch holds stays bounded.
+#: A commit, or a prefetch, forgets what was read ahead if more than this many rows are left
+#: (their inputs were refused: a stream of refused inputs would otherwise pile them up until
+#: the commit): the rows read ahead stay under this plus a query's worth.
 PREFETCH_KEPT = 4 * _PREFETCH_SIZES[-1]
 #: The columns of a change of code: those of schema 2 and who made it (schema 4).
 _CHANGE = (
@@ -1994,6 +1995,8 @@ class Store:
         about 3.4 us so, against 8 us for a query of its own (docs/design.md)."""
         name = machine.name
         unsaved, back, fetched = self._unsaved, self._write_back, self._prefetched
+        if len(fetched) > PREFETCH_KEPT:  # rows read for inputs refused since (bounded)
+            fetched.clear()
         wanted = []
         for key in dict.fromkeys(keys):
             where = (name, key)
