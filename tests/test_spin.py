@@ -10,13 +10,22 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from hotswap.client import Client
+from hotswap.client import Client, blocking
 from hotswap.client.blocking import SocketTransport
+from hotswap.code import Upgrade
 from hotswap.errors import NodeError
-from hotswap.examples.counter import Count, Incr, counter_sm
+from hotswap.examples.counter import (
+    Count,
+    Incr,
+    counter_sm,
+    counter_sm2,
+    downgrade_state,
+    upgrade_state,
+)
 from hotswap.node.cli import add_node_command
 from hotswap.node.server import SPIN
 from hotswap.node.service import NodeConfig
@@ -190,3 +199,59 @@ def test_the_spin_is_cut_to_the_timeout(peer: tuple[socket.socket, SocketTranspo
         assert short.spin == 0.01
     finally:
         short.close()
+
+
+def test_a_read_told_not_to_poll_sleeps_at_once(
+    peer: tuple[socket.socket, SocketTransport], alone: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``recv(poll=False)`` never enters the polling loop (which reads the clock each turn):
+    it waits for the reply asleep, and the reply still arrives; ``recv()`` polls first."""
+    other, transport = peer
+    reads: list[float] = []
+
+    def clock() -> float:
+        reads.append(0.0)
+        return time.perf_counter()
+
+    monkeypatch.setattr(blocking, "time", SimpleNamespace(perf_counter=clock))
+    other.sendall(b"late")
+    assert transport.recv(poll=False) == b"late"
+    assert reads == []
+    other.sendall(b"polled")
+    assert transport.recv() == b"polled"
+    assert reads  # the default still polls
+
+
+def test_a_client_polls_for_inputs_and_waits_asleep_for_changes_of_code(tmp_path: Path) -> None:
+    """Over a real connection, the replies to inputs and status are polled for; those to an
+    upgrade and a rollback, which take the node longer, are waited for asleep (a client polling
+    for them would take a core from the node and from the clients whose inputs wait on it)."""
+    with (
+        Served(tmp_path, {"counter": counter_sm}, trace="off") as served,
+        Client(served.address) as c,
+    ):
+        transport = c.transport
+        assert isinstance(transport, SocketTransport)
+        polls: list[tuple[str, bool]] = []
+        read = transport.recv
+        doing = ["send"]
+
+        def recv(poll: bool = True) -> bytes:
+            polls.append((doing[0], poll))
+            return read(poll)
+
+        transport.recv = recv  # type: ignore[method-assign]
+        c.send("counter", Incr())
+        doing[0] = "status"
+        c.status("counter")
+        doing[0] = "upgrade"
+        c.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
+        doing[0] = "rollback"
+        c.rollback("counter", downgrade_state)
+        doing[0] = "send"
+        assert c.send("counter", Count()) == 0  # version 2 counted afresh, rolled back as that
+    by_kind: dict[str, set[bool]] = {}
+    for kind, poll in polls:
+        by_kind.setdefault(kind, set()).add(poll)
+    assert by_kind["send"] == {True} and by_kind["status"] == {True}
+    assert False in by_kind["upgrade"] and False in by_kind["rollback"]
