@@ -13,6 +13,10 @@ The upgrade pause is measured with inputs to a working set
 that fits the cache (the upgrade alone) and, for larger counts, to every key (each input a
 cache miss, so every gap is longer). Figures only; nothing here passes or fails.
 
+After the counts, the node's RSS at twice the largest (2,000,000 by default; the fill and the
+input rounds alone, about a minute; ``HOTSWAP_BENCH_DOUBLE=0`` leaves it out), so that the goal
+"flat when the count doubles" is read at the count of the goal and at its double.
+
 ``HOTSWAP_BENCH_RATES=1`` measures the input rates and the pages alone (a before/after of a
 change to the store's cache-miss path: at 200,000 instances, which miss the default cache as
 1,000,000 do, a run takes about a minute): three rounds of uniform inputs, one of Zipf.
@@ -254,6 +258,25 @@ def _rates(count: int) -> None:
     )
 
 
+def rss_only(count: int) -> int:
+    """The node's RSS (bytes) with ``count`` instances after the same rounds of inputs as
+    :func:`measure` runs (the figures that take longest left out): the count past the
+    largest measured, to see whether RSS stays flat once it doubles."""
+    with tempfile.TemporaryDirectory(prefix="hotswap-bench-") as tmp:
+        data = Path(tmp)
+        _fill(data, count, kill=True)
+        proc, address, _ = start_node(data, "--sweep-rate", "0")
+        try:
+            line = _input_rates(address, count)
+            rss = _rss(proc.pid)
+        finally:
+            stop(proc)
+    print(f"  {count:>9,} instances, RSS only:")
+    print(line)
+    print(f"    node RSS after that, default cache (10,000): {rss / 2**20:,.0f} MiB   goal < 500")
+    return rss
+
+
 def measure(count: int) -> int:
     """Measure and print the figures for ``count`` instances; the node's RSS (bytes)."""
     with tempfile.TemporaryDirectory(prefix="hotswap-bench-") as tmp:
@@ -323,6 +346,10 @@ def main() -> None:
         # the largest counts take minutes: say what is being made
         print(f"  ({count:,} instances: making them, then measuring...)", flush=True)
         rss[count] = measure(count)
+    double = 2 * max(counts)
+    if os.environ.get("HOTSWAP_BENCH_DOUBLE", "1") != "0" and double not in rss:
+        print(f"  ({double:,} instances, for RSS: making them, then the inputs...)", flush=True)
+        rss[double] = rss_only(double)
     for count in counts:
         if 2 * count in rss:
             print(
