@@ -10,6 +10,7 @@ import sqlite3
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -299,3 +300,89 @@ def test_rows_read_ahead_for_inputs_refused_stay_bounded() -> None:
         assert store_module.PREFETCH_KEPT < largest <= store_module.PREFETCH_KEPT + 256
         forgotten = store.load_instance(machine, "k0")  # read ahead, forgotten: read again
         assert forgotten is not None and forgotten.inputs == 1
+
+
+class _FailingReads:
+    """A store's connection whose ``key IN (...)`` reads fail (a disk's I/O error, say); every
+    other statement goes through."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if " IN (" in sql:
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.db, name)
+
+
+def test_a_read_ahead_that_fails_stops_the_conversation_as_a_failed_read_would() -> None:
+    """The store failing under a read ahead is fail-stop: :attr:`Fed.failure` names it, no
+    reply of the batch is sent and nothing after the failure is applied (before, the error
+    came out of ``receive`` as an exception, past the node's handling of failures)."""
+    with MemoryNode({"counter": handbuilt.counter_module}, config=NodeConfig(cache=1)) as node:
+        service = node.service
+        for i in range(8):
+            service.take(i, "counter", None, INCR, False, f"k{i}")
+        service.commit()
+        conversation, client = Conversation(service), ClientConnection()
+        client.receive_data(b"".join(conversation.receive(client.send(Hello())).replies))
+        assert isinstance(client.next_event(), Welcome)
+        store = service.store
+        real, seq = store.db, store.last_seq
+        store.db = _FailingReads(real)  # type: ignore[assignment]
+        try:
+            sends = [Send(10 + i, "counter", INCR, key=f"k{i}") for i in range(8)]
+            fed = conversation.receive(b"".join(client.send(s) for s in sends))
+        finally:
+            store.db = real
+        assert isinstance(fed.failure, StoreError)
+        assert "reading instances of 'counter'" in str(fed.failure)
+        assert fed.replies == [] and conversation.over
+        assert store.last_seq == seq + 1  # the input before the read ahead, never acknowledged
+
+
+def test_states_read_ahead_and_left_are_bounded_in_bytes_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A row read ahead is a whole state: past ``PREFETCH_KEPT_BYTES`` of them since the store
+    last forgot them, a prefetch forgets them first and stops reading once past it, and what
+    it left out is read one key at a time, exactly."""
+    monkeypatch.setattr(store_module, "PREFETCH_KEPT_BYTES", 64)
+    with MemoryNode({"counter": handbuilt.counter_module}) as node:
+        service = node.service
+        for i in range(600):
+            service.take(i, "counter", None, INCR, False, f"k{i}")
+        service.commit()
+        store = service.store
+        machine = service.registry.machines["counter"]
+        store.prefetch(machine, [f"k{i}" for i in range(300)])
+        first = len(store._prefetched)
+        assert 0 < first <= 256  # one query's rows, then no more (each state a byte or so)
+        store.prefetch(machine, [f"k{i}" for i in range(300, 600)])
+        assert not any(key == f"k{i}" for _, key in store._prefetched for i in range(300))
+        service.commit()
+        assert store._prefetched == {}  # the commit forgets what is past the bound
+        for i in (0, 299, 599):
+            instance = store.load_instance(machine, f"k{i}")
+            assert instance is not None and instance.inputs == 1
+
+
+def test_inputs_checked_against_other_code_are_not_read_ahead() -> None:
+    """A ``send_checked`` naming code the machine does not run is refused before its instance
+    is read: reading ahead leaves its key out."""
+    with MemoryNode({"counter": handbuilt.counter_module}, config=NodeConfig(cache=1)) as node:
+        service = node.service
+        for i in range(8):
+            service.take(i, "counter", None, INCR, False, f"k{i}")
+        service.commit()
+        running = service.registry.machines["counter"].identity
+        other = "0" * 64
+        inputs = [
+            (i, ("counter", other if i % 2 else running, INCR, False, f"k{i}")) for i in range(8)
+        ]
+        service.prefetch([(i, (i, *fields)) for i, fields in inputs])
+        kept = {key for _, key in service.store._prefetched}
+        assert kept == {f"k{i}" for i in range(0, 8, 2)}

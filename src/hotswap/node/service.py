@@ -140,8 +140,9 @@ class NodeConfig:
 #: instances they go to (``Service.prefetch``): one query for up to this many keys, which SQLite
 #: answers in about 3.4 us a key where a query of one key costs about 8 us (1,000,000 rows).
 READ_AHEAD = 256
-#: A connection reads ahead when it receives this many bytes at once (two small inputs): with less,
-#: there is one input to take at most, and looking costs a lone client's input 1 us.
+#: A connection reads ahead when it receives this many bytes at once (two small inputs): with
+#: less, there is one input to take at most, and looking costs a lone client's input 1 us. (A
+#: lone larger input looks, and finds one frame: ``look_ahead`` reads nothing then.)
 READ_AHEAD_FROM = 64
 
 #: At most this many refusals of each kind are traced a second (the rest are counted): those
@@ -449,8 +450,14 @@ class Service:
         hint: what it reads is what those reads would find, and a key it reads for nothing
         costs a row read."""
         keys: dict[str, list[str]] = {}
+        machines = self.registry.machines
         for _, fields in inputs:
             key = fields[5]
+            code = fields[2]
+            if code is not None:
+                machine = machines.get(fields[1])
+                if machine is not None and code != machine.identity:
+                    continue  # refused as other code's (wrong_version) before it is read
             if key is not None:  # of 1 to 256 bytes (read_request checks)
                 name = fields[1]
                 named = keys.get(name)
@@ -458,7 +465,6 @@ class Service:
                     keys[name] = [key]
                 else:
                     named.append(key)
-        machines = self.registry.machines
         for name, named in keys.items():
             machine = machines.get(name)
             if machine is not None and len(named) > 1:
@@ -943,8 +949,11 @@ class Conversation:
                         self._duplicate(fields[0], fed)
                         break
                     self._take(fields, fed, unanswered)
-                    if look and fields[5] is not None and not conn.ahead:
-                        look = self._read_ahead()  # keyed: the next ones likely are too
+                    if look and fields[5] is not None and not conn.ahead and not self.over:
+                        try:  # keyed: the next ones likely are too
+                            look = self._read_ahead()
+                        except Exception as e:  # noqa: BLE001 - _failed stops the conversation
+                            self._failed(fed, "reading ahead", e)  # as a read of one would
                     continue
             try:
                 event = self.conn.next_event()

@@ -370,6 +370,10 @@ _ABSENT: tuple[()] = ()
 #: (their inputs were refused: a stream of refused inputs would otherwise pile them up until
 #: the commit): the rows read ahead stay under this plus a query's worth.
 PREFETCH_KEPT = 4 * _PREFETCH_SIZES[-1]
+#: ... or once the states read ahead since it last forgot them pass this many bytes (a row is
+#: a whole state, of up to ``MAX_STATE_BYTES``): what is read ahead stays under this plus a
+#: query's rows, and a prefetch that passes it reads nothing more.
+PREFETCH_KEPT_BYTES = 16 << 20
 #: The columns of a change of code: those of schema 2 and who made it (schema 4).
 _CHANGE = (
     "(seq, machine, kind, identity, payload, migration, inputs, time, trial, until, principal, "
@@ -700,6 +704,8 @@ class Store:
         #: seq; ``_ABSENT``: none), taken by :meth:`load_instance`; forgotten when the table's
         #: row is written (:meth:`_forget_prefetched`, :meth:`log_delete`), so it is the row.
         self._prefetched: dict[tuple[str, str], tuple[int, bytes, int, int] | tuple[()]] = {}
+        #: The bytes of the states read ahead since ``_prefetched`` was last cleared.
+        self._prefetched_bytes = 0
         #: The input log beside the database (``inputlog``), and the rows written to it
         #: since SQLite last took them: queries and full commits write these first.
         self._log: InputLog | None = None
@@ -1011,7 +1017,7 @@ class Store:
         self._pending_keyed.clear()
         self._unsaved.clear()
         self._unsaved_since.clear()
-        self._prefetched.clear()
+        self._forget_all_prefetched()
         self._logged_written = False
         self.last_seq = self._committed_seq
 
@@ -1486,8 +1492,8 @@ class Store:
         (:meth:`_quiet_bound`), with no checkpoint queued, no transaction open (a change of
         code, a delete) and no collection due, a commit writes the inputs and the position
         and skips the checks (a third of a lone input's commit)."""
-        if len(self._prefetched) > PREFETCH_KEPT:  # read ahead for inputs refused since
-            self._prefetched.clear()
+        if len(self._prefetched) > PREFETCH_KEPT or self._prefetched_bytes > PREFETCH_KEPT_BYTES:
+            self._forget_all_prefetched()  # read ahead for inputs refused since
         if (
             self.last_seq < self._quiet_until
             and machines is self._quiet_machines
@@ -1995,8 +2001,8 @@ class Store:
         about 3.4 us so, against 8 us for a query of its own (docs/design.md)."""
         name = machine.name
         unsaved, back, fetched = self._unsaved, self._write_back, self._prefetched
-        if len(fetched) > PREFETCH_KEPT:  # rows read for inputs refused since (bounded)
-            fetched.clear()
+        if len(fetched) > PREFETCH_KEPT or self._prefetched_bytes > PREFETCH_KEPT_BYTES:
+            self._forget_all_prefetched()  # rows read for inputs refused since (bounded)
         wanted = []
         for key in dict.fromkeys(keys):
             where = (name, key)
@@ -2012,12 +2018,19 @@ class Store:
                     _PREFETCH[size], (name, *chunk)
                 ):
                     fetched[name, key] = (generation, data, inputs, seq)
+                    self._prefetched_bytes += len(data)
                 for key in chunk:
                     fetched.setdefault((name, key), _ABSENT)
+                if self._prefetched_bytes > PREFETCH_KEPT_BYTES:
+                    break  # large states: the rest are read one at a time, as they come
         except sqlite3.Error as e:
             raise StoreError(
                 f"reading instances of {name!r} from {self.path} failed: {e}"
             ) from None
+
+    def _forget_all_prefetched(self) -> None:
+        self._prefetched.clear()
+        self._prefetched_bytes = 0
 
     def _forget_prefetched(self, *written: list[Row]) -> None:
         """Before the rows ``written`` replace theirs in the table: forget what

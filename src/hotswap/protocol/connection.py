@@ -389,9 +389,10 @@ class ServerConnection(Connection):
         """The inputs :meth:`next_input` will hand out next (up to ``limit``, each with its
         payload's length), read now and kept for it, so each frame is read once: a node reads
         ahead the instances they go to in one query. It stops at the first frame that is not
-        such an input, and reads nothing while inputs read ahead are left, unless the
-        conversation is ready with no reply owed, or unless more than one frame has arrived
-        (whole or not); the frames stay in the buffer until :meth:`next_input` takes them."""
+        such an input. It reads nothing (and returns what is left) while inputs read ahead are
+        left, while the connection is not ready or owes a reply, and while at most one frame
+        has arrived (whole or not); the frames stay in the buffer until :meth:`next_input`
+        takes them."""
         ahead = self.ahead
         if ahead or self._state is not READY or self._pending:
             return ahead
