@@ -32,15 +32,6 @@ THRESHOLD = 64 * 1024
 TIMEOUT = 60.0
 #: Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005).
 SWITCH_INTERVAL = 0.001
-#: The cyclic collector's thresholds while a node serves (Python's are 700, 10, 10). Each
-#: input leaves a tracked object or two (a row, a reply, an instance's state) that lives
-#: past the next youngest collection, and with Python's thresholds a node at 200,000 keyed
-#: instances spent 0.7 s of every 15 s in the collector: 1,065 youngest collections, 96 of
-#: the middle one (1.2 ms each) and 9 full ones (35 ms each, walking every live instance).
-#: With these and startup frozen: 0.3 s, 42 (3 ms each), 2 (32 ms) and 1 (16 ms): fewer,
-#: longer stops, less time in all. Nothing the node keeps depends on the collector (its
-#: structures hold no cycles); what cycles there are wait for the collections still made.
-GC_THRESHOLDS = (20_000, 20, 20)
 
 _CHILD = (
     "import marshal, sys\n"
@@ -81,9 +72,15 @@ def keep_the_loop_free() -> None:
     """What a node does before it serves: compile large generated sources in child processes,
     let a thread waiting for the GIL (the event loop's, while an upgrade's modules load on
     a worker thread) have it within :data:`SWITCH_INTERVAL` rather than Python's 5 ms, and
-    tune the cyclic garbage collector (:data:`GC_THRESHOLDS`): what startup made (modules,
-    compiled code, recovered states) is frozen out of its collections."""
+    freeze what startup made (modules, compiled code, recovered states) out of the cyclic
+    garbage collector's collections, which then walk only what came after.
+
+    At 200,000 keyed instances the collector's full collections took 35 ms each (median of
+    nine in 15 s), walking every live object; with startup frozen, 14 ms. No collection comes
+    first: one would walk a large recovered state for nothing. (Collecting less often, with
+    thresholds of 20,000, 20, 20, spent less time in the collector but cost about a tenth of
+    the inputs a second over 1,000,000 instances in two alternating rounds: a larger youngest
+    generation is walked where the processor's caches no longer hold it. Not kept.)"""
     codegen.set_compiler(compile_source)
     sys.setswitchinterval(SWITCH_INTERVAL)
-    gc.freeze()  # no collection first: a recovered state of millions of objects would cost
-    gc.set_threshold(*GC_THRESHOLDS)  # the restart a walk of them all, to free next to nothing
+    gc.freeze()
