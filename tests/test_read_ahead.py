@@ -18,7 +18,7 @@ from hotswap.errors import StoreError
 from hotswap.examples import handbuilt
 from hotswap.node import store as store_module
 from hotswap.node.memory import MemoryNode
-from hotswap.node.service import Conversation, NodeConfig
+from hotswap.node.service import Conversation, NodeConfig, Service
 from hotswap.node.store import Store
 from hotswap.protocol import ClientConnection, Hello, ServerConnection, Status, Welcome
 from hotswap.protocol.codec import encode_message
@@ -282,15 +282,20 @@ def test_a_failed_read_ahead_is_a_store_error_naming_the_machine() -> None:
             store.db = db
 
 
+def _make(service: Service, count: int) -> None:
+    """Instances ``k0`` to ``k{count - 1}`` of the counter, an input each, committed."""
+    for i in range(count):
+        service.take(i, "counter", None, INCR, False, f"k{i}")
+    service.commit()
+
+
 def test_rows_read_ahead_for_inputs_refused_stay_bounded() -> None:
     """Inputs refused before their instance is read (a checked send to other code, say) leave
     the rows read for them: however many come between two commits, the store keeps at most
     ``PREFETCH_KEPT`` and a query's worth."""
     with MemoryNode({"counter": handbuilt.counter_module}) as node:
         service = node.service
-        for i in range(3000):
-            service.take(i, "counter", None, INCR, False, f"k{i}")
-        service.commit()
+        _make(service, 3000)
         store = service.store
         machine = service.registry.machines["counter"]
         largest = 0
@@ -324,9 +329,7 @@ def test_a_read_ahead_that_fails_stops_the_conversation_as_a_failed_read_would()
     came out of ``receive`` as an exception, past the node's handling of failures)."""
     with MemoryNode({"counter": handbuilt.counter_module}, config=NodeConfig(cache=1)) as node:
         service = node.service
-        for i in range(8):
-            service.take(i, "counter", None, INCR, False, f"k{i}")
-        service.commit()
+        _make(service, 8)
         conversation, client = Conversation(service), ClientConnection()
         client.receive_data(b"".join(conversation.receive(client.send(Hello())).replies))
         assert isinstance(client.next_event(), Welcome)
@@ -353,9 +356,7 @@ def test_states_read_ahead_and_left_are_bounded_in_bytes_too(
     monkeypatch.setattr(store_module, "PREFETCH_KEPT_BYTES", 64)
     with MemoryNode({"counter": handbuilt.counter_module}) as node:
         service = node.service
-        for i in range(600):
-            service.take(i, "counter", None, INCR, False, f"k{i}")
-        service.commit()
+        _make(service, 600)
         store = service.store
         machine = service.registry.machines["counter"]
         store.prefetch(machine, [f"k{i}" for i in range(300)])
@@ -375,9 +376,7 @@ def test_inputs_checked_against_other_code_are_not_read_ahead() -> None:
     is read: reading ahead leaves its key out."""
     with MemoryNode({"counter": handbuilt.counter_module}, config=NodeConfig(cache=1)) as node:
         service = node.service
-        for i in range(8):
-            service.take(i, "counter", None, INCR, False, f"k{i}")
-        service.commit()
+        _make(service, 8)
         running = service.registry.machines["counter"].identity
         other = "0" * 64
         inputs = [
