@@ -47,12 +47,12 @@ def test_a_served_node_freezes_what_startup_made() -> None:
         "from hotswap.node.compiling import keep_the_loop_free\n"
         "before = gc.get_threshold()\n"
         "keep_the_loop_free()\n"
-        "print(before, gc.get_threshold(), gc.get_freeze_count() > 1000)\n"
+        "print(before == gc.get_threshold(), gc.get_freeze_count() > 1000)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split("\n")[0]
-    assert out == "(700, 10, 10) (700, 10, 10) True"
+    assert out == "True True"  # Python's own thresholds kept; startup frozen
 
 
 def _workload(data: Path) -> int:

@@ -350,18 +350,25 @@ def test_a_read_ahead_that_fails_stops_the_conversation_as_a_failed_read_would()
 def test_states_read_ahead_and_left_are_bounded_in_bytes_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A row read ahead is a whole state: past ``PREFETCH_KEPT_BYTES`` of them since the store
-    last forgot them, a prefetch forgets them first and stops reading once past it, and what
-    it left out is read one key at a time, exactly."""
+    """A row read ahead is a whole state: a prefetch stops at the row that takes the states
+    read ahead since the store last forgot them past ``PREFETCH_KEPT_BYTES``, the next one
+    forgets them first, and what it left out is read one key at a time, exactly: a key of
+    the query it stopped in is not taken for one without a row."""
     monkeypatch.setattr(store_module, "PREFETCH_KEPT_BYTES", 64)
     with MemoryNode({"counter": handbuilt.counter_module}) as node:
         service = node.service
         _make(service, 600)
         store = service.store
         machine = service.registry.machines["counter"]
-        store.prefetch(machine, [f"k{i}" for i in range(300)])
-        first = len(store._prefetched)
-        assert 0 < first <= 256  # one query's rows, then no more (each state a byte or so)
+        wanted = [key for i in range(150) for key in (f"k{i}", f"none{i}")]  # half have rows
+        store.prefetch(machine, wanted)
+        first = dict(store._prefetched)
+        assert 0 < len(first) < 100 and () not in first.values()  # stopped within the query
+        assert store._prefetched_bytes > 64
+        for i in range(150):  # before any commit: those read ahead, and those left out
+            instance = store.load_instance(machine, f"k{i}")
+            assert instance is not None and instance.inputs == 1, i
+            assert store.load_instance(machine, f"none{i}") is None
         store.prefetch(machine, [f"k{i}" for i in range(300, 600)])
         assert not any(key == f"k{i}" for _, key in store._prefetched for i in range(300))
         service.commit()

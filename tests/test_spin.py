@@ -16,7 +16,7 @@ import pytest
 
 from hotswap.client import Client, blocking
 from hotswap.client.blocking import SocketTransport
-from hotswap.code import Upgrade
+from hotswap.code import Upgrade, module_bytes
 from hotswap.errors import NodeError
 from hotswap.examples.counter import (
     Count,
@@ -29,6 +29,7 @@ from hotswap.examples.counter import (
 from hotswap.node.cli import add_node_command
 from hotswap.node.server import SPIN
 from hotswap.node.service import NodeConfig
+from hotswap.protocol.events import Status, Upgraded, UpgradeRequest
 from served import Served
 
 
@@ -255,3 +256,55 @@ def test_a_client_polls_for_inputs_and_waits_asleep_for_changes_of_code(tmp_path
         by_kind.setdefault(kind, set()).add(poll)
     assert by_kind["send"] == {True} and by_kind["status"] == {True}
     assert False in by_kind["upgrade"] and False in by_kind["rollback"]
+
+
+class _OwnRecv(SocketTransport):
+    """A caller's transport that overrides ``recv`` with the Transport protocol's signature."""
+
+    def recv(self) -> bytes:  # type: ignore[override]
+        return super().recv()
+
+
+def test_a_transport_of_the_callers_is_read_as_the_protocol_says(tmp_path: Path) -> None:
+    """A subclass whose ``recv`` takes no ``poll`` still upgrades: only SocketTransport's own
+    ``recv`` is told not to poll."""
+    with Served(tmp_path, {"counter": counter_sm}, trace="off") as served:
+        client = Client(transport=_OwnRecv(served.address, timeout=5.0))
+        try:
+            client.send("counter", Incr())
+            client.upgrade("counter", Upgrade(counter_sm, counter_sm2, upgrade_state))
+            assert client.send("counter", Count()) == 0
+        finally:
+            client.close()
+
+
+def test_in_a_pipeline_only_the_change_of_code_is_waited_for_asleep(tmp_path: Path) -> None:
+    """Each reply of a pipeline is read as its own request's would be: a query ahead of an
+    upgrade is polled for."""
+    with (
+        Served(tmp_path, {"counter": counter_sm}, trace="off") as served,
+        Client(served.address) as c,
+    ):
+        transport = c.transport
+        assert isinstance(transport, SocketTransport)
+        polls: list[bool] = []
+        read = transport.recv
+
+        def recv(poll: bool = True) -> bytes:
+            polls.append(poll)
+            return read(poll)
+
+        transport.recv = recv  # type: ignore[method-assign]
+        session = c.session
+        upgrade = UpgradeRequest(
+            session.request_id(),
+            "counter",
+            counter_sm.identity,
+            module_bytes(counter_sm2, "the new machine"),
+            module_bytes(upgrade_state, "the migration"),
+        )
+        replies = c.pipeline([Status(session.request_id(), "counter"), upgrade])
+        assert isinstance(replies[1], Upgraded), replies
+    # the status's reply is polled for (it may come with the upgrade's, in one read); with
+    # one decision for the whole pipeline, nothing in it was
+    assert polls[0] is True

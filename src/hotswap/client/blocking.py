@@ -194,7 +194,9 @@ class Client:
 
     Over plain TCP, a reply is polled for ``spin`` seconds (:data:`SPIN`, half a millisecond;
     at most :data:`MAX_SPIN` and ``timeout``; the node's ``--spin`` is in microseconds) before
-    the thread sleeps for it: most replies come within that, and a thread woken from
+    the thread sleeps for it, except the reply to a change of code (an upgrade, a rollback, a
+    dry run, a trial's end, a release, a deploy), which takes the node longer and is waited
+    for asleep at once: most replies come within that, and a thread woken from
     sleep costs the machine more than the node's work for a small input. Only a process of one
     thread polls: a thread that polls holds a core and, between its reads, the interpreter's
     lock, which other threads need (16 threads with a client each, on two cores, made half the
@@ -274,10 +276,12 @@ class Client:
     def _receive(self, poll: bool = True) -> None:
         try:
             transport = self.transport
-            if poll or not isinstance(transport, SocketTransport):
+            # only SocketTransport's own recv takes ``poll``: a transport of the caller's (a
+            # subclass's recv included) is called as the Transport protocol says
+            if poll or type(transport).recv is not SocketTransport.recv:
                 data = transport.recv()
             else:
-                data = transport.recv(poll=False)
+                data = cast(SocketTransport, transport).recv(poll=False)
         except TimeoutError:
             raise self.wire.timed_out() from None
         except OSError as e:
@@ -299,8 +303,7 @@ class Client:
             raise
         try:
             self._write(data)
-            poll = not any(isinstance(event, _WAITED_ASLEEP) for event in events)
-            return [self._next(poll) for _ in events]
+            return [self._next(not isinstance(event, _WAITED_ASLEEP)) for event in events]
         except BaseException as e:  # no reply: a late one must never answer a later request
             self.wire.unanswered(e)
             self.transport.close()

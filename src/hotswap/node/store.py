@@ -371,8 +371,8 @@ _ABSENT: tuple[()] = ()
 #: the commit): the rows read ahead stay under this plus a query's worth.
 PREFETCH_KEPT = 4 * _PREFETCH_SIZES[-1]
 #: ... or once the states read ahead since it last forgot them pass this many bytes (a row is
-#: a whole state, of up to ``MAX_STATE_BYTES``): what is read ahead stays under this plus a
-#: query's rows, and a prefetch that passes it reads nothing more.
+#: a whole state, of up to ``MAX_STATE_BYTES``): a prefetch that passes it stops at that row,
+#: so what is read ahead stays under this plus one state.
 PREFETCH_KEPT_BYTES = 16 << 20
 #: The columns of a change of code: those of schema 2 and who made it (schema 4).
 _CHANGE = (
@@ -2014,15 +2014,20 @@ class Store:
                 chunk = wanted[start : start + largest]
                 size = next(n for n in _PREFETCH_SIZES if n >= len(chunk))
                 chunk += [chunk[-1]] * (size - len(chunk))
-                for key, generation, data, inputs, seq in self.db.execute(
-                    _PREFETCH[size], (name, *chunk)
-                ):
+                rows = self.db.execute(_PREFETCH[size], (name, *chunk))
+                for key, generation, data, inputs, seq in rows:
                     fetched[name, key] = (generation, data, inputs, seq)
                     self._prefetched_bytes += len(data)
-                for key in chunk:
-                    fetched.setdefault((name, key), _ABSENT)
-                if self._prefetched_bytes > PREFETCH_KEPT_BYTES:
-                    break  # large states: the rest are read one at a time, as they come
+                    if self._prefetched_bytes > PREFETCH_KEPT_BYTES:
+                        break
+                else:  # every row of the chunk read: its keys without one have none
+                    for key in chunk:
+                        fetched.setdefault((name, key), _ABSENT)
+                    continue
+                # large states: the rest, read one at a time as their inputs come (a key of
+                # this chunk not read is not known to have no row: none is marked absent)
+                rows.close()
+                break
         except sqlite3.Error as e:
             raise StoreError(
                 f"reading instances of {name!r} from {self.path} failed: {e}"
