@@ -278,7 +278,7 @@ def test_a_transport_of_the_callers_is_read_as_the_protocol_says(tmp_path: Path)
             client.close()
 
 
-def test_in_a_pipeline_only_the_change_of_code_is_waited_for_asleep(tmp_path: Path) -> None:
+def test_in_a_pipeline_a_query_ahead_of_an_upgrade_is_polled_for(tmp_path: Path) -> None:
     """Each reply of a pipeline is read as its own request's would be: a query ahead of an
     upgrade is polled for."""
     with (

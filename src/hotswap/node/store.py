@@ -1492,8 +1492,7 @@ class Store:
         (:meth:`_quiet_bound`), with no checkpoint queued, no transaction open (a change of
         code, a delete) and no collection due, a commit writes the inputs and the position
         and skips the checks (a third of a lone input's commit)."""
-        if len(self._prefetched) > PREFETCH_KEPT or self._prefetched_bytes > PREFETCH_KEPT_BYTES:
-            self._forget_all_prefetched()  # read ahead for inputs refused since
+        self._bound_prefetched()
         if (
             self.last_seq < self._quiet_until
             and machines is self._quiet_machines
@@ -2000,9 +1999,8 @@ class Store:
         :meth:`load_instance` finds those first. Measured on 1,000,000 rows, a key costs
         about 3.4 us so, against 8 us for a query of its own (docs/design.md)."""
         name = machine.name
+        self._bound_prefetched()
         unsaved, back, fetched = self._unsaved, self._write_back, self._prefetched
-        if len(fetched) > PREFETCH_KEPT or self._prefetched_bytes > PREFETCH_KEPT_BYTES:
-            self._forget_all_prefetched()  # rows read for inputs refused since (bounded)
         wanted = []
         for key in dict.fromkeys(keys):
             where = (name, key)
@@ -2036,6 +2034,13 @@ class Store:
     def _forget_all_prefetched(self) -> None:
         self._prefetched.clear()
         self._prefetched_bytes = 0
+
+    def _bound_prefetched(self) -> None:
+        """Forget what was read ahead once past :data:`PREFETCH_KEPT` rows or
+        :data:`PREFETCH_KEPT_BYTES` of states (left by inputs refused since: a stream of them
+        would otherwise pile rows up until a commit)."""
+        if len(self._prefetched) > PREFETCH_KEPT or self._prefetched_bytes > PREFETCH_KEPT_BYTES:
+            self._forget_all_prefetched()
 
     def _forget_prefetched(self, *written: list[Row]) -> None:
         """Before the rows ``written`` replace theirs in the table: forget what
